@@ -1,0 +1,31 @@
+import { z } from 'zod';
+import { ConfigError } from '../lib';
+import { formatIssues } from './load';
+import { JOB_TYPE_NAME } from './schema';
+
+export const agentOptionsSchema = z
+  .object({
+    master: z.string().regex(/^wss?:\/\/[^/]+/, 'expected a ws:// or wss:// URL of the master\'s agent listener'),
+    token: z.string({ error: 'required (--token or SPILLWAY_AGENT_TOKEN)' }).min(1, 'required (--token or SPILLWAY_AGENT_TOKEN)'),
+    name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, 'agent names are letters, digits, "_", "-" and "."'),
+    location: z.enum(['onprem', 'cloud'], { error: 'expected "onprem" or "cloud"' }).default('onprem'),
+    jobTypes: z.array(z.string().regex(JOB_TYPE_NAME, 'not a valid job type name')).min(1, 'at least one job type'),
+    executors: z.number({ error: 'expected a positive integer' }).int().positive().default(1),
+    labels: z.array(z.string().min(1)).default([]),
+    instanceId: z.string().min(1).optional(),
+    /** Overrides of what the agent detects about its machine. */
+    os: z.string().min(1).optional(),
+    cpus: z.number().int().positive().optional(),
+    memoryMb: z.number().int().positive().optional(),
+    /** Where builds run; each gets a fresh directory below it. */
+    workDir: z.string().min(1).optional(),
+  })
+  .strict();
+
+export type AgentOptions = z.output<typeof agentOptionsSchema>;
+
+export function parseAgentOptions(raw: unknown): AgentOptions {
+  const r = agentOptionsSchema.safeParse(raw);
+  if (!r.success) throw new ConfigError('agent options', formatIssues(r.error.issues));
+  return Object.freeze(r.data);
+}

@@ -1,0 +1,88 @@
+import { z } from 'zod';
+
+const posInt = () => z.number({ error: 'expected a positive integer' }).int().positive();
+const port = () =>
+  z.number({ error: 'expected a port number (0-65535)' }).int().min(0).max(65535);
+
+/** Queue names become Redis key parts and URL segments, so keep them plain. */
+export const JOB_TYPE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
+export const jobTypeSchema = z
+  .object({
+    /** Shown on the dashboard and in `spillway status`. */
+    description: z.string().optional(),
+    /** Timeout for a build whose payload names none. @defaultValue 3600 */
+    timeoutSec: posInt().default(3600),
+    /** Attempts for jobs submitted through the API or `spillway submit`. @defaultValue 3 */
+    attempts: posInt().default(3),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    redis: z
+      .object({
+        url: z.string().regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL').default('redis://127.0.0.1:6379'),
+        /** BullMQ's key prefix; producers must use the same one. @defaultValue 'bull' */
+        queuePrefix: z.string().min(1).default('bull'),
+        /** Prefix of spillway's own keys (build records, logs). @defaultValue 'spillway' */
+        keyPrefix: z.string().min(1).default('spillway'),
+      })
+      .strict()
+      .prefault({}),
+    http: z
+      .object({
+        host: z.string().min(1).default('127.0.0.1'),
+        port: port().default(8080),
+        /** Largest accepted request body. @defaultValue 1048576 */
+        bodyLimitBytes: posInt().default(1024 * 1024),
+      })
+      .strict()
+      .prefault({}),
+    agents: z
+      .object({
+        /** Bind the agent listener to the VPN address in production. @defaultValue '0.0.0.0' */
+        host: z.string().min(1).default('0.0.0.0'),
+        port: port().default(8081),
+        /** Shared secret every agent presents. Required; or set SPILLWAY_AGENT_TOKEN. */
+        token: z.string({ error: 'required (or set SPILLWAY_AGENT_TOKEN)' }).min(8, 'must be at least 8 characters'),
+        /** How often agents send a heartbeat. @defaultValue 5 */
+        heartbeatSec: z.number({ error: 'expected a positive number' }).positive().default(5),
+        /** An agent silent for this long is lost and its builds are retried. @defaultValue 20 */
+        lostAfterSec: z.number({ error: 'expected a positive number' }).positive().default(20),
+        /** An agent must say hello within this time after connecting. @defaultValue 10 */
+        helloTimeoutSec: z.number({ error: 'expected a positive number' }).positive().default(10),
+        /** Frames larger than this close the connection (1009). @defaultValue 1048576 */
+        maxFrameBytes: posInt().default(1024 * 1024),
+      })
+      .strict(),
+    jobTypes: z
+      .record(
+        z.string().regex(JOB_TYPE_NAME, 'job type names are letters, digits, "_", "-" and "."'),
+        jobTypeSchema.prefault({}),
+      )
+      .refine((r) => Object.keys(r).length > 0, 'at least one job type is required'),
+    builds: z
+      .object({
+        /** How many finished build records to keep. @defaultValue 1000 */
+        keep: posInt().default(1000),
+        /** Log bytes kept per build; the rest is cut with a marker. @defaultValue 1048576 */
+        logMaxBytes: posInt().default(1024 * 1024),
+        /** Lock on a job a master holds while its build runs; renewed at half. @defaultValue 30000 */
+        lockMs: posInt().default(30_000),
+      })
+      .strict()
+      .prefault({}),
+    log: z
+      .object({
+        level: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
+        format: z.enum(['json', 'pretty']).default('json'),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+/** The validated, defaulted, frozen configuration of a master. */
+export type Config = z.output<typeof configSchema>;
+export type JobTypeConfig = z.output<typeof jobTypeSchema>;

@@ -1,0 +1,49 @@
+/**
+ * The error catalogue. Every error spillway raises on purpose carries a stable `code` that
+ * scripts and tests can match on, and says whether the caller should retry later or give up.
+ */
+export type ErrorDisposition = 'retry' | 'fatal';
+
+export abstract class SpillwayError extends Error {
+  abstract readonly code: string;
+  abstract readonly disposition: ErrorDisposition;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** The configuration file or an override is invalid; `problems` lists every one found. */
+export class ConfigError extends SpillwayError {
+  readonly code = 'SPILLWAY_E_CONFIG';
+  readonly disposition = 'fatal';
+  constructor(
+    readonly source: string,
+    readonly problems: readonly string[],
+  ) {
+    super(`invalid configuration in ${source}:\n  ${problems.join('\n  ')}`);
+  }
+}
+
+/** A job's data does not match the job payload schema; the job can never succeed. */
+export class InvalidJobError extends SpillwayError {
+  readonly code = 'SPILLWAY_E_JOB_INVALID';
+  readonly disposition = 'fatal';
+}
+
+/** A request to the HTTP API was malformed or named something that does not exist. */
+export class BadRequestError extends SpillwayError {
+  readonly code = 'SPILLWAY_E_BAD_REQUEST';
+  readonly disposition = 'fatal';
+}
+
+export class NotFoundError extends SpillwayError {
+  readonly code = 'SPILLWAY_E_NOT_FOUND';
+  readonly disposition = 'fatal';
+}
+
+/** The master could not be reached or answered with a server error; try again later. */
+export class MasterUnavailableError extends SpillwayError {
+  readonly code = 'SPILLWAY_E_MASTER_UNAVAILABLE';
+  readonly disposition = 'retry';
+}

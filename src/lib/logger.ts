@@ -1,0 +1,110 @@
+import winston from 'winston';
+import Transport from 'winston-transport';
+import type { LogEvent } from './log-events';
+
+export type LogFields = Record<string, unknown>;
+export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+
+/** A structured logger: one declared event per line, with fields instead of interpolation. */
+export interface Logger {
+  error(event: LogEvent, fields?: LogFields): void;
+  warn(event: LogEvent, fields?: LogFields): void;
+  info(event: LogEvent, fields?: LogFields): void;
+  debug(event: LogEvent, fields?: LogFields): void;
+  /** A logger whose every line also carries `fields` (component, agent, job id...). */
+  child(fields: LogFields): Logger;
+}
+
+export interface LogEntry extends LogFields {
+  level: LogLevel;
+  event: LogEvent;
+}
+
+export interface LoggerOptions {
+  /** @defaultValue 'info' */
+  level?: LogLevel;
+  /** `json`: one JSON object per line; `pretty`: for a human at a terminal. @defaultValue 'json' */
+  format?: 'json' | 'pretty';
+  /** Where lines go. @defaultValue process.stderr */
+  stream?: NodeJS.WritableStream;
+  /** Receives every entry as an object as well (tests assert on events through it). */
+  sink?: (entry: LogEntry) => void;
+  /** Log nothing at all except to `sink`. */
+  silent?: boolean;
+}
+
+const SECRET_KEY = /token|secret|password|authorization|credential/i;
+
+/** Replaces the values of secret-looking keys, at any depth, so secrets never reach a log. */
+export function redact(value: unknown, depth = 0): unknown {
+  if (depth > 6 || value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map((v) => redact(v, depth + 1));
+  if (value instanceof Error) return { name: value.name, message: value.message };
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) {
+    out[k] = SECRET_KEY.test(k) && v !== undefined ? '[redacted]' : redact(v, depth + 1);
+  }
+  return out;
+}
+
+class SinkTransport extends Transport {
+  constructor(private readonly sink: (entry: LogEntry) => void) {
+    super();
+  }
+  override log(info: LogEntry, next: () => void): void {
+    this.sink(info);
+    next();
+  }
+}
+
+const pretty = winston.format.printf((info) => {
+  const { level, event, message: _m, timestamp, ...rest } = info;
+  const fields = Object.entries(rest)
+    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+    .join(' ');
+  return `${String(timestamp)} ${level} ${String(event)} ${fields}`;
+});
+
+const redactFormat = winston.format((info) => {
+  for (const [k, v] of Object.entries(info)) {
+    if (typeof k === 'string') info[k] = SECRET_KEY.test(k) ? '[redacted]' : redact(v);
+  }
+  return info;
+});
+
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const transports: Transport[] = [];
+  if (!options.silent) {
+    transports.push(
+      new winston.transports.Stream({
+        stream: options.stream ?? process.stderr,
+        format:
+          options.format === 'pretty'
+            ? winston.format.combine(winston.format.timestamp(), pretty)
+            : winston.format.combine(winston.format.timestamp(), winston.format.json()),
+      }),
+    );
+  }
+  if (options.sink) transports.push(new SinkTransport(options.sink));
+  if (transports.length === 0) transports.push(new winston.transports.Console({ silent: true }));
+  const root = winston.createLogger({
+    level: options.level ?? 'info',
+    format: redactFormat(),
+    transports,
+  });
+  return wrap(root);
+}
+
+function wrap(w: winston.Logger): Logger {
+  const emit = (level: LogLevel) => (event: LogEvent, fields?: LogFields) => {
+    if (!w.isLevelEnabled(level)) return;
+    w.log({ level, message: '', event, ...fields });
+  };
+  return {
+    error: emit('error'),
+    warn: emit('warn'),
+    info: emit('info'),
+    debug: emit('debug'),
+    child: (fields) => wrap(w.child(fields)),
+  };
+}

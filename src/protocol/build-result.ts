@@ -1,0 +1,57 @@
+import { constants } from 'node:os';
+import { z } from 'zod';
+
+/** What happened to one build, as the agent observed it. */
+export const buildResultSchema = z
+  .object({
+    exitCode: z.number().int().nullable(),
+    signal: z.string().nullable(),
+    timedOut: z.boolean(),
+    /** Set when the command could not be started at all (e.g. ENOENT). */
+    error: z.string().optional(),
+    startedAt: z.number(),
+    finishedAt: z.number(),
+  })
+  .strict();
+
+export type BuildResult = z.output<typeof buildResultSchema>;
+
+export type BuildOutcome = 'success' | 'failure' | 'timeout' | 'signal' | 'error';
+
+export function outcomeOf(r: BuildResult): BuildOutcome {
+  if (r.error !== undefined) return 'error';
+  if (r.timedOut) return 'timeout';
+  if (r.signal !== null) return 'signal';
+  return r.exitCode === 0 ? 'success' : 'failure';
+}
+
+/** One line for humans and for BullMQ's failedReason: "exited 2", "timed out after 30s"... */
+export function describeResult(r: BuildResult, timeoutSec?: number): string {
+  switch (outcomeOf(r)) {
+    case 'success':
+      return 'exited 0';
+    case 'failure':
+      return `exited ${r.exitCode}`;
+    case 'timeout':
+      return timeoutSec ? `timed out after ${timeoutSec}s` : 'timed out';
+    case 'signal':
+      return `killed by ${r.signal}`;
+    case 'error':
+      return `could not start: ${r.error}`;
+  }
+}
+
+/** The exit code a shell would report for this result (128+n for signals). */
+export function exitCodeOf(r: BuildResult): number {
+  if (r.exitCode !== null) return r.exitCode;
+  if (r.timedOut) return 124;
+  if (r.signal) {
+    const n = signalNumber(r.signal);
+    return n ? 128 + n : 1;
+  }
+  return r.error !== undefined ? 127 : 1;
+}
+
+function signalNumber(name: string): number | undefined {
+  return (constants.signals as Record<string, number | undefined>)[name];
+}

@@ -1,0 +1,121 @@
+import { z } from 'zod';
+import { buildResultSchema } from './build-result';
+import { jobPayloadSchema } from './job-payload';
+
+/** Bumped when a frame changes incompatibly; the master refuses other versions. */
+export const PROTOCOL_VERSION = 1;
+
+/** Close codes the master uses, so an agent (and a human reading its log) knows why. */
+export const CloseCode = {
+  /** Token wrong or missing: the agent must not retry with the same token. */
+  unauthorized: 4401,
+  /** The first frame was not a valid hello, or came too late. */
+  badHello: 4400,
+  /** Another live connection already uses this agent name. */
+  duplicateName: 4409,
+  /** Heartbeats stopped; the master declared the agent lost. */
+  lost: 4408,
+  /** Protocol version mismatch. */
+  version: 4426,
+  /** Too many rejected frames. */
+  tooManyErrors: 4429,
+  /** The master is shutting down; reconnect later. */
+  goingAway: 1001,
+} as const;
+
+/** A job the agent holds: the queue, the BullMQ id, and the lock token the master gave it. */
+const heldJob = z.object({ queue: z.string().min(1), jobId: z.string().min(1), lockToken: z.string().min(1) }).strict();
+export type HeldJob = z.output<typeof heldJob>;
+
+const finishedFrame = heldJob.extend({ type: z.literal('finished'), result: buildResultSchema }).strict();
+
+export const agentFrameSchema = z.discriminatedUnion('type', [
+  z
+    .object({
+      type: z.literal('hello'),
+      protocol: z.number().int(),
+      token: z.string(),
+      name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/),
+      location: z.enum(['onprem', 'cloud']),
+      jobTypes: z.array(z.string().min(1)).min(1),
+      executors: z.number().int().positive().max(1024),
+      os: z.string().min(1),
+      arch: z.string().min(1),
+      cpus: z.number().int().positive(),
+      memoryMb: z.number().int().positive(),
+      labels: z.array(z.string().min(1)),
+      instanceId: z.string().min(1).optional(),
+      version: z.string(),
+      /** Builds still running from before a reconnect. */
+      running: z.array(heldJob),
+      /** Builds that finished while the master was unreachable, not yet acknowledged. */
+      finished: z.array(finishedFrame),
+      draining: z.boolean(),
+    })
+    .strict(),
+  z.object({ type: z.literal('heartbeat'), running: z.array(z.string()) }).strict(),
+  heldJob.extend({ type: z.literal('started'), startedAt: z.number() }).strict(),
+  z
+    .object({
+      type: z.literal('log'),
+      queue: z.string().min(1),
+      jobId: z.string().min(1),
+      stream: z.enum(['stdout', 'stderr']),
+      data: z.string(),
+    })
+    .strict(),
+  finishedFrame,
+  z.object({ type: z.literal('draining') }).strict(),
+]);
+
+export const masterFrameSchema = z.discriminatedUnion('type', [
+  z
+    .object({
+      type: z.literal('welcome'),
+      agentId: z.string(),
+      heartbeatMs: z.number().int().positive(),
+      /** Running builds the master took back; the agent cancels any others it reported. */
+      reattached: z.array(z.string()),
+    })
+    .strict(),
+  heldJob
+    .extend({
+      type: z.literal('assign'),
+      attempt: z.number().int().positive(),
+      payload: jobPayloadSchema,
+      /** Resolved from the payload or the job type's default. */
+      timeoutSec: z.number().int().positive(),
+    })
+    .strict(),
+  z.object({ type: z.literal('cancel'), queue: z.string(), jobId: z.string(), reason: z.string() }).strict(),
+  /** The master recorded this finished build; the agent may forget it. */
+  z.object({ type: z.literal('ack'), queue: z.string(), jobId: z.string() }).strict(),
+  z.object({ type: z.literal('drain') }).strict(),
+  z.object({ type: z.literal('error'), code: z.string(), message: z.string() }).strict(),
+]);
+
+export type AgentFrame = z.output<typeof agentFrameSchema>;
+export type MasterFrame = z.output<typeof masterFrameSchema>;
+export type HelloFrame = Extract<AgentFrame, { type: 'hello' }>;
+export type FinishedFrame = Extract<AgentFrame, { type: 'finished' }>;
+export type AssignFrame = Extract<MasterFrame, { type: 'assign' }>;
+
+export type FrameParse<T> = { ok: true; frame: T } | { ok: false; reason: string };
+
+function parseWith<T>(schema: z.ZodType<T>, text: string): FrameParse<T> {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return { ok: false, reason: 'malformed JSON' };
+  }
+  const r = schema.safeParse(json);
+  if (r.success) return { ok: true, frame: r.data };
+  const first = r.error.issues[0];
+  const where = first && first.path.length ? `${first.path.join('.')}: ` : '';
+  const known = json && typeof json === 'object' && 'type' in json ? String((json as { type: unknown }).type) : undefined;
+  return { ok: false, reason: `invalid ${known ? `"${known}" ` : ''}frame: ${where}${first?.message ?? 'schema mismatch'}` };
+}
+
+export const parseAgentFrame = (text: string): FrameParse<AgentFrame> => parseWith(agentFrameSchema, text);
+export const parseMasterFrame = (text: string): FrameParse<MasterFrame> => parseWith(masterFrameSchema, text);

@@ -1,0 +1,3 @@
+export * from './job-payload';
+export * from './build-result';
+export * from './frames';

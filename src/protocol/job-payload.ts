@@ -1,0 +1,54 @@
+import { z } from 'zod';
+
+export const requirementsSchema = z
+  .object({
+    /** `process.platform` of the agent, e.g. "linux". */
+    os: z.string().min(1).optional(),
+    cpus: z.number().int().positive().optional(),
+    memoryMb: z.number().int().positive().optional(),
+    /** Every label must be among the agent's labels. */
+    labels: z.array(z.string().min(1)).optional(),
+  })
+  .strict();
+
+/**
+ * The data of a BullMQ job in a job type's queue: what any producer, in any language, puts
+ * there. Exactly one of `argv` (run directly) or `shell` (run by /bin/sh -c).
+ */
+export const jobPayloadSchema = z
+  .object({
+    /** If present, must name the queue the job is in. */
+    type: z.string().min(1).optional(),
+    argv: z.array(z.string()).min(1, 'argv needs at least the program').optional(),
+    shell: z.string().min(1).optional(),
+    env: z.record(z.string(), z.string()).optional(),
+    /** Relative to the build's work directory. */
+    cwd: z
+      .string()
+      .refine((p) => !p.startsWith('/') && !p.split('/').includes('..'), 'must stay inside the work directory')
+      .optional(),
+    timeoutSec: z.number().int().positive().optional(),
+    requirements: requirementsSchema.optional(),
+  })
+  .strict()
+  .refine((p) => (p.argv === undefined) !== (p.shell === undefined), {
+    message: 'exactly one of "argv" or "shell" is required',
+  });
+
+export type JobPayload = z.output<typeof jobPayloadSchema>;
+export type Requirements = z.output<typeof requirementsSchema>;
+
+export type PayloadCheck = { ok: true; payload: JobPayload } | { ok: false; reason: string };
+
+/** Validates job data from a queue; the reason names every problem with its path. */
+export function checkJobPayload(data: unknown, queue: string): PayloadCheck {
+  const r = jobPayloadSchema.safeParse(data);
+  if (!r.success) {
+    const problems = r.error.issues.map((i) => `${i.path.length ? i.path.join('.') : 'data'}: ${i.message}`);
+    return { ok: false, reason: `invalid job data: ${problems.join('; ')}` };
+  }
+  if (r.data.type !== undefined && r.data.type !== queue) {
+    return { ok: false, reason: `invalid job data: type "${r.data.type}" does not match queue "${queue}"` };
+  }
+  return { ok: true, payload: r.data };
+}
