@@ -1,0 +1,46 @@
+import { parseAgentOptions } from '../config';
+import { createLogger } from '../lib';
+import { Agent } from '../slave-agent';
+import { onShutdownSignal } from './shutdown';
+
+export interface AgentFlags {
+  master: string;
+  token?: string;
+  name: string;
+  location?: string;
+  jobTypes: string;
+  executors?: string;
+  labels?: string;
+  instanceId?: string;
+  workDir?: string;
+  logLevel?: 'error' | 'warn' | 'info' | 'debug';
+  logFormat?: 'json' | 'pretty';
+}
+
+/** `spillway agent`: serves builds until SIGTERM, then drains (finishes running builds) and exits 0. */
+export async function agentCommand(flags: AgentFlags, env: NodeJS.ProcessEnv): Promise<number> {
+  const list = (s: string | undefined) => (s ? s.split(',').map((x) => x.trim()).filter(Boolean) : undefined);
+  const options = parseAgentOptions({
+    master: flags.master,
+    token: flags.token,
+    name: flags.name,
+    location: flags.location,
+    jobTypes: list(flags.jobTypes),
+    executors: flags.executors === undefined ? undefined : Number(flags.executors),
+    labels: list(flags.labels),
+    instanceId: flags.instanceId,
+    workDir: flags.workDir,
+  });
+  const log = createLogger({ level: flags.logLevel ?? 'info', format: flags.logFormat ?? 'json' }).child({ agent: options.name });
+  const baseEnv: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) if (v !== undefined && k !== 'SPILLWAY_AGENT_TOKEN') baseEnv[k] = v;
+  const agent = new Agent({ options, log, baseEnv });
+  const running = agent.start();
+  const outcome = await Promise.race([running.then(() => 'stopped' as const), onShutdownSignal()]);
+  if (outcome !== 'stopped') {
+    process.stderr.write(`spillway agent: ${outcome}: draining (finishing ${agent.runningJobs().length} running build(s))\n`);
+    await agent.drain();
+  }
+  await running;
+  return 0;
+}

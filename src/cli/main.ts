@@ -1,0 +1,108 @@
+#!/usr/bin/env node
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { version } from '../../package.json';
+import { SpillwayError } from '../lib';
+import { agentCommand } from './agent-command';
+import { demoCommand } from './demo-command';
+import { masterCommand } from './master-command';
+import { statusCommand } from './status-command';
+import { submitCommand } from './submit-command';
+
+const positiveInt = (label: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`${label} must be a positive integer`);
+  return n;
+};
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+/** Exit codes: 0 ok (or the build's own code for `submit --wait`), 2 bad usage or config, 1 anything else. */
+async function run(argv: string[]): Promise<number> {
+  let code = 0;
+  const program = new Command('spillway')
+    .version(version)
+    .description('CI overflow autoscaler for hybrid build farms')
+    .showHelpAfterError()
+    .exitOverride();
+
+  program
+    .command('master')
+    .description('run the master daemon (queues, dispatch, agent listener, HTTP API)')
+    .requiredOption('-c, --config <file>', 'YAML config file (see config/example.yaml)')
+    .action(async (o: { config: string }) => {
+      code = await masterCommand(o);
+    });
+
+  program
+    .command('agent')
+    .description('run a build agent that connects to a master')
+    .requiredOption('--master <url>', "the master's agent listener, ws://HOST:PORT")
+    .addOption(new Option('--token <token>', 'agent token').env('SPILLWAY_AGENT_TOKEN'))
+    .requiredOption('--name <name>', 'unique agent name')
+    .addOption(new Option('--location <where>', 'where this machine is').choices(['onprem', 'cloud']).default('onprem'))
+    .requiredOption('--job-types <list>', 'comma-separated job types this agent serves')
+    .option('--executors <n>', 'builds run at once', '1')
+    .option('--labels <list>', 'comma-separated labels jobs can require')
+    .option('--instance-id <id>', 'cloud instance id (EC2 agents learn it from IMDSv2)')
+    .option('--work-dir <dir>', 'where builds run (default: a temp dir)')
+    .addOption(new Option('--log-level <level>').choices(['error', 'warn', 'info', 'debug']).default('info'))
+    .addOption(new Option('--log-format <format>').choices(['json', 'pretty']).default('json'))
+    .action(async (o) => {
+      code = await agentCommand(o, process.env);
+    });
+
+  program
+    .command('submit')
+    .description('submit a build; with --wait, stream its log and exit with its exit code')
+    .requiredOption('--master <url>', "the master's HTTP API, http://HOST:PORT")
+    .requiredOption('--type <type>', 'job type (queue)')
+    .option('--wait', 'wait for the build, stream its log, exit with its exit code')
+    .option('--shell', 'run the command words through /bin/sh -c')
+    .option('--env <NAME=VALUE>', 'environment for the build (repeatable)', collect)
+    .option('--label <label>', 'required agent label (repeatable)', collect)
+    .option('--timeout <sec>', 'build timeout in seconds', positiveInt('--timeout'))
+    .option('--attempts <n>', 'attempts when an agent is lost', positiveInt('--attempts'))
+    .argument('<command...>', 'the command, after --')
+    .action(async (command: string[], o) => {
+      code = await submitCommand(command, o, process.stdout, process.stderr);
+    });
+
+  program
+    .command('status')
+    .description('show queues, agents and recent builds')
+    .requiredOption('--master <url>', "the master's HTTP API, http://HOST:PORT")
+    .option('--json', 'print JSON')
+    .option('--builds <n>', 'recent builds to show', positiveInt('--builds'), 10)
+    .action(async (o) => {
+      code = await statusCommand(o, process.stdout);
+    });
+
+  program
+    .command('demo')
+    .description('run the embedded local farm: a master, two on-prem agents and sample jobs')
+    .option('--jobs <n>', 'stop after this many builds', positiveInt('--jobs'))
+    .option('--interval <ms>', 'milliseconds between sample jobs', positiveInt('--interval'), 400)
+    .action(async (o) => {
+      code = await demoCommand(o, process.env, process.stdout);
+    });
+
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    const e = err as Error & { exitCode?: number; code?: string };
+    if (typeof e.code === 'string' && e.code.startsWith('commander.')) {
+      return e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? 0 : 2;
+    }
+    process.stderr.write(`spillway: ${e.message}\n`);
+    if (e instanceof SpillwayError) return e.disposition === 'fatal' && e.code !== 'SPILLWAY_E_MASTER_UNAVAILABLE' ? 2 : 1;
+    return 1;
+  }
+  return code;
+}
+
+run(process.argv).then(
+  (code) => process.exit(code),
+  (err: Error) => {
+    process.stderr.write(`spillway: ${err.stack ?? err.message}\n`);
+    process.exit(1);
+  },
+);

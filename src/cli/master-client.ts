@@ -1,0 +1,52 @@
+import { MasterUnavailableError, SpillwayError } from '../lib';
+
+/** A small client of the master's HTTP API for the CLI. */
+export class MasterClient {
+  private readonly base: string;
+
+  constructor(base: string) {
+    if (!/^https?:\/\//.test(base)) throw new CliUsageError(`--master must be an http:// or https:// URL, got "${base}"`);
+    this.base = base.replace(/\/+$/, '');
+  }
+
+  async get<T>(path: string): Promise<T> {
+    return this.request<T>('GET', path);
+  }
+
+  async post<T>(path: string, body: unknown): Promise<T> {
+    return this.request<T>('POST', path, body);
+  }
+
+  private async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    let res: Response;
+    try {
+      res = await fetch(this.base + path, {
+        method,
+        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (err) {
+      const cause = (err as Error & { cause?: Error }).cause?.message ?? (err as Error).message;
+      throw new MasterUnavailableError(`cannot reach the master at ${this.base}: ${cause}`);
+    }
+    const text = await res.text();
+    let json: unknown;
+    try {
+      json = text ? JSON.parse(text) : undefined;
+    } catch {
+      json = undefined;
+    }
+    if (!res.ok) {
+      const msg = (json as { error?: { message?: string } } | undefined)?.error?.message ?? text.slice(0, 200);
+      if (res.status >= 500) throw new MasterUnavailableError(`master answered ${res.status}: ${msg}`);
+      throw new CliUsageError(`master answered ${res.status}: ${msg}`);
+    }
+    return json as T;
+  }
+}
+
+/** The user asked for something impossible; exit 2 with the message. */
+export class CliUsageError extends SpillwayError {
+  readonly code = 'SPILLWAY_E_USAGE';
+  readonly disposition = 'fatal';
+}

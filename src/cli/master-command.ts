@@ -1,0 +1,16 @@
+import { loadConfigFile } from '../config';
+import { createLogger } from '../lib';
+import { Master } from '../master';
+import { onShutdownSignal } from './shutdown';
+
+/** `spillway master --config FILE`: runs until SIGTERM/SIGINT, then stops gracefully. */
+export async function masterCommand(flags: { config: string }): Promise<number> {
+  const config = loadConfigFile(flags.config);
+  const log = createLogger({ level: config.log.level, format: config.log.format });
+  const master = new Master({ config, log });
+  const addresses = await master.start();
+  process.stderr.write(`spillway master: HTTP API ${addresses.httpUrl}, agents connect to ${addresses.agentUrl}\n`);
+  await onShutdownSignal();
+  await master.stop();
+  return 0;
+}

@@ -1,0 +1,87 @@
+import type { BuildRecord, QueueView } from '../master';
+import { MasterClient } from './master-client';
+
+interface AgentRow {
+  name: string;
+  location: string;
+  instanceId: string | null;
+  jobTypes: string[];
+  executors: number;
+  busy: number;
+  draining: boolean;
+}
+
+/** `spillway status`: queues, agents and recent builds, as tables or as one JSON document. */
+export async function statusCommand(flags: { master: string; json?: boolean; builds?: number }, out: NodeJS.WritableStream): Promise<number> {
+  const client = new MasterClient(flags.master);
+  const [queues, agents, builds] = await Promise.all([
+    client.get<{ queues: QueueView[] }>('/api/queues'),
+    client.get<{ agents: AgentRow[] }>('/api/agents'),
+    client.get<{ builds: BuildRecord[] }>(`/api/builds?limit=${flags.builds ?? 10}`),
+  ]);
+  if (flags.json) {
+    out.write(JSON.stringify({ queues: queues.queues, agents: agents.agents, builds: builds.builds }, null, 2) + '\n');
+    return 0;
+  }
+  out.write('QUEUES\n');
+  out.write(
+    table(
+      ['type', 'waiting', 'oldest wait', 'running on-prem', 'running cloud', 'executors busy/total', 'failed'],
+      queues.queues.map((q) => [
+        q.type,
+        String(q.waiting + q.prioritized + q.assigning),
+        q.oldestWaitMs === null ? '-' : ms(q.oldestWaitMs),
+        String(q.runningOnprem),
+        String(q.runningCloud),
+        `${q.executors.busy}/${q.executors.total}`,
+        String(q.failed),
+      ]),
+    ),
+  );
+  out.write('\nAGENTS\n');
+  out.write(
+    agents.agents.length === 0
+      ? '(none connected)\n'
+      : table(
+          ['name', 'location', 'instance', 'job types', 'busy/executors', 'state'],
+          agents.agents.map((a) => [
+            a.name,
+            a.location === 'cloud' ? 'cloud' : 'on-prem',
+            a.instanceId ?? '-',
+            a.jobTypes.join(','),
+            `${a.busy}/${a.executors}`,
+            a.draining ? 'draining' : 'ready',
+          ]),
+        ),
+  );
+  out.write('\nRECENT BUILDS\n');
+  out.write(
+    builds.builds.length === 0
+      ? '(none yet)\n'
+      : table(
+          ['job', 'type', 'agent', 'where', 'wait', 'duration', 'result'],
+          builds.builds.map((b) => [
+            b.attempt > 1 ? `${b.id} #${b.attempt}` : b.id,
+            b.type,
+            b.agent,
+            b.location === 'cloud' ? `cloud${b.instanceId ? ` ${b.instanceId}` : ''}` : 'on-prem',
+            b.waitMs === null ? '-' : ms(b.waitMs),
+            b.durationMs === null ? '-' : ms(b.durationMs),
+            b.result ?? b.state,
+          ]),
+        ),
+  );
+  return 0;
+}
+
+function ms(n: number): string {
+  if (n < 1000) return `${n}ms`;
+  if (n < 120_000) return `${(n / 1000).toFixed(1)}s`;
+  return `${Math.round(n / 60_000)}m`;
+}
+
+function table(head: string[], rows: string[][]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd() + '\n';
+  return line(head.map((h) => h.toUpperCase())) + rows.map(line).join('');
+}

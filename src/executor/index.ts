@@ -1,0 +1,1 @@
+export { runProcess, type RunSpec, type RunHandle, type RunDeps, type OutputStream } from './process-runner';

@@ -1,0 +1,423 @@
+import { EventEmitter } from 'node:events';
+import { UnrecoverableError, type Job } from 'bullmq';
+import type { Config } from '../config';
+import type { Clock, Logger } from '../lib';
+import {
+  checkJobPayload,
+  describeResult,
+  outcomeOf,
+  type BuildResult,
+  type FinishedFrame,
+  type HeldJob as AgentHeldJob,
+} from '../protocol';
+import type { AgentRegistry, ConnectedAgent } from './agent-registry';
+import type { BuildRecord, BuildStore } from './build-store';
+import { chooseAgent } from './executor-choice';
+import { buildKey, type HeldJob } from './held-job';
+import type { JobTypeQueue } from './job-type-queue';
+import { Signal } from './signal';
+
+/** Fetched jobs waiting for an executor that meets their requirements, per job type. */
+const MAX_PENDING_PER_TYPE = 16;
+
+export interface DispatcherEvents {
+  'build-log': [queue: string, jobId: string, attempt: number, data: string];
+  'build-finished': [record: BuildRecord];
+  'job-settled': [queue: string, jobId: string];
+}
+
+export interface DispatcherDeps {
+  config: Config;
+  queues: ReadonlyMap<string, JobTypeQueue>;
+  registry: AgentRegistry;
+  builds: BuildStore;
+  clock: Clock;
+  log: Logger;
+}
+
+/**
+ * Moves jobs from the job types' queues to agents' executors and results back. Owns the jobs
+ * this master holds: their locks, their agent, what happens when the agent goes away.
+ */
+export class Dispatcher extends EventEmitter<DispatcherEvents> {
+  private readonly held = new Map<string, HeldJob>();
+  private readonly pending = new Map<string, HeldJob[]>();
+  private readonly capacity = new Signal();
+  private readonly abort = new AbortController();
+  private loops: Promise<void>[] = [];
+  private readonly log: Logger;
+
+  constructor(private readonly d: DispatcherDeps) {
+    super();
+    this.log = d.log;
+    for (const t of d.queues.keys()) this.pending.set(t, []);
+  }
+
+  start(): void {
+    for (const q of this.d.queues.values()) this.loops.push(this.feedLoop(q));
+    this.loops.push(this.every('renew-locks', this.d.config.builds.lockMs / 2, () => this.renewLocks()));
+    this.loops.push(this.every('sweep-agents', Math.min(1000, this.d.config.agents.heartbeatSec * 1000), () => this.sweep()));
+  }
+
+  /** Stops taking jobs and gives back the ones no agent runs yet; running builds keep their locks for a successor. */
+  async stop(): Promise<void> {
+    this.abort.abort();
+    this.capacity.notify();
+    await Promise.all([...this.d.queues.values()].map((q) => q.stopTaking()));
+    await Promise.allSettled(this.loops);
+    for (const list of this.pending.values()) {
+      for (const h of list.splice(0)) {
+        this.held.delete(buildKey(h.queue, h.job.id!));
+        await this.d.queues.get(h.queue)?.giveBack(h.job.id!, h.token).catch(() => undefined);
+      }
+    }
+    await Promise.all([...this.d.queues.values()].map((q) => q.close()));
+  }
+
+  /** Wakes the fetch loops and places pending jobs: an executor became free or an agent arrived. */
+  capacityChanged(): void {
+    for (const list of this.pending.values()) {
+      for (let i = 0; i < list.length; ) {
+        if (this.place(list[i]!)) list.splice(i, 1);
+        else i++;
+      }
+    }
+    this.capacity.notify();
+  }
+
+  /** Jobs taken but not yet on an agent, per type (they count as active in BullMQ). */
+  pendingCount(queue: string): number {
+    return this.pending.get(queue)?.length ?? 0;
+  }
+
+  private async feedLoop(q: JobTypeQueue): Promise<void> {
+    const signal = this.abort.signal;
+    while (!signal.aborted) {
+      const free = this.d.registry.hasFreeExecutorFor(q.type);
+      if (!free || this.pendingCount(q.type) >= MAX_PENDING_PER_TYPE) {
+        await this.capacity.wait();
+        continue;
+      }
+      let taken: Awaited<ReturnType<JobTypeQueue['take']>>;
+      try {
+        taken = await q.take();
+      } catch (err) {
+        if (signal.aborted) return;
+        this.log.error('queue.error', { queue: q.type, error: err });
+        await this.d.clock.sleep(1000, signal).catch(() => undefined);
+        continue;
+      }
+      if (taken) this.accept(q, taken.job, taken.token);
+    }
+  }
+
+  private accept(q: JobTypeQueue, job: Job, token: string): void {
+    const check = checkJobPayload(job.data, q.type);
+    if (!check.ok) {
+      this.log.warn('job.invalid', { queue: q.type, jobId: job.id, reason: check.reason });
+      job
+        .moveToFailed(new UnrecoverableError(check.reason), token)
+        .then(() => this.emit('job-settled', q.type, job.id!))
+        .catch((err: unknown) => this.log.error('queue.error', { queue: q.type, jobId: job.id, error: err }));
+      return;
+    }
+    const h: HeldJob = {
+      queue: q.type,
+      job,
+      token,
+      payload: check.payload,
+      attempt: job.attemptsStarted,
+      queuedAt: job.timestamp,
+      timeoutSec: check.payload.timeoutSec ?? this.d.config.jobTypes[q.type]?.timeoutSec ?? 3600,
+      agentId: undefined,
+      agentName: undefined,
+      dispatchedAt: null,
+      startedAt: null,
+      orphanedAt: null,
+      logWrites: Promise.resolve(),
+    };
+    this.held.set(buildKey(q.type, job.id!), h);
+    if (!this.place(h)) this.pending.get(q.type)!.push(h);
+  }
+
+  private place(h: HeldJob): boolean {
+    const choice = chooseAgent(h.queue, h.payload.requirements, this.d.registry.list());
+    if (!choice.agent) return false;
+    const agent = choice.agent;
+    const now = this.d.clock.now();
+    h.agentId = agent.id;
+    h.agentName = agent.name;
+    h.dispatchedAt = now;
+    agent.running.add(buildKey(h.queue, h.job.id!));
+    agent.send({
+      type: 'assign',
+      queue: h.queue,
+      jobId: h.job.id!,
+      lockToken: h.token,
+      attempt: h.attempt,
+      payload: h.payload,
+      timeoutSec: h.timeoutSec,
+    });
+    this.log.info('job.dispatched', {
+      queue: h.queue,
+      jobId: h.job.id,
+      attempt: h.attempt,
+      agent: agent.name,
+      location: agent.location,
+      instanceId: agent.instanceId,
+      reason: choice.reason,
+    });
+    this.d.builds
+      .dispatched({
+        id: h.job.id!,
+        type: h.queue,
+        attempt: h.attempt,
+        agent: agent.name,
+        location: agent.location,
+        instanceId: agent.instanceId ?? null,
+        queuedAt: h.queuedAt,
+        dispatchedAt: now,
+      })
+      .catch((err: unknown) => this.log.error('redis.error', { op: 'build.dispatched', jobId: h.job.id, error: err }));
+    return true;
+  }
+
+  onStarted(agent: ConnectedAgent, f: AgentHeldJob & { startedAt: number }): void {
+    const h = this.ownedBy(agent, f);
+    if (!h) return;
+    h.startedAt = f.startedAt;
+    this.log.info('job.started', { queue: h.queue, jobId: f.jobId, attempt: h.attempt, agent: agent.name });
+    this.d.builds
+      .started(h.queue, f.jobId, h.attempt, f.startedAt, h.queuedAt)
+      .catch((err: unknown) => this.log.error('redis.error', { op: 'build.started', jobId: f.jobId, error: err }));
+  }
+
+  onLog(agent: ConnectedAgent, queue: string, jobId: string, data: string): void {
+    const h = this.held.get(buildKey(queue, jobId));
+    if (!h || h.agentId !== agent.id) return;
+    // Emitted once stored, so a follower woken by it reads the new output.
+    h.logWrites = h.logWrites
+      .then(() => this.d.builds.appendLog(queue, jobId, h.attempt, data))
+      .then(() => void this.emit('build-log', queue, jobId, h.attempt, data))
+      .catch((err: unknown) => this.log.error('redis.error', { op: 'build.log', jobId, error: err }));
+  }
+
+  /**
+   * Records a finished build. BullMQ checks the lock token, so a result from an agent whose
+   * job was meanwhile given to another agent can never complete the job a second time.
+   */
+  async onFinished(agent: ConnectedAgent, f: FinishedFrame): Promise<void> {
+    const key = buildKey(f.queue, f.jobId);
+    const h = this.held.get(key);
+    try {
+      if (h && h.token === f.lockToken) {
+        this.release(h);
+        await h.logWrites;
+        await this.settle(h.job, h.token, f.result, h.timeoutSec);
+        await this.record(h.queue, f.jobId, h.attempt, h.queuedAt, f.result);
+      } else if (!h) {
+        // A build that finished while this master was not running; its lock may still be ours to use.
+        const q = this.d.queues.get(f.queue);
+        const job = q && (await q.getJob(f.jobId));
+        if (!job) throw new Error('job no longer exists');
+        await this.settle(job, f.lockToken, f.result, job.data?.timeoutSec);
+        await this.record(f.queue, f.jobId, job.attemptsStarted, job.timestamp, f.result);
+      } else {
+        throw new Error('lock token does not match the current attempt');
+      }
+      this.emit('job-settled', f.queue, f.jobId);
+    } catch (err) {
+      this.log.warn('job.stale-result', { queue: f.queue, jobId: f.jobId, agent: agent.name, reason: (err as Error).message });
+    } finally {
+      agent.send({ type: 'ack', queue: f.queue, jobId: f.jobId });
+    }
+  }
+
+  private async settle(job: Job, token: string, result: BuildResult, timeoutSec: number | undefined): Promise<void> {
+    if (outcomeOf(result) === 'success') {
+      await job.moveToCompleted({ ...result, outcome: 'success' }, token, false);
+    } else {
+      // The build itself failed: retrying on another machine would only fail again.
+      await job.moveToFailed(new UnrecoverableError(describeResult(result, timeoutSec)), token, false);
+    }
+  }
+
+  private async record(queue: string, jobId: string, attempt: number, queuedAt: number, r: BuildResult): Promise<void> {
+    const outcome = outcomeOf(r);
+    await this.d.builds.started(queue, jobId, attempt, r.startedAt, queuedAt);
+    await this.d.builds.finished(queue, jobId, attempt, {
+      finishedAt: r.finishedAt,
+      startedAt: r.startedAt,
+      result: outcome,
+      exitCode: r.exitCode,
+      signal: r.signal,
+      reason: outcome === 'success' ? null : describeResult(r),
+    });
+    const rec = await this.d.builds.get(queue, jobId, attempt);
+    this.log.info('job.finished', { queue, jobId, attempt, agent: rec?.agent, result: outcome, exitCode: r.exitCode, durationMs: rec?.durationMs });
+    if (rec) this.emit('build-finished', rec);
+  }
+
+  /** Frees the executor a held job used and forgets the job. */
+  private release(h: HeldJob): void {
+    const key = buildKey(h.queue, h.job.id!);
+    this.held.delete(key);
+    if (h.agentId) this.d.registry.get(h.agentId)?.running.delete(key);
+    const list = this.pending.get(h.queue);
+    const i = list ? list.indexOf(h) : -1;
+    if (i >= 0) list!.splice(i, 1);
+    this.capacityChanged();
+  }
+
+  /**
+   * A (re)connecting agent reports the builds it still runs. Those whose lock this master holds
+   * or can renew with the agent's token continue; the agent cancels the rest.
+   */
+  async reattach(agent: ConnectedAgent, running: readonly AgentHeldJob[]): Promise<string[]> {
+    const kept: string[] = [];
+    for (const r of running) {
+      const key = buildKey(r.queue, r.jobId);
+      const h = this.held.get(key);
+      if (h) {
+        if (h.token !== r.lockToken) continue;
+        if (h.agentId && h.agentId !== agent.id) this.d.registry.get(h.agentId)?.running.delete(key);
+        h.agentId = agent.id;
+        h.agentName = agent.name;
+        h.orphanedAt = null;
+        agent.running.add(key);
+        kept.push(r.jobId);
+        continue;
+      }
+      const q = this.d.queues.get(r.queue);
+      if (!q) continue;
+      const lost = await q.renew([{ jobId: r.jobId, token: r.lockToken }]).catch(() => [r.jobId]);
+      if (lost.length > 0) continue;
+      const job = await q.getJob(r.jobId);
+      const check = job && checkJobPayload(job.data, r.queue);
+      if (!job || !check || !check.ok) continue;
+      this.held.set(key, {
+        queue: r.queue,
+        job,
+        token: r.lockToken,
+        payload: check.payload,
+        attempt: job.attemptsStarted,
+        queuedAt: job.timestamp,
+        timeoutSec: check.payload.timeoutSec ?? this.d.config.jobTypes[r.queue]?.timeoutSec ?? 3600,
+        agentId: agent.id,
+        agentName: agent.name,
+        dispatchedAt: job.processedOn ?? null,
+        startedAt: job.processedOn ?? null,
+        orphanedAt: null,
+        logWrites: Promise.resolve(),
+      });
+      agent.running.add(key);
+      kept.push(r.jobId);
+    }
+    if (kept.length) this.log.info('agent.reattached', { agent: agent.name, jobIds: kept });
+    return kept;
+  }
+
+  /** The agent's connection is gone: its builds wait `lostAfterSec` for it to come back. */
+  orphan(agent: ConnectedAgent): void {
+    const now = this.d.clock.now();
+    for (const key of agent.running) {
+      const h = this.held.get(key);
+      if (h && h.agentId === agent.id && h.orphanedAt === null) h.orphanedAt = now;
+    }
+  }
+
+  /** Declares the builds of a vanished agent lost: retried while attempts remain, then failed. */
+  private async lose(h: HeldJob, reason: string): Promise<void> {
+    this.release(h);
+    try {
+      await h.job.moveToFailed(new Error(reason), h.token, false);
+      const retried = h.job.attemptsMade < (h.job.opts.attempts ?? 1);
+      this.log.warn(retried ? 'job.retried' : 'job.failed', {
+        queue: h.queue,
+        jobId: h.job.id,
+        attempt: h.attempt,
+        agent: h.agentName,
+        reason,
+        attemptsMade: h.job.attemptsMade,
+        attempts: h.job.opts.attempts ?? 1,
+      });
+      if (!retried) this.emit('job-settled', h.queue, h.job.id!);
+    } catch (err) {
+      this.log.warn('job.lock-lost', { queue: h.queue, jobId: h.job.id, reason: (err as Error).message });
+    }
+    await this.d.builds
+      .finished(h.queue, h.job.id!, h.attempt, {
+        finishedAt: this.d.clock.now(),
+        startedAt: h.startedAt,
+        result: 'lost',
+        exitCode: null,
+        signal: null,
+        reason,
+      })
+      .catch(() => undefined);
+    const rec = await this.d.builds.get(h.queue, h.job.id!, h.attempt).catch(() => undefined);
+    if (rec) this.emit('build-finished', rec);
+  }
+
+  /** Agents silent past lostAfter are dropped; orphaned builds past their grace are lost. */
+  private async sweep(): Promise<void> {
+    const now = this.d.clock.now();
+    const lostAfter = this.d.config.agents.lostAfterSec * 1000;
+    for (const a of this.d.registry.list()) {
+      if (now - a.lastSeen > lostAfter) {
+        this.log.warn('agent.lost', { agent: a.name, silentMs: now - a.lastSeen, running: a.running.size });
+        this.d.registry.remove(a);
+        a.close(4408, 'lost: no heartbeat');
+        for (const key of [...a.running]) {
+          const h = this.held.get(key);
+          if (h && h.agentId === a.id) await this.lose(h, 'agent lost');
+        }
+      }
+    }
+    for (const h of [...this.held.values()]) {
+      if (h.orphanedAt !== null && now - h.orphanedAt > lostAfter) await this.lose(h, 'agent lost');
+    }
+  }
+
+  private async renewLocks(): Promise<void> {
+    for (const q of this.d.queues.values()) {
+      const mine = [...this.held.values()].filter((h) => h.queue === q.type);
+      const lost = await q.renew(mine.map((h) => ({ jobId: h.job.id!, token: h.token })));
+      for (const id of lost) {
+        const h = this.held.get(buildKey(q.type, id));
+        if (!h) continue;
+        this.log.warn('job.lock-lost', { queue: q.type, jobId: id, agent: h.agentName });
+        const agent = h.agentId ? this.d.registry.get(h.agentId) : undefined;
+        agent?.send({ type: 'cancel', queue: q.type, jobId: id, reason: 'lock lost: the job was taken back' });
+        this.release(h);
+      }
+    }
+  }
+
+  private ownedBy(agent: ConnectedAgent, f: AgentHeldJob): HeldJob | undefined {
+    const h = this.held.get(buildKey(f.queue, f.jobId));
+    return h && h.agentId === agent.id && h.token === f.lockToken ? h : undefined;
+  }
+
+  /** One shape for background loops: no overlapping runs, errors reported, never crashing. */
+  private async every(name: string, ms: number, fn: () => Promise<void>): Promise<void> {
+    const signal = this.abort.signal;
+    while (!signal.aborted) {
+      try {
+        await this.d.clock.sleep(ms, signal);
+      } catch {
+        return;
+      }
+      try {
+        await fn();
+      } catch (err) {
+        this.log.error('queue.error', { loop: name, error: err });
+      }
+    }
+  }
+
+  /** The job ids and results of builds still held, for status pages. */
+  heldJobs(): ReadonlyArray<Readonly<HeldJob>> {
+    return [...this.held.values()];
+  }
+}

@@ -1,0 +1,54 @@
+import type { Requirements } from '../protocol';
+import { freeExecutors, type ConnectedAgent } from './agent-registry';
+
+export type Choice = { agent: ConnectedAgent; reason: string } | { agent: undefined; reason: string };
+
+/** Why this agent can never run a job with these requirements, or undefined if it can. */
+export function unmetRequirement(agent: ConnectedAgent, req: Requirements | undefined): string | undefined {
+  if (!req) return undefined;
+  if (req.os !== undefined && req.os !== agent.os) return `os ${agent.os} != ${req.os}`;
+  if (req.cpus !== undefined && agent.cpus < req.cpus) return `cpus ${agent.cpus} < ${req.cpus}`;
+  if (req.memoryMb !== undefined && agent.memoryMb < req.memoryMb) return `memory ${agent.memoryMb} MiB < ${req.memoryMb} MiB`;
+  const missing = (req.labels ?? []).filter((l) => !agent.labels.has(l));
+  if (missing.length) return `missing labels ${missing.join(',')}`;
+  return undefined;
+}
+
+/**
+ * Which agent gets a job of `queue` now: one that serves the type, is not draining, has a free
+ * executor and meets the requirements. On-prem before cloud (the cloud costs money and exists
+ * only to absorb overflow), then the agent with the most free executors, then by name so the
+ * choice is stable.
+ */
+export function chooseAgent(queue: string, req: Requirements | undefined, agents: Iterable<ConnectedAgent>): Choice {
+  let best: ConnectedAgent | undefined;
+  let serving = 0;
+  let busy = 0;
+  const unmet: string[] = [];
+  for (const a of agents) {
+    if (!a.jobTypes.has(queue)) continue;
+    serving++;
+    if (freeExecutors(a) <= 0) {
+      busy++;
+      continue;
+    }
+    const why = unmetRequirement(a, req);
+    if (why) {
+      unmet.push(`${a.name}: ${why}`);
+      continue;
+    }
+    if (!best || better(a, best)) best = a;
+  }
+  if (best) return { agent: best, reason: `${best.location} agent ${best.name} has ${freeExecutors(best)} free executor(s)` };
+  if (serving === 0) return { agent: undefined, reason: `no connected agent serves job type ${queue}` };
+  if (unmet.length === 0) return { agent: undefined, reason: `all ${busy} agent(s) serving ${queue} are busy or draining` };
+  return { agent: undefined, reason: `no free agent meets the requirements (${unmet.join('; ')})` };
+}
+
+function better(a: ConnectedAgent, b: ConnectedAgent): boolean {
+  if (a.location !== b.location) return a.location === 'onprem';
+  const fa = freeExecutors(a);
+  const fb = freeExecutors(b);
+  if (fa !== fb) return fa > fb;
+  return a.name < b.name;
+}

@@ -1,0 +1,91 @@
+import Fastify, { type FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import type { Config } from '../config';
+import { SpillwayError, type Clock, type Logger } from '../lib';
+import type { AgentRegistry } from './agent-registry';
+import type { BuildStore } from './build-store';
+import type { Dispatcher } from './dispatcher';
+import type { JobService } from './job-service';
+import type { JobTypeQueue } from './job-type-queue';
+import { agentsView, queuesView } from './views';
+
+export interface HttpApiDeps {
+  config: Config;
+  jobs: JobService;
+  builds: BuildStore;
+  registry: AgentRegistry;
+  dispatcher: Dispatcher;
+  queues: ReadonlyMap<string, JobTypeQueue>;
+  clock: Clock;
+  log: Logger;
+}
+
+const STATUS: Record<string, number> = {
+  SPILLWAY_E_BAD_REQUEST: 400,
+  SPILLWAY_E_NOT_FOUND: 404,
+};
+
+const jobQuery = z.object({ type: z.string().optional(), log: z.enum(['0', '1']).optional() });
+const logQuery = z.object({
+  type: z.string().optional(),
+  attempt: z.coerce.number().int().min(0).default(0),
+  offset: z.coerce.number().int().min(0).default(0),
+  waitMs: z.coerce.number().int().min(0).max(30_000).default(0),
+});
+const buildsQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(1000).default(50),
+  offset: z.coerce.number().int().min(0).default(0),
+});
+
+function parseQuery<T>(schema: z.ZodType<T>, q: unknown): T {
+  const r = schema.safeParse(q);
+  if (r.success) return r.data;
+  const err = new Error(r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')) as Error & { statusCode: number; code: string };
+  err.statusCode = 400;
+  err.code = 'SPILLWAY_E_BAD_REQUEST';
+  throw err;
+}
+
+/** The master's HTTP API: jobs, builds, queues, agents. Errors are `{ error: { code, message } }`. */
+export function createHttpApi(d: HttpApiDeps): FastifyInstance {
+  const app = Fastify({ logger: false, bodyLimit: d.config.http.bodyLimitBytes });
+
+  app.setErrorHandler((err, _req, reply) => {
+    const e = err as Error & { statusCode?: number; code?: string };
+    const status = e instanceof SpillwayError ? (STATUS[e.code] ?? 500) : (e.statusCode ?? 500);
+    const code = e instanceof SpillwayError ? e.code : status < 500 ? 'SPILLWAY_E_BAD_REQUEST' : 'SPILLWAY_E_INTERNAL';
+    if (status >= 500) d.log.error('http.error', { error: e, url: _req.url });
+    void reply.status(status).send({ error: { code, message: e.message } });
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply.status(404).send({ error: { code: 'SPILLWAY_E_NOT_FOUND', message: `no route ${req.method} ${req.url}` } });
+  });
+
+  app.post('/api/jobs', async (req, reply) => {
+    const created = await d.jobs.submit(req.body);
+    return reply.status(201).send({ ...created, state: 'waiting', url: `/api/jobs/${created.id}` });
+  });
+
+  app.get<{ Params: { id: string } }>('/api/jobs/:id', async (req) => {
+    const q = parseQuery(jobQuery, req.query);
+    return d.jobs.view(req.params.id, q.type, q.log !== '0');
+  });
+
+  app.get<{ Params: { id: string } }>('/api/jobs/:id/log', async (req) => {
+    const q = parseQuery(logQuery, req.query);
+    return d.jobs.logChunk(req.params.id, q.type, q.attempt, q.offset, q.waitMs);
+  });
+
+  app.get('/api/builds', async (req) => {
+    const q = parseQuery(buildsQuery, req.query);
+    return { builds: await d.builds.recent(q.limit, q.offset) };
+  });
+
+  app.get('/api/queues', async () => ({ queues: await queuesView(d.queues, d.registry, d.dispatcher, d.clock.now()) }));
+
+  app.get('/api/agents', async () => ({ agents: agentsView(d.registry) }));
+
+  app.get('/healthz', async () => ({ ok: true }));
+
+  return app;
+}

@@ -1,0 +1,5 @@
+export { Master, type MasterOptions, type MasterAddresses } from './master';
+export type { BuildRecord, BuildResultName } from './build-store';
+export type { JobView, LogChunk } from './job-service';
+export type { QueueView } from './views';
+export { chooseAgent, unmetRequirement } from './executor-choice';

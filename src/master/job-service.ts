@@ -1,0 +1,186 @@
+import { randomUUID } from 'node:crypto';
+import type { Job } from 'bullmq';
+import { z } from 'zod';
+import type { Config } from '../config';
+import { BadRequestError, NotFoundError, type Clock } from '../lib';
+import { buildResultSchema, checkJobPayload, exitCodeOf } from '../protocol';
+import type { BuildRecord, BuildStore } from './build-store';
+import type { Dispatcher } from './dispatcher';
+import type { JobTypeQueue } from './job-type-queue';
+
+const submitOptions = z.object({
+  type: z.string({ error: '"type" is required' }).min(1),
+  attempts: z.number().int().positive().max(100).optional(),
+  /** BullMQ priority: 1 is the highest; jobs without one go first. */
+  priority: z.number().int().min(1).max(2_097_152).optional(),
+});
+
+/** What `GET /api/jobs/:id` answers. */
+export interface JobView {
+  id: string;
+  type: string;
+  state: string;
+  done: boolean;
+  attempts: number;
+  attemptsMade: number;
+  queuedAt: number;
+  failedReason: string | null;
+  /** The build's exit code once done (128+n for a signal, 124 timeout); 1 for a job that never ran. */
+  exitCode: number | null;
+  agent: string | null;
+  location: string | null;
+  instanceId: string | null;
+  startedAt: number | null;
+  finishedAt: number | null;
+  builds: BuildRecord[];
+  log?: string;
+}
+
+export interface LogChunk {
+  attempt: number;
+  offset: number;
+  nextOffset: number;
+  data: string;
+  done: boolean;
+  state: string;
+}
+
+const DONE = new Set(['completed', 'failed']);
+
+/** Submitting and looking up jobs, behind the HTTP API and the CLI. */
+export class JobService {
+  constructor(
+    private readonly d: {
+      config: Config;
+      queues: ReadonlyMap<string, JobTypeQueue>;
+      builds: BuildStore;
+      dispatcher: Dispatcher;
+      clock: Clock;
+    },
+  ) {}
+
+  async submit(body: unknown): Promise<{ id: string; type: string }> {
+    if (!body || typeof body !== 'object' || Array.isArray(body)) throw new BadRequestError('expected a JSON object');
+    const { type, attempts, priority, ...payload } = body as Record<string, unknown>;
+    const opts = submitOptions.safeParse({ type, attempts, priority });
+    if (!opts.success) {
+      throw new BadRequestError(opts.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
+    }
+    const q = this.d.queues.get(opts.data.type);
+    if (!q) throw new BadRequestError(`unknown job type "${opts.data.type}" (known: ${[...this.d.queues.keys()].join(', ')})`);
+    const check = checkJobPayload(payload, q.type);
+    if (!check.ok) throw new BadRequestError(check.reason);
+    const id = randomUUID();
+    await q.queue.add('build', check.payload, {
+      jobId: id,
+      attempts: opts.data.attempts ?? this.d.config.jobTypes[q.type]!.attempts,
+      priority: opts.data.priority,
+      removeOnComplete: { count: this.d.config.builds.keep },
+      removeOnFail: { count: this.d.config.builds.keep },
+    });
+    return { id, type: q.type };
+  }
+
+  /** Finds a job by id; ids from `submit` are unique, raw BullMQ ids may need the type. */
+  async find(id: string, type?: string): Promise<{ job: Job; q: JobTypeQueue }> {
+    if (type !== undefined) {
+      const q = this.d.queues.get(type);
+      if (!q) throw new BadRequestError(`unknown job type "${type}"`);
+      const job = await q.getJob(id);
+      if (job) return { job, q };
+    } else {
+      for (const q of this.d.queues.values()) {
+        const job = await q.getJob(id);
+        if (job) return { job, q };
+      }
+    }
+    throw new NotFoundError(`no job ${id}${type ? ` of type ${type}` : ''}`);
+  }
+
+  async view(id: string, type?: string, withLog = true): Promise<JobView> {
+    const { job, q } = await this.find(id, type);
+    const state = await job.getState();
+    const builds = await this.d.builds.attempts(q.type, id);
+    const last = builds[builds.length - 1];
+    const done = DONE.has(state);
+    const view: JobView = {
+      id,
+      type: q.type,
+      state,
+      done,
+      attempts: job.opts.attempts ?? 1,
+      attemptsMade: job.attemptsMade,
+      queuedAt: job.timestamp,
+      failedReason: job.failedReason || null,
+      exitCode: done ? this.exitCode(state, job, last) : null,
+      agent: last?.agent ?? null,
+      location: last?.location ?? null,
+      instanceId: last?.instanceId ?? null,
+      startedAt: last?.startedAt ?? null,
+      finishedAt: last?.finishedAt ?? null,
+      builds,
+    };
+    if (withLog) view.log = last ? await this.d.builds.readLog(q.type, id, last.attempt) : '';
+    return view;
+  }
+
+  private exitCode(state: string, job: Job, last: BuildRecord | undefined): number {
+    if (state === 'completed') {
+      const r = buildResultSchema.safeParse(stripOutcome(job.returnvalue));
+      return r.success ? exitCodeOf(r.data) : 0;
+    }
+    if (last && last.result !== 'lost' && last.result !== 'cancelled') {
+      if (last.exitCode !== null) return last.exitCode;
+      if (last.result === 'timeout') return 124;
+    }
+    return 1;
+  }
+
+  /**
+   * The log of the job's latest attempt from `offset` on. With `waitMs`, an empty answer is
+   * held back until output arrives, the job settles or a new attempt starts (long poll).
+   */
+  async logChunk(id: string, type: string | undefined, attempt: number, offset: number, waitMs: number): Promise<LogChunk> {
+    const { job, q } = await this.find(id, type);
+    const read = async (): Promise<LogChunk> => {
+      const state = await job.getState();
+      const builds = await this.d.builds.attempts(q.type, id);
+      const latest = builds[builds.length - 1]?.attempt ?? 0;
+      const from = latest === attempt ? offset : 0;
+      const text = latest ? await this.d.builds.readLog(q.type, id, latest) : '';
+      const bytes = Buffer.from(text);
+      const data = bytes.subarray(Math.min(from, bytes.length)).toString();
+      return { attempt: latest, offset: from, nextOffset: bytes.length, data, done: DONE.has(state), state };
+    };
+    const first = await read();
+    if (first.data || first.done || first.attempt !== attempt || waitMs <= 0) return first;
+    await this.nextEvent(q.type, id, waitMs);
+    return read();
+  }
+
+  private nextEvent(queue: string, id: string, waitMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const ac = new AbortController();
+      const done = () => {
+        ac.abort();
+        this.d.dispatcher.off('build-log', onLog);
+        this.d.dispatcher.off('job-settled', onSettled);
+        this.d.dispatcher.off('build-finished', onFinished);
+        resolve();
+      };
+      const onLog = (q: string, j: string) => q === queue && j === id && done();
+      const onSettled = (q: string, j: string) => q === queue && j === id && done();
+      const onFinished = (r: BuildRecord) => r.type === queue && r.id === id && done();
+      this.d.dispatcher.on('build-log', onLog);
+      this.d.dispatcher.on('job-settled', onSettled);
+      this.d.dispatcher.on('build-finished', onFinished);
+      this.d.clock.sleep(waitMs, ac.signal).then(done, () => undefined);
+    });
+  }
+}
+
+function stripOutcome(v: unknown): unknown {
+  if (!v || typeof v !== 'object') return v;
+  const { outcome: _o, ...rest } = v as Record<string, unknown>;
+  return rest;
+}

@@ -1,0 +1,110 @@
+import { randomBytes } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import { Redis } from 'ioredis';
+import type { Config } from '../config';
+import { systemClock, type Clock, type Logger } from '../lib';
+import { AgentRegistry } from './agent-registry';
+import { AgentServer } from './agent-server';
+import { BuildStore } from './build-store';
+import { Dispatcher } from './dispatcher';
+import { createHttpApi } from './http-api';
+import { JobService } from './job-service';
+import { JobTypeQueue } from './job-type-queue';
+
+export interface MasterOptions {
+  config: Config;
+  log: Logger;
+  /** @defaultValue the system clock */
+  clock?: Clock;
+}
+
+export interface MasterAddresses {
+  /** Base URL of the HTTP API, e.g. http://127.0.0.1:8080 */
+  httpUrl: string;
+  /** URL agents connect to, e.g. ws://127.0.0.1:8081 */
+  agentUrl: string;
+}
+
+/** The daemon: wires Redis, the job type queues, the dispatcher, the agent listener and the HTTP API. */
+export class Master {
+  readonly id = `master-${randomBytes(4).toString('hex')}`;
+  readonly registry = new AgentRegistry();
+  private redis: Redis | undefined;
+  private queues = new Map<string, JobTypeQueue>();
+  private _dispatcher: Dispatcher | undefined;
+  private agentServer: AgentServer | undefined;
+  private http: FastifyInstance | undefined;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+
+  constructor(private readonly opts: MasterOptions) {
+    this.clock = opts.clock ?? systemClock;
+    this.log = opts.log.child({ component: 'master' });
+  }
+
+  /** Build events (finished builds, logs) for the demo and embedders. */
+  get dispatcher(): Dispatcher {
+    if (!this._dispatcher) throw new Error('master not started');
+    return this._dispatcher;
+  }
+
+  async start(): Promise<MasterAddresses> {
+    const { config } = this.opts;
+    // BullMQ's blocking commands need maxRetriesPerRequest: null; a Redis outage then waits instead of failing jobs.
+    const redis = new Redis(config.redis.url, { maxRetriesPerRequest: null, lazyConnect: true });
+    this.redis = redis;
+    let lastRedisError = '';
+    redis.on('error', (err: Error) => {
+      if (err.message !== lastRedisError) this.log.error('redis.error', { error: err.message });
+      lastRedisError = err.message;
+    });
+    redis.on('ready', () => (lastRedisError = ''));
+    await redis.connect();
+
+    for (const type of Object.keys(config.jobTypes)) {
+      this.queues.set(
+        type,
+        new JobTypeQueue({ type, connection: redis, prefix: config.redis.queuePrefix, lockMs: config.builds.lockMs, masterId: this.id }),
+      );
+    }
+    await Promise.all([...this.queues.values()].map((q) => q.start()));
+    for (const q of this.queues.values()) q.worker.on('error', (err) => this.log.error('queue.error', { queue: q.type, error: err.message }));
+
+    const builds = new BuildStore({ redis, keyPrefix: config.redis.keyPrefix, keep: config.builds.keep, logMaxBytes: config.builds.logMaxBytes });
+    const dispatcher = new Dispatcher({ config, queues: this.queues, registry: this.registry, builds, clock: this.clock, log: this.log });
+    this._dispatcher = dispatcher;
+    const jobs = new JobService({ config, queues: this.queues, builds, dispatcher, clock: this.clock });
+
+    this.agentServer = new AgentServer({ config, registry: this.registry, dispatcher, clock: this.clock, log: this.log.child({ component: 'agent-server' }) });
+    const agentAddr = await this.agentServer.listen();
+
+    this.http = createHttpApi({ config, jobs, builds, registry: this.registry, dispatcher, queues: this.queues, clock: this.clock, log: this.log });
+    await this.http.listen({ host: config.http.host, port: config.http.port });
+    const httpAddr = this.http.server.address() as AddressInfo;
+    this.log.info('http.listening', { host: httpAddr.address, port: httpAddr.port });
+
+    dispatcher.start();
+    const addresses = {
+      httpUrl: `http://${urlHost(httpAddr.address)}:${httpAddr.port}`,
+      agentUrl: `ws://${urlHost(agentAddr.host)}:${agentAddr.port}`,
+    };
+    this.log.info('master.started', { id: this.id, ...addresses, jobTypes: [...this.queues.keys()] });
+    return addresses;
+  }
+
+  /** Graceful stop: no new jobs; agents are told to reconnect; builds keep running for the next master. */
+  async stop(): Promise<void> {
+    this.log.info('master.stopping', { id: this.id });
+    await this.http?.close();
+    await this.agentServer?.close();
+    await this._dispatcher?.stop();
+    await this.redis?.quit().catch(() => this.redis?.disconnect());
+    this.log.info('master.stopped', { id: this.id });
+  }
+}
+
+function urlHost(address: string): string {
+  if (address === '0.0.0.0' || address === '::') return '127.0.0.1';
+  return address.includes(':') ? `[${address}]` : address;
+}

@@ -1,0 +1,434 @@
+import { EventEmitter } from 'node:events';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import WebSocket from 'ws';
+import { version as packageVersion } from '../../package.json';
+import type { AgentOptions } from '../config';
+import { runProcess } from '../executor';
+import { systemClock, type Clock, type Logger } from '../lib';
+import {
+  CloseCode,
+  outcomeOf,
+  parseMasterFrame,
+  PROTOCOL_VERSION,
+  type AssignFrame,
+  type BuildResult,
+  type FinishedFrame,
+  type HeldJob,
+  type MasterFrame,
+} from '../protocol';
+import { AgentRejectedError } from './agent-errors';
+import { backoffDelay, type BackoffOptions } from './backoff';
+import { Build } from './build';
+import { helloFrame } from './hello';
+import { detectHostInfo, type HostInfo } from './host-info';
+import { keyOf, LogOutbox } from './log-outbox';
+import { MasterConnection, type ConnectionEnd } from './master-connection';
+import { StateChanges } from './state-changes';
+
+export interface AgentDeps {
+  options: AgentOptions;
+  log: Logger;
+  /** @defaultValue systemClock */
+  clock?: Clock;
+  /** @defaultValue detectHostInfo() */
+  host?: HostInfo;
+  /** @defaultValue runProcess */
+  runner?: typeof runProcess;
+  /** @defaultValue WebSocket from 'ws' */
+  WebSocketImpl?: typeof WebSocket;
+  /** Jitter source for reconnect delays. @defaultValue Math.random */
+  random?: () => number;
+  /**
+   * The environment builds start from; the CLI passes its own. The agent token is removed
+   * from it. @defaultValue `{ PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' }`
+   */
+  baseEnv?: Record<string, string>;
+  /** @defaultValue `{ baseMs: 500, capMs: 30000 }` */
+  backoff?: BackoffOptions;
+  /** How long `drain()` waits for the master to acknowledge finished builds. @defaultValue 10000 */
+  ackWaitMs?: number;
+  /** A connection whose `welcome` does not come within this is dropped and retried. @defaultValue 30000 */
+  welcomeTimeoutMs?: number;
+  /** Between SIGTERM and SIGKILL when a build is timed out or cancelled. @defaultValue 5000 */
+  killGraceMs?: number;
+  /** Reported in `hello`. @defaultValue the package version */
+  version?: string;
+}
+
+/** What tests and the CLI can observe. `fatal` precedes the rejection of `start()`. */
+export interface AgentEvents {
+  welcomed: [{ agentId: string; heartbeatMs: number; reattached: string[] }];
+  'job-started': [HeldJob];
+  'job-finished': [HeldJob, BuildResult];
+  'job-cancelled': [HeldJob, string];
+  'job-acked': [{ queue: string; jobId: string }];
+  disconnected: [{ code: number; reason: string; retryInMs: number }];
+  draining: [];
+  drained: [];
+  fatal: [AgentRejectedError];
+}
+
+const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const FATAL_CLOSE_CODES: ReadonlySet<number> = new Set([CloseCode.unauthorized, CloseCode.version]);
+
+/**
+ * The process on a build machine: keeps a connection to the master (reconnecting with
+ * backoff), takes jobs up to its executor count, runs them, streams their output, and holds
+ * each result until the master acknowledges it — across reconnects.
+ */
+export class Agent extends EventEmitter<AgentEvents> {
+  private readonly options: AgentOptions;
+  private readonly log: Logger;
+  private readonly clock: Clock;
+  private readonly host: HostInfo;
+  private readonly runner: typeof runProcess;
+  private readonly WebSocketImpl: typeof WebSocket;
+  private readonly random: () => number;
+  private readonly baseEnv: Record<string, string>;
+  private readonly deps: AgentDeps;
+  private readonly outbox: LogOutbox;
+
+  private readonly running = new Map<string, Build>();
+  /** Every build until its processes are gone and its directory removed. */
+  private readonly unsettled = new Set<Build>();
+  private readonly finished = new Map<string, FinishedFrame>();
+  private reportedRunning = new Set<string>();
+  private reportedFinished = new Set<string>();
+
+  private conn: MasterConnection | undefined;
+  private welcomed = false;
+  private draining = false;
+  private stopping = false;
+  private readonly loopAbort = new AbortController();
+  private exited: Promise<void> | undefined;
+  private drainPromise: Promise<void> | undefined;
+  private workDir = '';
+  private ownsWorkDir = false;
+  private readonly changes: StateChanges;
+
+  constructor(deps: AgentDeps) {
+    super();
+    this.deps = deps;
+    this.options = deps.options;
+    this.log = deps.log.child({ component: 'agent', agent: deps.options.name });
+    this.clock = deps.clock ?? systemClock;
+    this.host = deps.host ?? detectHostInfo();
+    this.runner = deps.runner ?? runProcess;
+    this.WebSocketImpl = deps.WebSocketImpl ?? WebSocket;
+    this.random = deps.random ?? Math.random;
+    this.baseEnv = withoutSecrets(deps.baseEnv ?? { PATH: DEFAULT_PATH }, deps.options.token);
+    this.changes = new StateChanges(this.clock);
+    this.outbox = new LogOutbox({
+      clock: this.clock,
+      canSend: () => this.welcomed && this.conn?.writable === true,
+      send: (frame) => this.conn?.send(frame),
+      onDrop: (queue, jobId) => this.log.warn('agent.logs-dropped', { queue, jobId }),
+    });
+  }
+
+  /**
+   * Connects and keeps connecting until `drain()` or `stop()`. Resolves once the agent has
+   * stopped; rejects with {@link AgentRejectedError} when the master refuses it for good.
+   */
+  start(): Promise<void> {
+    this.exited ??= this.main();
+    return this.exited;
+  }
+
+  /** Takes no new jobs, lets running builds finish and be acknowledged, then disconnects. */
+  drain(): Promise<void> {
+    this.drainPromise ??= this.doDrain();
+    return this.drainPromise;
+  }
+
+  /** Disconnects at once, cancelling running builds (they are not reported as finished). */
+  async stop(): Promise<void> {
+    await this.shutdown();
+  }
+
+  /** The job ids currently running on this agent. */
+  runningJobs(): HeldJob[] {
+    return [...this.running.values()].map((b) => b.held);
+  }
+
+  /** Finished builds the master has not acknowledged yet. */
+  unacknowledged(): FinishedFrame[] {
+    return [...this.finished.values()];
+  }
+
+  private async main(): Promise<void> {
+    await this.prepareWorkDir();
+    try {
+      await this.connectLoop();
+    } catch (err) {
+      if (err instanceof AgentRejectedError) this.emit('fatal', err);
+      throw err;
+    } finally {
+      this.stopping = true;
+      for (const build of [...this.running.values()]) this.dropBuild(build, 'agent stopped');
+      await Promise.all([...this.unsettled].map((b) => b.settled));
+      this.outbox.close();
+      if (this.ownsWorkDir) await rm(this.workDir, { recursive: true, force: true }).catch(() => undefined);
+      this.log.info('agent.stopped', { unacknowledged: this.finished.size });
+    }
+  }
+
+  private async prepareWorkDir(): Promise<void> {
+    if (this.options.workDir) {
+      this.workDir = this.options.workDir;
+      await mkdir(this.workDir, { recursive: true });
+    } else {
+      this.workDir = await mkdtemp(join(tmpdir(), 'spillway-agent-'));
+      this.ownsWorkDir = true;
+    }
+  }
+
+  private async connectLoop(): Promise<void> {
+    let attempt = 0;
+    while (!this.stopping) {
+      const c = await this.connectOnce();
+      if (this.stopping) return;
+      if (FATAL_CLOSE_CODES.has(c.code)) {
+        const hint = c.code === CloseCode.unauthorized ? 'check the agent token' : `this agent speaks protocol ${PROTOCOL_VERSION}; upgrade the agent or the master`;
+        this.log.error('agent.rejected', { code: c.code, reason: c.reason, hint });
+        throw new AgentRejectedError(c.code, c.reason);
+      }
+      if (c.welcomed) attempt = 0;
+      const retryInMs = backoffDelay(attempt++, this.deps.backoff, this.random);
+      if (c.opened) this.log.warn('agent.disconnected', { code: c.code, reason: c.reason, retryInMs, running: this.running.size });
+      else this.log.warn('agent.connect-failed', { master: this.options.master, error: c.reason, retryInMs });
+      this.emit('disconnected', { code: c.code, reason: c.reason, retryInMs });
+      try {
+        await this.clock.sleep(retryInMs, this.loopAbort.signal);
+      } catch {
+        return;
+      }
+    }
+  }
+
+  /** One connection, from dialling to close. */
+  private async connectOnce(): Promise<ConnectionEnd & { welcomed: boolean }> {
+    this.log.info('agent.connecting', { master: this.options.master });
+    const conn: MasterConnection = new MasterConnection(this.options.master, this.WebSocketImpl, this.clock, {
+      onOpen: () => {
+        conn.send(this.hello());
+        this.clock.sleep(this.deps.welcomeTimeoutMs ?? 30_000, conn.signal).then(
+          () => {
+            if (this.conn === conn && !this.welcomed) {
+              this.log.warn('agent.master-silent', { waitingFor: 'welcome' });
+              conn.terminate();
+            }
+          },
+          () => undefined,
+        );
+      },
+      onText: (text) => this.onMessage(conn, text),
+    });
+    this.conn = conn;
+    this.welcomed = false;
+    const end = await conn.closed;
+    const welcomed = this.welcomed;
+    if (this.conn === conn) {
+      this.conn = undefined;
+      this.welcomed = false;
+    }
+    return { ...end, welcomed };
+  }
+
+  private hello() {
+    const running = this.runningJobs();
+    const finished = this.unacknowledged();
+    this.reportedRunning = new Set(running.map((h) => keyOf(h.queue, h.jobId)));
+    this.reportedFinished = new Set(finished.map((f) => keyOf(f.queue, f.jobId)));
+    const version = this.deps.version ?? packageVersion;
+    return helloFrame(this.options, this.host, { version, running, finished, draining: this.draining });
+  }
+
+  private onMessage(conn: MasterConnection, text: string): void {
+    const parsed = parseMasterFrame(text);
+    if (!parsed.ok) {
+      this.log.warn('agent.frame-invalid', { reason: parsed.reason });
+      return;
+    }
+    const frame: MasterFrame = parsed.frame;
+    switch (frame.type) {
+      case 'welcome':
+        return this.onWelcome(conn, frame);
+      case 'assign':
+        return this.onAssign(frame);
+      case 'cancel':
+        return this.onCancel(frame.queue, frame.jobId, frame.reason);
+      case 'ack':
+        return this.onAck(frame.queue, frame.jobId);
+      case 'drain':
+        this.log.info('agent.drain-requested', { by: 'master' });
+        void this.drain();
+        return;
+      case 'error':
+        this.log.warn('agent.master-error', { code: frame.code, message: frame.message });
+        return;
+    }
+  }
+
+  private onWelcome(conn: MasterConnection, frame: Extract<MasterFrame, { type: 'welcome' }>): void {
+    if (this.conn !== conn || this.welcomed) return;
+    this.welcomed = true;
+    this.log.info('agent.welcomed', { agentId: frame.agentId, heartbeatMs: frame.heartbeatMs, reattached: frame.reattached });
+    const reattached = new Set(frame.reattached);
+    for (const key of this.reportedRunning) {
+      const build = this.running.get(key);
+      if (build && !reattached.has(build.held.jobId)) this.dropBuild(build, 'not reattached by the master');
+    }
+    for (const [key, f] of [...this.finished]) {
+      if (this.reportedFinished.has(key)) continue;
+      // Reported as running in hello, finished before the welcome came.
+      if (this.reportedRunning.has(key) && !reattached.has(f.jobId)) {
+        this.finished.delete(key);
+        this.outbox.forget(f.queue, f.jobId);
+        continue;
+      }
+      this.outbox.flush(f.queue, f.jobId);
+      conn.send(f);
+    }
+    if (this.draining) conn.send({ type: 'draining' });
+    this.outbox.flush();
+    void this.heartbeatLoop(conn, frame.heartbeatMs);
+    this.changes.notify();
+    this.emit('welcomed', { agentId: frame.agentId, heartbeatMs: frame.heartbeatMs, reattached: frame.reattached });
+  }
+
+  private async heartbeatLoop(conn: MasterConnection, heartbeatMs: number): Promise<void> {
+    try {
+      for (;;) {
+        await this.clock.sleep(heartbeatMs, conn.signal);
+        // A VPN that silently drops packets leaves the socket open forever; our pings get a
+        // pong from any live master, so silence this long means the path is gone.
+        const silentMs = this.clock.now() - conn.lastHeard;
+        if (silentMs > 3 * heartbeatMs) {
+          this.log.warn('agent.master-silent', { silentMs });
+          conn.terminate();
+          return;
+        }
+        conn.send({ type: 'heartbeat', running: this.runningJobs().map((h) => h.jobId) });
+        conn.ping();
+      }
+    } catch {
+      // aborted: the connection closed
+    }
+  }
+
+  private onAssign(frame: AssignFrame): void {
+    const { queue, jobId } = frame;
+    const key = keyOf(queue, jobId);
+    const refuse = (reason: string) => this.log.warn('agent.assign-refused', { queue, jobId, reason });
+    if (this.draining || this.stopping) return refuse('draining');
+    if (this.running.has(key)) return refuse('already running');
+    if (this.running.size >= this.options.executors) return refuse(`at capacity (${this.options.executors} executors)`);
+    // A new attempt supersedes a result the master never acknowledged.
+    this.finished.delete(key);
+    const build: Build = new Build(frame, {
+      runner: this.runner,
+      clock: this.clock,
+      workDir: this.workDir,
+      baseEnv: this.baseEnv,
+      ...(this.deps.killGraceMs !== undefined && { killGraceMs: this.deps.killGraceMs }),
+      onOutput: (stream, chunk) => {
+        if (!build.cancelled) this.outbox.push(queue, jobId, stream, chunk);
+      },
+      onCleanupError: (dir, err) => this.log.warn('agent.workdir-error', { queue, jobId, dir, error: err }),
+    });
+    this.running.set(key, build);
+    this.unsettled.add(build);
+    void build.settled.then(() => {
+      this.unsettled.delete(build);
+      this.changes.notify();
+    });
+    this.conn?.send({ type: 'started', ...build.held, startedAt: this.clock.now() });
+    this.log.info('agent.job-started', { queue, jobId, attempt: frame.attempt, dir: build.dir });
+    this.emit('job-started', build.held);
+    void build.result.then((result) => this.onBuildResult(build, result));
+  }
+
+  private onBuildResult(build: Build, result: BuildResult): void {
+    const { queue, jobId } = build.held;
+    const key = keyOf(queue, jobId);
+    if (this.running.get(key) !== build || build.cancelled) return;
+    this.running.delete(key);
+    const frame: FinishedFrame = { type: 'finished', ...build.held, result };
+    this.finished.set(key, frame);
+    this.log.info('agent.job-finished', {
+      queue,
+      jobId,
+      outcome: outcomeOf(result),
+      exitCode: result.exitCode,
+      signal: result.signal,
+      durationMs: result.finishedAt - result.startedAt,
+      ...(result.error !== undefined && { error: result.error }),
+    });
+    if (this.welcomed) {
+      this.outbox.flush(queue, jobId);
+      this.conn?.send(frame);
+    }
+    this.emit('job-finished', build.held, result);
+    this.changes.notify();
+  }
+
+  private onCancel(queue: string, jobId: string, reason: string): void {
+    const key = keyOf(queue, jobId);
+    const build = this.running.get(key);
+    if (build) return this.dropBuild(build, reason);
+    if (this.finished.delete(key)) this.outbox.forget(queue, jobId);
+    this.changes.notify();
+  }
+
+  private onAck(queue: string, jobId: string): void {
+    if (!this.finished.delete(keyOf(queue, jobId))) return;
+    this.log.debug('agent.job-acked', { queue, jobId });
+    this.emit('job-acked', { queue, jobId });
+    this.changes.notify();
+  }
+
+  /** Cancels a build and forgets it: the master will hear nothing more about it. */
+  private dropBuild(build: Build, reason: string): void {
+    const { queue, jobId } = build.held;
+    this.running.delete(keyOf(queue, jobId));
+    build.cancel(reason);
+    this.outbox.forget(queue, jobId);
+    this.log.info('agent.job-cancelled', { queue, jobId, reason });
+    this.emit('job-cancelled', build.held, reason);
+    this.changes.notify();
+  }
+
+  private async doDrain(): Promise<void> {
+    if (!this.exited || this.stopping) return this.shutdown();
+    this.draining = true;
+    this.log.info('agent.drain-requested', { running: this.running.size });
+    this.emit('draining');
+    if (this.welcomed) this.conn?.send({ type: 'draining' });
+    await this.changes.waitFor(() => this.running.size === 0 || this.stopping);
+    await this.changes.waitFor(() => this.finished.size === 0 || this.stopping, this.deps.ackWaitMs ?? 10_000);
+    this.log.info('agent.drained', { unacknowledged: this.finished.size });
+    this.emit('drained');
+    await this.shutdown();
+  }
+
+  private async shutdown(): Promise<void> {
+    this.stopping = true;
+    this.loopAbort.abort();
+    this.changes.notify();
+    this.conn?.close(1000, this.draining ? 'drained' : 'stopped');
+    await this.exited?.catch(() => undefined);
+  }
+}
+
+/** Builds must never see the agent's own credentials, whatever variable holds them. */
+function withoutSecrets(env: Record<string, string>, token: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) {
+    if (k === 'SPILLWAY_AGENT_TOKEN' || v === token) continue;
+    out[k] = v;
+  }
+  return out;
+}

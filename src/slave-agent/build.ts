@@ -1,0 +1,94 @@
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { OutputStream, RunHandle, runProcess } from '../executor';
+import type { Clock } from '../lib';
+import type { AssignFrame, BuildResult, HeldJob } from '../protocol';
+
+export interface BuildDeps {
+  runner: typeof runProcess;
+  clock: Clock;
+  /** Below which each build gets its own fresh directory. */
+  workDir: string;
+  baseEnv: Record<string, string>;
+  killGraceMs?: number;
+  onOutput: (stream: OutputStream, chunk: string) => void;
+  /** The build directory could not be removed afterwards (the build's result stands). */
+  onCleanupError: (dir: string, err: unknown) => void;
+}
+
+/** One assigned job on this agent: its directory, its process, its result. */
+export class Build {
+  readonly held: HeldJob;
+  readonly attempt: number;
+  readonly dir: string;
+  /** Set once the master cancelled or took the build away; its result is then never sent. */
+  cancelReason: string | undefined;
+  /** The build's outcome, as soon as its processes are gone. Never rejects. */
+  readonly result: Promise<BuildResult>;
+  /** Settles after `result`, once the build directory has been removed as well. */
+  readonly settled: Promise<void>;
+  private handle: RunHandle | undefined;
+
+  constructor(
+    readonly assign: AssignFrame,
+    private readonly deps: BuildDeps,
+  ) {
+    this.held = { queue: assign.queue, jobId: assign.jobId, lockToken: assign.lockToken };
+    this.attempt = assign.attempt;
+    this.dir = join(deps.workDir, `${safe(assign.queue)}-${safe(assign.jobId)}-${assign.attempt}`);
+    this.result = this.run();
+    this.settled = this.result.then(() =>
+      rm(this.dir, { recursive: true, force: true }).catch((err: unknown) => deps.onCleanupError(this.dir, err)),
+    );
+  }
+
+  get cancelled(): boolean {
+    return this.cancelReason !== undefined;
+  }
+
+  cancel(reason: string): void {
+    if (this.cancelReason !== undefined) return;
+    this.cancelReason = reason;
+    this.handle?.cancel(reason);
+  }
+
+  private async run(): Promise<BuildResult> {
+    const { payload } = this.assign;
+    const startedAt = this.deps.clock.now();
+    const cwd = payload.cwd ? join(this.dir, payload.cwd) : this.dir;
+    try {
+      // A retry of the same attempt must not see a previous run's leftovers.
+      await rm(this.dir, { recursive: true, force: true });
+      await mkdir(cwd, { recursive: true });
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      return { exitCode: null, signal: null, timedOut: false, error: `cannot create work dir: ${message}`, startedAt, finishedAt: this.deps.clock.now() };
+    }
+    if (this.cancelReason !== undefined) {
+      return { exitCode: null, signal: null, timedOut: false, error: `cancelled before start: ${this.cancelReason}`, startedAt, finishedAt: this.deps.clock.now() };
+    }
+    this.handle = this.deps.runner(
+      {
+        ...(payload.argv ? { argv: payload.argv } : { shell: payload.shell }),
+        baseEnv: this.deps.baseEnv,
+        env: {
+          ...payload.env,
+          SPILLWAY_JOB_ID: this.assign.jobId,
+          SPILLWAY_JOB_TYPE: this.assign.queue,
+          SPILLWAY_ATTEMPT: String(this.assign.attempt),
+        },
+        cwd,
+        timeoutMs: this.assign.timeoutSec * 1000,
+        ...(this.deps.killGraceMs !== undefined && { killGraceMs: this.deps.killGraceMs }),
+      },
+      this.deps.onOutput,
+      { now: () => this.deps.clock.now() },
+    );
+    return this.handle.result;
+  }
+}
+
+/** Queue names and BullMQ ids may hold characters that are awkward or unsafe in a path. */
+function safe(part: string): string {
+  return part.replace(/[^A-Za-z0-9_.-]/g, '_').replace(/^\.+/, '_');
+}
