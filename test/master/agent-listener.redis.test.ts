@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict';
+import WebSocket from 'ws';
+import { CloseCode, PROTOCOL_VERSION, type HelloFrame, type MasterFrame } from '../../src/protocol';
+import { farmConfigRaw, TestFarm, TOKEN } from '../helpers/farm';
+
+function hello(over: Partial<HelloFrame> = {}): HelloFrame {
+  return {
+    type: 'hello',
+    protocol: PROTOCOL_VERSION,
+    token: TOKEN,
+    name: 'raw',
+    location: 'onprem',
+    jobTypes: ['b2g'],
+    executors: 1,
+    os: 'linux',
+    arch: 'x64',
+    cpus: 2,
+    memoryMb: 1024,
+    labels: [],
+    version: 'test',
+    running: [],
+    finished: [],
+    draining: false,
+    ...over,
+  };
+}
+
+/** A hand-driven websocket client: the frames an attacker or a broken agent could send. */
+async function connect(url: string): Promise<{ ws: WebSocket; frames: MasterFrame[]; next: () => Promise<MasterFrame>; closed: Promise<[number, string]> }> {
+  const ws = new WebSocket(url);
+  const frames: MasterFrame[] = [];
+  const waiters: Array<(f: MasterFrame) => void> = [];
+  ws.on('message', (d) => {
+    const f = JSON.parse(d.toString()) as MasterFrame;
+    const w = waiters.shift();
+    if (w) w(f);
+    else frames.push(f);
+  });
+  const closed = new Promise<[number, string]>((r) => ws.on('close', (code, reason) => r([code, reason.toString()])));
+  await new Promise((r, j) => (ws.once('open', r), ws.once('error', j)));
+  return { ws, frames, closed, next: () => (frames.length ? Promise.resolve(frames.shift()!) : new Promise((r) => waiters.push(r))) };
+}
+
+describe('agent listener: authentication and hostile frames', function () {
+  let farm: TestFarm;
+  beforeEach(async () => {
+    farm = await new TestFarm(farmConfigRaw()).start();
+  });
+  afterEach(() => farm.stop());
+
+  it('closes a connection with a wrong token with 4401, logs it, never registers it', async () => {
+    const c = await connect(farm.addr.agentUrl);
+    c.ws.send(JSON.stringify(hello({ token: 'wrong-token-value' })));
+    const [code, reason] = await c.closed;
+    assert.equal(code, CloseCode.unauthorized);
+    assert.match(reason, /unauthorized/);
+    const line = await farm.logs.waitFor((e) => e.event === 'agent.auth-failed');
+    assert.equal(line.reason, 'wrong token');
+    assert.equal(JSON.stringify(farm.logs.entries).includes('wrong-token-value'), false, 'the token must not be logged');
+    assert.deepEqual(await farm.api('/api/agents'), { agents: [] });
+  });
+
+  it('closes a connection whose first frame is not a hello', async () => {
+    const c = await connect(farm.addr.agentUrl);
+    c.ws.send('{"type":"heartbeat","running":[]}');
+    assert.equal((await c.closed)[0], CloseCode.badHello);
+  });
+
+  it('rejects malformed JSON and unknown frames with an error frame and keeps the connection and the daemon', async () => {
+    const c = await connect(farm.addr.agentUrl);
+    c.ws.send(JSON.stringify(hello()));
+    assert.equal((await c.next()).type, 'welcome');
+    c.ws.send('{not json');
+    const e1 = await c.next();
+    assert.deepEqual(e1.type === 'error' && e1.message, 'malformed JSON');
+    c.ws.send(JSON.stringify({ type: 'launch-missiles' }));
+    const e2 = await c.next();
+    assert.equal(e2.type, 'error');
+    c.ws.send(JSON.stringify({ type: 'finished', queue: 'b2g', jobId: 'x' }));
+    assert.equal((await c.next()).type, 'error');
+    // Still registered and still dispatching.
+    const id = await farm.submit({ type: 'b2g', argv: ['true'] });
+    const assign = await c.next();
+    assert.equal(assign.type, 'assign');
+    assert.equal(assign.type === 'assign' && assign.jobId, id);
+    assert.equal(farm.logs.entries.filter((e) => e.event === 'agent.frame-rejected').length, 3);
+    c.ws.close();
+  });
+
+  it('closes on an oversized frame (1009) and keeps serving others', async () => {
+    const c = await connect(farm.addr.agentUrl);
+    c.ws.send(JSON.stringify(hello()));
+    await c.next();
+    c.ws.send('x'.repeat(farm.config.agents.maxFrameBytes + 1));
+    assert.equal((await c.closed)[0], 1009);
+    await farm.agent({ name: 'ok' });
+    const { agents } = await farm.api<{ agents: Array<{ name: string }> }>('/api/agents');
+    assert.deepEqual(
+      agents.map((a) => a.name),
+      ['ok'],
+    );
+  });
+});
