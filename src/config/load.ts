@@ -29,6 +29,8 @@ export function parseConfig(raw: unknown, env: Env = process.env, source = 'conf
   if (raw !== null && raw !== undefined && (typeof raw !== 'object' || Array.isArray(raw))) {
     problems.push('(top level): expected a mapping of settings');
   }
+  // An absent section still gets its own problems reported (e.g. the missing agents.token).
+  doc.agents ??= {};
   for (const o of OVERRIDES) {
     const value = env[o.name];
     if (value === undefined || value === '') continue;

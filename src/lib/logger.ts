@@ -67,8 +67,10 @@ const pretty = winston.format.printf((info) => {
 
 const redactFormat = winston.format((info) => {
   for (const [k, v] of Object.entries(info)) {
-    if (typeof k === 'string') info[k] = SECRET_KEY.test(k) ? '[redacted]' : redact(v);
+    info[k] = SECRET_KEY.test(k) ? '[redacted]' : redact(v);
   }
+  // Events carry fields, not prose; winston's empty message would only be noise on every line.
+  if (info.message === '') delete (info as { message?: unknown }).message;
   return info;
 });
 
