@@ -1,0 +1,100 @@
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { farmConfigRaw, spawnCli, TestFarm, TOKEN, writeConfigFile } from '../helpers/farm';
+import { redisUrl } from '../setup/root-hooks';
+
+describe('cli: the spillway command', function () {
+  this.timeout(60_000);
+
+  it('master: exits 2 and lists every config problem with its path', async () => {
+    const file = writeConfigFile({ agents: { token: 'long-enough-token' }, jobTypes: { b2g: { timeoutSec: 0 }, linux64: { attempts: 'x' } } });
+    const p = spawnCli(['master', '--config', file]);
+    const { code } = await p.exited;
+    assert.equal(code, 2);
+    assert.match(p.output(), /jobTypes\.b2g\.timeoutSec: expected a positive integer/);
+    assert.match(p.output(), /jobTypes\.linux64\.attempts: expected a positive integer/);
+  });
+
+  it('master: exits 2 on a YAML syntax error', async () => {
+    const file = writeConfigFile({});
+    writeFileSync(file, 'jobTypes: [b2g\n');
+    const p = spawnCli(['master', '--config', file]);
+    assert.equal((await p.exited).code, 2);
+    assert.match(p.output(), /YAML/);
+  });
+
+  it('master + agent + submit --wait + status, as separate processes; the master stops on SIGTERM', async () => {
+    const raw = farmConfigRaw();
+    const file = writeConfigFile(raw);
+    const master = spawnCli(['master', '--config', file], { SPILLWAY_HTTP_PORT: '0', SPILLWAY_AGENT_PORT: '0' });
+    const line = await master.waitForOutput(/HTTP API (\S+), agents connect to (\S+)/);
+    const [, httpUrl, agentUrl] = /HTTP API (\S+), agents connect to (\S+)/.exec(line)!;
+    const agent = spawnCli(['agent', '--master', agentUrl!, '--name', 'cli-agent', '--job-types', 'b2g', '--token', TOKEN]);
+    await agent.waitForOutput(/agent\.welcomed/);
+
+    const ok = spawnCli(['submit', '--master', httpUrl!, '--type', 'b2g', '--wait', '--', 'sh', '-c', 'echo compiled; echo warn >&2']);
+    assert.equal((await ok.exited).code, 0, ok.output());
+    assert.match(ok.output(), /compiled/);
+    assert.match(ok.output(), /warn/);
+    assert.match(ok.output(), /completed on cli-agent \(on-prem\)/);
+
+    const bad = spawnCli(['submit', '--master', httpUrl!, '--type', 'b2g', '--wait', '--shell', '--', 'echo', 'failing;', 'exit', '5']);
+    assert.equal((await bad.exited).code, 5, bad.output());
+    assert.match(bad.output(), /failing/);
+    assert.match(bad.output(), /exited 5/);
+
+    const noWait = spawnCli(['submit', '--master', httpUrl!, '--type', 'b2g', '--', 'true']);
+    assert.equal((await noWait.exited).code, 0);
+    assert.match(noWait.output().trim(), /^[0-9a-f-]{36}$/);
+
+    const unknown = spawnCli(['submit', '--master', httpUrl!, '--type', 'nope', '--', 'true']);
+    assert.equal((await unknown.exited).code, 2);
+    assert.match(unknown.output(), /unknown job type "nope"/);
+
+    const status = spawnCli(['status', '--master', httpUrl!, '--json']);
+    assert.equal((await status.exited).code, 0);
+    const s = JSON.parse(status.output()) as { agents: Array<{ name: string }>; builds: unknown[]; queues: Array<{ type: string }> };
+    assert.deepEqual(s.agents.map((a) => a.name), ['cli-agent']);
+    assert.ok(s.builds.length >= 2);
+    assert.deepEqual(s.queues.map((q) => q.type).sort(), ['b2g', 'linux64']);
+
+    const table = spawnCli(['status', '--master', httpUrl!]);
+    assert.equal((await table.exited).code, 0);
+    assert.match(table.output(), /RECENT BUILDS/);
+    assert.match(table.output(), /cli-agent/);
+
+    agent.child.kill('SIGTERM');
+    assert.equal((await agent.exited).code, 0, agent.output());
+    master.child.kill('SIGTERM');
+    assert.equal((await master.exited).code, 0, master.output());
+  });
+
+  it('submit: a clear error and exit 1 when the master cannot be reached', async () => {
+    const p = spawnCli(['submit', '--master', 'http://127.0.0.1:1', '--type', 'b2g', '--', 'true']);
+    assert.equal((await p.exited).code, 1);
+    assert.match(p.output(), /cannot reach the master at http:\/\/127\.0\.0\.1:1/);
+  });
+
+  it('agent: exits non-zero with a clear message when the token is wrong', async () => {
+    const farm = await new TestFarm().start();
+    try {
+      const p = spawnCli(['agent', '--master', farm.addr.agentUrl, '--name', 'intruder', '--job-types', 'b2g', '--token', 'not-the-token']);
+      const { code } = await p.exited;
+      assert.notEqual(code, 0);
+      assert.match(p.output(), /unauthorized/i);
+    } finally {
+      await farm.stop();
+    }
+  });
+
+  it('demo: runs the embedded farm, prints each build and the HTTP API URL, and stops after --jobs', async () => {
+    const p = spawnCli(['demo', '--jobs', '4', '--interval', '50'], { REDIS_URL: redisUrl(), SPILLWAY_HTTP_PORT: '0', SPILLWAY_AGENT_PORT: '0' });
+    const { code } = await p.exited;
+    assert.equal(code, 0, p.output());
+    assert.match(p.output(), /HTTP API http:\/\/127\.0\.0\.1:\d+/);
+    assert.equal(p.output().match(/^ {2}(ok|FAIL) /gm)?.length, 4, p.output());
+    assert.match(p.output(), /b2g/);
+    assert.match(p.output(), /linux64/);
+    assert.match(p.output(), /on-prem/);
+  });
+});
