@@ -94,4 +94,23 @@ describe('faults: agents that vanish mid-build', function () {
       ],
     );
   });
+
+  it('an agent sent SIGTERM drains: finishes its build, takes nothing new, exits 0', async () => {
+    const leaving = cliAgent(farm, 'leaving');
+    procs.push(leaving);
+    await farm.logs.waitFor((e) => e.event === 'agent.registered' && e.agent === 'leaving');
+    const events = await farm.events('b2g');
+    const id = await farm.submit({ type: 'b2g', shell: 'sleep 1; echo finished-ok' });
+    const job = (await farm.queue('b2g').getJob(id))!;
+    await startedOn('leaving');
+    leaving.child.kill('SIGTERM');
+    await farm.logs.waitFor((e) => e.event === 'agent.draining' && e.agent === 'leaving');
+    const later = await farm.submit({ type: 'b2g', argv: ['true'] });
+    await job.waitUntilFinished(events);
+    assert.equal((await leaving.exited).code, 0, leaving.output());
+    const view = await farm.api<JobView>(`/api/jobs/${id}`);
+    assert.equal(view.state, 'completed');
+    assert.match(view.log ?? '', /finished-ok/);
+    assert.equal((await farm.api<JobView>(`/api/jobs/${later}`)).state, 'waiting');
+  });
 });
