@@ -1,1 +1,1 @@
-export { runProcess, type RunSpec, type RunHandle, type RunDeps, type OutputStream } from './process-runner';
+export { runProcess, type RunSpec, type RunHandle, type RunDeps, type RunResult, type OutputStream } from './process-runner';

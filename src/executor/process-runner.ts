@@ -2,7 +2,7 @@ import * as child_process from 'node:child_process';
 import { statSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
-import type { BuildResult } from '../protocol';
+import { groupGone, signalGroup } from './process-group';
 
 /** What to run, where, and for how long. Exactly one of `argv` or `shell`. */
 export interface RunSpec {
@@ -23,11 +23,25 @@ export interface RunSpec {
 
 export type OutputStream = 'stdout' | 'stderr';
 
+/**
+ * What happened to one run. Deliberately the same shape as the protocol's `BuildResult`
+ * (the executor sits below protocol in the layering, so it cannot import it).
+ */
+export interface RunResult {
+  exitCode: number | null;
+  signal: string | null;
+  timedOut: boolean;
+  /** Set when the command could not be started at all (ENOENT, bad cwd...). */
+  error?: string;
+  startedAt: number;
+  finishedAt: number;
+}
+
 export interface RunHandle {
   /** Undefined when the command could not be spawned. */
   readonly pid: number | undefined;
   /** Settles once the process and everything it started are gone; never rejects. */
-  readonly result: Promise<BuildResult>;
+  readonly result: Promise<RunResult>;
   /** Terminates the whole process group (SIGTERM, then SIGKILL after the grace period). */
   cancel(reason: string): void;
 }
@@ -85,29 +99,24 @@ export function runProcess(
   let termTimer: NodeJS.Timeout | undefined;
   let killTimer: NodeJS.Timeout | undefined;
   let drainTimer: NodeJS.Timeout | undefined;
-  let settle!: (r: BuildResult) => void;
-  const result = new Promise<BuildResult>((resolve) => (settle = resolve));
+  let settle!: (r: RunResult) => void;
+  const result = new Promise<RunResult>((resolve) => (settle = resolve));
 
-  const signalGroup = (signal: NodeJS.Signals): boolean => {
-    if (pid === undefined) return false;
-    try {
-      process.kill(-pid, signal);
-      return true;
-    } catch {
-      return false; // ESRCH: the group is already empty
-    }
-  };
   const terminateGroup = () => {
     if (killTimer || pid === undefined) return;
-    if (!signalGroup('SIGTERM')) return;
-    killTimer = setTimeout(() => signalGroup('SIGKILL'), killGraceMs);
+    if (!signalGroup(pid, 'SIGTERM')) return;
+    killTimer = setTimeout(() => signalGroup(pid, 'SIGKILL'), killGraceMs);
   };
-  const finish = () => {
+  let finishing = false;
+  const finish = async () => {
+    if (finishing) return;
+    finishing = true;
     if (termTimer) clearTimeout(termTimer);
     if (killTimer) clearTimeout(killTimer);
     if (drainTimer) clearTimeout(drainTimer);
-    // Whatever survived the leader goes now, even if it daemonized away from our pipes.
-    signalGroup('SIGKILL');
+    // Whatever survived the leader goes now, even if it let go of our pipes; the result
+    // promises that nothing of the build runs any more, so wait for the kill to land.
+    if (pid !== undefined && signalGroup(pid, 'SIGKILL')) await groupGone(pid, 2000);
     settle({
       exitCode: exit?.code ?? null,
       signal: exit?.signal ?? null,
@@ -118,7 +127,7 @@ export function runProcess(
     });
   };
   const maybeFinish = () => {
-    if ((exit || spawnError !== undefined) && openStreams === 0) finish();
+    if ((exit || spawnError !== undefined) && openStreams === 0) void finish();
   };
 
   for (const name of ['stdout', 'stderr'] as const) {
@@ -140,8 +149,8 @@ export function runProcess(
     });
   }
 
-  child.once('error', (err) => {
-    // 'error' after a successful spawn means a failed kill, which we never do through child.
+  child.on('error', (err) => {
+    // After a successful spawn this can only be a failed child.kill(), which we never use.
     if (pid !== undefined) return;
     spawnError = err.message;
     maybeFinish();
@@ -162,7 +171,8 @@ export function runProcess(
     termTimer = setTimeout(() => {
       timedOut = true;
       terminateGroup();
-    }, spec.timeoutMs);
+      // setTimeout fires at once for delays past 2^31-1 ms (~24.8 days).
+    }, Math.min(spec.timeoutMs, 2 ** 31 - 1));
   }
 
   return {

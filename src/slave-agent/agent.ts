@@ -16,59 +16,18 @@ import {
   type BuildResult,
   type FinishedFrame,
   type HeldJob,
+  type HelloFrame,
   type MasterFrame,
 } from '../protocol';
 import { AgentRejectedError } from './agent-errors';
-import { backoffDelay, type BackoffOptions } from './backoff';
+import type { AgentDeps, AgentEvents } from './agent-deps';
+import { backoffDelay } from './backoff';
 import { Build } from './build';
 import { helloFrame } from './hello';
 import { detectHostInfo, type HostInfo } from './host-info';
 import { keyOf, LogOutbox } from './log-outbox';
 import { MasterConnection, type ConnectionEnd } from './master-connection';
 import { StateChanges } from './state-changes';
-
-export interface AgentDeps {
-  options: AgentOptions;
-  log: Logger;
-  /** @defaultValue systemClock */
-  clock?: Clock;
-  /** @defaultValue detectHostInfo() */
-  host?: HostInfo;
-  /** @defaultValue runProcess */
-  runner?: typeof runProcess;
-  /** @defaultValue WebSocket from 'ws' */
-  WebSocketImpl?: typeof WebSocket;
-  /** Jitter source for reconnect delays. @defaultValue Math.random */
-  random?: () => number;
-  /**
-   * The environment builds start from; the CLI passes its own. The agent token is removed
-   * from it. @defaultValue `{ PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' }`
-   */
-  baseEnv?: Record<string, string>;
-  /** @defaultValue `{ baseMs: 500, capMs: 30000 }` */
-  backoff?: BackoffOptions;
-  /** How long `drain()` waits for the master to acknowledge finished builds. @defaultValue 10000 */
-  ackWaitMs?: number;
-  /** A connection whose `welcome` does not come within this is dropped and retried. @defaultValue 30000 */
-  welcomeTimeoutMs?: number;
-  /** Between SIGTERM and SIGKILL when a build is timed out or cancelled. @defaultValue 5000 */
-  killGraceMs?: number;
-  /** Reported in `hello`. @defaultValue the package version */
-  version?: string;
-}
-
-/** What tests and the CLI can observe. `fatal` precedes the rejection of `start()`. */
-export interface AgentEvents {
-  welcomed: [{ agentId: string; heartbeatMs: number; reattached: string[] }];
-  'job-started': [HeldJob];
-  'job-finished': [HeldJob, BuildResult];
-  'job-cancelled': [HeldJob, string];
-  'job-acked': [{ queue: string; jobId: string }];
-  disconnected: [{ code: number; reason: string; retryInMs: number }];
-  draining: [];
-  drained: [];
-  fatal: [AgentRejectedError];
-}
 
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const FATAL_CLOSE_CODES: ReadonlySet<number> = new Set([CloseCode.unauthorized, CloseCode.version]);
@@ -237,7 +196,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     return { ...end, welcomed };
   }
 
-  private hello() {
+  private hello(): HelloFrame {
     const running = this.runningJobs();
     const finished = this.unacknowledged();
     this.reportedRunning = new Set(running.map((h) => keyOf(h.queue, h.jobId)));
@@ -276,15 +235,15 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (this.conn !== conn || this.welcomed) return;
     this.welcomed = true;
     this.log.info('agent.welcomed', { agentId: frame.agentId, heartbeatMs: frame.heartbeatMs, reattached: frame.reattached });
-    const reattached = new Set(frame.reattached);
+    const reattached = new Set(frame.reattached.map((r) => keyOf(r.queue, r.jobId)));
     for (const key of this.reportedRunning) {
       const build = this.running.get(key);
-      if (build && !reattached.has(build.held.jobId)) this.dropBuild(build, 'not reattached by the master');
+      if (build && !reattached.has(key)) this.dropBuild(build, 'not reattached by the master');
     }
     for (const [key, f] of [...this.finished]) {
       if (this.reportedFinished.has(key)) continue;
       // Reported as running in hello, finished before the welcome came.
-      if (this.reportedRunning.has(key) && !reattached.has(f.jobId)) {
+      if (this.reportedRunning.has(key) && !reattached.has(key)) {
         this.finished.delete(key);
         this.outbox.forget(f.queue, f.jobId);
         continue;

@@ -1,4 +1,5 @@
-export { Agent, type AgentDeps, type AgentEvents } from './agent';
+export { Agent } from './agent';
+export type { AgentDeps, AgentEvents } from './agent-deps';
 export { AgentRejectedError } from './agent-errors';
 export { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff';
 export { detectHostInfo, type HostInfo } from './host-info';

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAgentOptions } from '../../src/config';
@@ -18,13 +18,14 @@ describe('slave-agent/agent', () => {
   let dir: string;
   let entries: LogEntry[];
   let agent: Agent | undefined;
-  let handles: RunHandle[];
+  /** Run handles by job id, so tests can await a build's processes. */
+  let handles: Map<string, RunHandle>;
 
   beforeEach(async () => {
     master = await FakeMaster.start();
     dir = mkdtempSync(join(tmpdir(), 'spillway-agent-test-'));
     entries = [];
-    handles = [];
+    handles = new Map();
   });
 
   afterEach(async () => {
@@ -55,7 +56,7 @@ describe('slave-agent/agent', () => {
       killGraceMs: 500,
       runner: (spec, onOutput, deps) => {
         const h = runProcess(spec, onOutput, deps);
-        handles.push(h);
+        handles.set(spec.env?.SPILLWAY_JOB_ID ?? '', h);
         return h;
       },
       ...overrides,
@@ -172,10 +173,9 @@ describe('slave-agent/agent', () => {
       { queue: 'android', jobId: 'lost', lockToken: 'lock-lost' },
     ]);
     const cancelled = once(a, 'job-cancelled');
-    second.welcome({ reattached: ['kept'], heartbeatMs: 30 });
+    second.welcome({ reattached: [{ queue: 'b2g', jobId: 'kept' }], heartbeatMs: 30 });
     assert.equal((await cancelled)[0].jobId, 'lost');
-    const lostHandle = handles[2] as RunHandle;
-    assert.equal((await lostHandle.result).signal, 'SIGTERM');
+    assert.equal((await handles.get('lost')?.result)?.signal, 'SIGTERM');
     second.send({ type: 'ack', queue: 'b2g', jobId: 'done' });
     release('kept');
     const kept = await second.take('finished');
@@ -218,7 +218,7 @@ describe('slave-agent/agent', () => {
     const cancelled = once(a, 'job-cancelled');
     side.send({ type: 'cancel', queue: 'b2g', jobId: 'c1', reason: 'superseded' });
     assert.equal((await cancelled)[1], 'superseded');
-    assert.equal((await (handles[0] as RunHandle).result).signal, 'SIGTERM');
+    assert.equal((await handles.get('c1')?.result)?.signal, 'SIGTERM');
     await side.take('heartbeat', (h) => h.running.length === 0);
     assert.deepEqual(side.of('finished'), []);
     assert.deepEqual(a.unacknowledged(), []);
@@ -248,7 +248,6 @@ describe('slave-agent/agent', () => {
     assert.ok((await fatal)[0] instanceof AgentRejectedError);
     assert.ok(entries.some((e) => e.event === 'agent.rejected' && e.code === 4401));
     assert.equal(master.connections.length, 0);
-    assert.ok(!existsSync(join(dir, 'work', 'b2g-x-1')));
   });
 
   it('reconnects with backoff after the master goes away', async () => {
@@ -258,6 +257,15 @@ describe('slave-agent/agent', () => {
     const second = await master.connection(1);
     await second.take('hello');
     assert.ok(entries.some((e) => e.event === 'agent.disconnected' && e.code === 1001));
+  });
+
+  it('drops a connection whose welcome never comes and dials again', async () => {
+    const a = makeAgent({ welcomeTimeoutMs: 50 });
+    void a.start();
+    const first = await master.connection(0);
+    await first.take('hello');
+    await master.connection(1);
+    assert.ok(entries.some((e) => e.event === 'agent.master-silent'));
   });
 
   it('drain: takes no new jobs, waits for the running build and its ack, then closes with 1000', async () => {

@@ -49,7 +49,7 @@ export class MasterSide {
     this.ws.send(typeof frame === 'string' ? frame : JSON.stringify(frame));
   }
 
-  welcome(opts: { heartbeatMs?: number; reattached?: string[] } = {}): void {
+  welcome(opts: { heartbeatMs?: number; reattached?: Array<{ queue: string; jobId: string }> } = {}): void {
     this.send({ type: 'welcome', agentId: 'agent-id-1', heartbeatMs: opts.heartbeatMs ?? 60_000, reattached: opts.reattached ?? [] });
   }
 

@@ -1,0 +1,48 @@
+import { readdirSync, readFileSync } from 'node:fs';
+
+/** Sends `signal` to every process in the group; false once the group no longer exists. */
+export function signalGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
+  try {
+    process.kill(-pgid, signal);
+    return true;
+  } catch {
+    return false; // ESRCH
+  }
+}
+
+/**
+ * Whether any process of the group still runs. Zombies don't count: they hold no resources
+ * and run no code, and where PID 1 does not reap orphans (minimal containers, microVMs) they
+ * stay group members indefinitely.
+ */
+export function groupHasLiveMembers(pgid: number): boolean {
+  if (!signalGroup(pgid, 0)) return false;
+  if (process.platform !== 'linux') return true;
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return true;
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue; // exited while we looked
+    }
+    // The command name may contain spaces and parentheses; the fields after its last ')' don't.
+    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(pgrp) === pgid && state !== 'Z' && state !== 'X') return true;
+  }
+  return false;
+}
+
+/** Resolves once no process of the group runs any more, or after `maxMs` regardless. */
+export async function groupGone(pgid: number, maxMs: number): Promise<void> {
+  const deadline = Date.now() + maxMs;
+  while (groupHasLiveMembers(pgid) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

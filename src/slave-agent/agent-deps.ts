@@ -1,0 +1,52 @@
+import type WebSocket from 'ws';
+import type { AgentOptions } from '../config';
+import type { runProcess } from '../executor';
+import type { Clock, Logger } from '../lib';
+import type { BuildResult, HeldJob } from '../protocol';
+import type { AgentRejectedError } from './agent-errors';
+import type { BackoffOptions } from './backoff';
+import type { HostInfo } from './host-info';
+
+/** Everything an agent needs, in one object; only `options` and `log` are required. */
+export interface AgentDeps {
+  options: AgentOptions;
+  log: Logger;
+  /** @defaultValue systemClock */
+  clock?: Clock;
+  /** @defaultValue detectHostInfo() */
+  host?: HostInfo;
+  /** @defaultValue runProcess */
+  runner?: typeof runProcess;
+  /** @defaultValue WebSocket from 'ws' */
+  WebSocketImpl?: typeof WebSocket;
+  /** Jitter source for reconnect delays. @defaultValue Math.random */
+  random?: () => number;
+  /**
+   * The environment builds start from; the CLI passes its own. The agent token is removed
+   * from it. @defaultValue `{ PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' }`
+   */
+  baseEnv?: Record<string, string>;
+  /** @defaultValue `{ baseMs: 500, capMs: 30000 }` */
+  backoff?: BackoffOptions;
+  /** How long `drain()` waits for the master to acknowledge finished builds. @defaultValue 10000 */
+  ackWaitMs?: number;
+  /** A connection whose `welcome` does not come within this is dropped and retried. @defaultValue 30000 */
+  welcomeTimeoutMs?: number;
+  /** Between SIGTERM and SIGKILL when a build is timed out or cancelled. @defaultValue 5000 */
+  killGraceMs?: number;
+  /** Reported in `hello`. @defaultValue the package version */
+  version?: string;
+}
+
+/** What tests and the CLI can observe. `fatal` precedes the rejection of `start()`. */
+export interface AgentEvents {
+  welcomed: [{ agentId: string; heartbeatMs: number; reattached: Array<{ queue: string; jobId: string }> }];
+  'job-started': [HeldJob];
+  'job-finished': [HeldJob, BuildResult];
+  'job-cancelled': [HeldJob, string];
+  'job-acked': [{ queue: string; jobId: string }];
+  disconnected: [{ code: number; reason: string; retryInMs: number }];
+  draining: [];
+  drained: [];
+  fatal: [AgentRejectedError];
+}
