@@ -26,6 +26,18 @@ export interface BuildRecord {
   logBytes: number;
 }
 
+/** What is known of a build when it is handed to an agent. */
+export type BuildIdentity = Pick<BuildRecord, 'id' | 'type' | 'attempt' | 'agent' | 'location' | 'instanceId' | 'queuedAt' | 'dispatchedAt'>;
+
+export interface BuildEnding {
+  startedAt: number | null;
+  finishedAt: number;
+  result: BuildResultName;
+  exitCode: number | null;
+  signal: string | null;
+  reason: string | null;
+}
+
 export interface BuildStoreOptions {
   redis: Redis;
   keyPrefix: string;
@@ -54,23 +66,12 @@ export class BuildStore {
     return `${this.p}:builds`;
   }
 
-  async dispatched(b: Pick<BuildRecord, 'id' | 'type' | 'attempt' | 'agent' | 'location' | 'instanceId' | 'queuedAt' | 'dispatchedAt'>): Promise<void> {
+  async dispatched(b: BuildIdentity): Promise<void> {
     const k = this.key(b.type, b.id, b.attempt);
     await this.r
       .multi()
       .del(k, this.logKey(b.type, b.id, b.attempt))
-      .hset(k, {
-        id: b.id,
-        type: b.type,
-        attempt: b.attempt,
-        agent: b.agent,
-        location: b.location,
-        instanceId: b.instanceId ?? '',
-        state: 'running',
-        queuedAt: b.queuedAt,
-        dispatchedAt: b.dispatchedAt,
-        logBytes: 0,
-      })
+      .hset(k, { ...identityFields(b), state: 'running', logBytes: 0 })
       .zadd(this.indexKey, b.dispatchedAt, `${b.type}:${b.id}:${b.attempt}`)
       .hset(this.attemptsKey(b.type, b.id), String(b.attempt), b.agent)
       .exec();
@@ -84,22 +85,38 @@ export class BuildStore {
     await this.r.hset(this.key(type, id, attempt), { startedAt, waitMs: Math.max(0, startedAt - queuedAt) });
   }
 
-  async finished(
-    type: string,
-    id: string,
-    attempt: number,
-    f: { finishedAt: number; startedAt: number | null; result: BuildResultName; exitCode: number | null; signal: string | null; reason: string | null },
-  ): Promise<void> {
-    const fields: Record<string, string | number> = {
+  /**
+   * Writes the whole finished record in one transaction. It does not rely on `dispatched`
+   * having been written: a master killed right after handing out a job never wrote it.
+   */
+  async finished(b: BuildIdentity, f: BuildEnding): Promise<BuildRecord> {
+    const k = this.key(b.type, b.id, b.attempt);
+    const rec: BuildRecord = {
+      ...b,
       state: 'finished',
+      startedAt: f.startedAt,
       finishedAt: f.finishedAt,
+      waitMs: f.startedAt === null ? null : Math.max(0, f.startedAt - b.queuedAt),
+      durationMs: f.startedAt === null ? null : Math.max(0, f.finishedAt - f.startedAt),
       result: f.result,
-      exitCode: f.exitCode ?? '',
-      signal: f.signal ?? '',
-      reason: f.reason ?? '',
+      exitCode: f.exitCode,
+      signal: f.signal,
+      reason: f.reason,
+      logBytes: 0,
     };
-    if (f.startedAt !== null) fields.durationMs = Math.max(0, f.finishedAt - f.startedAt);
-    await this.r.hset(this.key(type, id, attempt), fields);
+    const fields: Record<string, string | number> = { ...identityFields(b), state: 'finished' };
+    for (const key of ['startedAt', 'finishedAt', 'waitMs', 'durationMs', 'result', 'exitCode', 'signal', 'reason'] as const) {
+      fields[key] = rec[key] ?? '';
+    }
+    const res = await this.r
+      .multi()
+      .hset(k, fields)
+      .hget(k, 'logBytes')
+      .zadd(this.indexKey, 'NX', b.dispatchedAt, `${b.type}:${b.id}:${b.attempt}`)
+      .hset(this.attemptsKey(b.type, b.id), String(b.attempt), b.agent)
+      .exec();
+    rec.logBytes = Number(res?.[1]?.[1] ?? 0);
+    return rec;
   }
 
   /** Appends build output; past `logMaxBytes` the rest is dropped behind one marker line. */
@@ -162,6 +179,19 @@ export class BuildStore {
     pipe.zrem(this.indexKey, ...old);
     await pipe.exec();
   }
+}
+
+function identityFields(b: BuildIdentity): Record<string, string | number> {
+  return {
+    id: b.id,
+    type: b.type,
+    attempt: b.attempt,
+    agent: b.agent,
+    location: b.location,
+    instanceId: b.instanceId ?? '',
+    queuedAt: b.queuedAt,
+    dispatchedAt: b.dispatchedAt,
+  };
 }
 
 function num(v: string | undefined): number | null {

@@ -11,9 +11,9 @@ import {
   type HeldJob as AgentHeldJob,
 } from '../protocol';
 import type { AgentRegistry, ConnectedAgent } from './agent-registry';
-import type { BuildRecord, BuildStore } from './build-store';
+import type { BuildIdentity, BuildRecord, BuildStore } from './build-store';
 import { chooseAgent } from './executor-choice';
-import { buildKey, type HeldJob } from './held-job';
+import { buildKey, identityOf, type HeldJob } from './held-job';
 import type { JobTypeQueue } from './job-type-queue';
 import { Signal } from './signal';
 
@@ -130,8 +130,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       queuedAt: job.timestamp,
       timeoutSec: check.payload.timeoutSec ?? this.d.config.jobTypes[q.type]?.timeoutSec ?? 3600,
       agentId: undefined,
-      agentName: undefined,
-      dispatchedAt: null,
+      build: undefined,
       startedAt: null,
       orphanedAt: null,
       logWrites: Promise.resolve(),
@@ -146,8 +145,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const agent = choice.agent;
     const now = this.d.clock.now();
     h.agentId = agent.id;
-    h.agentName = agent.name;
-    h.dispatchedAt = now;
+    h.build = identityOf(h, agent, now);
     agent.running.add(buildKey(h.queue, h.job.id!));
     agent.send({
       type: 'assign',
@@ -168,16 +166,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       reason: choice.reason,
     });
     this.d.builds
-      .dispatched({
-        id: h.job.id!,
-        type: h.queue,
-        attempt: h.attempt,
-        agent: agent.name,
-        location: agent.location,
-        instanceId: agent.instanceId ?? null,
-        queuedAt: h.queuedAt,
-        dispatchedAt: now,
-      })
+      .dispatched(h.build)
       .catch((err: unknown) => this.log.error('redis.error', { op: 'build.dispatched', jobId: h.job.id, error: err }));
     return true;
   }
@@ -214,14 +203,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         this.release(h);
         await h.logWrites;
         await this.settle(h.job, h.token, f.result, h.timeoutSec);
-        await this.record(h.queue, f.jobId, h.attempt, h.queuedAt, f.result);
+        await this.record(h.build ?? identityOf(h, agent, f.result.startedAt), f.result);
       } else if (!h) {
-        // A build that finished while this master was not running; its lock may still be ours to use.
-        const q = this.d.queues.get(f.queue);
-        const job = q && (await q.getJob(f.jobId));
-        if (!job) throw new Error('job no longer exists');
-        await this.settle(job, f.lockToken, f.result, job.data?.timeoutSec);
-        await this.record(f.queue, f.jobId, job.attemptsStarted, job.timestamp, f.result);
+        await this.settleUnheld(agent, f);
       } else {
         throw new Error('lock token does not match the current attempt');
       }
@@ -233,6 +217,43 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     }
   }
 
+  /** A build that finished while no master held it (this one was restarted); its lock may still be valid. */
+  private async settleUnheld(agent: ConnectedAgent, f: FinishedFrame): Promise<void> {
+    const job = await this.d.queues.get(f.queue)?.getJob(f.jobId);
+    if (!job) throw new Error('job no longer exists');
+    const rec = await this.d.builds.get(f.queue, f.jobId, job.attemptsStarted);
+    try {
+      await this.settle(job, f.lockToken, f.result, job.data?.timeoutSec);
+    } catch (err) {
+      // The previous master may have settled the job and died before writing the build
+      // record; the agent's repeated report is then what completes the record.
+      if (!(rec?.state !== 'finished' && (await this.settledWith(job, f.result)))) throw err;
+    }
+    await this.record(
+      {
+        id: f.jobId,
+        type: f.queue,
+        attempt: job.attemptsStarted,
+        agent: agent.name,
+        location: agent.location,
+        instanceId: agent.instanceId ?? null,
+        queuedAt: job.timestamp,
+        dispatchedAt: rec?.dispatchedAt ?? job.processedOn ?? f.result.startedAt,
+      },
+      f.result,
+    );
+  }
+
+  /** Whether the job already ended with exactly this result (matched by its timestamps or reason). */
+  private async settledWith(job: Job, r: BuildResult): Promise<boolean> {
+    const state = await job.getState();
+    if (state === 'completed') {
+      const v = job.returnvalue as Partial<BuildResult> | null;
+      return v?.startedAt === r.startedAt && v?.finishedAt === r.finishedAt;
+    }
+    return state === 'failed' && job.failedReason === describeResult(r, job.data?.timeoutSec);
+  }
+
   private async settle(job: Job, token: string, result: BuildResult, timeoutSec: number | undefined): Promise<void> {
     if (outcomeOf(result) === 'success') {
       await job.moveToCompleted({ ...result, outcome: 'success' }, token, false);
@@ -242,20 +263,28 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     }
   }
 
-  private async record(queue: string, jobId: string, attempt: number, queuedAt: number, r: BuildResult): Promise<void> {
+  private async record(build: BuildIdentity, r: BuildResult): Promise<void> {
     const outcome = outcomeOf(r);
-    await this.d.builds.started(queue, jobId, attempt, r.startedAt, queuedAt);
-    await this.d.builds.finished(queue, jobId, attempt, {
-      finishedAt: r.finishedAt,
+    const rec = await this.d.builds.finished(build, {
       startedAt: r.startedAt,
+      finishedAt: r.finishedAt,
       result: outcome,
       exitCode: r.exitCode,
       signal: r.signal,
       reason: outcome === 'success' ? null : describeResult(r),
     });
-    const rec = await this.d.builds.get(queue, jobId, attempt);
-    this.log.info('job.finished', { queue, jobId, attempt, agent: rec?.agent, result: outcome, exitCode: r.exitCode, durationMs: rec?.durationMs });
-    if (rec) this.emit('build-finished', rec);
+    this.log.info('job.finished', {
+      queue: build.type,
+      jobId: build.id,
+      attempt: build.attempt,
+      agent: build.agent,
+      location: build.location,
+      instanceId: build.instanceId,
+      result: outcome,
+      exitCode: r.exitCode,
+      durationMs: rec.durationMs,
+    });
+    this.emit('build-finished', rec);
   }
 
   /** Frees the executor a held job used and forgets the job. */
@@ -273,8 +302,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    * A (re)connecting agent reports the builds it still runs. Those whose lock this master holds
    * or can renew with the agent's token continue; the agent cancels the rest.
    */
-  async reattach(agent: ConnectedAgent, running: readonly AgentHeldJob[]): Promise<string[]> {
-    const kept: string[] = [];
+  async reattach(agent: ConnectedAgent, running: readonly AgentHeldJob[]): Promise<Array<{ queue: string; jobId: string }>> {
+    const kept: Array<{ queue: string; jobId: string }> = [];
     for (const r of running) {
       const key = buildKey(r.queue, r.jobId);
       const h = this.held.get(key);
@@ -282,10 +311,10 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         if (h.token !== r.lockToken) continue;
         if (h.agentId && h.agentId !== agent.id) this.d.registry.get(h.agentId)?.running.delete(key);
         h.agentId = agent.id;
-        h.agentName = agent.name;
+        h.build = { ...identityOf(h, agent, h.build?.dispatchedAt ?? this.d.clock.now()) };
         h.orphanedAt = null;
         agent.running.add(key);
-        kept.push(r.jobId);
+        kept.push({ queue: r.queue, jobId: r.jobId });
         continue;
       }
       const q = this.d.queues.get(r.queue);
@@ -295,7 +324,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       const job = await q.getJob(r.jobId);
       const check = job && checkJobPayload(job.data, r.queue);
       if (!job || !check || !check.ok) continue;
-      this.held.set(key, {
+      const held: HeldJob = {
         queue: r.queue,
         job,
         token: r.lockToken,
@@ -304,17 +333,41 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         queuedAt: job.timestamp,
         timeoutSec: check.payload.timeoutSec ?? this.d.config.jobTypes[r.queue]?.timeoutSec ?? 3600,
         agentId: agent.id,
-        agentName: agent.name,
-        dispatchedAt: job.processedOn ?? null,
+        build: undefined,
         startedAt: job.processedOn ?? null,
         orphanedAt: null,
         logWrites: Promise.resolve(),
-      });
+      };
+      held.build = identityOf(held, agent, job.processedOn ?? this.d.clock.now());
+      this.held.set(key, held);
       agent.running.add(key);
-      kept.push(r.jobId);
+      kept.push({ queue: r.queue, jobId: r.jobId });
     }
-    if (kept.length) this.log.info('agent.reattached', { agent: agent.name, jobIds: kept });
+    if (kept.length) this.log.info('agent.reattached', { agent: agent.name, jobs: kept.map((k) => buildKey(k.queue, k.jobId)) });
+    for (const r of running) {
+      if (!kept.some((k) => k.queue === r.queue && k.jobId === r.jobId)) await this.closeAbandoned(r.queue, r.jobId, agent.name);
+    }
     return kept;
+  }
+
+  /**
+   * A build its agent still runs but nobody holds the lock of any more (its master was away
+   * longer than the lock): the agent cancels it, and its record must not stay "running".
+   */
+  private async closeAbandoned(queue: string, jobId: string, agentName: string): Promise<void> {
+    const current = this.held.get(buildKey(queue, jobId));
+    for (const rec of await this.d.builds.attempts(queue, jobId)) {
+      if (rec.state !== 'running' || rec.agent !== agentName || rec.attempt === current?.attempt) continue;
+      await this.d.builds.finished(rec, {
+        finishedAt: this.d.clock.now(),
+        startedAt: rec.startedAt,
+        result: 'cancelled',
+        exitCode: null,
+        signal: null,
+        reason: 'cancelled: the job was taken back while its agent was away',
+      });
+      this.log.warn('job.cancelled', { queue, jobId, attempt: rec.attempt, agent: agentName, reason: 'lock expired while the agent was away' });
+    }
   }
 
   /** The agent's connection is gone: its builds wait `lostAfterSec` for it to come back. */
@@ -336,7 +389,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         queue: h.queue,
         jobId: h.job.id,
         attempt: h.attempt,
-        agent: h.agentName,
+        agent: h.build?.agent,
         reason,
         attemptsMade: h.job.attemptsMade,
         attempts: h.job.opts.attempts ?? 1,
@@ -345,17 +398,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     } catch (err) {
       this.log.warn('job.lock-lost', { queue: h.queue, jobId: h.job.id, reason: (err as Error).message });
     }
-    await this.d.builds
-      .finished(h.queue, h.job.id!, h.attempt, {
-        finishedAt: this.d.clock.now(),
-        startedAt: h.startedAt,
-        result: 'lost',
-        exitCode: null,
-        signal: null,
-        reason,
-      })
-      .catch(() => undefined);
-    const rec = await this.d.builds.get(h.queue, h.job.id!, h.attempt).catch(() => undefined);
+    if (!h.build) return;
+    const ending = { startedAt: h.startedAt, finishedAt: this.d.clock.now(), result: 'lost' as const, exitCode: null, signal: null, reason };
+    const rec = await this.d.builds.finished(h.build, ending).catch(() => undefined);
     if (rec) this.emit('build-finished', rec);
   }
 
@@ -386,7 +431,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       for (const id of lost) {
         const h = this.held.get(buildKey(q.type, id));
         if (!h) continue;
-        this.log.warn('job.lock-lost', { queue: q.type, jobId: id, agent: h.agentName });
+        this.log.warn('job.lock-lost', { queue: q.type, jobId: id, agent: h.build?.agent });
         const agent = h.agentId ? this.d.registry.get(h.agentId) : undefined;
         agent?.send({ type: 'cancel', queue: q.type, jobId: id, reason: 'lock lost: the job was taken back' });
         this.release(h);

@@ -1,5 +1,7 @@
 import type { Job } from 'bullmq';
 import type { JobPayload } from '../protocol';
+import type { ConnectedAgent } from './agent-registry';
+import type { BuildIdentity } from './build-store';
 
 /** A job this master has taken from its queue and holds the BullMQ lock of. */
 export interface HeldJob {
@@ -12,8 +14,8 @@ export interface HeldJob {
   readonly timeoutSec: number;
   /** Connection id of the agent running it; undefined while it waits for an executor. */
   agentId: string | undefined;
-  agentName: string | undefined;
-  dispatchedAt: number | null;
+  /** The build record's identity, once handed to an agent. */
+  build: BuildIdentity | undefined;
   startedAt: number | null;
   /** When its agent's connection dropped; the agent has until then + lostAfter to come back. */
   orphanedAt: number | null;
@@ -22,3 +24,16 @@ export interface HeldJob {
 }
 
 export const buildKey = (queue: string, jobId: string): string => `${queue}/${jobId}`;
+
+export function identityOf(h: HeldJob, agent: ConnectedAgent, dispatchedAt: number): BuildIdentity {
+  return {
+    id: h.job.id!,
+    type: h.queue,
+    attempt: h.attempt,
+    agent: agent.name,
+    location: agent.location,
+    instanceId: agent.instanceId ?? null,
+    queuedAt: h.queuedAt,
+    dispatchedAt,
+  };
+}

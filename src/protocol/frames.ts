@@ -75,7 +75,7 @@ export const masterFrameSchema = z.discriminatedUnion('type', [
       agentId: z.string(),
       heartbeatMs: z.number().int().positive(),
       /** Running builds the master took back; the agent cancels any others it reported. */
-      reattached: z.array(z.string()),
+      reattached: z.array(z.object({ queue: z.string(), jobId: z.string() }).strict()),
     })
     .strict(),
   heldJob
