@@ -4,14 +4,12 @@ import type { Config } from '../config';
 import type { Clock, Logger } from '../lib';
 import {
   checkJobPayload,
-  describeResult,
-  outcomeOf,
-  type BuildResult,
   type FinishedFrame,
   type HeldJob as AgentHeldJob,
 } from '../protocol';
 import type { AgentRegistry, ConnectedAgent } from './agent-registry';
-import type { BuildIdentity, BuildRecord, BuildStore } from './build-store';
+import type { BuildRecord, BuildStore } from './build-store';
+import { BuildSettlement } from './build-settlement';
 import { chooseAgent } from './executor-choice';
 import { buildKey, identityOf, type HeldJob } from './held-job';
 import type { JobTypeQueue } from './job-type-queue';
@@ -47,9 +45,12 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   private loops: Promise<void>[] = [];
   private readonly log: Logger;
 
+  private readonly settlement: BuildSettlement;
+
   constructor(private readonly d: DispatcherDeps) {
     super();
     this.log = d.log;
+    this.settlement = new BuildSettlement({ queues: d.queues, builds: d.builds });
     for (const t of d.queues.keys()) this.pending.set(t, []);
   }
 
@@ -202,10 +203,10 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       if (h && h.token === f.lockToken) {
         this.release(h);
         await h.logWrites;
-        await this.settle(h.job, h.token, f.result, h.timeoutSec);
-        await this.record(h.build ?? identityOf(h, agent, f.result.startedAt), f.result);
+        await this.settlement.settle(h.job, h.token, f.result, h.timeoutSec);
+        this.finishedBuild(await this.settlement.record(h.build ?? identityOf(h, agent, f.result.startedAt), f.result));
       } else if (!h) {
-        await this.settleUnheld(agent, f);
+        this.finishedBuild(await this.settlement.settleUnheld(agent, f));
       } else {
         throw new Error('lock token does not match the current attempt');
       }
@@ -217,71 +218,16 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     }
   }
 
-  /** A build that finished while no master held it (this one was restarted); its lock may still be valid. */
-  private async settleUnheld(agent: ConnectedAgent, f: FinishedFrame): Promise<void> {
-    const job = await this.d.queues.get(f.queue)?.getJob(f.jobId);
-    if (!job) throw new Error('job no longer exists');
-    const rec = await this.d.builds.get(f.queue, f.jobId, job.attemptsStarted);
-    try {
-      await this.settle(job, f.lockToken, f.result, job.data?.timeoutSec);
-    } catch (err) {
-      // The previous master may have settled the job and died before writing the build
-      // record; the agent's repeated report is then what completes the record.
-      if (!(rec?.state !== 'finished' && (await this.settledWith(job, f.result)))) throw err;
-    }
-    await this.record(
-      {
-        id: f.jobId,
-        type: f.queue,
-        attempt: job.attemptsStarted,
-        agent: agent.name,
-        location: agent.location,
-        instanceId: agent.instanceId ?? null,
-        queuedAt: job.timestamp,
-        dispatchedAt: rec?.dispatchedAt ?? job.processedOn ?? f.result.startedAt,
-      },
-      f.result,
-    );
-  }
-
-  /** Whether the job already ended with exactly this result (matched by its timestamps or reason). */
-  private async settledWith(job: Job, r: BuildResult): Promise<boolean> {
-    const state = await job.getState();
-    if (state === 'completed') {
-      const v = job.returnvalue as Partial<BuildResult> | null;
-      return v?.startedAt === r.startedAt && v?.finishedAt === r.finishedAt;
-    }
-    return state === 'failed' && job.failedReason === describeResult(r, job.data?.timeoutSec);
-  }
-
-  private async settle(job: Job, token: string, result: BuildResult, timeoutSec: number | undefined): Promise<void> {
-    if (outcomeOf(result) === 'success') {
-      await job.moveToCompleted({ ...result, outcome: 'success' }, token, false);
-    } else {
-      // The build itself failed: retrying on another machine would only fail again.
-      await job.moveToFailed(new UnrecoverableError(describeResult(result, timeoutSec)), token, false);
-    }
-  }
-
-  private async record(build: BuildIdentity, r: BuildResult): Promise<void> {
-    const outcome = outcomeOf(r);
-    const rec = await this.d.builds.finished(build, {
-      startedAt: r.startedAt,
-      finishedAt: r.finishedAt,
-      result: outcome,
-      exitCode: r.exitCode,
-      signal: r.signal,
-      reason: outcome === 'success' ? null : describeResult(r),
-    });
+  private finishedBuild(rec: BuildRecord): void {
     this.log.info('job.finished', {
-      queue: build.type,
-      jobId: build.id,
-      attempt: build.attempt,
-      agent: build.agent,
-      location: build.location,
-      instanceId: build.instanceId,
-      result: outcome,
-      exitCode: r.exitCode,
+      queue: rec.type,
+      jobId: rec.id,
+      attempt: rec.attempt,
+      agent: rec.agent,
+      location: rec.location,
+      instanceId: rec.instanceId,
+      result: rec.result,
+      exitCode: rec.exitCode,
       durationMs: rec.durationMs,
     });
     this.emit('build-finished', rec);

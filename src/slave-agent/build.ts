@@ -57,9 +57,8 @@ export class Build {
     const startedAt = this.deps.clock.now();
     const cwd = payload.cwd ? join(this.dir, payload.cwd) : this.dir;
     try {
-      // A retry of the same attempt must not see a previous run's leftovers.
-      await rm(this.dir, { recursive: true, force: true });
-      await mkdir(cwd, { recursive: true });
+      await freshDir(this.dir);
+      if (cwd !== this.dir) await mkdir(cwd, { recursive: true });
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       return { exitCode: null, signal: null, timedOut: false, error: `cannot create work dir: ${message}`, startedAt, finishedAt: this.deps.clock.now() };
@@ -91,4 +90,15 @@ export class Build {
 /** Queue names and BullMQ ids may hold characters that are awkward or unsafe in a path. */
 function safe(part: string): string {
   return part.replace(/[^A-Za-z0-9_.-]/g, '_').replace(/^\.+/, '_');
+}
+
+/** Creates an empty directory; a leftover of an earlier run of the same attempt is removed first. */
+async function freshDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir);
+  }
 }

@@ -1,0 +1,72 @@
+import { UnrecoverableError, type Job } from 'bullmq';
+import { describeResult, outcomeOf, type BuildResult, type FinishedFrame } from '../protocol';
+import type { ConnectedAgent } from './agent-registry';
+import type { BuildIdentity, BuildRecord, BuildStore } from './build-store';
+import type { JobTypeQueue } from './job-type-queue';
+
+/**
+ * Writes the end of a build to BullMQ (completed or failed, checked against the lock token)
+ * and to the build store.
+ */
+export class BuildSettlement {
+  constructor(private readonly d: { queues: ReadonlyMap<string, JobTypeQueue>; builds: BuildStore }) {}
+
+  /** A build that finished while no master held it (this one was restarted); its lock may still be valid. */
+  async settleUnheld(agent: ConnectedAgent, f: FinishedFrame): Promise<BuildRecord> {
+    const job = await this.d.queues.get(f.queue)?.getJob(f.jobId);
+    if (!job) throw new Error('job no longer exists');
+    const rec = await this.d.builds.get(f.queue, f.jobId, job.attemptsStarted);
+    try {
+      await this.settle(job, f.lockToken, f.result, job.data?.timeoutSec);
+    } catch (err) {
+      // The previous master may have settled the job and died before writing the build
+      // record; the agent's repeated report is then what completes the record.
+      if (!(rec?.state !== 'finished' && (await this.settledWith(job, f.result)))) throw err;
+    }
+    return this.record(
+      {
+        id: f.jobId,
+        type: f.queue,
+        attempt: job.attemptsStarted,
+        agent: agent.name,
+        location: agent.location,
+        instanceId: agent.instanceId ?? null,
+        queuedAt: job.timestamp,
+        dispatchedAt: rec?.dispatchedAt ?? job.processedOn ?? f.result.startedAt,
+      },
+      f.result,
+    );
+  }
+
+  /** Whether the job already ended with exactly this result (matched by its timestamps or reason). */
+  private async settledWith(job: Job, r: BuildResult): Promise<boolean> {
+    const state = await job.getState();
+    if (state === 'completed') {
+      const v = job.returnvalue as Partial<BuildResult> | null;
+      return v?.startedAt === r.startedAt && v?.finishedAt === r.finishedAt;
+    }
+    return state === 'failed' && job.failedReason === describeResult(r, job.data?.timeoutSec);
+  }
+
+  async settle(job: Job, token: string, result: BuildResult, timeoutSec: number | undefined): Promise<void> {
+    if (outcomeOf(result) === 'success') {
+      await job.moveToCompleted({ ...result, outcome: 'success' }, token, false);
+    } else {
+      // The build itself failed: retrying on another machine would only fail again.
+      await job.moveToFailed(new UnrecoverableError(describeResult(result, timeoutSec)), token, false);
+    }
+  }
+
+  async record(build: BuildIdentity, r: BuildResult): Promise<BuildRecord> {
+    const outcome = outcomeOf(r);
+    const rec = await this.d.builds.finished(build, {
+      startedAt: r.startedAt,
+      finishedAt: r.finishedAt,
+      result: outcome,
+      exitCode: r.exitCode,
+      signal: r.signal,
+      reason: outcome === 'success' ? null : describeResult(r),
+    });
+    return rec;
+  }
+}
