@@ -102,9 +102,13 @@ export function runProcess(
   let settle!: (r: RunResult) => void;
   const result = new Promise<RunResult>((resolve) => (settle = resolve));
 
+  let groupEmpty = false;
   const terminateGroup = () => {
-    if (killTimer || pid === undefined) return;
-    if (!signalGroup(pid, 'SIGTERM')) return;
+    if (killTimer || pid === undefined || groupEmpty) return;
+    if (!signalGroup(pid, 'SIGTERM')) {
+      groupEmpty = true;
+      return;
+    }
     killTimer = setTimeout(() => signalGroup(pid, 'SIGKILL'), killGraceMs);
   };
   let finishing = false;
@@ -116,7 +120,7 @@ export function runProcess(
     if (drainTimer) clearTimeout(drainTimer);
     // Whatever survived the leader goes now, even if it let go of our pipes; the result
     // promises that nothing of the build runs any more, so wait for the kill to land.
-    if (pid !== undefined && signalGroup(pid, 'SIGKILL')) await groupGone(pid, 2000);
+    if (pid !== undefined && !groupEmpty && signalGroup(pid, 'SIGKILL')) await groupGone(pid, 2000);
     settle({
       exitCode: exit?.code ?? null,
       signal: exit?.signal ?? null,

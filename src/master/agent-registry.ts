@@ -87,10 +87,16 @@ export class AgentRegistry {
     return [...this.byId.values()];
   }
 
-  /** True when some agent could take a job of this type right now. */
-  hasFreeExecutorFor(queue: string): boolean {
-    for (const a of this.byId.values()) if (a.jobTypes.has(queue) && freeExecutors(a) > 0) return true;
-    return false;
+  /** Executors free for this job type now, and whether any agent that is not draining serves it. */
+  capacityFor(queue: string): { free: number; serving: boolean } {
+    let free = 0;
+    let serving = false;
+    for (const a of this.byId.values()) {
+      if (!a.jobTypes.has(queue) || a.draining) continue;
+      serving = true;
+      free += freeExecutors(a);
+    }
+    return { free, serving };
   }
 
   get size(): number {

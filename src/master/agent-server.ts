@@ -122,6 +122,7 @@ export class AgentServer {
         case 'draining':
           agent.draining = true;
           log.info('agent.draining', { agent: agent.name, running: agent.running.size });
+          this.d.dispatcher.capacityChanged();
           return;
       }
     });

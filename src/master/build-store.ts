@@ -66,12 +66,13 @@ export class BuildStore {
     return `${this.p}:builds`;
   }
 
-  async dispatched(b: BuildIdentity): Promise<void> {
+  /** The running record, written once the agent reports the build started (one round trip per build). */
+  async started(b: BuildIdentity, startedAt: number): Promise<void> {
     const k = this.key(b.type, b.id, b.attempt);
     await this.r
       .multi()
       .del(k, this.logKey(b.type, b.id, b.attempt))
-      .hset(k, { ...identityFields(b), state: 'running', logBytes: 0 })
+      .hset(k, { ...identityFields(b), state: 'running', startedAt, waitMs: Math.max(0, startedAt - b.queuedAt), logBytes: 0 })
       .zadd(this.indexKey, b.dispatchedAt, `${b.type}:${b.id}:${b.attempt}`)
       .hset(this.attemptsKey(b.type, b.id), String(b.attempt), b.agent)
       .exec();
@@ -81,12 +82,8 @@ export class BuildStore {
     }
   }
 
-  async started(type: string, id: string, attempt: number, startedAt: number, queuedAt: number): Promise<void> {
-    await this.r.hset(this.key(type, id, attempt), { startedAt, waitMs: Math.max(0, startedAt - queuedAt) });
-  }
-
   /**
-   * Writes the whole finished record in one transaction. It does not rely on `dispatched`
+   * Writes the whole finished record in one transaction. It does not rely on `started`
    * having been written: a master killed right after handing out a job never wrote it.
    */
   async finished(b: BuildIdentity, f: BuildEnding): Promise<BuildRecord> {

@@ -17,6 +17,12 @@ import { Signal } from './signal';
 
 /** Fetched jobs waiting for an executor that meets their requirements, per job type. */
 const MAX_PENDING_PER_TYPE = 16;
+/**
+ * Jobs taken ahead of a free executor, per job type: the next build is then handed out as
+ * soon as an executor frees, not one Redis round trip later. Kept at one so a master never
+ * sits on work another master's idle agents could take.
+ */
+const PREFETCH = 1;
 
 export interface DispatcherEvents {
   'build-log': [queue: string, jobId: string, attempt: number, data: string];
@@ -77,13 +83,26 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
 
   /** Wakes the fetch loops and places pending jobs: an executor became free or an agent arrived. */
   capacityChanged(): void {
-    for (const list of this.pending.values()) {
+    for (const [queue, list] of this.pending) {
       for (let i = 0; i < list.length; ) {
         if (this.place(list[i]!)) list.splice(i, 1);
         else i++;
       }
+      if (list.length && !this.d.registry.capacityFor(queue).serving) for (const h of list.splice(0)) this.giveBack(h);
     }
     this.capacity.notify();
+  }
+
+  /**
+   * Returns a taken job to its queue when no agent here will serve its type any more (the last
+   * one left or is draining): there it counts as backlog and any master's agents can take it.
+   */
+  private giveBack(h: HeldJob): void {
+    this.held.delete(buildKey(h.queue, h.job.id!));
+    this.d.queues
+      .get(h.queue)
+      ?.giveBack(h.job.id!, h.token)
+      .catch((err: unknown) => this.log.warn('job.lock-lost', { queue: h.queue, jobId: h.job.id, reason: (err as Error).message }));
   }
 
   /** Jobs taken but not yet on an agent, per type (they count as active in BullMQ). */
@@ -94,8 +113,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   private async feedLoop(q: JobTypeQueue): Promise<void> {
     const signal = this.abort.signal;
     while (!signal.aborted) {
-      const free = this.d.registry.hasFreeExecutorFor(q.type);
-      if (!free || this.pendingCount(q.type) >= MAX_PENDING_PER_TYPE) {
+      const { free, serving } = this.d.registry.capacityFor(q.type);
+      if (!serving || this.pendingCount(q.type) >= Math.min(MAX_PENDING_PER_TYPE, free + PREFETCH)) {
         await this.capacity.wait();
         continue;
       }
@@ -134,10 +153,12 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       build: undefined,
       startedAt: null,
       orphanedAt: null,
-      logWrites: Promise.resolve(),
+      writes: Promise.resolve(),
     };
     this.held.set(buildKey(q.type, job.id!), h);
-    if (!this.place(h)) this.pending.get(q.type)!.push(h);
+    if (this.place(h)) return;
+    if (this.d.registry.capacityFor(q.type).serving) this.pending.get(q.type)!.push(h);
+    else this.giveBack(h);
   }
 
   private place(h: HeldJob): boolean {
@@ -166,19 +187,17 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       instanceId: agent.instanceId,
       reason: choice.reason,
     });
-    this.d.builds
-      .dispatched(h.build)
-      .catch((err: unknown) => this.log.error('redis.error', { op: 'build.dispatched', jobId: h.job.id, error: err }));
     return true;
   }
 
   onStarted(agent: ConnectedAgent, f: AgentHeldJob & { startedAt: number }): void {
     const h = this.ownedBy(agent, f);
-    if (!h) return;
+    if (!h || !h.build) return;
     h.startedAt = f.startedAt;
-    this.log.info('job.started', { queue: h.queue, jobId: f.jobId, attempt: h.attempt, agent: agent.name });
-    this.d.builds
-      .started(h.queue, f.jobId, h.attempt, f.startedAt, h.queuedAt)
+    this.log.debug('job.started', { queue: h.queue, jobId: f.jobId, attempt: h.attempt, agent: agent.name });
+    const build = h.build;
+    h.writes = h.writes
+      .then(() => this.d.builds.started(build, f.startedAt))
       .catch((err: unknown) => this.log.error('redis.error', { op: 'build.started', jobId: f.jobId, error: err }));
   }
 
@@ -186,7 +205,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const h = this.held.get(buildKey(queue, jobId));
     if (!h || h.agentId !== agent.id) return;
     // Emitted once stored, so a follower woken by it reads the new output.
-    h.logWrites = h.logWrites
+    h.writes = h.writes
       .then(() => this.d.builds.appendLog(queue, jobId, h.attempt, data))
       .then(() => void this.emit('build-log', queue, jobId, h.attempt, data))
       .catch((err: unknown) => this.log.error('redis.error', { op: 'build.log', jobId, error: err }));
@@ -202,7 +221,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     try {
       if (h && h.token === f.lockToken) {
         this.release(h);
-        await h.logWrites;
+        await h.writes;
         await this.settlement.settle(h.job, h.token, f.result, h.timeoutSec);
         this.finishedBuild(await this.settlement.record(h.build ?? identityOf(h, agent, f.result.startedAt), f.result));
       } else if (!h) {
@@ -282,7 +301,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         build: undefined,
         startedAt: job.processedOn ?? null,
         orphanedAt: null,
-        logWrites: Promise.resolve(),
+        writes: Promise.resolve(),
       };
       held.build = identityOf(held, agent, job.processedOn ?? this.d.clock.now());
       this.held.set(key, held);

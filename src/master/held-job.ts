@@ -19,8 +19,8 @@ export interface HeldJob {
   startedAt: number | null;
   /** When its agent's connection dropped; the agent has until then + lostAfter to come back. */
   orphanedAt: number | null;
-  /** Log writes in arrival order; a result is recorded only after them, so a finished job's log is complete. */
-  logWrites: Promise<void>;
+  /** This build's Redis writes in arrival order; the result is recorded after them, so its log is complete. */
+  writes: Promise<void>;
 }
 
 export const buildKey = (queue: string, jobId: string): string => `${queue}/${jobId}`;

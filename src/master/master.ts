@@ -31,6 +31,7 @@ export class Master {
   readonly id = `master-${randomBytes(4).toString('hex')}`;
   readonly registry = new AgentRegistry();
   private redis: Redis | undefined;
+  private recordsRedis: Redis | undefined;
   private queues = new Map<string, JobTypeQueue>();
   private _dispatcher: Dispatcher | undefined;
   private agentServer: AgentServer | undefined;
@@ -71,7 +72,13 @@ export class Master {
     await Promise.all([...this.queues.values()].map((q) => q.start()));
     for (const q of this.queues.values()) q.worker.on('error', (err) => this.log.error('queue.error', { queue: q.type, error: err.message }));
 
-    const builds = new BuildStore({ redis, keyPrefix: config.redis.keyPrefix, keep: config.builds.keep, logMaxBytes: config.builds.logMaxBytes });
+    // Build records get their own connection with auto-pipelining: their small writes from
+    // concurrent builds then share socket writes, which dominated the master's CPU per build.
+    const recordsRedis = new Redis(config.redis.url, { maxRetriesPerRequest: null, enableAutoPipelining: true, lazyConnect: true });
+    recordsRedis.on('error', () => undefined);
+    await recordsRedis.connect();
+    this.recordsRedis = recordsRedis;
+    const builds = new BuildStore({ redis: recordsRedis, keyPrefix: config.redis.keyPrefix, keep: config.builds.keep, logMaxBytes: config.builds.logMaxBytes });
     const dispatcher = new Dispatcher({ config, queues: this.queues, registry: this.registry, builds, clock: this.clock, log: this.log });
     this._dispatcher = dispatcher;
     const jobs = new JobService({ config, queues: this.queues, builds, dispatcher, clock: this.clock });
@@ -99,7 +106,7 @@ export class Master {
     await this.http?.close();
     await this.agentServer?.close();
     await this._dispatcher?.stop();
-    await this.redis?.quit().catch(() => this.redis?.disconnect());
+    for (const r of [this.recordsRedis, this.redis]) await r?.quit().catch(() => r.disconnect());
     this.log.info('master.stopped', { id: this.id });
   }
 }

@@ -1,4 +1,4 @@
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { OutputStream, RunHandle, runProcess } from '../executor';
 import type { Clock } from '../lib';
@@ -38,7 +38,7 @@ export class Build {
     this.dir = join(deps.workDir, `${safe(assign.queue)}-${safe(assign.jobId)}-${assign.attempt}`);
     this.result = this.run();
     this.settled = this.result.then(() =>
-      rm(this.dir, { recursive: true, force: true }).catch((err: unknown) => deps.onCleanupError(this.dir, err)),
+      removeDir(this.dir).catch((err: unknown) => deps.onCleanupError(this.dir, err)),
     );
   }
 
@@ -100,5 +100,17 @@ async function freshDir(dir: string): Promise<void> {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir);
+  }
+}
+
+/** Many builds leave nothing behind: one rmdir then, the recursive walk only when needed. */
+async function removeDir(dir: string): Promise<void> {
+  try {
+    await rmdir(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
+    await rm(dir, { recursive: true, force: true });
   }
 }
