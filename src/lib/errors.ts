@@ -25,12 +25,6 @@ export class ConfigError extends SpillwayError {
   }
 }
 
-/** A job's data does not match the job payload schema; the job can never succeed. */
-export class InvalidJobError extends SpillwayError {
-  readonly code = 'SPILLWAY_E_JOB_INVALID';
-  readonly disposition = 'fatal';
-}
-
 /** A request to the HTTP API was malformed or named something that does not exist. */
 export class BadRequestError extends SpillwayError {
   readonly code = 'SPILLWAY_E_BAD_REQUEST';

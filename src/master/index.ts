@@ -2,4 +2,4 @@ export { Master, type MasterOptions, type MasterAddresses } from './master';
 export type { BuildRecord, BuildResultName } from './build-store';
 export type { JobView, LogChunk } from './job-service';
 export type { QueueView } from './views';
-export { chooseAgent, unmetRequirement } from './executor-choice';
+export { chooseAgent } from './executor-choice';
