@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { ConfigError } from '../lib';
 import { formatIssues } from './load';
-import { JOB_TYPE_NAME } from './schema';
+import { JOB_TYPE_NAME } from './pool-schema';
 
 export const agentOptionsSchema = z
   .object({

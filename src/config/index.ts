@@ -1,3 +1,4 @@
-export { configSchema, jobTypeSchema, JOB_TYPE_NAME, type Config, type JobTypeConfig } from './schema';
+export { configSchema, jobTypeSchema, type Config, type JobTypeConfig } from './schema';
+export { overflowSchema, poolSchema, JOB_TYPE_NAME, POOL_NAME, type OverflowRule, type PoolConfig } from './pool-schema';
 export { parseConfig, parseConfigText, loadConfigFile, formatIssues, type Env } from './load';
 export { parseAgentOptions, type AgentOptions } from './agent-options';

@@ -1,11 +1,8 @@
 import { z } from 'zod';
+import { JOB_TYPE_NAME, overflowSchema, poolSchema, POOL_NAME, posInt } from './pool-schema';
 
-const posInt = () => z.number({ error: 'expected a positive integer' }).int().positive();
 const port = () =>
   z.number({ error: 'expected a port number (0-65535)' }).int().min(0).max(65535);
-
-/** Queue names become Redis key parts and URL segments, so keep them plain. */
-export const JOB_TYPE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
 export const jobTypeSchema = z
   .object({
@@ -15,6 +12,8 @@ export const jobTypeSchema = z
     timeoutSec: posInt().default(3600),
     /** Attempts for jobs submitted through the API or `spillway submit`. @defaultValue 3 */
     attempts: posInt().default(3),
+    /** Without a rule the type never gets cloud capacity. */
+    overflow: overflowSchema.optional(),
   })
   .strict();
 
@@ -62,6 +61,9 @@ export const configSchema = z
         jobTypeSchema.prefault({}),
       )
       .refine((r) => Object.keys(r).length > 0, 'at least one job type is required'),
+    pools: z.record(z.string().regex(POOL_NAME, 'pool names are letters, digits, "_", "-" and "."'), poolSchema).default({}),
+    /** Mutating HTTP routes (rules) need this bearer token; without it they are refused. */
+    adminToken: z.string().min(8, 'must be at least 8 characters').optional(),
     builds: z
       .object({
         /** How many finished build records to keep. @defaultValue 1000 */
@@ -81,8 +83,21 @@ export const configSchema = z
       .strict()
       .prefault({}),
   })
-  .strict();
+  .strict()
+  .superRefine((c, ctx) => {
+    for (const [type, t] of Object.entries(c.jobTypes)) {
+      if (t.overflow && !c.pools[t.overflow.pool]) {
+        ctx.addIssue({ code: 'custom', path: ['jobTypes', type, 'overflow', 'pool'], message: `unknown pool "${t.overflow.pool}"` });
+      }
+    }
+    for (const [name, p] of Object.entries(c.pools)) {
+      for (const t of p.jobTypes ?? []) {
+        if (!c.jobTypes[t]) ctx.addIssue({ code: 'custom', path: ['pools', name, 'jobTypes'], message: `unknown job type "${t}"` });
+      }
+    }
+  });
 
 /** The validated, defaulted, frozen configuration of a master. */
 export type Config = z.output<typeof configSchema>;
 export type JobTypeConfig = z.output<typeof jobTypeSchema>;
+

@@ -1,0 +1,56 @@
+import type { InstanceState } from './instance';
+
+export type InstanceEvent =
+  /** Claimed for waking: only one caller wins this transition, and only it calls the provider. */
+  | { type: 'wake' }
+  /** A new instance is being launched (the record is created in `launching`). */
+  | { type: 'launch' }
+  /** The provider accepted the start/launch call; the machine boots. */
+  | { type: 'started' }
+  /** Its agent said hello to a master. */
+  | { type: 'registered'; agent: string }
+  | { type: 'job-started' }
+  | { type: 'jobs-done'; at: number }
+  /** Quiet period over: no new jobs, finish and suspend. */
+  | { type: 'drain'; reason: string }
+  /** Backlog came back while draining: keep it. */
+  | { type: 'undrain' }
+  /** The agent is idle and drained; the provider is asked to stop it. */
+  | { type: 'suspend'; reason: string }
+  /** The provider reports it stopped. */
+  | { type: 'stopped'; hibernated: boolean }
+  | { type: 'fail'; reason: string }
+  | { type: 'terminated'; reason: string };
+
+export type Transition = { ok: true; next: InstanceState } | { ok: false; reason: string };
+
+/** From which states each event may move an instance, and where to. */
+const TABLE: { [E in InstanceEvent['type']]: { from: readonly InstanceState[]; to: InstanceState } } = {
+  wake: { from: ['suspended'], to: 'waking' },
+  launch: { from: [], to: 'launching' },
+  started: { from: ['waking', 'launching'], to: 'booting' },
+  registered: { from: ['waking', 'launching', 'booting', 'failed', 'suspended'], to: 'idle' },
+  'job-started': { from: ['idle', 'booting'], to: 'busy' },
+  'jobs-done': { from: ['busy'], to: 'idle' },
+  drain: { from: ['idle'], to: 'draining' },
+  undrain: { from: ['draining'], to: 'idle' },
+  suspend: { from: ['draining', 'failed'], to: 'suspending' },
+  stopped: { from: ['suspending', 'failed'], to: 'suspended' },
+  fail: { from: ['launching', 'waking', 'booting', 'idle', 'busy', 'draining', 'suspending'], to: 'failed' },
+  terminated: { from: ['launching', 'waking', 'booting', 'idle', 'busy', 'draining', 'suspending', 'suspended', 'failed'], to: 'terminated' },
+};
+
+/** The one transition function: where `event` takes an instance in `state`, or why it cannot. */
+export function transition(state: InstanceState | undefined, event: InstanceEvent): Transition {
+  const rule = TABLE[event.type];
+  if (state === undefined) {
+    return rule.from.length === 0 ? { ok: true, next: rule.to } : { ok: false, reason: `no such instance for ${event.type}` };
+  }
+  if (!rule.from.includes(state)) return { ok: false, reason: `${event.type} is not allowed in state ${state}` };
+  return { ok: true, next: rule.to };
+}
+
+/** The states `event` may leave from (what an atomic compare-and-set checks in Redis). */
+export function allowedFrom(event: InstanceEvent['type']): readonly InstanceState[] {
+  return TABLE[event].from;
+}

@@ -1,0 +1,48 @@
+/**
+ * The life of a cloud instance as spillway tracks it (in Redis, shared by all masters):
+ *
+ *   suspended -> waking -> booting -> idle <-> busy
+ *   idle -> draining -> suspending -> suspended        (quiet period over)
+ *   launching -> booting                               (a new instance below the cap)
+ *   any -> failed (boot timeout, provider error, agent lost), any -> terminated
+ */
+export const INSTANCE_STATES = [
+  'launching',
+  'waking',
+  'booting',
+  'idle',
+  'busy',
+  'draining',
+  'suspending',
+  'suspended',
+  'failed',
+  'terminated',
+] as const;
+
+export type InstanceState = (typeof INSTANCE_STATES)[number];
+
+/** What the pool knows of one instance. Stored as a Redis hash; `version` grows with every change. */
+export interface InstanceRecord {
+  id: string;
+  pool: string;
+  state: InstanceState;
+  /** When the instance entered `state` (ms). */
+  since: number;
+  version: number;
+  /** Private address inside the VPC (over the VPN), when known. */
+  privateIp: string | null;
+  spot: boolean;
+  /** Suspended with hibernation: resumes fastest, so it is woken first. */
+  hibernated: boolean;
+  /** Name of the agent that registered from this instance. */
+  agent: string | null;
+  /** When the instance's last build ended; the quiet period counts from here. */
+  lastJobEndedAt: number | null;
+  /** Why the instance is in its state (failures, suspensions), for humans. */
+  reason: string | null;
+}
+
+/** Capacity on its way or present, i.e. what a new demand must not provision again. */
+export const LIVE_STATES: ReadonlySet<InstanceState> = new Set(['launching', 'waking', 'booting', 'idle', 'busy']);
+/** Coming up but not yet able to take a job. */
+export const STARTING_STATES: ReadonlySet<InstanceState> = new Set(['launching', 'waking', 'booting']);

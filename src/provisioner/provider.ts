@@ -1,0 +1,57 @@
+import { SpillwayError } from '../lib';
+
+/** The provider's own view of a machine (EC2's instance state names). */
+export type MachineState = 'pending' | 'running' | 'stopping' | 'stopped' | 'shutting-down' | 'terminated';
+
+export interface Machine {
+  id: string;
+  state: MachineState;
+  privateIp: string | null;
+  spot: boolean;
+  /** Stopped with hibernation (EC2: the instance was hibernated; local: SIGSTOPped). */
+  hibernated: boolean;
+  launchedAt: number | null;
+}
+
+export type SuspendMode = 'hibernate' | 'stop' | 'terminate';
+
+export interface LaunchRequest {
+  count: number;
+  /**
+   * Idempotency token: the same launch retried after a timeout must not launch twice
+   * (EC2's ClientToken).
+   */
+  clientToken: string;
+}
+
+/**
+ * A source of machines for one pool: `local` (agent processes on this host) or `ec2`.
+ * Constructors never fail; `setup()` may, and is retried on its own so one broken cloud
+ * account never blocks another pool. Every call takes an AbortSignal that reaches the I/O.
+ */
+export interface Provider {
+  readonly kind: 'local' | 'ec2';
+  setup(signal: AbortSignal): Promise<void>;
+  /** Every machine of the pool that is not terminated (EC2: by the pool tag, all pages). */
+  list(signal: AbortSignal): Promise<Machine[]>;
+  /** Starts stopped/hibernated machines. */
+  start(ids: readonly string[], signal: AbortSignal): Promise<void>;
+  /** Suspends machines; `hibernate` falls back to a plain stop where the machine cannot hibernate. */
+  suspend(ids: readonly string[], mode: SuspendMode, signal: AbortSignal): Promise<void>;
+  launch(req: LaunchRequest, signal: AbortSignal): Promise<Machine[]>;
+  terminate(ids: readonly string[], signal: AbortSignal): Promise<void>;
+}
+
+/** A provider call failed; `disposition` says whether trying again later can help. */
+export class ProviderError extends SpillwayError {
+  readonly code = 'SPILLWAY_E_PROVIDER';
+  constructor(
+    message: string,
+    readonly disposition: 'retry' | 'fatal',
+    /** The provider's own error code, e.g. EC2's `InsufficientInstanceCapacity`. */
+    readonly providerCode: string | undefined,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
