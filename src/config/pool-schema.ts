@@ -1,3 +1,4 @@
+import cron from 'node-cron';
 import { z } from 'zod';
 
 export const posInt = () => z.number({ error: 'expected a positive integer' }).int().positive();
@@ -28,8 +29,10 @@ export const overflowSchema = z
 
 const warmWindowSchema = z
   .object({
-    /** A 5-field cron expression of the minutes the window covers, e.g. "* 8-17 * * 1-5". */
-    cron: z.string().min(1),
+    /** A cron expression of the minutes the window covers, e.g. "* 8-17 * * 1-5" (08:00-17:59 Mon-Fri). */
+    cron: z.string().refine((e) => cron.validate(e), 'not a valid cron expression'),
+    /** IANA time zone the expression is read in. @defaultValue the master's local time */
+    timezone: z.string().optional(),
     /** Instances kept awake while the window is open. */
     count: posInt(),
   })
