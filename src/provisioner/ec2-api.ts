@@ -1,0 +1,391 @@
+/**
+ * The only module that speaks the EC2 SDK: requests go out in EC2's shapes, and answers come
+ * back as our domain `Machine`s and `ProviderError`s. Every call takes the caller's EC2Client
+ * (one per region, created by the composition root) and an AbortSignal that reaches `send()`.
+ */
+import {
+  DescribeInstancesCommand,
+  DescribeLaunchTemplatesCommand,
+  DescribeSubnetsCommand,
+  EC2Client,
+  RunInstancesCommand,
+  StartInstancesCommand,
+  StopInstancesCommand,
+  TerminateInstancesCommand,
+  type Filter,
+  type Instance,
+  type RunInstancesCommandInput,
+  type Tag,
+  type _InstanceType,
+} from '@aws-sdk/client-ec2';
+import { createHash } from 'node:crypto';
+import type { PoolConfig } from '../config';
+import type { Logger } from '../lib';
+import { classifyEc2Error, toProviderError, type Ec2Retrier } from './ec2-errors';
+import { ProviderError, type Machine, type MachineState } from './provider';
+
+/** The `ec2` section of a pool's configuration. */
+export type Ec2PoolConfig = NonNullable<PoolConfig['ec2']>;
+
+/** The tag that says which pool an instance belongs to; `list()` finds instances by it. */
+export const POOL_TAG = 'spillway:pool';
+
+/** Every instance state except `terminated`: what a pool still has to account for. */
+export const LIVE_INSTANCE_STATES: readonly MachineState[] = ['pending', 'running', 'stopping', 'stopped', 'shutting-down'];
+
+/** DescribeInstances page size (EC2 allows 5–1000; it cannot be combined with `InstanceIds`). */
+const PAGE_SIZE = 100;
+
+/** What {@link createEc2Client} needs. */
+export interface CreateEc2ClientOptions {
+  region: string;
+  /** A VPC interface endpoint for EC2, e.g. `https://vpce-….ec2.eu-west-1.vpce.amazonaws.com`. */
+  endpoint?: string;
+  /**
+   * Tries the SDK itself makes per request. Kept low because {@link Ec2Retrier} owns the long
+   * backoff for throttling (on the injected clock, logged); the SDK's one extra try covers
+   * connection resets and clock-skew correction, which it handles better than we could.
+   * @defaultValue 2
+   */
+  maxAttempts?: number;
+  /** @defaultValue 3000 */
+  connectionTimeoutMs?: number;
+  /** Socket idle timeout per request; the caller's AbortSignal bounds the whole call. @defaultValue 30000 */
+  requestTimeoutMs?: number;
+}
+
+/**
+ * An EC2 client for one region. Credentials come from the standard AWS chain (environment,
+ * shared config/SSO, web identity, ECS/EC2 instance role).
+ */
+export function createEc2Client(options: CreateEc2ClientOptions): EC2Client {
+  return new EC2Client({
+    region: options.region,
+    ...(options.endpoint ? { endpoint: options.endpoint } : {}),
+    maxAttempts: options.maxAttempts ?? 2,
+    retryMode: 'standard',
+    requestHandler: {
+      connectionTimeout: options.connectionTimeoutMs ?? 3000,
+      requestTimeout: options.requestTimeoutMs ?? 30_000,
+    },
+  });
+}
+
+/** Optional helpers for every call: throttling retries and a logger for fallbacks. */
+export interface Ec2CallOptions {
+  /** Retries throttled/transient failures; without it every request is tried once. */
+  retrier?: Ec2Retrier;
+  log?: Logger;
+}
+
+function attempt<T>(action: string, signal: AbortSignal, opts: Ec2CallOptions | undefined, fn: () => Promise<T>): Promise<T> {
+  return opts?.retrier ? opts.retrier.run(action, signal, fn) : fn();
+}
+
+/**
+ * Maps an EC2 instance to a Machine; `undefined` for a malformed entry.
+ *
+ * Hibernation: EC2 has no "is hibernated" flag, but a stop begun by a hibernating
+ * StopInstances leaves `StateReason.Code = "Client.UserInitiatedHibernate"` on the instance
+ * until it starts again (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_StateReason.html),
+ * so no tag of our own is needed and instances hibernated by hand are recognised too.
+ * `launchedAt` is EC2's LaunchTime, which for EBS-backed instances is the last start.
+ */
+export function machineFromInstance(instance: Instance): Machine | undefined {
+  const id = instance.InstanceId;
+  const state = instance.State?.Name as MachineState | undefined;
+  if (!id || !state) return undefined;
+  const suspended = state === 'stopped' || state === 'stopping';
+  return {
+    id,
+    state,
+    privateIp: instance.PrivateIpAddress ?? null,
+    spot: instance.InstanceLifecycle === 'spot',
+    hibernated: suspended && instance.StateReason?.Code === 'Client.UserInitiatedHibernate',
+    launchedAt: instance.LaunchTime ? instance.LaunchTime.getTime() : null,
+  };
+}
+
+async function describeAll(client: EC2Client, filters: Filter[], signal: AbortSignal, opts?: Ec2CallOptions): Promise<Machine[]> {
+  const machines: Machine[] = [];
+  const seen = new Set<string>();
+  let nextToken: string | undefined;
+  do {
+    const input = { Filters: filters, MaxResults: PAGE_SIZE, ...(nextToken ? { NextToken: nextToken } : {}) };
+    const page = await attempt('DescribeInstances', signal, opts, () =>
+      client.send(new DescribeInstancesCommand(input), { abortSignal: signal }),
+    );
+    for (const reservation of page.Reservations ?? []) {
+      for (const instance of reservation.Instances ?? []) {
+        const m = machineFromInstance(instance);
+        if (m) machines.push(m);
+      }
+    }
+    // A token seen before would loop forever; EC2 never does that, a broken proxy might.
+    nextToken = page.NextToken && !seen.has(page.NextToken) ? page.NextToken : undefined;
+    if (nextToken) seen.add(nextToken);
+  } while (nextToken);
+  return machines;
+}
+
+/** Every non-terminated instance tagged `spillway:pool = <pool>`, across all pages. */
+export async function describePoolMachines(client: EC2Client, pool: string, signal: AbortSignal, opts?: Ec2CallOptions): Promise<Machine[]> {
+  const filters: Filter[] = [
+    { Name: `tag:${POOL_TAG}`, Values: [pool] },
+    { Name: 'instance-state-name', Values: [...LIVE_INSTANCE_STATES] },
+  ];
+  try {
+    return await describeAll(client, filters, signal, opts);
+  } catch (err) {
+    throw toProviderError(err, 'DescribeInstances', signal);
+  }
+}
+
+/**
+ * The named instances that still exist (any state). Uses an `instance-id` filter rather than
+ * `InstanceIds`, so an id EC2 no longer knows is simply absent instead of failing the call.
+ */
+export async function describeMachines(client: EC2Client, ids: readonly string[], signal: AbortSignal, opts?: Ec2CallOptions): Promise<Machine[]> {
+  if (ids.length === 0) return [];
+  try {
+    return await describeAll(client, [{ Name: 'instance-id', Values: [...ids] }], signal, opts);
+  } catch (err) {
+    throw toProviderError(err, 'DescribeInstances', signal);
+  }
+}
+
+/** Starts stopped or hibernated instances. */
+export async function startMachines(client: EC2Client, ids: readonly string[], signal: AbortSignal, opts?: Ec2CallOptions): Promise<void> {
+  if (ids.length === 0) return;
+  try {
+    await attempt('StartInstances', signal, opts, () =>
+      client.send(new StartInstancesCommand({ InstanceIds: [...ids] }), { abortSignal: signal }),
+    );
+  } catch (err) {
+    throw toProviderError(err, 'StartInstances', signal);
+  }
+}
+
+/**
+ * Stops instances, hibernating them when `hibernate` is set. EC2 refuses a hibernating stop for
+ * the whole request when any instance cannot hibernate (not enabled at launch, not ready yet,
+ * a spot instance): the batch is then stopped plainly, and `hibernated` says which happened.
+ * Note a one-time spot instance cannot be stopped at all (`UnsupportedOperation`, fatal).
+ */
+export async function stopMachines(
+  client: EC2Client,
+  ids: readonly string[],
+  hibernate: boolean,
+  signal: AbortSignal,
+  opts?: Ec2CallOptions,
+): Promise<{ hibernated: boolean }> {
+  if (ids.length === 0) return { hibernated: hibernate };
+  try {
+    if (hibernate) {
+      try {
+        await attempt('StopInstances', signal, opts, () =>
+          client.send(new StopInstancesCommand({ InstanceIds: [...ids], Hibernate: true }), { abortSignal: signal }),
+        );
+        return { hibernated: true };
+      } catch (err) {
+        const c = classifyEc2Error(err, signal);
+        if (c.kind !== 'hibernation-unsupported') throw err;
+        opts?.log?.warn('ec2.hibernate-refused', { instances: ids, code: c.code, reason: c.message });
+      }
+    }
+    await attempt('StopInstances', signal, opts, () =>
+      client.send(new StopInstancesCommand({ InstanceIds: [...ids] }), { abortSignal: signal }),
+    );
+    return { hibernated: false };
+  } catch (err) {
+    throw toProviderError(err, 'StopInstances', signal);
+  }
+}
+
+/**
+ * Terminates instances. An instance EC2 no longer knows is already gone, which is the goal:
+ * since one unknown id fails the whole request, a batch that hits that is retried one by one.
+ */
+export async function terminateMachines(client: EC2Client, ids: readonly string[], signal: AbortSignal, opts?: Ec2CallOptions): Promise<void> {
+  const terminate = (batch: string[]) =>
+    attempt('TerminateInstances', signal, opts, () =>
+      client.send(new TerminateInstancesCommand({ InstanceIds: batch }), { abortSignal: signal }),
+    );
+  try {
+    try {
+      if (ids.length > 0) await terminate([...ids]);
+    } catch (err) {
+      if (classifyEc2Error(err, signal).kind !== 'not-found') throw err;
+      if (ids.length === 1) return;
+      for (const id of ids) {
+        await terminate([id]).catch((e: unknown) => {
+          if (classifyEc2Error(e, signal).kind !== 'not-found') throw e;
+        });
+      }
+    }
+  } catch (err) {
+    throw toProviderError(err, 'TerminateInstances', signal);
+  }
+}
+
+/** One way to try a launch: which market, which instance type (the template's when absent), which subnet. */
+export interface LaunchCandidate {
+  market: 'spot' | 'on-demand';
+  instanceType: string | undefined;
+  subnetId: string;
+}
+
+/** What {@link launchMachines} launches. */
+export interface Ec2LaunchRequest {
+  pool: string;
+  config: Ec2PoolConfig;
+  count: number;
+  /** Idempotency token (≤ 64 ASCII characters); the same token never launches twice. */
+  clientToken: string;
+}
+
+/** A successful launch and the capacity refusals met on the way. */
+export interface Ec2LaunchResult {
+  machines: Machine[];
+  candidate: LaunchCandidate;
+  refusals: { candidate: LaunchCandidate; code: string | undefined }[];
+}
+
+/**
+ * The order launches are tried in: spot before on-demand (when the pool allows either), the
+ * pool's instance types in the order given, and every subnet for a type before the next type.
+ * Subnets start at an offset derived from the client token, which spreads launches over the
+ * zones while keeping the order identical when the same launch is retried.
+ */
+export function launchCandidates(config: Ec2PoolConfig, clientToken: string): LaunchCandidate[] {
+  const markets: LaunchCandidate['market'][] = config.spot ? (config.spotFallbackToOnDemand ? ['spot', 'on-demand'] : ['spot']) : ['on-demand'];
+  const types: (string | undefined)[] = config.instanceTypes.length > 0 ? config.instanceTypes : [undefined];
+  const offset = createHash('sha256').update(clientToken).digest().readUInt32BE(0) % Math.max(1, config.subnetIds.length);
+  const subnets = [...config.subnetIds.slice(offset), ...config.subnetIds.slice(0, offset)];
+  return markets.flatMap((market) => types.flatMap((instanceType) => subnets.map((subnetId) => ({ market, instanceType, subnetId }))));
+}
+
+/**
+ * The ClientToken of the n-th candidate. EC2 rejects a token reused with different parameters
+ * (IdempotentParameterMismatch), so each candidate has its own; the first is the caller's token.
+ */
+export function candidateToken(clientToken: string, index: number): string {
+  if (index === 0) return clientToken.slice(0, 64);
+  const suffix = `-${index}`;
+  return clientToken.slice(0, 64 - suffix.length) + suffix;
+}
+
+/** The tags every launched instance and volume carries: the pool's tags, a Name, and the pool tag. */
+export function launchTags(pool: string, config: Ec2PoolConfig): Tag[] {
+  const extra = Object.entries(config.tags).filter(([k]) => k !== POOL_TAG && k !== 'Name');
+  return [
+    { Key: POOL_TAG, Value: pool },
+    { Key: 'Name', Value: config.tags.Name ?? `spillway-${pool}` },
+    ...extra.map(([Key, Value]) => ({ Key, Value })),
+  ];
+}
+
+function runInput(req: Ec2LaunchRequest, candidate: LaunchCandidate, clientToken: string): RunInstancesCommandInput {
+  const t = req.config.launchTemplate;
+  const tags = launchTags(req.pool, req.config);
+  return {
+    LaunchTemplate: t.id ? { LaunchTemplateId: t.id, Version: t.version } : { LaunchTemplateName: t.name, Version: t.version },
+    MinCount: req.count,
+    MaxCount: req.count,
+    SubnetId: candidate.subnetId,
+    ...(candidate.instanceType ? { InstanceType: candidate.instanceType as _InstanceType } : {}),
+    // One-time spot, terminated on interruption: the simplest spot life, and the spot notice
+    // drains the agent first. Hibernate-on-interruption would need a persistent request and a
+    // template with hibernation enabled; a one-time spot instance cannot be stopped at all.
+    ...(candidate.market === 'spot'
+      ? { InstanceMarketOptions: { MarketType: 'spot', SpotOptions: { SpotInstanceType: 'one-time', InstanceInterruptionBehavior: 'terminate' } } }
+      : {}),
+    TagSpecifications: [
+      { ResourceType: 'instance', Tags: tags },
+      { ResourceType: 'volume', Tags: tags },
+    ],
+    ClientToken: clientToken,
+  };
+}
+
+/**
+ * Launches `count` instances from the pool's launch template (MinCount = MaxCount, so all or
+ * none), walking {@link launchCandidates}: a capacity refusal moves on to the next subnet/type,
+ * a spot-only refusal (price, spot quota) skips to on-demand when the pool allows it. Any other
+ * error ends the launch. The template must not define network interfaces, because the subnet
+ * is chosen here (EC2 refuses both on one request).
+ */
+export async function launchMachines(client: EC2Client, req: Ec2LaunchRequest, signal: AbortSignal, opts?: Ec2CallOptions): Promise<Ec2LaunchResult> {
+  const candidates = launchCandidates(req.config, req.clientToken);
+  const refusals: Ec2LaunchResult['refusals'] = [];
+  let lastRefusal: unknown;
+  let spotRefused = false;
+  try {
+    for (const [index, candidate] of candidates.entries()) {
+      if (candidate.market === 'spot' && spotRefused) continue;
+      const input = runInput(req, candidate, candidateToken(req.clientToken, index));
+      try {
+        const out = await attempt('RunInstances', signal, opts, () => client.send(new RunInstancesCommand(input), { abortSignal: signal }));
+        const machines = (out.Instances ?? []).map(machineFromInstance).filter((m): m is Machine => m !== undefined);
+        return { machines, candidate, refusals };
+      } catch (err) {
+        const c = classifyEc2Error(err, signal);
+        const spotOnly = c.kind === 'spot-capacity' && candidate.market === 'spot';
+        if (c.kind !== 'capacity' && !spotOnly) throw err;
+        if (spotOnly) spotRefused = true;
+        lastRefusal = err;
+        refusals.push({ candidate, code: c.code });
+        opts?.log?.warn('ec2.launch-refused', { pool: req.pool, ...candidate, code: c.code, reason: c.message });
+      }
+    }
+    throw lastRefusal;
+  } catch (err) {
+    throw toProviderError(err, 'RunInstances', signal);
+  }
+}
+
+/**
+ * Resolves the launch template's id, or fails with a fatal ProviderError carrying EC2's code
+ * (InvalidLaunchTemplateId.NotFound / .Malformed, InvalidLaunchTemplateName.NotFoundException)
+ * when EC2 does not know it. The version is not checked: `$Latest`/`$Default` always exist.
+ */
+export async function verifyLaunchTemplate(
+  client: EC2Client,
+  template: Ec2PoolConfig['launchTemplate'],
+  signal: AbortSignal,
+  opts?: Ec2CallOptions,
+): Promise<string> {
+  const label = template.id ? `id ${template.id}` : `name "${template.name ?? ''}"`;
+  const input = template.id ? { LaunchTemplateIds: [template.id] } : { LaunchTemplateNames: [template.name ?? ''] };
+  let id: string | undefined;
+  try {
+    const out = await attempt('DescribeLaunchTemplates', signal, opts, () =>
+      client.send(new DescribeLaunchTemplatesCommand(input), { abortSignal: signal }),
+    );
+    id = out.LaunchTemplates?.[0]?.LaunchTemplateId;
+  } catch (err) {
+    const c = classifyEc2Error(err, signal);
+    if (/^InvalidLaunchTemplate(Id|Name)\./.test(c.code ?? '')) {
+      throw new ProviderError(`launch template ${label} does not exist (${c.code ?? ''})`, 'fatal', c.code, { cause: err });
+    }
+    throw toProviderError(err, 'DescribeLaunchTemplates', signal);
+  }
+  if (!id) throw new ProviderError(`launch template ${label} does not exist`, 'fatal', undefined);
+  return id;
+}
+
+/** Fails with a fatal ProviderError naming every subnet of `subnetIds` that EC2 does not know. */
+export async function verifySubnets(client: EC2Client, subnetIds: readonly string[], signal: AbortSignal, opts?: Ec2CallOptions): Promise<void> {
+  let missing: string[];
+  try {
+    // A filter, not SubnetIds, so every unknown subnet is reported rather than only the first.
+    const out = await attempt('DescribeSubnets', signal, opts, () =>
+      client.send(new DescribeSubnetsCommand({ Filters: [{ Name: 'subnet-id', Values: [...subnetIds] }] }), { abortSignal: signal }),
+    );
+    const found = new Set((out.Subnets ?? []).map((s) => s.SubnetId));
+    missing = subnetIds.filter((id) => !found.has(id));
+  } catch (err) {
+    throw toProviderError(err, 'DescribeSubnets', signal);
+  }
+  if (missing.length > 0) throw new ProviderError(`subnets do not exist: ${missing.join(', ')}`, 'fatal', 'InvalidSubnetID.NotFound');
+}

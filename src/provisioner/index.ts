@@ -1,0 +1,14 @@
+export * from './instance';
+export { transition, allowedFrom, type InstanceEvent, type Transition } from './instance-state';
+export { ProviderError, type Provider, type Machine, type MachineState, type SuspendMode, type LaunchRequest } from './provider';
+export { decideCapacity, type CapacityDecision, type PoolView, type TypeDemand, type TypeShare } from './capacity';
+export { idleVerdict, bootVerdict, type IdleInput, type Verdict } from './idle-verdict';
+export { WarmWindows } from './warm-windows';
+export { PoolScaler, type Fleet, type Backlog, type Instances, type PoolLock } from './pool-scaler';
+export { Provisioner, poolJobTypes, type ProvisionerDeps, type PoolReport } from './provisioner';
+export { RuleBook, type Rules, type RuleChange } from './rule-book';
+export { LocalProvider, type LocalProviderOptions } from './local-provider';
+export { reconcilePool, type ReconcileStore } from './reconciler';
+export { InstanceStore, type ApplyResult, type InstanceFields } from './instance-store';
+export { Ec2Provider, type Ec2ProviderDeps } from './ec2-provider';
+export { createEc2Client, type CreateEc2ClientOptions } from './ec2-api';

@@ -1,0 +1,176 @@
+import * as child_process from 'node:child_process';
+import type { PoolConfig } from '../config';
+import type { Clock, Logger } from '../lib';
+import { ProviderError, type LaunchRequest, type Machine, type MachineState, type Provider, type SuspendMode } from './provider';
+
+export interface LocalProviderOptions {
+  pool: string;
+  config: PoolConfig;
+  /** Job types the pool's agents serve. */
+  jobTypes: readonly string[];
+  /** How to run `spillway`, e.g. [process.execPath, '/path/to/cli/main.js']. */
+  agentCommand: readonly string[];
+  /** The master's agent listener, known once it listens. */
+  masterUrl: () => string;
+  token: string;
+  clock: Clock;
+  log: Logger;
+  /** @defaultValue child_process.spawn */
+  spawn?: typeof child_process.spawn;
+}
+
+interface LocalMachine {
+  id: string;
+  state: MachineState;
+  hibernated: boolean;
+  child: child_process.ChildProcess | undefined;
+  launchedAt: number;
+  /** Cancels a pending boot when the machine is suspended before it came up. */
+  boot: AbortController | undefined;
+}
+
+/**
+ * Instances that are local `spillway agent` processes: waking starts one after a simulated
+ * boot delay (or resumes a SIGSTOPped one), hibernating freezes it with SIGSTOP, stopping ends
+ * it with SIGTERM (the agent drains first). It powers the demo and the end-to-end tests with
+ * the same state machine the EC2 provider drives.
+ */
+export class LocalProvider implements Provider {
+  readonly kind = 'local';
+  private readonly machines = new Map<string, LocalMachine>();
+  private seq = 0;
+
+  constructor(private readonly o: LocalProviderOptions) {
+    const pre = o.config.local?.preCreated ?? o.config.maxInstances;
+    for (let i = 0; i < pre; i++) this.create('stopped');
+  }
+
+  async setup(): Promise<void> {
+    if (this.o.agentCommand.length === 0) throw new ProviderError('local provider: no agent command to run', 'fatal', undefined);
+  }
+
+  async list(): Promise<Machine[]> {
+    return [...this.machines.values()]
+      .filter((m) => m.state !== 'terminated')
+      .map((m) => ({ id: m.id, state: m.state, privateIp: '127.0.0.1', spot: false, hibernated: m.hibernated, launchedAt: m.launchedAt }));
+  }
+
+  async start(ids: readonly string[]): Promise<void> {
+    for (const id of ids) {
+      const m = this.get(id);
+      if (m.state !== 'stopped') throw new ProviderError(`cannot start ${id} in state ${m.state}`, 'retry', 'IncorrectInstanceState');
+      if (m.child && m.hibernated) {
+        m.child.kill('SIGCONT');
+        m.state = 'running';
+        m.hibernated = false;
+        continue;
+      }
+      m.state = 'pending';
+      m.boot = new AbortController();
+      void this.o.clock.sleep(this.o.config.local?.bootDelayMs ?? 1000, m.boot.signal).then(
+        () => this.boot(m),
+        () => undefined,
+      );
+    }
+  }
+
+  async suspend(ids: readonly string[], mode: SuspendMode): Promise<void> {
+    for (const id of ids) {
+      const m = this.get(id);
+      m.boot?.abort();
+      if (mode === 'terminate') {
+        this.kill(m, 'SIGTERM');
+        m.state = 'terminated';
+      } else if (mode === 'hibernate' && m.child) {
+        m.child.kill('SIGSTOP');
+        m.state = 'stopped';
+        m.hibernated = true;
+      } else {
+        m.state = m.child ? 'stopping' : 'stopped';
+        this.kill(m, 'SIGTERM');
+      }
+    }
+  }
+
+  async launch(req: LaunchRequest): Promise<Machine[]> {
+    const made = Array.from({ length: req.count }, () => this.create('stopped'));
+    await this.start(made.map((m) => m.id));
+    return this.list().then((all) => all.filter((m) => made.some((x) => x.id === m.id)));
+  }
+
+  async terminate(ids: readonly string[]): Promise<void> {
+    await this.suspend(ids, 'terminate');
+  }
+
+  /** Ends every agent process (the master is stopping). */
+  async close(): Promise<void> {
+    const exits = [...this.machines.values()].filter((m) => m.child).map((m) => new Promise((r) => m.child!.once('exit', r)));
+    for (const m of this.machines.values()) {
+      m.boot?.abort();
+      this.kill(m, 'SIGTERM');
+    }
+    await Promise.race([Promise.all(exits), this.o.clock.sleep(10_000)]);
+    for (const m of this.machines.values()) m.child?.kill('SIGKILL');
+  }
+
+  private create(state: MachineState): LocalMachine {
+    const id = `local-${this.o.pool}-${++this.seq}`;
+    const m: LocalMachine = { id, state, hibernated: false, child: undefined, launchedAt: this.o.clock.now(), boot: undefined };
+    this.machines.set(id, m);
+    return m;
+  }
+
+  private get(id: string): LocalMachine {
+    const m = this.machines.get(id);
+    if (!m || m.state === 'terminated') throw new ProviderError(`no instance ${id} in pool ${this.o.pool}`, 'fatal', 'InvalidInstanceID.NotFound');
+    return m;
+  }
+
+  private boot(m: LocalMachine): void {
+    m.boot = undefined;
+    const [cmd, ...pre] = this.o.agentCommand;
+    const args = [
+      ...pre,
+      'agent',
+      '--master',
+      this.o.masterUrl(),
+      '--name',
+      m.id,
+      '--location',
+      'cloud',
+      '--instance-id',
+      m.id,
+      '--job-types',
+      this.o.jobTypes.join(','),
+      '--executors',
+      String(this.o.config.executorsPerInstance),
+      '--log-level',
+      'warn',
+    ];
+    const child = (this.o.spawn ?? child_process.spawn)(cmd!, args, {
+      env: { ...process.env, SPILLWAY_AGENT_TOKEN: this.o.token },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr?.on('data', (b: Buffer) => (stderr = (stderr + b.toString()).slice(-2000)));
+    m.child = child;
+    m.state = 'running';
+    this.o.log.info('instance.booted', { pool: this.o.pool, instanceId: m.id, pid: child.pid });
+    child.once('exit', (code, signal) => {
+      if (m.child !== child) return;
+      m.child = undefined;
+      m.hibernated = false;
+      if (m.state !== 'terminated') m.state = 'stopped';
+      if (code !== 0 && signal !== 'SIGTERM') {
+        this.o.log.warn('instance.exited', { pool: this.o.pool, instanceId: m.id, code, signal, stderr: stderr.trim().split('\n').slice(-3) });
+      }
+    });
+  }
+
+  private kill(m: LocalMachine, signal: NodeJS.Signals): void {
+    if (!m.child) return;
+    // A frozen process cannot act on SIGTERM: let it run again first.
+    if (m.hibernated) m.child.kill('SIGCONT');
+    m.child.kill(signal);
+  }
+}

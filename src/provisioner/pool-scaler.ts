@@ -1,0 +1,227 @@
+import { randomUUID } from 'node:crypto';
+import type { OverflowRule, PoolConfig } from '../config';
+import type { Clock, Logger } from '../lib';
+import { decideCapacity, type CapacityDecision, type TypeDemand } from './capacity';
+import { bootVerdict, idleVerdict } from './idle-verdict';
+import type { InstanceRecord } from './instance';
+import type { InstanceEvent } from './instance-state';
+import type { Provider } from './provider';
+import type { WarmWindows } from './warm-windows';
+
+/** What the master knows of connected agents, as the provisioner needs it. */
+export interface Fleet {
+  /** Free executors of connected on-prem agents serving this job type. */
+  idleOnprem(type: string): number;
+  /** Free executors of connected agents running on these instances. */
+  idleOn(instanceIds: ReadonlySet<string>): number;
+  /** Builds running on this instance's agent if it is connected to this master; undefined if not here. */
+  runningOn(instanceId: string): number | undefined;
+  /** Stops (or resumes) dispatching to this instance's agent; false if it is not connected here. */
+  setDraining(instanceId: string, draining: boolean): boolean;
+}
+
+/** Jobs waiting per job type (the queue monitor). */
+export interface Backlog {
+  current(type: string): { waiting: number; prioritized: number; oldestWaitMs: number | null } | undefined;
+}
+
+/** The narrow part of the instance store a pool needs. */
+export interface Instances {
+  list(pool: string): Promise<InstanceRecord[]>;
+  apply(pool: string, id: string, event: InstanceEvent, fields?: Partial<InstanceRecord>): Promise<{ ok: boolean; record?: InstanceRecord; reason?: string }>;
+  claimWake(pool: string, count: number): Promise<InstanceRecord[]>;
+}
+
+/** Only one master at a time decides a pool's scale-up; the loser skips its turn. */
+export interface PoolLock {
+  run(pool: string, fn: () => Promise<void>): Promise<boolean>;
+}
+
+export interface PoolScalerDeps {
+  name: string;
+  config: PoolConfig;
+  /** Job types whose agents this pool runs. */
+  jobTypes: readonly string[];
+  provider: Provider;
+  instances: Instances;
+  lock: PoolLock;
+  fleet: Fleet;
+  backlog: Backlog;
+  warm: WarmWindows;
+  clock: Clock;
+  log: Logger;
+}
+
+/**
+ * One pool's loop body: gather (instances, backlog, agents), decide (pure functions), apply
+ * (state transitions in Redis, then the provider call). Every transition is a compare-and-set,
+ * so several masters can run it; scale-up additionally runs under the pool lock.
+ */
+export class PoolScaler {
+  lastDecision: CapacityDecision | undefined;
+  private readonly log: Logger;
+
+  constructor(private readonly d: PoolScalerDeps) {
+    this.log = d.log.child({ pool: d.name });
+  }
+
+  async tick(rules: Readonly<Record<string, OverflowRule | undefined>>, signal: AbortSignal): Promise<void> {
+    await this.bootTimeouts(signal);
+    await this.d.lock.run(this.d.name, () => this.scaleUp(rules, signal));
+    await this.reap(signal);
+  }
+
+  private demands(rules: Readonly<Record<string, OverflowRule | undefined>>): TypeDemand[] {
+    const out: TypeDemand[] = [];
+    for (const [type, rule] of Object.entries(rules)) {
+      if (!rule || rule.pool !== this.d.name) continue;
+      const b = this.d.backlog.current(type);
+      out.push({
+        type,
+        rule,
+        waiting: (b?.waiting ?? 0) + (b?.prioritized ?? 0),
+        oldestWaitMs: b?.oldestWaitMs ?? null,
+        idleOnpremExecutors: this.d.fleet.idleOnprem(type),
+      });
+    }
+    return out;
+  }
+
+  private async scaleUp(rules: Readonly<Record<string, OverflowRule | undefined>>, signal: AbortSignal): Promise<void> {
+    const instances = await this.d.instances.list(this.d.name);
+    const up = new Set(instances.filter((r) => r.state === 'idle' || r.state === 'busy').map((r) => r.id));
+    const decision = decideCapacity(
+      {
+        name: this.d.name,
+        maxInstances: this.d.config.maxInstances,
+        executorsPerInstance: this.d.config.executorsPerInstance,
+        instances,
+        idleCloudExecutors: this.d.fleet.idleOn(up),
+      },
+      this.demands(rules),
+    );
+    const warmShort = this.warmShortfall(instances);
+    if (warmShort > decision.wake) {
+      decision.wake = Math.min(warmShort, instances.filter((r) => r.state === 'suspended').length);
+      decision.reason = `${decision.reason}; warm: ${warmShort} more wanted awake`;
+    }
+    if (decision.reason !== this.lastDecision?.reason) this.log.info('pool.decision', { ...decision, types: decision.types });
+    this.lastDecision = decision;
+
+    for (const r of instances.filter((x) => x.state === 'draining').slice(0, decision.undrain)) {
+      const res = await this.d.instances.apply(this.d.name, r.id, { type: 'undrain' });
+      if (res.ok) {
+        this.d.fleet.setDraining(r.id, false);
+        this.log.info('instance.undrained', { instanceId: r.id, reason: decision.reason });
+      }
+    }
+    if (decision.wake > 0) await this.wake(decision.wake, decision.reason, signal);
+    if (decision.launch > 0) await this.launch(decision.launch, decision.reason, signal);
+  }
+
+  /** How many more instances the warm minimum / open windows want awake than are up or coming. */
+  private warmShortfall(instances: readonly InstanceRecord[]): number {
+    const wanted = this.d.warm.wanted(this.d.clock.now());
+    const awake = instances.filter((r) => ['launching', 'waking', 'booting', 'idle', 'busy', 'draining'].includes(r.state)).length;
+    return Math.max(0, wanted - awake);
+  }
+
+  private async wake(count: number, reason: string, signal: AbortSignal): Promise<void> {
+    // The claim is the one-waker guarantee: only the caller that moved an instance to
+    // "waking" calls start for it; every other master sees it as capacity on the way.
+    const claimed = await this.d.instances.claimWake(this.d.name, count);
+    if (claimed.length === 0) return;
+    const ids = claimed.map((r) => r.id);
+    this.log.info('instance.waking', { instanceIds: ids, hibernated: claimed.filter((r) => r.hibernated).map((r) => r.id), reason });
+    try {
+      await this.d.provider.start(ids, signal);
+      for (const id of ids) await this.d.instances.apply(this.d.name, id, { type: 'started' });
+    } catch (err) {
+      this.log.error('instance.wake-failed', { instanceIds: ids, error: (err as Error).message });
+      for (const id of ids) await this.d.instances.apply(this.d.name, id, { type: 'fail', reason: `start failed: ${(err as Error).message}` });
+    }
+  }
+
+  private async launch(count: number, reason: string, signal: AbortSignal): Promise<void> {
+    this.log.info('instance.launching', { count, reason });
+    try {
+      const machines = await this.d.provider.launch({ count, clientToken: `spillway-${this.d.name}-${randomUUID()}` }, signal);
+      for (const m of machines) {
+        await this.d.instances.apply(this.d.name, m.id, { type: 'launch' }, { privateIp: m.privateIp, spot: m.spot });
+        await this.d.instances.apply(this.d.name, m.id, { type: 'started' });
+      }
+    } catch (err) {
+      this.log.error('instance.launch-failed', { count, error: (err as Error).message });
+    }
+  }
+
+  private async bootTimeouts(signal: AbortSignal): Promise<void> {
+    const now = this.d.clock.now();
+    for (const r of await this.d.instances.list(this.d.name)) {
+      const v = bootVerdict(r, now, this.d.config.bootTimeoutSec * 1000);
+      if (!v.act) continue;
+      const res = await this.d.instances.apply(this.d.name, r.id, { type: 'fail', reason: v.reason });
+      if (!res.ok) continue;
+      this.log.warn('instance.boot-timeout', { instanceId: r.id, reason: v.reason });
+      await this.suspendFailed(r.id, signal);
+    }
+  }
+
+  /** A failed instance is stopped so it costs nothing; it can be woken again later. */
+  private async suspendFailed(id: string, signal: AbortSignal): Promise<void> {
+    const res = await this.d.instances.apply(this.d.name, id, { type: 'suspend', reason: 'failed: stopping it' });
+    if (res.ok) await this.suspendNow(id, signal);
+  }
+
+  /**
+   * Idle instances whose agents are connected to this master: only this master knows for sure
+   * that no build runs there, because only it dispatches to them. Marking the agent draining
+   * before the state change means no build can be dispatched to it in between.
+   */
+  private async reap(signal: AbortSignal): Promise<void> {
+    const instances = await this.d.instances.list(this.d.name);
+    const awake = instances.filter((r) => r.state === 'idle' || r.state === 'busy').length;
+    const backlog = this.d.jobTypes.reduce((n, t) => {
+      const b = this.d.backlog.current(t);
+      return n + (b ? b.waiting + b.prioritized : 0);
+    }, 0);
+    let stillAwake = awake;
+    for (const r of instances) {
+      const running = this.d.fleet.runningOn(r.id);
+      if (running === undefined) continue;
+      const v = idleVerdict({
+        instance: r,
+        now: this.d.clock.now(),
+        quietPeriodMs: this.d.config.quietPeriodMin * 60_000,
+        backlog,
+        warmWanted: this.d.warm.wanted(this.d.clock.now()),
+        awake: stillAwake,
+        running,
+      });
+      if (!v.act) continue;
+      if (!this.d.fleet.setDraining(r.id, true)) continue;
+      const res = await this.d.instances.apply(this.d.name, r.id, { type: 'drain', reason: v.reason });
+      if (!res.ok || this.d.fleet.runningOn(r.id) !== 0) {
+        this.d.fleet.setDraining(r.id, false);
+        continue;
+      }
+      stillAwake--;
+      this.log.info('instance.draining', { instanceId: r.id, agent: r.agent, reason: v.reason });
+      const sus = await this.d.instances.apply(this.d.name, r.id, { type: 'suspend', reason: v.reason });
+      if (sus.ok) await this.suspendNow(r.id, signal);
+    }
+  }
+
+  private async suspendNow(id: string, signal: AbortSignal): Promise<void> {
+    const mode = this.d.config.suspend;
+    try {
+      await this.d.provider.suspend([id], mode, signal);
+      if (mode === 'terminate') await this.d.instances.apply(this.d.name, id, { type: 'terminated', reason: 'suspended by termination' });
+      else await this.d.instances.apply(this.d.name, id, { type: 'stopped', hibernated: mode === 'hibernate' }, { hibernated: mode === 'hibernate' });
+      this.log.info('instance.suspended', { instanceId: id, mode });
+    } catch (err) {
+      this.log.error('instance.suspend-failed', { instanceId: id, error: (err as Error).message });
+      await this.d.instances.apply(this.d.name, id, { type: 'fail', reason: `suspend failed: ${(err as Error).message}` });
+    }
+  }
+}
