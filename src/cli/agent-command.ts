@@ -1,6 +1,6 @@
 import { parseAgentOptions } from '../config';
 import { createLogger } from '../lib';
-import { Agent } from '../slave-agent';
+import { Agent, fetchInstanceId } from '../slave-agent';
 import { onShutdownSignal } from './shutdown';
 
 export interface AgentFlags {
@@ -12,6 +12,7 @@ export interface AgentFlags {
   executors?: string;
   labels?: string;
   instanceId?: string;
+  imdsUrl?: string;
   workDir?: string;
   logLevel?: 'error' | 'warn' | 'info' | 'debug';
   logFormat?: 'json' | 'pretty';
@@ -20,6 +21,8 @@ export interface AgentFlags {
 /** `spillway agent`: serves builds until SIGTERM, then drains (finishes running builds) and exits 0. */
 export async function agentCommand(flags: AgentFlags, env: NodeJS.ProcessEnv): Promise<number> {
   const list = (s: string | undefined) => (s ? s.split(',').map((x) => x.trim()).filter(Boolean) : undefined);
+  // On EC2 the agent learns its instance id from the instance metadata service (IMDSv2).
+  const instanceId = flags.instanceId === 'imds' ? await fetchInstanceId({ baseUrl: flags.imdsUrl }) : flags.instanceId;
   const options = parseAgentOptions({
     master: flags.master,
     token: flags.token,
@@ -28,7 +31,7 @@ export async function agentCommand(flags: AgentFlags, env: NodeJS.ProcessEnv): P
     jobTypes: list(flags.jobTypes),
     executors: flags.executors === undefined ? undefined : Number(flags.executors),
     labels: list(flags.labels),
-    instanceId: flags.instanceId,
+    instanceId,
     workDir: flags.workDir,
   });
   const log = createLogger({ level: flags.logLevel ?? 'info', format: flags.logFormat ?? 'json' }).child({ agent: options.name });

@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { loadConfigFile } from '../config';
 import { createLogger } from '../lib';
 import { Master } from '../master';
@@ -7,7 +8,7 @@ import { onShutdownSignal } from './shutdown';
 export async function masterCommand(flags: { config: string }): Promise<number> {
   const config = loadConfigFile(flags.config);
   const log = createLogger({ level: config.log.level, format: config.log.format });
-  const master = new Master({ config, log });
+  const master = new Master({ config, log, agentCommand: [process.execPath, resolve(__dirname, 'main.js')] });
   const addresses = await master.start();
   process.stderr.write(`spillway master: HTTP API ${addresses.httpUrl}, agents connect to ${addresses.agentUrl}\n`);
   await onShutdownSignal();

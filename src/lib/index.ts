@@ -3,3 +3,4 @@ export * from './clock';
 export * from './logger';
 export * from './log-events';
 export * from './redis-server';
+export * from './secret';

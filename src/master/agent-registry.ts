@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import type { HelloFrame, MasterFrame } from '../protocol';
 
 export type Location = 'onprem' | 'cloud';
@@ -57,14 +58,19 @@ export function agentFromHello(
 
 export const freeExecutors = (a: ConnectedAgent): number => (a.draining ? 0 : a.executors - a.running.size);
 
+export interface AgentRegistryEvents {
+  added: [ConnectedAgent];
+}
+
 /** The agents connected to this master, by connection id and by name. */
-export class AgentRegistry {
+export class AgentRegistry extends EventEmitter<AgentRegistryEvents> {
   private readonly byId = new Map<string, ConnectedAgent>();
   private readonly byName = new Map<string, ConnectedAgent>();
 
   add(agent: ConnectedAgent): void {
     this.byId.set(agent.id, agent);
     this.byName.set(agent.name, agent);
+    this.emit('added', agent);
   }
 
   /** Forgets the agent; returns false if it was already gone (or replaced by a newer connection). */

@@ -1,9 +1,9 @@
-import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Config } from '../config';
-import type { Clock, Logger } from '../lib';
+import { sameSecret, type Clock, type Logger } from '../lib';
 import { CloseCode, parseAgentFrame, PROTOCOL_VERSION, type HelloFrame, type MasterFrame } from '../protocol';
 import { agentFromHello, type AgentRegistry, type ConnectedAgent } from './agent-registry';
 import type { Dispatcher } from './dispatcher';
@@ -17,13 +17,6 @@ export interface AgentServerDeps {
   dispatcher: Dispatcher;
   clock: Clock;
   log: Logger;
-}
-
-/** Hashing first makes the comparison constant-time whatever the lengths. */
-function sameSecret(a: string, b: string): boolean {
-  const ha = createHash('sha256').update(a).digest();
-  const hb = createHash('sha256').update(b).digest();
-  return timingSafeEqual(ha, hb);
 }
 
 /**

@@ -28,6 +28,10 @@ export interface DispatcherEvents {
   'build-log': [queue: string, jobId: string, attempt: number, data: string];
   'build-finished': [record: BuildRecord];
   'job-settled': [queue: string, jobId: string];
+  /** An agent went from no builds to one (its instance is busy). */
+  'agent-busy': [agent: ConnectedAgent];
+  /** An agent's last build ended (its instance's quiet period starts). */
+  'agent-idle': [agent: ConnectedAgent, at: number];
 }
 
 export interface DispatcherDeps {
@@ -169,6 +173,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     h.agentId = agent.id;
     h.build = identityOf(h, agent, now);
     agent.running.add(buildKey(h.queue, h.job.id!));
+    if (agent.running.size === 1) this.emit('agent-busy', agent);
     agent.send({
       type: 'assign',
       queue: h.queue,
@@ -256,7 +261,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   private release(h: HeldJob): void {
     const key = buildKey(h.queue, h.job.id!);
     this.held.delete(key);
-    if (h.agentId) this.d.registry.get(h.agentId)?.running.delete(key);
+    const agent = h.agentId ? this.d.registry.get(h.agentId) : undefined;
+    if (agent?.running.delete(key) && agent.running.size === 0) this.emit('agent-idle', agent, this.d.clock.now());
     const list = this.pending.get(h.queue);
     const i = list ? list.indexOf(h) : -1;
     if (i >= 0) list!.splice(i, 1);

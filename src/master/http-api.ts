@@ -1,7 +1,8 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { Config } from '../config';
-import { SpillwayError, type Clock, type Logger } from '../lib';
+import { sameSecret, SpillwayError, type Clock, type Logger } from '../lib';
+import type { Provisioner, RuleBook } from '../provisioner';
 import type { AgentRegistry } from './agent-registry';
 import type { BuildStore } from './build-store';
 import type { Dispatcher } from './dispatcher';
@@ -18,6 +19,8 @@ export interface HttpApiDeps {
   queues: ReadonlyMap<string, JobTypeQueue>;
   clock: Clock;
   log: Logger;
+  /** Present when the config has pools. */
+  autoscale?: { provisioner: Provisioner; rules: RuleBook };
 }
 
 const STATUS: Record<string, number> = {
@@ -87,5 +90,31 @@ export function createHttpApi(d: HttpApiDeps): FastifyInstance {
 
   app.get('/healthz', async () => ({ ok: true }));
 
+  app.get('/api/pools', async () => ({ pools: d.autoscale ? await d.autoscale.provisioner.report() : [] }));
+
+  app.get('/api/rules', async () => ({ rules: d.autoscale ? await d.autoscale.rules.rules() : {} }));
+
+  app.put<{ Params: { type: string } }>('/api/rules/:type', async (req, reply) => {
+    const denied = checkAdmin(d.config.adminToken, req.headers.authorization);
+    if (denied) return reply.status(denied.status).send({ error: { code: 'SPILLWAY_E_UNAUTHORIZED', message: denied.message } });
+    if (!d.config.jobTypes[req.params.type]) {
+      return reply.status(404).send({ error: { code: 'SPILLWAY_E_NOT_FOUND', message: `unknown job type "${req.params.type}"` } });
+    }
+    if (!d.autoscale) return reply.status(409).send({ error: { code: 'SPILLWAY_E_BAD_REQUEST', message: 'no pools are configured' } });
+    const change = await d.autoscale.rules.update(req.params.type, req.body, new Set(Object.keys(d.config.pools)));
+    if (!change.ok) return reply.status(400).send({ error: { code: 'SPILLWAY_E_BAD_REQUEST', message: change.problems.join('; ') } });
+    d.log.info('rules.changed', { type: req.params.type, rule: change.rule });
+    d.autoscale.provisioner.kick();
+    return { type: req.params.type, rule: change.rule };
+  });
+
   return app;
+}
+
+/** Mutating routes need `Authorization: Bearer <adminToken>`; compared in constant time. */
+function checkAdmin(token: string | undefined, header: string | undefined): { status: number; message: string } | undefined {
+  if (!token) return { status: 403, message: 'no adminToken is configured: rule changes through the API are off' };
+  const given = /^Bearer (.+)$/.exec(header ?? '')?.[1];
+  if (!given) return { status: 401, message: 'admin token required (Authorization: Bearer ...)' };
+  return sameSecret(given, token) ? undefined : { status: 401, message: 'wrong admin token' };
 }

@@ -6,6 +6,7 @@ import type { Config } from '../config';
 import { systemClock, type Clock, type Logger } from '../lib';
 import { AgentRegistry } from './agent-registry';
 import { AgentServer } from './agent-server';
+import { Autoscale } from './autoscale';
 import { BuildStore } from './build-store';
 import { Dispatcher } from './dispatcher';
 import { createHttpApi } from './http-api';
@@ -17,6 +18,8 @@ export interface MasterOptions {
   log: Logger;
   /** @defaultValue the system clock */
   clock?: Clock;
+  /** How to run `spillway` (e.g. [node, cli/main.js]): local pools start their agents with it. */
+  agentCommand?: readonly string[];
 }
 
 export interface MasterAddresses {
@@ -36,6 +39,7 @@ export class Master {
   private _dispatcher: Dispatcher | undefined;
   private agentServer: AgentServer | undefined;
   private http: FastifyInstance | undefined;
+  private autoscale: Autoscale | undefined;
   private readonly clock: Clock;
   private readonly log: Logger;
 
@@ -86,16 +90,37 @@ export class Master {
     this.agentServer = new AgentServer({ config, registry: this.registry, dispatcher, clock: this.clock, log: this.log.child({ component: 'agent-server' }) });
     const agentAddr = await this.agentServer.listen();
 
-    this.http = createHttpApi({ config, jobs, builds, registry: this.registry, dispatcher, queues: this.queues, clock: this.clock, log: this.log });
+    const agentUrl = `ws://${urlHost(agentAddr.host)}:${agentAddr.port}`;
+    if (Object.keys(config.pools).length > 0) {
+      this.autoscale = new Autoscale({
+        config,
+        redis,
+        registry: this.registry,
+        dispatcher,
+        agentUrl,
+        agentCommand: this.opts.agentCommand,
+        clock: this.clock,
+        log: this.log,
+      });
+    }
+    this.http = createHttpApi({
+      config,
+      jobs,
+      builds,
+      registry: this.registry,
+      dispatcher,
+      queues: this.queues,
+      clock: this.clock,
+      log: this.log,
+      autoscale: this.autoscale,
+    });
     await this.http.listen({ host: config.http.host, port: config.http.port });
     const httpAddr = this.http.server.address() as AddressInfo;
     this.log.info('http.listening', { host: httpAddr.address, port: httpAddr.port });
 
     dispatcher.start();
-    const addresses = {
-      httpUrl: `http://${urlHost(httpAddr.address)}:${httpAddr.port}`,
-      agentUrl: `ws://${urlHost(agentAddr.host)}:${agentAddr.port}`,
-    };
+    await this.autoscale?.start();
+    const addresses = { httpUrl: `http://${urlHost(httpAddr.address)}:${httpAddr.port}`, agentUrl };
     this.log.info('master.started', { id: this.id, ...addresses, jobTypes: [...this.queues.keys()] });
     return addresses;
   }
@@ -104,6 +129,7 @@ export class Master {
   async stop(): Promise<void> {
     this.log.info('master.stopping', { id: this.id });
     await this.http?.close();
+    await this.autoscale?.stop();
     await this.agentServer?.close();
     await this._dispatcher?.stop();
     for (const r of [this.recordsRedis, this.redis]) await r?.quit().catch(() => r.disconnect());

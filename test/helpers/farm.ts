@@ -63,12 +63,15 @@ export class TestFarm {
   private readonly agents: Agent[] = [];
   private readonly closers: Array<() => Promise<unknown>> = [];
 
-  constructor(raw: Record<string, unknown> = farmConfigRaw()) {
+  constructor(
+    raw: Record<string, unknown> = farmConfigRaw(),
+    private readonly opts: { agentCommand?: string[] } = {},
+  ) {
     this.config = parseConfig(raw, {});
   }
 
   async start(): Promise<this> {
-    this.master = new Master({ config: this.config, log: this.logs.log });
+    this.master = new Master({ config: this.config, log: this.logs.log, agentCommand: this.opts.agentCommand });
     this.addr = await this.master.start();
     return this;
   }

@@ -1,0 +1,105 @@
+import type { Redis } from 'ioredis';
+import type { Config } from '../config';
+import type { Clock, Logger } from '../lib';
+import { QueueMonitor } from '../queue-monitor';
+import {
+  createEc2Client,
+  Ec2Provider,
+  InstanceStore,
+  LocalProvider,
+  poolJobTypes,
+  Provisioner,
+  RuleBook,
+  type Provider,
+} from '../provisioner';
+import type { AgentRegistry } from './agent-registry';
+import type { Dispatcher } from './dispatcher';
+import { RegistryFleet } from './fleet';
+
+export interface AutoscaleDeps {
+  config: Config;
+  redis: Redis;
+  registry: AgentRegistry;
+  dispatcher: Dispatcher;
+  agentUrl: string;
+  /** How to run `spillway` for local pools' agents. */
+  agentCommand: readonly string[] | undefined;
+  clock: Clock;
+  log: Logger;
+}
+
+/** The overflow machinery of a master with pools: queue monitor, rules, providers, provisioner. */
+export class Autoscale {
+  readonly rules: RuleBook;
+  readonly provisioner: Provisioner;
+  private readonly monitor: QueueMonitor;
+  private readonly store: InstanceStore;
+  private readonly providers = new Map<string, Provider>();
+
+  constructor(d: AutoscaleDeps) {
+    const { config, clock } = d;
+    const log = d.log.child({ component: 'autoscale' });
+    this.store = new InstanceStore({ redis: d.redis, keyPrefix: config.redis.keyPrefix, clock, log });
+    this.monitor = new QueueMonitor({ connection: d.redis, prefix: config.redis.queuePrefix, types: Object.keys(config.jobTypes), clock, log });
+    this.rules = new RuleBook(d.redis, config.redis.keyPrefix, config);
+    // One EC2 client per region (and endpoint), shared by the pools there.
+    const clients = new Map<string, ReturnType<typeof createEc2Client>>();
+    for (const [name, pool] of Object.entries(config.pools)) {
+      if (pool.provider === 'local') {
+        this.providers.set(
+          name,
+          new LocalProvider({
+            pool: name,
+            config: pool,
+            jobTypes: poolJobTypes(config, name),
+            agentCommand: d.agentCommand ?? [],
+            masterUrl: () => d.agentUrl,
+            token: config.agents.token,
+            clock,
+            log,
+          }),
+        );
+      } else if (pool.ec2) {
+        const key = `${pool.ec2.region} ${pool.ec2.endpoint ?? ''}`;
+        const client = clients.get(key) ?? createEc2Client({ region: pool.ec2.region, endpoint: pool.ec2.endpoint });
+        clients.set(key, client);
+        this.providers.set(name, new Ec2Provider({ pool: name, config: pool.ec2, client, clock, log }));
+      }
+    }
+    const fleet = new RegistryFleet(d.registry, () => d.dispatcher.capacityChanged());
+    this.provisioner = new Provisioner({
+      config,
+      redis: d.redis,
+      instances: this.store,
+      providers: this.providers,
+      fleet,
+      backlog: this.monitor,
+      rules: this.rules,
+      clock,
+      log,
+    });
+    const report = (p: Promise<void>) => p.catch((err: unknown) => log.error('pool.error', { error: (err as Error).message }));
+    this.monitor.on('snapshot', () => this.provisioner.kick());
+    d.registry.on('added', (a) => {
+      if (a.instanceId) void report(this.provisioner.onRegistered(a.instanceId, a.name));
+      this.provisioner.kick();
+    });
+    d.dispatcher.on('agent-busy', (a) => a.instanceId && void report(this.provisioner.onBusy(a.instanceId)));
+    d.dispatcher.on('agent-idle', (a, at) => {
+      if (a.instanceId) void report(this.provisioner.onIdle(a.instanceId, at));
+      this.provisioner.kick();
+    });
+  }
+
+  async start(): Promise<void> {
+    await this.monitor.start();
+    this.provisioner.start();
+  }
+
+  async stop(): Promise<void> {
+    await this.provisioner.stop();
+    await this.monitor.stop();
+    for (const p of this.providers.values()) if (p instanceof LocalProvider) await p.close();
+    await this.store.close();
+  }
+}
