@@ -77,9 +77,12 @@ async function run(argv: string[]): Promise<number> {
 
   program
     .command('demo')
-    .description('run the embedded local farm: a master, two on-prem agents and sample jobs')
+    .description('run the embedded local farm: a master, on-prem agents, a local cloud pool and sample jobs')
     .option('--jobs <n>', 'stop after this many builds', positiveInt('--jobs'))
-    .option('--interval <ms>', 'milliseconds between sample jobs', positiveInt('--interval'), 400)
+    .option('--interval <ms>', 'milliseconds between trickle jobs', positiveInt('--interval'), 700)
+    .option('--burst-every <sec>', 'seconds between bursts of b2g jobs (the first after 3 s)', positiveInt('--burst-every'), 45)
+    .option('--burst-size <n>', 'jobs per burst', positiveInt('--burst-size'), 8)
+    .option('--quiet-sec <sec>', "the cloud pool's quiet period, compressed to seconds", positiveInt('--quiet-sec'), 15)
     .action(async (o) => {
       code = await (await import('./demo-command.js')).demoCommand(o, process.env, process.stdout);
     });

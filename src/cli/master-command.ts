@@ -11,6 +11,18 @@ export async function masterCommand(flags: { config: string }): Promise<number> 
   const master = new Master({ config, log, agentCommand: [process.execPath, resolve(__dirname, 'main.js')] });
   const addresses = await master.start();
   process.stderr.write(`spillway master: HTTP API ${addresses.httpUrl}, agents connect to ${addresses.agentUrl}\n`);
+  // SIGHUP re-reads the file: overflow rules change without restarting anything.
+  process.on('SIGHUP', () => {
+    try {
+      const restartOnly = master.reload(loadConfigFile(flags.config));
+      process.stderr.write(
+        `spillway master: reloaded ${flags.config}${restartOnly.length ? `; needs a restart to apply: ${restartOnly.join(', ')}` : ''}\n`,
+      );
+    } catch (err) {
+      log.error('config.reload-failed', { file: flags.config, error: (err as Error).message });
+      process.stderr.write(`spillway master: not reloaded, keeping the running config: ${(err as Error).message}\n`);
+    }
+  });
   await onShutdownSignal();
   await master.stop();
   return 0;

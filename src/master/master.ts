@@ -125,6 +125,28 @@ export class Master {
     return addresses;
   }
 
+  /**
+   * Applies a re-read config (SIGHUP): the job types' overflow rules take effect at the next
+   * decision; agents and instances are untouched. Returns the settings that differ but only
+   * take effect after a restart.
+   */
+  reload(next: Config): string[] {
+    const current = this.opts.config;
+    this.autoscale?.rules.setBase(next);
+    this.autoscale?.provisioner.kick();
+    const restartOnly: string[] = [];
+    for (const key of Object.keys(next) as Array<keyof Config>) {
+      if (key === 'jobTypes') {
+        const types = (c: Config) => JSON.stringify(Object.entries(c.jobTypes).map(([t, j]) => [t, { ...j, overflow: undefined }]));
+        if (types(current) !== types(next)) restartOnly.push('jobTypes (other than overflow)');
+      } else if (JSON.stringify(current[key]) !== JSON.stringify(next[key])) {
+        restartOnly.push(key);
+      }
+    }
+    this.log.info('config.reloaded', { restartOnly });
+    return restartOnly;
+  }
+
   /** Graceful stop: no new jobs; agents are told to reconnect; builds keep running for the next master. */
   async stop(): Promise<void> {
     this.log.info('master.stopping', { id: this.id });

@@ -16,7 +16,8 @@ export interface IdleInput {
 
 export type Verdict = { act: boolean; reason: string };
 
-const min = (ms: number) => `${Math.round(ms / 60_000)}m`;
+/** Minutes, or seconds for the short quiet periods of demos and tests. */
+const min = (ms: number) => (ms < 120_000 ? `${Math.round(ms / 1000)}s` : `${Math.round(ms / 60_000)}m`);
 
 /** Whether an instance should be drained and suspended now, and why (or why not). */
 export function idleVerdict(i: IdleInput): Verdict {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
+import { stringify } from 'yaml';
 import { farmConfigRaw, spawnCli, TestFarm, TOKEN, writeConfigFile } from '../helpers/farm';
 import { redisUrl } from '../setup/root-hooks';
 
@@ -96,5 +97,31 @@ describe('cli: the spillway command', function () {
     assert.match(p.output(), /b2g/);
     assert.match(p.output(), /linux64/);
     assert.match(p.output(), /on-prem/);
+  });
+
+  it('master: SIGHUP re-reads the overflow rules without a restart, and keeps running on a bad file', async () => {
+    const raw = farmConfigRaw({ pools: { cloud: { provider: 'local', maxInstances: 1 } } });
+    (raw.jobTypes as Record<string, Record<string, unknown>>).b2g!.overflow = { pool: 'cloud', enabled: false };
+    const file = writeConfigFile(raw);
+    const master = spawnCli(['master', '--config', file], { SPILLWAY_HTTP_PORT: '0', SPILLWAY_AGENT_PORT: '0' });
+    const line = await master.waitForOutput(/HTTP API (\S+),/);
+    const httpUrl = /HTTP API (\S+),/.exec(line)![1]!;
+    const rules = async () => ((await (await fetch(`${httpUrl}/api/rules`)).json()) as { rules: Record<string, { enabled: boolean }> }).rules;
+    assert.equal((await rules()).b2g!.enabled, false);
+
+    (raw.jobTypes as Record<string, Record<string, unknown>>).b2g!.overflow = { pool: 'cloud', enabled: true, minBacklog: 4 };
+    writeFileSync(file, stringify(raw));
+    master.child.kill('SIGHUP');
+    await master.waitForOutput(/reloaded/);
+    const after = await rules();
+    assert.equal(after.b2g!.enabled, true);
+    assert.equal((after.b2g as unknown as { minBacklog: number }).minBacklog, 4);
+
+    writeFileSync(file, 'jobTypes: [broken\n');
+    master.child.kill('SIGHUP');
+    await master.waitForOutput(/not reloaded, keeping the running config/);
+    assert.equal((await rules()).b2g!.enabled, true);
+    master.child.kill('SIGTERM');
+    assert.equal((await master.exited).code, 0, master.output());
   });
 });
