@@ -1,4 +1,5 @@
 import type { BuildRecord, QueueView } from '../master';
+import type { PoolReport } from '../provisioner';
 import { MasterClient } from './master-client';
 
 interface AgentRow {
@@ -14,13 +15,14 @@ interface AgentRow {
 /** `spillway status`: queues, agents and recent builds, as tables or as one JSON document. */
 export async function statusCommand(flags: { master: string; json?: boolean; builds?: number }, out: NodeJS.WritableStream): Promise<number> {
   const client = new MasterClient(flags.master);
-  const [queues, agents, builds] = await Promise.all([
+  const [queues, agents, builds, pools] = await Promise.all([
     client.get<{ queues: QueueView[] }>('/api/queues'),
     client.get<{ agents: AgentRow[] }>('/api/agents'),
     client.get<{ builds: BuildRecord[] }>(`/api/builds?limit=${flags.builds ?? 10}`),
+    client.get<{ pools: PoolReport[] }>('/api/pools'),
   ]);
   if (flags.json) {
-    out.write(JSON.stringify({ queues: queues.queues, agents: agents.agents, builds: builds.builds }, null, 2) + '\n');
+    out.write(JSON.stringify({ queues: queues.queues, agents: agents.agents, pools: pools.pools, builds: builds.builds }, null, 2) + '\n');
     return 0;
   }
   out.write('QUEUES\n');
@@ -54,6 +56,26 @@ export async function statusCommand(flags: { master: string; json?: boolean; bui
           ]),
         ),
   );
+  for (const p of pools.pools) {
+    out.write(`\nPOOL ${p.name} (${p.provider}, max ${p.maxInstances})${p.setupError ? `  SETUP FAILED: ${p.setupError}` : ''}\n`);
+    if (p.decision) out.write(`decision: ${p.decision.reason}\n`);
+    out.write(
+      p.instances.length === 0
+        ? '(no instances)\n'
+        : table(
+            ['instance', 'state', 'since', 'agent', 'address', 'market', 'reason'],
+            p.instances.map((i) => [
+              i.id,
+              i.state === 'suspended' && i.hibernated ? 'suspended (hibernated)' : i.state,
+              new Date(i.since).toISOString().slice(11, 19),
+              i.agent ?? '-',
+              i.privateIp ?? '-',
+              i.spot ? 'spot' : 'on-demand',
+              i.reason ?? '',
+            ]),
+          ),
+    );
+  }
   out.write('\nRECENT BUILDS\n');
   out.write(
     builds.builds.length === 0

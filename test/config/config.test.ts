@@ -22,6 +22,31 @@ describe('config', () => {
     assert.ok(Object.isFrozen(c.jobTypes.b2g));
   });
 
+  it('loads the hybrid EC2 example: overflow rules, pools, warm windows', () => {
+    const c = loadConfigFile(resolve(__dirname, '../../../config/hybrid-ec2.yaml'), { SPILLWAY_AGENT_TOKEN: 'from-the-environment' });
+    assert.equal(c.jobTypes.b2g!.overflow?.pool, 'ec2-builders');
+    assert.equal(c.jobTypes.linux64!.overflow, undefined);
+    assert.equal(c.pools['ec2-builders']!.suspend, 'hibernate');
+    assert.equal(c.pools['ec2-builders']!.warmWindows[0]!.count, 2);
+    assert.equal(c.pools['ec2-builders']!.ec2?.launchTemplate.name, 'spillway-builder');
+  });
+
+  it('reports unknown pools, bad cron expressions and missing ec2 sections with their paths', () => {
+    const p = problems(() =>
+      parseConfig(
+        {
+          agents: { token: 'long-enough-token' },
+          jobTypes: { b2g: { overflow: { pool: 'nope' } } },
+          pools: { p: { provider: 'ec2', maxInstances: 2, warmWindows: [{ cron: 'every morning', count: 1 }] } },
+        },
+        {},
+      ),
+    );
+    assert.ok(p.includes('jobTypes.b2g.overflow.pool: unknown pool "nope"'), p.join('\n'));
+    assert.ok(p.includes('pools.p.ec2: required for provider "ec2"'), p.join('\n'));
+    assert.ok(p.includes('pools.p.warmWindows.0.cron: not a valid cron expression'), p.join('\n'));
+  });
+
   it('reports every problem at once, each with its path', () => {
     const p = problems(() =>
       parseConfigText(
