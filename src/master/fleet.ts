@@ -33,6 +33,10 @@ export class RegistryFleet implements Fleet {
     return true;
   }
 
+  disconnect(instanceId: string, reason: string): void {
+    this.byInstance(instanceId)?.close(1000, reason);
+  }
+
   private byInstance(instanceId: string): ConnectedAgent | undefined {
     return this.registry.list().find((a) => a.instanceId === instanceId);
   }

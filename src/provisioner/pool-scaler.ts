@@ -18,6 +18,8 @@ export interface Fleet {
   runningOn(instanceId: string): number | undefined;
   /** Stops (or resumes) dispatching to this instance's agent; false if it is not connected here. */
   setDraining(instanceId: string, draining: boolean): boolean;
+  /** Closes the instance's agent connection on purpose (it is being suspended), if it is here. */
+  disconnect(instanceId: string, reason: string): void;
 }
 
 /** Jobs waiting per job type (the queue monitor). */
@@ -163,14 +165,17 @@ export class PoolScaler {
       const res = await this.d.instances.apply(this.d.name, r.id, { type: 'fail', reason: v.reason });
       if (!res.ok) continue;
       this.log.warn('instance.boot-timeout', { instanceId: r.id, reason: v.reason });
-      await this.suspendFailed(r.id, signal);
+      await this.suspendFailed(r.id, v.reason, signal);
     }
   }
 
-  /** A failed instance is stopped so it costs nothing; it can be woken again later. */
-  private async suspendFailed(id: string, signal: AbortSignal): Promise<void> {
-    const res = await this.d.instances.apply(this.d.name, id, { type: 'suspend', reason: 'failed: stopping it' });
-    if (res.ok) await this.suspendNow(id, signal);
+  /**
+   * A failed instance is stopped so it costs nothing; it can be woken again later. A plain
+   * stop, never hibernation: a machine that failed to boot must not be the first one woken.
+   */
+  private async suspendFailed(id: string, reason: string, signal: AbortSignal): Promise<void> {
+    const res = await this.d.instances.apply(this.d.name, id, { type: 'suspend', reason });
+    if (res.ok) await this.suspendNow(id, signal, 'stop');
   }
 
   /**
@@ -201,7 +206,13 @@ export class PoolScaler {
       if (!v.act) continue;
       if (!this.d.fleet.setDraining(r.id, true)) continue;
       const res = await this.d.instances.apply(this.d.name, r.id, { type: 'drain', reason: v.reason });
-      if (!res.ok || this.d.fleet.runningOn(r.id) !== 0) {
+      if (!res.ok) {
+        this.d.fleet.setDraining(r.id, false);
+        continue;
+      }
+      if (this.d.fleet.runningOn(r.id) !== 0) {
+        // A build slipped in before the agent was marked draining: keep the instance.
+        await this.d.instances.apply(this.d.name, r.id, { type: 'undrain' });
         this.d.fleet.setDraining(r.id, false);
         continue;
       }
@@ -212,9 +223,10 @@ export class PoolScaler {
     }
   }
 
-  private async suspendNow(id: string, signal: AbortSignal): Promise<void> {
-    const mode = this.d.config.suspend;
+  private async suspendNow(id: string, signal: AbortSignal, mode = this.d.config.suspend): Promise<void> {
     try {
+      // An expected goodbye: otherwise a hibernated agent's silence reads as "agent lost".
+      this.d.fleet.disconnect(id, `instance ${mode === 'terminate' ? 'terminated' : 'suspended'}`);
       await this.d.provider.suspend([id], mode, signal);
       if (mode === 'terminate') await this.d.instances.apply(this.d.name, id, { type: 'terminated', reason: 'suspended by termination' });
       else await this.d.instances.apply(this.d.name, id, { type: 'stopped', hibernated: mode === 'hibernate' }, { hibernated: mode === 'hibernate' });

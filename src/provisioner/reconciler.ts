@@ -5,7 +5,8 @@ import type { Machine, Provider } from './provider';
 /** The store operations reconciling needs. */
 export interface ReconcileStore {
   list(pool: string): Promise<InstanceRecord[]>;
-  adopt(pool: string, record: InstanceRecord): Promise<{ ok: boolean }>;
+  /** With `expectedVersion` a compare-and-set: a change another master made meanwhile wins. */
+  adopt(pool: string, record: InstanceRecord, opts?: { expectedVersion?: number }): Promise<{ ok: boolean }>;
   remove(pool: string, id: string): Promise<void>;
 }
 
@@ -39,8 +40,13 @@ export async function reconcilePool(pool: string, provider: Provider, store: Rec
     const r = known.get(m.id);
     const state = stateOf(m);
     if (!state) continue;
-    const stoppedButAwake = r && m.state === 'stopped' && ['idle', 'busy', 'draining', 'booting', 'waking'].includes(r.state);
-    if (r && !stoppedButAwake) continue;
+    // Not 'waking': its machine stays stopped until its one waker's start call lands, and
+    // calling it suspended then would let a second master claim it. 'failed' comes back as
+    // suspended once its machine is stopped, so it can be woken again.
+    const stoppedButAwake = r && m.state === 'stopped' && ['idle', 'busy', 'draining', 'booting', 'failed'].includes(r.state);
+    // EC2 falls back to a plain stop where hibernation is refused: take its word for which.
+    const hibernationDiffers = r && r.state === 'suspended' && m.state === 'stopped' && r.hibernated !== m.hibernated;
+    if (r && !stoppedButAwake && !hibernationDiffers) continue;
     // A machine Redis has never heard of, or one that stopped behind our back (a crash, a
     // spot stop, a human): take the provider's word for it.
     await store.adopt(pool, {
@@ -55,7 +61,7 @@ export async function reconcilePool(pool: string, provider: Provider, store: Rec
       agent: r?.agent ?? null,
       lastJobEndedAt: r?.lastJobEndedAt ?? null,
       reason: r ? `provider reports ${m.state} while spillway had ${r.state}` : 'adopted from the provider',
-    });
+    }, { expectedVersion: r?.version ?? 0 });
     changes.push(`${m.id}: ${r ? `${r.state} -> ${state}` : `adopted as ${state}`}`);
   }
   const present = new Set(machines.map((m) => m.id));

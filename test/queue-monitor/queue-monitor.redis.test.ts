@@ -6,7 +6,7 @@ import { createLogger, type LogEntry } from '../../src/lib';
 import { QueueMonitor, type BacklogSnapshot, type QueueMonitorOptions } from '../../src/queue-monitor';
 import { redisUrl } from '../setup/root-hooks';
 import { uniquePrefix } from '../setup/unique';
-import { FakeClock } from './fake-clock';
+import { FakeClock } from '../fakes/fake-clock';
 
 const RECONCILE_MS = 5_000;
 

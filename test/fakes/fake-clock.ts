@@ -12,7 +12,7 @@ interface Sleeper {
  */
 export class FakeClock implements Clock {
   private sleepers: Sleeper[] = [];
-  private waiters: Array<() => void> = [];
+  private waiters: Array<{ count: number; resolve: () => void }> = [];
 
   constructor(private t = 1_700_000_000_000) {}
 
@@ -36,16 +36,21 @@ export class FakeClock implements Clock {
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       this.sleepers.push(sleeper);
-      const waiters = this.waiters;
-      this.waiters = [];
-      waiters.forEach((w) => w());
+      const due = this.waiters.filter((w) => this.sleepers.length >= w.count);
+      this.waiters = this.waiters.filter((w) => this.sleepers.length < w.count);
+      due.forEach((w) => w.resolve());
     });
   }
 
-  /** Resolves once at least one sleep is pending. */
-  sleeping(): Promise<void> {
-    if (this.sleepers.length > 0) return Promise.resolve();
-    return new Promise((resolve) => this.waiters.push(resolve));
+  /** Resolves once at least `count` sleeps are pending (several loops asleep at once). */
+  sleeping(count = 1): Promise<void> {
+    if (this.sleepers.length >= count) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ count, resolve }));
+  }
+
+  /** How many sleeps are pending now. */
+  pending(): number {
+    return this.sleepers.length;
   }
 
   /** Moves time forward and wakes every sleeper now due. */

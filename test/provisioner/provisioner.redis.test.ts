@@ -1,0 +1,264 @@
+import assert from 'node:assert/strict';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { Redis } from 'ioredis';
+import { configSchema, type Config } from '../../src/config';
+import { createLogger, type LogEntry } from '../../src/lib';
+import { Provisioner, reconcilePool, RuleBook, type InstanceRecord } from '../../src/provisioner';
+import { InstanceStore } from '../../src/provisioner/instance-store';
+import { FakeBacklog } from '../fakes/fake-backlog';
+import { FakeClock } from '../fakes/fake-clock';
+import { FakeFleet } from '../fakes/fake-fleet';
+import { FakeProvider } from '../fakes/fake-provider';
+import { redisUrl } from '../setup/root-hooks';
+import { uniquePrefix } from '../setup/unique';
+import { instance } from './instance-fixtures';
+
+const POOL = 'cloud';
+const TICK_MS = 1_000;
+const IDS = ['i-1', 'i-2', 'i-3'];
+
+function farmConfig(prefix: string, maxInstances: number): Config {
+  return configSchema.parse({
+    redis: { url: redisUrl(), keyPrefix: prefix },
+    agents: { token: 'agent-token-0123456789' },
+    jobTypes: { b2g: { overflow: { pool: POOL } }, linux64: {} },
+    pools: { [POOL]: { provider: 'local', maxInstances, bootTimeoutSec: 300 } },
+  });
+}
+
+/** The first `n` callers wait until all `n` have arrived; later callers pass at once. */
+function barrier(n: number): () => Promise<void> {
+  let arrived = 0;
+  let release!: () => void;
+  const open = new Promise<void>((resolve) => (release = resolve));
+  return () => {
+    if (++arrived === n) release();
+    return open;
+  };
+}
+
+/** One master: its own Redis connection, instance store object and provisioner. */
+interface Master {
+  redis: Redis;
+  store: InstanceStore;
+  provisioner: Provisioner;
+}
+
+describe('Provisioner across masters (real redis, one shared fake provider)', function () {
+  const disposers: Array<() => Promise<unknown>> = [];
+  afterEach(async () => {
+    for (const d of disposers.splice(0).reverse()) await d();
+  });
+
+  function master(config: Config, provider: FakeProvider, backlog: FakeBacklog, clock: FakeClock, logs: LogEntry[], name: string): Master {
+    const redis = new Redis(redisUrl(), { maxRetriesPerRequest: null, connectionName: `${config.redis.keyPrefix}-${name}` });
+    const store = new InstanceStore({ redis, keyPrefix: config.redis.keyPrefix, clock });
+    const provisioner = new Provisioner({
+      config,
+      redis,
+      instances: store,
+      providers: new Map([[POOL, provider]]),
+      fleet: new FakeFleet(),
+      backlog,
+      rules: new RuleBook(redis, config.redis.keyPrefix, config),
+      clock,
+      log: createLogger({ silent: true, level: 'debug', sink: (e) => logs.push({ ...e, master: name }) }),
+      tickMs: TICK_MS,
+    });
+    disposers.push(async () => {
+      await provisioner.stop();
+      await store.close();
+      await redis.quit();
+    });
+    return { redis, store, provisioner };
+  }
+
+  async function twoMasters(maxInstances: number) {
+    const prefix = uniquePrefix('prov');
+    const config = farmConfig(prefix, maxInstances);
+    const clock = new FakeClock();
+    // Both masters' first reconcile (a `list`) waits for the other's, so their first steps start
+    // together and race for the same suspended instances; every call also yields a few turns.
+    const bothListed = barrier(2);
+    const provider = new FakeProvider({
+      now: () => clock.now(),
+      during: async (c) => {
+        if (c.op === 'list') await bothListed();
+        await nextTurn();
+        await nextTurn();
+      },
+    });
+    for (const id of IDS) provider.add(id, 'stopped', { hibernated: id === 'i-3' });
+    const backlog = new FakeBacklog().set('b2g', 20);
+    const logs: LogEntry[] = [];
+    const a = master(config, provider, backlog, clock, logs, 'a');
+    const b = master(config, provider, backlog, clock, logs, 'b');
+    for (const id of IDS) {
+      const res = await a.store.adopt(POOL, instance(id, 'suspended', { pool: POOL, since: clock.now(), hibernated: id === 'i-3' }));
+      assert.ok(res.ok);
+    }
+    return { clock, provider, backlog, logs, a, b };
+  }
+
+  /** 20 kicks on each master, interleaved across event-loop turns with their running steps. */
+  async function kickStorm(...masters: Master[]): Promise<void> {
+    await Promise.all(
+      Array.from({ length: 20 }, async (_, i) => {
+        for (let t = 0; t < i % 4; t++) await nextTurn();
+        for (const m of masters) m.provisioner.kick();
+      }),
+    );
+  }
+
+  /** Lets both loops fall asleep on the clock, then wakes them for `ticks` more rounds. */
+  async function stepTicks(clock: FakeClock, ticks: number): Promise<void> {
+    for (let i = 0; i < ticks; i++) {
+      await clock.sleeping(2);
+      clock.advance(TICK_MS);
+    }
+    await clock.sleeping(2);
+  }
+
+  /** Waits until the instance is past waking (booting, or failed if a start was refused). */
+  const settled = (store: InstanceStore, id: string) =>
+    store.waitFor(POOL, id, (r) => r.state !== 'suspended' && r.state !== 'waking' && r.state !== 'launching', AbortSignal.timeout(10_000));
+
+  it('one waker across masters: each suspended instance gets exactly one start call, no launch at the cap', async () => {
+    const { clock, provider, logs, a, b } = await twoMasters(3);
+    a.provisioner.start();
+    b.provisioner.start();
+    await kickStorm(a, b);
+    await Promise.all(IDS.map((id) => settled(id === 'i-2' ? b.store : a.store, id)));
+
+    // Several more rounds on both masters: booting instances are capacity on its way.
+    await kickStorm(a, b);
+    await stepTicks(clock, 5);
+
+    for (const id of IDS) assert.equal(provider.startsOf(id), 1, `start calls for ${id}`);
+    assert.deepEqual(provider.callsOf('start').filter((c) => c.error), [], 'no start was refused');
+    assert.equal(provider.callsOf('launch').length, 0, 'the pool is at its cap of 3');
+    assert.deepEqual(provider.callsOf('start')[0]!.ids[0], 'i-3', 'the hibernated one first');
+    assert.deepEqual(
+      (await b.store.list(POOL)).map((r) => [r.id, r.state]),
+      IDS.map((id) => [id, 'booting']),
+    );
+    // Both masters really ran (set up the provider and reconciled), neither logged an error.
+    assert.equal(provider.callsOf('setup').length, 2);
+    assert.deepEqual(logs.filter((e) => e.level === 'error'), []);
+  });
+
+  it('one launcher across masters: with a cap of 4, three wakes and exactly one launch', async () => {
+    const { clock, provider, logs, a, b } = await twoMasters(4);
+    a.provisioner.start();
+    b.provisioner.start();
+    await kickStorm(a, b);
+    await Promise.all(IDS.map((id) => settled(a.store, id)));
+    while (provider.callsOf('launch').length === 0) await nextTurn();
+    const launched = provider.callsOf('launch')[0]!;
+    await Promise.all(launched.ids.map((id) => settled(b.store, id)));
+    await kickStorm(a, b);
+    await stepTicks(clock, 5);
+
+    assert.equal(provider.callsOf('launch').length, 1);
+    assert.equal(launched.count, 1);
+    for (const id of IDS) assert.equal(provider.startsOf(id), 1, `start calls for ${id}`);
+    const records = await a.store.list(POOL);
+    assert.equal(records.length, 4);
+    assert.ok(records.every((r) => r.state === 'booting'));
+    assert.deepEqual(logs.filter((e) => e.level === 'error'), []);
+  });
+});
+
+describe('reconcilePool (real redis, fake provider)', function () {
+  let redis: Redis;
+  let store: InstanceStore;
+  let provider: FakeProvider;
+  let logs: LogEntry[];
+  const NOW = 1_700_000_000_000;
+
+  beforeEach(() => {
+    redis = new Redis(redisUrl(), { maxRetriesPerRequest: null });
+    store = new InstanceStore({ redis, keyPrefix: uniquePrefix('rec'), clock: { now: () => NOW } });
+    provider = new FakeProvider({ now: () => NOW });
+    logs = [];
+  });
+  afterEach(async () => {
+    await store.close();
+    await redis.quit();
+  });
+
+  const reconcile = () => reconcilePool(POOL, provider, store, NOW, AbortSignal.timeout(10_000), createLogger({ silent: true, sink: (e) => logs.push(e) }));
+  const seed = async (r: InstanceRecord) => assert.ok((await store.adopt(POOL, r)).ok);
+  const get = (id: string) => store.get(POOL, id);
+
+  it('adopts unknown machines, forgets records whose machine is gone, and suspends what stopped behind our back', async () => {
+    // Unknown to the store.
+    provider.add('i-run', 'running', { privateIp: '10.1.0.7', spot: true });
+    provider.add('i-hib', 'stopped', { hibernated: true });
+    provider.add('i-stopping', 'stopping');
+    provider.add('i-dead', 'terminated');
+    // Known and consistent.
+    provider.add('i-ok', 'stopped');
+    await seed(instance('i-ok', 'suspended', { pool: POOL, since: 5 }));
+    // The store says idle; the machine stopped (a spot stop, a human).
+    provider.add('i-idle', 'stopped');
+    await seed(instance('i-idle', 'idle', { pool: POOL, since: 5, agent: 'cloud-7', lastJobEndedAt: 4 }));
+    // Records whose machine is gone; a launching one is kept (its machine may not be listed yet).
+    await seed(instance('i-gone', 'idle', { pool: POOL }));
+    await seed(instance('i-term', 'suspended', { pool: POOL }));
+    provider.add('i-term', 'terminated');
+    await seed(instance('i-launching', 'launching', { pool: POOL }));
+    const okBefore = (await get('i-ok'))!;
+
+    const changes = await reconcile();
+
+    assert.deepEqual(changes.sort(), [
+      'i-gone: gone from the provider, forgotten',
+      'i-hib: adopted as suspended',
+      'i-idle: idle -> suspended',
+      'i-run: adopted as booting',
+      'i-stopping: adopted as suspending',
+      'i-term: gone from the provider, forgotten',
+    ]);
+    const run = (await get('i-run'))!;
+    assert.deepEqual(
+      { state: run.state, privateIp: run.privateIp, spot: run.spot, since: run.since, reason: run.reason, pool: run.pool },
+      { state: 'booting', privateIp: '10.1.0.7', spot: true, since: NOW, reason: 'adopted from the provider', pool: POOL },
+    );
+    const hib = (await get('i-hib'))!;
+    assert.deepEqual([hib.state, hib.hibernated], ['suspended', true]);
+    const idle = (await get('i-idle'))!;
+    assert.equal(idle.state, 'suspended');
+    assert.equal(idle.reason, 'provider reports stopped while spillway had idle');
+    assert.equal(idle.agent, 'cloud-7', 'what spillway knew is kept');
+    assert.equal(idle.lastJobEndedAt, 4);
+    assert.equal(await get('i-gone'), undefined);
+    assert.equal(await get('i-term'), undefined);
+    assert.equal((await get('i-launching'))?.state, 'launching');
+    assert.deepEqual(await get('i-ok'), okBefore, 'a consistent record is not rewritten');
+    assert.equal(await get('i-dead'), undefined, 'a terminated machine is not adopted');
+    assert.deepEqual(
+      (await store.list(POOL)).map((r) => r.id),
+      ['i-hib', 'i-idle', 'i-launching', 'i-ok', 'i-run', 'i-stopping'],
+    );
+    assert.deepEqual(provider.mutations(), [], 'reconciling only reads the provider');
+    assert.equal(logs.filter((e) => e.event === 'instance.adopted').length, 1);
+    assert.deepEqual(await reconcile(), [], 'a second pass finds nothing to change');
+  });
+
+  it('leaves a waking instance alone while its machine is still stopped [BUG: reconciler races the waker]', async () => {
+    // Another master has claimed it (suspended -> waking) and is about to call start.
+    provider.add('i-w', 'stopped');
+    await seed(instance('i-w', 'waking', { pool: POOL, since: NOW - 1_000 }));
+    await reconcile();
+    assert.equal((await get('i-w'))?.state, 'waking', 'reverting it to suspended lets a second master claim and start it again');
+  });
+
+  it('returns a failed instance whose machine is stopped to the pool as suspended [BUG: failed instances never come back]', async () => {
+    // A start refused with a retryable error (InsufficientInstanceCapacity) leaves the record failed, the machine stopped.
+    provider.add('i-f', 'stopped');
+    await seed(instance('i-f', 'failed', { pool: POOL, reason: 'start failed: insufficient capacity' }));
+    await reconcile();
+    assert.equal((await get('i-f'))?.state, 'suspended', 'otherwise it counts against maxInstances forever and is never woken');
+  });
+});
