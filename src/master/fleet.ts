@@ -34,7 +34,12 @@ export class RegistryFleet implements Fleet {
   }
 
   disconnect(instanceId: string, reason: string): void {
-    this.byInstance(instanceId)?.close(1000, reason);
+    const a = this.byInstance(instanceId);
+    if (!a) return;
+    // Forgotten at once: a hibernating agent never completes the close handshake, and its
+    // silence must not be taken for a lost agent.
+    this.registry.remove(a);
+    a.close(1000, reason);
   }
 
   private byInstance(instanceId: string): ConnectedAgent | undefined {
