@@ -79,7 +79,14 @@ export class Autoscale {
       log,
     });
     const report = (p: Promise<void>) => p.catch((err: unknown) => log.error('pool.error', { error: (err as Error).message }));
-    this.monitor.on('snapshot', () => this.provisioner.kick());
+    // Only a changed backlog is news: the scaler's own refreshes would otherwise keep it busy.
+    const seen = new Map<string, number>();
+    this.monitor.on('snapshot', (b) => {
+      const n = b.waiting + b.prioritized;
+      if (seen.get(b.type) === n) return;
+      seen.set(b.type, n);
+      this.provisioner.kick();
+    });
     d.registry.on('added', (a) => {
       if (a.instanceId) void report(this.provisioner.onRegistered(a.instanceId, a.name));
       this.provisioner.kick();

@@ -2,6 +2,7 @@ import { UnrecoverableError, type Job } from 'bullmq';
 import { describeResult, outcomeOf, type BuildResult, type FinishedFrame } from '../protocol';
 import type { ConnectedAgent } from './agent-registry';
 import type { BuildIdentity, BuildRecord, BuildStore } from './build-store';
+import { attemptOf } from './held-job';
 import type { JobTypeQueue } from './job-type-queue';
 
 /**
@@ -15,19 +16,24 @@ export class BuildSettlement {
   async settleUnheld(agent: ConnectedAgent, f: FinishedFrame): Promise<BuildRecord> {
     const job = await this.d.queues.get(f.queue)?.getJob(f.jobId);
     if (!job) throw new Error('job no longer exists');
-    const rec = await this.d.builds.get(f.queue, f.jobId, job.attemptsStarted);
+    // Read before settling: completing or failing a job counts the attempt as made.
+    let attempt = attemptOf(job);
+    let rec = await this.d.builds.get(f.queue, f.jobId, attempt);
     try {
       await this.settle(job, f.lockToken, f.result, job.data?.timeoutSec);
     } catch (err) {
       // The previous master may have settled the job and died before writing the build
       // record; the agent's repeated report is then what completes the record.
-      if (!(rec?.state !== 'finished' && (await this.settledWith(job, f.result)))) throw err;
+      if (!(await this.settledWith(job, f.result))) throw err;
+      attempt = job.attemptsMade;
+      rec = await this.d.builds.get(f.queue, f.jobId, attempt);
+      if (rec?.state === 'finished') throw err;
     }
     return this.record(
       {
         id: f.jobId,
         type: f.queue,
-        attempt: job.attemptsStarted,
+        attempt,
         agent: agent.name,
         location: agent.location,
         instanceId: agent.instanceId ?? null,

@@ -11,7 +11,7 @@ import type { AgentRegistry, ConnectedAgent } from './agent-registry';
 import type { BuildRecord, BuildStore } from './build-store';
 import { BuildSettlement } from './build-settlement';
 import { chooseAgent } from './executor-choice';
-import { buildKey, identityOf, type HeldJob } from './held-job';
+import { attemptOf, buildKey, identityOf, type HeldJob } from './held-job';
 import type { JobTypeQueue } from './job-type-queue';
 import { Signal } from './signal';
 
@@ -150,7 +150,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       job,
       token,
       payload: check.payload,
-      attempt: job.attemptsStarted,
+      attempt: attemptOf(job),
       queuedAt: job.timestamp,
       timeoutSec: check.payload.timeoutSec ?? this.d.config.jobTypes[q.type]?.timeoutSec ?? 3600,
       agentId: undefined,
@@ -300,7 +300,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         job,
         token: r.lockToken,
         payload: check.payload,
-        attempt: job.attemptsStarted,
+        attempt: attemptOf(job),
         queuedAt: job.timestamp,
         timeoutSec: check.payload.timeoutSec ?? this.d.config.jobTypes[r.queue]?.timeoutSec ?? 3600,
         agentId: agent.id,

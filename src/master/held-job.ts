@@ -37,3 +37,12 @@ export function identityOf(h: HeldJob, agent: ConnectedAgent, dispatchedAt: numb
     dispatchedAt,
   };
 }
+
+/**
+ * The attempt a build of this job is: BullMQ's failed attempts plus one, so "attempt 2" means
+ * the first run failed (e.g. its agent was lost). BullMQ's attemptsStarted would also count a
+ * job taken and handed back unrun, or restarted after its master died.
+ */
+export function attemptOf(job: Job): number {
+  return job.attemptsMade + 1;
+}

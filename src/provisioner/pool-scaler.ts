@@ -25,6 +25,8 @@ export interface Fleet {
 /** Jobs waiting per job type (the queue monitor). */
 export interface Backlog {
   current(type: string): { waiting: number; prioritized: number; oldestWaitMs: number | null } | undefined;
+  /** Re-reads a type now; the scaler calls it before acting on a scale-up. */
+  refresh?(type: string): Promise<unknown>;
 }
 
 /** The narrow part of the instance store a pool needs. */
@@ -90,18 +92,25 @@ export class PoolScaler {
   }
 
   private async scaleUp(rules: Readonly<Record<string, OverflowRule | undefined>>, signal: AbortSignal): Promise<void> {
-    const instances = await this.d.instances.list(this.d.name);
-    const up = new Set(instances.filter((r) => r.state === 'idle' || r.state === 'busy').map((r) => r.id));
-    const decision = decideCapacity(
-      {
+    const decide = async () => {
+      const instances = await this.d.instances.list(this.d.name);
+      const up = new Set(instances.filter((r) => r.state === 'idle' || r.state === 'busy').map((r) => r.id));
+      const pool = {
         name: this.d.name,
         maxInstances: this.d.config.maxInstances,
         executorsPerInstance: this.d.config.executorsPerInstance,
         instances,
         idleCloudExecutors: this.d.fleet.idleOn(up),
-      },
-      this.demands(rules),
-    );
+      };
+      return { instances, decision: decideCapacity(pool, this.demands(rules)) };
+    };
+    let { instances, decision } = await decide();
+    if (decision.undrain + decision.wake + decision.launch > 0 && this.d.backlog.refresh) {
+      // The backlog snapshot can be a moment old: an agent that just registered may already
+      // have taken the job it shows as waiting. Acting on it would wake one instance too many.
+      await Promise.all(decision.types.filter((t) => t.overThreshold).map((t) => this.d.backlog.refresh!(t.type)));
+      ({ instances, decision } = await decide());
+    }
     const warmShort = this.warmShortfall(instances);
     if (warmShort > decision.wake) {
       decision.wake = Math.min(warmShort, instances.filter((r) => r.state === 'suspended').length);

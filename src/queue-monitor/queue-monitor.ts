@@ -88,6 +88,15 @@ export class QueueMonitor extends EventEmitter<QueueMonitorEvents> {
     return this.snapshots.get(type);
   }
 
+  /**
+   * Reads `type` now (sharing a read already in flight) and returns its snapshot: for a
+   * decision that must not act on a backlog a moment old, e.g. one a new agent just took.
+   */
+  async refresh(type: string): Promise<BacklogSnapshot | undefined> {
+    await this.watches.get(type)?.refresh();
+    return this.current(type);
+  }
+
   /** The latest snapshot of every watched type that has been read. */
   all(): BacklogSnapshot[] {
     return [...this.snapshots.values()];
