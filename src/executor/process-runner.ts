@@ -2,7 +2,11 @@ import * as child_process from 'node:child_process';
 import { statSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
+import type { Logger } from '../lib';
+import type { Isolation, LimitGroup, ResourceLimits } from './limits';
+import { signalMembers } from './cgroup-fs';
 import { groupGone, signalGroup } from './process-group';
+import { prepareSandbox, programExists, unenforcedReport, type LimitsReport } from './sandbox-launch';
 
 /** What to run, where, and for how long. Exactly one of `argv` or `shell`. */
 export interface RunSpec {
@@ -19,6 +23,8 @@ export interface RunSpec {
   timeoutMs: number;
   /** Between SIGTERM and SIGKILL to the process group. @defaultValue 5000 */
   killGraceMs?: number;
+  /** CPU, memory and pids limits; enforced only as far as `deps.isolation` allows (see `RunResult.limits`). */
+  limits?: ResourceLimits;
 }
 
 export type OutputStream = 'stdout' | 'stderr';
@@ -33,12 +39,21 @@ export interface RunResult {
   timedOut: boolean;
   /** Set when the command could not be started at all (ENOENT, bad cwd...). */
   error?: string;
+  /** The timeout that ended the run, when `timedOut`. */
+  timeoutMs?: number;
+  /** True when the kernel's OOM killer killed a process of the build (cgroup memory limit). */
+  oomKilled?: boolean;
+  /** What limits were requested and which were in force; absent when none were requested and no isolation was given. */
+  limits?: LimitsReport;
   startedAt: number;
   finishedAt: number;
 }
 
 export interface RunHandle {
-  /** Undefined when the command could not be spawned. */
+  /**
+   * Undefined when the command could not be spawned, and, for a confined run, until its
+   * cgroup exists and the command is spawned (a few milliseconds after `runProcess` returns).
+   */
   readonly pid: number | undefined;
   /** Settles once the process and everything it started are gone; never rejects. */
   readonly result: Promise<RunResult>;
@@ -50,6 +65,14 @@ export interface RunDeps {
   spawn?: typeof child_process.spawn;
   /** @defaultValue Date.now */
   now?: () => number;
+  /**
+   * How builds are confined (from `detectIsolation`, once per agent). With it every run
+   * raises its `oom_score_adj` and gets `spec.limits` through cgroups or rlimits; without it
+   * limits are not enforced, and the result says so.
+   */
+  isolation?: Isolation;
+  /** Receives `executor.group-failed` / `executor.group-cleanup-failed`. */
+  log?: Logger;
 }
 
 const DEFAULT_KILL_GRACE_MS = 5000;
@@ -75,7 +98,79 @@ export function runProcess(
 
   const problem = checkSpec(spec);
   if (problem) return failed(problem);
-  const [file, ...args] = spec.shell !== undefined ? ['/bin/sh', '-c', spec.shell] : (spec.argv as string[]);
+  const argv = spec.shell !== undefined ? ['/bin/sh', '-c', spec.shell] : (spec.argv as string[]);
+  const isolation = deps.isolation;
+  if (!isolation) {
+    return supervise(argv, spec, onOutput, { spawn, now, startedAt, ...(spec.limits && { report: unenforcedReport(spec.limits) }) });
+  }
+  if (!programExists(argv[0] as string, { ...spec.baseEnv, ...spec.env }, spec.cwd)) return failed(`spawn ${argv[0]} ENOENT`);
+
+  // Creating the cgroup is asynchronous; the handle is returned at once and the spawn follows.
+  let inner: RunHandle | undefined;
+  let cancelled: string | undefined;
+  const start = async (): Promise<RunResult> => {
+    const launch = await prepareSandbox(argv, spec.limits ?? {}, isolation, deps.log);
+    const base = { exitCode: null, signal: null, timedOut: false, startedAt, limits: launch.report };
+    if (cancelled !== undefined) {
+      await launch.group?.destroy().catch(() => undefined);
+      return { ...base, error: `cancelled before start: ${cancelled}`, finishedAt: now() };
+    }
+    inner = supervise([launch.file, ...launch.args], spec, onOutput, {
+      spawn,
+      now,
+      startedAt,
+      report: launch.report,
+      ...(launch.group && { group: launch.group }),
+      ...(deps.log && { log: deps.log }),
+    });
+    return inner.result;
+  };
+  const result = start().catch((err: unknown) => ({
+    exitCode: null,
+    signal: null,
+    timedOut: false,
+    error: err instanceof Error ? err.message : String(err),
+    startedAt,
+    finishedAt: now(),
+  }));
+  return {
+    get pid() {
+      return inner?.pid;
+    },
+    result,
+    cancel: (reason) => {
+      if (inner) inner.cancel(reason);
+      else cancelled ??= reason;
+    },
+  };
+}
+
+interface SuperviseContext {
+  spawn: typeof child_process.spawn;
+  now: () => number;
+  startedAt: number;
+  group?: LimitGroup;
+  report?: LimitsReport;
+  log?: Logger;
+}
+
+/** Spawns `argv` in a new process group and watches it until it and its group are gone. */
+function supervise(
+  argv: string[],
+  spec: RunSpec,
+  onOutput: (stream: OutputStream, chunk: string) => void,
+  ctx: SuperviseContext,
+): RunHandle {
+  const { spawn, now, startedAt, group, report } = ctx;
+  const failed = (error: string): RunHandle => ({
+    pid: undefined,
+    result: (async (): Promise<RunResult> => {
+      await group?.destroy().catch(() => undefined);
+      return { exitCode: null, signal: null, timedOut: false, error, startedAt, finishedAt: now(), ...(report && { limits: report }) };
+    })(),
+    cancel: () => undefined,
+  });
+  const [file, ...args] = argv;
   const killGraceMs = spec.killGraceMs ?? DEFAULT_KILL_GRACE_MS;
 
   let child: child_process.ChildProcess;
@@ -105,11 +200,17 @@ export function runProcess(
   let groupEmpty = false;
   const terminateGroup = () => {
     if (killTimer || pid === undefined || groupEmpty) return;
-    if (!signalGroup(pid, 'SIGTERM')) {
+    const signalled = signalGroup(pid, 'SIGTERM');
+    if (group) void signalMembers(group.procsFiles, 'SIGTERM');
+    // With a cgroup, members may remain outside the process group: keep the SIGKILL due.
+    if (!signalled && !group) {
       groupEmpty = true;
       return;
     }
-    killTimer = setTimeout(() => signalGroup(pid, 'SIGKILL'), killGraceMs);
+    killTimer = setTimeout(() => {
+      signalGroup(pid, 'SIGKILL');
+      if (group) void signalMembers(group.procsFiles, 'SIGKILL');
+    }, killGraceMs);
   };
   let finishing = false;
   const finish = async () => {
@@ -121,11 +222,20 @@ export function runProcess(
     // Whatever survived the leader goes now, even if it let go of our pipes; the result
     // promises that nothing of the build runs any more, so wait for the kill to land.
     if (pid !== undefined && !groupEmpty && signalGroup(pid, 'SIGKILL')) await groupGone(pid, 2000);
+    let oomKilled: boolean | undefined;
+    if (group) {
+      if (group.enforced.memory) oomKilled = (await group.memoryEvents().catch(() => ({ oomKills: 0 }))).oomKills > 0;
+      // The cgroup also holds what left the process group (setsid, double fork): it goes here.
+      await group.destroy().catch((err: unknown) => ctx.log?.warn('executor.group-cleanup-failed', { group: group.name, error: String(err) }));
+    }
     settle({
       exitCode: exit?.code ?? null,
       signal: exit?.signal ?? null,
       timedOut,
+      ...(timedOut && { timeoutMs: spec.timeoutMs }),
+      ...(oomKilled !== undefined && { oomKilled }),
       ...(spawnError !== undefined && { error: spawnError }),
+      ...(report && { limits: report }),
       startedAt,
       finishedAt: now(),
     });

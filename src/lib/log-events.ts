@@ -85,6 +85,16 @@ export const LOG_EVENTS = [
   'ec2.launched',
   'ec2.suspended',
   'ec2.spot-terminated',
+  'executor.isolation',
+  'executor.group-failed',
+  'executor.group-cleanup-failed',
+  'cas.opened',
+  'cas.index-compacted',
+  'cas.evicted',
+  'cas.full',
+  'cas.corrupt-blob',
+  'cas.missing-file',
+  'cas.http-error',
 ] as const;
 
 export type LogEvent = (typeof LOG_EVENTS)[number];

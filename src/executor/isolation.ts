@@ -1,0 +1,87 @@
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from '../lib';
+import { exists } from './cgroup-fs';
+import { createCgroupV1Group, probeCgroupV1 } from './cgroup-v1';
+import { createCgroupV2Group, probeCgroupV2 } from './cgroup-v2';
+import type { Enforcement, Isolation, LimitGroup } from './limits';
+
+export interface DetectIsolationOptions {
+  /** Where the cgroup filesystems are mounted; point it at an empty dir to get `none`. @defaultValue '/sys/fs/cgroup' */
+  cgroupRoot?: string;
+  /** Where procfs is mounted (for `oom_score_adj`). @defaultValue '/proc' */
+  procRoot?: string;
+  /** Directories searched for `prlimit` (util-linux). @defaultValue ['/usr/bin', '/bin', '/usr/sbin', '/sbin'] */
+  binDirs?: string[];
+  /** The agent's uid: RLIMIT_NPROC does not bind root. @defaultValue process.getuid() */
+  uid?: number;
+  log: Logger;
+}
+
+const NONE: Enforcement = { cpu: false, memory: false, pids: false };
+
+/**
+ * Finds out once, at agent start, how builds can be confined here: cgroup v2 when a writable
+ * unified hierarchy gives child groups the cpu, memory and pids controllers, else the v1
+ * hierarchies that are writable, else `none` (rlimits and timeouts only). Logs one
+ * `executor.isolation` event saying what was found and what will be enforced.
+ */
+export async function detectIsolation(options: DetectIsolationOptions): Promise<Isolation> {
+  const root = options.cgroupRoot ?? '/sys/fs/cgroup';
+  const procRoot = options.procRoot ?? '/proc';
+  const oomScoreAdj = await exists(join(procRoot, 'self', 'oom_score_adj'));
+  const prlimit = await findProgram('prlimit', options.binDirs ?? ['/usr/bin', '/bin', '/usr/sbin', '/sbin']);
+  const uid = options.uid ?? process.getuid?.() ?? -1;
+  const base = { oomScoreAdj, prlimit, nprocRlimit: prlimit !== undefined && uid !== 0 };
+
+  let isolation: Isolation;
+  const v2 = await probeCgroupV2(root).catch(() => undefined);
+  const v1 = v2 ? NONE : await probeCgroupV1(root).catch(() => NONE);
+  if (v2) {
+    isolation = { kind: 'cgroup-v2', cgroups: v2.enabled, ...base, create: (name, limits) => createCgroupV2Group(v2, name, limits) };
+  } else if (v1.cpu || v1.memory || v1.pids) {
+    isolation = { kind: 'cgroup-v1', cgroups: v1, ...base, create: (name, limits) => createCgroupV1Group(root, v1, name, limits) };
+  } else {
+    isolation = { kind: 'none', cgroups: NONE, ...base, create: async (name) => noGroup(name) };
+  }
+  const { cgroups } = isolation;
+  const fallback = {
+    memory: cgroups.memory ? 'cgroup' : 'RLIMIT_AS (address space, not resident memory)',
+    pids: cgroups.pids ? 'cgroup' : base.nprocRlimit ? 'RLIMIT_NPROC (counts all processes of the user)' : 'not enforced',
+    cpu: cgroups.cpu ? 'cgroup' : 'not enforced',
+  };
+  options.log[isolation.kind === 'none' ? 'warn' : 'info']('executor.isolation', {
+    kind: isolation.kind,
+    cgroupRoot: root,
+    cgroups,
+    enforce: { ...fallback, time: 'timeout, process-group kill' },
+    oomScoreAdj,
+    prlimit: prlimit ?? null,
+  });
+  return isolation;
+}
+
+/** The group of a machine without usable cgroups: nothing to join, nothing enforced. */
+function noGroup(name: string): LimitGroup {
+  return {
+    name,
+    enforced: { ...NONE },
+    procsFiles: [],
+    add: async () => undefined,
+    memoryEvents: async () => ({ oomKills: 0 }),
+    destroy: async () => undefined,
+  };
+}
+
+async function findProgram(name: string, dirs: string[]): Promise<string | undefined> {
+  for (const dir of dirs) {
+    const path = join(dir, name);
+    try {
+      await fs.access(path, 1 /* X_OK */);
+      return path;
+    } catch {
+      // keep looking
+    }
+  }
+  return undefined;
+}

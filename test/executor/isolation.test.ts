@@ -1,0 +1,201 @@
+import { strict as assert } from 'node:assert';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  describeResult,
+  detectIsolation,
+  runProcess,
+  type Isolation,
+  type OutputStream,
+  type RunResult,
+  type RunSpec,
+} from '../../src/executor';
+import { killAndRemove } from '../../src/executor/cgroup-fs';
+import { createLogger, type LogEntry } from '../../src/lib';
+
+const PATH = '/usr/local/bin:/usr/bin:/bin';
+const CGROUP_ROOT = '/sys/fs/cgroup';
+const OUR_GROUPS = `run-${process.pid}-`;
+
+function logger() {
+  const entries: LogEntry[] = [];
+  return { entries, log: createLogger({ silent: true, sink: (e) => entries.push(e) }) };
+}
+
+/** Every per-build group of this test process, in any hierarchy (v1 and v2 layouts). */
+function ourGroups(): string[] {
+  const parents = ['cpu', 'memory', 'pids', '', 'unified'].map((d) => join(CGROUP_ROOT, d, 'spillway'));
+  return parents.filter((p) => existsSync(p)).flatMap((p) => readdirSync(p).filter((n) => n.startsWith(OUR_GROUPS)).map((n) => join(p, n)));
+}
+
+/** A test that fails must not leave processes or groups behind for the next one. */
+async function removeOurGroups(): Promise<void> {
+  for (const dir of ourGroups()) await killAndRemove(dir, 3000);
+}
+
+function pidsInState(pattern: RegExp): number {
+  let n = 0;
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${e}/cmdline`, 'utf8').replace(/\0/g, ' ');
+      if (pattern.test(cmd)) n++;
+    } catch {
+      // exited while we looked
+    }
+  }
+  return n;
+}
+
+describe('executor/isolation', () => {
+  let cwd: string;
+  beforeEach(() => {
+    cwd = mkdtempSync(join(tmpdir(), 'spillway-iso-'));
+  });
+  afterEach(async () => {
+    rmSync(cwd, { recursive: true, force: true });
+    await removeOurGroups();
+  });
+
+  function run(spec: Partial<RunSpec>, isolation: Isolation | undefined) {
+    const out: Array<{ stream: OutputStream; chunk: string }> = [];
+    const handle = runProcess(
+      { cwd, timeoutMs: 20_000, baseEnv: { PATH }, ...spec },
+      (stream, chunk) => out.push({ stream, chunk }),
+      isolation ? { isolation } : {},
+    );
+    const text = (stream: OutputStream) => out.filter((o) => o.stream === stream).map((o) => o.chunk).join('');
+    return { handle, text };
+  }
+
+  describe('describeResult', () => {
+    const base: RunResult = { exitCode: 0, signal: null, timedOut: false, startedAt: 0, finishedAt: 10 };
+    it('names each way a run can end', () => {
+      assert.equal(describeResult(base), 'exited 0');
+      assert.equal(describeResult({ ...base, exitCode: 2 }), 'exited 2');
+      assert.equal(describeResult({ ...base, exitCode: null, signal: 'SIGSEGV' }), 'killed by signal SIGSEGV');
+      assert.equal(describeResult({ ...base, exitCode: null, signal: 'SIGTERM', timedOut: true, timeoutMs: 1500 }), 'timed out after 1.5 s');
+      assert.equal(describeResult({ ...base, exitCode: null, error: 'spawn x ENOENT' }), 'could not start: spawn x ENOENT');
+      const limits = {
+        mechanism: 'cgroup-v1' as const,
+        requested: { memoryMb: 64 },
+        cgroup: { cpu: false, memory: true, pids: false },
+        rlimit: { memory: false, pids: false },
+        oomScoreAdj: 1000,
+        note: '',
+      };
+      assert.equal(describeResult({ ...base, exitCode: null, signal: 'SIGKILL', oomKilled: true, limits }), 'out of memory (limit 64 MiB)');
+      assert.equal(describeResult({ ...base, exitCode: 2, oomKilled: true, limits }), 'out of memory (limit 64 MiB), exited 2');
+    });
+  });
+
+  describe('with the machine cgroups', () => {
+    let isolation: Isolation;
+    const detected = logger();
+    before(async function () {
+      isolation = await detectIsolation({ log: detected.log });
+      if (isolation.kind === 'none') this.skip(); // no writable cgroups here (not root, read-only mount)
+    });
+
+    it('says once what it found and what it enforces', () => {
+      const events = detected.entries.filter((e) => e.event === 'executor.isolation');
+      assert.equal(events.length, 1);
+      assert.equal(events[0]?.kind, isolation.kind);
+      assert.deepEqual(events[0]?.cgroups, isolation.cgroups);
+    });
+
+    it('puts the build in its group and raises oom_score_adj before it runs', async () => {
+      const { handle, text } = run({ shell: 'cat /proc/self/cgroup; cat /proc/self/oom_score_adj', limits: { memoryMb: 256, pids: 50, cpus: 1 } }, isolation);
+      const r = await handle.result;
+      assert.equal(r.exitCode, 0, text('stderr'));
+      assert.ok(text('stdout').includes(`/spillway/${OUR_GROUPS}`), text('stdout'));
+      assert.match(text('stdout'), /\n1000\n$/);
+      assert.equal(r.oomKilled, false);
+      assert.deepEqual(r.limits?.cgroup, { cpu: true, memory: true, pids: true });
+      assert.deepEqual(ourGroups(), [], 'groups removed after the run');
+    });
+
+    it('ends a memory hog as out of memory', async () => {
+      const hog = 'const a = []; for (let i = 0; i < 30; i++) a.push(Buffer.alloc(10 * 1024 * 1024, 1)); console.log("survived")';
+      const { handle, text } = run({ argv: [process.execPath, '-e', hog], limits: { memoryMb: 64 } }, isolation);
+      const r = await handle.result;
+      assert.equal(r.oomKilled, true, JSON.stringify(r));
+      assert.equal(r.signal, 'SIGKILL');
+      assert.doesNotMatch(text('stdout'), /survived/);
+      assert.equal(describeResult(r), 'out of memory (limit 64 MiB)');
+      assert.deepEqual(ourGroups(), []);
+    });
+
+    it('stops a fork bomb with the pids limit and leaves nothing behind', async () => {
+      const marker = `4.${process.pid}${Date.now() % 1000}`; // a unique sleep duration to find strays by
+      const { handle, text } = run(
+        { shell: `i=0; while [ $i -lt 200 ]; do sleep ${marker} & i=$((i + 1)); done; wait`, limits: { pids: 20 } },
+        isolation,
+      );
+      const r = await handle.result;
+      assert.notEqual(r.exitCode, 0, `exit ${r.exitCode}`);
+      assert.match(text('stderr'), /fork/i);
+      assert.ok(r.finishedAt - r.startedAt < 4000, `took ${r.finishedAt - r.startedAt} ms`);
+      assert.equal(pidsInState(new RegExp(`sleep ${marker.replace('.', '\\.')}`)), 0);
+      assert.deepEqual(ourGroups(), []);
+    });
+
+    it('on timeout kills grandchildren, even ones that left the process group', async () => {
+      const { handle, text } = run({ shell: 'setsid sleep 101 & sleep 100 & echo started; sleep 100', timeoutMs: 300, limits: { pids: 50 } }, isolation);
+      const r = await handle.result;
+      assert.match(text('stdout'), /started/);
+      assert.equal(r.timedOut, true);
+      assert.equal(describeResult(r), 'timed out after 300 ms');
+      assert.equal(pidsInState(/^sleep 10[01] $/), 0);
+      assert.deepEqual(ourGroups(), []);
+    });
+  });
+
+  describe('without cgroups', () => {
+    let root: string;
+    beforeEach(() => {
+      root = mkdtempSync(join(tmpdir(), 'spillway-nocg-'));
+    });
+    afterEach(() => rmSync(root, { recursive: true, force: true }));
+
+    it('says cgroups are not enforced and falls back to rlimits', async () => {
+      const { entries, log } = logger();
+      const isolation = await detectIsolation({ cgroupRoot: root, log });
+      assert.equal(isolation.kind, 'none');
+      const ev = entries.find((e) => e.event === 'executor.isolation');
+      assert.equal(ev?.level, 'warn');
+      assert.deepEqual(ev?.cgroups, { cpu: false, memory: false, pids: false });
+      assert.deepEqual(readdirSync(root), [], 'nothing created in a directory that holds no cgroups');
+
+      const hog = 'x = bytearray(300 * 1024 * 1024); print("survived")';
+      const { handle, text } = run({ argv: ['python3', '-c', hog], limits: { memoryMb: 64, cpus: 1 } }, isolation);
+      const r = await handle.result;
+      assert.notEqual(r.exitCode, 0);
+      assert.match(text('stderr'), /MemoryError/);
+      assert.doesNotMatch(text('stdout'), /survived/);
+      assert.equal(r.oomKilled, undefined, 'no OOM verdict without a memory cgroup');
+      assert.equal(r.limits?.mechanism, 'none');
+      assert.deepEqual(r.limits?.cgroup, { cpu: false, memory: false, pids: false });
+      assert.equal(r.limits?.rlimit.memory, true);
+      assert.match(r.limits?.note ?? '', /not enforced by cgroups/);
+      assert.match(r.limits?.note ?? '', /not enforced: cpu 1/);
+
+      const shown = run({ shell: 'ulimit -v; cat /proc/self/oom_score_adj', limits: { memoryMb: 64 } }, isolation);
+      assert.equal((await shown.handle.result).exitCode, 0);
+      assert.equal(shown.text('stdout'), '65536\n1000\n');
+    });
+
+    it('reports limits as not enforced when the runner has no isolation', async () => {
+      const r = await run({ argv: ['true'], limits: { memoryMb: 64 } }, undefined).handle.result;
+      assert.equal(r.exitCode, 0);
+      assert.match(r.limits?.note ?? '', /no limit enforced/);
+    });
+
+    it('keeps a missing program an error result under isolation', async () => {
+      const isolation = await detectIsolation({ cgroupRoot: root, log: logger().log });
+      const r = await run({ argv: ['spillway-no-such-program'] }, isolation).handle.result;
+      assert.match(r.error ?? '', /ENOENT/);
+    });
+  });
+});
