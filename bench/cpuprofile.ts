@@ -1,4 +1,9 @@
-import { readFileSync } from 'node:fs';
+/**
+ * Reading V8 .cpuprofile files (`node --cpu-prof`): self and inclusive time per function and
+ * per package, and the summary the dispatch benchmark prints under BENCH_PROFILE.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { f1 } from './harness';
 
 interface CallFrame {
   functionName: string;
@@ -90,4 +95,31 @@ export function topInclusive(file: string, filter: (name: string) => boolean, n:
     .filter((r) => filter(r.name))
     .sort((a, b) => b.totalMs - a.totalMs)
     .slice(0, n);
+}
+
+/** The .cpuprofile files `node --cpu-prof` wrote to `dir`; none when it does not exist. */
+export function cpuProfilesIn(dir: string): string[] {
+  try {
+    return readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
+  } catch {
+    return [];
+  }
+}
+
+/** Where `who` spent its CPU: by package, by function (self) and its own heaviest frames. */
+export function printProfile(who: string, file: string): void {
+  const p = summariseProfile(file);
+  const busy = p.sampledMs - p.idleMs;
+  console.log('');
+  console.log(`${who} CPU profile (whole life of the process, ${f1(busy)} ms busy of ${f1(p.sampledMs)} ms sampled):`);
+  console.log('  self time by package:');
+  for (const r of p.byPackage.filter((r) => r.name !== '(idle)').slice(0, 12)) console.log(`    ${f1((100 * r.selfMs) / busy).padStart(5)}%  ${r.name}`);
+  console.log('  top functions by self time:');
+  for (const r of p.rows.filter((r) => !r.name.startsWith('(idle)')).slice(0, 25)) {
+    console.log(`    ${f1((100 * r.selfMs) / busy).padStart(5)}% self ${f1((100 * r.totalMs) / busy).padStart(5)}% incl  ${r.name}`);
+  }
+  console.log('  heaviest spillway frames (inclusive):');
+  for (const r of [...p.rows].filter((r) => r.name.includes('dist/src/')).sort((a, b) => b.totalMs - a.totalMs).slice(0, 15)) {
+    console.log(`    ${f1((100 * r.totalMs) / busy).padStart(5)}% incl  ${r.name}`);
+  }
 }

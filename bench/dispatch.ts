@@ -15,15 +15,17 @@
  * profiles the agents (the first one's profile is printed), BENCH_PROFILE=all both.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Queue, QueueEvents, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { stringify } from 'yaml';
 import { startRedisServer, type RedisServerHandle } from '../src/lib/redis-server';
-import { summariseProfile } from './cpuprofile';
-import { findRedisPid, machineCpu, poll, procCpu, spawnLogged, stopChild, type LoggedChild } from './procs';
+import { cpuProfilesIn, printProfile } from './cpuprofile';
+import { cpuDelta, cpuSnapshot, printCpu, type CpuSnapshot } from './dispatch-cpu';
+import { f1, f2, intEnv, machineInfo, machineLine, once, printTable, runBench, say, statsOf, statsRow, type Stats, type TableRow } from './harness';
+import { findRedisPid, poll, spawnLogged, stopChild, type LoggedChild } from './procs';
 
 const CLI = resolve(__dirname, '../src/cli/main.js');
 const TOKEN = 'bench-token-0123456789';
@@ -45,13 +47,6 @@ const PHASE_TIMEOUT_MS = 60_000;
 
 const TARGET = { p50Ms: 5, buildsPerSec: 220, masterCpuMs: 2, ratio: 0.8 };
 
-function intEnv(name: string, dflt: number): number {
-  const v = Number(process.env[name]);
-  return Number.isInteger(v) && v > 0 ? v : dflt;
-}
-
-const say = (s: string) => process.stderr.write(`[bench] ${s}\n`);
-
 // ---------------------------------------------------------------------------------------------
 // Everything this run started, so any exit path can stop it.
 
@@ -60,43 +55,17 @@ let redis: RedisServerHandle | undefined;
 let master: LoggedChild | undefined;
 let agents: LoggedChild[] = [];
 const closers: Array<() => Promise<unknown>> = [];
-let cleaning: Promise<void> | undefined;
 
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    await Promise.allSettled(agents.map((a) => stopChild(a)));
-    if (master) await stopChild(master, 10_000).catch(() => undefined);
-    await Promise.allSettled(closers.splice(0).reverse().map((c) => c()));
-    await redis?.stop().catch(() => undefined);
-  })();
-  return cleaning;
-}
+const cleanup = once(async () => {
+  await Promise.allSettled(agents.map((a) => stopChild(a)));
+  if (master) await stopChild(master, 10_000).catch(() => undefined);
+  await Promise.allSettled(closers.splice(0).reverse().map((c) => c()));
+  await redis?.stop().catch(() => undefined);
+});
 
 function removeWork(): void {
   if (process.env.BENCH_KEEP) say(`kept ${work}`);
   else rmSync(work, { recursive: true, force: true });
-}
-
-const watchdog = setTimeout(() => {
-  say(`run budget of ${RUN_BUDGET_MS} ms exceeded: stopping everything`);
-  const hard = setTimeout(() => {
-    for (const c of [...agents, ...(master ? [master] : [])]) c.child.kill('SIGKILL');
-    process.exit(3);
-  }, 15_000);
-  void cleanup().finally(() => {
-    clearTimeout(hard);
-    removeWork();
-    process.exit(3);
-  });
-}, RUN_BUDGET_MS);
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(sig, () => {
-    say(`${sig}: stopping everything`);
-    void cleanup().finally(() => {
-      removeWork();
-      process.exit(130);
-    });
-  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -108,21 +77,6 @@ function childEnv(): NodeJS.ProcessEnv {
   for (const k of ['REDIS_URL', 'SPILLWAY_HTTP_PORT', 'SPILLWAY_AGENT_PORT', 'SPILLWAY_AGENT_TOKEN', 'NODE_OPTIONS']) delete env[k];
   return env;
 }
-
-function pct(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[i]!;
-}
-
-function stats(xs: number[]) {
-  const s = [...xs].sort((a, b) => a - b);
-  const mean = s.reduce((a, b) => a + b, 0) / (s.length || 1);
-  return { n: s.length, p50: pct(s, 50), p90: pct(s, 90), p99: pct(s, 99), max: s[s.length - 1] ?? NaN, mean };
-}
-
-const f1 = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : 'n/a');
-const f2 = (n: number) => (Number.isFinite(n) ? n.toFixed(2) : 'n/a');
 
 async function startMaster(redisUrl: string, prefix: string): Promise<{ httpUrl: string; agentUrl: string }> {
   const cfgFile = join(work, 'spillway.yaml');
@@ -171,65 +125,9 @@ async function startAgents(httpUrl: string, agentUrl: string, n: number, executo
   }, 50);
 }
 
-interface CpuSnapshot {
-  at: number;
-  master: number;
-  masterSys: number;
-  agents: number;
-  agentsSys: number;
-  builds: number;
-  redis: number;
-  bench: number;
-  benchSys: number;
-  /** `true` processes the ceiling's Worker spawned in this process. */
-  benchChildren: number;
-  machineBusy: number;
-}
-
-function snapshot(redisPid: number | undefined): CpuSnapshot {
-  const u = process.cpuUsage();
-  let ag = 0;
-  let agSys = 0;
-  let builds = 0;
-  for (const a of agents) {
-    const c = procCpu(a.child.pid);
-    ag += c?.self ?? 0;
-    agSys += c?.sys ?? 0;
-    builds += c?.children ?? 0;
-  }
-  const m = procCpu(master?.child.pid);
-  const me = procCpu(process.pid);
-  return {
-    at: performance.now(),
-    master: m?.self ?? 0,
-    masterSys: m?.sys ?? 0,
-    agents: ag,
-    agentsSys: agSys,
-    builds,
-    redis: procCpu(redisPid)?.self ?? 0,
-    bench: (u.user + u.system) / 1000,
-    benchSys: u.system / 1000,
-    benchChildren: me?.children ?? 0,
-    machineBusy: machineCpu().busyMs,
-  };
-}
-
-function cpuDelta(a: CpuSnapshot, b: CpuSnapshot) {
-  const wall = b.at - a.at;
-  const d = {
-    wallMs: wall,
-    master: b.master - a.master,
-    masterSys: b.masterSys - a.masterSys,
-    agents: b.agents - a.agents,
-    agentsSys: b.agentsSys - a.agentsSys,
-    builds: b.builds - a.builds + (b.benchChildren - a.benchChildren),
-    redis: b.redis - a.redis,
-    bench: b.bench - a.bench,
-    benchSys: b.benchSys - a.benchSys,
-    machineBusy: b.machineBusy - a.machineBusy,
-  };
-  return { ...d, others: d.machineBusy - d.master - d.agents - d.builds - d.redis - d.bench };
-}
+/** CPU of the master and agents this run has up now, and of redis-server. */
+const snapshot = (redisPid: number | undefined): CpuSnapshot =>
+  cpuSnapshot({ master: master?.child.pid, agents: agents.map((a) => a.child.pid), redis: redisPid });
 
 /**
  * Enqueues `n` jobs with one addBulk and waits until all are completed or failed; returns
@@ -348,23 +246,11 @@ function printCmds(label: string, cmds: ReadonlyArray<readonly [string, number]>
   console.log(`    ${cmds.slice(0, 12).map(([k, v]) => `${k} ${f2(v)}`).join(', ')}`);
 }
 
-function printCpu(label: string, c: ReturnType<typeof cpuDelta>, builds: number): void {
-  const per = (ms: number, sys?: number) =>
-    `${f1(ms).padStart(7)} ms  ${f2(ms / builds)} ms/build${sys === undefined ? '' : ` (sys ${f2(sys / builds)})`}  ${f1((100 * ms) / c.wallMs)}% of a core`;
-  console.log(`  CPU during ${label} (wall ${f1(c.wallMs)} ms, ${builds} builds):`);
-  if (c.master > 0) console.log(`    master          ${per(c.master, c.masterSys)}`);
-  if (c.agents > 0) console.log(`    agents (node)   ${per(c.agents, c.agentsSys)}`);
-  console.log(`    builds (true)   ${per(c.builds)}`);
-  console.log(`    redis-server    ${per(c.redis)}`);
-  console.log(`    bench process   ${per(c.bench, c.benchSys)}`);
-  console.log(`    everything else ${per(c.others)}  <- other users of this machine`);
-}
-
 // ---------------------------------------------------------------------------------------------
 
 async function main(): Promise<number> {
   const t0 = Date.now();
-  const machine = { nproc: availableParallelism(), cpu: cpus()[0]?.model ?? '?', node: process.version, load: loadavg().map((l) => l.toFixed(2)).join(' ') };
+  const machine = machineInfo();
   say(`machine: nproc=${machine.nproc} node=${machine.node} load=${machine.load}; work dir ${work}`);
   redis = await startRedisServer();
   const redisPid = findRedisPid(redis.port);
@@ -391,13 +277,7 @@ async function main(): Promise<number> {
 
   say(`latency: ${SAMPLES} jobs one at a time on an idle farm`);
   const lat = await latency(queue, events, r, keyPrefix);
-  const L = {
-    total: stats(lat.map((s) => s.total)),
-    toDispatch: stats(lat.map((s) => s.toDispatch)),
-    dispatchToStart: stats(lat.map((s) => s.dispatchToStart)),
-    run: stats(lat.map((s) => s.run)),
-    settle: stats(lat.map((s) => s.settle)),
-  };
+  const L = statsOf(lat, ['total', 'toDispatch', 'dispatchToStart', 'run', 'settle']);
   say(`latency: p50 ${L.total.p50} ms, p99 ${L.total.p99} ms`);
   // Reading every job's events would cost this process CPU during the throughput runs.
   await events.close();
@@ -428,12 +308,11 @@ async function main(): Promise<number> {
   const ratio = t1.perSec / ceil.perSec;
   console.log('');
   console.log('spillway dispatch benchmark');
-  console.log(`machine: nproc ${machine.nproc} (${machine.cpu}), node ${machine.node}, load average at start ${machine.load}`);
+  console.log(machineLine(machine));
   console.log(`master: real CLI process, log level ${MASTER_LOG}${PROFILE ? ', UNDER --cpu-prof (CPU figures inflated)' : ''}; agents: ${AGENTS} CLI processes (log level warn${PROFILE_AGENTS ? ', UNDER --cpu-prof' : ''})`);
   console.log('');
   console.log(`enqueue -> started on an idle farm (${L.total.n} samples, ms; job.timestamp -> BuildResult.startedAt, same clock):`);
-  const row = (name: string, s: ReturnType<typeof stats>) =>
-    console.log(`  ${name.padEnd(34)} p50 ${String(s.p50).padStart(4)}  p90 ${String(s.p90).padStart(4)}  p99 ${String(s.p99).padStart(4)}  max ${String(s.max).padStart(4)}  mean ${f2(s.mean)}`);
+  const row = (name: string, s: Stats) => console.log(statsRow(name, s, 34, { meanFmt: f2 }));
   row('enqueue -> started (total)', L.total);
   row('  enqueue -> dispatched (master)', L.toDispatch);
   row('  dispatched -> started (ws+agent)', L.dispatchToStart);
@@ -446,13 +325,13 @@ async function main(): Promise<number> {
   printCpu(`ceiling #1 (bare Worker)`, ceil1.cpu, ceil1.completed + ceil1.failed);
   printCpu(`ceiling #2 (bare Worker)`, ceil2.cpu, ceil2.completed + ceil2.failed);
   printCpu(`ceiling capturing output`, ceilCap.cpu, ceilCap.completed + ceilCap.failed);
-  if (PROFILE) for (const f of readdirSafe(join(work, 'prof-master')).slice(0, 1)) printProfile('master', join(work, 'prof-master', f));
+  if (PROFILE) for (const f of cpuProfilesIn(join(work, 'prof-master')).slice(0, 1)) printProfile('master', join(work, 'prof-master', f));
   if (PROFILE_AGENTS) {
     const dir = join(work, `prof-bench-x1-1`);
-    for (const f of readdirSafe(dir).slice(0, 1)) printProfile('agent bench-x1-1 (4x1 phase + latency)', join(dir, f));
+    for (const f of cpuProfilesIn(dir).slice(0, 1)) printProfile('agent bench-x1-1 (4x1 phase + latency)', join(dir, f));
   }
   console.log('');
-  const rows: Array<[string, string, string, boolean | undefined]> = [
+  const rows: TableRow[] = [
     ['enqueue->started p50 (idle, 4 agents)', `${L.total.p50} ms`, `<= ${TARGET.p50Ms} ms`, L.total.p50 <= TARGET.p50Ms],
     ['enqueue->started p99 (idle, 4 agents)', `${L.total.p99} ms`, '-', undefined],
     [`throughput ${AGENTS} agents x 1 executor`, `${f1(t1.perSec)} builds/s`, `>= ${TARGET.buildsPerSec}/s`, t1.perSec >= TARGET.buildsPerSec],
@@ -465,55 +344,21 @@ async function main(): Promise<number> {
     [`ceiling capturing output (process group + pipes)`, `${f1(ceilCap.perSec)} builds/s`, '-', undefined],
     [`throughput ${AGENTS}x1 / capturing ceiling`, f2(t1.perSec / ceilCap.perSec), '-', undefined],
   ];
-  const w0 = Math.max(...rows.map((r) => r[0].length));
-  const w1 = Math.max(...rows.map((r) => r[1].length));
-  const w2 = Math.max(...rows.map((r) => r[2].length));
-  const line = `+-${'-'.repeat(w0)}-+-${'-'.repeat(w1)}-+-${'-'.repeat(w2)}-+------+`;
-  console.log(line);
-  console.log(`| ${'figure'.padEnd(w0)} | ${'value'.padStart(w1)} | ${'target'.padEnd(w2)} | res  |`);
-  console.log(line);
-  for (const [a, b, c, ok] of rows) console.log(`| ${a.padEnd(w0)} | ${b.padStart(w1)} | ${c.padEnd(w2)} | ${ok === undefined ? '    ' : ok ? 'PASS' : 'MISS'} |`);
-  console.log(line);
+  printTable(rows);
   const failed = t1.failed + t2.failed + ceil1.failed + ceil2.failed + ceilCap.failed;
   console.log(`jobs: ${JOBS} per throughput run (+${WARMUP} warm-up), ${failed} failed; nproc ${machine.nproc}, node ${machine.node}; bench took ${f1((Date.now() - t0) / 1000)} s`);
   return failed > 0 ? 1 : 0;
 }
 
-function readdirSafe(dir: string): string[] {
-  try {
-    return readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
-  } catch {
-    return [];
-  }
-}
-
-function printProfile(who: string, file: string): void {
-  const p = summariseProfile(file);
-  const busy = p.sampledMs - p.idleMs;
-  console.log('');
-  console.log(`${who} CPU profile (whole life of the process, ${f1(busy)} ms busy of ${f1(p.sampledMs)} ms sampled):`);
-  console.log('  self time by package:');
-  for (const r of p.byPackage.filter((r) => r.name !== '(idle)').slice(0, 12)) console.log(`    ${f1((100 * r.selfMs) / busy).padStart(5)}%  ${r.name}`);
-  console.log('  top functions by self time:');
-  for (const r of p.rows.filter((r) => !r.name.startsWith('(idle)')).slice(0, 25)) {
-    console.log(`    ${f1((100 * r.selfMs) / busy).padStart(5)}% self ${f1((100 * r.totalMs) / busy).padStart(5)}% incl  ${r.name}`);
-  }
-  console.log('  heaviest spillway frames (inclusive):');
-  for (const r of [...p.rows].filter((r) => r.name.includes('dist/src/')).sort((a, b) => b.totalMs - a.totalMs).slice(0, 15)) {
-    console.log(`    ${f1((100 * r.totalMs) / busy).padStart(5)}% incl  ${r.name}`);
-  }
-}
-
-main().then(
-  async (code) => {
-    clearTimeout(watchdog);
-    await cleanup();
-    removeWork();
-    process.exit(code);
+runBench(main, {
+  budgetMs: RUN_BUDGET_MS,
+  cleanup,
+  // Only if cleanup hangs: the spillway processes are the ones that could outlive us.
+  kill: () => {
+    for (const c of [...agents, ...(master ? [master] : [])]) c.child.kill('SIGKILL');
   },
-  async (err: unknown) => {
-    clearTimeout(watchdog);
-    process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
+  afterCleanup: removeWork,
+  onError: () => {
     for (const c of [...(master ? [master] : []), ...agents]) {
       try {
         process.stderr.write(`--- last output of ${c.name}:\n${c.log().slice(-1500)}\n`);
@@ -521,8 +366,5 @@ main().then(
         // no log
       }
     }
-    await cleanup();
-    removeWork();
-    process.exit(1);
   },
-);
+});

@@ -98,3 +98,30 @@ export async function poll<T>(what: string, timeoutMs: number, fn: () => T | und
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+
+/** Pids of this process's children (e.g. agents a LocalProvider spawned, redis-server). */
+export function childPids(): number[] {
+  const out: number[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === process.pid) out.push(Number(e));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+/** SIGKILL to every child of this process: for children spawned where the bench holds no handle. */
+export function killChildren(): void {
+  for (const pid of childPids()) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  }
+}
