@@ -1,4 +1,5 @@
 import { parseAgentOptions } from '../config';
+import { detectIsolation } from '../executor';
 import { createLogger } from '../lib';
 import { Agent, fetchInstanceId } from '../slave-agent';
 import { onShutdownSignal } from './shutdown';
@@ -16,6 +17,7 @@ export interface AgentFlags {
   workDir?: string;
   logLevel?: 'error' | 'warn' | 'info' | 'debug';
   logFormat?: 'json' | 'pretty';
+  isolation?: 'auto' | 'off';
 }
 
 /** `spillway agent`: serves builds until SIGTERM, then drains (finishes running builds) and exits 0. */
@@ -37,7 +39,9 @@ export async function agentCommand(flags: AgentFlags, env: NodeJS.ProcessEnv): P
   const log = createLogger({ level: flags.logLevel ?? 'info', format: flags.logFormat ?? 'json' }).child({ agent: options.name });
   const baseEnv: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) if (v !== undefined && k !== 'SPILLWAY_AGENT_TOKEN') baseEnv[k] = v;
-  const agent = new Agent({ options, log, baseEnv });
+  // Detected once: the log says which limits this machine can enforce for jobs that ask.
+  const isolation = flags.isolation === 'off' ? undefined : await detectIsolation({ log });
+  const agent = new Agent({ options, log, baseEnv, ...(isolation && { isolation }) });
   const running = agent.start();
   const outcome = await Promise.race([running.then(() => 'stopped' as const), onShutdownSignal()]);
   if (outcome !== 'stopped') {

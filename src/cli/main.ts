@@ -43,6 +43,9 @@ async function run(argv: string[]): Promise<number> {
     .option('--instance-id <id>', 'cloud instance id; "imds" reads it from EC2\'s instance metadata (IMDSv2)')
     .addOption(new Option('--imds-url <url>', 'instance metadata base URL').default('http://169.254.169.254').hideHelp())
     .option('--work-dir <dir>', 'where builds run (default: a temp dir)')
+    .addOption(
+      new Option('--isolation <mode>', 'confine builds that ask for resources (cgroups, else rlimits)').choices(['auto', 'off']).default('auto'),
+    )
     .addOption(new Option('--log-level <level>').choices(['error', 'warn', 'info', 'debug']).default('info'))
     .addOption(new Option('--log-format <format>').choices(['json', 'pretty']).default('json'))
     .action(async (o) => {

@@ -9,6 +9,10 @@ export const buildResultSchema = z
     timedOut: z.boolean(),
     /** Set when the command could not be started at all (e.g. ENOENT). */
     error: z.string().optional(),
+    /** The kernel's OOM killer ended the build (its memory limit). */
+    oomKilled: z.boolean().optional(),
+    /** Which resource limits were in force, in words (never claims one that was not). */
+    limits: z.string().optional(),
     startedAt: z.number(),
     finishedAt: z.number(),
   })
@@ -16,11 +20,12 @@ export const buildResultSchema = z
 
 export type BuildResult = z.output<typeof buildResultSchema>;
 
-export type BuildOutcome = 'success' | 'failure' | 'timeout' | 'signal' | 'error';
+export type BuildOutcome = 'success' | 'failure' | 'timeout' | 'signal' | 'oom' | 'error';
 
 export function outcomeOf(r: BuildResult): BuildOutcome {
   if (r.error !== undefined) return 'error';
   if (r.timedOut) return 'timeout';
+  if (r.oomKilled) return 'oom';
   if (r.signal !== null) return 'signal';
   return r.exitCode === 0 ? 'success' : 'failure';
 }
@@ -36,6 +41,8 @@ export function describeResult(r: BuildResult, timeoutSec?: number): string {
       return timeoutSec ? `timed out after ${timeoutSec}s` : 'timed out';
     case 'signal':
       return `killed by ${r.signal}`;
+    case 'oom':
+      return `out of memory${r.limits ? ` (${r.limits})` : ''}`;
     case 'error':
       return `could not start: ${r.error}`;
   }

@@ -29,6 +29,15 @@ export const jobPayloadSchema = z
       .optional(),
     timeoutSec: z.number().int().positive().optional(),
     requirements: requirementsSchema.optional(),
+    /** Limits the build runs under on the agent (cgroups where available, else rlimits). */
+    resources: z
+      .object({
+        cpus: z.number().positive().optional(),
+        memoryMb: z.number().int().positive().optional(),
+        pids: z.number().int().positive().optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict()
   .refine((p) => (p.argv === undefined) !== (p.shell === undefined), {

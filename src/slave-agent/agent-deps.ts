@@ -1,6 +1,6 @@
 import type WebSocket from 'ws';
 import type { AgentOptions } from '../config';
-import type { runProcess } from '../executor';
+import type { Isolation, runProcess } from '../executor';
 import type { Clock, Logger } from '../lib';
 import type { BuildResult, HeldJob } from '../protocol';
 import type { AgentRejectedError } from './agent-errors';
@@ -17,6 +17,8 @@ export interface AgentDeps {
   host?: HostInfo;
   /** @defaultValue runProcess */
   runner?: typeof runProcess;
+  /** Confinement for builds that ask for resource limits (cgroups, else rlimits). @defaultValue none */
+  isolation?: Isolation;
   /** @defaultValue WebSocket from 'ws' */
   WebSocketImpl?: typeof WebSocket;
   /** Jitter source for reconnect delays. @defaultValue Math.random */

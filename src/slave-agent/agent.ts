@@ -292,6 +292,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       clock: this.clock,
       workDir: this.workDir,
       baseEnv: this.baseEnv,
+      ...(this.deps.isolation && { isolation: this.deps.isolation }),
       ...(this.deps.killGraceMs !== undefined && { killGraceMs: this.deps.killGraceMs }),
       onOutput: (stream, chunk) => {
         if (!build.cancelled) this.outbox.push(queue, jobId, stream, chunk);

@@ -1,6 +1,6 @@
 import { mkdir, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { OutputStream, RunHandle, runProcess } from '../executor';
+import type { Isolation, OutputStream, RunHandle, RunResult, runProcess } from '../executor';
 import type { Clock } from '../lib';
 import type { AssignFrame, BuildResult, HeldJob } from '../protocol';
 
@@ -12,6 +12,8 @@ export interface BuildDeps {
   baseEnv: Record<string, string>;
   killGraceMs?: number;
   onOutput: (stream: OutputStream, chunk: string) => void;
+  /** cgroup limits and oom_score_adj for builds; without it builds run unconfined. */
+  isolation?: Isolation;
   /** The build directory could not be removed afterwards (the build's result stands). */
   onCleanupError: (dir: string, err: unknown) => void;
 }
@@ -78,12 +80,15 @@ export class Build {
         },
         cwd,
         timeoutMs: this.assign.timeoutSec * 1000,
+        ...(payload.resources && { limits: payload.resources }),
         ...(this.deps.killGraceMs !== undefined && { killGraceMs: this.deps.killGraceMs }),
       },
       this.deps.onOutput,
-      { now: () => this.deps.clock.now() },
+      // Confinement costs a wrapper exec and cgroup set-up per build, worth it where a job
+      // asks for limits; unconfined jobs keep the fast path.
+      { now: () => this.deps.clock.now(), ...(this.deps.isolation && payload.resources && { isolation: this.deps.isolation }) },
     );
-    return this.handle.result;
+    return toBuildResult(await this.handle.result);
   }
 }
 
@@ -113,4 +118,18 @@ async function removeDir(dir: string): Promise<void> {
     if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** The runner's result as the protocol carries it: its own fields only, the limits in words. */
+function toBuildResult(r: RunResult): BuildResult {
+  return {
+    exitCode: r.exitCode,
+    signal: r.signal,
+    timedOut: r.timedOut,
+    ...(r.error !== undefined && { error: r.error }),
+    ...(r.oomKilled && { oomKilled: true }),
+    ...(r.limits && { limits: r.limits.note }),
+    startedAt: r.startedAt,
+    finishedAt: r.finishedAt,
+  };
 }
