@@ -1,0 +1,158 @@
+import { randomBytes } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { isHash, type Digest } from './digest';
+import { parseActionResultBytes, referencedDigests, serializeActionResult, type ActionResult } from './action-result';
+import { BadDigestError } from './errors';
+import type { BlobReader, DiskStore } from './disk-store';
+
+/** Options of {@link ActionCache.open}. */
+export interface ActionCacheOptions {
+  /** Same root as the DiskStore: results under `ac/`, raw values under `ac-raw/`, temps in `tmp/`. */
+  root: string;
+  store: DiskStore;
+}
+
+/** Options of {@link ActionCache.get}. */
+export interface ActionCacheGetOptions {
+  /** Serve a result only when every blob it references is in the store. @defaultValue true */
+  requireComplete?: boolean;
+}
+
+/** Options of {@link ActionCache.put}. */
+export interface ActionCachePutOptions {
+  /** Store a result whose exit code is not 0 (or that has an outcome). @defaultValue false */
+  allowFailed?: boolean;
+}
+
+/**
+ * Action digest -> {@link ActionResult}, one small JSON file per action under `root/ac/`, plus
+ * a raw namespace for opaque values clients store under `/ac/` (Bazel's protobuf results,
+ * ccache's `layout=bazel` entries).
+ *
+ * Raw values are kept as CAS blobs with a pointer file under `root/ac-raw/`, so they share the
+ * store's size bound, LRU eviction and corruption checks; a pointer whose blob was evicted is a
+ * miss.
+ */
+export class ActionCache {
+  private constructor(private readonly opts: ActionCacheOptions) {}
+
+  static async open(options: ActionCacheOptions): Promise<ActionCache> {
+    for (const dir of ['ac', 'ac-raw', 'tmp']) await fsp.mkdir(path.join(options.root, dir), { recursive: true });
+    return new ActionCache(options);
+  }
+
+  /** The result for `actionHash`, or undefined on a miss or (by default) when incomplete. */
+  async get(actionHash: string, options: ActionCacheGetOptions = {}): Promise<ActionResult | undefined> {
+    const bytes = await readOptional(this.resultPath(check(actionHash)));
+    if (!bytes) return undefined;
+    const result = parseActionResultBytes(bytes);
+    if (!result) return undefined;
+    if (options.requireComplete ?? true) {
+      // findMissing also refreshes the blobs' LRU position: a result being served keeps its outputs.
+      const missing = await this.opts.store.findMissing(referencedDigests(result));
+      if (missing.length > 0) return undefined;
+    }
+    return result;
+  }
+
+  /**
+   * Stores `result` under `actionHash`. Resolves false (and stores nothing) for a failed action
+   * unless `allowFailed`, since a failure may be flaky and must not be replayed forever.
+   */
+  async put(actionHash: string, result: ActionResult, options: ActionCachePutOptions = {}): Promise<boolean> {
+    check(actionHash);
+    const failed = result.exitCode !== 0 || result.outcome !== undefined;
+    if (failed && !options.allowFailed) return false;
+    const bytes = serializeActionResult(result);
+    if (!parseActionResultBytes(bytes)) throw new BadDigestError('not a valid action result');
+    await this.writeAtomically(this.resultPath(actionHash), bytes);
+    return true;
+  }
+
+  /** Removes both the result and any raw value under `actionHash`. */
+  async delete(actionHash: string): Promise<boolean> {
+    check(actionHash);
+    const a = await removeOptional(this.resultPath(actionHash));
+    const b = await removeOptional(this.rawPath(actionHash));
+    return a || b;
+  }
+
+  /** Stores an opaque value under `key` (bytes go to the CAS). */
+  async putRaw(key: string, source: AsyncIterable<Buffer | Uint8Array>, size?: number): Promise<Digest> {
+    check(key);
+    const { digest } = await this.opts.store.put(source, size === undefined ? {} : { size });
+    await this.writeAtomically(this.rawPath(key), Buffer.from(JSON.stringify(digest)));
+    return digest;
+  }
+
+  /** Opens the opaque value under `key`, or undefined (also when its blob was evicted). */
+  async getRaw(key: string): Promise<BlobReader | undefined> {
+    const bytes = await readOptional(this.rawPath(check(key)));
+    if (!bytes) return undefined;
+    let digest: Digest;
+    try {
+      digest = JSON.parse(bytes.toString('utf8')) as Digest;
+    } catch {
+      return undefined;
+    }
+    if (!isHash(digest.hash)) return undefined;
+    const reader = await this.opts.store.get(digest.hash);
+    if (!reader || reader.digest.size !== digest.size) {
+      reader?.stream.destroy();
+      return undefined;
+    }
+    return reader;
+  }
+
+  private resultPath(hash: string): string {
+    return path.join(this.opts.root, 'ac', hash.slice(0, 2), hash);
+  }
+
+  private rawPath(hash: string): string {
+    return path.join(this.opts.root, 'ac-raw', hash.slice(0, 2), hash);
+  }
+
+  // Readers never see a half-written entry, and a crash leaves the old entry or the new one.
+  private async writeAtomically(file: string, bytes: Buffer): Promise<void> {
+    const tmp = path.join(this.opts.root, 'tmp', `ac.${randomBytes(8).toString('hex')}`);
+    const fh = await fsp.open(tmp, 'wx');
+    try {
+      await fh.writeFile(bytes);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    try {
+      await fsp.mkdir(path.dirname(file), { recursive: true });
+      await fsp.rename(tmp, file);
+    } catch (err) {
+      await fsp.rm(tmp, { force: true });
+      throw err;
+    }
+  }
+}
+
+function check(hash: string): string {
+  if (!isHash(hash)) throw new BadDigestError(`bad action key (want 64 lower-case hex): ${String(hash).slice(0, 80)}`);
+  return hash;
+}
+
+async function readOptional(file: string): Promise<Buffer | undefined> {
+  try {
+    return await fsp.readFile(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+async function removeOptional(file: string): Promise<boolean> {
+  try {
+    await fsp.rm(file);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+}

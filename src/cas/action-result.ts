@@ -1,0 +1,109 @@
+import { isDigest, type Digest } from './digest';
+
+/** One output file of an action, relative to the action's working directory. */
+export interface OutputFile {
+  path: string;
+  digest: Digest;
+  /** Unix permission bits (0o644, 0o755...). */
+  mode: number;
+}
+
+/** When the action ran, as epoch milliseconds from the executing agent's clock. */
+export interface ActionTimings {
+  queuedAt?: number;
+  startedAt: number;
+  finishedAt: number;
+}
+
+/**
+ * What running an action produced. Stored in the action cache under the action's digest;
+ * every digest it names must be present in the CAS for the result to be served.
+ */
+export interface ActionResult {
+  exitCode: number;
+  stdout: Digest;
+  stderr: Digest;
+  outputFiles: OutputFile[];
+  /** Name of the agent that ran the action. */
+  agent?: string;
+  timings: ActionTimings;
+  /** How the process ended when not a plain exit (e.g. "killed by SIGKILL", "timed out after 60s"). */
+  outcome?: string;
+}
+
+/** Tag written into every stored result so readers can tell ours from opaque values. */
+export const ACTION_RESULT_KIND = 'spillway.action-result/v1';
+
+const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v);
+const isTime = (v: unknown): v is number => isInt(v) && v >= 0;
+
+/**
+ * Validates an untrusted value as an ActionResult; returns a clean copy or undefined. Used by
+ * the HTTP layer to decide whether an `/ac/` PUT is ours or an opaque client value, so it is
+ * strict: output paths must be relative and must not climb out with `..`.
+ */
+export function parseActionResult(value: unknown): ActionResult | undefined {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return undefined;
+  const v = value as Record<string, unknown>;
+  if (v['kind'] !== undefined && v['kind'] !== ACTION_RESULT_KIND) return undefined;
+  if (!isInt(v['exitCode']) || !isDigest(v['stdout']) || !isDigest(v['stderr'])) return undefined;
+  if (!Array.isArray(v['outputFiles'])) return undefined;
+  const outputFiles: OutputFile[] = [];
+  for (const f of v['outputFiles'] as unknown[]) {
+    if (f === null || typeof f !== 'object') return undefined;
+    const o = f as Record<string, unknown>;
+    if (typeof o['path'] !== 'string' || !isSafeRelativePath(o['path'])) return undefined;
+    if (!isDigest(o['digest']) || !isInt(o['mode']) || o['mode'] < 0 || o['mode'] > 0o7777) return undefined;
+    outputFiles.push({ path: o['path'], digest: pick(o['digest']), mode: o['mode'] });
+  }
+  const t = v['timings'] as Record<string, unknown> | null | undefined;
+  if (!t || typeof t !== 'object' || !isTime(t['startedAt']) || !isTime(t['finishedAt'])) return undefined;
+  if (t['queuedAt'] !== undefined && !isTime(t['queuedAt'])) return undefined;
+  if (v['agent'] !== undefined && typeof v['agent'] !== 'string') return undefined;
+  if (v['outcome'] !== undefined && typeof v['outcome'] !== 'string') return undefined;
+  const result: ActionResult = {
+    exitCode: v['exitCode'],
+    stdout: pick(v['stdout']),
+    stderr: pick(v['stderr']),
+    outputFiles,
+    timings: {
+      ...(t['queuedAt'] !== undefined ? { queuedAt: t['queuedAt'] as number } : {}),
+      startedAt: t['startedAt'],
+      finishedAt: t['finishedAt'],
+    },
+  };
+  if (typeof v['agent'] === 'string') result.agent = v['agent'];
+  if (typeof v['outcome'] === 'string') result.outcome = v['outcome'];
+  return result;
+}
+
+/** Parses bytes as an ActionResult document; undefined for anything else (binary, other JSON). */
+export function parseActionResultBytes(bytes: Buffer): ActionResult | undefined {
+  // Cheap reject of protobuf and ccache payloads before JSON.parse sees them.
+  if (bytes.length === 0 || bytes.length > 16 * 1024 * 1024 || bytes[0] !== 0x7b /* { */) return undefined;
+  try {
+    return parseActionResult(JSON.parse(bytes.toString('utf8')));
+  } catch {
+    return undefined;
+  }
+}
+
+/** The stored JSON form. */
+export function serializeActionResult(result: ActionResult): Buffer {
+  return Buffer.from(JSON.stringify({ kind: ACTION_RESULT_KIND, ...result }));
+}
+
+/** Every blob a result references (stdout, stderr, outputs). */
+export function referencedDigests(result: ActionResult): Digest[] {
+  return [result.stdout, result.stderr, ...result.outputFiles.map((f) => f.digest)];
+}
+
+function isSafeRelativePath(p: string): boolean {
+  if (p === '' || p.startsWith('/') || p.includes('\0') || p.includes('\\')) return false;
+  return p.split('/').every((seg) => seg !== '..' && seg !== '');
+}
+
+function pick(d: unknown): Digest {
+  const { hash, size } = d as Digest;
+  return { hash, size };
+}

@@ -1,0 +1,390 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { Readable } from 'node:stream';
+import type { Clock, Logger } from '../lib';
+import { EMPTY_DIGEST, isHash, type Digest } from './digest';
+import { DiskIndex } from './disk-index';
+import { BadDigestError, CasFullError, DigestMismatchError } from './errors';
+import { VerifyStream } from './verify-stream';
+
+/** Options of {@link DiskStore.open}. */
+export interface DiskStoreOptions {
+  /** Directory owned by the store: `cas/ab/<hash>` blobs, `tmp/` uploads, `index.log`. */
+  root: string;
+  /** Hard limit on the bytes of stored blobs (plus uploads in flight). */
+  maxBytes: number;
+  /** Eviction stops once usage is at or below this. @defaultValue 0.8 × maxBytes */
+  lowWatermark?: number;
+  /** Eviction starts once usage exceeds this after a PUT. @defaultValue 0.9 × maxBytes */
+  highWatermark?: number;
+  clock: Clock;
+  log: Logger;
+}
+
+/**
+ * What a blob must hash to. `size` is optional because HTTP PUTs name only the hash; `hash`
+ * is optional for values stored under whatever they hash to (the raw action-cache namespace).
+ */
+export interface ExpectedBlob {
+  hash?: string;
+  size?: number;
+}
+
+/** Result of {@link DiskStore.put}. `stored` is false when the blob was already present. */
+export interface PutResult {
+  digest: Digest;
+  stored: boolean;
+}
+
+/** A blob being read. `stream` errors with `BlobCorruptError` if the file fails verification. */
+export interface BlobReader {
+  digest: Digest;
+  stream: Readable;
+}
+
+/** Counters for metrics and tests. */
+export interface DiskStoreStats {
+  entries: number;
+  usedBytes: number;
+  reservedBytes: number;
+  maxBytes: number;
+  hits: number;
+  misses: number;
+  evictions: number;
+  evictedBytes: number;
+  corruptionsDetected: number;
+}
+
+type Source = Readable | AsyncIterable<Buffer | Uint8Array>;
+
+/**
+ * A content-addressed blob store on local disk with size-bounded LRU eviction.
+ *
+ * Writes stream to a temp file while hashing, are fsynced and renamed into place only when the
+ * bytes match their digest. Reads are verified while streaming (see {@link VerifyStream})
+ * rather than at startup, and a corrupt file is removed and counted. The empty blob is always
+ * present and never stored.
+ */
+export class DiskStore {
+  private reserved = 0;
+  /** Hashes between index entry and rename; a reader must not mistake them for lost files. */
+  private readonly committing = new Map<string, Promise<unknown>>();
+  private readonly counters = { hits: 0, misses: 0, evictions: 0, evictedBytes: 0, corruptionsDetected: 0 };
+  readonly maxBytes: number;
+  readonly lowWatermark: number;
+  readonly highWatermark: number;
+
+  private constructor(
+    private readonly opts: DiskStoreOptions,
+    private readonly index: DiskIndex,
+  ) {
+    this.maxBytes = opts.maxBytes;
+    this.highWatermark = opts.highWatermark ?? Math.floor(opts.maxBytes * 0.9);
+    this.lowWatermark = Math.min(opts.lowWatermark ?? Math.floor(opts.maxBytes * 0.8), this.highWatermark);
+  }
+
+  /** Opens (creating if needed) the store under `options.root`. Reads the index; hashes nothing. */
+  static async open(options: DiskStoreOptions): Promise<DiskStore> {
+    const started = options.clock.now();
+    if (!(options.maxBytes > 0)) throw new RangeError(`DiskStore maxBytes must be > 0, got ${options.maxBytes}`);
+    // Leftover uploads from a crash can never be committed: their writers are gone.
+    await fsp.rm(path.join(options.root, 'tmp'), { recursive: true, force: true });
+    await fsp.mkdir(path.join(options.root, 'tmp'), { recursive: true });
+    await fsp.mkdir(path.join(options.root, 'cas'), { recursive: true });
+    const index = await DiskIndex.load(path.join(options.root, 'index.log'));
+    const store = new DiskStore(options, index);
+    options.log.info('cas.opened', {
+      root: options.root,
+      entries: index.entries.size,
+      usedBytes: index.bytes,
+      ms: options.clock.now() - started,
+    });
+    return store;
+  }
+
+  /** Persists access times and closes the index. */
+  async close(): Promise<void> {
+    await this.index.close();
+  }
+
+  /** Writes a snapshot of the index now (e.g. from a periodic timer), keeping LRU order across restarts. */
+  flush(): Promise<void> {
+    return this.index.compact();
+  }
+
+  stats(): DiskStoreStats {
+    return {
+      entries: this.index.entries.size,
+      usedBytes: this.index.bytes,
+      reservedBytes: this.reserved,
+      maxBytes: this.maxBytes,
+      ...this.counters,
+    };
+  }
+
+  /** Where the blob lives on disk. Unverified: for hardlinking by callers that verify themselves. */
+  blobPath(hash: string): string {
+    return path.join(this.opts.root, 'cas', hash.slice(0, 2), hash);
+  }
+
+  /**
+   * Streams `source` into the store; resolves once the blob is durable under its hash.
+   * @throws DigestMismatchError when the bytes do not hash to `expected.hash` or differ in size
+   * @throws CasFullError when no room can be made within `maxBytes`
+   */
+  async put(source: Source, expected: ExpectedBlob = {}): Promise<PutResult> {
+    if (expected.hash !== undefined) checkHash(expected.hash);
+    if (expected.size !== undefined && !(Number.isSafeInteger(expected.size) && expected.size >= 0)) {
+      throw new BadDigestError(`bad blob size ${expected.size}`);
+    }
+    let reservation = 0;
+    const tmp = path.join(this.opts.root, 'tmp', `blob.${randomBytes(8).toString('hex')}`);
+    try {
+      if (expected.size !== undefined) reservation = await this.reserve(expected.size, expected.hash ?? '(any)');
+      const actual = await this.writeTemp(source, tmp, expected.size);
+      const hash = expected.hash ?? actual.hash;
+      if (actual.hash !== hash || (expected.size !== undefined && actual.size !== expected.size)) {
+        throw new DigestMismatchError(
+          `upload does not match its digest: expected ${hash}/${expected.size ?? '?'}, got ${actual.hash}/${actual.size}`,
+        );
+      }
+      if (actual.size === 0) return { digest: { ...EMPTY_DIGEST }, stored: false };
+      // Concurrent uploads of one blob each hash their own temp file; only the commit is
+      // serialized, so the second finds the first's file and succeeds without a second rename.
+      const stored = await this.withCommitLock(hash, async () => {
+        if (await this.has(actual)) {
+          this.index.touch(hash, this.opts.clock.now());
+          return false;
+        }
+        if (expected.size === undefined) reservation = await this.reserve(actual.size, hash);
+        // Indexed before the rename: a crash in between leaves an index entry without a file,
+        // which reads heal (has/get stat the file), rather than a file no index accounts for.
+        await this.index.add(hash, actual.size, this.opts.clock.now());
+        this.release(reservation);
+        reservation = 0;
+        const final = this.blobPath(hash);
+        await fsp.mkdir(path.dirname(final), { recursive: true });
+        await fsp.rename(tmp, final);
+        return true;
+      });
+      if (stored) await this.evictAboveHighWatermark();
+      return { digest: actual, stored };
+    } finally {
+      this.release(reservation);
+      await fsp.rm(tmp, { force: true });
+    }
+  }
+
+  /** Convenience for small blobs already in memory. */
+  putBuffer(data: Buffer, expected?: ExpectedBlob): Promise<PutResult> {
+    const hash = expected?.hash ?? createHash('sha256').update(data).digest('hex');
+    return this.put(Readable.from([data]), { hash, size: expected?.size ?? data.length });
+  }
+
+  /** True when the blob is present (index entry, matching size, file exists). Refreshes nothing. */
+  async has(digest: Digest): Promise<boolean> {
+    if (digest.size === 0 && digest.hash === EMPTY_DIGEST.hash) return true;
+    const entry = this.index.get(digest.hash);
+    if (!entry || entry.size !== digest.size) return false;
+    return this.fileStillThere(digest.hash, entry.size);
+  }
+
+  /** The stored size of `hash`, or undefined when absent. */
+  async sizeOf(hash: string): Promise<number | undefined> {
+    if (hash === EMPTY_DIGEST.hash) return 0;
+    const entry = this.index.get(hash);
+    if (!entry || !(await this.fileStillThere(hash, entry.size))) return undefined;
+    return entry.size;
+  }
+
+  /**
+   * The digests of `digests` that are not present, deduplicated, in request order. Present
+   * ones are marked recently used, since the caller is about to reference them.
+   */
+  async findMissing(digests: readonly Digest[]): Promise<Digest[]> {
+    const missing: Digest[] = [];
+    const seen = new Set<string>();
+    const now = this.opts.clock.now();
+    for (const d of digests) {
+      const key = `${d.hash}/${d.size}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      if (await this.has(d)) this.index.touch(d.hash, now);
+      else missing.push({ hash: d.hash, size: d.size });
+    }
+    return missing;
+  }
+
+  /**
+   * Opens a blob for reading, or undefined on a miss. The stream verifies as it goes; on a
+   * mismatch it errors, the file is removed and `corruptionsDetected` counts it.
+   */
+  async get(hash: string): Promise<BlobReader | undefined> {
+    checkHash(hash);
+    if (hash === EMPTY_DIGEST.hash) {
+      this.counters.hits++;
+      return { digest: { ...EMPTY_DIGEST }, stream: Readable.from([]) };
+    }
+    const entry = this.index.get(hash);
+    if (!entry) {
+      this.counters.misses++;
+      return undefined;
+    }
+    let fh: fsp.FileHandle;
+    try {
+      fh = await fsp.open(this.blobPath(hash), 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      await this.forget(hash, 'missing');
+      this.counters.misses++;
+      return undefined;
+    }
+    const digest = { hash, size: entry.size };
+    const { size } = await fh.stat();
+    if (size !== entry.size) {
+      await fh.close();
+      await this.corrupt(digest, { hash: '(not read)', size });
+      this.counters.misses++;
+      return undefined;
+    }
+    this.index.touch(hash, this.opts.clock.now());
+    this.counters.hits++;
+    const verify = new VerifyStream(digest, (actual) => this.corrupt(digest, actual));
+    const raw = fh.createReadStream({ highWaterMark: 256 * 1024 });
+    raw.on('error', (err) => verify.destroy(err));
+    verify.on('close', () => raw.destroy());
+    return { digest, stream: raw.pipe(verify) };
+  }
+
+  /** Reads a whole blob into memory (verified), or undefined on a miss or corruption. */
+  async getBuffer(hash: string): Promise<Buffer | undefined> {
+    const reader = await this.get(hash);
+    if (!reader) return undefined;
+    const chunks: Buffer[] = [];
+    try {
+      for await (const chunk of reader.stream) chunks.push(chunk as Buffer);
+    } catch (err) {
+      if ((err as { code?: string }).code === 'SPILLWAY_E_CAS_CORRUPT') return undefined;
+      throw err;
+    }
+    return Buffer.concat(chunks);
+  }
+
+  /** Removes a blob; resolves true when it was present. The empty blob cannot be deleted. */
+  async delete(hash: string): Promise<boolean> {
+    checkHash(hash);
+    if (hash === EMPTY_DIGEST.hash) return false;
+    const had = await this.index.remove(hash);
+    await fsp.rm(this.blobPath(hash), { force: true });
+    return had;
+  }
+
+  private async withCommitLock<T>(hash: string, fn: () => Promise<T>): Promise<T> {
+    for (let prev = this.committing.get(hash); prev; prev = this.committing.get(hash)) {
+      await prev.catch(() => undefined);
+    }
+    const run = fn();
+    this.committing.set(hash, run);
+    try {
+      return await run;
+    } finally {
+      this.committing.delete(hash);
+    }
+  }
+
+  private async writeTemp(source: Source, tmp: string, expectedSize: number | undefined): Promise<Digest> {
+    const hasher = createHash('sha256');
+    let size = 0;
+    const fh = await fsp.open(tmp, 'wx');
+    try {
+      for await (const chunk of source) {
+        const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk);
+        size += buf.length;
+        // Stop reading a body that is already too long instead of filling the disk with it.
+        if (expectedSize !== undefined && size > expectedSize) {
+          throw new DigestMismatchError(`upload is longer than its declared size ${expectedSize}`);
+        }
+        hasher.update(buf);
+        await fh.write(buf);
+      }
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    return { hash: hasher.digest('hex'), size };
+  }
+
+  /** Makes room for `bytes` under the hard limit and holds it until released. */
+  private async reserve(bytes: number, hash: string): Promise<number> {
+    if (bytes === 0) return 0;
+    const fits = () => this.index.bytes + this.reserved + bytes <= this.maxBytes;
+    if (!fits()) await this.evictWhile(() => !fits());
+    if (!fits()) {
+      this.opts.log.warn('cas.full', { hash, bytes, usedBytes: this.index.bytes, reservedBytes: this.reserved, maxBytes: this.maxBytes });
+      throw new CasFullError(
+        `no room for ${bytes} bytes: ${this.index.bytes} stored + ${this.reserved} in flight, limit ${this.maxBytes}`,
+      );
+    }
+    this.reserved += bytes;
+    return bytes;
+  }
+
+  private release(bytes: number): void {
+    this.reserved -= bytes;
+  }
+
+  private async evictAboveHighWatermark(): Promise<void> {
+    if (this.index.bytes + this.reserved <= this.highWatermark) return;
+    await this.evictWhile(() => this.index.bytes + this.reserved > this.lowWatermark);
+  }
+
+  private async evictWhile(needMore: () => boolean): Promise<void> {
+    let count = 0;
+    let bytes = 0;
+    while (needMore()) {
+      const oldest = this.index.entries.entries().next();
+      if (oldest.done) break;
+      const [hash, entry] = oldest.value;
+      await this.index.remove(hash);
+      await fsp.rm(this.blobPath(hash), { force: true });
+      count++;
+      bytes += entry.size;
+    }
+    if (count === 0) return;
+    this.counters.evictions += count;
+    this.counters.evictedBytes += bytes;
+    this.opts.log.info('cas.evicted', { count, bytes, usedBytes: this.index.bytes });
+  }
+
+  private async fileStillThere(hash: string, size: number): Promise<boolean> {
+    try {
+      const st = await fsp.stat(this.blobPath(hash));
+      if (st.size === size) return true;
+      await this.corrupt({ hash, size }, { hash: '(not read)', size: st.size });
+      return false;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      await this.forget(hash, 'missing');
+      return false;
+    }
+  }
+
+  private async corrupt(expected: Digest, actual: Digest): Promise<void> {
+    this.counters.corruptionsDetected++;
+    this.opts.log.error('cas.corrupt-blob', { hash: expected.hash, size: expected.size, actualHash: actual.hash, actualSize: actual.size });
+    await this.forget(expected.hash, 'corrupt');
+  }
+
+  private async forget(hash: string, why: 'missing' | 'corrupt'): Promise<void> {
+    if (why === 'missing' && this.committing.has(hash)) return;
+    if (why === 'missing') this.opts.log.warn('cas.missing-file', { hash });
+    await this.index.remove(hash);
+    if (why === 'corrupt') await fsp.rm(this.blobPath(hash), { force: true });
+  }
+}
+
+function checkHash(hash: string): string {
+  if (!isHash(hash)) throw new BadDigestError(`bad blob hash (want 64 lower-case hex): ${String(hash).slice(0, 80)}`);
+  return hash;
+}
