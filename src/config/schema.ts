@@ -62,6 +62,22 @@ export const configSchema = z
       )
       .refine((r) => Object.keys(r).length > 0, 'at least one job type is required'),
     pools: z.record(z.string().regex(POOL_NAME, 'pool names are letters, digits, "_", "-" and "."'), poolSchema).default({}),
+    /** The content-addressed store and action cache served at /cas/ and /ac/ (off without `dir`). */
+    cas: z
+      .object({
+        /** Where blobs and the index live. */
+        dir: z.string().min(1).optional(),
+        /** Total size the store keeps; least recently used blobs are evicted past it. @defaultValue 10240 */
+        maxSizeMb: posInt().default(10_240),
+        /** Largest single blob accepted (413 above). @defaultValue 1024 */
+        maxBlobMb: posInt().default(1024),
+        /** Path prefix before /cas/ and /ac/, e.g. "/cache". @defaultValue none */
+        prefix: z.string().regex(/^\/[A-Za-z0-9_\/-]*[A-Za-z0-9_-]$/, 'a path like "/cache"').optional(),
+        /** Bearer tokens (or Basic passwords) clients must present; none = open (inside the VPN). */
+        tokens: z.array(z.string().min(8, 'tokens must be at least 8 characters')).default([]),
+      })
+      .strict()
+      .prefault({}),
     /** Mutating HTTP routes (rules) need this bearer token; without it they are refused. */
     adminToken: z.string().min(8, 'must be at least 8 characters').optional(),
     builds: z

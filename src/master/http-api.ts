@@ -2,7 +2,9 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { Config } from '../config';
 import { sameSecret, SpillwayError, type Clock, type Logger } from '../lib';
+import { casRoutes } from '../cas';
 import type { Provisioner, RuleBook } from '../provisioner';
+import type { CasService } from './cas-service';
 import type { AgentRegistry } from './agent-registry';
 import type { BuildStore } from './build-store';
 import type { Dispatcher } from './dispatcher';
@@ -21,6 +23,8 @@ export interface HttpApiDeps {
   log: Logger;
   /** Present when the config has pools. */
   autoscale?: { provisioner: Provisioner; rules: RuleBook };
+  /** Present when the config has a CAS dir. */
+  cas?: CasService;
 }
 
 const STATUS: Record<string, number> = {
@@ -89,6 +93,8 @@ export function createHttpApi(d: HttpApiDeps): FastifyInstance {
   app.get('/api/agents', async () => ({ agents: agentsView(d.registry) }));
 
   app.get('/healthz', async () => ({ ok: true }));
+
+  if (d.cas) void app.register(casRoutes, d.cas.routes);
 
   app.get('/api/pools', async () => ({ pools: d.autoscale ? await d.autoscale.provisioner.report() : [] }));
 

@@ -7,6 +7,7 @@ import { systemClock, type Clock, type Logger } from '../lib';
 import { AgentRegistry } from './agent-registry';
 import { AgentServer } from './agent-server';
 import { Autoscale } from './autoscale';
+import { openCas, type CasService } from './cas-service';
 import { BuildStore } from './build-store';
 import { Dispatcher } from './dispatcher';
 import { createHttpApi } from './http-api';
@@ -40,6 +41,7 @@ export class Master {
   private agentServer: AgentServer | undefined;
   private http: FastifyInstance | undefined;
   private autoscale: Autoscale | undefined;
+  private cas: CasService | undefined;
   private readonly clock: Clock;
   private readonly log: Logger;
 
@@ -103,6 +105,7 @@ export class Master {
         log: this.log,
       });
     }
+    this.cas = await openCas(config, this.clock, this.log);
     this.http = createHttpApi({
       config,
       jobs,
@@ -113,6 +116,7 @@ export class Master {
       clock: this.clock,
       log: this.log,
       autoscale: this.autoscale,
+      cas: this.cas,
     });
     await this.http.listen({ host: config.http.host, port: config.http.port });
     const httpAddr = this.http.server.address() as AddressInfo;
@@ -155,6 +159,7 @@ export class Master {
     await this.agentServer?.close();
     await this._dispatcher?.stop();
     for (const r of [this.recordsRedis, this.redis]) await r?.quit().catch(() => r.disconnect());
+    await this.cas?.close();
     this.log.info('master.stopped', { id: this.id });
   }
 }
