@@ -6,3 +6,4 @@ export * from './action-cache';
 export * from './http-auth';
 export * from './http-routes';
 export * from './cas-client';
+export * from './merkle-tree';
