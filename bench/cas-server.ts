@@ -1,0 +1,53 @@
+/**
+ * The CAS server of bench/cas.ts, run as its own process so the benchmark's clients do not share
+ * its event loop: a DiskStore and ActionCache under the root given as argv[2], and the CAS routes
+ * on a fastify server at 127.0.0.1 port 0, registered the way the master does it. Prints
+ * `listening http://127.0.0.1:<port>` once it accepts requests.
+ *
+ *   node dist/bench/cas-server.js ROOT MAX_BYTES MAX_BLOB_BYTES
+ *
+ * Stops on SIGTERM/SIGINT, and on its own if the bench that started it goes away.
+ */
+import Fastify from 'fastify';
+import type { AddressInfo } from 'node:net';
+import { ActionCache, DiskStore, casRoutes } from '../src/cas';
+import { createLogger, systemClock } from '../src/lib';
+
+async function main(): Promise<void> {
+  const [root, maxBytesArg, maxBlobArg] = process.argv.slice(2);
+  if (!root || !maxBytesArg || !maxBlobArg) throw new Error('usage: cas-server ROOT MAX_BYTES MAX_BLOB_BYTES');
+  // Warnings and errors (cas.http-error, cas.full...) go to stderr, i.e. the bench's log file.
+  const log = createLogger({ level: 'warn', format: 'json' });
+  const store = await DiskStore.open({ root, maxBytes: Number(maxBytesArg), clock: systemClock, log });
+  const actionCache = await ActionCache.open({ root, store });
+  const app = Fastify({ bodyLimit: Number(maxBlobArg), keepAliveTimeout: 60_000 });
+  await app.register(casRoutes, { store, actionCache, maxBlobBytes: Number(maxBlobArg), log });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const { port } = app.server.address() as AddressInfo;
+
+  let stopping = false;
+  const stop = (code: number): void => {
+    if (stopping) return;
+    stopping = true;
+    const hard = setTimeout(() => process.exit(code), 5000);
+    hard.unref();
+    void app
+      .close()
+      .then(() => store.close())
+      .finally(() => process.exit(code));
+  };
+  process.once('SIGTERM', () => stop(0));
+  process.once('SIGINT', () => stop(0));
+  // Orphaned (the bench was SIGKILLed): reparented, so stop rather than linger.
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent) stop(2);
+  }, 500).unref();
+
+  process.stdout.write(`listening http://127.0.0.1:${port}\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`cas-server failed: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});
