@@ -15,6 +15,9 @@ export interface AgentFlags {
   instanceId?: string;
   imdsUrl?: string;
   workDir?: string;
+  cas?: string;
+  casToken?: string;
+  cacheDir?: string;
   logLevel?: 'error' | 'warn' | 'info' | 'debug';
   logFormat?: 'json' | 'pretty';
   isolation?: 'auto' | 'off';
@@ -35,10 +38,13 @@ export async function agentCommand(flags: AgentFlags, env: NodeJS.ProcessEnv): P
     labels: list(flags.labels),
     instanceId,
     workDir: flags.workDir,
+    casUrl: flags.cas,
+    casToken: flags.casToken,
+    cacheDir: flags.cacheDir,
   });
   const log = createLogger({ level: flags.logLevel ?? 'info', format: flags.logFormat ?? 'json' }).child({ agent: options.name });
   const baseEnv: Record<string, string> = {};
-  for (const [k, v] of Object.entries(env)) if (v !== undefined && k !== 'SPILLWAY_AGENT_TOKEN') baseEnv[k] = v;
+  for (const [k, v] of Object.entries(env)) if (v !== undefined && k !== 'SPILLWAY_AGENT_TOKEN' && k !== 'SPILLWAY_CAS_TOKEN') baseEnv[k] = v;
   // Detected once: the log says which limits this machine can enforce for jobs that ask.
   const isolation = flags.isolation === 'off' ? undefined : await detectIsolation({ log });
   const agent = new Agent({ options, log, baseEnv, ...(isolation && { isolation }) });

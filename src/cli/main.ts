@@ -43,6 +43,9 @@ async function run(argv: string[]): Promise<number> {
     .option('--instance-id <id>', 'cloud instance id; "imds" reads it from EC2\'s instance metadata (IMDSv2)')
     .addOption(new Option('--imds-url <url>', 'instance metadata base URL').default('http://169.254.169.254').hideHelp())
     .option('--work-dir <dir>', 'where builds run (default: a temp dir)')
+    .option('--cas <url>', "the master's CAS for actions, e.g. http://MASTER:8080/cache")
+    .addOption(new Option('--cas-token <token>', 'token for the CAS routes').env('SPILLWAY_CAS_TOKEN'))
+    .option('--cache-dir <dir>', 'the local CAS cache (default: a dir in the temp dir)')
     .addOption(
       new Option('--isolation <mode>', 'confine builds that ask for resources (cgroups, else rlimits)').choices(['auto', 'off']).default('auto'),
     )
@@ -66,6 +69,23 @@ async function run(argv: string[]): Promise<number> {
     .argument('<command...>', 'the command, after --')
     .action(async (command: string[], o) => {
       code = await (await import('./submit-command.js')).submitCommand(command, o, process.stdout, process.stderr);
+    });
+
+  program
+    .command('run')
+    .description('run a command as a cached action: upload inputs, run (or hit the cache), download outputs')
+    .requiredOption('--master <url>', "the master's HTTP API, http://HOST:PORT")
+    .requiredOption('--inputs <dir>', 'the input tree (also where outputs are written)')
+    .option('--output <path>', 'an output file, relative to --inputs (repeatable)', collect)
+    .option('--output-dir <path>', 'an output directory, relative to --inputs (repeatable)', collect)
+    .requiredOption('--type <type>', 'job type (queue) to run it as')
+    .option('--env <NAME=VALUE>', 'environment for the action (repeatable; part of its digest)', collect)
+    .option('--timeout <sec>', 'action timeout in seconds', positiveInt('--timeout'))
+    .option('--cas-prefix <path>', "the master's cas.prefix, e.g. /cache")
+    .addOption(new Option('--cas-token <token>', 'token for the CAS routes').env('SPILLWAY_CAS_TOKEN'))
+    .argument('<command...>', 'the command, after --')
+    .action(async (command: string[], o) => {
+      code = await (await import('./run-command.js')).runCommand(command, o, process.stdout, process.stderr);
     });
 
   program

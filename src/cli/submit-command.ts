@@ -1,4 +1,4 @@
-import type { JobView, LogChunk } from '../master';
+import { followJob } from './job-follow';
 import { CliUsageError, MasterClient } from './master-client';
 
 export interface SubmitFlags {
@@ -39,25 +39,6 @@ export async function submitCommand(command: string[], flags: SubmitFlags, out: 
     return 0;
   }
   err.write(`spillway: queued ${created.type} job ${created.id}\n`);
-  let attempt = 0;
-  let offset = 0;
-  for (;;) {
-    const q = `type=${encodeURIComponent(created.type)}&attempt=${attempt}&offset=${offset}&waitMs=2000`;
-    const chunk = await client.get<LogChunk>(`/api/jobs/${created.id}/log?${q}`);
-    if (chunk.attempt !== attempt) {
-      const view = await client.get<JobView>(`/api/jobs/${created.id}?type=${encodeURIComponent(created.type)}&log=0`);
-      const b = view.builds.find((x) => x.attempt === chunk.attempt);
-      err.write(`spillway: attempt ${chunk.attempt} on ${b?.agent ?? '?'} (${b?.location === 'cloud' ? 'cloud' : 'on-prem'})\n`);
-      attempt = chunk.attempt;
-    }
-    if (chunk.data) out.write(chunk.data);
-    offset = chunk.nextOffset;
-    if (chunk.done) break;
-  }
-  const view = await client.get<JobView>(`/api/jobs/${created.id}?type=${encodeURIComponent(created.type)}&log=0`);
-  const code = view.exitCode ?? 1;
-  const where = view.agent ? ` on ${view.agent} (${view.location === 'cloud' ? 'cloud' : 'on-prem'})` : '';
-  const why = view.state === 'completed' ? 'exited 0' : (view.failedReason ?? view.state);
-  err.write(`spillway: job ${view.id} ${view.state}${where}: ${why}\n`);
-  return code;
+  const view = await followJob(client, created, out, err);
+  return view.exitCode ?? 1;
 }

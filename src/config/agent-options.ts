@@ -19,6 +19,13 @@ export const agentOptionsSchema = z
     memoryMb: z.number().int().positive().optional(),
     /** Where builds run; each gets a fresh directory below it. */
     workDir: z.string().min(1).optional(),
+    /** The master's CAS (e.g. http://master:8080/cache): needed to run actions. */
+    casUrl: z.string().regex(/^https?:\/\//, 'expected an http:// or https:// URL').optional(),
+    casToken: z.string().min(1).optional(),
+    /** The agent's local CAS cache; kept across restarts. @defaultValue a dir in the temp dir */
+    cacheDir: z.string().min(1).optional(),
+    /** Size of the local cache. @defaultValue 10240 */
+    cacheMaxMb: z.number().int().positive().default(10_240),
   })
   .strict();
 

@@ -13,6 +13,8 @@ export const buildResultSchema = z
     oomKilled: z.boolean().optional(),
     /** Which resource limits were in force, in words (never claims one that was not). */
     limits: z.string().optional(),
+    /** For an action: its digest, and whether its result went into the action cache. */
+    action: z.object({ hash: z.string(), cached: z.boolean() }).strict().optional(),
     startedAt: z.number(),
     finishedAt: z.number(),
   })

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { actionSchema } from './action';
 
 export const requirementsSchema = z
   .object({
@@ -29,6 +30,8 @@ export const jobPayloadSchema = z
       .optional(),
     timeoutSec: z.number().int().positive().optional(),
     requirements: requirementsSchema.optional(),
+    /** Run as a cacheable action: inputs from and outputs to the CAS, result in the action cache. */
+    action: actionSchema.optional(),
     /** Limits the build runs under on the agent (cgroups where available, else rlimits). */
     resources: z
       .object({
@@ -42,7 +45,8 @@ export const jobPayloadSchema = z
   .strict()
   .refine((p) => (p.argv === undefined) !== (p.shell === undefined), {
     message: 'exactly one of "argv" or "shell" is required',
-  });
+  })
+  .refine((p) => !p.action || p.argv !== undefined, { message: 'an action needs "argv" (its digest covers the exact command)' });
 
 export type JobPayload = z.output<typeof jobPayloadSchema>;
 export type Requirements = z.output<typeof requirementsSchema>;
