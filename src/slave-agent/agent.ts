@@ -19,6 +19,7 @@ import {
   type HelloFrame,
   type MasterFrame,
 } from '../protocol';
+import { ActionSupport } from './action-support';
 import { AgentRejectedError } from './agent-errors';
 import type { AgentDeps, AgentEvents } from './agent-deps';
 import { backoffDelay } from './backoff';
@@ -43,6 +44,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private readonly clock: Clock;
   private readonly host: HostInfo;
   private readonly runner: typeof runProcess;
+  private readonly actions: ActionSupport;
   private readonly WebSocketImpl: typeof WebSocket;
   private readonly random: () => number;
   private readonly baseEnv: Record<string, string>;
@@ -79,6 +81,13 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.random = deps.random ?? Math.random;
     this.baseEnv = withoutSecrets(deps.baseEnv ?? { PATH: DEFAULT_PATH }, deps.options.token);
     this.changes = new StateChanges(this.clock);
+    this.actions = new ActionSupport({
+      options: deps.options,
+      clock: this.clock,
+      log: this.log,
+      baseEnv: this.baseEnv,
+      ...(deps.isolation && { isolation: deps.isolation }),
+    });
     this.outbox = new LogOutbox({
       clock: this.clock,
       canSend: () => this.welcomed && this.conn?.writable === true,
@@ -130,6 +139,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       await Promise.all([...this.unsettled].map((b) => b.settled));
       this.outbox.close();
       if (this.ownsWorkDir) await rm(this.workDir, { recursive: true, force: true }).catch(() => undefined);
+      await this.actions.close().catch(() => undefined);
       this.log.info('agent.stopped', { unacknowledged: this.finished.size });
     }
   }
@@ -293,6 +303,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       workDir: this.workDir,
       baseEnv: this.baseEnv,
       ...(this.deps.isolation && { isolation: this.deps.isolation }),
+      actions: this.actions,
       ...(this.deps.killGraceMs !== undefined && { killGraceMs: this.deps.killGraceMs }),
       onOutput: (stream, chunk) => {
         if (!build.cancelled) this.outbox.push(queue, jobId, stream, chunk);

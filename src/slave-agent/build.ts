@@ -2,6 +2,7 @@ import { mkdir, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Isolation, OutputStream, RunHandle, RunResult, runProcess } from '../executor';
 import type { Clock } from '../lib';
+import type { ActionSupport } from './action-support';
 import type { AssignFrame, BuildResult, HeldJob } from '../protocol';
 
 export interface BuildDeps {
@@ -12,6 +13,8 @@ export interface BuildDeps {
   baseEnv: Record<string, string>;
   killGraceMs?: number;
   onOutput: (stream: OutputStream, chunk: string) => void;
+  /** Runs jobs that are actions (inputs and outputs through the CAS). */
+  actions?: ActionSupport;
   /** cgroup limits and oom_score_adj for builds; without it builds run unconfined. */
   isolation?: Isolation;
   /** The build directory could not be removed afterwards (the build's result stands). */
@@ -60,13 +63,20 @@ export class Build {
     const cwd = payload.cwd ? join(this.dir, payload.cwd) : this.dir;
     try {
       await freshDir(this.dir);
-      if (cwd !== this.dir) await mkdir(cwd, { recursive: true });
+      // An action's cwd comes with its input tree, materialized below.
+      if (cwd !== this.dir && !payload.action) await mkdir(cwd, { recursive: true });
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       return { exitCode: null, signal: null, timedOut: false, error: `cannot create work dir: ${message}`, startedAt, finishedAt: this.deps.clock.now() };
     }
     if (this.cancelReason !== undefined) {
       return { exitCode: null, signal: null, timedOut: false, error: `cancelled before start: ${this.cancelReason}`, startedAt, finishedAt: this.deps.clock.now() };
+    }
+    if (payload.action) {
+      if (!this.deps.actions) {
+        return { exitCode: null, signal: null, timedOut: false, error: 'this agent cannot run actions', startedAt, finishedAt: this.deps.clock.now() };
+      }
+      return this.deps.actions.run(this.assign, this.dir, this.deps.onOutput);
     }
     this.handle = this.deps.runner(
       {

@@ -1,0 +1,209 @@
+import { constants as osConstants, tmpdir } from 'node:os';
+import { createReadStream, promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { EMPTY_DIGEST, materializeTree, type ActionResult, type CasClient, type Digest, type DiskStore, type OutputFile, type UploadItem } from '../cas';
+import { runProcess, type OutputStream, type RunResult } from './process-runner';
+import type { Isolation, ResourceLimits } from './limits';
+import { describeResult } from './describe-result';
+import { cachingTreeFetcher, type InputFetchStats } from './action-inputs';
+import { collectOutputs, OutputRejected, type CollectedOutput } from './action-outputs';
+import { DEFAULT_CAPTURE_MEMORY_BYTES, OutputCapture } from './output-capture';
+
+/**
+ * One action to execute: the protocol's action fields plus the job's command. Declared here
+ * structurally because the executor sits below protocol in the layering.
+ */
+export interface ActionInput {
+  /** The action digest's hash (the action-cache key). */
+  actionHash: string;
+  argv: string[];
+  env: Record<string, string>;
+  /** Working directory relative to the input root. @defaultValue the root */
+  cwd?: string;
+  inputRoot: Digest;
+  /** Relative to `cwd`. */
+  outputFiles: string[];
+  /** Relative to `cwd`; stored as the files under them (`dir/sub/file`). */
+  outputDirs: string[];
+  timeoutSec: number;
+  resources?: ResourceLimits;
+  /** Store the result even when the command exits non-zero. */
+  cacheFailed: boolean;
+  /** When the action was queued (epoch ms), copied into the result's timings. */
+  queuedAt?: number;
+}
+
+export interface ActionDeps {
+  /** The agent's local cache. */
+  local: DiskStore;
+  /** The master's CAS and action cache. */
+  remote: CasClient;
+  /** A fresh, empty directory for this build, created (and later removed) by the caller. */
+  workDir: string;
+  runner?: typeof runProcess;
+  isolation?: Isolation;
+  baseEnv?: Record<string, string>;
+  onOutput: (stream: OutputStream, chunk: string) => void;
+  /** Name recorded in the result. */
+  agent: string;
+  now?: () => number;
+  killGraceMs?: number;
+  /** Where partial downloads and large stdout/stderr spill files go. @defaultValue os.tmpdir() */
+  tmpDir?: string;
+  /** Bytes of stdout (and of stderr) held in memory before spilling to a file. @defaultValue 64 MiB */
+  captureMemoryBytes?: number;
+}
+
+export interface ActionExecution {
+  run: RunResult;
+  result: ActionResult;
+  /** Whether the master's action cache stored the result. */
+  cached: boolean;
+  /** How the inputs were obtained. */
+  inputs: InputFetchStats;
+  /** Blobs uploaded to the master (the ones it was missing). */
+  uploaded: Digest[];
+}
+
+/** Exit code recorded for a run that timed out (as timeout(1) does). */
+export const TIMED_OUT_EXIT = 124;
+/** Exit code recorded for a command that could not be started (as a shell does). */
+export const NOT_STARTED_EXIT = 127;
+
+/**
+ * Executes one action on this agent: materializes its input tree into `deps.workDir` (through
+ * the local cache, hardlinking where the mode allows), runs the command there under the limits,
+ * stores stdout, stderr and the declared outputs in the local cache, uploads what the master
+ * lacks, and stores the result in the master's action cache.
+ *
+ * Only a clean exit is cached, and a non-zero one only with `cacheFailed`; a run that timed out,
+ * was killed, ran out of memory or could not start never is, nor one whose outputs were
+ * rejected. Rejected outputs (escaping the work directory) are neither stored nor uploaded;
+ * the result then has `outcome` saying why and a non-zero exit code.
+ *
+ * @throws when the input tree cannot be materialized (InvalidTreeError, MissingInputError,
+ *   transport errors) or the caches fail; nothing has been run then (or nothing stored).
+ */
+export async function executeAction(input: ActionInput, deps: ActionDeps): Promise<ActionExecution> {
+  const now = deps.now ?? Date.now;
+  const runner = deps.runner ?? runProcess;
+  const tmp = deps.tmpDir ?? tmpdir();
+  const workDir = path.resolve(deps.workDir);
+
+  // (1) Inputs.
+  const inputs: InputFetchStats = { localHits: 0, downloaded: 0, downloadedBytes: 0, linked: 0, copied: 0 };
+  await materializeTree(input.inputRoot, workDir, cachingTreeFetcher(input.inputRoot, deps.local, deps.remote, tmp, inputs));
+
+  // (2) Run.
+  const stdout = new OutputCapture(tmp, 'stdout', deps.captureMemoryBytes ?? DEFAULT_CAPTURE_MEMORY_BYTES);
+  const stderr = new OutputCapture(tmp, 'stderr', deps.captureMemoryBytes ?? DEFAULT_CAPTURE_MEMORY_BYTES);
+  try {
+    const cwdProblem = checkCwd(input.cwd);
+    const cwd = cwdProblem ? workDir : path.join(workDir, input.cwd ?? '');
+    let run: RunResult;
+    if (cwdProblem) {
+      const t = now();
+      run = { exitCode: null, signal: null, timedOut: false, error: cwdProblem, startedAt: t, finishedAt: t };
+    } else {
+      await fsp.mkdir(cwd, { recursive: true });
+      const realCwd = await fsp.realpath(cwd);
+      const realWork = await fsp.realpath(workDir);
+      if (realCwd !== realWork && !realCwd.startsWith(realWork + path.sep)) {
+        const t = now();
+        run = { exitCode: null, signal: null, timedOut: false, error: `working directory ${input.cwd} escapes the work directory`, startedAt: t, finishedAt: t };
+      } else {
+        const handle = runner(
+          {
+            argv: input.argv,
+            env: input.env,
+            ...(deps.baseEnv && { baseEnv: deps.baseEnv }),
+            cwd,
+            timeoutMs: input.timeoutSec * 1000,
+            ...(deps.killGraceMs !== undefined && { killGraceMs: deps.killGraceMs }),
+            ...(input.resources && { limits: input.resources }),
+          },
+          (stream, chunk) => {
+            (stream === 'stdout' ? stdout : stderr).write(chunk);
+            deps.onOutput(stream, chunk);
+          },
+          { now, ...(deps.isolation && { isolation: deps.isolation }) },
+        );
+        run = await handle.result;
+      }
+    }
+
+    // (3) Outputs. Only a run that ended by itself produced outputs worth keeping.
+    const ended = run.error === undefined && !run.timedOut && run.signal === null && !run.oomKilled && run.exitCode !== null;
+    let collected: CollectedOutput[] = [];
+    let rejection: string | undefined;
+    if (ended) {
+      try {
+        collected = await collectOutputs(workDir, cwd, input.outputFiles, input.outputDirs);
+      } catch (err) {
+        if (!(err instanceof OutputRejected)) throw err;
+        rejection = err.message;
+      }
+    }
+
+    // (4) Store locally, upload what the master lacks, record the result.
+    const items: UploadItem[] = [];
+    const putCapture = async (c: OutputCapture): Promise<Digest> => {
+      const captured = c.finish();
+      const digest =
+        'data' in captured
+          ? (await deps.local.putBuffer(captured.data)).digest
+          : (await deps.local.put(createReadStream(captured.path), { size: c.size })).digest;
+      items.push({ digest, ...captured });
+      return digest;
+    };
+    const stdoutDigest = await putCapture(stdout);
+    const stderrDigest = await putCapture(stderr);
+    const outputFiles: OutputFile[] = [];
+    for (const o of collected) {
+      const { digest } = await deps.local.put(createReadStream(o.abs));
+      outputFiles.push({ path: o.path, digest, mode: o.mode });
+      items.push({ digest, path: o.abs });
+    }
+    const uploaded = await deps.remote.uploadMissing(items.filter((i) => i.digest.hash !== EMPTY_DIGEST.hash));
+
+    const result: ActionResult = {
+      exitCode: exitCodeOf(run, rejection),
+      stdout: stdoutDigest,
+      stderr: stderrDigest,
+      outputFiles,
+      agent: deps.agent,
+      timings: {
+        ...(input.queuedAt !== undefined && { queuedAt: input.queuedAt }),
+        startedAt: run.startedAt,
+        finishedAt: run.finishedAt,
+      },
+    };
+    const outcome = rejection ?? (ended ? undefined : describeResult(run));
+    if (outcome !== undefined) result.outcome = outcome;
+
+    const cacheable = ended && rejection === undefined && (run.exitCode === 0 || input.cacheFailed);
+    const cached = cacheable ? await deps.remote.putActionResult(input.actionHash, result, { allowFailed: input.cacheFailed }) : false;
+    return { run, result, cached, inputs, uploaded };
+  } finally {
+    await stdout.dispose();
+    await stderr.dispose();
+  }
+}
+
+function checkCwd(cwd: string | undefined): string | undefined {
+  if (cwd === undefined || cwd === '' || cwd === '.') return undefined;
+  if (cwd.startsWith('/') || cwd.includes('\0') || cwd.split('/').some((s) => s === '..')) {
+    return `working directory ${JSON.stringify(cwd)} is not a plain relative path inside the work directory`;
+  }
+  return undefined;
+}
+
+/** The exit code recorded in the result; non-zero for anything but a clean, accepted exit 0. */
+function exitCodeOf(run: RunResult, rejection: string | undefined): number {
+  if (run.error !== undefined) return NOT_STARTED_EXIT;
+  if (run.timedOut) return TIMED_OUT_EXIT;
+  if (run.signal !== null) return 128 + ((osConstants.signals as Record<string, number>)[run.signal] ?? 0);
+  if (run.exitCode === null) return 1;
+  if (rejection !== undefined && run.exitCode === 0) return 1;
+  return run.exitCode;
+}

@@ -1,0 +1,100 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CasClient, DiskStore } from '../cas';
+import type { AgentOptions } from '../config';
+import { executeAction, type Isolation, type OutputStream } from '../executor';
+import type { Clock, Logger } from '../lib';
+import { actionDigestOf, type AssignFrame, type BuildResult } from '../protocol';
+
+/**
+ * Runs jobs that are actions: inputs from the agent's local CAS cache (filled from the master's
+ * CAS on a miss), outputs and the result back to the master. Opened on the first action, so
+ * agents that never see one never touch the cache dir.
+ */
+export class ActionSupport {
+  private opened: Promise<{ local: DiskStore; remote: CasClient }> | undefined;
+
+  constructor(
+    private readonly d: { options: AgentOptions; clock: Clock; log: Logger; isolation?: Isolation; baseEnv: Record<string, string> },
+  ) {}
+
+  get available(): boolean {
+    return this.d.options.casUrl !== undefined;
+  }
+
+  async run(assign: AssignFrame, workDir: string, onOutput: (stream: OutputStream, chunk: string) => void): Promise<BuildResult> {
+    const { payload } = assign;
+    const spec = payload.action!;
+    const startedAt = this.d.clock.now();
+    if (!this.available || !payload.argv) {
+      return { exitCode: null, signal: null, timedOut: false, error: 'this agent has no CAS to run actions with (start it with --cas)', startedAt, finishedAt: this.d.clock.now() };
+    }
+    const env = payload.env ?? {};
+    const action = actionDigestOf({
+      argv: payload.argv,
+      env,
+      cwd: payload.cwd,
+      inputRoot: spec.inputRoot,
+      outputFiles: spec.outputFiles,
+      outputDirs: spec.outputDirs,
+      timeoutSec: payload.timeoutSec,
+      resources: payload.resources,
+    });
+    const { local, remote } = await this.open();
+    const out = await executeAction(
+      {
+        actionHash: action.hash,
+        argv: payload.argv,
+        env,
+        ...(payload.cwd && { cwd: payload.cwd }),
+        inputRoot: spec.inputRoot,
+        outputFiles: spec.outputFiles,
+        outputDirs: spec.outputDirs,
+        timeoutSec: assign.timeoutSec,
+        ...(payload.resources && { resources: payload.resources }),
+        cacheFailed: spec.cacheFailed,
+      },
+      {
+        local,
+        remote,
+        workDir,
+        ...(this.d.isolation && payload.resources && { isolation: this.d.isolation }),
+        baseEnv: this.d.baseEnv,
+        onOutput,
+        agent: this.d.options.name,
+        now: () => this.d.clock.now(),
+      },
+    );
+    const r = out.run;
+    return {
+      exitCode: r.exitCode,
+      signal: r.signal,
+      timedOut: r.timedOut,
+      ...(r.error !== undefined && { error: r.error }),
+      ...(r.oomKilled && { oomKilled: true }),
+      ...(r.limits && { limits: r.limits.note }),
+      action: { hash: action.hash, cached: out.cached },
+      startedAt: r.startedAt,
+      finishedAt: r.finishedAt,
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.opened) await (await this.opened).local.close();
+  }
+
+  private open(): Promise<{ local: DiskStore; remote: CasClient }> {
+    this.opened ??= (async () => {
+      const o = this.d.options;
+      const local = await DiskStore.open({
+        root: o.cacheDir ?? join(tmpdir(), `spillway-agent-cache-${o.name}`),
+        maxBytes: o.cacheMaxMb * 1024 * 1024,
+        clock: this.d.clock,
+        log: this.d.log,
+      });
+      const remote = new CasClient({ baseUrl: o.casUrl!, ...(o.casToken && { token: o.casToken }) });
+      return { local, remote };
+    })();
+    return this.opened;
+  }
+}
