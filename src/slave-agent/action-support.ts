@@ -41,6 +41,16 @@ export class ActionSupport {
       resources: payload.resources,
     });
     const { local, remote } = await this.open();
+    // The same action already ran somewhere: its result stands, nothing runs again.
+    const hit = await remote.getActionResult(action.hash);
+    if (hit) {
+      const [stdout, stderr] = await Promise.all([remote.getBlob(hit.stdout), remote.getBlob(hit.stderr)]);
+      if (stdout?.length) onOutput('stdout', stdout.toString());
+      if (stderr?.length) onOutput('stderr', stderr.toString());
+      onOutput('stderr', `[spillway: action ${action.hash.slice(0, 12)} served from the action cache; nothing ran]\n`);
+      const now = this.d.clock.now();
+      return { exitCode: hit.exitCode, signal: null, timedOut: false, action: { hash: action.hash, cached: true }, startedAt: now, finishedAt: now };
+    }
     const out = await executeAction(
       {
         actionHash: action.hash,

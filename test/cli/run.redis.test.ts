@@ -72,3 +72,37 @@ describe('cli: spillway run — a cached action end to end', function () {
     assert.doesNotMatch(second.output(), /served from the action cache/);
   });
 });
+
+describe('agent: an action job whose result is cached runs nothing', function () {
+  this.timeout(60_000);
+  it('answers from the action cache even when submitted through the API', async () => {
+    const work = mkdtempSync(join(tmpdir(), 'spillway-run-'));
+    const farm = await new TestFarm(farmConfigRaw({ cas: { dir: join(work, 'cas') } })).start();
+    const agent = spawnCli(['agent', '--master', farm.addr.agentUrl, '--name', 'b', '--job-types', 'b2g', '--cas', farm.addr.httpUrl, '--cache-dir', join(work, 'cache')], {
+      SPILLWAY_AGENT_TOKEN: TOKEN,
+    });
+    try {
+      await farm.logs.waitFor((e) => e.event === 'agent.registered' && e.agent === 'b');
+      const src = join(work, 'src');
+      mkdirSync(src);
+      writeFileSync(join(src, 'n'), '1');
+      const run = spawnCli(['run', '--master', farm.addr.httpUrl, '--type', 'b2g', '--inputs', src, '--', 'sh', '-c', 'echo ran >> /dev/stderr; cat n']);
+      assert.equal((await run.exited).code, 0, run.output());
+      const { builds } = await farm.api<{ builds: BuildRecord[] }>('/api/builds');
+      const job = await farm.api<{ builds: unknown[] }>(`/api/jobs/${builds[0]!.id}`);
+      // Submit the very same action again, bypassing the CLI's own cache check.
+      const events = await farm.events('b2g');
+      const original = (await farm.queue('b2g').getJob(builds[0]!.id))!.data as Record<string, unknown>;
+      const id = await farm.submit({ type: 'b2g', ...original });
+      await (await farm.queue('b2g').getJob(id))!.waitUntilFinished(events);
+      const view = await farm.api<{ state: string; log: string }>(`/api/jobs/${id}`);
+      assert.equal(view.state, 'completed');
+      assert.match(view.log, /served from the action cache; nothing ran/);
+      assert.ok(job.builds.length === 1);
+    } finally {
+      agent.child.kill('SIGKILL');
+      await farm.stop();
+      rmSync(work, { recursive: true, force: true });
+    }
+  });
+});
