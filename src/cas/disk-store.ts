@@ -3,7 +3,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import type { Clock, Logger } from '../lib';
-import { EMPTY_DIGEST, isHash, type Digest } from './digest';
+import { digestOf, EMPTY_DIGEST, isHash, type Digest } from './digest';
 import { DiskIndex } from './disk-index';
 import { BadDigestError, CasFullError, DigestMismatchError } from './errors';
 import { VerifyStream } from './verify-stream';
@@ -66,7 +66,11 @@ type Source = Readable | AsyncIterable<Buffer | Uint8Array>;
  * rather than at startup, and a corrupt file is removed and counted. The empty blob is always
  * present and never stored.
  */
+/** Blobs under this size are read whole, once for all concurrent readers; larger ones stream. */
+const SHARED_READ_MAX_BYTES = 1024 * 1024;
+
 export class DiskStore {
+  private readonly sharedReads = new Map<string, Promise<Buffer | undefined>>();
   private reserved = 0;
   /** Hashes between index entry and rename; a reader must not mistake them for lost files. */
   private readonly committing = new Map<string, Promise<unknown>>();
@@ -231,6 +235,23 @@ export class DiskStore {
       this.counters.misses++;
       return undefined;
     }
+    if (entry.size < SHARED_READ_MAX_BYTES) {
+      // Concurrent GETs of one small blob (a popular header, an action's stdout) share one
+      // read and one verification instead of each opening, statting and hashing the file.
+      let read = this.sharedReads.get(hash);
+      if (!read) {
+        read = this.readVerified(hash, entry.size).finally(() => this.sharedReads.delete(hash));
+        this.sharedReads.set(hash, read);
+      }
+      const data = await read;
+      if (!data) {
+        this.counters.misses++;
+        return undefined;
+      }
+      this.index.touch(hash, this.opts.clock.now());
+      this.counters.hits++;
+      return { digest: { hash, size: entry.size }, stream: Readable.from([data]) };
+    }
     let fh: fsp.FileHandle;
     try {
       fh = await fsp.open(this.blobPath(hash), 'r');
@@ -368,6 +389,24 @@ export class DiskStore {
       await this.forget(hash, 'missing');
       return false;
     }
+  }
+
+  /** A small blob read whole and checked before anyone sees a byte; undefined if gone or corrupt. */
+  private async readVerified(hash: string, size: number): Promise<Buffer | undefined> {
+    let data: Buffer;
+    try {
+      data = await fsp.readFile(this.blobPath(hash));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      await this.forget(hash, 'missing');
+      return undefined;
+    }
+    const actual = digestOf(data);
+    if (actual.hash !== hash || actual.size !== size) {
+      await this.corrupt({ hash, size }, actual);
+      return undefined;
+    }
+    return data;
   }
 
   private async corrupt(expected: Digest, actual: Digest): Promise<void> {

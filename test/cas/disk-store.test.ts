@@ -130,6 +130,32 @@ describe('cas DiskStore', () => {
     assert.ok((await store.getBuffer(d.hash))?.equals(data));
   });
 
+  it('serves concurrent GETs of one small blob from one read, and never a corrupted small blob', async () => {
+    const { store } = await open();
+    const data = randomBytes(4096);
+    const d = digestOf(data);
+    await store.putBuffer(data);
+    const realReadFile = fsp.readFile;
+    let reads = 0;
+    (fsp as { readFile: typeof fsp.readFile }).readFile = ((...args: Parameters<typeof fsp.readFile>) => {
+      reads++;
+      return realReadFile(...args);
+    }) as typeof fsp.readFile;
+    try {
+      const got = await Promise.all(Array.from({ length: 10 }, () => store.getBuffer(d.hash)));
+      assert.ok(got.every((b) => b?.equals(data)));
+      assert.equal(reads, 1);
+    } finally {
+      (fsp as { readFile: typeof fsp.readFile }).readFile = realReadFile;
+    }
+    const bytes = await fsp.readFile(store.blobPath(d.hash));
+    bytes[7] ^= 0xff;
+    await fsp.writeFile(store.blobPath(d.hash), bytes);
+    assert.equal(await store.get(d.hash), undefined, 'detected before a byte is served');
+    assert.equal(store.stats().corruptionsDetected, 1);
+    assert.equal(await store.has(d), false);
+  });
+
   it('treats a truncated file as corrupt without streaming it', async () => {
     const { store } = await open();
     const data = randomBytes(5000);
