@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, promises as fsp } from 'node:fs';
+import { BatchedWriter } from './batched-writer';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { parseActionResult, serializeActionResult, type ActionResult } from './action-result';
@@ -63,7 +64,7 @@ export class CasClient {
   /** Uploads one blob (no existence check). */
   async upload(item: UploadItem, options: CallOptions = {}): Promise<void> {
     const body: RequestInit['body'] =
-      'data' in item ? item.data : (Readable.toWeb(createReadStream(item.path)) as ReadableStream<Uint8Array>);
+      'data' in item ? item.data : (Readable.toWeb(createReadStream(item.path, { highWaterMark: 1024 * 1024 })) as ReadableStream<Uint8Array>);
     const res = await this.request('PUT', `/cas/${checkHash(item.digest.hash)}`, options, {
       body,
       headers: { 'content-type': 'application/octet-stream', 'content-length': String(item.digest.size) },
@@ -116,15 +117,17 @@ export class CasClient {
     let size = 0;
     try {
       const fh = await fsp.open(tmp, 'wx', options.mode ?? 0o644);
+      const out = new BatchedWriter(fh);
       try {
         if (res.body) {
           for await (const chunk of Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>)) {
             const buf = chunk as Buffer;
             hasher.update(buf);
             size += buf.length;
-            await fh.write(buf);
+            await out.write(buf);
           }
         }
+        await out.flush();
         await fh.sync();
       } finally {
         await fh.close();

@@ -3,6 +3,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import type { Clock, Logger } from '../lib';
+import { BatchedWriter } from './batched-writer';
 import { digestOf, EMPTY_DIGEST, isHash, type Digest } from './digest';
 import { DiskIndex } from './disk-index';
 import { BadDigestError, CasFullError, DigestMismatchError } from './errors';
@@ -318,6 +319,7 @@ export class DiskStore {
     const hasher = createHash('sha256');
     let size = 0;
     const fh = await fsp.open(tmp, 'wx');
+    const out = new BatchedWriter(fh);
     try {
       for await (const chunk of source) {
         const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk);
@@ -327,8 +329,9 @@ export class DiskStore {
           throw new DigestMismatchError(`upload is longer than its declared size ${expectedSize}`);
         }
         hasher.update(buf);
-        await fh.write(buf);
+        await out.write(buf);
       }
+      await out.flush();
       await fh.sync();
     } finally {
       await fh.close();

@@ -195,14 +195,16 @@ describe('cas HTTP routes', () => {
       },
     });
     const put = fetch(`${s.url}/cas/${d.hash}`, { method: 'PUT', body, duplex: 'half' } as RequestInit);
-    // Half the body is on disk in the temp file while the client still holds the other half.
+    // Most of the first half is on disk in the temp file while the client still holds the
+    // other half: the store writes in batches of at most 1 MiB, it never buffers the body.
+    const expected = 3 * 1024 * 1024;
     let onDisk = 0;
-    for (let i = 0; i < 200 && onDisk < 4 * 1024 * 1024; i++) {
+    for (let i = 0; i < 200 && onDisk < expected; i++) {
       await new Promise((r) => setTimeout(r, 10));
       const files = await fsp.readdir(tmpDir);
       onDisk = files.length ? (await fsp.stat(`${tmpDir}/${files[0]}`).catch(() => ({ size: 0 }))).size : 0;
     }
-    assert.equal(onDisk, 4 * 1024 * 1024);
+    assert.ok(onDisk >= expected && onDisk <= 4 * 1024 * 1024, `on disk: ${onDisk}`);
     release();
     assert.equal((await put).status, 200);
     assert.equal(await s.store.has(d), true);
