@@ -5,6 +5,7 @@ import type { AgentOptions } from '../config';
 import { executeAction, type Isolation, type OutputStream } from '../executor';
 import type { Clock, Logger } from '../lib';
 import { actionDigestOf, type AssignFrame, type BuildResult } from '../protocol';
+import { toBuildResult } from './build-result-of';
 
 /**
  * Runs jobs that are actions: inputs from the agent's local CAS cache (filled from the master's
@@ -75,18 +76,7 @@ export class ActionSupport {
         now: () => this.d.clock.now(),
       },
     );
-    const r = out.run;
-    return {
-      exitCode: r.exitCode,
-      signal: r.signal,
-      timedOut: r.timedOut,
-      ...(r.error !== undefined && { error: r.error }),
-      ...(r.oomKilled && { oomKilled: true }),
-      ...(r.limits && { limits: r.limits.note }),
-      action: { hash: action.hash, cached: out.cached },
-      startedAt: r.startedAt,
-      finishedAt: r.finishedAt,
-    };
+    return { ...toBuildResult(out.run), action: { hash: action.hash, cached: out.cached } };
   }
 
   async close(): Promise<void> {

@@ -1,8 +1,9 @@
 import { mkdir, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Isolation, OutputStream, RunHandle, RunResult, runProcess } from '../executor';
+import type { Isolation, OutputStream, RunHandle, runProcess } from '../executor';
 import type { Clock } from '../lib';
 import type { ActionSupport } from './action-support';
+import { toBuildResult } from './build-result-of';
 import type { AssignFrame, BuildResult, HeldJob } from '../protocol';
 
 export interface BuildDeps {
@@ -128,18 +129,4 @@ async function removeDir(dir: string): Promise<void> {
     if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
     await rm(dir, { recursive: true, force: true });
   }
-}
-
-/** The runner's result as the protocol carries it: its own fields only, the limits in words. */
-function toBuildResult(r: RunResult): BuildResult {
-  return {
-    exitCode: r.exitCode,
-    signal: r.signal,
-    timedOut: r.timedOut,
-    ...(r.error !== undefined && { error: r.error }),
-    ...(r.oomKilled && { oomKilled: true }),
-    ...(r.limits && { limits: r.limits.note }),
-    startedAt: r.startedAt,
-    finishedAt: r.finishedAt,
-  };
 }

@@ -1,0 +1,16 @@
+import type { RunResult } from '../executor';
+import type { BuildResult } from '../protocol';
+
+/** The runner's result as the protocol carries it: its own fields only, the limits in words. */
+export function toBuildResult(r: RunResult): BuildResult {
+  return {
+    exitCode: r.exitCode,
+    signal: r.signal,
+    timedOut: r.timedOut,
+    ...(r.error !== undefined && { error: r.error }),
+    ...(r.oomKilled && { oomKilled: true }),
+    ...(r.limits && { limits: r.limits.note }),
+    startedAt: r.startedAt,
+    finishedAt: r.finishedAt,
+  };
+}
