@@ -3,8 +3,8 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import type { Clock, Logger } from '../lib';
-import { BatchedWriter } from './batched-writer';
 import { digestOf, EMPTY_DIGEST, isHash, type Digest } from './digest';
+import { writeHashedTemp } from './hashed-temp-file';
 import { DiskIndex } from './disk-index';
 import { BadDigestError, CasFullError, DigestMismatchError } from './errors';
 import { VerifyStream } from './verify-stream';
@@ -147,7 +147,7 @@ export class DiskStore {
     const tmp = path.join(this.opts.root, 'tmp', `blob.${randomBytes(8).toString('hex')}`);
     try {
       if (expected.size !== undefined) reservation = await this.reserve(expected.size, expected.hash ?? '(any)');
-      const actual = await this.writeTemp(source, tmp, expected.size);
+      const actual = await writeHashedTemp(source, tmp, expected.size);
       const hash = expected.hash ?? actual.hash;
       if (actual.hash !== hash || (expected.size !== undefined && actual.size !== expected.size)) {
         throw new DigestMismatchError(
@@ -313,30 +313,6 @@ export class DiskStore {
     } finally {
       this.committing.delete(hash);
     }
-  }
-
-  private async writeTemp(source: Source, tmp: string, expectedSize: number | undefined): Promise<Digest> {
-    const hasher = createHash('sha256');
-    let size = 0;
-    const fh = await fsp.open(tmp, 'wx');
-    const out = new BatchedWriter(fh);
-    try {
-      for await (const chunk of source) {
-        const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk);
-        size += buf.length;
-        // Stop reading a body that is already too long instead of filling the disk with it.
-        if (expectedSize !== undefined && size > expectedSize) {
-          throw new DigestMismatchError(`upload is longer than its declared size ${expectedSize}`);
-        }
-        hasher.update(buf);
-        await out.write(buf);
-      }
-      await out.flush();
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    return { hash: hasher.digest('hex'), size };
   }
 
   /** Makes room for `bytes` under the hard limit and holds it until released. */

@@ -4,3 +4,4 @@ export * from './logger';
 export * from './log-events';
 export * from './redis-server';
 export * from './secret';
+export * from './background-loop';

@@ -1,5 +1,6 @@
 import { UnrecoverableError, type Job } from 'bullmq';
 import { describeResult, outcomeOf, type BuildResult, type FinishedFrame } from '../protocol';
+import type { Logger } from '../lib';
 import type { ConnectedAgent } from './agent-registry';
 import type { BuildIdentity, BuildRecord, BuildStore } from './build-store';
 import { attemptOf } from './held-job';
@@ -10,7 +11,27 @@ import type { JobTypeQueue } from './job-type-queue';
  * and to the build store.
  */
 export class BuildSettlement {
-  constructor(private readonly d: { queues: ReadonlyMap<string, JobTypeQueue>; builds: BuildStore }) {}
+  constructor(private readonly d: { queues: ReadonlyMap<string, JobTypeQueue>; builds: BuildStore; log: Logger }) {}
+
+  /**
+   * A build its agent still runs but nobody holds the lock of any more (its master was away
+   * longer than the lock): the agent cancels it, and its record must not stay "running".
+   * `currentAttempt` is the attempt now held for the job, whose record is left alone.
+   */
+  async closeAbandoned(queue: string, jobId: string, agentName: string, currentAttempt: number | undefined, now: number): Promise<void> {
+    for (const rec of await this.d.builds.attempts(queue, jobId)) {
+      if (rec.state !== 'running' || rec.agent !== agentName || rec.attempt === currentAttempt) continue;
+      await this.d.builds.finished(rec, {
+        finishedAt: now,
+        startedAt: rec.startedAt,
+        result: 'cancelled',
+        exitCode: null,
+        signal: null,
+        reason: 'cancelled: the job was taken back while its agent was away',
+      });
+      this.d.log.warn('job.cancelled', { queue, jobId, attempt: rec.attempt, agent: agentName, reason: 'lock expired while the agent was away' });
+    }
+  }
 
   /** A build that finished while no master held it (this one was restarted); its lock may still be valid. */
   async settleUnheld(agent: ConnectedAgent, f: FinishedFrame): Promise<BuildRecord> {

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { UnrecoverableError, type Job } from 'bullmq';
 import type { Config } from '../config';
-import type { Clock, Logger } from '../lib';
+import { runEvery, type Clock, type Logger } from '../lib';
 import {
   checkJobPayload,
   type FinishedFrame,
@@ -60,14 +60,15 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   constructor(private readonly d: DispatcherDeps) {
     super();
     this.log = d.log;
-    this.settlement = new BuildSettlement({ queues: d.queues, builds: d.builds });
+    this.settlement = new BuildSettlement({ queues: d.queues, builds: d.builds, log: d.log });
     for (const t of d.queues.keys()) this.pending.set(t, []);
   }
 
   start(): void {
     for (const q of this.d.queues.values()) this.loops.push(this.feedLoop(q));
-    this.loops.push(this.every('renew-locks', this.d.config.builds.lockMs / 2, () => this.renewLocks()));
-    this.loops.push(this.every('sweep-agents', Math.min(1000, this.d.config.agents.heartbeatSec * 1000), () => this.sweep()));
+    const loop = { clock: this.d.clock, signal: this.abort.signal, log: this.log, errorEvent: 'queue.error' as const };
+    this.loops.push(runEvery('renew-locks', this.d.config.builds.lockMs / 2, () => this.renewLocks(), loop));
+    this.loops.push(runEvery('sweep-agents', Math.min(1000, this.d.config.agents.heartbeatSec * 1000), () => this.sweep(), loop));
   }
 
   /** Stops taking jobs and gives back the ones no agent runs yet; running builds keep their locks for a successor. */
@@ -316,29 +317,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     }
     if (kept.length) this.log.info('agent.reattached', { agent: agent.name, jobs: kept.map((k) => buildKey(k.queue, k.jobId)) });
     for (const r of running) {
-      if (!kept.some((k) => k.queue === r.queue && k.jobId === r.jobId)) await this.closeAbandoned(r.queue, r.jobId, agent.name);
+      if (!kept.some((k) => k.queue === r.queue && k.jobId === r.jobId)) await this.settlement.closeAbandoned(r.queue, r.jobId, agent.name, this.held.get(buildKey(r.queue, r.jobId))?.attempt, this.d.clock.now());
     }
     return kept;
-  }
-
-  /**
-   * A build its agent still runs but nobody holds the lock of any more (its master was away
-   * longer than the lock): the agent cancels it, and its record must not stay "running".
-   */
-  private async closeAbandoned(queue: string, jobId: string, agentName: string): Promise<void> {
-    const current = this.held.get(buildKey(queue, jobId));
-    for (const rec of await this.d.builds.attempts(queue, jobId)) {
-      if (rec.state !== 'running' || rec.agent !== agentName || rec.attempt === current?.attempt) continue;
-      await this.d.builds.finished(rec, {
-        finishedAt: this.d.clock.now(),
-        startedAt: rec.startedAt,
-        result: 'cancelled',
-        exitCode: null,
-        signal: null,
-        reason: 'cancelled: the job was taken back while its agent was away',
-      });
-      this.log.warn('job.cancelled', { queue, jobId, attempt: rec.attempt, agent: agentName, reason: 'lock expired while the agent was away' });
-    }
   }
 
   /** The agent's connection is gone: its builds wait `lostAfterSec` for it to come back. */
@@ -413,23 +394,6 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   private ownedBy(agent: ConnectedAgent, f: AgentHeldJob): HeldJob | undefined {
     const h = this.held.get(buildKey(f.queue, f.jobId));
     return h && h.agentId === agent.id && h.token === f.lockToken ? h : undefined;
-  }
-
-  /** One shape for background loops: no overlapping runs, errors reported, never crashing. */
-  private async every(name: string, ms: number, fn: () => Promise<void>): Promise<void> {
-    const signal = this.abort.signal;
-    while (!signal.aborted) {
-      try {
-        await this.d.clock.sleep(ms, signal);
-      } catch {
-        return;
-      }
-      try {
-        await fn();
-      } catch (err) {
-        this.log.error('queue.error', { loop: name, error: err });
-      }
-    }
   }
 
   /** The job ids and results of builds still held, for status pages. */
