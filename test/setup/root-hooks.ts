@@ -1,6 +1,10 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startRedisServer, type RedisServerHandle } from '../../src/lib';
 
 let server: RedisServerHandle | undefined;
+let scratch: string | undefined;
 
 /** The redis-server every Redis suite talks to, started once per run on a free port. */
 export function redisUrl(): string {
@@ -11,9 +15,15 @@ export function redisUrl(): string {
 export const mochaHooks = {
   async beforeAll(this: Mocha.Context) {
     this.timeout(20_000);
+    // Every temp dir of the run (ours, agents' work dirs and caches, child processes' — they
+    // inherit TMPDIR) lives under one directory that is removed at the end, even where a
+    // test had to SIGKILL the process that would have cleaned up after itself.
+    scratch = mkdtempSync(join(tmpdir(), 'spillway-test-'));
+    process.env.TMPDIR = scratch;
     server = await startRedisServer();
   },
   async afterAll() {
     await server?.stop();
+    if (scratch) rmSync(scratch, { recursive: true, force: true });
   },
 };
