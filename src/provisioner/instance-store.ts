@@ -240,7 +240,8 @@ function nextState(event: InstanceEvent): InstanceState {
 function eventFields(event: InstanceEvent): InstanceFields {
   switch (event.type) {
     case 'registered':
-      return { agent: event.agent };
+      // A fresh start: whatever explained an earlier failure or suspension no longer applies.
+      return { agent: event.agent, reason: null };
     case 'jobs-done':
       return { lastJobEndedAt: event.at };
     case 'drain':
@@ -252,9 +253,10 @@ function eventFields(event: InstanceEvent): InstanceFields {
       return { hibernated: event.hibernated };
     case 'wake':
     case 'launch':
+    case 'undrain':
+      return { reason: null };
     case 'started':
     case 'job-started':
-    case 'undrain':
       return {};
   }
 }

@@ -32,14 +32,15 @@ describe('InstanceStore: apply, adopt, list, remove', () => {
 
   describe('apply() follows the transition table', () => {
     const cases: { from: InstanceState; event: InstanceEvent; to?: InstanceState; set?: Record<string, unknown> }[] = [
-      { from: 'suspended', event: { type: 'wake' }, to: 'waking' },
+      // A new start clears the reason an earlier suspension or failure left.
+      { from: 'suspended', event: { type: 'wake' }, to: 'waking', set: { reason: null } },
       { from: 'waking', event: { type: 'started' }, to: 'booting' },
       { from: 'launching', event: { type: 'started' }, to: 'booting' },
-      { from: 'booting', event: { type: 'registered', agent: 'ec2-7' }, to: 'idle', set: { agent: 'ec2-7' } },
+      { from: 'booting', event: { type: 'registered', agent: 'ec2-7' }, to: 'idle', set: { agent: 'ec2-7', reason: null } },
       { from: 'idle', event: { type: 'job-started' }, to: 'busy' },
       { from: 'busy', event: { type: 'jobs-done', at: 777 }, to: 'idle', set: { lastJobEndedAt: 777 } },
       { from: 'idle', event: { type: 'drain', reason: 'idle 61m' }, to: 'draining', set: { reason: 'idle 61m' } },
-      { from: 'draining', event: { type: 'undrain' }, to: 'idle' },
+      { from: 'draining', event: { type: 'undrain' }, to: 'idle', set: { reason: null } },
       { from: 'draining', event: { type: 'suspend', reason: 'drained' }, to: 'suspending', set: { reason: 'drained' } },
       { from: 'suspending', event: { type: 'stopped', hibernated: true }, to: 'suspended', set: { hibernated: true } },
       { from: 'busy', event: { type: 'fail', reason: 'agent lost' }, to: 'failed', set: { reason: 'agent lost' } },
