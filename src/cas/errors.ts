@@ -52,3 +52,13 @@ export class CasHttpError extends SpillwayError {
     this.disposition = status >= 500 || status === 429 ? 'retry' : 'fatal';
   }
 }
+
+/**
+ * An input tree is malformed or hostile: a name that is not a plain single component, a symlink
+ * that is absolute or climbs out of the root, a special file, a directory blob that is not in
+ * canonical form or does not match its digest. The same tree will fail the same way again.
+ */
+export class InvalidTreeError extends SpillwayError {
+  readonly code = 'SPILLWAY_E_CAS_INVALID_TREE';
+  readonly disposition = 'fatal';
+}

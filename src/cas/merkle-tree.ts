@@ -1,17 +1,7 @@
 import { promises as fsp, type Stats } from 'node:fs';
 import * as path from 'node:path';
-import { SpillwayError } from '../lib';
 import { digestOf, digestOfFile, isDigest, type Digest } from './digest';
-
-/**
- * An input tree is malformed or hostile: a name that is not a plain single component, a symlink
- * that is absolute or climbs out of the root, a special file, a directory blob that is not in
- * canonical form or does not match its digest. The same tree will fail the same way again.
- */
-export class InvalidTreeError extends SpillwayError {
-  readonly code = 'SPILLWAY_E_CAS_INVALID_TREE';
-  readonly disposition = 'fatal';
-}
+import { InvalidTreeError } from './errors';
 
 /** A file in a {@link DirectoryNode}. `executable` is true when any x bit was set. */
 export interface FileEntry {

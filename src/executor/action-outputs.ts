@@ -56,26 +56,29 @@ export async function collectOutputs(
     }
   };
 
-  for (const rel of outputFiles) {
+  /** A declared output's path and lstat, undefined when absent; a symlink is always refused. */
+  const declared = async (rel: string): Promise<{ abs: string; st: Stats } | undefined> => {
     const parent = await realParent(rel);
-    if (parent === undefined) continue;
+    if (parent === undefined) return undefined;
     const abs = path.join(parent, path.basename(rel));
     const st = await lstatOptional(abs);
-    if (!st) continue;
+    if (!st) return undefined;
     if (st.isSymbolicLink()) throw new OutputRejected(ESCAPES, rel);
-    if (!st.isFile()) throw new OutputRejected('declared output file is not a regular file', rel);
-    out.set(rel, { path: rel, abs, mode: modeOf(st) });
+    return { abs, st };
+  };
+
+  for (const rel of outputFiles) {
+    const found = await declared(rel);
+    if (!found) continue;
+    if (!found.st.isFile()) throw new OutputRejected('declared output file is not a regular file', rel);
+    out.set(rel, { path: rel, abs: found.abs, mode: modeOf(found.st) });
   }
 
   for (const rel of outputDirs) {
-    const parent = await realParent(rel);
-    if (parent === undefined) continue;
-    const abs = path.join(parent, path.basename(rel));
-    const st = await lstatOptional(abs);
-    if (!st) continue;
-    if (st.isSymbolicLink()) throw new OutputRejected(ESCAPES, rel);
-    if (!st.isDirectory()) throw new OutputRejected('declared output directory is not a directory', rel);
-    await walk(abs, rel);
+    const found = await declared(rel);
+    if (!found) continue;
+    if (!found.st.isDirectory()) throw new OutputRejected('declared output directory is not a directory', rel);
+    await walk(found.abs, rel);
   }
   return [...out.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 
