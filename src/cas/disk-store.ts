@@ -273,7 +273,7 @@ export class DiskStore {
     this.index.touch(hash, this.opts.clock.now());
     this.counters.hits++;
     const verify = new VerifyStream(digest, (actual) => this.corrupt(digest, actual));
-    const raw = fh.createReadStream({ highWaterMark: 256 * 1024 });
+    const raw = fh.createReadStream({ highWaterMark: 1024 * 1024 });
     raw.on('error', (err) => verify.destroy(err));
     verify.on('close', () => raw.destroy());
     return { digest, stream: raw.pipe(verify) };
