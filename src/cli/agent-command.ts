@@ -19,7 +19,7 @@ export interface AgentFlags {
   casToken?: string;
   cacheDir?: string;
   logLevel?: 'error' | 'warn' | 'info' | 'debug';
-  logFormat?: 'json' | 'pretty';
+  logFormat?: 'json' | 'pretty' | 'auto';
   isolation?: 'auto' | 'off';
 }
 
@@ -42,7 +42,7 @@ export async function agentCommand(flags: AgentFlags, env: NodeJS.ProcessEnv): P
     casToken: flags.casToken,
     cacheDir: flags.cacheDir,
   });
-  const log = createLogger({ level: flags.logLevel ?? 'info', format: flags.logFormat ?? 'json' }).child({ agent: options.name });
+  const log = createLogger({ level: flags.logLevel ?? 'info', format: flags.logFormat ?? 'auto' }).child({ agent: options.name });
   const baseEnv: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) if (v !== undefined && k !== 'SPILLWAY_AGENT_TOKEN' && k !== 'SPILLWAY_CAS_TOKEN') baseEnv[k] = v;
   // Detected once: the log says which limits this machine can enforce for jobs that ask.

@@ -50,7 +50,7 @@ async function run(argv: string[]): Promise<number> {
       new Option('--isolation <mode>', 'confine builds that ask for resources (cgroups, else rlimits)').choices(['auto', 'off']).default('auto'),
     )
     .addOption(new Option('--log-level <level>').choices(['error', 'warn', 'info', 'debug']).default('info'))
-    .addOption(new Option('--log-format <format>').choices(['json', 'pretty']).default('json'))
+    .addOption(new Option('--log-format <format>', 'auto: readable on a terminal, JSON lines otherwise').choices(['json', 'pretty', 'auto']).default('auto'))
     .action(async (o) => {
       code = await (await import('./agent-command.js')).agentCommand(o, process.env);
     });

@@ -23,8 +23,11 @@ export interface LogEntry extends LogFields {
 export interface LoggerOptions {
   /** @defaultValue 'info' */
   level?: LogLevel;
-  /** `json`: one JSON object per line; `pretty`: for a human at a terminal. @defaultValue 'json' */
-  format?: 'json' | 'pretty';
+  /**
+   * `json`: one JSON object per line; `pretty`: for a human at a terminal; `auto`: pretty when
+   * the stream is a terminal, JSON otherwise (log shippers get JSON). @defaultValue 'json'
+   */
+  format?: 'json' | 'pretty' | 'auto';
   /** Where lines go. @defaultValue process.stderr */
   stream?: NodeJS.WritableStream;
   /** Receives every entry as an object as well (tests assert on events through it). */
@@ -77,13 +80,14 @@ const redactFormat = winston.format((info) => {
 export function createLogger(options: LoggerOptions = {}): Logger {
   const transports: Transport[] = [];
   if (!options.silent) {
+    const stream = options.stream ?? process.stderr;
+    const readable = options.format === 'pretty' || (options.format === 'auto' && (stream as { isTTY?: boolean }).isTTY === true);
     transports.push(
       new winston.transports.Stream({
-        stream: options.stream ?? process.stderr,
-        format:
-          options.format === 'pretty'
-            ? winston.format.combine(winston.format.timestamp(), pretty)
-            : winston.format.combine(winston.format.timestamp(), winston.format.json()),
+        stream,
+        format: readable
+          ? winston.format.combine(winston.format.timestamp(), pretty)
+          : winston.format.combine(winston.format.timestamp(), winston.format.json()),
       }),
     );
   }
