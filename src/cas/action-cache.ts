@@ -35,7 +35,14 @@ export interface ActionCachePutOptions {
  * miss.
  */
 export class ActionCache {
+  /** Lookups of action results (not the raw namespace): served, or missing/incomplete. */
+  private readonly counters = { hits: 0, misses: 0 };
+
   private constructor(private readonly opts: ActionCacheOptions) {}
+
+  stats(): { hits: number; misses: number } {
+    return { ...this.counters };
+  }
 
   static async open(options: ActionCacheOptions): Promise<ActionCache> {
     for (const dir of ['ac', 'ac-raw', 'tmp']) await fsp.mkdir(path.join(options.root, dir), { recursive: true });
@@ -44,6 +51,13 @@ export class ActionCache {
 
   /** The result for `actionHash`, or undefined on a miss or (by default) when incomplete. */
   async get(actionHash: string, options: ActionCacheGetOptions = {}): Promise<ActionResult | undefined> {
+    const result = await this.lookup(actionHash, options);
+    if (result) this.counters.hits++;
+    else this.counters.misses++;
+    return result;
+  }
+
+  private async lookup(actionHash: string, options: ActionCacheGetOptions): Promise<ActionResult | undefined> {
     const bytes = await readOptional(this.resultPath(check(actionHash)));
     if (!bytes) return undefined;
     const result = parseActionResultBytes(bytes);

@@ -55,6 +55,10 @@ export interface DiskStoreStats {
   evictions: number;
   evictedBytes: number;
   corruptionsDetected: number;
+  /** Bytes of blobs newly stored by PUTs. */
+  bytesStored: number;
+  /** Bytes of blobs handed to readers (hits). */
+  bytesServed: number;
 }
 
 type Source = Readable | AsyncIterable<Buffer | Uint8Array>;
@@ -75,7 +79,7 @@ export class DiskStore {
   private reserved = 0;
   /** Hashes between index entry and rename; a reader must not mistake them for lost files. */
   private readonly committing = new Map<string, Promise<unknown>>();
-  private readonly counters = { hits: 0, misses: 0, evictions: 0, evictedBytes: 0, corruptionsDetected: 0 };
+  private readonly counters = { hits: 0, misses: 0, evictions: 0, evictedBytes: 0, corruptionsDetected: 0, bytesStored: 0, bytesServed: 0 };
   readonly maxBytes: number;
   readonly lowWatermark: number;
   readonly highWatermark: number;
@@ -173,7 +177,10 @@ export class DiskStore {
         await fsp.rename(tmp, final);
         return true;
       });
-      if (stored) await this.evictAboveHighWatermark();
+      if (stored) {
+        this.counters.bytesStored += actual.size;
+        await this.evictAboveHighWatermark();
+      }
       return { digest: actual, stored };
     } finally {
       this.release(reservation);
@@ -251,6 +258,7 @@ export class DiskStore {
       }
       this.index.touch(hash, this.opts.clock.now());
       this.counters.hits++;
+      this.counters.bytesServed += entry.size;
       return { digest: { hash, size: entry.size }, stream: Readable.from([data]) };
     }
     let fh: fsp.FileHandle;
@@ -272,6 +280,7 @@ export class DiskStore {
     }
     this.index.touch(hash, this.opts.clock.now());
     this.counters.hits++;
+    this.counters.bytesServed += entry.size;
     const verify = new VerifyStream(digest, (actual) => this.corrupt(digest, actual));
     const raw = fh.createReadStream({ highWaterMark: 1024 * 1024 });
     raw.on('error', (err) => verify.destroy(err));

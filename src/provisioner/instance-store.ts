@@ -30,6 +30,11 @@ export interface InstanceStoreOptions {
   clock: Pick<Clock, 'now'>;
   /** Where subscriber connection errors go. @defaultValue they are dropped */
   log?: Logger;
+  /**
+   * Told of every change this store made (not other masters'), with the state it left: the
+   * master counts wakes, launches, suspensions and failures from it without double counting.
+   */
+  onChange?: (pool: string, record: InstanceRecord, previous: InstanceState | undefined) => void;
 }
 
 /** `waitFor()` was pending (or called) while or after the store closed. */
@@ -55,7 +60,7 @@ export class InstanceStore {
   private readonly waiters = new Set<(err: Error) => void>();
   private closed = false;
 
-  constructor(opts: InstanceStoreOptions) {
+  constructor(private readonly opts: InstanceStoreOptions) {
     this.redis = opts.redis;
     this.prefix = opts.keyPrefix;
     this.clock = opts.clock;
@@ -107,7 +112,7 @@ export class InstanceStore {
       [this.instanceKey(pool, id), this.setKey(pool)],
       [this.changesChannel(pool), id, next, this.clock.now(), create ? '1' : '0', from.length, ...from, ...encodeFields(set)],
     );
-    return toResult(reply, (current) => refusal(current, event));
+    return this.told(pool, toResult(reply, (current) => refusal(current, event)));
   }
 
   /**
@@ -123,7 +128,7 @@ export class InstanceStore {
       [this.instanceKey(pool, record.id), this.setKey(pool)],
       [this.changesChannel(pool), record.id, opts.expectedVersion ?? '', ...encodeFields({ ...rest, pool })],
     );
-    return toResult(reply, (_state, found) => `expected version ${opts.expectedVersion ?? 'any'}, found ${found?.version ?? 'no record'}`);
+    return this.told(pool, toResult(reply, (_state, found) => `expected version ${opts.expectedVersion ?? 'any'}, found ${found?.version ?? 'no record'}`));
   }
 
   /**
@@ -142,7 +147,15 @@ export class InstanceStore {
       candidates.map((r) => this.instanceKey(pool, r.id)),
       [this.changesChannel(pool), count, nextState({ type: 'wake' }), this.clock.now(), from.length, ...from],
     );
-    return (reply as unknown[]).map((flat) => mustDecode(flat));
+    const claimed = (reply as unknown[]).map((flat) => mustDecode(flat));
+    const before = new Map(candidates.map((r) => [r.id, r.state]));
+    for (const r of claimed) this.opts.onChange?.(pool, r, before.get(r.id));
+    return claimed;
+  }
+
+  private told(pool: string, result: ApplyResult): ApplyResult {
+    if (result.ok && result.record.state !== result.previous) this.opts.onChange?.(pool, result.record, result.previous);
+    return result;
   }
 
   /**

@@ -132,7 +132,8 @@ export class Provisioner {
     return out;
   }
 
-  private async find(instanceId: string): Promise<{ pool: string; record: InstanceRecord } | undefined> {
+  /** The pool and record of a managed instance, or undefined for one spillway does not know. */
+  async find(instanceId: string): Promise<{ pool: string; record: InstanceRecord } | undefined> {
     for (const pool of this.pools.keys()) {
       const record = await this.d.instances.get(pool, instanceId);
       if (record) return { pool, record };
