@@ -55,6 +55,7 @@ export async function demoCommand(flags: DemoFlags, env: NodeJS.ProcessEnv, out:
     out.write(`spillway demo: started a private redis-server on ${redisUrl} (removed on exit; set REDIS_URL to use yours)\n`);
   }
   const token = env.SPILLWAY_AGENT_TOKEN || randomBytes(16).toString('hex');
+  const adminToken = env.SPILLWAY_ADMIN_TOKEN || randomBytes(12).toString('hex');
   // Each run gets its own keys, so a shared Redis never mixes runs.
   const run = randomBytes(3).toString('hex');
   const config = parseConfig(
@@ -74,8 +75,13 @@ export async function demoCommand(flags: DemoFlags, env: NodeJS.ProcessEnv, out:
           bootTimeoutSec: 30,
           suspend: 'hibernate',
           local: { bootDelayMs: 1500 },
+          // Illustrative prices, so the dashboard's cost panel shows figures.
+          price: { onDemandPerHour: 0.68, spotPerHour: 0.25 },
         },
       },
+      // The charts move on the demo's compressed time scale.
+      dashboard: { sampleSec: 5 },
+      adminToken,
     },
     { ...env, REDIS_URL: redisUrl, SPILLWAY_AGENT_TOKEN: token },
     'demo config',
@@ -91,7 +97,7 @@ export async function demoCommand(flags: DemoFlags, env: NodeJS.ProcessEnv, out:
   });
   const master = new Master({ config, log, agentCommand: [process.execPath, resolve(__dirname, 'main.js')] });
   const addr = await master.start();
-  out.write(`spillway demo: HTTP API ${addr.httpUrl}  (try: spillway status --master ${addr.httpUrl})\n`);
+  out.write(`spillway demo: HTTP API ${addr.httpUrl}, dashboard ${addr.httpUrl}/ (admin token ${adminToken}; try also: spillway status --master ${addr.httpUrl})\n`);
 
   const agents = [
     { name: 'onprem-1', jobTypes: ['b2g', 'linux64'], executors: 2 },

@@ -56,6 +56,15 @@ export const poolSchema = z
     /** Instances kept awake at all times. @defaultValue 0 */
     warmMinimum: z.number().int().min(0).default(0),
     warmWindows: z.array(warmWindowSchema).default([]),
+    /** What one instance-hour costs (any currency), for the dashboard's cost figures. */
+    price: z
+      .object({
+        onDemandPerHour: z.number({ error: 'expected a price >= 0' }).min(0),
+        /** @defaultValue onDemandPerHour */
+        spotPerHour: z.number({ error: 'expected a price >= 0' }).min(0).optional(),
+      })
+      .strict()
+      .optional(),
     /** Local provider: instances are local `spillway agent` processes. */
     local: z
       .object({

@@ -91,10 +91,22 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    dashboard: z
+      .object({
+        /** How often a history sample (backlog, instances, waits) is taken and instance-hours accrue. @defaultValue 60 */
+        sampleSec: z.number({ error: 'expected a positive number' }).min(1).default(60),
+        /** History kept in Redis and drawn by the charts. @defaultValue 24 */
+        historyHours: posInt().default(24),
+        /** Shown next to prices. @defaultValue 'USD' */
+        currency: z.string().min(1).max(8).default('USD'),
+      })
+      .strict()
+      .prefault({}),
     log: z
       .object({
         level: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
-        format: z.enum(['json', 'pretty']).default('json'),
+        /** auto: readable lines on a terminal, JSON lines otherwise. @defaultValue 'auto' */
+        format: z.enum(['json', 'pretty', 'auto']).default('auto'),
       })
       .strict()
       .prefault({}),

@@ -95,6 +95,9 @@ export const LOG_EVENTS = [
   'cas.corrupt-blob',
   'cas.missing-file',
   'cas.http-error',
+  'dashboard.snapshot-failed',
+  'dashboard.sample-failed',
+  'dashboard.usage-failed',
 ] as const;
 
 export type LogEvent = (typeof LOG_EVENTS)[number];

@@ -60,6 +60,7 @@ export const freeExecutors = (a: ConnectedAgent): number => (a.draining ? 0 : a.
 
 export interface AgentRegistryEvents {
   added: [ConnectedAgent];
+  removed: [ConnectedAgent];
 }
 
 /** The agents connected to this master, by connection id and by name. */
@@ -78,6 +79,7 @@ export class AgentRegistry extends EventEmitter<AgentRegistryEvents> {
     if (this.byId.get(agent.id) !== agent) return false;
     this.byId.delete(agent.id);
     if (this.byName.get(agent.name) === agent) this.byName.delete(agent.name);
+    this.emit('removed', agent);
     return true;
   }
 

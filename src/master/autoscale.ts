@@ -10,6 +10,8 @@ import {
   poolJobTypes,
   Provisioner,
   RuleBook,
+  type InstanceRecord,
+  type InstanceState,
   type Provider,
 } from '../provisioner';
 import type { AgentRegistry } from './agent-registry';
@@ -26,6 +28,8 @@ export interface AutoscaleDeps {
   agentCommand: readonly string[] | undefined;
   clock: Clock;
   log: Logger;
+  /** Told of every instance change this master makes (metrics, live page). */
+  onInstanceChange?: (pool: string, record: InstanceRecord, previous: InstanceState | undefined) => void;
 }
 
 /** The overflow machinery of a master with pools: queue monitor, rules, providers, provisioner. */
@@ -39,7 +43,7 @@ export class Autoscale {
   constructor(d: AutoscaleDeps) {
     const { config, clock } = d;
     const log = d.log.child({ component: 'autoscale' });
-    this.store = new InstanceStore({ redis: d.redis, keyPrefix: config.redis.keyPrefix, clock, log });
+    this.store = new InstanceStore({ redis: d.redis, keyPrefix: config.redis.keyPrefix, clock, log, ...(d.onInstanceChange && { onChange: d.onInstanceChange }) });
     this.monitor = new QueueMonitor({ connection: d.redis, prefix: config.redis.queuePrefix, types: Object.keys(config.jobTypes), clock, log });
     this.rules = new RuleBook(d.redis, config.redis.keyPrefix, config);
     // One EC2 client per region (and endpoint), shared by the pools there.

@@ -8,7 +8,7 @@ import {
   type HeldJob as AgentHeldJob,
 } from '../protocol';
 import type { AgentRegistry, ConnectedAgent } from './agent-registry';
-import type { BuildRecord, BuildStore } from './build-store';
+import type { BuildIdentity, BuildRecord, BuildStore } from './build-store';
 import { BuildSettlement } from './build-settlement';
 import { chooseAgent } from './executor-choice';
 import { attemptOf, buildKey, identityOf, type HeldJob } from './held-job';
@@ -26,6 +26,8 @@ const PREFETCH = 1;
 
 export interface DispatcherEvents {
   'build-log': [queue: string, jobId: string, attempt: number, data: string];
+  /** A build was handed to an agent (its record exists from here on). */
+  'build-dispatched': [build: BuildIdentity];
   'build-finished': [record: BuildRecord];
   'job-settled': [queue: string, jobId: string];
   /** An agent went from no builds to one (its instance is busy). */
@@ -184,6 +186,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       payload: h.payload,
       timeoutSec: h.timeoutSec,
     });
+    this.emit('build-dispatched', h.build);
     this.log.info('job.dispatched', {
       queue: h.queue,
       jobId: h.job.id,

@@ -5,6 +5,8 @@ import { sameSecret, SpillwayError, type Clock, type Logger } from '../lib';
 import { casRoutes } from '../cas';
 import type { Provisioner, RuleBook } from '../provisioner';
 import type { CasService } from './cas-service';
+import type { Dashboard } from './dashboard';
+import { registerDashboardRoutes } from './dashboard-routes';
 import type { AgentRegistry } from './agent-registry';
 import type { BuildStore } from './build-store';
 import type { Dispatcher } from './dispatcher';
@@ -25,6 +27,7 @@ export interface HttpApiDeps {
   autoscale?: { provisioner: Provisioner; rules: RuleBook };
   /** Present when the config has a CAS dir. */
   cas?: CasService;
+  dashboard: Dashboard;
 }
 
 const STATUS: Record<string, number> = {
@@ -94,6 +97,8 @@ export function createHttpApi(d: HttpApiDeps): FastifyInstance {
 
   app.get('/healthz', async () => ({ ok: true }));
 
+  registerDashboardRoutes(app, d.dashboard, () => d.clock.now());
+
   if (d.cas) void app.register(casRoutes, d.cas.routes);
 
   app.get('/api/pools', async () => ({ pools: d.autoscale ? await d.autoscale.provisioner.report() : [] }));
@@ -111,6 +116,7 @@ export function createHttpApi(d: HttpApiDeps): FastifyInstance {
     if (!change.ok) return reply.status(400).send({ error: { code: 'SPILLWAY_E_BAD_REQUEST', message: change.problems.join('; ') } });
     d.log.info('rules.changed', { type: req.params.type, rule: change.rule });
     d.autoscale.provisioner.kick();
+    d.dashboard.live.changed();
     return { type: req.params.type, rule: change.rule };
   });
 

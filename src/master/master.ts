@@ -8,6 +8,7 @@ import { AgentRegistry } from './agent-registry';
 import { AgentServer } from './agent-server';
 import { Autoscale } from './autoscale';
 import { openCas, type CasService } from './cas-service';
+import { Dashboard } from './dashboard';
 import { BuildStore } from './build-store';
 import { Dispatcher } from './dispatcher';
 import { createHttpApi } from './http-api';
@@ -42,6 +43,7 @@ export class Master {
   private http: FastifyInstance | undefined;
   private autoscale: Autoscale | undefined;
   private cas: CasService | undefined;
+  private dashboard: Dashboard | undefined;
   private readonly clock: Clock;
   private readonly log: Logger;
 
@@ -103,9 +105,23 @@ export class Master {
         agentCommand: this.opts.agentCommand,
         clock: this.clock,
         log: this.log,
+        onInstanceChange: (pool, record, previous) => this.dashboard?.instanceChanged(pool, record, previous),
       });
     }
     this.cas = await openCas(config, this.clock, this.log);
+    this.dashboard = new Dashboard({
+      config,
+      redis,
+      masterId: this.id,
+      queues: this.queues,
+      registry: this.registry,
+      dispatcher,
+      builds,
+      clock: this.clock,
+      log: this.log.child({ component: 'dashboard' }),
+      ...(this.autoscale && { autoscale: this.autoscale }),
+      ...(this.cas && { cas: { store: this.cas.routes.store, actionCache: this.cas.routes.actionCache } }),
+    });
     this.http = createHttpApi({
       config,
       jobs,
@@ -117,6 +133,7 @@ export class Master {
       log: this.log,
       autoscale: this.autoscale,
       cas: this.cas,
+      dashboard: this.dashboard,
     });
     await this.http.listen({ host: config.http.host, port: config.http.port });
     const httpAddr = this.http.server.address() as AddressInfo;
@@ -124,6 +141,7 @@ export class Master {
 
     dispatcher.start();
     await this.autoscale?.start();
+    this.dashboard.start();
     const addresses = { httpUrl: `http://${urlHost(httpAddr.address)}:${httpAddr.port}`, agentUrl };
     this.log.info('master.started', { id: this.id, ...addresses, jobTypes: [...this.queues.keys()] });
     return addresses;
@@ -154,6 +172,8 @@ export class Master {
   /** Graceful stop: no new jobs; agents are told to reconnect; builds keep running for the next master. */
   async stop(): Promise<void> {
     this.log.info('master.stopping', { id: this.id });
+    // First: the pages' event streams would otherwise hold the HTTP server open.
+    await this.dashboard?.stop();
     await this.http?.close();
     await this.autoscale?.stop();
     await this.agentServer?.close();

@@ -1,0 +1,302 @@
+// The spillway dashboard: one overview pushed by the master over server-sent events, rendered
+// into plain DOM (text only, never HTML from data). No framework and no CDN on purpose.
+'use strict';
+
+(() => {
+  const $ = (sel) => document.querySelector(sel);
+  const TOKEN_KEY = 'spillway.adminToken';
+  let overview = null;
+  let historyAt;
+  const seenBuilds = new Set();
+  let firstRender = true;
+
+  // ---- formatting -------------------------------------------------------------------------
+
+  function dur(ms) {
+    if (ms === null || ms === undefined) return '–';
+    if (ms < 1000) return `${(ms / 1000).toFixed(1)} s`;
+    const s = Math.round(ms / 1000);
+    if (s < 60) return `${s} s`;
+    if (s < 3600) return `${Math.floor(s / 60)} m ${s % 60} s`;
+    return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} m`;
+  }
+  const hours = (h) => (h >= 10 ? h.toFixed(0) : h.toFixed(2));
+  const money = (v) => (v === null || v === undefined ? '–' : `${v.toFixed(2)} ${overview.cost.currency}`);
+
+  /** An element with attributes and children (strings become text nodes). */
+  function h(tag, attrs, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k === 'class') e.className = v;
+      else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+      else e.setAttribute(k, v === true ? '' : String(v));
+    }
+    for (const c of children.flat()) if (c !== null && c !== undefined) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    return e;
+  }
+
+  function whereBadge(location, instanceId) {
+    return location === 'cloud'
+      ? h('span', { class: 'badge badge-cloud', 'data-location': 'cloud', title: instanceId || '' }, instanceId ? `CLOUD · ${instanceId}` : 'CLOUD')
+      : h('span', { class: 'badge badge-onprem', 'data-location': 'onprem' }, 'ON-PREM');
+  }
+
+  // ---- admin token and rule changes -------------------------------------------------------
+
+  const token = () => sessionStorage.getItem(TOKEN_KEY) || '';
+
+  function showAdminState() {
+    const editable = overview && overview.rulesEditable;
+    $('#admin-state').textContent = !overview
+      ? ''
+      : !editable
+        ? 'rule changes are off (no adminToken or no pools configured)'
+        : token()
+          ? 'unlocked: overflow rules can be changed'
+          : 'read-only';
+  }
+
+  $('#admin').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const v = $('#admin-token').value.trim();
+    if (v) sessionStorage.setItem(TOKEN_KEY, v);
+    else sessionStorage.removeItem(TOKEN_KEY);
+    $('#admin-token').value = '';
+    showAdminState();
+    renderQueues(true);
+  });
+
+  function say(text, error) {
+    const m = $('#rule-message');
+    m.textContent = text;
+    m.className = error ? 'message error' : 'message';
+  }
+
+  async function putRule(type, patch) {
+    const res = await fetch(`/api/rules/${encodeURIComponent(type)}`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token()}` },
+      body: JSON.stringify(patch),
+    });
+    const body = await res.json().catch(() => ({}));
+    if (!res.ok) {
+      if (res.status === 401) sessionStorage.removeItem(TOKEN_KEY);
+      throw new Error((body.error && body.error.message) || `HTTP ${res.status}`);
+    }
+    return body.rule;
+  }
+
+  function describeRule(r) {
+    return r ? `${r.enabled ? 'on' : 'off'} (pool ${r.pool}, backlog ≥ ${r.minBacklog}, oldest wait ≥ ${r.minOldestWaitSec} s)` : 'none';
+  }
+
+  /** The overflow cell: read-only text, or controls when unlocked. */
+  function ruleCell(q) {
+    const r = q.overflow;
+    if (!r) return h('td', { 'data-rule': q.type }, h('span', { class: 'muted' }, 'on-prem only'));
+    if (!overview.rulesEditable || !token()) {
+      return h('td', { 'data-rule': q.type }, h('span', { 'data-testid': `overflow-${q.type}` }, describeRule(r)));
+    }
+    const enabled = h('input', { type: 'checkbox', 'data-testid': `overflow-toggle-${q.type}`, checked: r.enabled });
+    const backlog = h('input', { type: 'number', min: 1, step: 1, value: r.minBacklog, 'aria-label': 'min backlog' });
+    const wait = h('input', { type: 'number', min: 0, step: 1, value: r.minOldestWaitSec, 'aria-label': 'min oldest wait (s)' });
+    const cell = h('td', { 'data-rule': q.type });
+    const apply = async (patch) => {
+      cell.dataset.busy = '1';
+      try {
+        const rule = await putRule(q.type, patch);
+        q.overflow = rule;
+        say(`${q.type}: overflow ${describeRule(rule)}`);
+      } catch (err) {
+        say(`${q.type}: ${err.message}`, true);
+        showAdminState();
+      } finally {
+        delete cell.dataset.busy;
+        delete cell.dataset.dirty;
+        renderQueues(true);
+      }
+    };
+    enabled.addEventListener('change', () => apply({ enabled: enabled.checked }));
+    for (const input of [backlog, wait]) input.addEventListener('input', () => (cell.dataset.dirty = '1'));
+    const save = h('button', { type: 'button', onclick: () => apply({ minBacklog: Number(backlog.value), minOldestWaitSec: Number(wait.value) }) }, 'save');
+    cell.append(
+      h('div', { class: 'rule' },
+        h('label', {}, enabled, ' overflow'),
+        h('label', {}, 'backlog ≥ ', backlog),
+        h('label', {}, 'oldest wait ≥ ', wait, ' s'),
+        save,
+        h('span', { class: 'muted' }, `pool ${r.pool}`)),
+    );
+    return cell;
+  }
+
+  // ---- sections -----------------------------------------------------------------------------
+
+  const queueRows = new Map();
+
+  function renderQueues(force) {
+    const body = $('#queues tbody');
+    for (const q of overview.queues) {
+      let row = queueRows.get(q.type);
+      const cells = [
+        h('td', {}, q.type),
+        h('td', { class: 'num', 'data-testid': `waiting-${q.type}` }, q.waiting + q.prioritized),
+        h('td', { class: 'num' }, q.oldestWaitMs === null ? '–' : dur(q.oldestWaitMs)),
+        h('td', { class: 'num' }, q.runningOnprem),
+        h('td', { class: 'num' }, q.runningCloud),
+      ];
+      if (!row) {
+        row = h('tr', { 'data-queue': q.type });
+        queueRows.set(q.type, row);
+        body.append(row);
+      }
+      const old = row.querySelector('td[data-rule]');
+      // Never replace the controls someone is typing into.
+      const keep = old && !force && (old.dataset.dirty || old.dataset.busy || old.contains(document.activeElement));
+      row.replaceChildren(...cells, keep ? old : ruleCell(q));
+    }
+  }
+
+  function renderBuilds() {
+    const rows = overview.builds.map((b) => {
+      const key = `${b.type}/${b.id}/${b.attempt}`;
+      const fresh = !firstRender && !seenBuilds.has(key);
+      seenBuilds.add(key);
+      const running = b.state === 'running';
+      const result = running ? 'running' : b.result;
+      const duration = running ? (b.startedAt ? overview.at - b.startedAt : null) : b.durationMs;
+      const log = `/log?type=${encodeURIComponent(b.type)}&id=${encodeURIComponent(b.id)}`;
+      return h('tr', { class: fresh ? 'fresh' : '', 'data-build': key, 'data-job': b.id, 'data-location': b.location },
+        h('td', {}, h('a', { href: log }, b.id), b.attempt > 1 ? h('span', { class: 'muted' }, ` #${b.attempt}`) : null),
+        h('td', {}, b.type),
+        h('td', {}, b.agent),
+        h('td', {}, whereBadge(b.location, b.instanceId)),
+        h('td', { class: 'num' }, dur(b.waitMs)),
+        h('td', { class: 'num' }, dur(duration)),
+        h('td', { class: `result-${result}`, 'data-result': result }, result, b.reason ? h('span', { class: 'muted' }, ` ${b.reason}`) : null),
+        h('td', {}, h('a', { href: log }, running ? 'live log' : 'log')));
+    });
+    $('#builds tbody').replaceChildren(...(rows.length ? rows : [h('tr', {}, h('td', { colspan: 8, class: 'muted' }, 'no builds yet'))]));
+  }
+
+  function renderPools() {
+    const byInstance = new Map(overview.agents.filter((a) => a.instanceId).map((a) => [a.instanceId, a]));
+    const blocks = overview.pools.map((p) => {
+      const rows = p.instances.map((i) => {
+        const agent = byInstance.get(i.id);
+        const building = agent ? agent.running.map((r) => `${r.type}/${r.id}`).join(', ') : '';
+        return h('tr', { 'data-instance': i.id, 'data-state': i.state },
+          h('td', {}, i.id),
+          h('td', { class: `state state-${i.state}` }, i.state, i.hibernated && i.state === 'suspended' ? ' (hibernated)' : ''),
+          h('td', {}, dur(overview.at - i.since), ' ago'),
+          h('td', {}, building || h('span', { class: 'muted' }, '–')),
+          h('td', {}, i.privateIp || '–'),
+          h('td', {}, i.spot ? 'spot' : 'on-demand'),
+          h('td', { class: 'muted' }, i.reason || ''));
+      });
+      const decision = p.decision ? ` · ${p.decision.reason}` : '';
+      return h('div', { class: 'pool', 'data-pool': p.name },
+        h('h3', {}, `${p.name} `, h('span', { class: 'muted' }, `${p.provider}, ${p.instances.length}/${p.maxInstances} instances${decision}`),
+          p.setupError ? h('span', { class: 'result-failed' }, ` ${p.setupError}`) : null),
+        h('table', {},
+          h('thead', {}, h('tr', {}, ...['instance', 'state', 'since', 'building', 'private address', 'pricing', 'why'].map((t) => h('th', {}, t)))),
+          h('tbody', {}, rows.length ? rows : h('tr', {}, h('td', { colspan: 7, class: 'muted' }, 'no instances')))));
+    });
+    $('#pools').replaceChildren(...(blocks.length ? blocks : [h('p', { class: 'muted' }, 'no cloud pools configured')]));
+  }
+
+  function renderAgents() {
+    const rows = overview.agents.map((a) =>
+      h('tr', { 'data-agent': a.name, 'data-location': a.location },
+        h('td', {}, a.name, a.draining ? h('span', { class: 'muted' }, ' (draining)') : null),
+        h('td', {}, whereBadge(a.location, a.instanceId)),
+        h('td', { class: 'num' }, `${a.busy}/${a.executors}`),
+        h('td', {}, a.running.map((r) => `${r.type}/${r.id}`).join(', ') || h('span', { class: 'muted' }, 'idle'))));
+    $('#agents tbody').replaceChildren(...(rows.length ? rows : [h('tr', {}, h('td', { colspan: 4, class: 'muted' }, 'no agents connected'))]));
+  }
+
+  function costTable(title, period) {
+    const poolRows = period.pools.map((p) =>
+      h('tr', { 'data-cost-pool': p.pool },
+        h('td', {}, p.pool),
+        h('td', { class: 'num' }, hours(p.onDemandHours)),
+        h('td', { class: 'num' }, hours(p.spotHours)),
+        h('td', { class: 'num' }, money(p.cost)),
+        h('td', { class: 'num' }, hours(p.suspendedHours)),
+        h('td', { class: 'num' }, money(p.savedCost))));
+    const typeRows = period.types.map((t) =>
+      h('tr', { 'data-cost-type': t.type }, h('td', {}, t.type), h('td', {}, t.pool), h('td', { class: 'num' }, hours(t.hours)), h('td', { class: 'num' }, money(t.cost))));
+    return h('div', {},
+      h('h3', {}, `${title} `, h('span', { class: 'muted' }, period.from === period.to ? period.from : `${period.from} – ${period.to} (UTC)`)),
+      h('table', {},
+        h('thead', {}, h('tr', {}, ...['pool', 'on-demand h', 'spot h', 'cost', 'suspended h (saved)', 'saved'].map((t) => h('th', {}, t)))),
+        h('tbody', {}, poolRows.length ? poolRows : h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'no pools')))),
+      h('p', {}, `total ${money(period.totalCost)}, saved by suspending ${money(period.savedCost)}`),
+      h('table', {},
+        h('thead', {}, h('tr', {}, ...['job type', 'pool', 'instance-hours used', 'cost'].map((t) => h('th', {}, t)))),
+        h('tbody', {}, typeRows.length ? typeRows : h('tr', {}, h('td', { colspan: 4, class: 'muted' }, 'no cloud builds')))));
+  }
+
+  function renderCost() {
+    $('#cost').replaceChildren(h('div', { class: 'cost' }, costTable('Today', overview.cost.today), costTable('This week', overview.cost.week)));
+  }
+
+  // ---- charts -------------------------------------------------------------------------------
+
+  async function loadHistory() {
+    const res = await fetch('/api/history?hours=24');
+    if (!res.ok) return;
+    const { samples } = await res.json();
+    const { lines } = window.spillwayCharts;
+    $('#history-span').textContent = samples.length ? `(last ${dur(overview.at - samples[0].at)}, ${samples.length} samples)` : '';
+    const names = (pick) => [...new Set(samples.flatMap((s) => Object.keys(pick(s))))].sort();
+    const backlogTypes = names((s) => s.backlog);
+    lines($('#chart-backlog'), backlogTypes.map((t) => ({ name: t, points: samples.map((s) => [s.at, s.backlog[t] || 0]) })), (v) => v.toFixed(0));
+    const states = [...new Set(samples.flatMap((s) => Object.values(s.instances).flatMap((m) => Object.keys(m))))].sort();
+    const count = (s, state) => Object.values(s.instances).reduce((n, m) => n + (m[state] || 0), 0);
+    lines($('#chart-instances'), states.map((st) => ({ name: st, points: samples.map((s) => [s.at, count(s, st)]) })), (v) => v.toFixed(0), samples.length ? 'no cloud instances' : undefined);
+    const waitSeries = [];
+    for (const where of ['onprem', 'cloud']) {
+      for (const [p, dashed] of [['p50Ms', false], ['p90Ms', true]]) {
+        waitSeries.push({ name: `${where === 'cloud' ? 'cloud' : 'on-prem'} ${p.slice(0, 3)}`, color: where === 'cloud' ? 1 : 0, dashed, points: samples.filter((s) => s.waits[where]).map((s) => [s.at, s.waits[where][p] / 1000]) });
+      }
+    }
+    lines($('#chart-waits'), waitSeries, (v) => `${v.toFixed(v < 10 ? 1 : 0)} s`, samples.length ? 'no builds started yet' : undefined);
+  }
+
+  // ---- live stream --------------------------------------------------------------------------
+
+  function render(next) {
+    overview = next;
+    $('#master').textContent = `master ${next.masterId}`;
+    showAdminState();
+    renderQueues(false);
+    renderBuilds();
+    renderPools();
+    renderAgents();
+    renderCost();
+    firstRender = false;
+    if (next.historyAt !== historyAt) {
+      historyAt = next.historyAt;
+      loadHistory().catch(() => undefined);
+    }
+  }
+
+  function connect() {
+    const live = $('#live');
+    const es = new EventSource('/api/events');
+    es.addEventListener('overview', (ev) => render(JSON.parse(ev.data)));
+    es.onopen = () => {
+      live.textContent = 'live';
+      live.className = 'live on';
+    };
+    // EventSource reconnects by itself; say so meanwhile.
+    es.onerror = () => {
+      live.textContent = 'reconnecting…';
+      live.className = 'live off';
+    };
+  }
+
+  connect();
+})();

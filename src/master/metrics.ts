@@ -1,0 +1,181 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { ActionCache, DiskStore } from '../cas';
+import type { InstanceRecord, InstanceState, PoolReport } from '../provisioner';
+import type { AgentRegistry } from './agent-registry';
+import type { BuildIdentity, BuildRecord } from './build-store';
+import type { QueueView } from './views';
+
+/** What a scrape reads; gathered once per scrape however many metrics need it. */
+export interface MetricsSources {
+  queues(): Promise<QueueView[]>;
+  pools(): Promise<PoolReport[]>;
+  registry: AgentRegistry;
+  cas?: { store: DiskStore; actionCache: ActionCache };
+}
+
+/** Instance changes counted as events: the state entered names the event. */
+const EVENT_OF: Partial<Record<InstanceState, string>> = {
+  waking: 'wake',
+  launching: 'launch',
+  suspended: 'suspend',
+  terminated: 'terminate',
+  failed: 'failure',
+};
+
+interface Snapshot {
+  queues: QueueView[];
+  pools: PoolReport[];
+}
+
+/**
+ * The master's Prometheus metrics (`GET /metrics`), all named `spillway_*`, in a registry of
+ * their own so embedding spillway never collides with a host's default registry. Counters
+ * count what this master did; gauges are read from the shared state at scrape time.
+ */
+export class MasterMetrics {
+  readonly registry = new Registry();
+  private readonly dispatchLatency: Histogram<'type' | 'location'>;
+  private readonly builds: Counter<'type' | 'location' | 'result'>;
+  private readonly instanceEvents: Counter<'pool' | 'event'>;
+  private pending: Promise<Snapshot> | undefined;
+
+  constructor(private readonly sources: MetricsSources) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: 'spillway_' });
+    this.dispatchLatency = new Histogram({
+      name: 'spillway_dispatch_latency_seconds',
+      help: 'Time from a job being queued to its build being handed to an agent.',
+      labelNames: ['type', 'location'],
+      buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600],
+      registers,
+    });
+    this.builds = new Counter({
+      name: 'spillway_builds_total',
+      help: 'Builds finished by this master, by job type, location (onprem|cloud) and result.',
+      labelNames: ['type', 'location', 'result'],
+      registers,
+    });
+    this.instanceEvents = new Counter({
+      name: 'spillway_instance_events_total',
+      help: 'Instance changes made by this master: wake, launch, suspend, terminate, failure.',
+      labelNames: ['pool', 'event'],
+      registers,
+    });
+
+    const snapshot = () => this.snapshot();
+    new Gauge({
+      name: 'spillway_queue_waiting',
+      help: 'Jobs waiting per job type (waiting + prioritized).',
+      labelNames: ['type'],
+      registers,
+      async collect() {
+        for (const q of (await snapshot()).queues) this.set({ type: q.type }, q.waiting + q.prioritized);
+      },
+    });
+    new Gauge({
+      name: 'spillway_queue_oldest_wait_seconds',
+      help: 'Age of the oldest waiting job per job type; 0 when none waits.',
+      labelNames: ['type'],
+      registers,
+      async collect() {
+        for (const q of (await snapshot()).queues) this.set({ type: q.type }, (q.oldestWaitMs ?? 0) / 1000);
+      },
+    });
+    new Gauge({
+      name: 'spillway_builds_running',
+      help: 'Builds running on this master\'s agents per job type and location.',
+      labelNames: ['type', 'location'],
+      registers,
+      async collect() {
+        for (const q of (await snapshot()).queues) {
+          this.set({ type: q.type, location: 'onprem' }, q.runningOnprem);
+          this.set({ type: q.type, location: 'cloud' }, q.runningCloud);
+        }
+      },
+    });
+    new Gauge({
+      name: 'spillway_instances',
+      help: 'Cloud instances per pool and state.',
+      labelNames: ['pool', 'state'],
+      registers,
+      async collect() {
+        this.reset();
+        for (const p of (await snapshot()).pools) {
+          for (const i of p.instances) this.inc({ pool: p.name, state: i.state });
+        }
+      },
+    });
+    const registry = sources.registry;
+    new Gauge({
+      name: 'spillway_executors',
+      help: 'Executors of the agents connected to this master, by location and busy/free.',
+      labelNames: ['location', 'state'],
+      registers,
+      collect() {
+        this.reset();
+        for (const a of registry.list()) {
+          this.inc({ location: a.location, state: 'busy' }, a.running.size);
+          this.inc({ location: a.location, state: 'free' }, Math.max(0, a.executors - a.running.size));
+        }
+      },
+    });
+    if (sources.cas) this.casMetrics(sources.cas, registers);
+  }
+
+  dispatched(b: BuildIdentity): void {
+    this.dispatchLatency.observe({ type: b.type, location: b.location }, Math.max(0, b.dispatchedAt - b.queuedAt) / 1000);
+  }
+
+  finished(b: BuildRecord): void {
+    this.builds.inc({ type: b.type, location: b.location, result: b.result ?? 'unknown' });
+  }
+
+  instanceChanged(pool: string, record: InstanceRecord, previous: InstanceState | undefined): void {
+    // A record first seen (pre-created or adopted as suspended) is not an event, unless launched.
+    if (previous === undefined && record.state !== 'launching') return;
+    const event = EVENT_OF[record.state];
+    if (event) this.instanceEvents.inc({ pool, event });
+  }
+
+  /** The exposition text and its content type. */
+  async text(): Promise<{ body: string; contentType: string }> {
+    return { body: await this.registry.metrics(), contentType: this.registry.contentType };
+  }
+
+  private snapshot(): Promise<Snapshot> {
+    this.pending ??= Promise.all([this.sources.queues(), this.sources.pools()])
+      .then(([queues, pools]) => ({ queues, pools }))
+      .finally(() => setImmediate(() => (this.pending = undefined)));
+    return this.pending;
+  }
+
+  private casMetrics(cas: NonNullable<MetricsSources['cas']>, registers: Registry[]): void {
+    // The store keeps its own running totals; a scrape reports them as they are.
+    const total = (name: string, help: string, read: () => number) =>
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          this.reset();
+          this.inc(read());
+        },
+      });
+    total('spillway_cas_hits_total', 'CAS blob reads served.', () => cas.store.stats().hits);
+    total('spillway_cas_misses_total', 'CAS blob reads of blobs not present.', () => cas.store.stats().misses);
+    total('spillway_cas_bytes_served_total', 'Bytes of CAS blobs served.', () => cas.store.stats().bytesServed);
+    total('spillway_cas_bytes_stored_total', 'Bytes of CAS blobs newly stored.', () => cas.store.stats().bytesStored);
+    total('spillway_cas_evictions_total', 'CAS blobs evicted to make room.', () => cas.store.stats().evictions);
+    total('spillway_cas_corruptions_total', 'CAS blobs found corrupt on disk (removed, never served).', () => cas.store.stats().corruptionsDetected);
+    total('spillway_action_cache_hits_total', 'Action results served from the action cache.', () => cas.actionCache.stats().hits);
+    total('spillway_action_cache_misses_total', 'Action result lookups that missed (absent or incomplete).', () => cas.actionCache.stats().misses);
+    new Gauge({
+      name: 'spillway_cas_used_bytes',
+      help: 'Bytes the CAS holds.',
+      registers,
+      collect() {
+        this.set(cas.store.stats().usedBytes);
+      },
+    });
+  }
+}

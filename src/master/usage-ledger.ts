@@ -1,0 +1,203 @@
+import type { Redis } from 'ioredis';
+import type { Config } from '../config';
+import type { Clock } from '../lib';
+import type { InstanceRecord, InstanceState } from '../provisioner';
+
+/** States an EC2 instance is billed in (it is running, or on its way up or down). */
+const BILLED: ReadonlySet<InstanceState> = new Set(['launching', 'waking', 'booting', 'idle', 'busy', 'draining', 'suspending']);
+
+const DAY_MS = 24 * 3600 * 1000;
+
+/**
+ * Adds, per instance, the time since its previous accrual to the bucket of its current state
+ * in the day's hash, and remembers now as its last accrual. One script, so masters accruing at
+ * the same moment never count the same seconds twice. Gaps longer than the cap (a master was
+ * down) are cut to it rather than all charged to whatever state the instance is in now.
+ *
+ * KEYS[1] last-accrual hash (member -> ms), KEYS[2] the day's hash
+ * ARGV: now, capMs, ttlSec, then pairs (member, field or '' for "not billed or saved")
+ */
+const ACCRUE = `
+local now = tonumber(ARGV[1])
+local cap = tonumber(ARGV[2])
+local present = {}
+for i = 4, #ARGV, 2 do
+  local member, field = ARGV[i], ARGV[i + 1]
+  present[member] = true
+  local last = tonumber(redis.call('HGET', KEYS[1], member) or '')
+  redis.call('HSET', KEYS[1], member, now)
+  if last and field ~= '' and now > last then
+    redis.call('HINCRBYFLOAT', KEYS[2], field, math.min(now - last, cap) / 1000)
+  end
+end
+for _, member in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if not present[member] then redis.call('HDEL', KEYS[1], member) end
+end
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]))
+return 1
+`;
+
+/** Hours of one pool in a period. */
+export interface PoolUsage {
+  pool: string;
+  spotHours: number;
+  onDemandHours: number;
+  /** Hours instances spent suspended: what keeping the pool running would have added. */
+  suspendedHours: number;
+  /** null when the pool has no `price`. */
+  cost: number | null;
+  /** What the suspended hours would have cost. */
+  savedCost: number | null;
+}
+
+/** Instance-hours one job type used in one pool: its cloud build time / executors per instance. */
+export interface TypeUsage {
+  type: string;
+  pool: string;
+  hours: number;
+  cost: number | null;
+}
+
+export interface UsagePeriod {
+  /** First and last day (UTC, YYYY-MM-DD) included. */
+  from: string;
+  to: string;
+  pools: PoolUsage[];
+  types: TypeUsage[];
+  totalCost: number | null;
+  savedCost: number | null;
+}
+
+/** `GET /api/cost`: today and this week (Monday to today, UTC). */
+export interface UsageReport {
+  currency: string;
+  today: UsagePeriod;
+  week: UsagePeriod;
+}
+
+export interface UsageLedgerOptions {
+  redis: Redis;
+  keyPrefix: string;
+  clock: Pick<Clock, 'now'>;
+  /** Longest gap between two accruals that is charged in full. */
+  maxGapMs: number;
+  /** Days a day's hash is kept. @defaultValue 15 */
+  retentionDays?: number;
+}
+
+/**
+ * Instance-hours per pool (spot / on-demand / suspended) and per job type, by UTC day, in
+ * Redis so every master reads the same figures and they survive restarts. Cost is hours times
+ * the pool's configured price, computed when read, so a price change applies to history too.
+ */
+export class UsageLedger {
+  private readonly r: Redis;
+  private readonly ttlSec: number;
+
+  constructor(private readonly opts: UsageLedgerOptions) {
+    this.r = opts.redis;
+    this.ttlSec = (opts.retentionDays ?? 15) * 24 * 3600;
+  }
+
+  /** Charges the time since the last accrual of each instance to its current state. */
+  async accrue(instances: ReadonlyArray<Pick<InstanceRecord, 'pool' | 'id' | 'state' | 'spot'>>): Promise<void> {
+    const now = this.opts.clock.now();
+    const args: Array<string | number> = [now, this.opts.maxGapMs, this.ttlSec];
+    for (const i of instances) args.push(`${i.pool}/${i.id}`, bucketOf(i));
+    await this.r.eval(ACCRUE, 2, this.key('accrued'), this.dayKey(now), ...args);
+  }
+
+  /** Records a cloud build's share of an instance: `seconds` of one executor out of `executors`. */
+  async addBuild(type: string, pool: string, spot: boolean, seconds: number, executors: number): Promise<void> {
+    if (!(seconds > 0)) return;
+    const key = this.dayKey(this.opts.clock.now());
+    await this.r.multi().hincrbyfloat(key, `type:${type}:${pool}:${spot ? 'spot' : 'ondemand'}`, seconds / executors).expire(key, this.ttlSec).exec();
+  }
+
+  async report(config: Pick<Config, 'pools'> & { dashboard: { currency: string } }): Promise<UsageReport> {
+    const now = this.opts.clock.now();
+    const today = dayOf(now);
+    const monday = now - ((new Date(now).getUTCDay() + 6) % 7) * DAY_MS;
+    const days: string[] = [];
+    for (let t = monday; dayOf(t) <= today; t += DAY_MS) days.push(dayOf(t));
+    const pipeline = this.r.pipeline();
+    for (const d of days) pipeline.hgetall(this.key(`usage:${d}`));
+    const hashes = ((await pipeline.exec()) ?? []).map(([err, h]) => {
+      if (err) throw err;
+      return h as Record<string, string>;
+    });
+    const byDay = new Map(days.map((d, i) => [d, hashes[i] ?? {}]));
+    return {
+      currency: config.dashboard.currency,
+      today: period(config, today, today, [byDay.get(today) ?? {}]),
+      week: period(config, days[0]!, today, [...byDay.values()]),
+    };
+  }
+
+  private dayKey(ms: number): string {
+    return this.key(`usage:${dayOf(ms)}`);
+  }
+
+  private key(name: string): string {
+    return `${this.opts.keyPrefix}:${name}`;
+  }
+}
+
+/** The hash field an instance's time goes to, '' when it is neither billed nor saved. */
+function bucketOf(i: Pick<InstanceRecord, 'pool' | 'state' | 'spot'>): string {
+  const kind = i.spot ? 'spot' : 'ondemand';
+  if (BILLED.has(i.state)) return `pool:${i.pool}:running:${kind}`;
+  if (i.state === 'suspended') return `pool:${i.pool}:suspended:${kind}`;
+  return '';
+}
+
+function dayOf(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 10);
+}
+
+/** Sums the day hashes of a period into hours and costs. */
+function period(config: Pick<Config, 'pools'>, from: string, to: string, hashes: ReadonlyArray<Record<string, string>>): UsagePeriod {
+  const seconds = new Map<string, number>();
+  for (const h of hashes) for (const [k, v] of Object.entries(h)) seconds.set(k, (seconds.get(k) ?? 0) + Number(v));
+  const hours = (field: string) => (seconds.get(field) ?? 0) / 3600;
+  const priceOf = (pool: string, spot: boolean): number | undefined => {
+    const p = config.pools[pool]?.price;
+    return p && (spot ? (p.spotPerHour ?? p.onDemandPerHour) : p.onDemandPerHour);
+  };
+  const costOf = (pool: string, spotH: number, onDemandH: number): number | null => {
+    const onDemand = priceOf(pool, false);
+    return onDemand === undefined ? null : spotH * priceOf(pool, true)! + onDemandH * onDemand;
+  };
+
+  const pools = Object.keys(config.pools).map((pool): PoolUsage => {
+    const spotHours = hours(`pool:${pool}:running:spot`);
+    const onDemandHours = hours(`pool:${pool}:running:ondemand`);
+    const suspendedSpot = hours(`pool:${pool}:suspended:spot`);
+    const suspendedOnDemand = hours(`pool:${pool}:suspended:ondemand`);
+    return {
+      pool,
+      spotHours,
+      onDemandHours,
+      suspendedHours: suspendedSpot + suspendedOnDemand,
+      cost: costOf(pool, spotHours, onDemandHours),
+      savedCost: costOf(pool, suspendedSpot, suspendedOnDemand),
+    };
+  });
+
+  const typeHours = new Map<string, { type: string; pool: string; spot: number; onDemand: number }>();
+  for (const [field, secs] of seconds) {
+    const m = /^type:(.+):([^:]+):(spot|ondemand)$/.exec(field);
+    if (!m) continue;
+    const [, type, pool, kind] = m as unknown as [string, string, string, 'spot' | 'ondemand'];
+    const t = typeHours.get(`${type}\n${pool}`) ?? { type, pool, spot: 0, onDemand: 0 };
+    if (kind === 'spot') t.spot += secs / 3600;
+    else t.onDemand += secs / 3600;
+    typeHours.set(`${type}\n${pool}`, t);
+  }
+  const types = [...typeHours.values()]
+    .map((t): TypeUsage => ({ type: t.type, pool: t.pool, hours: t.spot + t.onDemand, cost: costOf(t.pool, t.spot, t.onDemand) }))
+    .sort((a, b) => b.hours - a.hours || a.type.localeCompare(b.type));
+
+  const sum = (xs: Array<number | null>): number | null => (xs.some((x) => x !== null) ? xs.reduce<number>((a, x) => a + (x ?? 0), 0) : null);
+  return { from, to, pools, types, totalCost: sum(pools.map((p) => p.cost)), savedCost: sum(pools.map((p) => p.savedCost)) };
+}
