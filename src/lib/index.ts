@@ -5,3 +5,4 @@ export * from './log-events';
 export * from './redis-server';
 export * from './secret';
 export * from './background-loop';
+export * from './lua-script';

@@ -1,41 +1,13 @@
 import type { Redis } from 'ioredis';
 import type { Config } from '../config';
-import type { Clock } from '../lib';
+import { runScript, type Clock } from '../lib';
 import type { InstanceRecord, InstanceState } from '../provisioner';
+import { ACCRUE_USAGE_SCRIPT } from './lua/accrue-usage-script';
 
 /** States an EC2 instance is billed in (it is running, or on its way up or down). */
 const BILLED: ReadonlySet<InstanceState> = new Set(['launching', 'waking', 'booting', 'idle', 'busy', 'draining', 'suspending']);
 
 const DAY_MS = 24 * 3600 * 1000;
-
-/**
- * Adds, per instance, the time since its previous accrual to the bucket of its current state
- * in the day's hash, and remembers now as its last accrual. One script, so masters accruing at
- * the same moment never count the same seconds twice. Gaps longer than the cap (a master was
- * down) are cut to it rather than all charged to whatever state the instance is in now.
- *
- * KEYS[1] last-accrual hash (member -> ms), KEYS[2] the day's hash
- * ARGV: now, capMs, ttlSec, then pairs (member, field or '' for "not billed or saved")
- */
-const ACCRUE = `
-local now = tonumber(ARGV[1])
-local cap = tonumber(ARGV[2])
-local present = {}
-for i = 4, #ARGV, 2 do
-  local member, field = ARGV[i], ARGV[i + 1]
-  present[member] = true
-  local last = tonumber(redis.call('HGET', KEYS[1], member) or '')
-  redis.call('HSET', KEYS[1], member, now)
-  if last and field ~= '' and now > last then
-    redis.call('HINCRBYFLOAT', KEYS[2], field, math.min(now - last, cap) / 1000)
-  end
-end
-for _, member in ipairs(redis.call('HKEYS', KEYS[1])) do
-  if not present[member] then redis.call('HDEL', KEYS[1], member) end
-end
-redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]))
-return 1
-`;
 
 /** Hours of one pool in a period. */
 export interface PoolUsage {
@@ -104,7 +76,7 @@ export class UsageLedger {
     const now = this.opts.clock.now();
     const args: Array<string | number> = [now, this.opts.maxGapMs, this.ttlSec];
     for (const i of instances) args.push(`${i.pool}/${i.id}`, bucketOf(i));
-    await this.r.eval(ACCRUE, 2, this.key('accrued'), this.dayKey(now), ...args);
+    await runScript(this.r, ACCRUE_USAGE_SCRIPT, [this.key('accrued'), this.dayKey(now)], args);
   }
 
   /** Records a cloud build's share of an instance: `seconds` of one executor out of `executors`. */

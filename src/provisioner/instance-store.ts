@@ -1,11 +1,10 @@
 import type { Redis } from 'ioredis';
-import { NotFoundError, SpillwayError, type Clock, type Logger } from '../lib';
+import { NotFoundError, runScript, SpillwayError, type Clock, type Logger } from '../lib';
 import { INSTANCE_STATES, type InstanceRecord, type InstanceState } from './instance';
 import { allowedFrom, transition, type InstanceEvent } from './instance-state';
 import { ADOPT_SCRIPT } from './lua/adopt-script';
 import { APPLY_SCRIPT } from './lua/apply-script';
 import { CLAIM_WAKE_SCRIPT } from './lua/claim-wake-script';
-import { runScript } from './lua/lua-script';
 
 /** Fields a caller may set alongside a transition; the state machine owns the rest. */
 export type InstanceFields = Partial<Omit<InstanceRecord, 'id' | 'pool' | 'state' | 'since' | 'version'>>;

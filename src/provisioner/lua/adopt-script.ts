@@ -1,4 +1,4 @@
-import { defineScript } from './lua-script';
+import { defineScript } from '../../lib';
 
 /**
  * Inserts or overwrites a whole instance record (the reconciler adopting what the provider

@@ -1,4 +1,4 @@
-import { defineScript } from './lua-script';
+import { defineScript } from '../../lib';
 
 /**
  * Compare-and-set of one instance's state: the transition happens only if the state it

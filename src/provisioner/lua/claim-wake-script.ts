@@ -1,4 +1,4 @@
-import { defineScript } from './lua-script';
+import { defineScript } from '../../lib';
 
 /**
  * The "one waker" guarantee: claims suspended instances for waking in one atomic step, so
