@@ -6,3 +6,4 @@ export * from './redis-server';
 export * from './secret';
 export * from './background-loop';
 export * from './lua-script';
+export * from './ip-network';
