@@ -36,13 +36,18 @@ export interface LoggerOptions {
   silent?: boolean;
 }
 
-const SECRET_KEY = /token|secret|password|authorization|credential/i;
+// `tokens`, `agentTokens`, `adminToken`, WireGuard's `privateKey` / `presharedKey`, a TLS
+// key's `passphrase`: every secret field spillway has matches one of these.
+const SECRET_KEY = /token|secret|password|authorization|credential|private.?key|preshared.?key|passphrase/i;
+// PEM private keys can turn up inside a string (an error message quoting a file, say).
+const PEM_PRIVATE_KEY = /-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----[\s\S]*?(?:-----END \1PRIVATE KEY-----|$)/g;
 
 /** Replaces the values of secret-looking keys, at any depth, so secrets never reach a log. */
 export function redact(value: unknown, depth = 0): unknown {
+  if (typeof value === 'string') return value.includes('PRIVATE KEY-----') ? value.replace(PEM_PRIVATE_KEY, '[redacted private key]') : value;
   if (depth > 6 || value === null || typeof value !== 'object') return value;
   if (Array.isArray(value)) return value.map((v) => redact(v, depth + 1));
-  if (value instanceof Error) return { name: value.name, message: value.message };
+  if (value instanceof Error) return { name: value.name, message: redact(value.message) };
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value)) {
     out[k] = SECRET_KEY.test(k) && v !== undefined ? '[redacted]' : redact(v, depth + 1);
