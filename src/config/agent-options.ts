@@ -26,8 +26,21 @@ export const agentOptionsSchema = z
     cacheDir: z.string().min(1).optional(),
     /** Size of the local cache. @defaultValue 10240 */
     cacheMaxMb: z.number().int().positive().default(10_240),
+    /** PEM CA the wss:// master's certificate is checked against. @defaultValue the system CAs */
+    caFile: z.string().min(1).optional(),
+    /** PEM client certificate and its key, for a master that requires client certificates. */
+    certFile: z.string().min(1).optional(),
+    keyFile: z.string().min(1).optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((o, ctx) => {
+    if ((o.certFile === undefined) !== (o.keyFile === undefined)) {
+      ctx.addIssue({ code: 'custom', path: [o.certFile === undefined ? 'certFile' : 'keyFile'], message: '--cert and --key go together' });
+    }
+    if ((o.caFile ?? o.certFile) !== undefined && !o.master.startsWith('wss://')) {
+      ctx.addIssue({ code: 'custom', path: ['master'], message: '--ca, --cert and --key need a wss:// master URL' });
+    }
+  });
 
 export type AgentOptions = z.output<typeof agentOptionsSchema>;
 

@@ -2,3 +2,4 @@ export { configSchema, jobTypeSchema, type Config, type JobTypeConfig } from './
 export { overflowSchema, poolSchema, JOB_TYPE_NAME, POOL_NAME, type OverflowRule, type PoolConfig } from './pool-schema';
 export { parseConfig, parseConfigText, loadConfigFile, formatIssues, type Env } from './load';
 export { parseAgentOptions, type AgentOptions } from './agent-options';
+export { agentsSchema, type AgentsConfig } from './agents-schema';

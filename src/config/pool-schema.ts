@@ -45,6 +45,12 @@ export const poolSchema = z
     maxInstances: posInt(),
     /** Executors each instance's agent runs. @defaultValue 1 */
     executorsPerInstance: posInt().default(1),
+    /**
+     * Tokens this pool's (cloud) agents present instead of the default one; such an agent may
+     * only register as `cloud` for the pool's job types. During a rotation list `[new, old]`.
+     * @defaultValue none: the pool's agents use a default token
+     */
+    agentTokens: z.array(z.string().min(8, 'must be at least 8 characters')).default([]),
     /** Job types the pool's agents serve; defaults to the types that overflow into it. */
     jobTypes: z.array(z.string().regex(JOB_TYPE_NAME)).optional(),
     /** An idle instance is suspended after this long without backlog. @defaultValue 60 */

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { agentsSchema } from './agents-schema';
 import { JOB_TYPE_NAME, overflowSchema, poolSchema, POOL_NAME, posInt } from './pool-schema';
 
 const port = () =>
@@ -38,23 +39,7 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
-    agents: z
-      .object({
-        /** Bind the agent listener to the VPN address in production. @defaultValue '0.0.0.0' */
-        host: z.string().min(1).default('0.0.0.0'),
-        port: port().default(8081),
-        /** Shared secret every agent presents. Required; or set SPILLWAY_AGENT_TOKEN. */
-        token: z.string({ error: 'required (or set SPILLWAY_AGENT_TOKEN)' }).min(8, 'must be at least 8 characters'),
-        /** How often agents send a heartbeat. @defaultValue 5 */
-        heartbeatSec: z.number({ error: 'expected a positive number' }).positive().default(5),
-        /** An agent silent for this long is lost and its builds are retried. @defaultValue 20 */
-        lostAfterSec: z.number({ error: 'expected a positive number' }).positive().default(20),
-        /** An agent must say hello within this time after connecting. @defaultValue 10 */
-        helloTimeoutSec: z.number({ error: 'expected a positive number' }).positive().default(10),
-        /** Frames larger than this close the connection (1009). @defaultValue 1048576 */
-        maxFrameBytes: posInt().default(1024 * 1024),
-      })
-      .strict(),
+    agents: agentsSchema,
     jobTypes: z
       .record(
         z.string().regex(JOB_TYPE_NAME, 'job type names are letters, digits, "_", "-" and "."'),
@@ -121,6 +106,21 @@ export const configSchema = z
     for (const [name, p] of Object.entries(c.pools)) {
       for (const t of p.jobTypes ?? []) {
         if (!c.jobTypes[t]) ctx.addIssue({ code: 'custom', path: ['pools', name, 'jobTypes'], message: `unknown job type "${t}"` });
+      }
+      // Its agents are spawned with only a token: they have no CA file to trust the listener with.
+      if (p.provider === 'local' && c.agents.tls) {
+        ctx.addIssue({ code: 'custom', path: ['pools', name, 'provider'], message: 'a local pool cannot be used with agents.tls (its agents get no certificates)' });
+      }
+    }
+    // A token names who presents it (the default set or one pool), so it may belong to one only.
+    const owner = new Map<string, string>(c.agents.tokens.map((t) => [t, 'agents.tokens']));
+    for (const [name, p] of Object.entries(c.pools)) {
+      for (const t of p.agentTokens) {
+        const other = owner.get(t);
+        if (other && other !== `pools.${name}`) {
+          ctx.addIssue({ code: 'custom', path: ['pools', name, 'agentTokens'], message: `a token here is also accepted by ${other}; each token must belong to one pool or the default set` });
+        }
+        owner.set(t, `pools.${name}`);
       }
     }
   });

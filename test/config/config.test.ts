@@ -63,7 +63,7 @@ describe('config', () => {
 
   it('asks for a token when neither the file nor SPILLWAY_AGENT_TOKEN gives one', () => {
     const p = problems(() => parseConfig({ jobTypes: { b2g: {} } }, {}));
-    assert.deepEqual(p, ['agents.token: required (or set SPILLWAY_AGENT_TOKEN)']);
+    assert.deepEqual(p, ['agents.token: required (or set SPILLWAY_AGENT_TOKEN, or list agents.tokens)']);
   });
 
   it('applies environment overrides and validates them', () => {
@@ -91,5 +91,60 @@ describe('config', () => {
     assert.ok(p.some((x) => x.startsWith('name: ')), p.join('\n'));
     assert.ok(p.some((x) => x.startsWith('jobTypes: at least one')), p.join('\n'));
     assert.ok(p.some((x) => x.startsWith('location: expected "onprem" or "cloud"')), p.join('\n'));
+  });
+  it('accepts agent token rotation, allow-lists, TLS and pool tokens, and reports their problems', () => {
+    const c = parseConfig(
+      {
+        agents: { tokens: ['new-token-1', 'old-token-2'], allow: ['10.77.0.0/24', 'fd00::/8'], tls: { cert: '/c.pem', key: '/k.pem' } },
+        jobTypes: { b2g: { overflow: { pool: 'p' } } },
+        pools: { p: { provider: 'ec2', maxInstances: 1, agentTokens: ['pool-token-3'], ec2: { region: 'eu-west-1', launchTemplate: { name: 't' }, subnetIds: ['s'] } } },
+      },
+      { SPILLWAY_AGENT_TOKEN: 'env-token-0' },
+    );
+    assert.equal(c.agents.token, 'env-token-0', 'the single token stays the one handed out');
+    assert.deepEqual(c.agents.tokens, ['env-token-0', 'new-token-1', 'old-token-2']);
+    assert.deepEqual(c.agents.registrationRate, { burst: 20, perMinute: 60 });
+    assert.equal(c.agents.tls?.requireClientCert, false);
+    assert.deepEqual(c.pools.p!.agentTokens, ['pool-token-3']);
+    assert.equal(parseConfig({ agents: { tokens: ['only-token-1'] }, jobTypes: { b2g: {} } }, {}).agents.token, 'only-token-1');
+
+    const p = problems(() =>
+      parseConfig(
+        {
+          agents: { token: 'shared-token-1', allow: ['10.77.0.1/24', 'vpn'], tls: { cert: '/c', key: '/k', requireClientCert: true } },
+          jobTypes: { b2g: { overflow: { pool: 'p' } } },
+          pools: { p: { provider: 'local', maxInstances: 1, agentTokens: ['shared-token-1', 'short'] } },
+        },
+        {},
+      ),
+    );
+    assert.ok(p.includes('agents.allow.0: "10.77.0.1/24" has host bits set; the network is 10.77.0.0/24'), p.join('\n'));
+    assert.ok(p.some((x) => x.startsWith('agents.allow.1: "vpn" is not a CIDR network')), p.join('\n'));
+    assert.ok(p.includes('agents.tls.ca: required when requireClientCert is true'), p.join('\n'));
+    assert.ok(p.includes('pools.p.agentTokens.1: must be at least 8 characters'), p.join('\n'));
+  });
+
+  it('refuses a token shared by two owners and a local pool behind a TLS listener', () => {
+    const p = problems(() =>
+      parseConfig(
+        {
+          agents: { token: 'shared-token-1', tls: { cert: '/c', key: '/k' } },
+          jobTypes: { b2g: { overflow: { pool: 'p' } } },
+          pools: { p: { provider: 'local', maxInstances: 1, agentTokens: ['shared-token-1'] } },
+        },
+        {},
+      ),
+    );
+    assert.ok(p.includes('pools.p.agentTokens: a token here is also accepted by agents.tokens; each token must belong to one pool or the default set'), p.join('\n'));
+    assert.ok(p.includes('pools.p.provider: a local pool cannot be used with agents.tls (its agents get no certificates)'), p.join('\n'));
+    assert.equal(p.join('\n').includes('shared-token-1'), false, 'problems never quote a token');
+  });
+
+  it('checks the agent TLS flags', () => {
+    const base = { master: 'ws://m:8081', token: 't', name: 'a', jobTypes: ['b2g'] };
+    const p = problems(() => parseAgentOptions({ ...base, caFile: '/ca.pem', certFile: '/c.pem' }));
+    assert.ok(p.includes('keyFile: --cert and --key go together'), p.join('\n'));
+    assert.ok(p.includes('master: --ca, --cert and --key need a wss:// master URL'), p.join('\n'));
+    assert.equal(parseAgentOptions({ ...base, master: 'wss://m:8081', caFile: '/ca.pem' }).caFile, '/ca.pem');
   });
 });

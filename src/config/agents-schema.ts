@@ -1,0 +1,82 @@
+import { z } from 'zod';
+import { parseCidr } from '../lib';
+import { posInt } from './pool-schema';
+
+const port = () => z.number({ error: 'expected a port number (0-65535)' }).int().min(0).max(65535);
+
+/** An agent token: long enough that guessing it within the registration rate limit is hopeless. */
+export const agentToken = () => z.string().min(8, 'must be at least 8 characters');
+
+const cidr = z.string().superRefine((s, ctx) => {
+  const r = parseCidr(s);
+  if (!r.ok) ctx.addIssue({ code: 'custom', message: r.reason });
+});
+
+const tlsSchema = z
+  .object({
+    /** PEM certificate (chain) the listener presents; agents then connect with wss://. */
+    cert: z.string().min(1),
+    /** PEM private key of `cert`. */
+    key: z.string().min(1),
+    /** PEM CA certificate(s) agents' client certificates are checked against. */
+    ca: z.string().min(1).optional(),
+    /** Refuse agents without a client certificate signed by `ca`. @defaultValue false */
+    requireClientCert: z.boolean().default(false),
+  })
+  .strict()
+  .superRefine((t, ctx) => {
+    if (t.requireClientCert && !t.ca) ctx.addIssue({ code: 'custom', path: ['ca'], message: 'required when requireClientCert is true' });
+  });
+
+export const agentsSchema = z
+  .object({
+    /** Bind the agent listener to the VPN address in production. @defaultValue '0.0.0.0' */
+    host: z.string().min(1).default('0.0.0.0'),
+    port: port().default(8081),
+    /** The default agent token (on-prem agents); or set SPILLWAY_AGENT_TOKEN. */
+    token: agentToken().optional(),
+    /**
+     * More accepted default tokens; during a rotation list the new and the old one
+     * (`[new, old]`). With `token` unset the first is the one the master's own local agents get.
+     */
+    tokens: z.array(agentToken()).default([]),
+    /**
+     * Networks (CIDR, IPv4 or IPv6) agents may connect from; other peers are cut off before
+     * TLS or the websocket upgrade. @defaultValue any address
+     */
+    allow: z.array(cidr).min(1, 'list at least one network, or leave allow out to accept any address').optional(),
+    /** wss: the listener's certificate and key, and optionally client certificates. */
+    tls: tlsSchema.optional(),
+    /** A token bucket per remote address: registration attempts beyond it are closed with 4430. */
+    registrationRate: z
+      .object({
+        /** Attempts an address may make at once. @defaultValue 20 */
+        burst: posInt().default(20),
+        /** Attempts per minute an address earns back. @defaultValue 60 */
+        perMinute: z.number({ error: 'expected a positive number' }).positive().default(60),
+      })
+      .strict()
+      .prefault({}),
+    /** How often agents send a heartbeat. @defaultValue 5 */
+    heartbeatSec: z.number({ error: 'expected a positive number' }).positive().default(5),
+    /** An agent silent for this long is lost and its builds are retried. @defaultValue 20 */
+    lostAfterSec: z.number({ error: 'expected a positive number' }).positive().default(20),
+    /** An agent must say hello within this time after connecting. @defaultValue 10 */
+    helloTimeoutSec: z.number({ error: 'expected a positive number' }).positive().default(10),
+    /** Frames larger than this close the connection (1009). @defaultValue 1048576 */
+    maxFrameBytes: posInt().default(1024 * 1024),
+  })
+  .strict()
+  .superRefine((a, ctx) => {
+    if (a.token === undefined && a.tokens.length === 0) {
+      ctx.addIssue({ code: 'custom', path: ['token'], message: 'required (or set SPILLWAY_AGENT_TOKEN, or list agents.tokens)' });
+    }
+  })
+  // `token` stays the one token the master hands out (to its local agents); `tokens` becomes
+  // every accepted default token, so the listener checks one list.
+  .transform((a) => {
+    const tokens = [...new Set([...(a.token === undefined ? [] : [a.token]), ...a.tokens])];
+    return { ...a, token: tokens[0]!, tokens };
+  });
+
+export type AgentsConfig = z.output<typeof agentsSchema>;
