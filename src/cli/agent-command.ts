@@ -1,7 +1,8 @@
-import { parseAgentOptions } from '../config';
+import { readFileSync } from 'node:fs';
+import { parseAgentOptions, type AgentOptions } from '../config';
 import { detectIsolation } from '../executor';
-import { createLogger } from '../lib';
-import { Agent, fetchInstanceId } from '../slave-agent';
+import { ConfigError, createLogger } from '../lib';
+import { Agent, fetchInstanceId, type AgentTls } from '../slave-agent';
 import { onShutdownSignal } from './shutdown';
 
 export interface AgentFlags {
@@ -18,6 +19,9 @@ export interface AgentFlags {
   cas?: string;
   casToken?: string;
   cacheDir?: string;
+  ca?: string;
+  cert?: string;
+  key?: string;
   logLevel?: 'error' | 'warn' | 'info' | 'debug';
   logFormat?: 'json' | 'pretty' | 'auto';
   isolation?: 'auto' | 'off';
@@ -41,13 +45,17 @@ export async function agentCommand(flags: AgentFlags, env: NodeJS.ProcessEnv): P
     casUrl: flags.cas,
     casToken: flags.casToken,
     cacheDir: flags.cacheDir,
+    caFile: flags.ca,
+    certFile: flags.cert,
+    keyFile: flags.key,
   });
   const log = createLogger({ level: flags.logLevel ?? 'info', format: flags.logFormat ?? 'auto' }).child({ agent: options.name });
   const baseEnv: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) if (v !== undefined && k !== 'SPILLWAY_AGENT_TOKEN' && k !== 'SPILLWAY_CAS_TOKEN') baseEnv[k] = v;
   // Detected once: the log says which limits this machine can enforce for jobs that ask.
   const isolation = flags.isolation === 'off' ? undefined : await detectIsolation({ log });
-  const agent = new Agent({ options, log, baseEnv, ...(isolation && { isolation }) });
+  const tls = readAgentTls(options);
+  const agent = new Agent({ options, log, baseEnv, ...(isolation && { isolation }), ...(tls && { tls }) });
   const running = agent.start();
   const outcome = await Promise.race([running.then(() => 'stopped' as const), onShutdownSignal()]);
   if (outcome !== 'stopped') {
@@ -56,4 +64,22 @@ export async function agentCommand(flags: AgentFlags, env: NodeJS.ProcessEnv): P
   }
   await running;
   return 0;
+}
+
+/** Read once at start: a missing or unreadable file is a usage error, not a reconnect loop. */
+function readAgentTls(o: AgentOptions): AgentTls | undefined {
+  const problems: string[] = [];
+  const read = (flag: string, path: string | undefined): Buffer | undefined => {
+    if (path === undefined) return undefined;
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      problems.push(`${flag}: cannot read ${path}: ${(err as Error).message}`);
+      return undefined;
+    }
+  };
+  const tls = { ca: read('--ca', o.caFile), cert: read('--cert', o.certFile), key: read('--key', o.keyFile) };
+  if (problems.length > 0) throw new ConfigError('agent options', problems);
+  const given = Object.fromEntries(Object.entries(tls).filter(([, v]) => v !== undefined)) as AgentTls;
+  return Object.keys(given).length > 0 ? given : undefined;
 }

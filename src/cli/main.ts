@@ -33,7 +33,7 @@ async function run(argv: string[]): Promise<number> {
   program
     .command('agent')
     .description('run a build agent that connects to a master')
-    .requiredOption('--master <url>', "the master's agent listener, ws://HOST:PORT")
+    .requiredOption('--master <url>', "the master's agent listener, ws://HOST:PORT or wss://HOST:PORT")
     .addOption(new Option('--token <token>', 'agent token').env('SPILLWAY_AGENT_TOKEN'))
     .requiredOption('--name <name>', 'unique agent name')
     .addOption(new Option('--location <where>', 'where this machine is').choices(['onprem', 'cloud']).default('onprem'))
@@ -46,6 +46,9 @@ async function run(argv: string[]): Promise<number> {
     .option('--cas <url>', "the master's CAS for actions, e.g. http://MASTER:8080/cache")
     .addOption(new Option('--cas-token <token>', 'token for the CAS routes').env('SPILLWAY_CAS_TOKEN'))
     .option('--cache-dir <dir>', 'the local CAS cache (default: a dir in the temp dir)')
+    .option('--ca <file>', "PEM CA to check a wss:// master's certificate with (default: the system CAs)")
+    .option('--cert <file>', 'PEM client certificate, for a master that requires one (with --key)')
+    .option('--key <file>', 'PEM private key of --cert')
     .addOption(
       new Option('--isolation <mode>', 'confine builds that ask for resources (cgroups, else rlimits)').choices(['auto', 'off']).default('auto'),
     )

@@ -19,6 +19,8 @@ export interface ConnectedAgent {
   readonly instanceId: string | undefined;
   readonly version: string;
   readonly address: string;
+  /** The pool whose token the agent presented; undefined for a default token. */
+  readonly pool: string | undefined;
   readonly connectedAt: number;
   lastSeen: number;
   draining: boolean;
@@ -31,7 +33,7 @@ export interface ConnectedAgent {
 
 export function agentFromHello(
   hello: HelloFrame,
-  conn: { id: string; address: string; now: number; send: (f: MasterFrame) => void; close: (code: number, reason: string) => void },
+  conn: { id: string; address: string; pool: string | undefined; now: number; send: (f: MasterFrame) => void; close: (code: number, reason: string) => void },
 ): ConnectedAgent {
   return {
     id: conn.id,
@@ -47,6 +49,7 @@ export function agentFromHello(
     instanceId: hello.instanceId,
     version: hello.version,
     address: conn.address,
+    pool: conn.pool,
     connectedAt: conn.now,
     lastSeen: conn.now,
     draining: hello.draining,

@@ -1,12 +1,18 @@
 import { randomUUID } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Config } from '../config';
-import { sameSecret, type Clock, type Logger } from '../lib';
+import { formatIp, parseIp, type Clock, type Logger } from '../lib';
 import { CloseCode, parseAgentFrame, PROTOCOL_VERSION, type HelloFrame, type MasterFrame } from '../protocol';
+import { AgentAccess } from './agent-access';
 import { agentFromHello, type AgentRegistry, type ConnectedAgent } from './agent-registry';
 import type { Dispatcher } from './dispatcher';
+import { listenerTls, type ReadFile } from './listener-tls';
+import { RateLimiter } from './rate-limiter';
+import { RefusalLog } from './refusal-log';
 
 /** Rejected frames tolerated per connection before it is closed. */
 const MAX_BAD_FRAMES = 20;
@@ -17,40 +23,111 @@ export interface AgentServerDeps {
   dispatcher: Dispatcher;
   clock: Clock;
   log: Logger;
+  /** Reads the certificate files `agents.tls` names. @defaultValue fs.readFileSync */
+  readFile?: ReadFile;
 }
 
 /**
- * The websocket listener agents connect to. Each connection must authenticate with a hello
- * frame within `helloTimeoutSec`; every later frame is validated, and a bad one is answered
- * with an error frame without harming the connection or the daemon.
+ * The websocket listener agents connect to. A peer outside `agents.allow` is cut off as soon
+ * as its TCP connection arrives (before TLS and the upgrade); each address gets a bucket of
+ * registration attempts; each connection must then authenticate with a hello frame within
+ * `helloTimeoutSec`; every later frame is validated, and a bad one is answered with an error
+ * frame without harming the connection or the daemon.
  */
 export class AgentServer {
-  private http: Server | undefined;
+  private server: Server | HttpsServer | undefined;
   private wss: WebSocketServer | undefined;
+  private access: AgentAccess;
+  private limiter: RateLimiter;
+  private readonly refusals: RefusalLog;
+  private readonly readFile: ReadFile;
+  /** The token each agent registered with, to re-check it when the tokens change. */
+  private readonly credentials = new WeakMap<ConnectedAgent, string>();
 
-  constructor(private readonly d: AgentServerDeps) {}
+  constructor(private readonly d: AgentServerDeps) {
+    this.access = new AgentAccess(d.config);
+    this.limiter = new RateLimiter(d.config.agents.registrationRate, d.clock);
+    this.refusals = new RefusalLog(d.log, d.clock);
+    this.readFile = d.readFile ?? ((path) => readFileSync(path));
+  }
 
-  async listen(): Promise<{ host: string; port: number }> {
-    const { host, port, maxFrameBytes } = this.d.config.agents;
-    this.http = createServer((_req, res) => {
+  /** Listens; the URL scheme agents need is `wss` when the listener has a certificate. */
+  async listen(): Promise<{ host: string; port: number; scheme: 'ws' | 'wss' }> {
+    const { host, port, maxFrameBytes, tls } = this.d.config.agents;
+    const onRequest = (_req: IncomingMessage, res: ServerResponse) => {
       res.writeHead(426, { 'content-type': 'text/plain' }).end('spillway agent listener: websocket upgrade required\n');
+    };
+    const server = tls ? createHttpsServer(listenerTls(tls, this.readFile), onRequest) : createServer(onRequest);
+    this.server = server;
+    // First in line, so a refused peer costs no TLS handshake and no HTTP parsing.
+    server.prependListener('connection', (socket: Socket) => {
+      const address = socket.remoteAddress ?? 'unknown';
+      if (this.access.allows(address)) return;
+      this.refusals.warn('agent.refused', address, { reason: 'address not in agents.allow' });
+      socket.destroy();
     });
-    this.wss = new WebSocketServer({ server: this.http, maxPayload: maxFrameBytes });
-    this.wss.on('connection', (ws, req) => this.onConnection(ws, req.socket.remoteAddress ?? 'unknown'));
+    server.on('tlsClientError', (err: Error, socket: Socket) => {
+      if (socket.destroyed && !this.access.allows(socket.remoteAddress ?? 'unknown')) return;
+      this.refusals.warn('agent.tls-failed', socket.remoteAddress ?? 'unknown', { reason: err.message });
+    });
+    this.wss = new WebSocketServer({ server, maxPayload: maxFrameBytes });
+    this.wss.on('connection', (ws, req) => this.onUpgraded(ws, req.socket.remoteAddress ?? 'unknown'));
     await new Promise<void>((resolve, reject) => {
-      this.http!.once('error', reject);
-      this.http!.listen(port, host, () => resolve());
+      server.once('error', reject);
+      server.listen(port, host, () => resolve());
     });
-    const addr = this.http.address() as AddressInfo;
-    this.d.log.info('agents.listening', { host: addr.address, port: addr.port });
-    return { host: addr.address, port: addr.port };
+    const addr = server.address() as AddressInfo;
+    const scheme = tls ? 'wss' : 'ws';
+    this.d.log.info('agents.listening', {
+      host: addr.address,
+      port: addr.port,
+      scheme,
+      allow: this.d.config.agents.allow ?? 'any address',
+      clientCerts: tls?.requireClientCert ?? false,
+    });
+    return { host: addr.address, port: addr.port, scheme };
+  }
+
+  /**
+   * Applies re-read tokens, allow-list, rate limit and certificate files (SIGHUP). Connected
+   * agents whose address or token the new rules refuse are disconnected: a token taken out of
+   * a rotation is revoked at once, not at the agent's next reconnect.
+   */
+  updateAccess(next: Config): void {
+    const tls = next.agents.tls;
+    if (tls && this.server && 'setSecureContext' in this.server) this.server.setSecureContext(listenerTls(tls, this.readFile));
+    this.access = new AgentAccess(next);
+    this.limiter = new RateLimiter(next.agents.registrationRate, this.d.clock);
+    for (const agent of this.d.registry.list()) {
+      const token = this.credentials.get(agent);
+      if (token === undefined) continue;
+      const verdict = this.access.allows(agent.address)
+        ? this.access.admit({ token, location: agent.location, jobTypes: [...agent.jobTypes] })
+        : ({ ok: false, status: 'forbidden', reason: 'address not in agents.allow' } as const);
+      if (verdict.ok) continue;
+      this.d.log.warn('agent.revoked', { agent: agent.name, address: agent.address, reason: verdict.reason });
+      agent.close(verdict.status === 'unauthorized' ? CloseCode.unauthorized : CloseCode.forbidden, `access revoked: ${verdict.reason}`);
+    }
   }
 
   async close(): Promise<void> {
     for (const ws of this.wss?.clients ?? []) ws.close(CloseCode.goingAway, 'master shutting down');
     await new Promise<void>((resolve) => (this.wss ? this.wss.close(() => resolve()) : resolve()));
-    await new Promise<void>((resolve) => (this.http ? this.http.close(() => resolve()) : resolve()));
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     for (const ws of this.wss?.clients ?? []) ws.terminate();
+  }
+
+  private onUpgraded(ws: WebSocket, address: string): void {
+    // One bucket per address however a dual-stack socket spells it (::ffff:10.0.0.5 is 10.0.0.5).
+    const ip = parseIp(address);
+    const verdict = this.limiter.take(ip ? formatIp(ip) : address);
+    if (!verdict.ok) {
+      const retrySec = Math.ceil(verdict.retryInMs / 1000);
+      this.refusals.warn('agent.rate-limited', address, { retryInMs: verdict.retryInMs });
+      ws.close(CloseCode.rateLimited, `too many registration attempts from ${address}; retry in ${retrySec}s`);
+      return;
+    }
+    this.onConnection(ws, address);
   }
 
   private onConnection(ws: WebSocket, address: string): void {
@@ -137,9 +214,11 @@ export class AgentServer {
     hello: HelloFrame,
     c: { connId: string; address: string; send: (f: MasterFrame) => void; log: Logger },
   ): Promise<ConnectedAgent | undefined> {
-    if (!sameSecret(hello.token, this.d.config.agents.token)) {
-      c.log.warn('agent.auth-failed', { agent: hello.name, reason: 'wrong token' });
-      ws.close(CloseCode.unauthorized, 'unauthorized: wrong agent token');
+    const admission = this.access.admit(hello);
+    if (!admission.ok) {
+      c.log.warn('agent.auth-failed', { agent: hello.name, location: hello.location, reason: admission.reason });
+      if (admission.status === 'unauthorized') ws.close(CloseCode.unauthorized, 'unauthorized: wrong agent token');
+      else ws.close(CloseCode.forbidden, `forbidden: ${admission.reason}`);
       return undefined;
     }
     if (hello.protocol !== PROTOCOL_VERSION) {
@@ -150,6 +229,7 @@ export class AgentServer {
     const agent = agentFromHello(hello, {
       id: c.connId,
       address: c.address,
+      pool: admission.principal.kind === 'pool' ? admission.principal.pool : undefined,
       now: this.d.clock.now(),
       send: c.send,
       close: (code, reason) => ws.close(code, reason),
@@ -167,11 +247,13 @@ export class AgentServer {
       this.d.dispatcher.orphan(agent);
       return undefined;
     }
+    this.credentials.set(agent, hello.token);
     this.d.registry.add(agent);
     c.send({ type: 'welcome', agentId: agent.id, heartbeatMs: this.d.config.agents.heartbeatSec * 1000, reattached });
     c.log.info('agent.registered', {
       agent: agent.name,
       location: agent.location,
+      pool: agent.pool,
       instanceId: agent.instanceId,
       jobTypes: [...agent.jobTypes],
       executors: agent.executors,

@@ -58,7 +58,8 @@ export class Autoscale {
             jobTypes: poolJobTypes(config, name),
             agentCommand: d.agentCommand ?? [],
             masterUrl: () => d.agentUrl,
-            token: config.agents.token,
+            // The pool's own (newest) token when it has one: its agents then get only the pool's rights.
+            token: pool.agentTokens[0] ?? config.agents.token,
             clock,
             log,
           }),

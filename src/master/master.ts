@@ -94,7 +94,7 @@ export class Master {
     this.agentServer = new AgentServer({ config, registry: this.registry, dispatcher, clock: this.clock, log: this.log.child({ component: 'agent-server' }) });
     const agentAddr = await this.agentServer.listen();
 
-    const agentUrl = `ws://${urlHost(agentAddr.host)}:${agentAddr.port}`;
+    const agentUrl = `${agentAddr.scheme}://${urlHost(agentAddr.host)}:${agentAddr.port}`;
     if (Object.keys(config.pools).length > 0) {
       this.autoscale = new Autoscale({
         config,
@@ -154,6 +154,8 @@ export class Master {
    */
   reload(next: Config): string[] {
     const current = this.opts.config;
+    // First, because it may fail (an unreadable certificate) and then nothing should change.
+    this.agentServer?.updateAccess(next);
     this.autoscale?.rules.setBase(next);
     this.autoscale?.provisioner.kick();
     const restartOnly: string[] = [];
@@ -161,6 +163,8 @@ export class Master {
       if (key === 'jobTypes') {
         const types = (c: Config) => JSON.stringify(Object.entries(c.jobTypes).map(([t, j]) => [t, { ...j, overflow: undefined }]));
         if (types(current) !== types(next)) restartOnly.push('jobTypes (other than overflow)');
+      } else if (key === 'agents' || key === 'pools') {
+        if (JSON.stringify(withoutAccess(current)[key]) !== JSON.stringify(withoutAccess(next)[key])) restartOnly.push(`${key} (other than tokens, allow-list, rate limit, certificate files)`);
       } else if (JSON.stringify(current[key]) !== JSON.stringify(next[key])) {
         restartOnly.push(key);
       }
@@ -182,6 +186,16 @@ export class Master {
     await this.cas?.close();
     this.log.info('master.stopped', { id: this.id });
   }
+}
+
+/**
+ * The agents and pools settings without what `AgentServer.updateAccess` applies live, for
+ * comparing configs. Switching TLS on or off, or client certificates, still needs a restart.
+ */
+function withoutAccess(c: Config): { agents: object; pools: object } {
+  const { token: _t, tokens: _ts, allow: _a, registrationRate: _r, tls, ...agents } = c.agents;
+  const pools = Object.fromEntries(Object.entries(c.pools).map(([name, { agentTokens: _p, ...pool }]) => [name, pool]));
+  return { agents: { ...agents, tls: tls && { requireClientCert: tls.requireClientCert } }, pools };
 }
 
 function urlHost(address: string): string {

@@ -63,6 +63,7 @@ export function agentsView(registry: AgentRegistry) {
   return registry.list().map((a) => ({
     name: a.name,
     location: a.location,
+    pool: a.pool ?? null,
     instanceId: a.instanceId ?? null,
     address: a.address,
     jobTypes: [...a.jobTypes],

@@ -9,6 +9,10 @@ export const PROTOCOL_VERSION = 1;
 export const CloseCode = {
   /** Token wrong or missing: the agent must not retry with the same token. */
   unauthorized: 4401,
+  /** The token is valid but not for what the agent claims (a pool token on an on-prem agent, foreign job types). */
+  forbidden: 4403,
+  /** Too many registration attempts from this address; retry later. */
+  rateLimited: 4430,
   /** The first frame was not a valid hello, or came too late. */
   badHello: 4400,
   /** Another live connection already uses this agent name. */

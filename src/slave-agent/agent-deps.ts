@@ -6,6 +6,7 @@ import type { BuildResult, HeldJob } from '../protocol';
 import type { AgentRejectedError } from './agent-errors';
 import type { BackoffOptions } from './backoff';
 import type { HostInfo } from './host-info';
+import type { AgentTls } from './master-connection';
 
 /** Everything an agent needs, in one object; only `options` and `log` are required. */
 export interface AgentDeps {
@@ -19,6 +20,8 @@ export interface AgentDeps {
   runner?: typeof runProcess;
   /** Confinement for builds that ask for resource limits (cgroups, else rlimits). @defaultValue none */
   isolation?: Isolation;
+  /** For a wss:// master: the CA its certificate is checked against, and a client certificate. @defaultValue the system CAs, no client certificate */
+  tls?: AgentTls;
   /** @defaultValue WebSocket from 'ws' */
   WebSocketImpl?: typeof WebSocket;
   /** Jitter source for reconnect delays. @defaultValue Math.random */

@@ -31,7 +31,7 @@ import { MasterConnection, type ConnectionEnd } from './master-connection';
 import { StateChanges } from './state-changes';
 
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-const FATAL_CLOSE_CODES: ReadonlySet<number> = new Set([CloseCode.unauthorized, CloseCode.version]);
+const FATAL_CLOSE_CODES: ReadonlySet<number> = new Set([CloseCode.unauthorized, CloseCode.forbidden, CloseCode.version]);
 
 /**
  * The process on a build machine: keeps a connection to the master (reconnecting with
@@ -160,7 +160,12 @@ export class Agent extends EventEmitter<AgentEvents> {
       const c = await this.connectOnce();
       if (this.stopping) return;
       if (FATAL_CLOSE_CODES.has(c.code)) {
-        const hint = c.code === CloseCode.unauthorized ? 'check the agent token' : `this agent speaks protocol ${PROTOCOL_VERSION}; upgrade the agent or the master`;
+        const hint =
+          c.code === CloseCode.unauthorized
+            ? 'check the agent token'
+            : c.code === CloseCode.forbidden
+              ? "a pool's token admits only cloud agents serving that pool's job types"
+              : `this agent speaks protocol ${PROTOCOL_VERSION}; upgrade the agent or the master`;
         this.log.error('agent.rejected', { code: c.code, reason: c.reason, hint });
         throw new AgentRejectedError(c.code, c.reason);
       }
@@ -180,7 +185,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   /** One connection, from dialling to close. */
   private async connectOnce(): Promise<ConnectionEnd & { welcomed: boolean }> {
     this.log.info('agent.connecting', { master: this.options.master });
-    const conn: MasterConnection = new MasterConnection(this.options.master, this.WebSocketImpl, this.clock, {
+    const conn: MasterConnection = new MasterConnection(this.options.master, this.WebSocketImpl, this.clock, this.deps.tls, {
       onOpen: () => {
         conn.send(this.hello());
         this.clock.sleep(this.deps.welcomeTimeoutMs ?? 30_000, conn.signal).then(

@@ -4,3 +4,4 @@ export { AgentRejectedError } from './agent-errors';
 export { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff';
 export { detectHostInfo, type HostInfo } from './host-info';
 export { fetchInstanceId, ImdsError, type FetchInstanceIdOptions } from './imds';
+export type { AgentTls } from './master-connection';

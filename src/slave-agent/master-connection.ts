@@ -12,6 +12,13 @@ export interface ConnectionEnd {
   opened: boolean;
 }
 
+/** PEM material for wss://: a CA to trust the master's certificate with, a client certificate. */
+export interface AgentTls {
+  ca?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+}
+
 export interface ConnectionHandlers {
   onOpen(): void;
   onText(text: string): void;
@@ -26,13 +33,19 @@ export class MasterConnection {
   lastHeard: number;
   private readonly ws: WebSocket | undefined;
 
-  constructor(url: string, WebSocketImpl: typeof WebSocket, private readonly clock: Clock, handlers: ConnectionHandlers) {
+  constructor(
+    url: string,
+    WebSocketImpl: typeof WebSocket,
+    private readonly clock: Clock,
+    tls: AgentTls | undefined,
+    handlers: ConnectionHandlers,
+  ) {
     const ended = new AbortController();
     this.signal = ended.signal;
     this.lastHeard = clock.now();
     let ws: WebSocket;
     try {
-      ws = new WebSocketImpl(url, { handshakeTimeout: 10_000 });
+      ws = new WebSocketImpl(url, { handshakeTimeout: 10_000, ...tls });
     } catch (err) {
       ended.abort();
       this.closed = Promise.resolve({ code: 1006, reason: err instanceof Error ? err.message : String(err), opened: false });

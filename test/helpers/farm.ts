@@ -7,7 +7,7 @@ import { stringify } from 'yaml';
 import { parseAgentOptions, parseConfig, type Config } from '../../src/config';
 import { createLogger, type LogEntry, type Logger } from '../../src/lib';
 import { Master, type MasterAddresses } from '../../src/master';
-import { Agent } from '../../src/slave-agent';
+import { Agent, type AgentTls } from '../../src/slave-agent';
 import { redisUrl } from '../setup/root-hooks';
 import { uniquePrefix } from '../setup/unique';
 
@@ -77,9 +77,19 @@ export class TestFarm {
   }
 
   /** An in-process agent, resolved once the master welcomed it. */
-  async agent(o: { name: string; jobTypes?: string[]; executors?: number; location?: 'onprem' | 'cloud'; labels?: string[] }): Promise<Agent> {
+  async agent(o: {
+    name: string;
+    jobTypes?: string[];
+    executors?: number;
+    location?: 'onprem' | 'cloud';
+    labels?: string[];
+    token?: string;
+    tls?: AgentTls;
+  }): Promise<Agent> {
+    const { tls, ...options } = o;
     const agent = new Agent({
-      options: parseAgentOptions({ master: this.addr.agentUrl, token: TOKEN, jobTypes: ['b2g', 'linux64'], ...o }),
+      options: parseAgentOptions({ master: this.addr.agentUrl, token: TOKEN, jobTypes: ['b2g', 'linux64'], ...options }),
+      ...(tls && { tls }),
       log: this.logs.log.child({ agent: o.name }),
       backoff: { baseMs: 50, capMs: 500 },
     });

@@ -18,6 +18,7 @@ function agent(name: string, o: { location?: 'onprem' | 'cloud'; types?: string[
     instanceId: undefined,
     version: 'test',
     address: '127.0.0.1',
+    pool: undefined,
     connectedAt: 0,
     lastSeen: 0,
     draining: o.draining ?? false,
