@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Config } from '../config';
 import { sameSecret, SpillwayError, type Clock, type Logger } from '../lib';
@@ -47,6 +47,13 @@ const buildsQuery = z.object({
   offset: z.coerce.number().int().min(0).default(0),
 });
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Job submission: open to anyone who can reach the API, not an admin action. */
+    jobSubmission?: boolean;
+  }
+}
+
 function parseQuery<T>(schema: z.ZodType<T>, q: unknown): T {
   const r = schema.safeParse(q);
   if (r.success) return r.data;
@@ -71,54 +78,69 @@ export function createHttpApi(d: HttpApiDeps): FastifyInstance {
     void reply.status(404).send({ error: { code: 'SPILLWAY_E_NOT_FOUND', message: `no route ${req.method} ${req.url}` } });
   });
 
-  app.post('/api/jobs', async (req, reply) => {
-    const created = await d.jobs.submit(req.body);
-    return reply.status(201).send({ ...created, state: 'waiting', url: `/api/jobs/${created.id}` });
+  // The API's own routes live in one context whose onRoute hook puts the admin check in front
+  // of every route that changes something, so a new mutating route cannot forget it. The CAS
+  // routes sit outside: cache clients authenticate with cas.tokens.
+  void app.register(async (api) => {
+    api.addHook('onRoute', (route) => {
+      const methods = [route.method].flat();
+      if (methods.every((m) => m === 'GET' || m === 'HEAD') || route.config?.jobSubmission) return;
+      route.preHandler = [requireAdmin, ...[route.preHandler ?? []].flat()];
+    });
+    const requireAdmin = async (req: FastifyRequest, reply: FastifyReply) => {
+      const denied = checkAdmin(d.config.adminToken, req.headers.authorization);
+      if (!denied) return;
+      d.log.warn('http.admin-refused', { method: req.method, url: req.url, address: req.ip, reason: denied.message });
+      return reply.status(denied.status).send({ error: { code: 'SPILLWAY_E_UNAUTHORIZED', message: denied.message } });
+    };
+
+    // Anyone who can reach the API may submit builds (DESIGN: POST /api/jobs is the submission contract).
+    api.post('/api/jobs', { config: { jobSubmission: true } }, async (req, reply) => {
+      const created = await d.jobs.submit(req.body);
+      return reply.status(201).send({ ...created, state: 'waiting', url: `/api/jobs/${created.id}` });
+    });
+
+    api.get<{ Params: { id: string } }>('/api/jobs/:id', async (req) => {
+      const q = parseQuery(jobQuery, req.query);
+      return d.jobs.view(req.params.id, q.type, q.log !== '0');
+    });
+
+    api.get<{ Params: { id: string } }>('/api/jobs/:id/log', async (req) => {
+      const q = parseQuery(logQuery, req.query);
+      return d.jobs.logChunk(req.params.id, q.type, q.attempt, q.offset, q.waitMs);
+    });
+
+    api.get('/api/builds', async (req) => {
+      const q = parseQuery(buildsQuery, req.query);
+      return { builds: await d.builds.recent(q.limit, q.offset) };
+    });
+
+    api.get('/api/queues', async () => ({ queues: await queuesView(d.queues, d.registry, d.dispatcher, d.clock.now()) }));
+
+    api.get('/api/agents', async () => ({ agents: agentsView(d.registry) }));
+
+    api.get('/healthz', async () => ({ ok: true }));
+
+    registerDashboardRoutes(api, d.dashboard, () => d.clock.now());
+
+    api.get('/api/pools', async () => ({ pools: d.autoscale ? await d.autoscale.provisioner.report() : [] }));
+
+    api.get('/api/rules', async () => ({ rules: d.autoscale ? await d.autoscale.rules.rules() : {} }));
+
+    api.put<{ Params: { type: string } }>('/api/rules/:type', async (req, reply) => {
+      if (!d.config.jobTypes[req.params.type]) {
+        return reply.status(404).send({ error: { code: 'SPILLWAY_E_NOT_FOUND', message: `unknown job type "${req.params.type}"` } });
+      }
+      if (!d.autoscale) return reply.status(409).send({ error: { code: 'SPILLWAY_E_BAD_REQUEST', message: 'no pools are configured' } });
+      const change = await d.autoscale.rules.update(req.params.type, req.body, new Set(Object.keys(d.config.pools)));
+      if (!change.ok) return reply.status(400).send({ error: { code: 'SPILLWAY_E_BAD_REQUEST', message: change.problems.join('; ') } });
+      d.log.info('rules.changed', { type: req.params.type, rule: change.rule });
+      d.autoscale.provisioner.kick();
+      d.dashboard.live.changed();
+      return { type: req.params.type, rule: change.rule };
+    });
   });
-
-  app.get<{ Params: { id: string } }>('/api/jobs/:id', async (req) => {
-    const q = parseQuery(jobQuery, req.query);
-    return d.jobs.view(req.params.id, q.type, q.log !== '0');
-  });
-
-  app.get<{ Params: { id: string } }>('/api/jobs/:id/log', async (req) => {
-    const q = parseQuery(logQuery, req.query);
-    return d.jobs.logChunk(req.params.id, q.type, q.attempt, q.offset, q.waitMs);
-  });
-
-  app.get('/api/builds', async (req) => {
-    const q = parseQuery(buildsQuery, req.query);
-    return { builds: await d.builds.recent(q.limit, q.offset) };
-  });
-
-  app.get('/api/queues', async () => ({ queues: await queuesView(d.queues, d.registry, d.dispatcher, d.clock.now()) }));
-
-  app.get('/api/agents', async () => ({ agents: agentsView(d.registry) }));
-
-  app.get('/healthz', async () => ({ ok: true }));
-
-  registerDashboardRoutes(app, d.dashboard, () => d.clock.now());
-
   if (d.cas) void app.register(casRoutes, d.cas.routes);
-
-  app.get('/api/pools', async () => ({ pools: d.autoscale ? await d.autoscale.provisioner.report() : [] }));
-
-  app.get('/api/rules', async () => ({ rules: d.autoscale ? await d.autoscale.rules.rules() : {} }));
-
-  app.put<{ Params: { type: string } }>('/api/rules/:type', async (req, reply) => {
-    const denied = checkAdmin(d.config.adminToken, req.headers.authorization);
-    if (denied) return reply.status(denied.status).send({ error: { code: 'SPILLWAY_E_UNAUTHORIZED', message: denied.message } });
-    if (!d.config.jobTypes[req.params.type]) {
-      return reply.status(404).send({ error: { code: 'SPILLWAY_E_NOT_FOUND', message: `unknown job type "${req.params.type}"` } });
-    }
-    if (!d.autoscale) return reply.status(409).send({ error: { code: 'SPILLWAY_E_BAD_REQUEST', message: 'no pools are configured' } });
-    const change = await d.autoscale.rules.update(req.params.type, req.body, new Set(Object.keys(d.config.pools)));
-    if (!change.ok) return reply.status(400).send({ error: { code: 'SPILLWAY_E_BAD_REQUEST', message: change.problems.join('; ') } });
-    d.log.info('rules.changed', { type: req.params.type, rule: change.rule });
-    d.autoscale.provisioner.kick();
-    d.dashboard.live.changed();
-    return { type: req.params.type, rule: change.rule };
-  });
 
   return app;
 }
