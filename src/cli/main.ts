@@ -101,6 +101,22 @@ async function run(argv: string[]): Promise<number> {
       code = await (await import('./status-command.js')).statusCommand(o, process.stdout);
     });
 
+  const vpn = program.command('vpn').description('WireGuard tooling for a VPN-only cloud pool');
+  vpn
+    .command('init')
+    .description('generate WireGuard hub and peer configs and EC2 user-data for cloud agents')
+    .requiredOption('--out <dir>', 'directory to write hub/ and peers/ into')
+    .option('--network <cidr>', 'the tunnel network; the hub takes its first address', '10.77.0.0/24')
+    .requiredOption('--hub-endpoint <host:port>', 'where peers reach the hub, e.g. vpn.example.com:51820')
+    .option('--peers <n>', 'peers (cloud instances) to make', positiveInt('--peers'), 1)
+    .option('--agent-port <port>', "the master's agent listener port on the hub address", positiveInt('--agent-port'), 8081)
+    .option('--job-types <list>', "job types the instances' agents serve (their user-data)", 'b2g')
+    .option('--executors <n>', 'builds each instance runs at once', positiveInt('--executors'), 1)
+    .option('--force', 'replace files that already exist')
+    .action(async (o) => {
+      code = (await import('./vpn-command.js')).vpnInitCommand(o, process.env, process.stdout);
+    });
+
   program
     .command('demo')
     .description('run the embedded local farm: a master, on-prem agents, a local cloud pool and sample jobs')
