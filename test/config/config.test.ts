@@ -29,6 +29,8 @@ describe('config', () => {
     assert.equal(c.pools['ec2-builders']!.suspend, 'hibernate');
     assert.equal(c.pools['ec2-builders']!.warmWindows[0]!.count, 2);
     assert.equal(c.pools['ec2-builders']!.ec2?.launchTemplate.name, 'spillway-builder');
+    assert.deepEqual(c.agents.allow, ['10.8.0.0/24', '192.168.10.0/24']);
+    assert.equal(c.pools['ec2-builders']!.agentTokens.length, 1);
   });
 
   it('reports unknown pools, bad cron expressions and missing ec2 sections with their paths', () => {
