@@ -13,6 +13,10 @@ export const agentOptionsSchema = z
     executors: z.number({ error: 'expected a positive integer' }).int().positive().default(1),
     labels: z.array(z.string().min(1)).default([]),
     instanceId: z.string().min(1).optional(),
+    /** EC2's instance metadata service, watched for spot interruption and rebalance notices. @defaultValue 'http://169.254.169.254' */
+    imdsUrl: z.string().regex(/^https?:\/\//, 'expected an http:// URL').default('http://169.254.169.254'),
+    /** How often a cloud agent on EC2 asks IMDS for notices (AWS suggests every 5 s). @defaultValue 5 */
+    noticePollSec: z.number({ error: 'expected a positive number' }).positive().default(5),
     /** Overrides of what the agent detects about its machine. */
     os: z.string().min(1).optional(),
     cpus: z.number().int().positive().optional(),

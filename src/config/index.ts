@@ -3,3 +3,12 @@ export { overflowSchema, poolSchema, JOB_TYPE_NAME, POOL_NAME, type OverflowRule
 export { parseConfig, parseConfigText, loadConfigFile, formatIssues, type Env } from './load';
 export { parseAgentOptions, type AgentOptions } from './agent-options';
 export { agentsSchema, type AgentsConfig } from './agents-schema';
+export {
+  noticeQueues,
+  regionOfQueueUrl,
+  spotFallbackSchema,
+  spotNoticesSchema,
+  type NoticeQueue,
+  type SpotFallbackConfig,
+  type SpotNoticesConfig,
+} from './spot-notices';

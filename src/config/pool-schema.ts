@@ -1,5 +1,6 @@
 import cron from 'node-cron';
 import { z } from 'zod';
+import { regionOfQueueUrl, spotFallbackSchema, spotNoticesSchema } from './spot-notices';
 
 export const posInt = () => z.number({ error: 'expected a positive integer' }).int().positive();
 
@@ -99,10 +100,18 @@ export const poolSchema = z
       })
       .strict()
       .optional(),
+    /** EC2's events for this pool's instances, from SQS (off without it; see also the global one). */
+    spotNotices: spotNoticesSchema.optional(),
+    /** When repeated preemption sends a job type's launches on-demand (spot pools that allow on-demand). */
+    spot: spotFallbackSchema.prefault({}),
   })
   .strict()
   .superRefine((p, ctx) => {
     if (p.provider === 'ec2' && !p.ec2) ctx.addIssue({ code: 'custom', path: ['ec2'], message: 'required for provider "ec2"' });
+    const n = p.spotNotices;
+    if (n && !n.region && !p.ec2?.region && !regionOfQueueUrl(n.queueUrl)) {
+      ctx.addIssue({ code: 'custom', path: ['spotNotices', 'region'], message: 'required: the queue URL names no region' });
+    }
   });
 
 export type OverflowRule = z.output<typeof overflowSchema>;

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { agentsSchema } from './agents-schema';
 import { JOB_TYPE_NAME, overflowSchema, poolSchema, POOL_NAME, posInt } from './pool-schema';
+import { regionOfQueueUrl, spotNoticesSchema } from './spot-notices';
 
 const port = () =>
   z.number({ error: 'expected a port number (0-65535)' }).int().min(0).max(65535);
@@ -63,6 +64,8 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /** EC2's events for every pool's instances, from SQS (off without it). */
+    spotNotices: spotNoticesSchema.optional(),
     /** Mutating HTTP routes (rules) need this bearer token; without it they are refused. */
     adminToken: z.string().min(8, 'must be at least 8 characters').optional(),
     builds: z
@@ -102,6 +105,9 @@ export const configSchema = z
       if (t.overflow && !c.pools[t.overflow.pool]) {
         ctx.addIssue({ code: 'custom', path: ['jobTypes', type, 'overflow', 'pool'], message: `unknown pool "${t.overflow.pool}"` });
       }
+    }
+    if (c.spotNotices && !c.spotNotices.region && !regionOfQueueUrl(c.spotNotices.queueUrl)) {
+      ctx.addIssue({ code: 'custom', path: ['spotNotices', 'region'], message: 'required: the queue URL names no region' });
     }
     for (const [name, p] of Object.entries(c.pools)) {
       for (const t of p.jobTypes ?? []) {
