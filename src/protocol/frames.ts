@@ -33,6 +33,28 @@ export type HeldJob = z.output<typeof heldJob>;
 
 const finishedFrame = heldJob.extend({ type: z.literal('finished'), result: buildResultSchema }).strict();
 
+/**
+ * Why a cloud instance is going away: EC2's two-minute spot interruption warning, or its
+ * earlier rebalance recommendation (elevated risk of interruption).
+ */
+export const noticeSchema = z.enum(['spot-interruption', 'rebalance']);
+export type Notice = z.output<typeof noticeSchema>;
+
+/**
+ * The agent read a notice from its instance's metadata (IMDS): the master stops dispatching to
+ * it at once. `action` and `at` are IMDS's instance-action (terminate, stop, hibernate) and the
+ * time it takes effect (ms since the epoch), for spot interruptions; `at` is the notice time
+ * for rebalance recommendations.
+ */
+const noticeFrame = z
+  .object({
+    type: z.literal('notice'),
+    notice: noticeSchema,
+    action: z.enum(['terminate', 'stop', 'hibernate']).optional(),
+    at: z.number().int().nonnegative().optional(),
+  })
+  .strict();
+
 export const agentFrameSchema = z.discriminatedUnion('type', [
   z
     .object({
@@ -70,6 +92,7 @@ export const agentFrameSchema = z.discriminatedUnion('type', [
     .strict(),
   finishedFrame,
   z.object({ type: z.literal('draining') }).strict(),
+  noticeFrame,
 ]);
 
 export const masterFrameSchema = z.discriminatedUnion('type', [
@@ -102,6 +125,7 @@ export type AgentFrame = z.output<typeof agentFrameSchema>;
 export type MasterFrame = z.output<typeof masterFrameSchema>;
 export type HelloFrame = Extract<AgentFrame, { type: 'hello' }>;
 export type FinishedFrame = Extract<AgentFrame, { type: 'finished' }>;
+export type NoticeFrame = Extract<AgentFrame, { type: 'notice' }>;
 export type AssignFrame = Extract<MasterFrame, { type: 'assign' }>;
 
 export type FrameParse<T> = { ok: true; frame: T } | { ok: false; reason: string };
