@@ -1,3 +1,4 @@
+import type { Notice } from '../protocol';
 import type { InstanceState } from './instance';
 
 export type InstanceEvent =
@@ -13,6 +14,8 @@ export type InstanceEvent =
   | { type: 'jobs-done'; at: number }
   /** Quiet period over: no new jobs, finish and suspend. */
   | { type: 'drain'; reason: string }
+  /** A spot interruption warning or rebalance recommendation: no new jobs, never taken back. */
+  | { type: 'notice'; notice: Notice }
   /** Backlog came back while draining: keep it. */
   | { type: 'undrain' }
   /** The agent is idle and drained; the provider is asked to stop it. */
@@ -33,11 +36,16 @@ const TABLE: { [E in InstanceEvent['type']]: { from: readonly InstanceState[]; t
   'job-started': { from: ['idle', 'booting'], to: 'busy' },
   'jobs-done': { from: ['busy'], to: 'idle' },
   drain: { from: ['idle'], to: 'draining' },
+  // From `retiring` too: a rebalance recommendation may be followed by the interruption itself.
+  notice: { from: ['launching', 'waking', 'booting', 'idle', 'busy', 'draining', 'retiring'], to: 'retiring' },
   undrain: { from: ['draining'], to: 'idle' },
-  suspend: { from: ['draining', 'failed'], to: 'suspending' },
+  suspend: { from: ['draining', 'retiring', 'failed'], to: 'suspending' },
   stopped: { from: ['suspending', 'failed'], to: 'suspended' },
-  fail: { from: ['launching', 'waking', 'booting', 'idle', 'busy', 'draining', 'suspending'], to: 'failed' },
-  terminated: { from: ['launching', 'waking', 'booting', 'idle', 'busy', 'draining', 'suspending', 'suspended', 'failed'], to: 'terminated' },
+  fail: { from: ['launching', 'waking', 'booting', 'idle', 'busy', 'draining', 'retiring', 'suspending'], to: 'failed' },
+  terminated: {
+    from: ['launching', 'waking', 'booting', 'idle', 'busy', 'draining', 'retiring', 'suspending', 'suspended', 'failed'],
+    to: 'terminated',
+  },
 };
 
 /** The one transition function: where `event` takes an instance in `state`, or why it cannot. */

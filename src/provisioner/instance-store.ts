@@ -2,9 +2,12 @@ import type { Redis } from 'ioredis';
 import { NotFoundError, runScript, SpillwayError, type Clock, type Logger } from '../lib';
 import { INSTANCE_STATES, type InstanceRecord, type InstanceState } from './instance';
 import { allowedFrom, transition, type InstanceEvent } from './instance-state';
+import { ChangeHub, type InstanceChange } from './change-hub';
 import { ADOPT_SCRIPT } from './lua/adopt-script';
 import { APPLY_SCRIPT } from './lua/apply-script';
 import { CLAIM_WAKE_SCRIPT } from './lua/claim-wake-script';
+
+export type { InstanceChange } from './change-hub';
 
 /** Fields a caller may set alongside a transition; the state machine owns the rest. */
 export type InstanceFields = Partial<Omit<InstanceRecord, 'id' | 'pool' | 'state' | 'since' | 'version'>>;
@@ -13,13 +16,6 @@ export type InstanceFields = Partial<Omit<InstanceRecord, 'id' | 'pool' | 'state
 export type ApplyResult =
   | { ok: true; record: InstanceRecord; previous: InstanceState | undefined }
   | { ok: false; record: InstanceRecord | undefined; reason: string };
-
-/** The message published on `changesChannel(pool)` after every change (`state: null` once removed). */
-export interface InstanceChange {
-  id: string;
-  state: InstanceState | null;
-  version: number;
-}
 
 export interface InstanceStoreOptions {
   /** A client without ioredis' own `keyPrefix` option; it is duplicated once for SUBSCRIBE. */
@@ -256,6 +252,8 @@ function eventFields(event: InstanceEvent): InstanceFields {
       return { agent: event.agent, reason: null };
     case 'jobs-done':
       return { lastJobEndedAt: event.at };
+    case 'notice':
+      return { reason: event.notice };
     case 'drain':
     case 'suspend':
     case 'fail':
@@ -341,72 +339,4 @@ function byId(a: InstanceRecord, b: InstanceRecord): number {
 
 function wakeOrder(a: InstanceRecord, b: InstanceRecord): number {
   return a.hibernated !== b.hibernated ? (a.hibernated ? -1 : 1) : byId(a, b);
-}
-
-/** `undefined`: anything may have changed (the subscriber reconnected and may have missed messages). */
-type ChangeListener = (id: string | undefined) => void;
-
-/**
- * One lazily created SUBSCRIBE connection per store, shared by all waiters; a channel is
- * subscribed while anyone listens on it.
- */
-class ChangeHub {
-  private sub: Redis | undefined;
-  private readonly channels = new Map<string, { listeners: Set<ChangeListener>; subscribed: Promise<unknown> }>();
-
-  constructor(
-    private readonly connect: () => Redis,
-    private readonly log: Logger | undefined,
-  ) {}
-
-  async on(channel: string, listener: ChangeListener): Promise<void> {
-    let entry = this.channels.get(channel);
-    if (!entry) {
-      entry = { listeners: new Set(), subscribed: this.connection().subscribe(channel) };
-      this.channels.set(channel, entry);
-    }
-    entry.listeners.add(listener);
-    await entry.subscribed;
-  }
-
-  off(channel: string, listener: ChangeListener): void {
-    const entry = this.channels.get(channel);
-    if (!entry?.listeners.delete(listener) || entry.listeners.size > 0) return;
-    this.channels.delete(channel);
-    this.sub?.unsubscribe(channel).catch(() => undefined);
-  }
-
-  async close(): Promise<void> {
-    const sub = this.sub;
-    this.sub = undefined;
-    this.channels.clear();
-    if (sub) await sub.quit().catch(() => sub.disconnect());
-  }
-
-  private connection(): Redis {
-    if (this.sub) return this.sub;
-    const sub = this.connect();
-    let connectedBefore = false;
-    sub.on('message', (channel: string, message: string) => {
-      const id = changedId(message);
-      for (const listener of this.channels.get(channel)?.listeners ?? []) listener(id);
-    });
-    // ioredis resubscribes after a reconnect, but messages sent while it was down are lost.
-    sub.on('ready', () => {
-      if (connectedBefore) for (const entry of this.channels.values()) for (const listener of entry.listeners) listener(undefined);
-      connectedBefore = true;
-    });
-    sub.on('error', (err: Error) => this.log?.warn('instance.changes-error', { err }));
-    this.sub = sub;
-    return sub;
-  }
-}
-
-function changedId(message: string): string | undefined {
-  try {
-    const change = JSON.parse(message) as Partial<InstanceChange>;
-    return typeof change.id === 'string' ? change.id : undefined;
-  } catch {
-    return undefined;
-  }
 }

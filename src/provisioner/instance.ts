@@ -4,7 +4,11 @@
  *   suspended -> waking -> booting -> idle <-> busy
  *   idle -> draining -> suspending -> suspended        (quiet period over)
  *   launching -> booting                               (a new instance below the cap)
+ *   starting/idle/busy/draining -> retiring -> suspending  (a spot interruption or rebalance notice)
  *   any -> failed (boot timeout, provider error, agent lost), any -> terminated
+ *
+ * `retiring` is not `draining`: a quiet-period drain is undone when backlog returns, a notice
+ * never is (the machine is going away), so no transition leads from it back to work.
  */
 export const INSTANCE_STATES = [
   'launching',
@@ -13,6 +17,7 @@ export const INSTANCE_STATES = [
   'idle',
   'busy',
   'draining',
+  'retiring',
   'suspending',
   'suspended',
   'failed',

@@ -25,6 +25,7 @@ const MACHINE_FOR: Record<InstanceState, MachineState> = {
   idle: 'running',
   busy: 'running',
   draining: 'running',
+  retiring: 'running',
   suspending: 'stopping',
   suspended: 'stopped',
   failed: 'running',
