@@ -1,4 +1,5 @@
 import type { Clock, Logger } from '../lib';
+import { AWS_THROTTLED, AWS_TRANSIENT, awsErrorCode, isServerFault } from './aws-errors';
 import { ProviderError } from './provider';
 
 /*
@@ -48,40 +49,6 @@ export interface Ec2ErrorClass {
   message: string;
 }
 
-// Throttling: "Request throttling for the Amazon EC2 API" recommends exponential backoff.
-// https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html
-const THROTTLED = new Set([
-  'RequestLimitExceeded',
-  'ThrottlingException',
-  'Throttling',
-  'RequestThrottled',
-  'RequestThrottledException',
-  'EC2ThrottledException',
-  'TooManyRequestsException',
-  'BandwidthLimitExceeded',
-]);
-
-// Server-side errors (#api-error-codes-table-server) and Node network failures: the request may
-// not have been processed, and every call we retry is idempotent (RunInstances by ClientToken).
-const TRANSIENT = new Set([
-  'InternalError',
-  'InternalFailure',
-  'ServiceUnavailable',
-  'Unavailable',
-  'RequestTimeout',
-  'RequestTimeoutException',
-  'TimeoutError',
-  'RequestExpired',
-  'ECONNRESET',
-  'ECONNREFUSED',
-  'EPIPE',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-]);
-
 // No capacity for this (instance type, availability zone), or the subnet has no free address:
 // another subnet or type may work now, the same one later. `Unsupported` is EC2's answer for an
 // instance type not offered in the subnet's zone, so it too means "try elsewhere".
@@ -117,29 +84,15 @@ const NOT_FOUND = new Set(['InvalidInstanceID.NotFound']);
 // AWS's own Instance Scheduler falls back to a plain stop on these two codes.
 const HIBERNATION_UNSUPPORTED = new Set(['UnsupportedHibernationConfiguration', 'UnsupportedOperation']);
 
-function errorCode(err: unknown): string | undefined {
-  if (typeof err !== 'object' || err === null) return undefined;
-  const e = err as { name?: unknown; code?: unknown; Code?: unknown };
-  // Node network errors carry `code` (ECONNRESET) while `name` is just "Error".
-  if (typeof e.code === 'string' && /^E[A-Z_]+$/.test(e.code)) return e.code;
-  if (typeof e.Code === 'string') return e.Code;
-  if (typeof e.name === 'string' && e.name !== 'Error') return e.name;
-  return undefined;
-}
-
-function serverFault(err: unknown): boolean {
-  return typeof err === 'object' && err !== null && (err as { $fault?: unknown }).$fault === 'server';
-}
-
 /** Sorts any error thrown by an EC2 call into what the caller should do about it. */
 export function classifyEc2Error(err: unknown, signal?: AbortSignal): Ec2ErrorClass {
-  const code = errorCode(err);
+  const code = awsErrorCode(err);
   const message = err instanceof Error ? err.message : String(err);
   const is = (kind: Ec2ErrorKind, disposition: 'retry' | 'fatal'): Ec2ErrorClass => ({ kind, disposition, code, message });
   if (signal?.aborted || code === 'AbortError') return is('aborted', 'retry');
-  if (code === undefined) return is(serverFault(err) ? 'transient' : 'fatal', serverFault(err) ? 'retry' : 'fatal');
-  if (THROTTLED.has(code)) return is('throttled', 'retry');
-  if (TRANSIENT.has(code)) return is('transient', 'retry');
+  if (code === undefined) return is(isServerFault(err) ? 'transient' : 'fatal', isServerFault(err) ? 'retry' : 'fatal');
+  if (AWS_THROTTLED.has(code)) return is('throttled', 'retry');
+  if (AWS_TRANSIENT.has(code)) return is('transient', 'retry');
   if (CAPACITY.has(code)) return is('capacity', code === 'Unsupported' ? 'fatal' : 'retry');
   if (SPOT_CAPACITY.has(code)) return is('spot-capacity', 'retry');
   if (QUOTA.has(code)) return is('quota', 'retry');
@@ -149,7 +102,7 @@ export function classifyEc2Error(err: unknown, signal?: AbortSignal): Ec2ErrorCl
   // Everything else (UnauthorizedOperation, AuthFailure, InvalidParameterValue,
   // InvalidLaunchTemplateId.NotFound, InvalidSubnetID.NotFound, IdempotentParameterMismatch, ...)
   // is a configuration or permission problem, unless EC2 itself said it was its fault.
-  return serverFault(err) ? is('transient', 'retry') : is('fatal', 'fatal');
+  return isServerFault(err) ? is('transient', 'retry') : is('fatal', 'fatal');
 }
 
 /** Wraps an EC2 failure in the provider contract's error, keeping the AWS code and the cause. */

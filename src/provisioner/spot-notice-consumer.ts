@@ -1,0 +1,137 @@
+import type { Clock, Logger } from '../lib';
+import { parseEc2Event, type Ec2Event } from './ec2-event';
+import { classifySqsError, deleteMessages, receiveMessages, type QueueMessage, type SqsClient } from './sqs-api';
+
+/** Where parsed events go. */
+export interface Ec2EventSink {
+  /**
+   * Acts on one event of an instance in `pools` (any pool: `undefined`): `unmanaged` when it is
+   * none of spillway's. A rejection leaves the message in the queue, to be delivered again.
+   */
+  onEc2Event(event: Ec2Event, pools: readonly string[] | undefined): Promise<'handled' | 'unmanaged'>;
+}
+
+/** Dependencies of {@link SpotNoticeConsumer}. */
+export interface SpotNoticeConsumerDeps {
+  client: SqsClient;
+  queueUrl: string;
+  /** Pools whose instances this queue's events concern; `undefined`: every pool. */
+  pools: readonly string[] | undefined;
+  sink: Ec2EventSink;
+  clock: Clock;
+  log: Logger;
+  /**
+   * How long received messages stay hidden from other consumers. A batch not handled within it
+   * is not deleted (it may already be someone else's), so it comes back. @defaultValue 60
+   */
+  visibilityTimeoutSec?: number;
+  /** Backoff after a failed receive: doubles from `baseMs` up to `capMs`. @defaultValue `{ baseMs: 1000, capMs: 60000 }` */
+  backoff?: { baseMs: number; capMs: number };
+  /** Jitter source in [0, 1). @defaultValue Math.random */
+  random?: () => number;
+}
+
+/**
+ * Consumes the SQS queue EventBridge fills with EC2's events: long-polls it, hands each spot
+ * interruption warning, rebalance recommendation and state change to the sink, and deletes
+ * every message once handled. Malformed and unknown messages are logged and deleted (they would
+ * never parse better); an event the sink fails on stays for redelivery. SQS failures back off
+ * on the injected clock and never end the loop.
+ */
+export class SpotNoticeConsumer {
+  private readonly abort = new AbortController();
+  private loop: Promise<void> | undefined;
+  private readonly log: Logger;
+  private readonly visibilityMs: number;
+
+  constructor(private readonly d: SpotNoticeConsumerDeps) {
+    this.log = d.log.child({ component: 'spot-notices', queueUrl: d.queueUrl });
+    this.visibilityMs = (d.visibilityTimeoutSec ?? 60) * 1000;
+  }
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await this.loop;
+  }
+
+  /** One receive, handle, delete round; returns how many messages came. Throws what SQS threw. */
+  async poll(signal: AbortSignal): Promise<number> {
+    const messages = await untilAborted(receiveMessages(this.d.client, this.d.queueUrl, this.visibilityMs / 1000, signal), signal);
+    const receivedAt = this.d.clock.now();
+    const done: QueueMessage[] = [];
+    for (const m of messages) if (await this.handle(m)) done.push(m);
+    if (this.d.clock.now() - receivedAt >= this.visibilityMs) {
+      this.log.warn('notice.delete-skipped', { messages: done.length, reason: 'handled after the visibility timeout: they will be delivered again' });
+      return messages.length;
+    }
+    for (const f of await untilAborted(deleteMessages(this.d.client, this.d.queueUrl, done, signal), signal)) {
+      this.log.warn('notice.delete-failed', { messageId: f.messageId, code: f.code });
+    }
+    return messages.length;
+  }
+
+  private async run(): Promise<void> {
+    const signal = this.abort.signal;
+    const { baseMs, capMs } = this.d.backoff ?? { baseMs: 1000, capMs: 60_000 };
+    const random = this.d.random ?? Math.random;
+    this.log.info('notice.consuming', { pools: this.d.pools ?? 'all' });
+    let failures = 0;
+    while (!signal.aborted) {
+      try {
+        await this.poll(signal);
+        failures = 0;
+      } catch (err) {
+        const c = classifySqsError(err, signal);
+        if (c.kind === 'aborted') return;
+        failures++;
+        // A configuration problem will not clear in a second: ask again only at the slowest pace.
+        const ceiling = c.kind === 'fatal' ? capMs : Math.min(capMs, baseMs * 2 ** (failures - 1));
+        const delayMs = Math.floor(ceiling / 2 + (ceiling / 2) * random());
+        const fields = { code: c.code, kind: c.kind, failures, delayMs, error: (err as Error).message };
+        if (c.kind === 'fatal') this.log.error('notice.receive-failed', fields);
+        else this.log.warn('notice.receive-failed', fields);
+        await this.d.clock.sleep(delayMs, signal).catch(() => undefined);
+      }
+    }
+  }
+
+  /** Whether the message is done with (to be deleted). */
+  private async handle(m: QueueMessage): Promise<boolean> {
+    const parsed = parseEc2Event(m.body);
+    if (!parsed.ok) {
+      const fields = { messageId: m.messageId, reason: parsed.reason };
+      if (parsed.unknown) this.log.info('notice.unknown', fields);
+      else this.log.warn('notice.invalid', { ...fields, body: m.body.slice(0, 200) });
+      return true;
+    }
+    const e = parsed.event;
+    try {
+      const outcome = await this.d.sink.onEc2Event(e, this.d.pools);
+      if (outcome === 'unmanaged') this.log.debug('notice.ignored', { messageId: m.messageId, instanceId: e.instanceId, kind: e.kind, reason: 'not an instance of these pools' });
+      return true;
+    } catch (err) {
+      this.log.error('notice.handle-failed', { messageId: m.messageId, instanceId: e.instanceId, kind: e.kind, receiveCount: m.receiveCount, error: (err as Error).message });
+      return false;
+    }
+  }
+}
+
+/**
+ * Settles with `p`, or rejects as soon as `signal` aborts: the SDK aborts its request too, but
+ * one already answered may still be parsing, and `stop()` should not wait on it.
+ */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => (signal.removeEventListener('abort', onAbort), resolve(v)),
+      (e: unknown) => (signal.removeEventListener('abort', onAbort), reject(e)),
+    );
+  });
+}
