@@ -94,4 +94,8 @@ export class EmptyFleet implements Fleet {
     return false;
   }
   disconnect(): void {}
+  notice(): boolean {
+    return false;
+  }
+  preempt(): void {}
 }

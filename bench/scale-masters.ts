@@ -13,6 +13,7 @@ import { systemClock } from '../src/lib';
 import {
   InstanceStore,
   PoolScaler,
+  PreemptionWindow,
   Provisioner,
   RuleBook,
   WarmWindows,
@@ -171,7 +172,20 @@ export async function mmRoundNoLock(redisUrl: string, prefix: string): Promise<M
     const rules = await new RuleBook(a.redis, keyPrefix, config).rules();
     const scalers = sides.map(
       (s) =>
-        new PoolScaler({ name: POOL, config: pool, jobTypes: [TYPE], provider, instances: s.store, lock: open, fleet, backlog, warm, clock: systemClock, log: s.logs.log }),
+        new PoolScaler({
+          name: POOL,
+          config: pool,
+          jobTypes: [TYPE],
+          provider,
+          instances: s.store,
+          lock: open,
+          fleet,
+          preemptions: new PreemptionWindow(s.redis, keyPrefix),
+          backlog,
+          warm,
+          clock: systemClock,
+          log: s.logs.log,
+        }),
     );
     const t0 = Date.now();
     const signal = new AbortController().signal;

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { HelloFrame, MasterFrame } from '../protocol';
+import type { HelloFrame, MasterFrame, Notice } from '../protocol';
 
 export type Location = 'onprem' | 'cloud';
 
@@ -24,6 +24,8 @@ export interface ConnectedAgent {
   readonly connectedAt: number;
   lastSeen: number;
   draining: boolean;
+  /** A spot notice for its machine: draining for good, its builds preempted if it vanishes. */
+  notice: Notice | undefined;
   /** Build keys (`queue/jobId`) this agent is running. */
   readonly running: Set<string>;
   send(frame: MasterFrame): void;
@@ -53,6 +55,7 @@ export function agentFromHello(
     connectedAt: conn.now,
     lastSeen: conn.now,
     draining: hello.draining,
+    notice: undefined,
     running: new Set(),
     send: conn.send,
     close: conn.close,

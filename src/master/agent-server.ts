@@ -194,6 +194,8 @@ export class AgentServer {
           log.info('agent.draining', { agent: agent.name, running: agent.running.size });
           this.d.dispatcher.capacityChanged();
           return;
+        case 'notice':
+          return this.d.dispatcher.notice(agent, f.notice, { source: 'imds', action: f.action, at: f.at });
       }
     });
 

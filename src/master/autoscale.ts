@@ -1,18 +1,22 @@
 import type { Redis } from 'ioredis';
-import type { Config } from '../config';
+import { noticeQueues, type Config } from '../config';
 import type { Clock, Logger } from '../lib';
 import { QueueMonitor } from '../queue-monitor';
 import {
   createEc2Client,
+  createSqsClient,
   Ec2Provider,
   InstanceStore,
   LocalProvider,
   poolJobTypes,
   Provisioner,
   RuleBook,
+  SpotNoticeConsumer,
+  type CreateSqsClientOptions,
   type InstanceRecord,
   type InstanceState,
   type Provider,
+  type SqsClient,
 } from '../provisioner';
 import type { AgentRegistry } from './agent-registry';
 import type { Dispatcher } from './dispatcher';
@@ -30,6 +34,8 @@ export interface AutoscaleDeps {
   log: Logger;
   /** Told of every instance change this master makes (metrics, live page). */
   onInstanceChange?: (pool: string, record: InstanceRecord, previous: InstanceState | undefined) => void;
+  /** Makes the SQS client for a notice queue's region. @defaultValue createSqsClient */
+  sqsClient?: (o: CreateSqsClientOptions) => SqsClient;
 }
 
 /** The overflow machinery of a master with pools: queue monitor, rules, providers, provisioner. */
@@ -39,6 +45,7 @@ export class Autoscale {
   private readonly monitor: QueueMonitor;
   private readonly store: InstanceStore;
   private readonly providers = new Map<string, Provider>();
+  private readonly notices: SpotNoticeConsumer[] = [];
 
   constructor(d: AutoscaleDeps) {
     const { config, clock } = d;
@@ -71,7 +78,8 @@ export class Autoscale {
         this.providers.set(name, new Ec2Provider({ pool: name, config: pool.ec2, client, clock, log }));
       }
     }
-    const fleet = new RegistryFleet(d.registry, () => d.dispatcher.capacityChanged());
+    const report = (p: Promise<void>) => p.catch((err: unknown) => log.error('pool.error', { error: (err as Error).message }));
+    const fleet = new RegistryFleet(d.registry, d.dispatcher, (err) => log.error('pool.error', { error: (err as Error).message }));
     this.provisioner = new Provisioner({
       config,
       redis: d.redis,
@@ -83,7 +91,6 @@ export class Autoscale {
       clock,
       log,
     });
-    const report = (p: Promise<void>) => p.catch((err: unknown) => log.error('pool.error', { error: (err as Error).message }));
     // Only a changed backlog is news: the scaler's own refreshes would otherwise keep it busy.
     const seen = new Map<string, number>();
     this.monitor.on('snapshot', (b) => {
@@ -101,14 +108,28 @@ export class Autoscale {
       if (a.instanceId) void report(this.provisioner.onIdle(a.instanceId, at));
       this.provisioner.kick();
     });
+    d.dispatcher.on('agent-notice', (a, notice) => {
+      if (a.instanceId) void report(this.provisioner.onNotice(a.instanceId, notice, { source: 'agent', agent: a.name }).then(() => undefined));
+    });
+    d.dispatcher.on('build-preempted', (rec) => rec.instanceId && void report(this.provisioner.onPreempted(rec.instanceId, rec.type)));
+
+    const sqsClients = new Map<string, SqsClient>();
+    for (const q of noticeQueues(config)) {
+      const key = `${q.region} ${q.endpoint ?? ''}`;
+      const client = sqsClients.get(key) ?? (d.sqsClient ?? createSqsClient)({ region: q.region, endpoint: q.endpoint });
+      sqsClients.set(key, client);
+      this.notices.push(new SpotNoticeConsumer({ client, queueUrl: q.queueUrl, pools: q.pools, sink: this.provisioner, clock, log }));
+    }
   }
 
   async start(): Promise<void> {
     await this.monitor.start();
     this.provisioner.start();
+    for (const n of this.notices) n.start();
   }
 
   async stop(): Promise<void> {
+    await Promise.all(this.notices.map((n) => n.stop()));
     await this.provisioner.stop();
     await this.monitor.stop();
     for (const p of this.providers.values()) if (p instanceof LocalProvider) await p.close();

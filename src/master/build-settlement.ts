@@ -3,7 +3,7 @@ import { describeResult, outcomeOf, type BuildResult, type FinishedFrame } from 
 import type { Logger } from '../lib';
 import type { ConnectedAgent } from './agent-registry';
 import type { BuildIdentity, BuildRecord, BuildStore } from './build-store';
-import { attemptOf } from './held-job';
+import { attemptOf, type HeldJob } from './held-job';
 import type { JobTypeQueue } from './job-type-queue';
 
 /**
@@ -38,7 +38,7 @@ export class BuildSettlement {
     const job = await this.d.queues.get(f.queue)?.getJob(f.jobId);
     if (!job) throw new Error('job no longer exists');
     // Read before settling: completing or failing a job counts the attempt as made.
-    let attempt = attemptOf(job);
+    let attempt = await attemptOf(f.queue, job, this.d.builds);
     let rec = await this.d.builds.get(f.queue, f.jobId, attempt);
     try {
       await this.settle(job, f.lockToken, f.result, job.data?.timeoutSec);
@@ -46,7 +46,7 @@ export class BuildSettlement {
       // The previous master may have settled the job and died before writing the build
       // record; the agent's repeated report is then what completes the record.
       if (!(await this.settledWith(job, f.result))) throw err;
-      attempt = job.attemptsMade;
+      attempt = job.attemptsMade + (await this.d.builds.preemptions(f.queue, f.jobId));
       rec = await this.d.builds.get(f.queue, f.jobId, attempt);
       if (rec?.state === 'finished') throw err;
     }
@@ -75,6 +75,61 @@ export class BuildSettlement {
     return state === 'failed' && job.failedReason === describeResult(r, job.data?.timeoutSec);
   }
 
+  /**
+   * A build whose agent vanished: failed with `reason`, which BullMQ retries (on another agent)
+   * while the job's attempts last. Returns its record and whether the job failed for good; a
+   * lock lost meanwhile (the job was taken back) leaves the job alone.
+   */
+  async lost(h: HeldJob, reason: string, now: number): Promise<{ record: BuildRecord | undefined; failed: boolean }> {
+    let failed = false;
+    try {
+      await h.job.moveToFailed(new Error(reason), h.token, false);
+      const retried = h.job.attemptsMade < (h.job.opts.attempts ?? 1);
+      this.d.log.warn(retried ? 'job.retried' : 'job.failed', {
+        queue: h.queue,
+        jobId: h.job.id,
+        attempt: h.attempt,
+        agent: h.build?.agent,
+        instanceId: h.build?.instanceId,
+        reason,
+        attemptsMade: h.job.attemptsMade,
+        attempts: h.job.opts.attempts ?? 1,
+      });
+      failed = !retried;
+    } catch (err) {
+      this.d.log.warn('job.lock-lost', { queue: h.queue, jobId: h.job.id, reason: (err as Error).message });
+    }
+    return { record: await this.ended(h, 'lost', reason, now), failed };
+  }
+
+  /**
+   * A build ended by its machine going away after a spot notice: the job goes back to the head
+   * of its queue with BullMQ's moveToWait, which checks the lock token and leaves attemptsMade
+   * alone. The token check makes the requeue happen once however often it is asked for (only
+   * the lock holder can move the job), and no attempt is consumed. The job's preemption count
+   * is raised first, so that whichever master takes it next numbers its build after this one;
+   * a requeue that fails takes the count back.
+   */
+  async preempted(h: HeldJob, reason: string, now: number): Promise<BuildRecord | undefined> {
+    const fields = { queue: h.queue, jobId: h.job.id, attempt: h.attempt, agent: h.build?.agent, instanceId: h.build?.instanceId, reason };
+    await this.d.builds.countPreemption(h.queue, h.job.id!, 1);
+    try {
+      await h.job.moveToWait(h.token);
+    } catch (err) {
+      await this.d.builds.countPreemption(h.queue, h.job.id!, -1);
+      this.d.log.warn('job.lock-lost', { ...fields, reason: (err as Error).message });
+      return undefined;
+    }
+    this.d.log.warn('job.preempted', { ...fields, attemptsMade: h.job.attemptsMade, attempts: h.job.opts.attempts ?? 1 });
+    return this.ended(h, 'preempted', reason, now);
+  }
+
+  private async ended(h: HeldJob, result: 'lost' | 'preempted', reason: string, now: number): Promise<BuildRecord | undefined> {
+    if (!h.build) return undefined;
+    const ending = { startedAt: h.startedAt, finishedAt: now, result, exitCode: null, signal: null, reason };
+    return this.d.builds.finished(h.build, ending).catch(() => undefined);
+  }
+
   async settle(job: Job, token: string, result: BuildResult, timeoutSec: number | undefined): Promise<void> {
     if (outcomeOf(result) === 'success') {
       await job.moveToCompleted({ ...result, outcome: 'success' }, token, false);
@@ -93,6 +148,17 @@ export class BuildSettlement {
       exitCode: r.exitCode,
       signal: r.signal,
       reason: outcome === 'success' ? null : describeResult(r),
+    });
+    this.d.log.info('job.finished', {
+      queue: rec.type,
+      jobId: rec.id,
+      attempt: rec.attempt,
+      agent: rec.agent,
+      location: rec.location,
+      instanceId: rec.instanceId,
+      result: rec.result,
+      exitCode: rec.exitCode,
+      durationMs: rec.durationMs,
     });
     return rec;
   }

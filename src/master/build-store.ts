@@ -2,7 +2,8 @@ import type { Redis } from 'ioredis';
 import type { BuildOutcome } from '../protocol';
 import type { Location } from './agent-registry';
 
-export type BuildResultName = BuildOutcome | 'lost' | 'cancelled';
+/** `preempted`: the machine went away after a spot notice; the job was requeued without using an attempt. */
+export type BuildResultName = BuildOutcome | 'lost' | 'cancelled' | 'preempted';
 
 /** One attempt of one job on one agent: the row of `GET /api/builds`. */
 export interface BuildRecord {
@@ -62,6 +63,7 @@ export class BuildStore {
   private key = (type: string, id: string, attempt: number) => `${this.p}:build:${type}:${id}:${attempt}`;
   private logKey = (type: string, id: string, attempt: number) => `${this.p}:log:${type}:${id}:${attempt}`;
   private attemptsKey = (type: string, id: string) => `${this.p}:attempts:${type}:${id}`;
+  private preemptionsKey = (type: string, id: string) => `${this.p}:preemptions:${type}:${id}`;
   private get indexKey() {
     return `${this.p}:builds`;
   }
@@ -114,6 +116,20 @@ export class BuildStore {
       .exec();
     rec.logBytes = Number(res?.[1]?.[1] ?? 0);
     return rec;
+  }
+
+  /** How many of the job's runs were preempted (they number its builds but not its BullMQ attempts). */
+  async preemptions(type: string, id: string): Promise<number> {
+    return Number((await this.r.get(this.preemptionsKey(type, id))) ?? 0);
+  }
+
+  /**
+   * Counts one more preempted run (`delta` -1 takes back a count whose requeue failed). Kept a
+   * month, far beyond any job's life in a queue, so it never needs cleaning up.
+   */
+  async countPreemption(type: string, id: string, delta: 1 | -1): Promise<void> {
+    const k = this.preemptionsKey(type, id);
+    await this.r.multi().incrby(k, delta).expire(k, 30 * 24 * 3600).exec();
   }
 
   /** Appends build output; past `logMaxBytes` the rest is dropped behind one marker line. */

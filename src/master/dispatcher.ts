@@ -6,12 +6,13 @@ import {
   checkJobPayload,
   type FinishedFrame,
   type HeldJob as AgentHeldJob,
+  type Notice,
 } from '../protocol';
 import type { AgentRegistry, ConnectedAgent } from './agent-registry';
 import type { BuildIdentity, BuildRecord, BuildStore } from './build-store';
 import { BuildSettlement } from './build-settlement';
 import { chooseAgent } from './executor-choice';
-import { attemptOf, buildKey, identityOf, type HeldJob } from './held-job';
+import { attemptOf, buildKey, heldJobOf, identityOf, takeBack, type HeldJob } from './held-job';
 import type { JobTypeQueue } from './job-type-queue';
 import { Signal } from './signal';
 
@@ -34,6 +35,10 @@ export interface DispatcherEvents {
   'agent-busy': [agent: ConnectedAgent];
   /** An agent's last build ended (its instance's quiet period starts). */
   'agent-idle': [agent: ConnectedAgent, at: number];
+  /** A spot notice reached an agent here (from the agent itself or from SQS). */
+  'agent-notice': [agent: ConnectedAgent, notice: Notice];
+  /** A build's machine went away after a notice; the job was requeued without using an attempt. */
+  'build-preempted': [record: BuildRecord];
 }
 
 export interface DispatcherDeps {
@@ -134,11 +139,15 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         await this.d.clock.sleep(1000, signal).catch(() => undefined);
         continue;
       }
-      if (taken) this.accept(q, taken.job, taken.token);
+      if (!taken) continue;
+      await this.accept(q, taken.job, taken.token).catch((err: unknown) => {
+        this.log.error('queue.error', { queue: q.type, jobId: taken.job.id, error: err });
+        return q.giveBack(taken.job.id!, taken.token).catch(() => undefined);
+      });
     }
   }
 
-  private accept(q: JobTypeQueue, job: Job, token: string): void {
+  private async accept(q: JobTypeQueue, job: Job, token: string): Promise<void> {
     const check = checkJobPayload(job.data, q.type);
     if (!check.ok) {
       this.log.warn('job.invalid', { queue: q.type, jobId: job.id, reason: check.reason });
@@ -148,20 +157,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         .catch((err: unknown) => this.log.error('queue.error', { queue: q.type, jobId: job.id, error: err }));
       return;
     }
-    const h: HeldJob = {
-      queue: q.type,
-      job,
-      token,
-      payload: check.payload,
-      attempt: attemptOf(job),
-      queuedAt: job.timestamp,
-      timeoutSec: check.payload.timeoutSec ?? this.d.config.jobTypes[q.type]?.timeoutSec ?? 3600,
-      agentId: undefined,
-      build: undefined,
-      startedAt: null,
-      orphanedAt: null,
-      writes: Promise.resolve(),
-    };
+    const attempt = await attemptOf(q.type, job, this.d.builds);
+    const h = heldJobOf({ queue: q.type, job, token, payload: check.payload, attempt, timeoutSec: this.timeoutOf(q.type, check.payload.timeoutSec) });
     this.held.set(buildKey(q.type, job.id!), h);
     if (this.place(h)) return;
     if (this.d.registry.capacityFor(q.type).serving) this.pending.get(q.type)!.push(h);
@@ -232,9 +229,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         this.release(h);
         await h.writes;
         await this.settlement.settle(h.job, h.token, f.result, h.timeoutSec);
-        this.finishedBuild(await this.settlement.record(h.build ?? identityOf(h, agent, f.result.startedAt), f.result));
+        this.emit('build-finished', await this.settlement.record(h.build ?? identityOf(h, agent, f.result.startedAt), f.result));
       } else if (!h) {
-        this.finishedBuild(await this.settlement.settleUnheld(agent, f));
+        this.emit('build-finished', await this.settlement.settleUnheld(agent, f));
       } else {
         throw new Error('lock token does not match the current attempt');
       }
@@ -244,21 +241,6 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     } finally {
       agent.send({ type: 'ack', queue: f.queue, jobId: f.jobId });
     }
-  }
-
-  private finishedBuild(rec: BuildRecord): void {
-    this.log.info('job.finished', {
-      queue: rec.type,
-      jobId: rec.id,
-      attempt: rec.attempt,
-      agent: rec.agent,
-      location: rec.location,
-      instanceId: rec.instanceId,
-      result: rec.result,
-      exitCode: rec.exitCode,
-      durationMs: rec.durationMs,
-    });
-    this.emit('build-finished', rec);
   }
 
   /** Frees the executor a held job used and forgets the job. */
@@ -293,27 +275,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         continue;
       }
       const q = this.d.queues.get(r.queue);
-      if (!q) continue;
-      const lost = await q.renew([{ jobId: r.jobId, token: r.lockToken }]).catch(() => [r.jobId]);
-      if (lost.length > 0) continue;
-      const job = await q.getJob(r.jobId);
-      const check = job && checkJobPayload(job.data, r.queue);
-      if (!job || !check || !check.ok) continue;
-      const held: HeldJob = {
-        queue: r.queue,
-        job,
-        token: r.lockToken,
-        payload: check.payload,
-        attempt: attemptOf(job),
-        queuedAt: job.timestamp,
-        timeoutSec: check.payload.timeoutSec ?? this.d.config.jobTypes[r.queue]?.timeoutSec ?? 3600,
-        agentId: agent.id,
-        build: undefined,
-        startedAt: job.processedOn ?? null,
-        orphanedAt: null,
-        writes: Promise.resolve(),
-      };
-      held.build = identityOf(held, agent, job.processedOn ?? this.d.clock.now());
+      const held = q && (await takeBack(q, r, agent.id, this.d.builds, (t) => this.timeoutOf(r.queue, t)));
+      if (!held) continue;
+      held.build = identityOf(held, agent, held.startedAt ?? this.d.clock.now());
       this.held.set(key, held);
       agent.running.add(key);
       kept.push({ queue: r.queue, jobId: r.jobId });
@@ -334,29 +298,64 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     }
   }
 
-  /** Declares the builds of a vanished agent lost: retried while attempts remain, then failed. */
-  private async lose(h: HeldJob, reason: string): Promise<void> {
+  /**
+   * The builds of a vanished agent: preempted if its machine had a notice (requeued, no attempt
+   * used), otherwise lost (retried while attempts remain, then failed).
+   */
+  private async lose(h: HeldJob): Promise<void> {
     this.release(h);
-    try {
-      await h.job.moveToFailed(new Error(reason), h.token, false);
-      const retried = h.job.attemptsMade < (h.job.opts.attempts ?? 1);
-      this.log.warn(retried ? 'job.retried' : 'job.failed', {
-        queue: h.queue,
-        jobId: h.job.id,
-        attempt: h.attempt,
-        agent: h.build?.agent,
-        reason,
-        attemptsMade: h.job.attemptsMade,
-        attempts: h.job.opts.attempts ?? 1,
-      });
-      if (!retried) this.emit('job-settled', h.queue, h.job.id!);
-    } catch (err) {
-      this.log.warn('job.lock-lost', { queue: h.queue, jobId: h.job.id, reason: (err as Error).message });
+    if (h.notice) return this.preempt(h, `preempted: ${h.notice} notice, then its agent was lost`);
+    const { record, failed } = await this.settlement.lost(h, 'agent lost', this.d.clock.now());
+    if (failed) this.emit('job-settled', h.queue, h.job.id!);
+    if (record) this.emit('build-finished', record);
+  }
+
+  /**
+   * A spot notice for the machine `agent` runs on: no new builds for it, ever, and its builds,
+   * should the machine die under them, are preempted rather than lost. Idempotent.
+   */
+  notice(agent: ConnectedAgent, notice: Notice, details: Record<string, unknown> = {}): void {
+    const news = agent.notice !== notice && agent.notice !== 'spot-interruption';
+    agent.draining = true;
+    if (news) agent.notice = notice;
+    for (const key of agent.running) {
+      const h = this.held.get(key);
+      if (h && h.agentId === agent.id) h.notice = agent.notice ?? notice;
     }
-    if (!h.build) return;
-    const ending = { startedAt: h.startedAt, finishedAt: this.d.clock.now(), result: 'lost' as const, exitCode: null, signal: null, reason };
-    const rec = await this.d.builds.finished(h.build, ending).catch(() => undefined);
-    if (rec) this.emit('build-finished', rec);
+    if (!news) return;
+    this.log.warn('agent.notice', { agent: agent.name, instanceId: agent.instanceId, notice, running: agent.running.size, ...details });
+    this.capacityChanged();
+    this.emit('agent-notice', agent, notice);
+  }
+
+  /**
+   * The same for a machine by instance id, including builds whose agent has already
+   * disconnected and may yet be declared lost. False if no agent of it is connected here.
+   */
+  noticeInstance(instanceId: string, notice: Notice): boolean {
+    for (const h of this.held.values()) if (h.build?.instanceId === instanceId && h.notice !== 'spot-interruption') h.notice = notice;
+    const agents = this.d.registry.list().filter((a) => a.instanceId === instanceId);
+    for (const a of agents) this.notice(a, notice, { source: 'sqs' });
+    return agents.length > 0;
+  }
+
+  /** The machine is going down after a notice: its builds held here are requeued as preempted now. */
+  async preemptInstance(instanceId: string, reason: string): Promise<void> {
+    for (const a of this.d.registry.list().filter((x) => x.instanceId === instanceId)) {
+      this.d.registry.remove(a);
+      a.close(1000, 'instance going down');
+    }
+    for (const h of [...this.held.values()].filter((x) => x.build?.instanceId === instanceId)) {
+      this.release(h);
+      await this.preempt(h, reason);
+    }
+  }
+
+  private async preempt(h: HeldJob, reason: string): Promise<void> {
+    const rec = await this.settlement.preempted(h, reason, this.d.clock.now());
+    if (!rec) return;
+    this.emit('build-preempted', rec);
+    this.emit('build-finished', rec);
   }
 
   /** Agents silent past lostAfter are dropped; orphaned builds past their grace are lost. */
@@ -370,12 +369,12 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         a.close(4408, 'lost: no heartbeat');
         for (const key of [...a.running]) {
           const h = this.held.get(key);
-          if (h && h.agentId === a.id) await this.lose(h, 'agent lost');
+          if (h && h.agentId === a.id) await this.lose(h);
         }
       }
     }
     for (const h of [...this.held.values()]) {
-      if (h.orphanedAt !== null && now - h.orphanedAt > lostAfter) await this.lose(h, 'agent lost');
+      if (h.orphanedAt !== null && now - h.orphanedAt > lostAfter) await this.lose(h);
     }
   }
 
@@ -392,6 +391,10 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         this.release(h);
       }
     }
+  }
+
+  private timeoutOf(queue: string, fromPayload: number | undefined): number {
+    return fromPayload ?? this.d.config.jobTypes[queue]?.timeoutSec ?? 3600;
   }
 
   private ownedBy(agent: ConnectedAgent, f: AgentHeldJob): HeldJob | undefined {

@@ -1,12 +1,22 @@
+import type { Notice } from '../protocol';
 import type { Fleet } from '../provisioner';
 import { freeExecutors, type AgentRegistry, type ConnectedAgent } from './agent-registry';
+
+/** What the fleet needs of the dispatcher: the builds it holds per instance. */
+export interface HeldBuilds {
+  /** An agent's draining flag changed: place pending jobs again. */
+  capacityChanged(): void;
+  noticeInstance(instanceId: string, notice: Notice): boolean;
+  preemptInstance(instanceId: string, reason: string): Promise<void>;
+}
 
 /** The provisioner's view of the agents connected to this master. */
 export class RegistryFleet implements Fleet {
   constructor(
     private readonly registry: AgentRegistry,
-    /** Called when an agent's draining flag changes, so pending jobs are placed again. */
-    private readonly onChange: () => void,
+    private readonly builds: HeldBuilds,
+    /** Where a failed requeue of preempted builds is reported. */
+    private readonly onError: (err: unknown) => void,
   ) {}
 
   idleOnprem(type: string): number {
@@ -29,8 +39,16 @@ export class RegistryFleet implements Fleet {
     const a = this.byInstance(instanceId);
     if (!a) return false;
     a.draining = draining;
-    this.onChange();
+    this.builds.capacityChanged();
     return true;
+  }
+
+  notice(instanceId: string, notice: Notice): boolean {
+    return this.builds.noticeInstance(instanceId, notice);
+  }
+
+  preempt(instanceId: string, reason: string): void {
+    this.builds.preemptInstance(instanceId, reason).catch(this.onError);
   }
 
   disconnect(instanceId: string, reason: string): void {

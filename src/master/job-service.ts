@@ -129,7 +129,7 @@ export class JobService {
       const r = buildResultSchema.safeParse(stripOutcome(job.returnvalue));
       return r.success ? exitCodeOf(r.data) : 0;
     }
-    if (last && last.result !== 'lost' && last.result !== 'cancelled') {
+    if (last && last.result !== 'lost' && last.result !== 'cancelled' && last.result !== 'preempted') {
       if (last.exitCode !== null) return last.exitCode;
       if (last.result === 'timeout') return 124;
     }

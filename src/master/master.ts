@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import type { Config } from '../config';
 import { systemClock, type Clock, type Logger } from '../lib';
+import type { CreateSqsClientOptions, SqsClient } from '../provisioner';
 import { AgentRegistry } from './agent-registry';
 import { AgentServer } from './agent-server';
 import { Autoscale } from './autoscale';
@@ -22,6 +23,8 @@ export interface MasterOptions {
   clock?: Clock;
   /** How to run `spillway` (e.g. [node, cli/main.js]): local pools start their agents with it. */
   agentCommand?: readonly string[];
+  /** Makes the SQS clients of spot notice queues. @defaultValue one per region from the standard AWS chain */
+  sqsClient?: (o: CreateSqsClientOptions) => SqsClient;
 }
 
 export interface MasterAddresses {
@@ -103,6 +106,7 @@ export class Master {
         dispatcher,
         agentUrl,
         agentCommand: this.opts.agentCommand,
+        ...(this.opts.sqsClient && { sqsClient: this.opts.sqsClient }),
         clock: this.clock,
         log: this.log,
         onInstanceChange: (pool, record, previous) => this.dashboard?.instanceChanged(pool, record, previous),

@@ -242,6 +242,8 @@ export interface Ec2LaunchRequest {
   count: number;
   /** Idempotency token (≤ 64 ASCII characters); the same token never launches twice. */
   clientToken: string;
+  /** On-demand only, whatever the pool's spot setting (the preemption fallback). */
+  onDemand?: boolean;
 }
 
 /** A successful launch and the capacity refusals met on the way. */
@@ -252,13 +254,15 @@ export interface Ec2LaunchResult {
 }
 
 /**
- * The order launches are tried in: spot before on-demand (when the pool allows either), the
- * pool's instance types in the order given, and every subnet for a type before the next type.
- * Subnets start at an offset derived from the client token, which spreads launches over the
- * zones while keeping the order identical when the same launch is retried.
+ * The order launches are tried in: spot before on-demand (when the pool allows either; only
+ * on-demand when `onDemand` asks for it), the pool's instance types in the order given, and
+ * every subnet for a type before the next type. Subnets start at an offset derived from the
+ * client token, which spreads launches over the zones while keeping the order identical when
+ * the same launch is retried.
  */
-export function launchCandidates(config: Ec2PoolConfig, clientToken: string): LaunchCandidate[] {
-  const markets: LaunchCandidate['market'][] = config.spot ? (config.spotFallbackToOnDemand ? ['spot', 'on-demand'] : ['spot']) : ['on-demand'];
+export function launchCandidates(config: Ec2PoolConfig, clientToken: string, onDemand = false): LaunchCandidate[] {
+  const markets: LaunchCandidate['market'][] =
+    config.spot && !onDemand ? (config.spotFallbackToOnDemand ? ['spot', 'on-demand'] : ['spot']) : ['on-demand'];
   const types: (string | undefined)[] = config.instanceTypes.length > 0 ? config.instanceTypes : [undefined];
   const offset = createHash('sha256').update(clientToken).digest().readUInt32BE(0) % Math.max(1, config.subnetIds.length);
   const subnets = [...config.subnetIds.slice(offset), ...config.subnetIds.slice(0, offset)];
@@ -316,7 +320,7 @@ function runInput(req: Ec2LaunchRequest, candidate: LaunchCandidate, clientToken
  * is chosen here (EC2 refuses both on one request).
  */
 export async function launchMachines(client: EC2Client, req: Ec2LaunchRequest, signal: AbortSignal, opts?: Ec2CallOptions): Promise<Ec2LaunchResult> {
-  const candidates = launchCandidates(req.config, req.clientToken);
+  const candidates = launchCandidates(req.config, req.clientToken, req.onDemand);
   const refusals: Ec2LaunchResult['refusals'] = [];
   let lastRefusal: unknown;
   let spotRefused = false;

@@ -103,13 +103,14 @@ export class Ec2Provider implements Provider {
     if (req.count <= 0) return [];
     const out = await launchMachines(
       this.client,
-      { pool: this.pool, config: this.config, count: req.count, clientToken: req.clientToken },
+      { pool: this.pool, config: this.config, count: req.count, clientToken: req.clientToken, onDemand: req.onDemand === true },
       signal,
       this.opts,
     );
     this.log.info('ec2.launched', {
       instances: out.machines.map((m) => m.id),
       market: out.candidate.market,
+      ...(req.onDemand && { why: 'on-demand fallback after repeated spot preemption' }),
       subnetId: out.candidate.subnetId,
       instanceType: out.candidate.instanceType ?? 'from launch template',
       refusals: out.refusals.length,

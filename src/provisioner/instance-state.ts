@@ -1,5 +1,5 @@
 import type { Notice } from '../protocol';
-import type { InstanceState } from './instance';
+import type { InstanceRecord, InstanceState } from './instance';
 
 export type InstanceEvent =
   /** Claimed for waking: only one caller wins this transition, and only it calls the provider. */
@@ -61,4 +61,10 @@ export function transition(state: InstanceState | undefined, event: InstanceEven
 /** The states `event` may leave from (what an atomic compare-and-set checks in Redis). */
 export function allowedFrom(event: InstanceEvent['type']): readonly InstanceState[] {
   return TABLE[event].from;
+}
+
+/** The notice a retiring instance got (the `notice` event writes it as the reason); undefined if not retiring. */
+export function noticeOf(r: Pick<InstanceRecord, 'state' | 'reason'>): Notice | undefined {
+  if (r.state !== 'retiring') return undefined;
+  return r.reason === 'rebalance' ? 'rebalance' : 'spot-interruption';
 }

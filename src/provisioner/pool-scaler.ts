@@ -1,11 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import type { OverflowRule, PoolConfig } from '../config';
 import type { Clock, Logger } from '../lib';
+import type { Notice } from '../protocol';
 import { decideCapacity, type CapacityDecision, type TypeDemand } from './capacity';
 import { bootVerdict, idleVerdict } from './idle-verdict';
 import type { InstanceRecord } from './instance';
-import type { InstanceEvent } from './instance-state';
+import { noticeOf, type InstanceEvent } from './instance-state';
 import type { Provider } from './provider';
+import { launchMarkets, spotFallback, type SpotFallback } from './spot-fallback';
 import type { WarmWindows } from './warm-windows';
 
 /** What the master knows of connected agents, as the provisioner needs it. */
@@ -20,6 +22,19 @@ export interface Fleet {
   setDraining(instanceId: string, draining: boolean): boolean;
   /** Closes the instance's agent connection on purpose (it is being suspended), if it is here. */
   disconnect(instanceId: string, reason: string): void;
+  /**
+   * Stops dispatching to this instance's agent for good and remembers the notice, so that its
+   * builds, should the machine die under them, are requeued as preempted rather than lost.
+   * False if the agent is not connected here.
+   */
+  notice(instanceId: string, notice: Notice): boolean;
+  /** The machine is going down after a notice: the builds held here for it are requeued as preempted now. */
+  preempt(instanceId: string, reason: string): void;
+}
+
+/** Preempted builds per job type, counted over a window (all masters see the same counts). */
+export interface Preemptions {
+  counts(pool: string, types: readonly string[], now: number, windowMs: number): Promise<Map<string, number>>;
 }
 
 /** Jobs waiting per job type (the queue monitor). */
@@ -50,6 +65,7 @@ export interface PoolScalerDeps {
   instances: Instances;
   lock: PoolLock;
   fleet: Fleet;
+  preemptions: Preemptions;
   backlog: Backlog;
   warm: WarmWindows;
   clock: Clock;
@@ -63,6 +79,8 @@ export interface PoolScalerDeps {
  */
 export class PoolScaler {
   lastDecision: CapacityDecision | undefined;
+  /** The latest on-demand fallback verdict and the preemption counts behind it (spot pools). */
+  lastFallback: (SpotFallback & { preemptions: Record<string, number> }) | undefined;
   private readonly log: Logger;
 
   constructor(private readonly d: PoolScalerDeps) {
@@ -73,6 +91,7 @@ export class PoolScaler {
     await this.bootTimeouts(signal);
     await this.d.lock.run(this.d.name, () => this.scaleUp(rules, signal));
     await this.reap(signal);
+    await this.retire(signal);
   }
 
   private demands(rules: Readonly<Record<string, OverflowRule | undefined>>): TypeDemand[] {
@@ -127,7 +146,22 @@ export class PoolScaler {
       }
     }
     if (decision.wake > 0) await this.wake(decision.wake, decision.reason, signal);
-    if (decision.launch > 0) await this.launch(decision.launch, decision.reason, signal);
+    const fallback = await this.fallback();
+    const markets = launchMarkets(decision.launch, this.d.config.executorsPerInstance, decision.types, fallback?.onDemandTypes ?? []);
+    if (markets.onDemand > 0) await this.launch(markets.onDemand, `${decision.reason}; ${fallback!.reason}`, signal, true);
+    if (markets.usual > 0) await this.launch(markets.usual, decision.reason, signal);
+  }
+
+  /** Which job types launch on-demand now, from the preemptions counted in Redis (spot pools only). */
+  private async fallback(): Promise<SpotFallback | undefined> {
+    const ec2 = this.d.config.ec2;
+    if (!ec2?.spot) return undefined;
+    const { fallbackAfterPreemptions, windowMin } = this.d.config.spot;
+    const counts = await this.d.preemptions.counts(this.d.name, this.d.jobTypes, this.d.clock.now(), windowMin * 60_000);
+    const verdict = spotFallback({ spot: true, onDemandAllowed: ec2.spotFallbackToOnDemand, fallbackAfter: fallbackAfterPreemptions, windowMin, preemptions: counts });
+    if (verdict.reason !== this.lastFallback?.reason) this.log.info('pool.spot-fallback', { onDemandTypes: verdict.onDemandTypes, reason: verdict.reason });
+    this.lastFallback = { ...verdict, preemptions: Object.fromEntries(counts) };
+    return verdict;
   }
 
   /** How many more instances the warm minimum / open windows want awake than are up or coming. */
@@ -153,10 +187,10 @@ export class PoolScaler {
     }
   }
 
-  private async launch(count: number, reason: string, signal: AbortSignal): Promise<void> {
-    this.log.info('instance.launching', { count, reason });
+  private async launch(count: number, reason: string, signal: AbortSignal, onDemand = false): Promise<void> {
+    this.log.info('instance.launching', { count, reason, ...(onDemand && { market: 'on-demand' }) });
     try {
-      const machines = await this.d.provider.launch({ count, clientToken: `spillway-${this.d.name}-${randomUUID()}` }, signal);
+      const machines = await this.d.provider.launch({ count, clientToken: `spillway-${this.d.name}-${randomUUID()}`, ...(onDemand && { onDemand }) }, signal);
       for (const m of machines) {
         await this.d.instances.apply(this.d.name, m.id, { type: 'launch' }, { privateIp: m.privateIp, spot: m.spot });
         await this.d.instances.apply(this.d.name, m.id, { type: 'started' });
@@ -229,6 +263,26 @@ export class PoolScaler {
       this.log.info('instance.draining', { instanceId: r.id, agent: r.agent, reason: v.reason });
       const sus = await this.d.instances.apply(this.d.name, r.id, { type: 'suspend', reason: v.reason });
       if (sus.ok) await this.suspendNow(r.id, signal);
+    }
+  }
+
+  /**
+   * Instances retiring after a notice whose agents are connected to this master: the agent is
+   * kept from new builds (again: the notice may have reached another master first), and once
+   * its last build has ended the machine is terminated, since it is going away anyway and a
+   * replacement, if the backlog wants one, is launched like any other.
+   */
+  private async retire(signal: AbortSignal): Promise<void> {
+    for (const r of await this.d.instances.list(this.d.name)) {
+      const notice = noticeOf(r);
+      const running = this.d.fleet.runningOn(r.id);
+      if (!notice || running === undefined) continue;
+      this.d.fleet.notice(r.id, notice);
+      if (running > 0) continue;
+      const res = await this.d.instances.apply(this.d.name, r.id, { type: 'suspend', reason: `retired after a ${notice} notice` });
+      if (!res.ok) continue;
+      this.log.info('instance.retired', { instanceId: r.id, agent: r.agent, notice });
+      await this.suspendNow(r.id, signal, 'terminate');
     }
   }
 

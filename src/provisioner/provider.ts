@@ -22,6 +22,11 @@ export interface LaunchRequest {
    * (EC2's ClientToken).
    */
   clientToken: string;
+  /**
+   * Launch on-demand even where the pool launches spot (its job types keep being preempted).
+   * Providers without markets ignore it. @defaultValue false
+   */
+  onDemand?: boolean;
 }
 
 /**

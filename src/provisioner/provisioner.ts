@@ -1,13 +1,19 @@
 import type { Redis } from 'ioredis';
 import type { Config } from '../config';
 import type { Clock, Logger } from '../lib';
+import type { Notice } from '../protocol';
 import type { CapacityDecision } from './capacity';
+import type { Ec2Event } from './ec2-event';
 import type { InstanceRecord } from './instance';
+import { noticeOf, type InstanceEvent } from './instance-state';
 import { RedisPoolLock } from './pool-lock';
+import { PreemptionWindow } from './preemption-window';
 import { reconcilePool, type ReconcileStore } from './reconciler';
 import { PoolScaler, type Backlog, type Fleet, type Instances } from './pool-scaler';
 import type { Provider } from './provider';
 import type { RuleBook } from './rule-book';
+import type { Ec2EventSink } from './spot-notice-consumer';
+import type { SpotFallback } from './spot-fallback';
 import { WarmWindows } from './warm-windows';
 
 export interface ProvisionerDeps {
@@ -37,6 +43,8 @@ export interface PoolReport {
   maxInstances: number;
   instances: InstanceRecord[];
   decision: CapacityDecision | null;
+  /** Spot pools: preemptions per job type in the window, and which types launch on-demand because of them. */
+  spotFallback: (SpotFallback & { preemptions: Record<string, number> }) | null;
 }
 
 interface PoolEntry {
@@ -54,8 +62,9 @@ interface PoolEntry {
  * backlog changes. A pool whose provider fails to set up is retried on its own, without
  * holding up the others.
  */
-export class Provisioner {
+export class Provisioner implements Ec2EventSink {
   private readonly pools = new Map<string, PoolEntry>();
+  private readonly preemptions: PreemptionWindow;
   private readonly abort = new AbortController();
   private kicked: (() => void) | undefined;
   private pendingKick = false;
@@ -65,6 +74,7 @@ export class Provisioner {
   constructor(private readonly d: ProvisionerDeps) {
     this.log = d.log.child({ component: 'provisioner' });
     const lock = new RedisPoolLock(d.redis, d.config.redis.keyPrefix);
+    this.preemptions = new PreemptionWindow(d.redis, d.config.redis.keyPrefix);
     for (const [name, pool] of Object.entries(d.config.pools)) {
       const provider = d.providers.get(name);
       if (!provider) continue;
@@ -77,7 +87,20 @@ export class Provisioner {
         setupError: null,
         nextSetupAt: 0,
         reconciledAt: undefined,
-        scaler: new PoolScaler({ name, config: pool, jobTypes, provider, instances: d.instances, lock, fleet: d.fleet, backlog: d.backlog, warm, clock: d.clock, log: this.log }),
+        scaler: new PoolScaler({
+          name,
+          config: pool,
+          jobTypes,
+          provider,
+          instances: d.instances,
+          lock,
+          fleet: d.fleet,
+          preemptions: this.preemptions,
+          backlog: d.backlog,
+          warm,
+          clock: d.clock,
+          log: this.log,
+        }),
       });
     }
   }
@@ -104,6 +127,65 @@ export class Provisioner {
     if (!found) return;
     const res = await this.d.instances.apply(found.pool, instanceId, { type: 'registered', agent }, { agent });
     if (res.ok) this.log.info('instance.registered', { pool: found.pool, instanceId, agent });
+    // An agent reconnecting from a machine that got a notice must not take new builds there.
+    const notice = noticeOf(res.record ?? found.record);
+    if (notice) this.d.fleet.notice(instanceId, notice);
+  }
+
+  /**
+   * A spot interruption warning or rebalance recommendation for a managed instance (from its
+   * agent, or from SQS): its agent takes no new builds from now on, and the instance retires.
+   * A rebalance recommendation never downgrades an interruption already recorded.
+   */
+  async onNotice(instanceId: string, notice: Notice, details: Record<string, unknown>, pools?: readonly string[]): Promise<boolean> {
+    const found = await this.find(instanceId, pools);
+    if (!found) return false;
+    this.d.fleet.notice(instanceId, notice);
+    const had = noticeOf(found.record);
+    if (had === notice || had === 'spot-interruption') return true;
+    const res = await this.d.instances.apply(found.pool, instanceId, { type: 'notice', notice });
+    const fields = { pool: found.pool, instanceId, agent: found.record.agent, notice, ...details };
+    if (res.ok) this.log.warn('instance.notice', { ...fields, previous: found.record.state });
+    else this.log.warn('instance.notice', { ...fields, state: found.record.state, refused: res.reason });
+    return true;
+  }
+
+  /**
+   * An EC2 event from the notice queue. After a notice, the machine stopping or going away ends
+   * its builds: they are requeued as preempted at once instead of waiting for the agent to be
+   * declared lost. A termination is recorded whatever came before.
+   */
+  async onEc2Event(e: Ec2Event, pools?: readonly string[]): Promise<'handled' | 'unmanaged'> {
+    if (e.kind !== 'state-change') {
+      const managed = await this.onNotice(e.instanceId, e.kind, { source: 'sqs', eventId: e.eventId, time: e.time, ...(e.kind === 'spot-interruption' && { action: e.action }) }, pools);
+      return managed ? 'handled' : 'unmanaged';
+    }
+    const found = await this.find(e.instanceId, pools);
+    if (!found) return 'unmanaged';
+    const { pool, record } = found;
+    const notice = noticeOf(record);
+    const going = e.state === 'stopping' || e.state === 'stopped' || e.state === 'shutting-down' || e.state === 'terminated';
+    this.log.info('instance.state-reported', { pool, instanceId: e.instanceId, ec2State: e.state, state: record.state, eventId: e.eventId });
+    if (!going) return 'handled';
+    if (notice) this.d.fleet.preempt(e.instanceId, `preempted: ${notice} notice, then EC2 reported ${e.state}`);
+    const gone = e.state === 'shutting-down' || e.state === 'terminated';
+    const event: InstanceEvent | undefined = gone
+      ? { type: 'terminated', reason: `EC2 reported ${e.state}${notice ? ` after a ${notice} notice` : ''}` }
+      : notice
+        ? { type: 'fail', reason: `EC2 reported ${e.state} after a ${notice} notice` }
+        : undefined;
+    if (event) await this.d.instances.apply(pool, e.instanceId, event);
+    return 'handled';
+  }
+
+  /** A build of `type` on this instance was preempted: counted for the pool's on-demand fallback. */
+  async onPreempted(instanceId: string, type: string): Promise<void> {
+    const found = await this.find(instanceId);
+    if (!found) return;
+    const windowMin = this.d.config.pools[found.pool]!.spot.windowMin;
+    const count = await this.preemptions.add(found.pool, type, this.d.clock.now(), windowMin * 60_000);
+    this.log.info('pool.preemption', { pool: found.pool, instanceId, type, preemptions: count, windowMin });
+    this.kick();
   }
 
   async onBusy(instanceId: string): Promise<void> {
@@ -127,14 +209,16 @@ export class Provisioner {
         maxInstances: this.d.config.pools[name]!.maxInstances,
         instances: await this.d.instances.list(name),
         decision: p.scaler.lastDecision ?? null,
+        spotFallback: p.scaler.lastFallback ?? null,
       });
     }
     return out;
   }
 
-  /** The pool and record of a managed instance, or undefined for one spillway does not know. */
-  async find(instanceId: string): Promise<{ pool: string; record: InstanceRecord } | undefined> {
+  /** The pool and record of a managed instance (among `among` pools if given), or undefined for one spillway does not know. */
+  async find(instanceId: string, among?: readonly string[]): Promise<{ pool: string; record: InstanceRecord } | undefined> {
     for (const pool of this.pools.keys()) {
+      if (among && !among.includes(pool)) continue;
       const record = await this.d.instances.get(pool, instanceId);
       if (record) return { pool, record };
     }

@@ -1,3 +1,4 @@
+import type { Notice } from '../../src/protocol';
 import type { Fleet } from '../../src/provisioner';
 
 /** An agent connected to "this" master from a cloud instance. */
@@ -5,6 +6,7 @@ export interface FakeAgent {
   executors: number;
   running: number;
   draining: boolean;
+  notice?: Notice;
 }
 
 /**
@@ -18,6 +20,8 @@ export class FakeFleet implements Fleet {
   readonly agents = new Map<string, FakeAgent>();
   readonly drainCalls: Array<{ instanceId: string; draining: boolean; connected: boolean }> = [];
   readonly disconnects: Array<{ instanceId: string; reason: string }> = [];
+  readonly notices: Array<{ instanceId: string; notice: Notice; connected: boolean }> = [];
+  readonly preempts: Array<{ instanceId: string; reason: string }> = [];
   onSetDraining: ((instanceId: string, draining: boolean) => void) | undefined;
 
   connect(instanceId: string, over: Partial<FakeAgent> = {}): this {
@@ -52,5 +56,21 @@ export class FakeFleet implements Fleet {
   disconnect(instanceId: string, reason: string): void {
     this.disconnects.push({ instanceId, reason });
     this.agents.delete(instanceId);
+  }
+
+  notice(instanceId: string, notice: Notice): boolean {
+    const a = this.agents.get(instanceId);
+    this.notices.push({ instanceId, notice, connected: a !== undefined });
+    if (!a) return false;
+    a.draining = true;
+    a.notice = notice;
+    return true;
+  }
+
+  /** The machine went down: its builds are gone from here (requeued by the real dispatcher). */
+  preempt(instanceId: string, reason: string): void {
+    this.preempts.push({ instanceId, reason });
+    const a = this.agents.get(instanceId);
+    if (a) a.running = 0;
   }
 }

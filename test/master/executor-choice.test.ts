@@ -22,6 +22,7 @@ function agent(name: string, o: { location?: 'onprem' | 'cloud'; types?: string[
     connectedAt: 0,
     lastSeen: 0,
     draining: o.draining ?? false,
+    notice: undefined,
     running: new Set(Array.from({ length: o.busy ?? 0 }, (_, i) => `b2g/${name}-${i}`)),
     send: () => undefined,
     close: () => undefined,

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import { overflowSchema, poolSchema, type OverflowRule, type PoolConfig } from '../../src/config';
 import { createLogger, type LogEntry } from '../../src/lib';
-import { PoolScaler, ProviderError, WarmWindows, type InstanceRecord, type InstanceState, type MachineState } from '../../src/provisioner';
+import { PoolScaler, PreemptionWindow, ProviderError, WarmWindows, type InstanceRecord, type InstanceState, type MachineState } from '../../src/provisioner';
 import { InstanceStore } from '../../src/provisioner/instance-store';
 import { RedisPoolLock } from '../../src/provisioner/pool-lock';
 import { FakeBacklog } from '../fakes/fake-backlog';
@@ -76,6 +76,7 @@ describe('PoolScaler.tick (real redis, fake provider, fake clock)', function () 
       instances: store,
       lock: new RedisPoolLock(redis, prefix),
       fleet,
+      preemptions: new PreemptionWindow(redis, prefix),
       backlog,
       warm,
       clock,
