@@ -41,6 +41,7 @@ export async function agentCommand(flags: AgentFlags, env: NodeJS.ProcessEnv): P
     executors: flags.executors === undefined ? undefined : Number(flags.executors),
     labels: list(flags.labels),
     instanceId,
+    imdsUrl: flags.imdsUrl,
     workDir: flags.workDir,
     casUrl: flags.cas,
     casToken: flags.casToken,

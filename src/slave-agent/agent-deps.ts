@@ -2,7 +2,7 @@ import type WebSocket from 'ws';
 import type { AgentOptions } from '../config';
 import type { Isolation, runProcess } from '../executor';
 import type { Clock, Logger } from '../lib';
-import type { BuildResult, HeldJob } from '../protocol';
+import type { BuildResult, HeldJob, NoticeFrame } from '../protocol';
 import type { AgentRejectedError } from './agent-errors';
 import type { BackoffOptions } from './backoff';
 import type { HostInfo } from './host-info';
@@ -53,5 +53,7 @@ export interface AgentEvents {
   disconnected: [{ code: number; reason: string; retryInMs: number }];
   draining: [];
   drained: [];
+  /** A spot interruption warning or rebalance recommendation read from IMDS. */
+  notice: [NoticeFrame];
   fatal: [AgentRejectedError];
 }

@@ -18,6 +18,7 @@ import {
   type HeldJob,
   type HelloFrame,
   type MasterFrame,
+  type NoticeFrame,
 } from '../protocol';
 import { ActionSupport } from './action-support';
 import { AgentRejectedError } from './agent-errors';
@@ -28,6 +29,7 @@ import { helloFrame } from './hello';
 import { detectHostInfo, type HostInfo } from './host-info';
 import { keyOf, LogOutbox } from './log-outbox';
 import { MasterConnection, type ConnectionEnd } from './master-connection';
+import { noticeWatchFor, type NoticeWatch } from './notice-watch';
 import { StateChanges } from './state-changes';
 
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -68,6 +70,10 @@ export class Agent extends EventEmitter<AgentEvents> {
   private workDir = '';
   private ownsWorkDir = false;
   private readonly changes: StateChanges;
+  /** Watches IMDS for spot notices, on EC2 only. */
+  private readonly watch: NoticeWatch | undefined;
+  /** The latest notice read from IMDS, repeated to every master this agent connects to. */
+  private notice: NoticeFrame | undefined;
 
   constructor(deps: AgentDeps) {
     super();
@@ -88,6 +94,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       baseEnv: this.baseEnv,
       ...(deps.isolation && { isolation: deps.isolation }),
     });
+    this.watch = noticeWatchFor(deps.options, this.clock, this.log, (frame) => this.onNotice(frame));
     this.outbox = new LogOutbox({
       clock: this.clock,
       canSend: () => this.welcomed && this.conn?.writable === true,
@@ -128,6 +135,7 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   private async main(): Promise<void> {
     await this.prepareWorkDir();
+    this.watch?.start();
     try {
       await this.connectLoop();
     } catch (err) {
@@ -135,6 +143,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       throw err;
     } finally {
       this.stopping = true;
+      await this.watch?.stop();
       for (const build of [...this.running.values()]) this.dropBuild(build, 'agent stopped');
       await Promise.all([...this.unsettled].map((b) => b.settled));
       this.outbox.close();
@@ -267,6 +276,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       conn.send(f);
     }
     if (this.draining) conn.send({ type: 'draining' });
+    if (this.notice) conn.send(this.notice);
     this.outbox.flush();
     void this.heartbeatLoop(conn, frame.heartbeatMs);
     this.changes.notify();
@@ -375,6 +385,17 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.log.info('agent.job-cancelled', { queue, jobId, reason });
     this.emit('job-cancelled', build.held, reason);
     this.changes.notify();
+  }
+
+  /**
+   * Its machine is going away (or likely to): the master stops sending builds here at once.
+   * Running builds carry on and use what is left of the two-minute window.
+   */
+  private onNotice(frame: NoticeFrame): void {
+    this.notice = frame;
+    this.log.warn('agent.notice-detected', { notice: frame.notice, action: frame.action, at: frame.at, running: this.running.size });
+    this.emit('notice', frame);
+    if (this.welcomed) this.conn?.send(frame);
   }
 
   private async doDrain(): Promise<void> {

@@ -3,5 +3,6 @@ export type { AgentDeps, AgentEvents } from './agent-deps';
 export { AgentRejectedError } from './agent-errors';
 export { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff';
 export { detectHostInfo, type HostInfo } from './host-info';
-export { fetchInstanceId, ImdsError, type FetchInstanceIdOptions } from './imds';
+export { fetchInstanceId, ImdsClient, ImdsError, isEc2InstanceId, type FetchInstanceIdOptions } from './imds';
 export type { AgentTls } from './master-connection';
+export { NoticeWatch, type NoticeWatchDeps } from './notice-watch';
