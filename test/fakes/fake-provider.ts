@@ -6,7 +6,7 @@ export type ProviderCall =
   | { op: 'list'; error?: string }
   | { op: 'start'; ids: string[]; error?: string }
   | { op: 'suspend'; ids: string[]; mode: SuspendMode; error?: string }
-  | { op: 'launch'; count: number; clientToken: string; ids: string[]; error?: string }
+  | { op: 'launch'; count: number; clientToken: string; ids: string[]; onDemand?: boolean; error?: string }
   | { op: 'terminate'; ids: string[]; error?: string };
 
 export type ProviderOp = ProviderCall['op'];
@@ -120,11 +120,11 @@ export class FakeProvider implements Provider {
   }
 
   async launch(req: LaunchRequest, signal: AbortSignal): Promise<Machine[]> {
-    const call: Extract<ProviderCall, { op: 'launch' }> = { op: 'launch', count: req.count, clientToken: req.clientToken, ids: [] };
+    const call: Extract<ProviderCall, { op: 'launch' }> = { op: 'launch', count: req.count, clientToken: req.clientToken, ids: [], ...(req.onDemand !== undefined && { onDemand: req.onDemand }) };
     await this.enter(call, signal);
     let out: Machine[] = [];
     this.check(call, () => {
-      const unknown = Object.keys(req).filter((k) => k !== 'count' && k !== 'clientToken');
+      const unknown = Object.keys(req).filter((k) => k !== 'count' && k !== 'clientToken' && k !== 'onDemand');
       if (unknown.length) throw new ProviderError(`unknown launch fields: ${unknown.join(', ')}`, 'fatal', 'InvalidParameter');
       if (!Number.isInteger(req.count) || req.count < 1) throw new ProviderError(`bad count ${req.count}`, 'fatal', 'InvalidParameterValue');
       if (!req.clientToken) throw new ProviderError('launch without a client token', 'fatal', 'MissingParameter');
