@@ -226,7 +226,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.reportedRunning = new Set(running.map((h) => keyOf(h.queue, h.jobId)));
     this.reportedFinished = new Set(finished.map((f) => keyOf(f.queue, f.jobId)));
     const version = this.deps.version ?? packageVersion;
-    return helloFrame(this.options, this.host, { version, running, finished, draining: this.draining });
+    // After a notice the agent says hello as draining: no build may reach it before the notice frame does.
+    return helloFrame(this.options, this.host, { version, running, finished, draining: this.draining || this.notice !== undefined });
   }
 
   private onMessage(conn: MasterConnection, text: string): void {
