@@ -15,6 +15,7 @@ export interface AgentFlags {
   labels?: string;
   instanceId?: string;
   imdsUrl?: string;
+  noticePollSec?: string;
   workDir?: string;
   cas?: string;
   casToken?: string;
@@ -42,6 +43,7 @@ export async function agentCommand(flags: AgentFlags, env: NodeJS.ProcessEnv): P
     labels: list(flags.labels),
     instanceId,
     imdsUrl: flags.imdsUrl,
+    noticePollSec: flags.noticePollSec === undefined ? undefined : Number(flags.noticePollSec),
     workDir: flags.workDir,
     casUrl: flags.cas,
     casToken: flags.casToken,

@@ -42,6 +42,7 @@ async function run(argv: string[]): Promise<number> {
     .option('--labels <list>', 'comma-separated labels jobs can require')
     .option('--instance-id <id>', 'cloud instance id; "imds" reads it from EC2\'s instance metadata (IMDSv2)')
     .addOption(new Option('--imds-url <url>', 'instance metadata base URL').default('http://169.254.169.254').hideHelp())
+    .addOption(new Option('--notice-poll-sec <sec>', 'how often an agent on EC2 asks IMDS for spot notices').default('5').hideHelp())
     .option('--work-dir <dir>', 'where builds run (default: a temp dir)')
     .option('--cas <url>', "the master's CAS for actions, e.g. http://MASTER:8080/cache")
     .addOption(new Option('--cas-token <token>', 'token for the CAS routes').env('SPILLWAY_CAS_TOKEN'))

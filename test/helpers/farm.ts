@@ -85,6 +85,9 @@ export class TestFarm {
     labels?: string[];
     token?: string;
     tls?: AgentTls;
+    instanceId?: string;
+    imdsUrl?: string;
+    noticePollSec?: number;
   }): Promise<Agent> {
     const { tls, ...options } = o;
     const agent = new Agent({

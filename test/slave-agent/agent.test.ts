@@ -8,6 +8,7 @@ import { runProcess, type RunHandle } from '../../src/executor';
 import { createLogger, type LogEntry } from '../../src/lib';
 import { PROTOCOL_VERSION, type AssignFrame, type JobPayload } from '../../src/protocol';
 import { Agent, AgentRejectedError, type AgentDeps } from '../../src/slave-agent';
+import { FakeImds } from './fake-imds';
 import { FakeMaster, type MasterSide } from './fake-master';
 
 const TOKEN = 'sekret-token-value';
@@ -294,5 +295,35 @@ describe('slave-agent/agent', () => {
     side.send({ type: 'drain' });
     await exited;
     assert.equal((await side.closed).code, 1000);
+  });
+
+  it('on EC2, tells its master about a spot notice read from IMDS, and says hello as draining after a reconnect', async () => {
+    const imds = await new FakeImds().start();
+    try {
+      const a = makeAgent({}, { location: 'cloud', instanceId: 'i-0123456789abcdef0', imdsUrl: imds.url, noticePollSec: 0.02 });
+      const first = await connected(a);
+      imds.instanceAction = '{"action": "terminate", "time": "2026-03-01T10:02:00Z"}';
+      const notice = await first.take('notice');
+      assert.deepEqual(notice, { type: 'notice', notice: 'spot-interruption', action: 'terminate', at: Date.parse('2026-03-01T10:02:00Z') });
+      first.ws.close(1012, 'master restarting');
+      const second = await master.connection(1);
+      assert.equal((await second.take('hello')).draining, true);
+      second.welcome();
+      assert.equal((await second.take('notice')).notice, 'spot-interruption');
+    } finally {
+      await agent?.stop();
+      await imds.stop();
+    }
+  });
+
+  it('never watches IMDS for a local "cloud" instance (no EC2 instance id)', async () => {
+    const imds = await new FakeImds().start();
+    try {
+      await connected(makeAgent({}, { location: 'cloud', instanceId: 'local-cloud-1', imdsUrl: imds.url, noticePollSec: 0.02 }));
+      assert.equal(imds.requests.length, 0);
+    } finally {
+      await agent?.stop();
+      await imds.stop();
+    }
   });
 });
