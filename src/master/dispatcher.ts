@@ -335,7 +335,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   noticeInstance(instanceId: string, notice: Notice): boolean {
     for (const h of this.held.values()) if (h.build?.instanceId === instanceId && h.notice !== 'spot-interruption') h.notice = notice;
     const agents = this.d.registry.list().filter((a) => a.instanceId === instanceId);
-    for (const a of agents) this.notice(a, notice, { source: 'sqs' });
+    for (const a of agents) this.notice(a, notice, { source: 'instance-state' });
     return agents.length > 0;
   }
 
