@@ -5,7 +5,7 @@ import type { InstanceRecord, InstanceState } from '../provisioner';
 import { ACCRUE_USAGE_SCRIPT } from './lua/accrue-usage-script';
 
 /** States an EC2 instance is billed in (it is running, or on its way up or down). */
-const BILLED: ReadonlySet<InstanceState> = new Set(['launching', 'waking', 'booting', 'idle', 'busy', 'draining', 'suspending']);
+const BILLED: ReadonlySet<InstanceState> = new Set(['launching', 'waking', 'booting', 'idle', 'busy', 'draining', 'retiring', 'suspending']);
 
 const DAY_MS = 24 * 3600 * 1000;
 
