@@ -6,7 +6,7 @@ import { QueueEvents, Queue } from 'bullmq';
 import { stringify } from 'yaml';
 import { parseAgentOptions, parseConfig, type Config } from '../../src/config';
 import { createLogger, type LogEntry, type Logger } from '../../src/lib';
-import { Master, type MasterAddresses } from '../../src/master';
+import { Master, type MasterAddresses, type MasterOptions } from '../../src/master';
 import { Agent, type AgentTls } from '../../src/slave-agent';
 import { redisUrl } from '../setup/root-hooks';
 import { uniquePrefix } from '../setup/unique';
@@ -65,13 +65,13 @@ export class TestFarm {
 
   constructor(
     raw: Record<string, unknown> = farmConfigRaw(),
-    private readonly opts: { agentCommand?: string[] } = {},
+    private readonly opts: Pick<MasterOptions, 'sqsClient'> & { agentCommand?: string[] } = {},
   ) {
     this.config = parseConfig(raw, {});
   }
 
   async start(): Promise<this> {
-    this.master = new Master({ config: this.config, log: this.logs.log, agentCommand: this.opts.agentCommand });
+    this.master = new Master({ config: this.config, log: this.logs.log, agentCommand: this.opts.agentCommand, ...(this.opts.sqsClient && { sqsClient: this.opts.sqsClient }) });
     this.addr = await this.master.start();
     return this;
   }
