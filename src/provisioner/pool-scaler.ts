@@ -6,7 +6,7 @@ import { decideCapacity, type CapacityDecision, type TypeDemand } from './capaci
 import { bootVerdict, idleVerdict } from './idle-verdict';
 import type { InstanceRecord } from './instance';
 import { noticeOf, type InstanceEvent } from './instance-state';
-import type { Provider } from './provider';
+import { ProviderError, type LaunchRequest, type Provider } from './provider';
 import { launchMarkets, spotFallback, type SpotFallback } from './spot-fallback';
 import type { WarmWindows } from './warm-windows';
 
@@ -81,6 +81,8 @@ export class PoolScaler {
   lastDecision: CapacityDecision | undefined;
   /** The latest on-demand fallback verdict and the preemption counts behind it (spot pools). */
   lastFallback: (SpotFallback & { preemptions: Record<string, number> }) | undefined;
+  /** A launch per market whose outcome is not known yet (see `launch`). */
+  private readonly launchIntents = new Map<'on-demand' | 'usual', LaunchRequest>();
   private readonly log: Logger;
 
   constructor(private readonly d: PoolScalerDeps) {
@@ -149,7 +151,9 @@ export class PoolScaler {
     const fallback = await this.fallback();
     const markets = launchMarkets(decision.launch, this.d.config.executorsPerInstance, decision.types, fallback?.onDemandTypes ?? []);
     if (markets.onDemand > 0) await this.launch(markets.onDemand, `${decision.reason}; ${fallback!.reason}`, signal, true);
+    else this.launchIntents.delete('on-demand');
     if (markets.usual > 0) await this.launch(markets.usual, decision.reason, signal);
+    else this.launchIntents.delete('usual');
   }
 
   /** Which job types launch on-demand now, from the preemptions counted in Redis (spot pools only). */
@@ -187,16 +191,30 @@ export class PoolScaler {
     }
   }
 
+  /**
+   * A launch whose outcome is unknown is retried with the same ClientToken: a RunInstances
+   * answered with a 5xx or a timeout may have launched, and a fresh token would launch again.
+   * The intent is kept until a launch succeeds or fails for good, or a step wants fewer
+   * instances than it asked for (the reconciler has then usually adopted what it launched).
+   */
   private async launch(count: number, reason: string, signal: AbortSignal, onDemand = false): Promise<void> {
-    this.log.info('instance.launching', { count, reason, ...(onDemand && { market: 'on-demand' }) });
+    const market = onDemand ? 'on-demand' : 'usual';
+    let intent = this.launchIntents.get(market);
+    if (!intent || intent.count > count) {
+      intent = { count, clientToken: `spillway-${this.d.name}-${randomUUID()}`, ...(onDemand && { onDemand }) };
+      this.launchIntents.set(market, intent);
+    }
+    this.log.info('instance.launching', { count: intent.count, reason, ...(onDemand && { market: 'on-demand' }) });
     try {
-      const machines = await this.d.provider.launch({ count, clientToken: `spillway-${this.d.name}-${randomUUID()}`, ...(onDemand && { onDemand }) }, signal);
+      const machines = await this.d.provider.launch(intent, signal);
+      this.launchIntents.delete(market);
       for (const m of machines) {
         await this.d.instances.apply(this.d.name, m.id, { type: 'launch' }, { privateIp: m.privateIp, spot: m.spot });
         await this.d.instances.apply(this.d.name, m.id, { type: 'started' });
       }
     } catch (err) {
-      this.log.error('instance.launch-failed', { count, error: (err as Error).message });
+      if (err instanceof ProviderError && err.disposition === 'fatal') this.launchIntents.delete(market);
+      this.log.error('instance.launch-failed', { count: intent.count, error: (err as Error).message });
     }
   }
 

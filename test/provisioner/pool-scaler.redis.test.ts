@@ -359,6 +359,33 @@ describe('PoolScaler.tick (real redis, fake provider, fake clock)', function () 
     assert.equal((await f.get('i-a')).state, 'failed');
   });
 
+  it('a launch whose answer was lost is retried with the same ClientToken, so it never launches twice [BUG: a fresh token every step]', async () => {
+    const f = await fixture({ maxInstances: 4 });
+    f.backlog.set('b2g', 2);
+    // EC2 launched, then the answer was lost (a 5xx, a timeout): the fake keeps the instances.
+    f.provider.during = (c) => {
+      if (c.op !== 'launch' || f.provider.callsOf('launch').length > 1) return;
+      void f.provider.launch({ count: c.count, clientToken: c.clientToken }, AbortSignal.timeout(1000));
+      throw new ProviderError('EC2 RunInstances failed (InternalError)', 'retry', 'InternalError');
+    };
+    await f.tick();
+    await f.tick();
+    const tokens = f.provider.callsOf('launch').map((c) => c.clientToken);
+    assert.equal(tokens.length, 3, 'the lost launch, its replay inside the hook, and the retry');
+    assert.equal(new Set(tokens).size, 1, `tokens: ${tokens.join(', ')}`);
+    assert.deepEqual(await f.states(), { 'i-new-1': 'booting', 'i-new-2': 'booting' }, 'the two machines EC2 made, no more');
+
+    // A fatal refusal ends the intent: the next launch is a new one.
+    f.provider.during = undefined;
+    f.backlog.set('b2g', 4);
+    f.provider.failNext(new ProviderError('EC2 RunInstances failed (UnauthorizedOperation)', 'fatal', 'UnauthorizedOperation'), 'launch');
+    await f.tick();
+    await f.tick();
+    const [refused, next] = f.provider.callsOf('launch').slice(3);
+    assert.ok(refused?.error && next && !next.error);
+    assert.notEqual(next.clientToken, refused.clientToken);
+  });
+
   it('drain aborted by a build that slipped in: the instance is taken back, not left "draining" [BUG: pool-scaler reap]', async () => {
     const f = await fixture({ quietPeriodMin: 60 });
     await f.seed('i-a', 'idle', { lastJobEndedAt: f.clock.now() });
