@@ -97,6 +97,7 @@ export const LOG_EVENTS = [
   'notice.handle-failed',
   'notice.delete-failed',
   'notice.delete-skipped',
+  'pool.backoff',
   'rules.changed',
   'config.reloaded',
   'config.reload-failed',

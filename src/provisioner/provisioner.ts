@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import type { Config } from '../config';
 import type { Clock, Logger } from '../lib';
 import type { Notice } from '../protocol';
+import { BackoffProvider, type BackoffPolicy } from './backoff-provider';
 import type { CapacityDecision } from './capacity';
 import type { Ec2Event } from './ec2-event';
 import type { InstanceRecord } from './instance';
@@ -32,6 +33,10 @@ export interface ProvisionerDeps {
   stepTimeoutMs?: number;
   /** How often Redis is compared with the provider's view. @defaultValue 60000 */
   reconcileMs?: number;
+  /** Pauses of a pool whose provider calls keep failing. @defaultValue 5 s doubling up to 120 s */
+  backoff?: Partial<BackoffPolicy>;
+  /** Jitter source for those pauses, in [0, 1). @defaultValue Math.random */
+  random?: () => number;
 }
 
 /** A row of `GET /api/pools`. */
@@ -49,7 +54,7 @@ export interface PoolReport {
 
 interface PoolEntry {
   scaler: PoolScaler;
-  provider: Provider;
+  provider: BackoffProvider;
   warm: WarmWindows;
   ready: boolean;
   setupError: string | null;
@@ -76,8 +81,16 @@ export class Provisioner implements Ec2EventSink {
     const lock = new RedisPoolLock(d.redis, d.config.redis.keyPrefix);
     this.preemptions = new PreemptionWindow(d.redis, d.config.redis.keyPrefix);
     for (const [name, pool] of Object.entries(d.config.pools)) {
-      const provider = d.providers.get(name);
-      if (!provider) continue;
+      const inner = d.providers.get(name);
+      if (!inner) continue;
+      const provider = new BackoffProvider({
+        pool: name,
+        provider: inner,
+        clock: d.clock,
+        log: this.log,
+        ...(d.backoff && { policy: d.backoff }),
+        ...(d.random && { random: d.random }),
+      });
       const warm = new WarmWindows(pool);
       const jobTypes = poolJobTypes(d.config, name);
       this.pools.set(name, {
@@ -236,6 +249,9 @@ export class Provisioner implements Ec2EventSink {
       if (rules) {
         for (const [name, p] of this.pools) {
           if (signal.aborted) break;
+          // A pool whose provider keeps failing sits out its backoff: no reconcile, no scaling,
+          // no suspension, since each of them would call the provider.
+          if (this.d.clock.now() < p.provider.readyAt) continue;
           const step = AbortSignal.any([signal, AbortSignal.timeout(this.d.stepTimeoutMs ?? 120_000)]);
           try {
             if (!p.ready && !(await this.setup(name, p, step))) continue;
