@@ -53,6 +53,11 @@ export class FakeClock implements Clock {
     return this.sleepers.length;
   }
 
+  /** When the earliest pending sleep is due, or undefined when nobody sleeps. */
+  nextDue(): number | undefined {
+    return this.sleepers.length ? Math.min(...this.sleepers.map((s) => s.until)) : undefined;
+  }
+
   /** Moves time forward and wakes every sleeper now due. */
   advance(ms: number): void {
     this.t += ms;

@@ -1,0 +1,206 @@
+import {
+  DescribeInstancesCommand,
+  DescribeLaunchTemplatesCommand,
+  DescribeSubnetsCommand,
+  EC2Client,
+  EC2ServiceException,
+  RunInstancesCommand,
+  StartInstancesCommand,
+  StopInstancesCommand,
+  TerminateInstancesCommand,
+  type DescribeInstancesCommandInput,
+  type Filter,
+  type Instance,
+  type RunInstancesCommandInput,
+} from '@aws-sdk/client-ec2';
+import { mockClient } from 'aws-sdk-client-mock';
+
+/** An EC2 error as the SDK raises it: the AWS code as `name`, 4xx = client fault, 5xx = server. */
+export function awsError(code: string, fault: 'client' | 'server' = 'client', httpStatusCode?: number): EC2ServiceException {
+  return new EC2ServiceException({ name: code, $fault: fault, $metadata: { httpStatusCode }, message: `${code} (fake EC2)` });
+}
+
+/**
+ * How the API behaves right now:
+ * - `ok`: every call does what EC2 would;
+ * - `throttled`: every call is refused with RequestLimitExceeded (nothing happens);
+ * - `5xx`: every call fails with 503 Unavailable / 500 InternalError — and RunInstances is
+ *   *processed* before its answer is lost, EC2's worst case for a 5xx ("the request may have
+ *   succeeded"), so only a retry with the same ClientToken avoids a second launch.
+ */
+export type Ec2Weather = 'ok' | 'throttled' | '5xx';
+
+/** One request the code under test sent, at the fake clock's time. */
+export interface Ec2Call {
+  action: string;
+  at: number;
+  input: Record<string, unknown>;
+  /** The error code it was answered with, if any. */
+  error?: string;
+}
+
+interface FakeInstance {
+  id: string;
+  state: 'pending' | 'running' | 'stopping' | 'stopped' | 'terminated';
+  hibernated: boolean;
+  tags: Record<string, string>;
+  privateIp: string;
+  /** The ClientToken of the RunInstances that created it; undefined for pre-existing ones. */
+  clientToken: string | undefined;
+}
+
+/**
+ * A small, strict, stateful EC2 behind aws-sdk-client-mock: instances with tags and states,
+ * ClientToken idempotency (and IdempotentParameterMismatch), all-or-nothing id checks, and a
+ * switchable {@link Ec2Weather}. Every request is recorded with the injected clock's time.
+ */
+export class FakeEc2 {
+  readonly client = new EC2Client({ region: 'eu-west-1', maxAttempts: 1, credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+  readonly calls: Ec2Call[] = [];
+  weather: Ec2Weather = 'ok';
+  private readonly stub = mockClient(this.client);
+  private readonly instances = new Map<string, FakeInstance>();
+  private readonly launches = new Map<string, { ids: string[]; params: string }>();
+  private seq = 0;
+  private fives = 0;
+
+  constructor(private readonly now: () => number) {
+    const s = this.stub;
+    s.on(DescribeLaunchTemplatesCommand).callsFake((input: object) =>
+      this.handle('DescribeLaunchTemplates', input, () => ({ LaunchTemplates: [{ LaunchTemplateId: 'lt-0fake', LaunchTemplateName: 'builder' }] })),
+    );
+    s.on(DescribeSubnetsCommand).callsFake((input: { Filters?: Filter[] }) =>
+      this.handle('DescribeSubnets', input, () => ({ Subnets: (input.Filters?.[0]?.Values ?? []).map((SubnetId) => ({ SubnetId })) })),
+    );
+    s.on(DescribeInstancesCommand).callsFake((input: DescribeInstancesCommandInput) => this.handle('DescribeInstances', input, () => this.describe(input)));
+    s.on(StartInstancesCommand).callsFake((input: { InstanceIds?: string[] }) => this.handle('StartInstances', input, () => this.start(input.InstanceIds ?? [])));
+    s.on(StopInstancesCommand).callsFake((input: { InstanceIds?: string[]; Hibernate?: boolean }) =>
+      this.handle('StopInstances', input, () => this.stop(input.InstanceIds ?? [], input.Hibernate === true)),
+    );
+    s.on(TerminateInstancesCommand).callsFake((input: { InstanceIds?: string[] }) =>
+      this.handle('TerminateInstances', input, () => {
+        for (const i of this.existing(input.InstanceIds ?? [])) i.state = 'terminated';
+        return {};
+      }),
+    );
+    s.on(RunInstancesCommand).callsFake((input: RunInstancesCommandInput) => this.handle('RunInstances', input, () => this.run(input)));
+  }
+
+  /** A stopped (optionally hibernated) instance of `pool` that existed before the test. */
+  addStopped(id: string, pool: string, hibernated = false): this {
+    this.instances.set(id, { id, state: 'stopped', hibernated, tags: { 'spillway:pool': pool }, privateIp: `10.9.0.${this.instances.size + 1}`, clientToken: undefined });
+    return this;
+  }
+
+  instance(id: string): Readonly<FakeInstance> | undefined {
+    return this.instances.get(id);
+  }
+
+  /** Every instance that is not terminated. */
+  live(): Readonly<FakeInstance>[] {
+    return [...this.instances.values()].filter((i) => i.state !== 'terminated');
+  }
+
+  /** Instances RunInstances created (however many times their token was retried). */
+  created(): Readonly<FakeInstance>[] {
+    return [...this.instances.values()].filter((i) => i.clientToken !== undefined);
+  }
+
+  callsOf(action: string): Ec2Call[] {
+    return this.calls.filter((c) => c.action === action);
+  }
+
+  restore(): void {
+    this.stub.restore();
+  }
+
+  private handle(action: string, input: object, fn: () => unknown): unknown {
+    const call: Ec2Call = { action, at: this.now(), input: { ...input } };
+    this.calls.push(call);
+    const refuse = (err: EC2ServiceException) => {
+      call.error = err.name;
+      throw err;
+    };
+    if (this.weather === 'throttled') refuse(awsError('RequestLimitExceeded'));
+    if (this.weather === '5xx') {
+      if (action === 'RunInstances') {
+        try {
+          fn();
+        } catch (err) {
+          refuse(err as EC2ServiceException);
+        }
+      }
+      refuse(this.fives++ % 2 === 0 ? awsError('Unavailable', 'server', 503) : awsError('InternalError', 'server', 500));
+    }
+    try {
+      return fn();
+    } catch (err) {
+      return refuse(err as EC2ServiceException);
+    }
+  }
+
+  private describe(input: DescribeInstancesCommandInput): unknown {
+    if (input.InstanceIds) throw awsError('InvalidParameterCombination');
+    let found = [...this.instances.values()];
+    for (const f of input.Filters ?? []) {
+      const values = new Set(f.Values ?? []);
+      if (f.Name === 'instance-state-name') found = found.filter((i) => values.has(i.state));
+      else if (f.Name === 'instance-id') found = found.filter((i) => values.has(i.id));
+      else if (f.Name?.startsWith('tag:')) found = found.filter((i) => values.has(i.tags[f.Name!.slice(4)] ?? ''));
+      else throw awsError('InvalidParameterValue');
+    }
+    const Instances: Instance[] = found.map((i) => ({
+      InstanceId: i.id,
+      State: { Name: i.state },
+      PrivateIpAddress: i.privateIp,
+      ...(i.hibernated && (i.state === 'stopped' || i.state === 'stopping') ? { StateReason: { Code: 'Client.UserInitiatedHibernate', Message: 'hibernated' } } : {}),
+      Tags: Object.entries(i.tags).map(([Key, Value]) => ({ Key, Value })),
+    }));
+    return { Reservations: Instances.length ? [{ Instances }] : [] };
+  }
+
+  private start(ids: string[]): unknown {
+    const found = this.existing(ids);
+    for (const i of found) if (i.state !== 'stopped') throw awsError('IncorrectInstanceState');
+    for (const i of found) Object.assign(i, { state: 'running', hibernated: false });
+    return { StartingInstances: found.map((i) => ({ InstanceId: i.id })) };
+  }
+
+  private stop(ids: string[], hibernate: boolean): unknown {
+    const found = this.existing(ids);
+    for (const i of found) if (i.state !== 'running') throw awsError('IncorrectInstanceState');
+    for (const i of found) Object.assign(i, { state: 'stopped', hibernated: hibernate });
+    return {};
+  }
+
+  private run(input: RunInstancesCommandInput): unknown {
+    const token = input.ClientToken;
+    if (!token) throw awsError('MissingParameter');
+    if (input.MinCount !== input.MaxCount || !input.MinCount || input.MinCount < 1) throw awsError('InvalidParameterValue');
+    if (!input.LaunchTemplate || !input.SubnetId) throw awsError('MissingParameter');
+    const tags = Object.fromEntries((input.TagSpecifications?.find((s) => s.ResourceType === 'instance')?.Tags ?? []).map((t) => [t.Key!, t.Value!]));
+    if (!tags['spillway:pool']) throw awsError('InvalidParameterValue');
+    const params = JSON.stringify({ ...input, ClientToken: undefined });
+    const earlier = this.launches.get(token);
+    if (earlier && earlier.params !== params) throw awsError('IdempotentParameterMismatch');
+    const ids =
+      earlier?.ids ??
+      Array.from({ length: input.MinCount }, () => {
+        const id = `i-0launched${String(++this.seq).padStart(4, '0')}`;
+        this.instances.set(id, { id, state: 'running', hibernated: false, tags, privateIp: `10.9.1.${this.seq}`, clientToken: token });
+        return id;
+      });
+    this.launches.set(token, { ids, params });
+    return { Instances: ids.map((id) => ({ InstanceId: id, State: { Name: 'pending' }, PrivateIpAddress: this.instances.get(id)!.privateIp })) };
+  }
+
+  /** EC2 checks every id first: one unknown id fails the whole request. */
+  private existing(ids: string[]): FakeInstance[] {
+    if (ids.length === 0) throw awsError('MissingParameter');
+    return ids.map((id) => {
+      const i = this.instances.get(id);
+      if (!i || i.state === 'terminated') throw awsError('InvalidInstanceID.NotFound');
+      return i;
+    });
+  }
+}
