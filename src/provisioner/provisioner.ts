@@ -75,10 +75,11 @@ export class Provisioner implements Ec2EventSink {
   private pendingKick = false;
   private loop: Promise<void> | undefined;
   private readonly log: Logger;
+  private readonly lock: RedisPoolLock;
 
   constructor(private readonly d: ProvisionerDeps) {
+    this.lock = new RedisPoolLock(d.redis, d.config.redis.keyPrefix);
     this.log = d.log.child({ component: 'provisioner' });
-    const lock = new RedisPoolLock(d.redis, d.config.redis.keyPrefix);
     this.preemptions = new PreemptionWindow(d.redis, d.config.redis.keyPrefix);
     for (const [name, pool] of Object.entries(d.config.pools)) {
       const inner = d.providers.get(name);
@@ -106,7 +107,7 @@ export class Provisioner implements Ec2EventSink {
           jobTypes,
           provider,
           instances: d.instances,
-          lock,
+          lock: this.lock,
           fleet: d.fleet,
           preemptions: this.preemptions,
           backlog: d.backlog,
@@ -257,8 +258,13 @@ export class Provisioner implements Ec2EventSink {
             if (!p.ready && !(await this.setup(name, p, step))) continue;
             const now = this.d.clock.now();
             if (p.reconciledAt === undefined || now - p.reconciledAt >= (this.d.reconcileMs ?? 60_000)) {
-              p.reconciledAt = now;
-              await reconcilePool(name, p.provider, this.d.instances, now, step, this.log);
+              // Under the pool's lock, like scale-up: the provider's list is a snapshot, and a
+              // launch or wake another master made after it would otherwise be read as a machine
+              // gone or stopped, and undone. A busy lock means try again next step.
+              await this.lock.run(name, async () => {
+                p.reconciledAt = now;
+                await reconcilePool(name, p.provider, this.d.instances, now, step, this.log);
+              });
             }
             await p.scaler.tick(rules, step);
           } catch (err) {

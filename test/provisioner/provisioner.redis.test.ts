@@ -3,7 +3,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { configSchema, type Config } from '../../src/config';
 import { createLogger, type LogEntry } from '../../src/lib';
-import { Provisioner, reconcilePool, RuleBook, type InstanceRecord } from '../../src/provisioner';
+import { Provisioner, reconcilePool, RuleBook, type InstanceRecord, type LaunchRequest, type Machine, type Provider, type SuspendMode } from '../../src/provisioner';
 import { InstanceStore } from '../../src/provisioner/instance-store';
 import { FakeBacklog } from '../fakes/fake-backlog';
 import { FakeClock } from '../fakes/fake-clock';
@@ -37,6 +37,39 @@ function barrier(n: number): () => Promise<void> {
   };
 }
 
+/** One master's road to the shared fake cloud, with hooks after a list or launch answer is taken. */
+class Via implements Provider {
+  readonly kind = 'ec2' as const;
+  private listed = false;
+  constructor(
+    private readonly cloud: FakeProvider,
+    private readonly hooks: { afterList?: () => Promise<void>; afterLaunch?: (ids: string[]) => void },
+  ) {}
+  setup(signal: AbortSignal): Promise<void> {
+    return this.cloud.setup(signal);
+  }
+  async list(signal: AbortSignal): Promise<Machine[]> {
+    const snapshot = await this.cloud.list(signal);
+    if (!this.listed) await this.hooks.afterList?.();
+    this.listed = true;
+    return snapshot;
+  }
+  start(ids: readonly string[], signal: AbortSignal): Promise<void> {
+    return this.cloud.start(ids, signal);
+  }
+  suspend(ids: readonly string[], mode: SuspendMode, signal: AbortSignal): Promise<void> {
+    return this.cloud.suspend(ids, mode, signal);
+  }
+  async launch(req: LaunchRequest, signal: AbortSignal): Promise<Machine[]> {
+    const out = await this.cloud.launch(req, signal);
+    this.hooks.afterLaunch?.(out.map((m) => m.id));
+    return out;
+  }
+  terminate(ids: readonly string[], signal: AbortSignal): Promise<void> {
+    return this.cloud.terminate(ids, signal);
+  }
+}
+
 /** One master: its own Redis connection, instance store object and provisioner. */
 interface Master {
   redis: Redis;
@@ -50,7 +83,7 @@ describe('Provisioner across masters (real redis, one shared fake provider)', fu
     for (const d of disposers.splice(0).reverse()) await d();
   });
 
-  function master(config: Config, provider: FakeProvider, backlog: FakeBacklog, clock: FakeClock, logs: LogEntry[], name: string): Master {
+  function master(config: Config, provider: Provider, backlog: FakeBacklog, clock: FakeClock, logs: LogEntry[], name: string): Master {
     const redis = new Redis(redisUrl(), { maxRetriesPerRequest: null, connectionName: `${config.redis.keyPrefix}-${name}` });
     const store = new InstanceStore({ redis, keyPrefix: config.redis.keyPrefix, clock });
     const provisioner = new Provisioner({
@@ -77,13 +110,14 @@ describe('Provisioner across masters (real redis, one shared fake provider)', fu
     const prefix = uniquePrefix('prov');
     const config = farmConfig(prefix, maxInstances);
     const clock = new FakeClock();
-    // Both masters' first reconcile (a `list`) waits for the other's, so their first steps start
-    // together and race for the same suspended instances; every call also yields a few turns.
-    const bothListed = barrier(2);
+    // Both masters' setup waits for the other's, so their first steps start together and race
+    // for the pool (reconcile and scale-up run under its lock, so one goes first, and the
+    // other's claims must see what it did); every call also yields a few turns.
+    const bothSetUp = barrier(2);
     const provider = new FakeProvider({
       now: () => clock.now(),
       during: async (c) => {
-        if (c.op === 'list') await bothListed();
+        if (c.op === 'setup') await bothSetUp();
         await nextTurn();
         await nextTurn();
       },
@@ -166,6 +200,35 @@ describe('Provisioner across masters (real redis, one shared fake provider)', fu
     assert.equal(records.length, 4);
     assert.ok(records.every((r) => r.state === 'booting'));
     assert.deepEqual(logs.filter((e) => e.level === 'error'), []);
+  });
+  it('a reconcile never undoes another master\'s launch made while its list was on the way [BUG: reconciler outside the pool lock]', async () => {
+    const prefix = uniquePrefix('prov');
+    const config = farmConfig(prefix, 2);
+    const clock = new FakeClock();
+    const cloud = new FakeProvider({ now: () => clock.now() });
+    const backlog = new FakeBacklog().set('b2g', 1);
+    const logs: LogEntry[] = [];
+    let bLaunched!: (ids: string[]) => void;
+    const launchedByB = new Promise<string[]>((resolve) => (bLaunched = resolve));
+    // Master a's first DescribeInstances answer is taken when asked but arrives only after
+    // master b has launched, or has gone to sleep without launching (it found the pool busy).
+    const a = master(config, new Via(cloud, {
+      afterList: async () => {
+        b.provisioner.start();
+        const recorded = launchedByB.then((ids) => b.store.waitFor(POOL, ids[0]!, (r) => r.state === 'booting', AbortSignal.timeout(5000)));
+        await Promise.race([recorded, clock.sleeping(1)]);
+      },
+    }), backlog, clock, logs, 'a');
+    const b = master(config, new Via(cloud, { afterLaunch: (ids) => bLaunched(ids) }), backlog, clock, logs, 'b');
+    a.provisioner.start();
+    while (cloud.callsOf('launch').length === 0) await nextTurn();
+    await stepTicks(clock, 5);
+
+    const launched = cloud.callsOf('launch');
+    assert.equal(launched.length, 1, 'one launch for one waiting job');
+    const id = launched[0]!.ids[0]!;
+    assert.deepEqual(logs.filter((e) => e.event === 'instance.adopted').map((e) => e.changes), [], 'the launched machine was never forgotten');
+    assert.equal((await a.store.get(POOL, id))?.state, 'booting');
   });
 });
 
