@@ -128,7 +128,8 @@ export function createHttpApi(d: HttpApiDeps): FastifyInstance {
     api.get('/api/rules', async () => ({ rules: d.autoscale ? await d.autoscale.rules.rules() : {} }));
 
     api.put<{ Params: { type: string } }>('/api/rules/:type', async (req, reply) => {
-      if (!d.config.jobTypes[req.params.type]) {
+      // Own keys only: `toString` or `__proto__` would otherwise pass as job types (and be stored).
+      if (!Object.hasOwn(d.config.jobTypes, req.params.type)) {
         return reply.status(404).send({ error: { code: 'SPILLWAY_E_NOT_FOUND', message: `unknown job type "${req.params.type}"` } });
       }
       if (!d.autoscale) return reply.status(409).send({ error: { code: 'SPILLWAY_E_BAD_REQUEST', message: 'no pools are configured' } });

@@ -38,7 +38,7 @@ export class RuleBook {
     const overrides = await this.redis.hgetall(this.key);
     const out: Record<string, OverflowRule | undefined> = { ...this.base };
     for (const [type, json] of Object.entries(overrides)) {
-      if (!(type in out)) continue;
+      if (!Object.hasOwn(out, type)) continue;
       const parsed = overflowSchema.safeParse(JSON.parse(json));
       if (parsed.success) out[type] = parsed.data;
     }

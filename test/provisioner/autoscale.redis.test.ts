@@ -89,6 +89,15 @@ describe('autoscale: backlog -> wake -> cloud builds -> quiet -> suspend (local 
     });
     assert.equal(bad.status, 400);
     assert.match(((await bad.json()) as { error: { message: string } }).error.message, /unknown pool "nowhere"/);
+    // Names every object has are not job types [BUG: they were accepted and stored].
+    for (const type of ['toString', 'constructor', '__proto__']) {
+      const inherited = await fetch(`${farm.addr.httpUrl}/api/rules/${type}`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN}` },
+        body: JSON.stringify({ pool: 'cloud', enabled: false }),
+      });
+      assert.equal(inherited.status, 404, `${type}: ${await inherited.text()}`);
+    }
 
     await fetch(`${farm.addr.httpUrl}/api/rules/b2g`, {
       method: 'PUT',
@@ -99,5 +108,6 @@ describe('autoscale: backlog -> wake -> cloud builds -> quiet -> suspend (local 
     const { rules } = await farm.api<{ rules: Record<string, { enabled: boolean } | undefined> }>('/api/rules');
     assert.equal(rules.b2g?.enabled, true);
     assert.equal(rules.linux64, undefined);
+    assert.deepEqual(Object.keys(rules).sort(), ['b2g']);
   });
 });
