@@ -131,6 +131,9 @@ export class BuildSettlement {
   }
 
   async settle(job: Job, token: string, result: BuildResult, timeoutSec: number | undefined): Promise<void> {
+    // BullMQ reads the token "0" as "skip the lock check": from an agent it would settle any
+    // active job, whoever holds it. No master issues it.
+    if (token === '0') throw new Error('lock token "0" is not one a master issues');
     if (outcomeOf(result) === 'success') {
       await job.moveToCompleted({ ...result, outcome: 'success' }, token, false);
     } else {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { Worker } from 'bullmq';
 import WebSocket from 'ws';
 import { CloseCode, PROTOCOL_VERSION, type HelloFrame, type MasterFrame } from '../../src/protocol';
 import { farmConfigRaw, TestFarm, TOKEN } from '../helpers/farm';
@@ -84,6 +85,26 @@ describe('agent listener: authentication and hostile frames', function () {
     assert.equal(assign.type, 'assign');
     assert.equal(assign.type === 'assign' && assign.jobId, id);
     assert.equal(farm.logs.entries.filter((e) => e.event === 'agent.frame-rejected').length, 3);
+    c.ws.close();
+  });
+
+  it('a result claiming a job this master does not hold cannot settle it, not even with the lock token "0" [BUG: BullMQ skips the lock check for "0"]', async () => {
+    // Another master holds the job (its lock, its token) while its agent builds it.
+    const queue = farm.queue('b2g');
+    await queue.add('build', { argv: ['true'] });
+    const other = new Worker('b2g', null, { connection: { url: farm.config.redis.url }, prefix: farm.config.redis.queuePrefix, autorun: false });
+    const job = (await other.getNextJob('master-other:1'))!;
+    const c = await connect(farm.addr.agentUrl);
+    c.ws.send(JSON.stringify(hello({ jobTypes: ['linux64'] })));
+    assert.equal((await c.next()).type, 'welcome');
+    const result = { exitCode: 0, signal: null, timedOut: false, startedAt: 1, finishedAt: 2 };
+    for (const lockToken of ['0', 'master-other:2']) {
+      c.ws.send(JSON.stringify({ type: 'finished', queue: 'b2g', jobId: job.id, lockToken, result }));
+      assert.deepEqual(await c.next(), { type: 'ack', queue: 'b2g', jobId: job.id });
+    }
+    assert.equal(await job.getState(), 'active', 'still the other master\'s to settle');
+    await job.moveToCompleted({ ok: true }, 'master-other:1', false);
+    await other.close();
     c.ws.close();
   });
 
