@@ -141,7 +141,10 @@ function parseWith<T>(schema: z.ZodType<T>, text: string): FrameParse<T> {
   if (r.success) return { ok: true, frame: r.data };
   const first = r.error.issues[0];
   const where = first && first.path.length ? `${first.path.join('.')}: ` : '';
-  const known = json && typeof json === 'object' && 'type' in json ? String((json as { type: unknown }).type) : undefined;
+  // Only a string type is named: String() of a hostile object (a "toString" that is not a
+  // function) throws, and a huge one would be copied into every log line and error frame.
+  const type = json && typeof json === 'object' && 'type' in json ? (json as { type: unknown }).type : undefined;
+  const known = typeof type === 'string' && type.length <= 64 ? type : undefined;
   return { ok: false, reason: `invalid ${known ? `"${known}" ` : ''}frame: ${where}${first?.message ?? 'schema mismatch'}` };
 }
 

@@ -108,6 +108,20 @@ describe('agent listener: authentication and hostile frames', function () {
     c.ws.close();
   });
 
+  it('survives a frame whose "type" cannot be turned into a string [BUG: one frame crashed the master]', async () => {
+    const evil = JSON.stringify({ type: { toString: 'no', valueOf: 'no' } });
+    const before = await connect(farm.addr.agentUrl);
+    before.ws.send(evil);
+    assert.equal((await before.closed)[0], CloseCode.badHello);
+    const c = await connect(farm.addr.agentUrl);
+    c.ws.send(JSON.stringify(hello()));
+    assert.equal((await c.next()).type, 'welcome');
+    c.ws.send(evil);
+    const e = await c.next();
+    assert.match(e.type === 'error' ? e.message : '', /^invalid frame: type: Invalid discriminator value/);
+    c.ws.close();
+  });
+
   it('closes on an oversized frame (1009) and keeps serving others', async () => {
     const c = await connect(farm.addr.agentUrl);
     c.ws.send(JSON.stringify(hello()));
