@@ -19,6 +19,7 @@ export const LOG_EVENTS = [
   'agent.registered',
   'agent.reattached',
   'agent.frame-rejected',
+  'agent.handler-failed',
   'agent.draining',
   'agent.notice',
   'agent.lost',

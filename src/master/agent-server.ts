@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
-import { WebSocketServer, type WebSocket } from 'ws';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Config } from '../config';
 import { formatIp, parseIp, type Clock, type Logger } from '../lib';
 import { CloseCode, parseAgentFrame, PROTOCOL_VERSION, type HelloFrame, type MasterFrame } from '../protocol';
@@ -152,7 +152,7 @@ export class AgentServer {
       if (badFrames >= MAX_BAD_FRAMES) ws.close(CloseCode.tooManyErrors, 'too many invalid frames');
     };
 
-    ws.on('message', (data, isBinary) => {
+    const onMessage = (data: RawData, isBinary: boolean): void => {
       if (isBinary) return reject('binary frames are not part of the protocol');
       const parsed = parseAgentFrame(data.toString());
       if (!parsed.ok) {
@@ -172,7 +172,10 @@ export class AgentServer {
           ws.close(CloseCode.badHello, 'first frame must be hello');
           return;
         }
-        void this.onHello(ws, f, { connId, address, send, log }).then((a) => (agent = a));
+        this.onHello(ws, f, { connId, address, send, log }).then(
+          (a) => (agent = a),
+          (err: unknown) => handlerFailed(err),
+        );
         return;
       }
       if (!agent) return reject('hello still being processed');
@@ -196,6 +199,19 @@ export class AgentServer {
           return;
         case 'notice':
           return this.d.dispatcher.notice(agent, f.notice, { source: 'imds', action: f.action, at: f.at });
+      }
+    };
+    // A bug in handling one connection's frame must cost that connection, never the master
+    // and every other agent's builds with it.
+    const handlerFailed = (err: unknown): void => {
+      log.error('agent.handler-failed', { agent: agent?.name, address, error: err });
+      ws.close(1011, 'internal error');
+    };
+    ws.on('message', (data, isBinary) => {
+      try {
+        onMessage(data, isBinary);
+      } catch (err) {
+        handlerFailed(err);
       }
     });
 
