@@ -90,6 +90,9 @@ export class EmptyFleet implements Fleet {
   runningOn(): number | undefined {
     return undefined;
   }
+  agentOn(): string | undefined {
+    return undefined;
+  }
   setDraining(): boolean {
     return false;
   }

@@ -35,6 +35,10 @@ export class RegistryFleet implements Fleet {
     return this.byInstance(instanceId)?.running.size;
   }
 
+  agentOn(instanceId: string): string | undefined {
+    return this.byInstance(instanceId)?.name;
+  }
+
   setDraining(instanceId: string, draining: boolean): boolean {
     const a = this.byInstance(instanceId);
     if (!a) return false;

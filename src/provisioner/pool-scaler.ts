@@ -18,6 +18,8 @@ export interface Fleet {
   idleOn(instanceIds: ReadonlySet<string>): number;
   /** Builds running on this instance's agent if it is connected to this master; undefined if not here. */
   runningOn(instanceId: string): number | undefined;
+  /** Name of this instance's agent if it is connected to this master. */
+  agentOn(instanceId: string): string | undefined;
   /** Stops (or resumes) dispatching to this instance's agent; false if it is not connected here. */
   setDraining(instanceId: string, draining: boolean): boolean;
   /** Closes the instance's agent connection on purpose (it is being suspended), if it is here. */
@@ -221,6 +223,14 @@ export class PoolScaler {
   private async bootTimeouts(signal: AbortSignal): Promise<void> {
     const now = this.d.clock.now();
     for (const r of await this.d.instances.list(this.d.name)) {
+      // Adopted as booting (after Redis lost its data, or from another master's launch) while
+      // its agent was already connected here: no registration is coming, the machine is up.
+      const agent = r.state === 'booting' ? this.d.fleet.agentOn(r.id) : undefined;
+      if (agent) {
+        const res = await this.d.instances.apply(this.d.name, r.id, { type: 'registered', agent }, { agent });
+        if (res.ok) this.log.info('instance.registered', { pool: this.d.name, instanceId: r.id, agent, reason: 'its agent was already connected' });
+        continue;
+      }
       const v = bootVerdict(r, now, this.d.config.bootTimeoutSec * 1000);
       if (!v.act) continue;
       const res = await this.d.instances.apply(this.d.name, r.id, { type: 'fail', reason: v.reason });

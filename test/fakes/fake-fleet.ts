@@ -43,6 +43,10 @@ export class FakeFleet implements Fleet {
     return this.agents.get(instanceId)?.running;
   }
 
+  agentOn(instanceId: string): string | undefined {
+    return this.agents.has(instanceId) ? `agent-${instanceId}` : undefined;
+  }
+
   setDraining(instanceId: string, draining: boolean): boolean {
     const a = this.agents.get(instanceId);
     this.drainCalls.push({ instanceId, draining, connected: a !== undefined });

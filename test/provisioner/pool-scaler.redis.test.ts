@@ -285,6 +285,19 @@ describe('PoolScaler.tick (real redis, fake provider, fake clock)', function () 
     assert.equal((await f.get('i-idle')).state, 'idle');
   });
 
+  it('(e2) an instance adopted as booting whose agent is already connected here is registered, not timed out', async () => {
+    const f = await fixture({ quietPeriodMin: 60, bootTimeoutSec: 300 });
+    const t0 = f.clock.now();
+    // The reconciler's view after Redis lost its data: running machines come back as booting.
+    await f.seed('i-up', 'booting', { since: t0 - 301_000 }, 'running');
+    await f.seed('i-down', 'booting', { since: t0 - 301_000 }, 'running');
+    f.fleet.connect('i-up');
+    await f.tick();
+    const up = await f.get('i-up');
+    assert.deepEqual([up.state, up.agent], ['idle', 'agent-i-up']);
+    assert.equal((await f.get('i-down')).state, 'suspended', 'no agent anywhere: the boot timeout still applies');
+  });
+
   it('(f) the warm minimum keeps one instance awake past the quiet period', async () => {
     const f = await fixture({ quietPeriodMin: 60, warmMinimum: 1 });
     const t0 = f.clock.now();
