@@ -10,6 +10,9 @@ export interface ReconcileStore {
   remove(pool: string, id: string): Promise<void>;
 }
 
+/** How long a freshly launched machine may be missing from the provider's listing. */
+export const LISTING_LAG_MS = 2 * 60 * 1000;
+
 /** Where a machine the store does not know belongs in our state machine. */
 function stateOf(m: Machine): InstanceState | undefined {
   switch (m.state) {
@@ -67,6 +70,9 @@ export async function reconcilePool(pool: string, provider: Provider, store: Rec
   const present = new Set(machines.map((m) => m.id));
   for (const r of records) {
     if (present.has(r.id) || r.state === 'launching') continue;
+    // EC2's listings are eventually consistent: a machine launched a moment ago may not be
+    // listed yet. Forgetting it would lose a running machine and launch another.
+    if (r.state === 'booting' && now - r.since < LISTING_LAG_MS) continue;
     await store.remove(pool, r.id);
     changes.push(`${r.id}: gone from the provider, forgotten`);
   }

@@ -317,6 +317,15 @@ describe('reconcilePool (real redis, fake provider)', function () {
     assert.equal((await get('i-w'))?.state, 'waking', 'reverting it to suspended lets a second master claim and start it again');
   });
 
+  it('keeps a just-launched instance its provider does not list yet, and forgets it once the listing has had time', async () => {
+    // EC2's DescribeInstances can lag RunInstances by seconds.
+    await seed(instance('i-new', 'booting', { pool: POOL, since: NOW - 5_000 }));
+    await seed(instance('i-old', 'booting', { pool: POOL, since: NOW - 10 * 60_000 }));
+    const changes = await reconcile();
+    assert.deepEqual(changes, ['i-old: gone from the provider, forgotten']);
+    assert.equal((await get('i-new'))?.state, 'booting');
+  });
+
   it('returns a failed instance whose machine is stopped to the pool as suspended [BUG: failed instances never come back]', async () => {
     // A start refused with a retryable error (InsufficientInstanceCapacity) leaves the record failed, the machine stopped.
     provider.add('i-f', 'stopped');
