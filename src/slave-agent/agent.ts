@@ -25,6 +25,7 @@ import { AgentRejectedError } from './agent-errors';
 import type { AgentDeps, AgentEvents } from './agent-deps';
 import { backoffDelay } from './backoff';
 import { Build } from './build';
+import { heartbeat } from './heartbeat';
 import { helloFrame } from './hello';
 import { detectHostInfo, type HostInfo } from './host-info';
 import { keyOf, LogOutbox } from './log-outbox';
@@ -279,29 +280,9 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (this.draining) conn.send({ type: 'draining' });
     if (this.notice) conn.send(this.notice);
     this.outbox.flush();
-    void this.heartbeatLoop(conn, frame.heartbeatMs);
+    void heartbeat(conn, frame.heartbeatMs, { clock: this.clock, log: this.log, running: () => this.runningJobs().map((h) => h.jobId) });
     this.changes.notify();
     this.emit('welcomed', { agentId: frame.agentId, heartbeatMs: frame.heartbeatMs, reattached: frame.reattached });
-  }
-
-  private async heartbeatLoop(conn: MasterConnection, heartbeatMs: number): Promise<void> {
-    try {
-      for (;;) {
-        await this.clock.sleep(heartbeatMs, conn.signal);
-        // A VPN that silently drops packets leaves the socket open forever; our pings get a
-        // pong from any live master, so silence this long means the path is gone.
-        const silentMs = this.clock.now() - conn.lastHeard;
-        if (silentMs > 3 * heartbeatMs) {
-          this.log.warn('agent.master-silent', { silentMs });
-          conn.terminate();
-          return;
-        }
-        conn.send({ type: 'heartbeat', running: this.runningJobs().map((h) => h.jobId) });
-        conn.ping();
-      }
-    } catch {
-      // aborted: the connection closed
-    }
   }
 
   private onAssign(frame: AssignFrame): void {
