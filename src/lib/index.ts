@@ -7,3 +7,4 @@ export * from './secret';
 export * from './background-loop';
 export * from './lua-script';
 export * from './ip-network';
+export * from './backoff';

@@ -1,25 +1,8 @@
-import type { Clock, Logger } from '../lib';
+import { equalJitterDelay, type BackoffPolicy, type Clock, type Logger } from '../lib';
 import { ProviderError, type LaunchRequest, type Machine, type Provider, type SuspendMode } from './provider';
 
-/** How long a pool leaves its provider alone after failed calls. */
-export interface BackoffPolicy {
-  /** Ceiling of the first pause; doubles with every failed step in a row. @defaultValue 5000 */
-  baseMs: number;
-  /** Largest pause, which is also how late a recovery of the API may be noticed. @defaultValue 120000 */
-  maxMs: number;
-}
-
+/** How long a pool leaves its provider alone after failed calls: 5 s doubling up to 2 min. */
 export const DEFAULT_PROVIDER_BACKOFF: Readonly<BackoffPolicy> = Object.freeze({ baseMs: 5000, maxMs: 120_000 });
-
-/**
- * The pause after the `failures`-th failure in a row: exponential, capped, with "equal jitter"
- * (half the ceiling fixed, half random). The fixed half keeps the pauses growing, the random
- * half keeps the masters of one farm from retrying in step.
- */
-export function backoffDelay(failures: number, policy: Readonly<BackoffPolicy>, random: () => number): number {
-  const ceiling = Math.min(policy.maxMs, policy.baseMs * 2 ** Math.max(0, failures - 1));
-  return Math.floor(ceiling / 2 + (ceiling / 2) * random());
-}
 
 export interface BackoffProviderDeps {
   pool: string;
@@ -101,7 +84,7 @@ export class BackoffProvider implements Provider {
 
   private failed(op: string, err: ProviderError): void {
     this.failures++;
-    const delayMs = backoffDelay(this.failures, this.policy, this.random);
+    const delayMs = equalJitterDelay(this.failures, this.policy, this.random);
     this.until = this.d.clock.now() + delayMs;
     this.d.log.warn('pool.backoff', { pool: this.d.pool, op, code: err.providerCode, failures: this.failures, delayMs, error: err.message });
   }

@@ -1,4 +1,4 @@
-import type { Clock, Logger } from '../lib';
+import { equalJitterDelay, type Clock, type Logger } from '../lib';
 import { AWS_THROTTLED, AWS_TRANSIENT, awsErrorCode, isServerFault } from './aws-errors';
 import { ProviderError } from './provider';
 
@@ -155,8 +155,7 @@ export class Ec2Retrier {
 
   /** The pause before retry number `retry` (1-based). */
   delay(retry: number): number {
-    const ceiling = Math.min(this.policy.maxDelayMs, this.policy.baseDelayMs * 2 ** (retry - 1));
-    return Math.floor(ceiling / 2 + (ceiling / 2) * this.random());
+    return equalJitterDelay(retry, { baseMs: this.policy.baseDelayMs, maxMs: this.policy.maxDelayMs }, this.random);
   }
 
   /** Runs `call`, retrying throttled/transient failures; `action` names the EC2 action in logs. */

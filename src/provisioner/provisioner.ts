@@ -1,8 +1,8 @@
 import type { Redis } from 'ioredis';
 import type { Config } from '../config';
-import type { Clock, Logger } from '../lib';
+import type { BackoffPolicy, Clock, Logger } from '../lib';
 import type { Notice } from '../protocol';
-import { BackoffProvider, type BackoffPolicy } from './backoff-provider';
+import { BackoffProvider } from './backoff-provider';
 import type { CapacityDecision } from './capacity';
 import type { Ec2Event } from './ec2-event';
 import type { InstanceRecord } from './instance';

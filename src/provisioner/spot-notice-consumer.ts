@@ -1,4 +1,4 @@
-import type { Clock, Logger } from '../lib';
+import { equalJitterDelay, type Clock, type Logger } from '../lib';
 import { parseEc2Event, type Ec2Event } from './ec2-event';
 import { classifySqsError, deleteMessages, receiveMessages, type QueueMessage, type SqsClient } from './sqs-api';
 
@@ -89,8 +89,7 @@ export class SpotNoticeConsumer {
         if (c.kind === 'aborted') return;
         failures++;
         // A configuration problem will not clear in a second: ask again only at the slowest pace.
-        const ceiling = c.kind === 'fatal' ? capMs : Math.min(capMs, baseMs * 2 ** (failures - 1));
-        const delayMs = Math.floor(ceiling / 2 + (ceiling / 2) * random());
+        const delayMs = equalJitterDelay(failures, { baseMs: c.kind === 'fatal' ? capMs : baseMs, maxMs: capMs }, random);
         const fields = { code: c.code, kind: c.kind, failures, delayMs, error: (err as Error).message };
         if (c.kind === 'fatal') this.log.error('notice.receive-failed', fields);
         else this.log.warn('notice.receive-failed', fields);
