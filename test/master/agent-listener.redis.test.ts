@@ -1,30 +1,9 @@
 import assert from 'node:assert/strict';
 import { Worker } from 'bullmq';
 import WebSocket from 'ws';
-import { CloseCode, PROTOCOL_VERSION, type HelloFrame, type MasterFrame } from '../../src/protocol';
-import { farmConfigRaw, TestFarm, TOKEN } from '../helpers/farm';
-
-function hello(over: Partial<HelloFrame> = {}): HelloFrame {
-  return {
-    type: 'hello',
-    protocol: PROTOCOL_VERSION,
-    token: TOKEN,
-    name: 'raw',
-    location: 'onprem',
-    jobTypes: ['b2g'],
-    executors: 1,
-    os: 'linux',
-    arch: 'x64',
-    cpus: 2,
-    memoryMb: 1024,
-    labels: [],
-    version: 'test',
-    running: [],
-    finished: [],
-    draining: false,
-    ...over,
-  };
-}
+import { CloseCode, type MasterFrame } from '../../src/protocol';
+import { farmConfigRaw, TestFarm } from '../helpers/farm';
+import { helloFrameFor as hello } from '../helpers/hello-frame';
 
 /** A hand-driven websocket client: the frames an attacker or a broken agent could send. */
 async function connect(url: string): Promise<{ ws: WebSocket; frames: MasterFrame[]; next: () => Promise<MasterFrame>; closed: Promise<[number, string]> }> {

@@ -3,35 +3,14 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import WebSocket from 'ws';
 import { parseConfig } from '../../src/config';
-import { CloseCode, PROTOCOL_VERSION, type HelloFrame } from '../../src/protocol';
-import { farmConfigRaw, TestFarm, TOKEN } from '../helpers/farm';
+import { CloseCode, type HelloFrame } from '../../src/protocol';
+import { farmConfigRaw, TestFarm } from '../helpers/farm';
+import { helloFrameFor as hello } from '../helpers/hello-frame';
 import { makeTlsFixtures, type TlsFixtures } from '../helpers/tls-fixtures';
 
 const OLD = 'old-default-token-0001';
 const NEW = 'new-default-token-0002';
 const POOL = 'pool-token-ec2-0003';
-
-function hello(over: Partial<HelloFrame> = {}): HelloFrame {
-  return {
-    type: 'hello',
-    protocol: PROTOCOL_VERSION,
-    token: TOKEN,
-    name: 'raw',
-    location: 'onprem',
-    jobTypes: ['b2g'],
-    executors: 1,
-    os: 'linux',
-    arch: 'x64',
-    cpus: 2,
-    memoryMb: 1024,
-    labels: [],
-    version: 'test',
-    running: [],
-    finished: [],
-    draining: false,
-    ...over,
-  };
-}
 
 type Outcome = { welcomed: true; ws: WebSocket } | { welcomed: false; code?: number; reason?: string; error?: string };
 

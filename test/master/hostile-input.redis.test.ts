@@ -7,6 +7,7 @@ import { Queue, QueueEvents } from 'bullmq';
 import { WebSocket, type RawData } from 'ws';
 import { freePort } from '../../src/lib';
 import type { BuildRecord } from '../../src/master';
+import { helloFrameFor } from '../helpers/hello-frame';
 import { HostileInput } from '../helpers/hostile-input';
 import { farmConfigRaw, spawnCli, TOKEN, writeConfigFile, type CliProcess } from '../helpers/farm';
 import { seededRandom, seedFrom } from '../helpers/prng';
@@ -174,24 +175,7 @@ function within<T>(p: Promise<T>, ms: number, message: () => string): Promise<T>
 }
 
 function validHello(name: string): Record<string, unknown> {
-  return {
-    type: 'hello',
-    protocol: 1,
-    token: TOKEN,
-    name,
-    location: 'cloud',
-    jobTypes: ['fuzzing'],
-    executors: 2,
-    os: 'linux',
-    arch: 'x64',
-    cpus: 2,
-    memoryMb: 1024,
-    labels: [],
-    version: 'fuzz',
-    running: [],
-    finished: [],
-    draining: false,
-  };
+  return { ...helloFrameFor({ name, location: 'cloud', jobTypes: ['fuzzing'], executors: 2, version: 'fuzz' }) };
 }
 
 function validResult(): Record<string, unknown> {
