@@ -63,7 +63,6 @@ export class Dashboard {
   readonly usage: UsageLedger;
   private readonly abort = new AbortController();
   private loop: Promise<void> | undefined;
-  private historyAt: number | null = null;
 
   constructor(private readonly d: DashboardDeps) {
     const sampleMs = d.config.dashboard.sampleSec * 1000;
@@ -116,12 +115,14 @@ export class Dashboard {
   }
 
   async overview(): Promise<Overview> {
-    const [queues, rules, pools, builds, cost] = await Promise.all([
+    const [queues, rules, pools, builds, cost, historyAt] = await Promise.all([
       this.queues(),
       this.d.autoscale?.rules.rules(),
       this.pools(),
       this.d.builds.recent(RECENT_BUILDS),
       this.cost(),
+      // From Redis, not this master's last sample: another master may be the one taking them.
+      this.history.latestAt(),
     ]);
     return {
       at: this.d.clock.now(),
@@ -132,7 +133,7 @@ export class Dashboard {
       agents: agentsView(this.d.registry),
       builds,
       cost,
-      historyAt: this.historyAt,
+      historyAt,
     };
   }
 
@@ -162,7 +163,6 @@ export class Dashboard {
       },
     };
     await this.history.record(sample);
-    this.historyAt = now;
     this.live.changed();
     return sample;
   }

@@ -53,6 +53,18 @@ export class History {
       .exec();
   }
 
+  /** When the newest sample was taken (by any master), or null before the first. */
+  async latestAt(): Promise<number | null> {
+    const last = await this.opts.redis.lindex(this.key('history'), -1);
+    if (!last) return null;
+    try {
+      const at = (JSON.parse(last) as Partial<HistorySample>).at;
+      return typeof at === 'number' ? at : null;
+    } catch {
+      return null;
+    }
+  }
+
   /** Samples taken at or after `since`, oldest first. */
   async since(since: number): Promise<HistorySample[]> {
     const raw = await this.opts.redis.lrange(this.key('history'), 0, -1);

@@ -120,6 +120,7 @@ describe('history: one sample per interval for the whole farm', () => {
   it('lets one of several masters record an interval, keeps the newest, reads them back oldest first', async () => {
     const clock = new FakeClock(WEDNESDAY_NOON);
     const keyPrefix = uniquePrefix('hist');
+    assert.equal(await new History({ redis, keyPrefix, clock, sampleMs: 1000, keep: 3, owner: 'm0' }).latestAt(), null);
     const masters = ['m1', 'm2', 'm3'].map((owner) => new History({ redis, keyPrefix, clock, sampleMs: 1000, keep: 3, owner }));
     for (let i = 0; i < 5; i++) {
       const claims = await Promise.all(masters.map((m) => m.claimSlot()));
@@ -128,6 +129,8 @@ describe('history: one sample per interval for the whole farm', () => {
       clock.advance(1000);
     }
     const samples = await masters[0]!.since(0);
+    // Every master sees when the newest sample was taken, whoever took it.
+    for (const m of masters) assert.equal(await m.latestAt(), WEDNESDAY_NOON + 4000);
     assert.deepEqual(samples.map((s) => s.backlog.b2g), [2, 3, 4]);
     assert.deepEqual((await masters[1]!.since(WEDNESDAY_NOON + 4000)).map((s) => s.backlog.b2g), [4]);
   });
