@@ -6,7 +6,7 @@ import { QueueEvents, Queue } from 'bullmq';
 import { stringify } from 'yaml';
 import { parseAgentOptions, parseConfig, type Config } from '../../src/config';
 import { createLogger, type LogEntry, type Logger } from '../../src/lib';
-import { Master, type MasterAddresses, type MasterOptions } from '../../src/master';
+import { Master, type BuildRecord, type MasterAddresses, type MasterOptions } from '../../src/master';
 import { Agent, type AgentTls } from '../../src/slave-agent';
 import { redisUrl } from '../setup/root-hooks';
 import { uniquePrefix } from '../setup/unique';
@@ -70,10 +70,28 @@ export class TestFarm {
     this.config = parseConfig(raw, {});
   }
 
+  /** Builds finished since start, by job id (the latest attempt). */
+  private readonly finishedBuilds = new Map<string, BuildRecord>();
+
   async start(): Promise<this> {
     this.master = new Master({ config: this.config, log: this.logs.log, agentCommand: this.opts.agentCommand, ...(this.opts.sqsClient && { sqsClient: this.opts.sqsClient }) });
     this.addr = await this.master.start();
+    this.master.dispatcher.on('build-finished', (r) => this.finishedBuilds.set(r.id, r));
     return this;
+  }
+
+  /** Resolves with the job's finished build record, at once if it finished already. */
+  finished(id: string): Promise<BuildRecord> {
+    const done = this.finishedBuilds.get(id);
+    if (done) return Promise.resolve(done);
+    return new Promise((resolve) => {
+      const on = (r: BuildRecord) => {
+        if (r.id !== id) return;
+        this.master.dispatcher.off('build-finished', on);
+        resolve(r);
+      };
+      this.master.dispatcher.on('build-finished', on);
+    });
   }
 
   /** An in-process agent, resolved once the master welcomed it. */

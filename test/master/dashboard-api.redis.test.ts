@@ -3,7 +3,6 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { BuildRecord } from '../../src/master';
 import type { Overview } from '../../src/master/dashboard';
 import { MasterMetrics } from '../../src/master/metrics';
 import { AgentRegistry } from '../../src/master/agent-registry';
@@ -68,11 +67,7 @@ async function nextOverview(url: string, until: (o: Overview) => boolean): Promi
 
 describe('dashboard JSON APIs, live events and /metrics', () => {
   let farm: TestFarm;
-  const finished = (id: string): Promise<BuildRecord> =>
-    new Promise((res) => {
-      const on = (r: BuildRecord) => r.id === id && (farm.master.dispatcher.off('build-finished', on), res(r));
-      farm.master.dispatcher.on('build-finished', on);
-    });
+  const finished = (id: string) => farm.finished(id);
 
   before(async () => {
     farm = await new TestFarm(

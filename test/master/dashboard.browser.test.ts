@@ -2,7 +2,6 @@ import { strict as assert } from 'node:assert';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import type { BuildRecord } from '../../src/master';
 import { farmConfigRaw, TestFarm } from '../helpers/farm';
 
 const CHROMIUM = process.env.SPILLWAY_CHROMIUM ?? '/usr/bin/chromium';
@@ -51,15 +50,7 @@ describe('dashboard in a real browser', function () {
     await farm?.stop();
   });
 
-  const finished = (id: string): Promise<BuildRecord> =>
-    new Promise((res) => {
-      const on = (r: BuildRecord) => {
-        if (r.id !== id) return;
-        farm.master.dispatcher.off('build-finished', on);
-        res(r);
-      };
-      farm.master.dispatcher.on('build-finished', on);
-    });
+  const finished = (id: string) => farm.finished(id);
 
   it('shows where each build ran, new builds without a reload, and lets an admin switch overflow', async () => {
     const onpremJob = await farm.submit({ type: 'b2g', shell: 'echo on-prem build' });

@@ -35,14 +35,7 @@ describe('faults: Redis restarted (persistence on) under a running farm', functi
     const runs = join(mkdtempSync(join(tmpdir(), 'spillway-runs-')), 'runs.txt');
     await farm.agent({ name: 'rack-1', jobTypes: ['b2g'] });
 
-    const settled = new Map<string, BuildRecord>();
-    farm.master.dispatcher.on('build-finished', (r) => settled.set(r.id, r));
-    const finished = (id: string) =>
-      new Promise<BuildRecord>((res) => {
-        const check = () => settled.has(id) && (farm!.master.dispatcher.off('build-finished', check), res(settled.get(id)!));
-        farm!.master.dispatcher.on('build-finished', check);
-        check();
-      });
+    const finished = (id: string) => farm!.finished(id);
 
     // Before: one finished build, one still running, three waiting (nobody serves linux64 yet).
     const done = await farm.submit({ type: 'b2g', shell: `echo done >> ${runs}` });
