@@ -7,7 +7,8 @@
   const TOKEN_KEY = 'spillway.adminToken';
   let overview = null;
   let historyAt;
-  const seenBuilds = new Set();
+  /** The builds of the previous render: a row not among them is new and is highlighted. */
+  let shownBuilds = new Set();
   let firstRender = true;
 
   // ---- formatting -------------------------------------------------------------------------
@@ -159,10 +160,12 @@
   }
 
   function renderBuilds() {
+    const previous = shownBuilds;
+    shownBuilds = new Set();
     const rows = overview.builds.map((b) => {
       const key = `${b.type}/${b.id}/${b.attempt}`;
-      const fresh = !firstRender && !seenBuilds.has(key);
-      seenBuilds.add(key);
+      const fresh = !firstRender && !previous.has(key);
+      shownBuilds.add(key);
       const running = b.state === 'running';
       const result = running ? 'running' : b.result;
       const duration = running ? (b.startedAt ? overview.at - b.startedAt : null) : b.durationMs;
