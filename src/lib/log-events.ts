@@ -57,6 +57,7 @@ export const LOG_EVENTS = [
   'agent.job-acked',
   'agent.master-error',
   'agent.master-silent',
+  'agent.heartbeat-failed',
   'agent.logs-dropped',
   'agent.workdir-error',
   'agent.stopped',

@@ -1,4 +1,4 @@
-import { equalJitterDelay, type Clock, type Logger } from '../lib';
+import { BackgroundLoop, equalJitterDelay, type Clock, type LoopNext, type Logger } from '../lib';
 import { parseEc2Event, type Ec2Event } from './ec2-event';
 import { classifySqsError, deleteMessages, receiveMessages, type QueueMessage, type SqsClient } from './sqs-api';
 
@@ -39,23 +39,35 @@ export interface SpotNoticeConsumerDeps {
  * on the injected clock and never end the loop.
  */
 export class SpotNoticeConsumer {
-  private readonly abort = new AbortController();
-  private loop: Promise<void> | undefined;
+  private readonly loop: BackgroundLoop;
   private readonly log: Logger;
   private readonly visibilityMs: number;
+  private failures = 0;
+  private started = false;
 
   constructor(private readonly d: SpotNoticeConsumerDeps) {
     this.log = d.log.child({ component: 'spot-notices', queueUrl: d.queueUrl });
     this.visibilityMs = (d.visibilityTimeoutSec ?? 60) * 1000;
+    // Long polls back to back: the receive itself waits for messages, so no pause between them.
+    this.loop = new BackgroundLoop({
+      name: 'spot-notices',
+      everyMs: 0,
+      runAtStart: true,
+      run: (signal) => this.round(signal),
+      clock: d.clock,
+      log: this.log,
+      errorEvent: 'notice.receive-failed',
+    });
   }
 
   start(): void {
-    this.loop ??= this.run();
+    if (!this.started) this.log.info('notice.consuming', { pools: this.d.pools ?? 'all' });
+    this.started = true;
+    this.loop.start();
   }
 
   async stop(): Promise<void> {
-    this.abort.abort();
-    await this.loop;
+    await this.loop.stop();
   }
 
   /** One receive, handle, delete round; returns how many messages came. Throws what SQS threw. */
@@ -74,27 +86,23 @@ export class SpotNoticeConsumer {
     return messages.length;
   }
 
-  private async run(): Promise<void> {
-    const signal = this.abort.signal;
-    const { baseMs, capMs } = this.d.backoff ?? { baseMs: 1000, capMs: 60_000 };
-    const random = this.d.random ?? Math.random;
-    this.log.info('notice.consuming', { pools: this.d.pools ?? 'all' });
-    let failures = 0;
-    while (!signal.aborted) {
-      try {
-        await this.poll(signal);
-        failures = 0;
-      } catch (err) {
-        const c = classifySqsError(err, signal);
-        if (c.kind === 'aborted') return;
-        failures++;
-        // A configuration problem will not clear in a second: ask again only at the slowest pace.
-        const delayMs = equalJitterDelay(failures, { baseMs: c.kind === 'fatal' ? capMs : baseMs, maxMs: capMs }, random);
-        const fields = { code: c.code, kind: c.kind, failures, delayMs, error: (err as Error).message };
-        if (c.kind === 'fatal') this.log.error('notice.receive-failed', fields);
-        else this.log.warn('notice.receive-failed', fields);
-        await this.d.clock.sleep(delayMs, signal).catch(() => undefined);
-      }
+  /** One poll; after a failed one, the pause before the next. */
+  private async round(signal: AbortSignal): Promise<LoopNext> {
+    try {
+      await this.poll(signal);
+      this.failures = 0;
+      return undefined;
+    } catch (err) {
+      const c = classifySqsError(err, signal);
+      if (c.kind === 'aborted') return 'done';
+      this.failures++;
+      const { baseMs, capMs } = this.d.backoff ?? { baseMs: 1000, capMs: 60_000 };
+      // A configuration problem will not clear in a second: ask again only at the slowest pace.
+      const delayMs = equalJitterDelay(this.failures, { baseMs: c.kind === 'fatal' ? capMs : baseMs, maxMs: capMs }, this.d.random ?? Math.random);
+      const fields = { code: c.code, kind: c.kind, failures: this.failures, delayMs, error: (err as Error).message };
+      if (c.kind === 'fatal') this.log.error('notice.receive-failed', fields);
+      else this.log.warn('notice.receive-failed', fields);
+      return { afterMs: delayMs };
     }
   }
 
