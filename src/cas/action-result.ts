@@ -27,7 +27,7 @@ export interface ActionResult {
   /** Name of the agent that ran the action. */
   agent?: string;
   timings: ActionTimings;
-  /** How the process ended when not a plain exit (e.g. "killed by SIGKILL", "timed out after 60s"). */
+  /** Why the result is not a plain exit, in words (e.g. an output rejected, "timed out after 60s"). */
   outcome?: string;
 }
 

@@ -3,12 +3,10 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  describeResult,
   detectIsolation,
   runProcess,
   type Isolation,
   type OutputStream,
-  type RunResult,
   type RunSpec,
 } from '../../src/executor';
 import { killAndRemove } from '../../src/executor/cgroup-fs';
@@ -69,27 +67,6 @@ describe('executor/isolation', () => {
     return { handle, text };
   }
 
-  describe('describeResult', () => {
-    const base: RunResult = { exitCode: 0, signal: null, timedOut: false, startedAt: 0, finishedAt: 10 };
-    it('names each way a run can end', () => {
-      assert.equal(describeResult(base), 'exited 0');
-      assert.equal(describeResult({ ...base, exitCode: 2 }), 'exited 2');
-      assert.equal(describeResult({ ...base, exitCode: null, signal: 'SIGSEGV' }), 'killed by signal SIGSEGV');
-      assert.equal(describeResult({ ...base, exitCode: null, signal: 'SIGTERM', timedOut: true, timeoutMs: 1500 }), 'timed out after 1.5 s');
-      assert.equal(describeResult({ ...base, exitCode: null, error: 'spawn x ENOENT' }), 'could not start: spawn x ENOENT');
-      const limits = {
-        mechanism: 'cgroup-v1' as const,
-        requested: { memoryMb: 64 },
-        cgroup: { cpu: false, memory: true, pids: false },
-        rlimit: { memory: false, pids: false },
-        oomScoreAdj: 1000,
-        note: '',
-      };
-      assert.equal(describeResult({ ...base, exitCode: null, signal: 'SIGKILL', oomKilled: true, limits }), 'out of memory (limit 64 MiB)');
-      assert.equal(describeResult({ ...base, exitCode: 2, oomKilled: true, limits }), 'out of memory (limit 64 MiB), exited 2');
-    });
-  });
-
   describe('with the machine cgroups', () => {
     let isolation: Isolation;
     const detected = logger();
@@ -123,7 +100,8 @@ describe('executor/isolation', () => {
       assert.equal(r.oomKilled, true, JSON.stringify(r));
       assert.equal(r.signal, 'SIGKILL');
       assert.doesNotMatch(text('stdout'), /survived/);
-      assert.equal(describeResult(r), 'out of memory (limit 64 MiB)');
+      assert.equal(r.limits?.requested.memoryMb, 64);
+      assert.equal(r.limits?.cgroup.memory, true);
       assert.deepEqual(ourGroups(), []);
     });
 
@@ -146,7 +124,7 @@ describe('executor/isolation', () => {
       const r = await handle.result;
       assert.match(text('stdout'), /started/);
       assert.equal(r.timedOut, true);
-      assert.equal(describeResult(r), 'timed out after 300 ms');
+      assert.equal(r.timeoutMs, 300);
       assert.equal(pidsInState(/^sleep 10[01] $/), 0);
       assert.deepEqual(ourGroups(), []);
     });
