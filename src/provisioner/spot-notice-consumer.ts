@@ -1,6 +1,8 @@
-import { BackgroundLoop, equalJitterDelay, type Clock, type LoopNext, type Logger } from '../lib';
+import { BackgroundLoop, equalJitterDelay, type BackoffPolicy, type Clock, type LoopNext, type Logger } from '../lib';
 import { parseEc2Event, type Ec2Event } from './ec2-event';
 import { classifySqsError, deleteMessages, receiveMessages, type QueueMessage, type SqsClient } from './sqs-api';
+
+const DEFAULT_RECEIVE_BACKOFF: Readonly<BackoffPolicy> = Object.freeze({ baseMs: 1000, maxMs: 60_000 });
 
 /** Where parsed events go. */
 export interface Ec2EventSink {
@@ -25,8 +27,8 @@ export interface SpotNoticeConsumerDeps {
    * is not deleted (it may already be someone else's), so it comes back. @defaultValue 60
    */
   visibilityTimeoutSec?: number;
-  /** Backoff after a failed receive: doubles from `baseMs` up to `capMs`. @defaultValue `{ baseMs: 1000, capMs: 60000 }` */
-  backoff?: { baseMs: number; capMs: number };
+  /** Backoff after a failed receive: doubles from `baseMs` up to `maxMs`. @defaultValue `{ baseMs: 1000, maxMs: 60000 }` */
+  backoff?: Partial<BackoffPolicy>;
   /** Jitter source in [0, 1). @defaultValue Math.random */
   random?: () => number;
 }
@@ -96,9 +98,9 @@ export class SpotNoticeConsumer {
       const c = classifySqsError(err, signal);
       if (c.kind === 'aborted') return 'done';
       this.failures++;
-      const { baseMs, capMs } = this.d.backoff ?? { baseMs: 1000, capMs: 60_000 };
+      const { baseMs, maxMs } = { ...DEFAULT_RECEIVE_BACKOFF, ...this.d.backoff };
       // A configuration problem will not clear in a second: ask again only at the slowest pace.
-      const delayMs = equalJitterDelay(this.failures, { baseMs: c.kind === 'fatal' ? capMs : baseMs, maxMs: capMs }, this.d.random ?? Math.random);
+      const delayMs = equalJitterDelay(this.failures, { baseMs: c.kind === 'fatal' ? maxMs : baseMs, maxMs }, this.d.random ?? Math.random);
       const fields = { code: c.code, kind: c.kind, failures: this.failures, delayMs, error: (err as Error).message };
       if (c.kind === 'fatal') this.log.error('notice.receive-failed', fields);
       else this.log.warn('notice.receive-failed', fields);
