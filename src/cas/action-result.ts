@@ -32,7 +32,7 @@ export interface ActionResult {
 }
 
 /** Tag written into every stored result so readers can tell ours from opaque values. */
-export const ACTION_RESULT_KIND = 'spillway.action-result/v1';
+const ACTION_RESULT_KIND = 'spillway.action-result/v1';
 
 const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v);
 const isTime = (v: unknown): v is number => isInt(v) && v >= 0;

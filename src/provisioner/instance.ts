@@ -47,7 +47,5 @@ export interface InstanceRecord {
   reason: string | null;
 }
 
-/** Capacity on its way or present, i.e. what a new demand must not provision again. */
-export const LIVE_STATES: ReadonlySet<InstanceState> = new Set(['launching', 'waking', 'booting', 'idle', 'busy']);
 /** Coming up but not yet able to take a job. */
 export const STARTING_STATES: ReadonlySet<InstanceState> = new Set(['launching', 'waking', 'booting']);

@@ -11,8 +11,8 @@ import { ImdsClient, isEc2InstanceId } from './imds';
  *   /latest/meta-data/events/recommendations/rebalance    {"noticeTime": "2020-10-27T08:22:00Z"}
  *     https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/rebalance-recommendations.html
  */
-export const INSTANCE_ACTION_PATH = '/latest/meta-data/spot/instance-action';
-export const REBALANCE_PATH = '/latest/meta-data/events/recommendations/rebalance';
+const INSTANCE_ACTION_PATH = '/latest/meta-data/spot/instance-action';
+const REBALANCE_PATH = '/latest/meta-data/events/recommendations/rebalance';
 
 const instanceAction = z.object({ action: z.enum(['terminate', 'stop', 'hibernate']), time: z.iso.datetime({ offset: true }) });
 const rebalance = z.object({ noticeTime: z.iso.datetime({ offset: true }) });
