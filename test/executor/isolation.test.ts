@@ -32,15 +32,29 @@ async function removeOurGroups(): Promise<void> {
   for (const dir of ourGroups()) await killAndRemove(dir, 3000);
 }
 
-function pidsInState(pattern: RegExp): number {
+/**
+ * Marks every process this test's builds start: an environment variable is inherited by all of
+ * a build's descendants, including one that left its process group and session with setsid and
+ * was reparented to init, out of our process tree, which is exactly the stray a test looks for.
+ */
+const OWNER_VAR = 'SPILLWAY_ISOLATION_TEST';
+const OWNER = `${OWNER_VAR}=${process.pid}`;
+
+/**
+ * How many live processes started by this test's builds have a command line matching
+ * `pattern`. Processes of anyone else on the machine (another suite's `sleep`, another user's
+ * build) never count: they lack our marker, or their environment is not ours to read.
+ */
+function ourProcesses(pattern: RegExp): number {
   let n = 0;
   for (const e of readdirSync('/proc')) {
     if (!/^\d+$/.test(e)) continue;
     try {
+      if (!readFileSync(`/proc/${e}/environ`, 'utf8').split('\0').includes(OWNER)) continue;
       const cmd = readFileSync(`/proc/${e}/cmdline`, 'utf8').replace(/\0/g, ' ');
       if (pattern.test(cmd)) n++;
     } catch {
-      // exited while we looked
+      // exited while we looked, or not ours to read
     }
   }
   return n;
@@ -59,7 +73,7 @@ describe('executor/isolation', () => {
   function run(spec: Partial<RunSpec>, isolation: Isolation | undefined) {
     const out: Array<{ stream: OutputStream; chunk: string }> = [];
     const handle = runProcess(
-      { cwd, timeoutMs: 20_000, baseEnv: { PATH }, ...spec },
+      { cwd, timeoutMs: 20_000, baseEnv: { PATH, [OWNER_VAR]: String(process.pid) }, ...spec },
       (stream, chunk) => out.push({ stream, chunk }),
       isolation ? { isolation } : {},
     );
@@ -115,7 +129,7 @@ describe('executor/isolation', () => {
       assert.notEqual(r.exitCode, 0, `exit ${r.exitCode}`);
       assert.match(text('stderr'), /fork/i);
       assert.ok(r.finishedAt - r.startedAt < 4000, `took ${r.finishedAt - r.startedAt} ms`);
-      assert.equal(pidsInState(new RegExp(`sleep ${marker.replace('.', '\\.')}`)), 0);
+      assert.equal(ourProcesses(new RegExp(`sleep ${marker.replace('.', '\\.')}`)), 0);
       assert.deepEqual(ourGroups(), []);
     });
 
@@ -125,7 +139,7 @@ describe('executor/isolation', () => {
       assert.match(text('stdout'), /started/);
       assert.equal(r.timedOut, true);
       assert.equal(r.timeoutMs, 300);
-      assert.equal(pidsInState(/^sleep 10[01] $/), 0);
+      assert.equal(ourProcesses(/^sleep 10[01] $/), 0);
       assert.deepEqual(ourGroups(), []);
     });
   });
