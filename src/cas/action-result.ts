@@ -27,12 +27,12 @@ export interface ActionResult {
   /** Name of the agent that ran the action. */
   agent?: string;
   timings: ActionTimings;
-  /** How the process ended when not a plain exit (e.g. "killed by SIGKILL", "timed out after 60s"). */
+  /** Why the result is not a plain exit, in words (e.g. an output rejected, "timed out after 60s"). */
   outcome?: string;
 }
 
 /** Tag written into every stored result so readers can tell ours from opaque values. */
-export const ACTION_RESULT_KIND = 'spillway.action-result/v1';
+const ACTION_RESULT_KIND = 'spillway.action-result/v1';
 
 const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v);
 const isTime = (v: unknown): v is number => isInt(v) && v >= 0;

@@ -60,10 +60,6 @@ export function digestOf(data: Buffer | string): Digest {
   return { hash: createHash('sha256').update(buf).digest('hex'), size: buf.length };
 }
 
-export function sameDigest(a: Digest, b: Digest): boolean {
-  return a.hash === b.hash && a.size === b.size;
-}
-
 function safeJson(value: unknown): string {
   try {
     return JSON.stringify(value)?.slice(0, 200) ?? String(value);

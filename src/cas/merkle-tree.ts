@@ -284,7 +284,7 @@ function checkName(name: unknown): asserts name is string {
  * name it cannot be judged lexically, because that name may itself be a symlink (`s/..` with
  * `s -> ..` climbs two levels), so `a/../b` is refused even though it usually is harmless.
  */
-export function checkSymlinkTarget(target: unknown, depth: number, where: string): asserts target is string {
+function checkSymlinkTarget(target: unknown, depth: number, where: string): asserts target is string {
   const bad = (why: string): never => {
     throw new InvalidTreeError(`symlink ${where} -> ${JSON.stringify(target)}: ${why}`);
   };

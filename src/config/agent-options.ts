@@ -3,7 +3,7 @@ import { ConfigError } from '../lib';
 import { formatIssues } from './load';
 import { JOB_TYPE_NAME } from './pool-schema';
 
-export const agentOptionsSchema = z
+const agentOptionsSchema = z
   .object({
     master: z.string().regex(/^wss?:\/\/[^/]+/, 'expected a ws:// or wss:// URL of the master\'s agent listener'),
     token: z.string({ error: 'required (--token or SPILLWAY_AGENT_TOKEN)' }).min(1, 'required (--token or SPILLWAY_AGENT_TOKEN)'),

@@ -5,7 +5,7 @@ import { posInt } from './pool-schema';
 const port = () => z.number({ error: 'expected a port number (0-65535)' }).int().min(0).max(65535);
 
 /** An agent token: long enough that guessing it within the registration rate limit is hopeless. */
-export const agentToken = () => z.string().min(8, 'must be at least 8 characters');
+const agentToken = () => z.string().min(8, 'must be at least 8 characters');
 
 const cidr = z.string().superRefine((s, ctx) => {
   const r = parseCidr(s);

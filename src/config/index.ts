@@ -1,4 +1,4 @@
-export { configSchema, jobTypeSchema, type Config, type JobTypeConfig } from './schema';
+export { configSchema, type Config } from './schema';
 export { overflowSchema, poolSchema, JOB_TYPE_NAME, POOL_NAME, type OverflowRule, type PoolConfig } from './pool-schema';
 export { parseConfig, parseConfigText, loadConfigFile, formatIssues, type Env } from './load';
 export { parseAgentOptions, type AgentOptions } from './agent-options';
@@ -9,6 +9,5 @@ export {
   spotFallbackSchema,
   spotNoticesSchema,
   type NoticeQueue,
-  type SpotFallbackConfig,
   type SpotNoticesConfig,
 } from './spot-notices';

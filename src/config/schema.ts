@@ -6,7 +6,7 @@ import { regionOfQueueUrl, spotNoticesSchema } from './spot-notices';
 const port = () =>
   z.number({ error: 'expected a port number (0-65535)' }).int().min(0).max(65535);
 
-export const jobTypeSchema = z
+const jobTypeSchema = z
   .object({
     /** Shown on the dashboard and in `spillway status`. */
     description: z.string().optional(),
@@ -133,5 +133,4 @@ export const configSchema = z
 
 /** The validated, defaulted, frozen configuration of a master. */
 export type Config = z.output<typeof configSchema>;
-export type JobTypeConfig = z.output<typeof jobTypeSchema>;
 

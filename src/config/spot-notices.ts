@@ -26,7 +26,6 @@ export const spotFallbackSchema = z
   .strict();
 
 export type SpotNoticesConfig = z.output<typeof spotNoticesSchema>;
-export type SpotFallbackConfig = z.output<typeof spotFallbackSchema>;
 
 /** One queue to consume and the pools whose instances its events may concern (all pools: `undefined`). */
 export interface NoticeQueue {

@@ -21,7 +21,7 @@ export class OutputRejected extends Error {
   }
 }
 
-export const ESCAPES = 'output path escapes the work directory';
+const ESCAPES = 'output path escapes the work directory';
 
 /**
  * Finds the declared outputs under `cwd` (which lies inside `workDir`). A declared output file

@@ -4,7 +4,6 @@ import * as path from 'node:path';
 import { EMPTY_DIGEST, materializeTree, type ActionResult, type CasClient, type Digest, type DiskStore, type OutputFile, type UploadItem } from '../cas';
 import { runProcess, type OutputStream, type RunResult } from './process-runner';
 import type { Isolation, ResourceLimits } from './limits';
-import { describeResult } from './describe-result';
 import { cachingTreeFetcher, type InputFetchStats } from './action-inputs';
 import { collectOutputs, OutputRejected, type CollectedOutput } from './action-outputs';
 import { DEFAULT_CAPTURE_MEMORY_BYTES, OutputCapture } from './output-capture';
@@ -55,6 +54,7 @@ export interface ActionDeps {
 }
 
 export interface ActionExecution {
+  /** How the command ended (exit, signal, timeout, OOM, not started). */
   run: RunResult;
   result: ActionResult;
   /** Whether the master's action cache stored the result. */
@@ -79,7 +79,8 @@ export const NOT_STARTED_EXIT = 127;
  * Only a clean exit is cached, and a non-zero one only with `cacheFailed`; a run that timed out,
  * was killed, ran out of memory or could not start never is, nor one whose outputs were
  * rejected. Rejected outputs (escaping the work directory) are neither stored nor uploaded;
- * the result then has `outcome` saying why and a non-zero exit code.
+ * the result then has `outcome` saying why and a non-zero exit code. A run that did not end by
+ * itself has the exit code a shell would report (124 timed out, 127 not started, 128+n signal).
  *
  * @throws when the input tree cannot be materialized (InvalidTreeError, MissingInputError,
  *   transport errors) or the caches fail; nothing has been run then (or nothing stored).
@@ -178,8 +179,9 @@ export async function executeAction(input: ActionInput, deps: ActionDeps): Promi
         finishedAt: run.finishedAt,
       },
     };
-    const outcome = rejection ?? (ended ? undefined : describeResult(run));
-    if (outcome !== undefined) result.outcome = outcome;
+    // How a run that did not end by itself ended is in `run`, for the caller to put in words
+    // (the agent maps it onto the protocol's BuildResult, whose describeResult is the one wording).
+    if (rejection !== undefined) result.outcome = rejection;
 
     const cacheable = ended && rejection === undefined && (run.exitCode === 0 || input.cacheFailed);
     const cached = cacheable ? await deps.remote.putActionResult(input.actionHash, result, { allowFailed: input.cacheFailed }) : false;

@@ -2,7 +2,5 @@ export { runProcess, type RunSpec, type RunHandle, type RunDeps, type RunResult,
 export { detectIsolation, type DetectIsolationOptions } from './isolation';
 export type { Isolation, IsolationKind, LimitGroup, ResourceLimits, Enforcement } from './limits';
 export { BUILD_OOM_SCORE_ADJ, SANDBOX_FAILED_EXIT, type LimitsReport } from './sandbox-launch';
-export { describeResult, formatDuration } from './describe-result';
 export { executeAction, TIMED_OUT_EXIT, NOT_STARTED_EXIT, type ActionInput, type ActionDeps, type ActionExecution } from './action-runner';
 export { MissingInputError, type InputFetchStats } from './action-inputs';
-export { ESCAPES as OUTPUT_ESCAPES_MESSAGE } from './action-outputs';

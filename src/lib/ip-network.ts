@@ -51,7 +51,7 @@ export function parseCidr(text: string): { ok: true; network: IpNetwork } | { ok
   return { ok: true, network: { family, base, prefix } };
 }
 
-export function networkContains(n: IpNetwork, a: IpAddress): boolean {
+function networkContains(n: IpNetwork, a: IpAddress): boolean {
   if (n.family !== a.family) return false;
   return (a.value & ~hostMask(BITS[n.family], n.prefix)) === n.base;
 }

@@ -2,7 +2,7 @@
  * Every log event spillway emits, in one place, so operators can alert on them and tests can
  * assert on them. Names are `component.what-happened`.
  */
-export const LOG_EVENTS = [
+const LOG_EVENTS = [
   'master.started',
   'master.stopping',
   'master.stopped',
@@ -57,6 +57,7 @@ export const LOG_EVENTS = [
   'agent.job-acked',
   'agent.master-error',
   'agent.master-silent',
+  'agent.heartbeat-failed',
   'agent.logs-dropped',
   'agent.workdir-error',
   'agent.stopped',

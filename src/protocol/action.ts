@@ -24,8 +24,6 @@ export const actionSchema = z
   })
   .strict();
 
-export type ActionSpec = z.output<typeof actionSchema>;
-
 /** What an action's digest covers: everything that can change what it produces. */
 export interface ActionKey {
   argv: readonly string[];

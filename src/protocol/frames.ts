@@ -37,7 +37,7 @@ const finishedFrame = heldJob.extend({ type: z.literal('finished'), result: buil
  * Why a cloud instance is going away: EC2's two-minute spot interruption warning, or its
  * earlier rebalance recommendation (elevated risk of interruption).
  */
-export const noticeSchema = z.enum(['spot-interruption', 'rebalance']);
+const noticeSchema = z.enum(['spot-interruption', 'rebalance']);
 export type Notice = z.output<typeof noticeSchema>;
 
 /**
@@ -55,7 +55,7 @@ const noticeFrame = z
   })
   .strict();
 
-export const agentFrameSchema = z.discriminatedUnion('type', [
+const agentFrameSchema = z.discriminatedUnion('type', [
   z
     .object({
       type: z.literal('hello'),
@@ -95,7 +95,7 @@ export const agentFrameSchema = z.discriminatedUnion('type', [
   noticeFrame,
 ]);
 
-export const masterFrameSchema = z.discriminatedUnion('type', [
+const masterFrameSchema = z.discriminatedUnion('type', [
   z
     .object({
       type: z.literal('welcome'),

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { actionSchema } from './action';
 
-export const requirementsSchema = z
+const requirementsSchema = z
   .object({
     /** `process.platform` of the agent, e.g. "linux". */
     os: z.string().min(1).optional(),

@@ -28,10 +28,10 @@ import { ProviderError, type Machine, type MachineState } from './provider';
 export type Ec2PoolConfig = NonNullable<PoolConfig['ec2']>;
 
 /** The tag that says which pool an instance belongs to; `list()` finds instances by it. */
-export const POOL_TAG = 'spillway:pool';
+const POOL_TAG = 'spillway:pool';
 
 /** Every instance state except `terminated`: what a pool still has to account for. */
-export const LIVE_INSTANCE_STATES: readonly MachineState[] = ['pending', 'running', 'stopping', 'stopped', 'shutting-down'];
+const LIVE_INSTANCE_STATES: readonly MachineState[] = ['pending', 'running', 'stopping', 'stopped', 'shutting-down'];
 
 /** DescribeInstances page size (EC2 allows 5–1000; it cannot be combined with `InstanceIds`). */
 const PAGE_SIZE = 100;
@@ -91,7 +91,7 @@ function attempt<T>(action: string, signal: AbortSignal, opts: Ec2CallOptions | 
  * so no tag of our own is needed and instances hibernated by hand are recognised too.
  * `launchedAt` is EC2's LaunchTime, which for EBS-backed instances is the last start.
  */
-export function machineFromInstance(instance: Instance): Machine | undefined {
+function machineFromInstance(instance: Instance): Machine | undefined {
   const id = instance.InstanceId;
   const state = instance.State?.Name as MachineState | undefined;
   if (!id || !state) return undefined;
@@ -280,7 +280,7 @@ export function candidateToken(clientToken: string, index: number): string {
 }
 
 /** The tags every launched instance and volume carries: the pool's tags, a Name, and the pool tag. */
-export function launchTags(pool: string, config: Ec2PoolConfig): Tag[] {
+function launchTags(pool: string, config: Ec2PoolConfig): Tag[] {
   const extra = Object.entries(config.tags).filter(([k]) => k !== POOL_TAG && k !== 'Name');
   return [
     { Key: POOL_TAG, Value: pool },

@@ -124,7 +124,7 @@ export interface Ec2RetryPolicy {
 }
 
 /** 5 tries over roughly 7–15 s: long enough to ride out a burst of throttling. */
-export const DEFAULT_EC2_RETRY: Readonly<Ec2RetryPolicy> = Object.freeze({ attempts: 5, baseDelayMs: 1000, maxDelayMs: 20_000 });
+const DEFAULT_EC2_RETRY: Readonly<Ec2RetryPolicy> = Object.freeze({ attempts: 5, baseDelayMs: 1000, maxDelayMs: 20_000 });
 
 /** Dependencies of {@link Ec2Retrier}. */
 export interface Ec2RetrierDeps {

@@ -43,7 +43,7 @@ const stateChange = envelope.extend({
 
 const ec2EventSchema = z.discriminatedUnion('detail-type', [interruption, rebalance, stateChange]);
 
-export const EC2_DETAIL_TYPES: readonly string[] = [interruption, rebalance, stateChange].map((s) => s.shape['detail-type'].value);
+const EC2_DETAIL_TYPES: readonly string[] = [interruption, rebalance, stateChange].map((s) => s.shape['detail-type'].value);
 
 /** An EC2 event spillway acts on, in our terms. */
 export type Ec2Event = { eventId: string; instanceId: string; time: string } & (

@@ -1,11 +1,16 @@
 /**
- * The life of a cloud instance as spillway tracks it (in Redis, shared by all masters):
+ * The life of a cloud instance as spillway tracks it (in Redis, shared by all masters); the
+ * events are those of `instance-state.ts`, whose table is the authority:
  *
- *   suspended -> waking -> booting -> idle <-> busy
- *   idle -> draining -> suspending -> suspended        (quiet period over)
- *   launching -> booting                               (a new instance below the cap)
- *   starting/idle/busy/draining -> retiring -> suspending  (a spot interruption or rebalance notice)
- *   any -> failed (boot timeout, provider error, agent lost), any -> terminated
+ *   (none) -launch-> launching -started-> booting -registered-> idle <-job-started/jobs-done-> busy
+ *   suspended -wake-> waking -started-> booting;   booting -job-started-> busy
+ *   launching/waking/booting/failed/suspended -registered-> idle      (its agent said hello)
+ *   idle -drain-> draining -suspend-> suspending -stopped-> suspended  (quiet period over)
+ *   draining -undrain-> idle                                          (backlog came back)
+ *   launching/waking/booting/idle/busy/draining/retiring -notice-> retiring -suspend-> suspending
+ *   failed -suspend-> suspending, failed -stopped-> suspended         (cleaning up a failure)
+ *   any but suspended/failed/terminated -fail-> failed (boot timeout, provider error, agent lost)
+ *   any but terminated -terminated-> terminated
  *
  * `retiring` is not `draining`: a quiet-period drain is undone when backlog returns, a notice
  * never is (the machine is going away), so no transition leads from it back to work.
@@ -47,7 +52,5 @@ export interface InstanceRecord {
   reason: string | null;
 }
 
-/** Capacity on its way or present, i.e. what a new demand must not provision again. */
-export const LIVE_STATES: ReadonlySet<InstanceState> = new Set(['launching', 'waking', 'booting', 'idle', 'busy']);
 /** Coming up but not yet able to take a job. */
 export const STARTING_STATES: ReadonlySet<InstanceState> = new Set(['launching', 'waking', 'booting']);

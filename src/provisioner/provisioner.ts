@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Config } from '../config';
-import type { BackoffPolicy, Clock, Logger } from '../lib';
+import { BackgroundLoop, type BackoffPolicy, type Clock, type Logger } from '../lib';
 import type { Notice } from '../protocol';
 import { BackoffProvider } from './backoff-provider';
 import type { CapacityDecision } from './capacity';
@@ -63,17 +63,14 @@ interface PoolEntry {
 }
 
 /**
- * Runs every pool's scaler: one loop, no overlapping runs, woken early by `kick()` when the
- * backlog changes. A pool whose provider fails to set up is retried on its own, without
+ * Runs every pool's scaler on one {@link BackgroundLoop}: no overlapping steps, woken early by
+ * `kick()` when the backlog changes. A pool whose provider fails to set up is retried on its own, without
  * holding up the others.
  */
 export class Provisioner implements Ec2EventSink {
   private readonly pools = new Map<string, PoolEntry>();
   private readonly preemptions: PreemptionWindow;
-  private readonly abort = new AbortController();
-  private kicked: (() => void) | undefined;
-  private pendingKick = false;
-  private loop: Promise<void> | undefined;
+  private readonly loop: BackgroundLoop;
   private readonly log: Logger;
   private readonly lock: RedisPoolLock;
 
@@ -81,6 +78,15 @@ export class Provisioner implements Ec2EventSink {
     this.lock = new RedisPoolLock(d.redis, d.config.redis.keyPrefix);
     this.log = d.log.child({ component: 'provisioner' });
     this.preemptions = new PreemptionWindow(d.redis, d.config.redis.keyPrefix);
+    this.loop = new BackgroundLoop({
+      name: 'provisioner',
+      everyMs: d.tickMs ?? 1000,
+      runAtStart: true,
+      run: (signal) => this.step(signal),
+      clock: d.clock,
+      log: this.log,
+      errorEvent: 'pool.error',
+    });
     for (const [name, pool] of Object.entries(d.config.pools)) {
       const inner = d.providers.get(name);
       if (!inner) continue;
@@ -120,19 +126,16 @@ export class Provisioner implements Ec2EventSink {
   }
 
   start(): void {
-    this.loop ??= this.run();
+    this.loop.start();
   }
 
   /** Decide now (a job arrived, an agent came or went). */
   kick(): void {
-    this.pendingKick = true;
-    this.kicked?.();
+    this.loop.kick();
   }
 
   async stop(): Promise<void> {
-    this.abort.abort();
-    this.kicked?.();
-    await this.loop;
+    await this.loop.stop();
     for (const p of this.pools.values()) p.warm.close();
   }
 
@@ -239,49 +242,35 @@ export class Provisioner implements Ec2EventSink {
     return undefined;
   }
 
-  private async run(): Promise<void> {
-    const signal = this.abort.signal;
-    while (!signal.aborted) {
-      this.pendingKick = false;
-      const rules = await this.d.rules.rules().catch((err: unknown) => {
-        this.log.error('pool.error', { error: (err as Error).message });
-        return undefined;
-      });
-      if (rules) {
-        for (const [name, p] of this.pools) {
-          if (signal.aborted) break;
-          // A pool whose provider keeps failing sits out its backoff: no reconcile, no scaling,
-          // no suspension, since each of them would call the provider.
-          if (this.d.clock.now() < p.provider.readyAt) continue;
-          const step = AbortSignal.any([signal, AbortSignal.timeout(this.d.stepTimeoutMs ?? 120_000)]);
-          try {
-            if (!p.ready && !(await this.setup(name, p, step))) continue;
-            const now = this.d.clock.now();
-            if (p.reconciledAt === undefined || now - p.reconciledAt >= (this.d.reconcileMs ?? 60_000)) {
-              // Under the pool's lock, like scale-up: the provider's list is a snapshot, and a
-              // launch or wake another master made after it would otherwise be read as a machine
-              // gone or stopped, and undone. A busy lock means try again next step.
-              await this.lock.run(name, async () => {
-                p.reconciledAt = now;
-                await reconcilePool(name, p.provider, this.d.instances, now, step, this.log);
-              });
-            }
-            await p.scaler.tick(rules, step);
-          } catch (err) {
-            this.log.error('pool.error', { pool: name, error: (err as Error).message });
-          }
+  /** One pass over every pool: gather, decide, apply. Never rejects; each pool's failure is its own. */
+  private async step(signal: AbortSignal): Promise<void> {
+    const rules = await this.d.rules.rules().catch((err: unknown) => {
+      this.log.error('pool.error', { error: (err as Error).message });
+      return undefined;
+    });
+    if (!rules) return;
+    for (const [name, p] of this.pools) {
+      if (signal.aborted) return;
+      // A pool whose provider keeps failing sits out its backoff: no reconcile, no scaling,
+      // no suspension, since each of them would call the provider.
+      if (this.d.clock.now() < p.provider.readyAt) continue;
+      const step = AbortSignal.any([signal, AbortSignal.timeout(this.d.stepTimeoutMs ?? 120_000)]);
+      try {
+        if (!p.ready && !(await this.setup(name, p, step))) continue;
+        const now = this.d.clock.now();
+        if (p.reconciledAt === undefined || now - p.reconciledAt >= (this.d.reconcileMs ?? 60_000)) {
+          // Under the pool's lock, like scale-up: the provider's list is a snapshot, and a
+          // launch or wake another master made after it would otherwise be read as a machine
+          // gone or stopped, and undone. A busy lock means try again next step.
+          await this.lock.run(name, async () => {
+            p.reconciledAt = now;
+            await reconcilePool(name, p.provider, this.d.instances, now, step, this.log);
+          });
         }
+        await p.scaler.tick(rules, step);
+      } catch (err) {
+        this.log.error('pool.error', { pool: name, error: (err as Error).message });
       }
-      if (this.pendingKick || signal.aborted) continue;
-      await new Promise<void>((resolve) => {
-        const ac = new AbortController();
-        this.kicked = () => {
-          ac.abort();
-          resolve();
-        };
-        this.d.clock.sleep(this.d.tickMs ?? 1000, ac.signal).then(resolve, () => undefined);
-      });
-      this.kicked = undefined;
     }
   }
 

@@ -11,7 +11,7 @@ export interface ReconcileStore {
 }
 
 /** How long a freshly launched machine may be missing from the provider's listing. */
-export const LISTING_LAG_MS = 2 * 60 * 1000;
+const LISTING_LAG_MS = 2 * 60 * 1000;
 
 /** Where a machine the store does not know belongs in our state machine. */
 function stateOf(m: Machine): InstanceState | undefined {

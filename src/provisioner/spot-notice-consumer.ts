@@ -1,6 +1,8 @@
-import { equalJitterDelay, type Clock, type Logger } from '../lib';
+import { BackgroundLoop, equalJitterDelay, type BackoffPolicy, type Clock, type LoopNext, type Logger } from '../lib';
 import { parseEc2Event, type Ec2Event } from './ec2-event';
 import { classifySqsError, deleteMessages, receiveMessages, type QueueMessage, type SqsClient } from './sqs-api';
+
+const DEFAULT_RECEIVE_BACKOFF: Readonly<BackoffPolicy> = Object.freeze({ baseMs: 1000, maxMs: 60_000 });
 
 /** Where parsed events go. */
 export interface Ec2EventSink {
@@ -25,8 +27,8 @@ export interface SpotNoticeConsumerDeps {
    * is not deleted (it may already be someone else's), so it comes back. @defaultValue 60
    */
   visibilityTimeoutSec?: number;
-  /** Backoff after a failed receive: doubles from `baseMs` up to `capMs`. @defaultValue `{ baseMs: 1000, capMs: 60000 }` */
-  backoff?: { baseMs: number; capMs: number };
+  /** Backoff after a failed receive: doubles from `baseMs` up to `maxMs`. @defaultValue `{ baseMs: 1000, maxMs: 60000 }` */
+  backoff?: Partial<BackoffPolicy>;
   /** Jitter source in [0, 1). @defaultValue Math.random */
   random?: () => number;
 }
@@ -39,23 +41,35 @@ export interface SpotNoticeConsumerDeps {
  * on the injected clock and never end the loop.
  */
 export class SpotNoticeConsumer {
-  private readonly abort = new AbortController();
-  private loop: Promise<void> | undefined;
+  private readonly loop: BackgroundLoop;
   private readonly log: Logger;
   private readonly visibilityMs: number;
+  private failures = 0;
+  private started = false;
 
   constructor(private readonly d: SpotNoticeConsumerDeps) {
     this.log = d.log.child({ component: 'spot-notices', queueUrl: d.queueUrl });
     this.visibilityMs = (d.visibilityTimeoutSec ?? 60) * 1000;
+    // Long polls back to back: the receive itself waits for messages, so no pause between them.
+    this.loop = new BackgroundLoop({
+      name: 'spot-notices',
+      everyMs: 0,
+      runAtStart: true,
+      run: (signal) => this.round(signal),
+      clock: d.clock,
+      log: this.log,
+      errorEvent: 'notice.receive-failed',
+    });
   }
 
   start(): void {
-    this.loop ??= this.run();
+    if (!this.started) this.log.info('notice.consuming', { pools: this.d.pools ?? 'all' });
+    this.started = true;
+    this.loop.start();
   }
 
   async stop(): Promise<void> {
-    this.abort.abort();
-    await this.loop;
+    await this.loop.stop();
   }
 
   /** One receive, handle, delete round; returns how many messages came. Throws what SQS threw. */
@@ -74,27 +88,23 @@ export class SpotNoticeConsumer {
     return messages.length;
   }
 
-  private async run(): Promise<void> {
-    const signal = this.abort.signal;
-    const { baseMs, capMs } = this.d.backoff ?? { baseMs: 1000, capMs: 60_000 };
-    const random = this.d.random ?? Math.random;
-    this.log.info('notice.consuming', { pools: this.d.pools ?? 'all' });
-    let failures = 0;
-    while (!signal.aborted) {
-      try {
-        await this.poll(signal);
-        failures = 0;
-      } catch (err) {
-        const c = classifySqsError(err, signal);
-        if (c.kind === 'aborted') return;
-        failures++;
-        // A configuration problem will not clear in a second: ask again only at the slowest pace.
-        const delayMs = equalJitterDelay(failures, { baseMs: c.kind === 'fatal' ? capMs : baseMs, maxMs: capMs }, random);
-        const fields = { code: c.code, kind: c.kind, failures, delayMs, error: (err as Error).message };
-        if (c.kind === 'fatal') this.log.error('notice.receive-failed', fields);
-        else this.log.warn('notice.receive-failed', fields);
-        await this.d.clock.sleep(delayMs, signal).catch(() => undefined);
-      }
+  /** One poll; after a failed one, the pause before the next. */
+  private async round(signal: AbortSignal): Promise<LoopNext> {
+    try {
+      await this.poll(signal);
+      this.failures = 0;
+      return undefined;
+    } catch (err) {
+      const c = classifySqsError(err, signal);
+      if (c.kind === 'aborted') return 'done';
+      this.failures++;
+      const { baseMs, maxMs } = { ...DEFAULT_RECEIVE_BACKOFF, ...this.d.backoff };
+      // A configuration problem will not clear in a second: ask again only at the slowest pace.
+      const delayMs = equalJitterDelay(this.failures, { baseMs: c.kind === 'fatal' ? maxMs : baseMs, maxMs }, this.d.random ?? Math.random);
+      const fields = { code: c.code, kind: c.kind, failures: this.failures, delayMs, error: (err as Error).message };
+      if (c.kind === 'fatal') this.log.error('notice.receive-failed', fields);
+      else this.log.warn('notice.receive-failed', fields);
+      return { afterMs: delayMs };
     }
   }
 

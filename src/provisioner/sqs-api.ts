@@ -41,8 +41,8 @@ export interface QueueMessage {
 }
 
 /** The long poll SQS allows at most, and the batch size it allows at most. */
-export const WAIT_TIME_SEC = 20;
-export const MAX_MESSAGES = 10;
+const WAIT_TIME_SEC = 20;
+const MAX_MESSAGES = 10;
 
 /**
  * Up to 10 messages, waiting up to 20 s for the first (long polling: no busy loop on an empty

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { Redis } from 'ioredis';
-import type { Clock, Logger } from '../lib';
+import { BackgroundLoop, type Clock, type Logger } from '../lib';
 import type { BacklogSnapshot } from './backlog-snapshot';
 import { TypeWatch } from './type-watch';
 
@@ -50,7 +50,7 @@ export class QueueMonitor extends EventEmitter<QueueMonitorEvents> {
   private readonly watches = new Map<string, TypeWatch>();
   private readonly snapshots = new Map<string, BacklogSnapshot>();
   private redis: { client: Redis; owned: boolean } | undefined;
-  private loop: { abort: AbortController; done: Promise<void> } | undefined;
+  private loop: BackgroundLoop | undefined;
   private starting: Promise<void> | undefined;
   private stopping: Promise<void> | undefined;
   /** Bumped by every start and stop, so a start overtaken by a stop gives up quietly. */
@@ -132,16 +132,22 @@ export class QueueMonitor extends EventEmitter<QueueMonitorEvents> {
       throw error;
     }
     if (generation !== this.generation) return;
-    const abort = new AbortController();
-    this.loop = { abort, done: this.reconcileLoop(abort.signal) };
+    this.loop = new BackgroundLoop({
+      name: 'queue-monitor',
+      everyMs: this.reconcileMs,
+      run: () => this.reconcile(),
+      clock: this.opts.clock,
+      log: this.log,
+      errorEvent: 'queue-monitor.refresh-failed',
+    });
+    this.loop.start();
     this.log.info('queue-monitor.started', { types: this.types, reconcileMs: this.reconcileMs });
   }
 
   private async doStop(): Promise<void> {
     const loop = this.loop;
     this.loop = undefined;
-    loop?.abort.abort();
-    await loop?.done;
+    await loop?.stop();
     const watches = [...this.watches.values()];
     this.watches.clear();
     this.snapshots.clear();
@@ -214,18 +220,6 @@ export class QueueMonitor extends EventEmitter<QueueMonitorEvents> {
     } catch (error) {
       // A listener's bug is not a failed read; it must not be retried or blamed on Redis.
       this.log.error('queue-monitor.listener-failed', { type: snapshot.type, error });
-    }
-  }
-
-  private async reconcileLoop(signal: AbortSignal): Promise<void> {
-    while (!signal.aborted) {
-      try {
-        await this.opts.clock.sleep(this.reconcileMs, signal);
-      } catch {
-        if (signal.aborted) return;
-      }
-      if (signal.aborted) return;
-      await this.reconcile();
     }
   }
 

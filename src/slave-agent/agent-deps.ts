@@ -1,10 +1,9 @@
 import type WebSocket from 'ws';
 import type { AgentOptions } from '../config';
 import type { Isolation, runProcess } from '../executor';
-import type { Clock, Logger } from '../lib';
+import type { BackoffPolicy, Clock, Logger } from '../lib';
 import type { BuildResult, HeldJob, NoticeFrame } from '../protocol';
 import type { AgentRejectedError } from './agent-errors';
-import type { BackoffOptions } from './backoff';
 import type { HostInfo } from './host-info';
 import type { AgentTls } from './master-connection';
 
@@ -31,8 +30,8 @@ export interface AgentDeps {
    * from it. @defaultValue `{ PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' }`
    */
   baseEnv?: Record<string, string>;
-  /** @defaultValue `{ baseMs: 500, capMs: 30000 }` */
-  backoff?: BackoffOptions;
+  /** Pauses between reconnect attempts. @defaultValue `{ baseMs: 500, maxMs: 30000 }` */
+  backoff?: Partial<BackoffPolicy>;
   /** How long `drain()` waits for the master to acknowledge finished builds. @defaultValue 10000 */
   ackWaitMs?: number;
   /** A connection whose `welcome` does not come within this is dropped and retried. @defaultValue 30000 */

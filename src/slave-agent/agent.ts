@@ -6,7 +6,7 @@ import WebSocket from 'ws';
 import { version as packageVersion } from '../../package.json';
 import type { AgentOptions } from '../config';
 import { runProcess } from '../executor';
-import { systemClock, type Clock, type Logger } from '../lib';
+import { fullJitterDelay, systemClock, type BackoffPolicy, type Clock, type Logger } from '../lib';
 import {
   CloseCode,
   outcomeOf,
@@ -23,7 +23,6 @@ import {
 import { ActionSupport } from './action-support';
 import { AgentRejectedError } from './agent-errors';
 import type { AgentDeps, AgentEvents } from './agent-deps';
-import { backoffDelay } from './backoff';
 import { Build } from './build';
 import { heartbeat } from './heartbeat';
 import { helloFrame } from './hello';
@@ -34,6 +33,7 @@ import { noticeWatchFor, type NoticeWatch } from './notice-watch';
 import { StateChanges } from './state-changes';
 
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const DEFAULT_RECONNECT_BACKOFF: Readonly<BackoffPolicy> = Object.freeze({ baseMs: 500, maxMs: 30_000 });
 const FATAL_CLOSE_CODES: ReadonlySet<number> = new Set([CloseCode.unauthorized, CloseCode.forbidden, CloseCode.version]);
 
 /**
@@ -180,7 +180,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         throw new AgentRejectedError(c.code, c.reason);
       }
       if (c.welcomed) attempt = 0;
-      const retryInMs = backoffDelay(attempt++, this.deps.backoff, this.random);
+      const retryInMs = fullJitterDelay(++attempt, { ...DEFAULT_RECONNECT_BACKOFF, ...this.deps.backoff }, this.random);
       if (c.opened) this.log.warn('agent.disconnected', { code: c.code, reason: c.reason, retryInMs, running: this.running.size });
       else this.log.warn('agent.connect-failed', { master: this.options.master, error: c.reason, retryInMs });
       this.emit('disconnected', { code: c.code, reason: c.reason, retryInMs });

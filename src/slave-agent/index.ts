@@ -1,7 +1,6 @@
 export { Agent } from './agent';
 export type { AgentDeps, AgentEvents } from './agent-deps';
 export { AgentRejectedError } from './agent-errors';
-export { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff';
 export { detectHostInfo, type HostInfo } from './host-info';
 export { fetchInstanceId, ImdsClient, ImdsError, isEc2InstanceId, type FetchInstanceIdOptions } from './imds';
 export type { AgentTls } from './master-connection';

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { AgentOptions } from '../config';
-import type { Clock, Logger } from '../lib';
+import { BackgroundLoop, type Clock, type LoopNext, type Logger } from '../lib';
 import type { NoticeFrame } from '../protocol';
 import { ImdsClient, isEc2InstanceId } from './imds';
 
@@ -11,8 +11,8 @@ import { ImdsClient, isEc2InstanceId } from './imds';
  *   /latest/meta-data/events/recommendations/rebalance    {"noticeTime": "2020-10-27T08:22:00Z"}
  *     https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/rebalance-recommendations.html
  */
-export const INSTANCE_ACTION_PATH = '/latest/meta-data/spot/instance-action';
-export const REBALANCE_PATH = '/latest/meta-data/events/recommendations/rebalance';
+const INSTANCE_ACTION_PATH = '/latest/meta-data/spot/instance-action';
+const REBALANCE_PATH = '/latest/meta-data/events/recommendations/rebalance';
 
 const instanceAction = z.object({ action: z.enum(['terminate', 'stop', 'hibernate']), time: z.iso.datetime({ offset: true }) });
 const rebalance = z.object({ noticeTime: z.iso.datetime({ offset: true }) });
@@ -34,19 +34,28 @@ export interface NoticeWatchDeps {
  * and the watch ends. IMDS failures are logged (the first one as a warning) and polling goes on.
  */
 export class NoticeWatch {
-  private readonly abort = new AbortController();
-  private loop: Promise<void> | undefined;
+  private readonly loop: BackgroundLoop;
   private seen: NoticeFrame['notice'] | undefined;
+  private failing = false;
 
-  constructor(private readonly d: NoticeWatchDeps) {}
+  constructor(private readonly d: NoticeWatchDeps) {
+    this.loop = new BackgroundLoop({
+      name: 'notice-watch',
+      everyMs: d.pollMs,
+      runAtStart: true,
+      run: (signal) => this.look(signal),
+      clock: d.clock,
+      log: d.log,
+      errorEvent: 'agent.notice-watch-failed',
+    });
+  }
 
   start(): void {
-    this.loop ??= this.run();
+    this.loop.start();
   }
 
   async stop(): Promise<void> {
-    this.abort.abort();
-    await this.loop;
+    await this.loop.stop();
   }
 
   /** One look at both paths: the notice not reported before, if any. Throws IMDS failures. */
@@ -80,22 +89,18 @@ export class NoticeWatch {
     return {};
   }
 
-  private async run(): Promise<void> {
-    const signal = this.abort.signal;
-    let failing = false;
-    while (!signal.aborted && this.seen !== 'spot-interruption') {
-      try {
-        await this.check(signal);
-        failing = false;
-      } catch (err) {
-        if (signal.aborted) return;
-        // One warning per outage, not one every few seconds.
-        if (failing) this.d.log.debug('agent.notice-watch-failed', { error: (err as Error).message });
-        else this.d.log.warn('agent.notice-watch-failed', { error: (err as Error).message });
-        failing = true;
-      }
-      await this.d.clock.sleep(this.d.pollMs, signal).catch(() => undefined);
+  private async look(signal: AbortSignal): Promise<LoopNext> {
+    try {
+      await this.check(signal);
+      this.failing = false;
+    } catch (err) {
+      if (signal.aborted) return 'done';
+      // One warning per outage, not one every few seconds.
+      if (this.failing) this.d.log.debug('agent.notice-watch-failed', { error: (err as Error).message });
+      else this.d.log.warn('agent.notice-watch-failed', { error: (err as Error).message });
+      this.failing = true;
     }
+    return this.seen === 'spot-interruption' ? 'done' : undefined;
   }
 }
 

@@ -9,7 +9,7 @@ export interface AddressPlan {
 }
 
 /** More would make a config nobody can review; WireGuard itself has no such limit. */
-export const MAX_PEERS = 1000;
+const MAX_PEERS = 1000;
 
 /**
  * Hands out host addresses of `cidr` in order: the hub gets the first, each peer the next.

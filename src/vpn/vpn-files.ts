@@ -13,7 +13,7 @@ export interface VpnFile {
   mode: number;
 }
 
-export const vpnInitSchema = z
+const vpnInitSchema = z
   .object({
     /** The tunnel network, e.g. 10.77.0.0/24; the hub takes its first host address. */
     network: z.string().min(1),

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as http from 'node:http';
 import { EMPTY_DIGEST, digestOf, type ActionResult } from '../../src/cas';
+import { waitUntil } from '../helpers/wait-until';
 import { startCasServer, type CasServer } from './http-server';
 
 describe('cas HTTP routes', () => {
@@ -199,12 +200,12 @@ describe('cas HTTP routes', () => {
     // other half: the store writes in batches of at most 1 MiB, it never buffers the body.
     const expected = 3 * 1024 * 1024;
     let onDisk = 0;
-    for (let i = 0; i < 200 && onDisk < expected; i++) {
-      await new Promise((r) => setTimeout(r, 10));
+    const sizeOnDisk = async () => {
       const files = await fsp.readdir(tmpDir);
-      onDisk = files.length ? (await fsp.stat(`${tmpDir}/${files[0]}`).catch(() => ({ size: 0 }))).size : 0;
-    }
-    assert.ok(onDisk >= expected && onDisk <= 4 * 1024 * 1024, `on disk: ${onDisk}`);
+      return files.length ? (await fsp.stat(`${tmpDir}/${files[0]}`).catch(() => ({ size: 0 }))).size : 0;
+    };
+    await waitUntil(async () => (onDisk = await sizeOnDisk()) >= expected, { timeoutMs: 2_000, what: `${expected} bytes in the temp file` });
+    assert.ok(onDisk <= 4 * 1024 * 1024, `on disk: ${onDisk}`);
     release();
     assert.equal((await put).status, 200);
     assert.equal(await s.store.has(d), true);

@@ -3,12 +3,10 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  describeResult,
   detectIsolation,
   runProcess,
   type Isolation,
   type OutputStream,
-  type RunResult,
   type RunSpec,
 } from '../../src/executor';
 import { killAndRemove } from '../../src/executor/cgroup-fs';
@@ -34,15 +32,29 @@ async function removeOurGroups(): Promise<void> {
   for (const dir of ourGroups()) await killAndRemove(dir, 3000);
 }
 
-function pidsInState(pattern: RegExp): number {
+/**
+ * Marks every process this test's builds start: an environment variable is inherited by all of
+ * a build's descendants, including one that left its process group and session with setsid and
+ * was reparented to init, out of our process tree, which is exactly the stray a test looks for.
+ */
+const OWNER_VAR = 'SPILLWAY_ISOLATION_TEST';
+const OWNER = `${OWNER_VAR}=${process.pid}`;
+
+/**
+ * How many live processes started by this test's builds have a command line matching
+ * `pattern`. Processes of anyone else on the machine (another suite's `sleep`, another user's
+ * build) never count: they lack our marker, or their environment is not ours to read.
+ */
+function ourProcesses(pattern: RegExp): number {
   let n = 0;
   for (const e of readdirSync('/proc')) {
     if (!/^\d+$/.test(e)) continue;
     try {
+      if (!readFileSync(`/proc/${e}/environ`, 'utf8').split('\0').includes(OWNER)) continue;
       const cmd = readFileSync(`/proc/${e}/cmdline`, 'utf8').replace(/\0/g, ' ');
       if (pattern.test(cmd)) n++;
     } catch {
-      // exited while we looked
+      // exited while we looked, or not ours to read
     }
   }
   return n;
@@ -61,34 +73,13 @@ describe('executor/isolation', () => {
   function run(spec: Partial<RunSpec>, isolation: Isolation | undefined) {
     const out: Array<{ stream: OutputStream; chunk: string }> = [];
     const handle = runProcess(
-      { cwd, timeoutMs: 20_000, baseEnv: { PATH }, ...spec },
+      { cwd, timeoutMs: 20_000, baseEnv: { PATH, [OWNER_VAR]: String(process.pid) }, ...spec },
       (stream, chunk) => out.push({ stream, chunk }),
       isolation ? { isolation } : {},
     );
     const text = (stream: OutputStream) => out.filter((o) => o.stream === stream).map((o) => o.chunk).join('');
     return { handle, text };
   }
-
-  describe('describeResult', () => {
-    const base: RunResult = { exitCode: 0, signal: null, timedOut: false, startedAt: 0, finishedAt: 10 };
-    it('names each way a run can end', () => {
-      assert.equal(describeResult(base), 'exited 0');
-      assert.equal(describeResult({ ...base, exitCode: 2 }), 'exited 2');
-      assert.equal(describeResult({ ...base, exitCode: null, signal: 'SIGSEGV' }), 'killed by signal SIGSEGV');
-      assert.equal(describeResult({ ...base, exitCode: null, signal: 'SIGTERM', timedOut: true, timeoutMs: 1500 }), 'timed out after 1.5 s');
-      assert.equal(describeResult({ ...base, exitCode: null, error: 'spawn x ENOENT' }), 'could not start: spawn x ENOENT');
-      const limits = {
-        mechanism: 'cgroup-v1' as const,
-        requested: { memoryMb: 64 },
-        cgroup: { cpu: false, memory: true, pids: false },
-        rlimit: { memory: false, pids: false },
-        oomScoreAdj: 1000,
-        note: '',
-      };
-      assert.equal(describeResult({ ...base, exitCode: null, signal: 'SIGKILL', oomKilled: true, limits }), 'out of memory (limit 64 MiB)');
-      assert.equal(describeResult({ ...base, exitCode: 2, oomKilled: true, limits }), 'out of memory (limit 64 MiB), exited 2');
-    });
-  });
 
   describe('with the machine cgroups', () => {
     let isolation: Isolation;
@@ -123,7 +114,8 @@ describe('executor/isolation', () => {
       assert.equal(r.oomKilled, true, JSON.stringify(r));
       assert.equal(r.signal, 'SIGKILL');
       assert.doesNotMatch(text('stdout'), /survived/);
-      assert.equal(describeResult(r), 'out of memory (limit 64 MiB)');
+      assert.equal(r.limits?.requested.memoryMb, 64);
+      assert.equal(r.limits?.cgroup.memory, true);
       assert.deepEqual(ourGroups(), []);
     });
 
@@ -137,7 +129,7 @@ describe('executor/isolation', () => {
       assert.notEqual(r.exitCode, 0, `exit ${r.exitCode}`);
       assert.match(text('stderr'), /fork/i);
       assert.ok(r.finishedAt - r.startedAt < 4000, `took ${r.finishedAt - r.startedAt} ms`);
-      assert.equal(pidsInState(new RegExp(`sleep ${marker.replace('.', '\\.')}`)), 0);
+      assert.equal(ourProcesses(new RegExp(`sleep ${marker.replace('.', '\\.')}`)), 0);
       assert.deepEqual(ourGroups(), []);
     });
 
@@ -146,8 +138,8 @@ describe('executor/isolation', () => {
       const r = await handle.result;
       assert.match(text('stdout'), /started/);
       assert.equal(r.timedOut, true);
-      assert.equal(describeResult(r), 'timed out after 300 ms');
-      assert.equal(pidsInState(/^sleep 10[01] $/), 0);
+      assert.equal(r.timeoutMs, 300);
+      assert.equal(ourProcesses(/^sleep 10[01] $/), 0);
       assert.deepEqual(ourGroups(), []);
     });
   });

@@ -112,7 +112,7 @@ export class TestFarm {
       options: parseAgentOptions({ master: this.addr.agentUrl, token: TOKEN, jobTypes: ['b2g', 'linux64'], ...options }),
       ...(tls && { tls }),
       log: this.logs.log.child({ agent: o.name }),
-      backoff: { baseMs: 50, capMs: 500 },
+      backoff: { baseMs: 50, maxMs: 500 },
     });
     const welcomed = new Promise((r) => agent.once('welcomed', r));
     void agent.start().catch(() => undefined);

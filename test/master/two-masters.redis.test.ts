@@ -43,7 +43,7 @@ describe('faults: two masters on one farm', function () {
         const agent = new Agent({
           options: parseAgentOptions({ master: m.ws, token: TOKEN, name: `${m.name}-agent${i}`, jobTypes: ['b2g'], executors: 2 }),
           log: logs.log.child({ agent: `${m.name}-agent${i}` }),
-          backoff: { baseMs: 50, capMs: 500 },
+          backoff: { baseMs: 50, maxMs: 500 },
         });
         const welcomed = new Promise((r) => agent.once('welcomed', r));
         void agent.start().catch(() => undefined);

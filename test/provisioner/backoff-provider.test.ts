@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { createLogger, type LogEntry } from '../../src/lib';
 import { ProviderError } from '../../src/provisioner';
-import { equalJitterDelay } from '../../src/lib';
 import { BackoffProvider } from '../../src/provisioner/backoff-provider';
 import { FakeClock } from '../fakes/fake-clock';
 import { FakeProvider } from '../fakes/fake-provider';
@@ -31,11 +30,6 @@ describe('provisioner/backoff-provider', () => {
     inner.failNext(throttled());
     await assert.rejects(p.list(signal), /RequestLimitExceeded/);
   };
-
-  it('equal jitter: at least half of an exponential ceiling, never above it, capped', () => {
-    assert.deepEqual([1, 2, 3, 4, 5, 9].map((n) => equalJitterDelay(n, policy, () => 0)), [500, 1000, 2000, 4000, 4000, 4000]);
-    assert.deepEqual([1, 2, 3, 4, 5].map((n) => equalJitterDelay(n, policy, () => 0.999999)), [999, 1999, 3999, 7999, 7999]);
-  });
 
   it('after a retryable failure, calls are refused without reaching the provider until the pause is over', async () => {
     await failOnce();

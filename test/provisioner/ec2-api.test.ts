@@ -21,6 +21,7 @@ import {
 } from '../../src/provisioner/ec2-api';
 import { classifyEc2Error, Ec2Retrier } from '../../src/provisioner/ec2-errors';
 import { ProviderError } from '../../src/provisioner/provider';
+import { rejection } from '../helpers/rejection';
 
 /** An error shaped the way the SDK's ec2 query protocol throws it: `name` is the AWS code. */
 function awsError(code: string, fault: 'client' | 'server' = 'client'): EC2ServiceException {
@@ -51,16 +52,6 @@ function instance(id: string, over: Partial<Instance> = {}): Instance {
 }
 
 const signal = new AbortController().signal;
-
-async function rejection(p: Promise<unknown>): Promise<ProviderError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof ProviderError, `expected a ProviderError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('expected a rejection');
-}
 
 describe('provisioner/ec2-api', () => {
   const client = new EC2Client({ region: 'eu-west-1', maxAttempts: 1 });
@@ -134,7 +125,7 @@ describe('provisioner/ec2-api', () => {
       ec2.on(DescribeInstancesCommand).rejects(awsError('RequestLimitExceeded'));
       const clock = fakeClock();
       const retrier = new Ec2Retrier({ clock, random: () => 0.999, policy: { attempts: 3, baseDelayMs: 100, maxDelayMs: 150 } });
-      const err = await rejection(describePoolMachines(client, 'p', signal, { retrier }));
+      const err = await rejection(describePoolMachines(client, 'p', signal, { retrier }), ProviderError);
       assert.equal(err.disposition, 'retry');
       assert.equal(err.providerCode, 'RequestLimitExceeded');
       assert.equal(ec2.commandCalls(DescribeInstancesCommand).length, 3);
@@ -144,7 +135,7 @@ describe('provisioner/ec2-api', () => {
     it('does not retry a fatal error and surfaces it with the AWS code', async () => {
       ec2.on(DescribeInstancesCommand).rejects(awsError('UnauthorizedOperation'));
       const clock = fakeClock();
-      const err = await rejection(describePoolMachines(client, 'p', signal, { retrier: new Ec2Retrier({ clock }) }));
+      const err = await rejection(describePoolMachines(client, 'p', signal, { retrier: new Ec2Retrier({ clock }) }), ProviderError);
       assert.equal(err.disposition, 'fatal');
       assert.equal(err.providerCode, 'UnauthorizedOperation');
       assert.equal(err.code, 'SPILLWAY_E_PROVIDER');
@@ -178,7 +169,7 @@ describe('provisioner/ec2-api', () => {
 
     it('plain stop for stop pools; IncorrectInstanceState is retry-later, without a fallback', async () => {
       ec2.on(StopInstancesCommand).rejects(awsError('IncorrectInstanceState'));
-      const err = await rejection(stopMachines(client, ['i-1'], false, signal));
+      const err = await rejection(stopMachines(client, ['i-1'], false, signal), ProviderError);
       assert.equal(err.disposition, 'retry');
       assert.equal(err.providerCode, 'IncorrectInstanceState');
       assert.deepEqual(ec2.commandCalls(StopInstancesCommand).map((c) => c.args[0].input), [{ InstanceIds: ['i-1'] }]);
@@ -272,7 +263,7 @@ describe('provisioner/ec2-api', () => {
     it('without the on-demand fallback, a spot refusal is a retryable ProviderError', async () => {
       const config = ec2Config({ spot: true, spotFallbackToOnDemand: false });
       ec2.on(RunInstancesCommand).rejects(awsError('InsufficientInstanceCapacity', 'server'));
-      const err = await rejection(launchMachines(client, { pool: 'p', config, count: 1, clientToken: 't' }, signal));
+      const err = await rejection(launchMachines(client, { pool: 'p', config, count: 1, clientToken: 't' }, signal), ProviderError);
       assert.equal(err.disposition, 'retry');
       assert.equal(err.providerCode, 'InsufficientInstanceCapacity');
       assert.equal(ec2.commandCalls(RunInstancesCommand).length, 1);
@@ -281,7 +272,7 @@ describe('provisioner/ec2-api', () => {
     it('stops at the first non-capacity error', async () => {
       ec2.on(RunInstancesCommand).rejects(awsError('InvalidParameterValue'));
       const config = ec2Config({ subnetIds: ['subnet-a', 'subnet-b'] });
-      const err = await rejection(launchMachines(client, { pool: 'p', config, count: 1, clientToken: 't' }, signal));
+      const err = await rejection(launchMachines(client, { pool: 'p', config, count: 1, clientToken: 't' }, signal), ProviderError);
       assert.equal(err.disposition, 'fatal');
       assert.equal(err.providerCode, 'InvalidParameterValue');
       assert.equal(ec2.commandCalls(RunInstancesCommand).length, 1);

@@ -15,6 +15,7 @@ import { createLogger, type Clock, type LogEntry } from '../../src/lib';
 import type { Ec2PoolConfig } from '../../src/provisioner/ec2-api';
 import { Ec2Provider } from '../../src/provisioner/ec2-provider';
 import { ProviderError } from '../../src/provisioner/provider';
+import { rejection } from '../helpers/rejection';
 
 function awsError(code: string, fault: 'client' | 'server' = 'client'): EC2ServiceException {
   return new EC2ServiceException({ name: code, $fault: fault, $metadata: {}, message: `${code} (test)` });
@@ -45,16 +46,6 @@ describe('provisioner/ec2-provider', () => {
     return new Ec2Provider({ pool: 'ec2-b2g', config: config(over), client, clock, log, random: () => 0 });
   }
 
-  async function rejection(p: Promise<unknown>): Promise<ProviderError> {
-    try {
-      await p;
-    } catch (err) {
-      assert.ok(err instanceof ProviderError, `expected a ProviderError, got ${String(err)}`);
-      return err;
-    }
-    assert.fail('expected a rejection');
-  }
-
   beforeEach(() => {
     ec2.reset();
     entries = [];
@@ -75,7 +66,7 @@ describe('provisioner/ec2-provider', () => {
 
     it('fails fatally, with the AWS code, when the launch template does not exist', async () => {
       ec2.on(DescribeLaunchTemplatesCommand).rejects(awsError('InvalidLaunchTemplateName.NotFoundException'));
-      const err = await rejection(provider().setup(signal));
+      const err = await rejection(provider().setup(signal), ProviderError);
       assert.equal(err.disposition, 'fatal');
       assert.equal(err.providerCode, 'InvalidLaunchTemplateName.NotFoundException');
       assert.match(err.message, /pool "ec2-b2g" \(EC2 eu-west-1\): launch template name "b2g-builder" does not exist/);
@@ -86,7 +77,7 @@ describe('provisioner/ec2-provider', () => {
     it('fails fatally naming the subnets that do not exist', async () => {
       ec2.on(DescribeLaunchTemplatesCommand).resolves({ LaunchTemplates: [{ LaunchTemplateId: 'lt-1' }] });
       ec2.on(DescribeSubnetsCommand).resolves({ Subnets: [{ SubnetId: 'subnet-a' }] });
-      const err = await rejection(provider({ launchTemplate: { id: 'lt-1', version: '3' } }).setup(signal));
+      const err = await rejection(provider({ launchTemplate: { id: 'lt-1', version: '3' } }).setup(signal), ProviderError);
       assert.equal(err.disposition, 'fatal');
       assert.match(err.message, /subnets do not exist: subnet-b/);
       assert.deepEqual(ec2.commandCalls(DescribeLaunchTemplatesCommand)[0]?.args[0].input, { LaunchTemplateIds: ['lt-1'] });
@@ -94,7 +85,7 @@ describe('provisioner/ec2-provider', () => {
 
     it('a throttled setup is retried on the clock and, when it persists, is retryable', async () => {
       ec2.on(DescribeLaunchTemplatesCommand).rejects(awsError('RequestLimitExceeded'));
-      const err = await rejection(provider().setup(signal));
+      const err = await rejection(provider().setup(signal), ProviderError);
       assert.equal(err.disposition, 'retry');
       assert.equal(err.providerCode, 'RequestLimitExceeded');
       assert.deepEqual(sleeps, [500, 1000, 2000, 4000]);
@@ -116,7 +107,7 @@ describe('provisioner/ec2-provider', () => {
     ec2.on(StartInstancesCommand).resolvesOnce({}).rejectsOnce(awsError('IncorrectInstanceState'));
     const p = provider();
     await p.start(['i-1', 'i-2'], signal);
-    const err = await rejection(p.start(['i-3'], signal));
+    const err = await rejection(p.start(['i-3'], signal), ProviderError);
     assert.equal(err.disposition, 'retry');
     assert.deepEqual(ec2.commandCalls(StartInstancesCommand).map((c) => c.args[0].input), [{ InstanceIds: ['i-1', 'i-2'] }, { InstanceIds: ['i-3'] }]);
   });
@@ -185,7 +176,7 @@ describe('provisioner/ec2-provider', () => {
 
   it('launch() surfaces a fatal error with its AWS code, unretried', async () => {
     ec2.on(RunInstancesCommand).rejects(awsError('UnauthorizedOperation'));
-    const err = await rejection(provider().launch({ count: 1, clientToken: 't' }, signal));
+    const err = await rejection(provider().launch({ count: 1, clientToken: 't' }, signal), ProviderError);
     assert.equal(err.disposition, 'fatal');
     assert.equal(err.providerCode, 'UnauthorizedOperation');
     assert.equal(ec2.commandCalls(RunInstancesCommand).length, 1);

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { NotFoundError } from '../../src/lib';
 import { InstanceStoreClosedError } from '../../src/provisioner/instance-store';
 import { instance, seed, storeFixture, type StoreFixture } from './instance-fixtures';
+import { waitUntil } from '../helpers/wait-until';
 
 const POOL = 'local';
 
@@ -106,12 +107,3 @@ describe('InstanceStore.waitFor', () => {
     await assert.rejects(f.store.waitFor(POOL, 'i-1', () => true, new AbortController().signal), InstanceStoreClosedError);
   });
 });
-
-/** Test-only: redis' own view (PUBSUB NUMSUB) has no push notification, so it is polled briefly. */
-async function waitUntil(cond: () => Promise<boolean>, ms = 5_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}

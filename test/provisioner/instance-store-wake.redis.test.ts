@@ -5,6 +5,7 @@ import { createInterface } from 'node:readline';
 import type { InstanceChange } from '../../src/provisioner/instance-store';
 import { redisUrl } from '../setup/root-hooks';
 import { instance, seed, storeFixture, type StoreFixture } from './instance-fixtures';
+import { waitUntil } from '../helpers/wait-until';
 
 const POOL = 'ec2-linux64';
 
@@ -52,7 +53,7 @@ describe('InstanceStore.claimWake: one waker', () => {
     const claims = await Promise.all(Array.from({ length: 20 }, (_, n) => stores[n % stores.length]!.claimWake(POOL, 1)));
     const claimed = claims.flat().map((r) => r.id);
     assert.deepEqual([...claimed].sort(), ['i-1', 'i-2']);
-    await waitFor(() => order.length === 2);
+    await waitUntil(() => order.length === 2);
     sub.disconnect();
     assert.deepEqual(order, ['i-2', 'i-1'], 'the hibernated instance is claimed first');
     for (const id of ['i-1', 'i-2']) {
@@ -93,12 +94,4 @@ function claimWakeChild(url: string, prefix: string, pool: string, calls: number
   const ready = next().then((line) => assert.equal(line, 'ready'));
   const claimed = ready.then(async () => JSON.parse(await next()) as string[]);
   return { ready, claimed, go: () => child.stdin.end('go\n') };
-}
-
-async function waitFor(cond: () => boolean, ms = 5_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }

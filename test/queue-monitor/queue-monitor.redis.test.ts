@@ -7,6 +7,7 @@ import { QueueMonitor, type BacklogSnapshot, type QueueMonitorOptions } from '..
 import { redisUrl } from '../setup/root-hooks';
 import { uniquePrefix } from '../setup/unique';
 import { FakeClock } from '../fakes/fake-clock';
+import { waitUntil } from '../helpers/wait-until';
 
 const RECONCILE_MS = 5_000;
 
@@ -230,16 +231,14 @@ describe('queue-monitor (real redis)', function () {
     await m.stop();
     await m.stop();
     // The server notices a dropped socket a moment after the client drops it.
-    for (let i = 0; i < 200 && (await ourConnections()).length > 0; i++) await new Promise((r) => setTimeout(r, 10));
-    assert.deepEqual(await ourConnections(), []);
+    await waitUntil(async () => (await ourConnections()).length === 0, { what: 'every connection of ours closed' });
     assert.deepEqual(m.all(), []);
 
     const shared = monitor({ connection: redis, types: ['b2g'] });
     await shared.start();
     await shared.stop();
     assert.equal(await redis.ping(), 'PONG');
-    for (let i = 0; i < 200 && (await ourConnections()).length > 0; i++) await new Promise((r) => setTimeout(r, 10));
-    assert.deepEqual(await ourConnections(), []);
+    await waitUntil(async () => (await ourConnections()).length === 0, { what: 'every connection of ours closed' });
   });
 
   it('settles a start overtaken by a stop, leaving nothing open', async () => {
@@ -248,8 +247,7 @@ describe('queue-monitor (real redis)', function () {
     await m.stop();
     await started;
     assert.deepEqual(m.all(), []);
-    for (let i = 0; i < 200 && (await ourConnections()).length > 0; i++) await new Promise((r) => setTimeout(r, 10));
-    assert.deepEqual(await ourConnections(), []);
+    await waitUntil(async () => (await ourConnections()).length === 0, { what: 'every connection of ours closed' });
   });
 
   it('can be started again after a stop', async () => {

@@ -53,7 +53,7 @@ describe('slave-agent/agent', () => {
       log: createLogger({ silent: true, level: 'debug', sink: (e) => entries.push(e) }),
       host: { os: 'linux', arch: 'x64', cpus: 4, memoryMb: 2048 },
       baseEnv: { PATH, SPILLWAY_AGENT_TOKEN: TOKEN, FROM_BASE: 'base' },
-      backoff: { baseMs: 5, capMs: 20 },
+      backoff: { baseMs: 5, maxMs: 20 },
       killGraceMs: 500,
       runner: (spec, onOutput, deps) => {
         const h = runProcess(spec, onOutput, deps);

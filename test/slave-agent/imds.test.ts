@@ -2,6 +2,7 @@ import { strict as assert } from 'node:assert';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fetchInstanceId, ImdsError } from '../../src/slave-agent/imds';
+import { rejection } from '../helpers/rejection';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -40,16 +41,6 @@ async function close(server: Server): Promise<void> {
   await new Promise<void>((resolve) => server.close(() => resolve()));
 }
 
-async function imdsRejection(p: Promise<unknown>): Promise<ImdsError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof ImdsError, `expected an ImdsError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('expected a rejection');
-}
-
 describe('slave-agent/imds', () => {
   const servers: Server[] = [];
   afterEach(async () => {
@@ -75,7 +66,7 @@ describe('slave-agent/imds', () => {
   it('a refused token is a clear, fatal error with the status', async () => {
     const { server, url } = await listen((_req, res) => void res.writeHead(403).end());
     servers.push(server);
-    const err = await imdsRejection(fetchInstanceId({ baseUrl: url }));
+    const err = await rejection(fetchInstanceId({ baseUrl: url }), ImdsError);
     assert.equal(err.status, 403);
     assert.equal(err.disposition, 'fatal');
     assert.equal(err.code, 'SPILLWAY_E_IMDS');
@@ -85,13 +76,13 @@ describe('slave-agent/imds', () => {
   it('a throttled IMDS (429) is retryable', async () => {
     const { server, url } = await listen((_req, res) => void res.writeHead(429).end());
     servers.push(server);
-    assert.equal((await imdsRejection(fetchInstanceId({ baseUrl: url }))).disposition, 'retry');
+    assert.equal((await rejection(fetchInstanceId({ baseUrl: url }), ImdsError)).disposition, 'retry');
   });
 
   it('says "not running on EC2" when nothing listens', async () => {
     const { server, url } = await listen(() => undefined);
     await close(server);
-    const err = await imdsRejection(fetchInstanceId({ baseUrl: url, timeoutMs: 2000 }));
+    const err = await rejection(fetchInstanceId({ baseUrl: url, timeoutMs: 2000 }), ImdsError);
     assert.equal(err.status, undefined);
     assert.match(err.message, /cannot reach the EC2 instance metadata service .* not running on EC2/);
   });
@@ -100,7 +91,7 @@ describe('slave-agent/imds', () => {
     const { server, url } = await listen(() => undefined);
     servers.push(server);
     const started = Date.now();
-    const err = await imdsRejection(fetchInstanceId({ baseUrl: url, timeoutMs: 150 }));
+    const err = await rejection(fetchInstanceId({ baseUrl: url, timeoutMs: 150 }), ImdsError);
     assert.match(err.message, /no answer within 150 ms/);
     assert.ok(Date.now() - started < 5000);
   });
@@ -117,6 +108,6 @@ describe('slave-agent/imds', () => {
   it('rejects an answer that is not an instance id', async () => {
     const { server, url } = await listen((req, res) => void res.writeHead(200).end(req.method === 'PUT' ? 'tok' : '<html>captive portal</html>'));
     servers.push(server);
-    assert.match((await imdsRejection(fetchInstanceId({ baseUrl: url }))).message, /unexpected instance id/);
+    assert.match((await rejection(fetchInstanceId({ baseUrl: url }), ImdsError)).message, /unexpected instance id/);
   });
 });
