@@ -1,3 +1,4 @@
+import type { spawn } from 'node:child_process';
 import type { Config, PoolConfig } from '../config';
 import type { Clock, Logger } from '../lib';
 import type { Ec2Client } from './ec2-api';
@@ -16,6 +17,8 @@ export interface ProviderEnv {
   masterUrl: () => string;
   /** The EC2 client of a region and endpoint; the same one for every pool there. */
   ec2Client(region: string, endpoint: string | undefined): Ec2Client;
+  /** Starts local pools' agent processes. @defaultValue child_process.spawn */
+  spawn?: typeof spawn;
 }
 
 /** Makes one pool's provider. Must not fail or do I/O: checks belong in `setup()`, which is retried. */
@@ -35,6 +38,7 @@ export const PROVIDERS: Readonly<Record<PoolConfig['provider'], ProviderFactory>
       token: p.agentTokens[0] ?? config.agents.token,
       clock: env.clock,
       log: env.log,
+      ...(env.spawn && { spawn: env.spawn }),
     });
   },
   ec2: (pool, config, env) => {
