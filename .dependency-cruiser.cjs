@@ -24,7 +24,17 @@ module.exports = {
     layer('provisioner', ['config', 'protocol']),
     layer('slave-agent', ['config', 'protocol', 'executor', 'cas']),
     layer('master', ['config', 'protocol', 'queue-monitor', 'provisioner', 'cas']),
-    layer('cli', ['config', 'protocol', 'queue-monitor', 'provisioner', 'master', 'slave-agent', 'executor', 'cas', 'vpn']),
+    // Presentation reads the master through its view interface (master's index, below) and
+    // names the provisioner's report shapes, nothing more of it.
+    layer('http', ['config', 'protocol', 'master', 'cas', 'provisioner']),
+    {
+      name: 'http-provisioner-types-only',
+      comment: 'src/http/ may name the provisioner\'s types (pool reports, instance records), not run its code',
+      severity: 'error',
+      from: { path: '^src/http/' },
+      to: { path: '^src/provisioner/', dependencyTypesNot: ['type-only'] },
+    },
+    layer('cli', ['config', 'protocol', 'queue-monitor', 'provisioner', 'master', 'http', 'slave-agent', 'executor', 'cas', 'vpn']),
     {
       name: 'only-through-index',
       comment: "another folder's public surface is its index.ts",

@@ -55,6 +55,8 @@ export class CountingProvider implements Provider {
     for (const id of ids) this.machines.delete(id);
   }
 
+  async close(): Promise<void> {}
+
   totalStarts(): number {
     let n = 0;
     for (const v of this.starts.values()) n += v;

@@ -21,7 +21,8 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { parseConfig } from '../src/config';
 import { systemClock } from '../src/lib';
-import { Master, type BuildRecord } from '../src/master';
+import { Daemon } from '../src/cli/daemon';
+import type { BuildRecord } from '../src/master';
 import { JobTypeQueue } from '../src/master/job-type-queue';
 import { InstanceStore, LocalProvider } from '../src/provisioner';
 import { intEnv, say } from './harness';
@@ -94,13 +95,14 @@ export async function wakePhase(redisUrl: string, prefix: string, closers: Array
     JobTypeQueue.prototype.giveBack = origGiveBack;
   });
 
-  const master = new Master({ config, log: logs.log, agentCommand: [process.execPath, CLI] });
-  registrySize = () => master.registry.list().length;
+  const daemon = new Daemon({ config, log: logs.log, agentCommand: [process.execPath, CLI] });
   let stopped = false;
   closers.push(async () => {
-    if (!stopped) await master.stop();
+    if (!stopped) await daemon.stop();
   });
-  await master.start();
+  await daemon.start();
+  const master = daemon.master;
+  registrySize = () => master.registry.list().length;
   const finished = new Map<string, BuildRecord>();
   const finishWaiters = new Map<string, (r: BuildRecord) => void>();
   master.dispatcher.on('build-finished', (rec) => {
@@ -222,7 +224,7 @@ export async function wakePhase(redisUrl: string, prefix: string, closers: Array
   const failures = logs.entries.filter((e) => e.level === 'error' || e.event === 'instance.wake-failed' || e.event === 'instance.boot-timeout' || e.event === 'instance.exited');
   for (const f of failures.slice(0, 5)) errors.push(`log ${f.level} ${f.event}: ${JSON.stringify(f).slice(0, 300)}`);
   stopped = true;
-  await master.stop();
+  await daemon.stop();
   await queue.close();
   LocalProvider.prototype.start = origStart;
   JobTypeQueue.prototype.giveBack = origGiveBack;

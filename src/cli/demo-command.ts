@@ -2,8 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import { parseAgentOptions, parseConfig } from '../config';
 import { createLogger, startRedisServer, type LogEntry, type RedisServerHandle } from '../lib';
-import { Master, type BuildRecord } from '../master';
+import type { BuildRecord } from '../master';
 import { Agent } from '../slave-agent';
+import { startDaemon } from './daemon';
 import { MasterClient } from './master-client';
 import { onShutdownSignal } from './shutdown';
 
@@ -95,8 +96,8 @@ export async function demoCommand(flags: DemoFlags, env: NodeJS.ProcessEnv, out:
       if (line) out.write(line + '\n');
     },
   });
-  const master = new Master({ config, log, agentCommand: [process.execPath, resolve(__dirname, 'main.js')] });
-  const addr = await master.start();
+  const daemon = await startDaemon({ config, log, agentCommand: [process.execPath, resolve(__dirname, 'main.js')] });
+  const addr = daemon.addresses;
   out.write(`spillway demo: HTTP API ${addr.httpUrl}, dashboard ${addr.httpUrl}/ (admin token ${adminToken}; try also: spillway status --master ${addr.httpUrl})\n`);
 
   const agents = [
@@ -119,7 +120,7 @@ export async function demoCommand(flags: DemoFlags, env: NodeJS.ProcessEnv, out:
   let finished = 0;
   let failed = 0;
   const enough = new Promise<void>((resolveEnough) => {
-    master.dispatcher.on('build-finished', (b) => {
+    daemon.master.on('build-finished', (b) => {
       out.write(formatBuild(b) + '\n');
       finished++;
       if (b.result !== 'success') failed++;
@@ -152,7 +153,7 @@ export async function demoCommand(flags: DemoFlags, env: NodeJS.ProcessEnv, out:
   out.write(`spillway demo: ${finished} build(s) finished, ${failed} not successful; stopping\n`);
   await Promise.all(agents.map((a) => a.drain()));
   await Promise.allSettled(running);
-  await master.stop();
+  await daemon.stop();
   await redis?.stop();
   return 0;
 }

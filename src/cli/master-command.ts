@@ -1,20 +1,20 @@
 import { resolve } from 'node:path';
 import { loadConfigFile } from '../config';
 import { createLogger } from '../lib';
-import { Master } from '../master';
+import { startDaemon } from './daemon';
 import { onShutdownSignal } from './shutdown';
 
 /** `spillway master --config FILE`: runs until SIGTERM/SIGINT, then stops gracefully. */
 export async function masterCommand(flags: { config: string }): Promise<number> {
   const config = loadConfigFile(flags.config);
   const log = createLogger({ level: config.log.level, format: config.log.format });
-  const master = new Master({ config, log, agentCommand: [process.execPath, resolve(__dirname, 'main.js')] });
-  const addresses = await master.start();
+  const daemon = await startDaemon({ config, log, agentCommand: [process.execPath, resolve(__dirname, 'main.js')] });
+  const addresses = daemon.addresses;
   process.stderr.write(`spillway master: HTTP API ${addresses.httpUrl}, agents connect to ${addresses.agentUrl}\n`);
   // SIGHUP re-reads the file: overflow rules change without restarting anything.
   process.on('SIGHUP', () => {
     try {
-      const restartOnly = master.reload(loadConfigFile(flags.config));
+      const restartOnly = daemon.reload(loadConfigFile(flags.config));
       process.stderr.write(
         `spillway master: reloaded ${flags.config}${restartOnly.length ? `; needs a restart to apply: ${restartOnly.join(', ')}` : ''}\n`,
       );
@@ -24,6 +24,6 @@ export async function masterCommand(flags: { config: string }): Promise<number> 
     }
   });
   await onShutdownSignal();
-  await master.stop();
+  await daemon.stop();
   return 0;
 }

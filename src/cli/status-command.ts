@@ -1,4 +1,5 @@
-import type { BuildRecord, QueueView } from '../master';
+import type { QueueView } from '../http';
+import type { BuildRecord } from '../master';
 import type { PoolReport } from '../provisioner';
 import { MasterClient } from './master-client';
 

@@ -120,3 +120,9 @@ export function inAnyNetwork(networks: readonly IpNetwork[], address: string): b
   const a = parseIp(address);
   return a !== undefined && networks.some((n) => networkContains(n, a));
 }
+
+/** The host part of a URL for a listen address: a wildcard is reached on loopback; IPv6 goes in brackets. */
+export function urlHost(address: string): string {
+  if (address === '0.0.0.0' || address === '::') return '127.0.0.1';
+  return address.includes(':') ? `[${address}]` : address;
+}

@@ -120,6 +120,7 @@ const LOG_EVENTS = [
   'cas.corrupt-blob',
   'cas.missing-file',
   'cas.http-error',
+  'cas.flush-failed',
   'dashboard.snapshot-failed',
   'dashboard.sample-failed',
   'dashboard.usage-failed',

@@ -1,5 +1,5 @@
-export { Master, type MasterOptions, type MasterAddresses } from './master';
-export type { BuildRecord, BuildResultName } from './build-store';
+export { Master, type MasterDeps } from './master';
+export type { AgentInfo, BuildHistory, JobApi, MasterEvents, MasterView, QueueCounts } from './master-view';
+export type { BuildIdentity, BuildRecord, BuildResultName } from './build-store';
 export type { JobView, LogChunk } from './job-service';
-export type { QueueView } from './views';
 export { chooseAgent } from './executor-choice';

@@ -1,167 +1,131 @@
 import { randomBytes } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
-import type { FastifyInstance } from 'fastify';
-import { Redis } from 'ioredis';
+import { EventEmitter } from 'node:events';
+import type { Redis } from 'ioredis';
 import type { Config } from '../config';
-import { systemClock, type Clock, type Logger } from '../lib';
-import type { CreateSqsClientOptions, SqsClient } from '../provisioner';
+import { urlHost, type Clock, type Logger } from '../lib';
+import type { Fleet } from '../provisioner';
 import { AgentRegistry } from './agent-registry';
 import { AgentServer } from './agent-server';
-import { Autoscale } from './autoscale';
-import { openCas, type CasService } from './cas-service';
-import { Dashboard } from './dashboard';
 import { BuildStore } from './build-store';
 import { Dispatcher } from './dispatcher';
-import { createHttpApi } from './http-api';
+import { RegistryFleet } from './fleet';
 import { JobService } from './job-service';
 import { JobTypeQueue } from './job-type-queue';
+import { agentInfo, type AgentInfo, type MasterEvents, type MasterView, type QueueCounts } from './master-view';
 
-export interface MasterOptions {
+export interface MasterDeps {
   config: Config;
+  /** BullMQ's connection (`maxRetriesPerRequest: null`), connected. */
+  redis: Redis;
+  /** The build records' connection (auto-pipelined), connected. */
+  recordsRedis: Redis;
+  clock: Clock;
   log: Logger;
-  /** @defaultValue the system clock */
-  clock?: Clock;
-  /** How to run `spillway` (e.g. [node, cli/main.js]): local pools start their agents with it. */
-  agentCommand?: readonly string[];
-  /** Makes the SQS clients of spot notice queues. @defaultValue one per region from the standard AWS chain */
-  sqsClient?: (o: CreateSqsClientOptions) => SqsClient;
 }
 
-export interface MasterAddresses {
-  /** Base URL of the HTTP API, e.g. http://127.0.0.1:8080 */
-  httpUrl: string;
-  /** URL agents connect to, e.g. ws://127.0.0.1:8081 */
-  agentUrl: string;
-}
-
-/** The daemon: wires Redis, the job type queues, the dispatcher, the agent listener and the HTTP API. */
-export class Master {
+/**
+ * The daemon's core: the job type queues, the dispatcher and the agent listener. Its Redis
+ * connections are made (and closed) by the composition root; readers get {@link MasterView}.
+ */
+export class Master extends EventEmitter<MasterEvents> implements MasterView {
   readonly id = `master-${randomBytes(4).toString('hex')}`;
   readonly registry = new AgentRegistry();
-  private redis: Redis | undefined;
-  private recordsRedis: Redis | undefined;
-  private queues = new Map<string, JobTypeQueue>();
-  private _dispatcher: Dispatcher | undefined;
-  private agentServer: AgentServer | undefined;
-  private http: FastifyInstance | undefined;
-  private autoscale: Autoscale | undefined;
-  private cas: CasService | undefined;
-  private dashboard: Dashboard | undefined;
-  private readonly clock: Clock;
+  /** Build events (finished builds, logs) for the demo and embedders. */
+  readonly dispatcher: Dispatcher;
+  readonly jobs: JobService;
+  readonly builds: BuildStore;
+  /** The provisioner's view of the agents connected here. */
+  readonly fleet: Fleet;
+  private readonly queues = new Map<string, JobTypeQueue>();
+  private readonly agentServer: AgentServer;
   private readonly log: Logger;
 
-  constructor(private readonly opts: MasterOptions) {
-    this.clock = opts.clock ?? systemClock;
-    this.log = opts.log.child({ component: 'master' });
-  }
-
-  /** Build events (finished builds, logs) for the demo and embedders. */
-  get dispatcher(): Dispatcher {
-    if (!this._dispatcher) throw new Error('master not started');
-    return this._dispatcher;
-  }
-
-  async start(): Promise<MasterAddresses> {
-    const { config } = this.opts;
-    // BullMQ's blocking commands need maxRetriesPerRequest: null; a Redis outage then waits instead of failing jobs.
-    const redis = new Redis(config.redis.url, { maxRetriesPerRequest: null, lazyConnect: true });
-    this.redis = redis;
-    let lastRedisError = '';
-    redis.on('error', (err: Error) => {
-      if (err.message !== lastRedisError) this.log.error('redis.error', { error: err.message });
-      lastRedisError = err.message;
-    });
-    redis.on('ready', () => (lastRedisError = ''));
-    await redis.connect();
-
+  constructor(private readonly d: MasterDeps) {
+    super();
+    const { config, clock } = d;
+    this.log = d.log.child({ component: 'master' });
     for (const type of Object.keys(config.jobTypes)) {
-      this.queues.set(
-        type,
-        new JobTypeQueue({ type, connection: redis, prefix: config.redis.queuePrefix, lockMs: config.builds.lockMs, masterId: this.id }),
-      );
+      this.queues.set(type, new JobTypeQueue({ type, connection: d.redis, prefix: config.redis.queuePrefix, lockMs: config.builds.lockMs, masterId: this.id }));
     }
+    this.builds = new BuildStore({ redis: d.recordsRedis, keyPrefix: config.redis.keyPrefix, keep: config.builds.keep, logMaxBytes: config.builds.logMaxBytes });
+    const dispatcher = new Dispatcher({ config, queues: this.queues, registry: this.registry, builds: this.builds, clock, log: this.log });
+    this.dispatcher = dispatcher;
+    this.jobs = new JobService({ config, queues: this.queues, builds: this.builds, dispatcher, clock });
+    this.agentServer = new AgentServer({ config, registry: this.registry, dispatcher, clock, log: this.log.child({ component: 'agent-server' }) });
+    const autoscaleLog = d.log.child({ component: 'autoscale' });
+    this.fleet = new RegistryFleet(this.registry, dispatcher, (err) => autoscaleLog.error('pool.error', { error: (err as Error).message }));
+
+    dispatcher.on('build-dispatched', (b) => this.emit('build-dispatched', b));
+    dispatcher.on('build-finished', (r) => this.emit('build-finished', r));
+    dispatcher.on('job-settled', (q, id) => this.emit('job-settled', q, id));
+    dispatcher.on('build-preempted', (r) => this.emit('build-preempted', r));
+    dispatcher.on('agent-busy', (a) => this.emit('agent-busy', agentInfo(a)));
+    dispatcher.on('agent-idle', (a, at) => this.emit('agent-idle', agentInfo(a), at));
+    dispatcher.on('agent-notice', (a, notice) => this.emit('agent-notice', agentInfo(a), notice));
+    this.registry.on('added', (a) => this.emit('agent-added', agentInfo(a)));
+    this.registry.on('removed', (a) => this.emit('agent-removed', agentInfo(a)));
+  }
+
+  get jobTypes(): string[] {
+    return [...this.queues.keys()];
+  }
+
+  /** Readies the queues and opens the agent listener; returns the URL agents connect to. */
+  async listen(): Promise<string> {
     await Promise.all([...this.queues.values()].map((q) => q.start()));
     for (const q of this.queues.values()) q.worker.on('error', (err) => this.log.error('queue.error', { queue: q.type, error: err.message }));
+    const addr = await this.agentServer.listen();
+    return `${addr.scheme}://${urlHost(addr.host)}:${addr.port}`;
+  }
 
-    // Build records get their own connection with auto-pipelining: their small writes from
-    // concurrent builds then share socket writes, which dominated the master's CPU per build.
-    const recordsRedis = new Redis(config.redis.url, { maxRetriesPerRequest: null, enableAutoPipelining: true, lazyConnect: true });
-    recordsRedis.on('error', () => undefined);
-    await recordsRedis.connect();
-    this.recordsRedis = recordsRedis;
-    const builds = new BuildStore({ redis: recordsRedis, keyPrefix: config.redis.keyPrefix, keep: config.builds.keep, logMaxBytes: config.builds.logMaxBytes });
-    const dispatcher = new Dispatcher({ config, queues: this.queues, registry: this.registry, builds, clock: this.clock, log: this.log });
-    this._dispatcher = dispatcher;
-    const jobs = new JobService({ config, queues: this.queues, builds, dispatcher, clock: this.clock });
+  /** Starts taking jobs for the agents. */
+  start(): void {
+    this.dispatcher.start();
+  }
 
-    this.agentServer = new AgentServer({ config, registry: this.registry, dispatcher, clock: this.clock, log: this.log.child({ component: 'agent-server' }) });
-    const agentAddr = await this.agentServer.listen();
+  async queueCounts(type: string): Promise<QueueCounts> {
+    const q = this.queues.get(type);
+    if (!q) throw new Error(`no job type ${type}`);
+    const c = await q.queue.getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed');
+    const [oldestWaiting] = await q.queue.getJobs(['waiting'], 0, 0, true);
+    const [oldestPrioritized] = await q.queue.getJobs(['prioritized'], 0, 0, true);
+    const stamps = [oldestWaiting?.timestamp, oldestPrioritized?.timestamp].filter((t): t is number => typeof t === 'number');
+    return {
+      waiting: c.waiting ?? 0,
+      prioritized: c.prioritized ?? 0,
+      delayed: c.delayed ?? 0,
+      active: c.active ?? 0,
+      completed: c.completed ?? 0,
+      failed: c.failed ?? 0,
+      oldestQueuedAt: stamps.length ? Math.min(...stamps) : null,
+    };
+  }
 
-    const agentUrl = `${agentAddr.scheme}://${urlHost(agentAddr.host)}:${agentAddr.port}`;
-    if (Object.keys(config.pools).length > 0) {
-      this.autoscale = new Autoscale({
-        config,
-        redis,
-        registry: this.registry,
-        dispatcher,
-        agentUrl,
-        agentCommand: this.opts.agentCommand,
-        ...(this.opts.sqsClient && { sqsClient: this.opts.sqsClient }),
-        clock: this.clock,
-        log: this.log,
-        onInstanceChange: (pool, record, previous) => this.dashboard?.instanceChanged(pool, record, previous),
-      });
-    }
-    this.cas = await openCas(config, this.clock, this.log);
-    this.dashboard = new Dashboard({
-      config,
-      redis,
-      masterId: this.id,
-      queues: this.queues,
-      registry: this.registry,
-      dispatcher,
-      builds,
-      clock: this.clock,
-      log: this.log.child({ component: 'dashboard' }),
-      ...(this.autoscale && { autoscale: this.autoscale }),
-      ...(this.cas && { cas: { store: this.cas.routes.store, actionCache: this.cas.routes.actionCache } }),
-    });
-    this.http = createHttpApi({
-      config,
-      jobs,
-      builds,
-      registry: this.registry,
-      dispatcher,
-      queues: this.queues,
-      clock: this.clock,
-      log: this.log,
-      autoscale: this.autoscale,
-      cas: this.cas,
-      dashboard: this.dashboard,
-    });
-    await this.http.listen({ host: config.http.host, port: config.http.port });
-    const httpAddr = this.http.server.address() as AddressInfo;
-    this.log.info('http.listening', { host: httpAddr.address, port: httpAddr.port });
+  agents(): AgentInfo[] {
+    return this.registry.list().map(agentInfo);
+  }
 
-    dispatcher.start();
-    await this.autoscale?.start();
-    this.dashboard.start();
-    const addresses = { httpUrl: `http://${urlHost(httpAddr.address)}:${httpAddr.port}`, agentUrl };
-    this.log.info('master.started', { id: this.id, ...addresses, jobTypes: [...this.queues.keys()] });
-    return addresses;
+  agent(id: string): AgentInfo | undefined {
+    const a = this.registry.get(id);
+    return a && agentInfo(a);
+  }
+
+  running(): Array<{ queue: string; agentId: string }> {
+    return this.dispatcher.heldJobs().flatMap((h) => (h.agentId ? [{ queue: h.queue, agentId: h.agentId }] : []));
+  }
+
+  pendingCount(type: string): number {
+    return this.dispatcher.pendingCount(type);
   }
 
   /**
-   * Applies a re-read config (SIGHUP): the job types' overflow rules take effect at the next
-   * decision; agents and instances are untouched. Returns the settings that differ but only
-   * take effect after a restart.
+   * Applies a re-read config (SIGHUP) to the agent listener: tokens, allow-list, rate limit,
+   * certificate files. Returns the settings that differ but only take effect after a restart.
    */
   reload(next: Config): string[] {
-    const current = this.opts.config;
+    const current = this.d.config;
     // First, because it may fail (an unreadable certificate) and then nothing should change.
-    this.agentServer?.updateAccess(next);
-    this.autoscale?.rules.setBase(next);
-    this.autoscale?.provisioner.kick();
+    this.agentServer.updateAccess(next);
     const restartOnly: string[] = [];
     for (const key of Object.keys(next) as Array<keyof Config>) {
       if (key === 'jobTypes') {
@@ -173,22 +137,13 @@ export class Master {
         restartOnly.push(key);
       }
     }
-    this.log.info('config.reloaded', { restartOnly });
     return restartOnly;
   }
 
   /** Graceful stop: no new jobs; agents are told to reconnect; builds keep running for the next master. */
   async stop(): Promise<void> {
-    this.log.info('master.stopping', { id: this.id });
-    // First: the pages' event streams would otherwise hold the HTTP server open.
-    await this.dashboard?.stop();
-    await this.http?.close();
-    await this.autoscale?.stop();
-    await this.agentServer?.close();
-    await this._dispatcher?.stop();
-    for (const r of [this.recordsRedis, this.redis]) await r?.quit().catch(() => r.disconnect());
-    await this.cas?.close();
-    this.log.info('master.stopped', { id: this.id });
+    await this.agentServer.close();
+    await this.dispatcher.stop();
   }
 }
 
@@ -200,9 +155,4 @@ function withoutAccess(c: Config): { agents: object; pools: object } {
   const { token: _t, tokens: _ts, allow: _a, registrationRate: _r, tls, ...agents } = c.agents;
   const pools = Object.fromEntries(Object.entries(c.pools).map(([name, { agentTokens: _p, ...pool }]) => [name, pool]));
   return { agents: { ...agents, tls: tls && { requireClientCert: tls.requireClientCert } }, pools };
-}
-
-function urlHost(address: string): string {
-  if (address === '0.0.0.0' || address === '::') return '127.0.0.1';
-  return address.includes(':') ? `[${address}]` : address;
 }

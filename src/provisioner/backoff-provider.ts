@@ -64,6 +64,11 @@ export class BackoffProvider implements Provider {
     return this.call('terminate', signal, () => this.d.provider.terminate(ids, signal));
   }
 
+  /** Not paced: letting go of local resources needs no API call. */
+  close(): Promise<void> {
+    return this.d.provider.close();
+  }
+
   private async call<T>(op: string, signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
     const now = this.d.clock.now();
     if (now < this.until) {

@@ -24,6 +24,9 @@ import type { Logger } from '../lib';
 import { classifyEc2Error, toProviderError, type Ec2Retrier } from './ec2-errors';
 import { ProviderError, type Machine, type MachineState } from './provider';
 
+/** The SDK's client, named here so no other module imports the SDK. */
+export type Ec2Client = EC2Client;
+
 /** The `ec2` section of a pool's configuration. */
 export type Ec2PoolConfig = NonNullable<PoolConfig['ec2']>;
 

@@ -1,4 +1,3 @@
-import type { EC2Client } from '@aws-sdk/client-ec2';
 import type { Clock, Logger } from '../lib';
 import {
   describeMachines,
@@ -10,6 +9,7 @@ import {
   verifyLaunchTemplate,
   verifySubnets,
   type Ec2CallOptions,
+  type Ec2Client,
   type Ec2PoolConfig,
 } from './ec2-api';
 import { Ec2Retrier, type Ec2RetryPolicy } from './ec2-errors';
@@ -21,7 +21,7 @@ export interface Ec2ProviderDeps {
   /** The pool's `ec2` section. */
   config: Ec2PoolConfig;
   /** The client for `config.region` (one per region, shared by its pools). */
-  client: EC2Client;
+  client: Ec2Client;
   /** Sleeps between throttled retries. */
   clock: Clock;
   log: Logger;
@@ -40,7 +40,7 @@ export class Ec2Provider implements Provider {
   readonly kind = 'ec2' as const;
   private readonly pool: string;
   private readonly config: Ec2PoolConfig;
-  private readonly client: EC2Client;
+  private readonly client: Ec2Client;
   private readonly log: Logger;
   private readonly opts: Ec2CallOptions;
 
@@ -121,4 +121,7 @@ export class Ec2Provider implements Provider {
   terminate(ids: readonly string[], signal: AbortSignal): Promise<void> {
     return terminateMachines(this.client, ids, signal, this.opts);
   }
+
+  /** Nothing to let go: the client is shared by the region's pools and owned by whoever made it. */
+  async close(): Promise<void> {}
 }

@@ -38,6 +38,8 @@ interface LocalMachine {
 export class LocalProvider implements Provider {
   readonly kind = 'local';
   private readonly machines = new Map<string, LocalMachine>();
+  /** Machines made per client token: a launch retried after a timeout returns the same ones, as EC2 does. */
+  private readonly launches = new Map<string, string[]>();
   private seq = 0;
 
   constructor(private readonly o: LocalProviderOptions) {
@@ -93,9 +95,15 @@ export class LocalProvider implements Provider {
   }
 
   async launch(req: LaunchRequest): Promise<Machine[]> {
-    const made = Array.from({ length: req.count }, () => this.create('stopped'));
-    await this.start(made.map((m) => m.id));
-    return this.list().then((all) => all.filter((m) => made.some((x) => x.id === m.id)));
+    let ids = this.launches.get(req.clientToken);
+    if (!ids) {
+      const made = Array.from({ length: req.count }, () => this.create('stopped'));
+      ids = made.map((m) => m.id);
+      this.launches.set(req.clientToken, ids);
+      await this.start(ids);
+    }
+    const launched = new Set(ids);
+    return this.list().then((all) => all.filter((m) => launched.has(m.id)));
   }
 
   async terminate(ids: readonly string[]): Promise<void> {

@@ -45,6 +45,11 @@ export interface Provider {
   suspend(ids: readonly string[], mode: SuspendMode, signal: AbortSignal): Promise<void>;
   launch(req: LaunchRequest, signal: AbortSignal): Promise<Machine[]>;
   terminate(ids: readonly string[], signal: AbortSignal): Promise<void>;
+  /**
+   * Lets go of what the provider holds in this process (local: its agent processes). Machines
+   * in a cloud stay as they are: the next master adopts them.
+   */
+  close(): Promise<void>;
 }
 
 /** A provider call failed; `disposition` says whether trying again later can help. */

@@ -50,40 +50,84 @@ interface FakeInstance {
 }
 
 /**
- * A small, strict, stateful EC2 behind aws-sdk-client-mock: instances with tags and states,
- * ClientToken idempotency (and IdempotentParameterMismatch), all-or-nothing id checks, and a
- * switchable {@link Ec2Weather}. Every request is recorded with the injected clock's time.
+ * Where the fake answers: `client-mock` stubs the client's `send` with aws-sdk-client-mock
+ * (commandCalls and friends work); `middleware` sits at the bottom of the client's own
+ * middleware stack, in place of the HTTP call, so every request first goes through the SDK's
+ * validation, serialization, signing and retry middleware like a real one.
+ */
+export type FakeEc2Via = 'client-mock' | 'middleware';
+
+/**
+ * A small, strict, stateful EC2 behind aws-sdk-client-mock or the client's middleware stack:
+ * instances with tags and states, ClientToken idempotency (and IdempotentParameterMismatch),
+ * all-or-nothing id checks, and a switchable {@link Ec2Weather}. Every request is recorded
+ * with the injected clock's time.
  */
 export class FakeEc2 {
   readonly client = new EC2Client({ region: 'eu-west-1', maxAttempts: 1, credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
   readonly calls: Ec2Call[] = [];
   weather: Ec2Weather = 'ok';
-  private readonly stub = mockClient(this.client);
+  private readonly stub: ReturnType<typeof mockClient> | undefined;
   private readonly instances = new Map<string, FakeInstance>();
   private readonly launches = new Map<string, { ids: string[]; params: string }>();
   private seq = 0;
   private fives = 0;
 
-  constructor(private readonly now: () => number) {
-    const s = this.stub;
-    s.on(DescribeLaunchTemplatesCommand).callsFake((input: object) =>
-      this.handle('DescribeLaunchTemplates', input, () => ({ LaunchTemplates: [{ LaunchTemplateId: 'lt-0fake', LaunchTemplateName: 'builder' }] })),
+  constructor(
+    private readonly now: () => number,
+    via: FakeEc2Via = 'client-mock',
+  ) {
+    const handlers = new Map<string, (input: never) => unknown>([
+      [
+        DescribeLaunchTemplatesCommand.name,
+        (input: object) => this.handle('DescribeLaunchTemplates', input, () => ({ LaunchTemplates: [{ LaunchTemplateId: 'lt-0fake', LaunchTemplateName: 'builder' }] })),
+      ],
+      [
+        DescribeSubnetsCommand.name,
+        (input: { Filters?: Filter[] }) =>
+          this.handle('DescribeSubnets', input, () => ({ Subnets: (input.Filters?.[0]?.Values ?? []).map((SubnetId) => ({ SubnetId })) })),
+      ],
+      [DescribeInstancesCommand.name, (input: DescribeInstancesCommandInput) => this.handle('DescribeInstances', input, () => this.describe(input))],
+      [StartInstancesCommand.name, (input: { InstanceIds?: string[] }) => this.handle('StartInstances', input, () => this.start(input.InstanceIds ?? []))],
+      [
+        StopInstancesCommand.name,
+        (input: { InstanceIds?: string[]; Hibernate?: boolean }) => this.handle('StopInstances', input, () => this.stop(input.InstanceIds ?? [], input.Hibernate === true)),
+      ],
+      [
+        TerminateInstancesCommand.name,
+        (input: { InstanceIds?: string[] }) =>
+          this.handle('TerminateInstances', input, () => {
+            for (const i of this.existing(input.InstanceIds ?? [])) i.state = 'terminated';
+            return {};
+          }),
+      ],
+      [RunInstancesCommand.name, (input: RunInstancesCommandInput) => this.handle('RunInstances', input, () => this.run(input))],
+    ]);
+    if (via === 'client-mock') {
+      const s = mockClient(this.client);
+      this.stub = s;
+      for (const command of [
+        DescribeLaunchTemplatesCommand,
+        DescribeSubnetsCommand,
+        DescribeInstancesCommand,
+        StartInstancesCommand,
+        StopInstancesCommand,
+        TerminateInstancesCommand,
+        RunInstancesCommand,
+      ]) {
+        s.on(command as never).callsFake(handlers.get(command.name)! as never);
+      }
+      return;
+    }
+    this.stub = undefined;
+    this.client.middlewareStack.add(
+      (_next, context) => async (args) => {
+        const handler = handlers.get(context.commandName ?? '');
+        if (!handler) throw awsError('InvalidAction');
+        return { response: {}, output: { $metadata: {}, ...(handler(args.input as never) as object) } as never };
+      },
+      { step: 'deserialize', priority: 'high', name: 'fakeEc2' },
     );
-    s.on(DescribeSubnetsCommand).callsFake((input: { Filters?: Filter[] }) =>
-      this.handle('DescribeSubnets', input, () => ({ Subnets: (input.Filters?.[0]?.Values ?? []).map((SubnetId) => ({ SubnetId })) })),
-    );
-    s.on(DescribeInstancesCommand).callsFake((input: DescribeInstancesCommandInput) => this.handle('DescribeInstances', input, () => this.describe(input)));
-    s.on(StartInstancesCommand).callsFake((input: { InstanceIds?: string[] }) => this.handle('StartInstances', input, () => this.start(input.InstanceIds ?? [])));
-    s.on(StopInstancesCommand).callsFake((input: { InstanceIds?: string[]; Hibernate?: boolean }) =>
-      this.handle('StopInstances', input, () => this.stop(input.InstanceIds ?? [], input.Hibernate === true)),
-    );
-    s.on(TerminateInstancesCommand).callsFake((input: { InstanceIds?: string[] }) =>
-      this.handle('TerminateInstances', input, () => {
-        for (const i of this.existing(input.InstanceIds ?? [])) i.state = 'terminated';
-        return {};
-      }),
-    );
-    s.on(RunInstancesCommand).callsFake((input: RunInstancesCommandInput) => this.handle('RunInstances', input, () => this.run(input)));
   }
 
   /** A stopped (optionally hibernated) instance of `pool` that existed before the test. */
@@ -110,8 +154,15 @@ export class FakeEc2 {
     return this.calls.filter((c) => c.action === action);
   }
 
+  /** Changes an instance behind spillway's back (a crash, a spot stop, a human). */
+  set(id: string, state: FakeInstance['state']): void {
+    const i = this.instances.get(id);
+    if (!i) throw new Error(`fake EC2: no instance ${id}`);
+    i.state = state;
+  }
+
   restore(): void {
-    this.stub.restore();
+    this.stub?.restore();
   }
 
   private handle(action: string, input: object, fn: () => unknown): unknown {

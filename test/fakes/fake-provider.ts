@@ -7,7 +7,8 @@ export type ProviderCall =
   | { op: 'start'; ids: string[]; error?: string }
   | { op: 'suspend'; ids: string[]; mode: SuspendMode; error?: string }
   | { op: 'launch'; count: number; clientToken: string; ids: string[]; onDemand?: boolean; error?: string }
-  | { op: 'terminate'; ids: string[]; error?: string };
+  | { op: 'terminate'; ids: string[]; error?: string }
+  | { op: 'close'; error?: string };
 
 export type ProviderOp = ProviderCall['op'];
 
@@ -84,9 +85,9 @@ export class FakeProvider implements Provider {
     return this.callsOf('start').filter((c) => !c.error && c.ids.includes(id)).length;
   }
 
-  /** Calls other than `list`/`setup`, the ones that change something. */
+  /** Calls that change a machine (not `list`, `setup` or `close`). */
   mutations(): ProviderCall[] {
-    return this.calls.filter((c) => c.op !== 'list' && c.op !== 'setup');
+    return this.calls.filter((c) => c.op !== 'list' && c.op !== 'setup' && c.op !== 'close');
   }
 
   async setup(signal: AbortSignal): Promise<void> {
@@ -147,6 +148,11 @@ export class FakeProvider implements Provider {
     this.check(call, () => {
       for (const m of this.existing(ids)) m.state = 'terminated';
     });
+  }
+
+  /** Machines stay: they live in the (fake) cloud, not in this process. */
+  async close(): Promise<void> {
+    this.calls.push({ op: 'close' });
   }
 
   private now(): number {

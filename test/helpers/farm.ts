@@ -6,7 +6,8 @@ import { QueueEvents, Queue } from 'bullmq';
 import { stringify } from 'yaml';
 import { parseAgentOptions, parseConfig, type Config } from '../../src/config';
 import { createLogger, type LogEntry, type Logger } from '../../src/lib';
-import { Master, type BuildRecord, type MasterAddresses, type MasterOptions } from '../../src/master';
+import { startDaemon, type Daemon, type DaemonAddresses, type DaemonOptions } from '../../src/cli/daemon';
+import type { BuildRecord, Master } from '../../src/master';
 import { Agent, type AgentTls } from '../../src/slave-agent';
 import { redisUrl } from '../setup/root-hooks';
 import { uniquePrefix } from '../setup/unique';
@@ -58,14 +59,14 @@ export function captureLogs(): LogCapture {
 export class TestFarm {
   readonly config: Config;
   readonly logs = captureLogs();
-  master!: Master;
-  addr!: MasterAddresses;
+  daemon!: Daemon;
+  addr!: DaemonAddresses;
   private readonly agents: Agent[] = [];
   private readonly closers: Array<() => Promise<unknown>> = [];
 
   constructor(
     raw: Record<string, unknown> = farmConfigRaw(),
-    private readonly opts: Pick<MasterOptions, 'sqsClient'> & { agentCommand?: string[] } = {},
+    private readonly opts: Pick<DaemonOptions, 'sqsClient' | 'ec2Client' | 'providers'> & { agentCommand?: string[] } = {},
   ) {
     this.config = parseConfig(raw, {});
   }
@@ -74,9 +75,9 @@ export class TestFarm {
   private readonly finishedBuilds = new Map<string, BuildRecord>();
 
   async start(): Promise<this> {
-    this.master = new Master({ config: this.config, log: this.logs.log, agentCommand: this.opts.agentCommand, ...(this.opts.sqsClient && { sqsClient: this.opts.sqsClient }) });
-    this.addr = await this.master.start();
-    this.master.dispatcher.on('build-finished', (r) => this.finishedBuilds.set(r.id, r));
+    this.daemon = await startDaemon({ config: this.config, log: this.logs.log, ...this.opts });
+    this.addr = this.daemon.addresses;
+    this.master.on('build-finished', (r) => this.finishedBuilds.set(r.id, r));
     return this;
   }
 
@@ -87,10 +88,10 @@ export class TestFarm {
     return new Promise((resolve) => {
       const on = (r: BuildRecord) => {
         if (r.id !== id) return;
-        this.master.dispatcher.off('build-finished', on);
+        this.master.off('build-finished', on);
         resolve(r);
       };
-      this.master.dispatcher.on('build-finished', on);
+      this.master.on('build-finished', on);
     });
   }
 
@@ -119,6 +120,10 @@ export class TestFarm {
     this.agents.push(agent);
     await welcomed;
     return agent;
+  }
+
+  get master(): Master {
+    return this.daemon.master;
   }
 
   queue(type: string): Queue {
@@ -151,7 +156,7 @@ export class TestFarm {
 
   async stop(): Promise<void> {
     await Promise.allSettled(this.agents.map((a) => a.stop()));
-    await this.master?.stop().catch(() => undefined);
+    await this.daemon?.stop().catch(() => undefined);
     await Promise.allSettled(this.closers.map((c) => c()));
   }
 }

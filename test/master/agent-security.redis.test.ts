@@ -88,7 +88,7 @@ describe('agent listener: allow-list, tokens, rate limit, TLS', function () {
     assert.equal(JSON.stringify(farm.logs.entries).includes('some-other-token-0004'), false, 'tokens are never logged');
 
     const revoked = new Promise<number>((r) => withOld.welcomed && withOld.ws.once('close', (code) => r(code)));
-    const restartOnly = farm.master.reload(parseConfig(agentsRaw({ token: undefined, tokens: [NEW] }, { redis: raw.redis }), {}));
+    const restartOnly = farm.daemon.reload(parseConfig(agentsRaw({ token: undefined, tokens: [NEW] }, { redis: raw.redis }), {}));
     assert.deepEqual(restartOnly, []);
     assert.equal(await revoked, CloseCode.unauthorized);
     assert.equal((await farm.logs.waitFor((e) => e.event === 'agent.revoked')).agent, 'on-old');

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import type { Job } from 'bullmq';
-import type { BuildRecord, JobView, QueueView } from '../../src/master';
+import type { QueueView } from '../../src/http';
+import type { BuildRecord, JobView } from '../../src/master';
 import { TestFarm } from '../helpers/farm';
 
 describe('dispatch: queue -> agent -> result (real redis, real websockets)', function () {

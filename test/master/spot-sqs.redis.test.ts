@@ -17,13 +17,14 @@ const SPOT_ID = 'i-0123456789abcdef0';
 const QUEUE = 'https://sqs.eu-west-1.amazonaws.com/123456789012/spillway-ec2-events';
 
 /**
- * The SQS path through a real master: an EC2 pool (its EC2 client mocked at the class, so the
- * master builds it as in production) with one running spot instance whose agent is connected,
- * and the EventBridge queue delivering that instance's interruption warning.
+ * The SQS path through a real master: an EC2 pool (its client handed to the composition root,
+ * mocked on that instance) with one running spot instance whose agent is connected, and the
+ * EventBridge queue delivering that instance's interruption warning.
  */
 describe('spot notices from SQS, end to end through a real master', function () {
   this.timeout(30_000);
-  const ec2 = mockClient(EC2Client);
+  const ec2Client = new EC2Client({ region: 'eu-west-1', maxAttempts: 1 });
+  const ec2 = mockClient(ec2Client);
   const sqsClient = new SQSClient({ region: 'eu-west-1', maxAttempts: 1 });
   const sqs = mockClient(sqsClient);
   let farm: TestFarm | undefined;
@@ -88,7 +89,7 @@ describe('spot notices from SQS, end to end through a real master', function () 
         },
         spotNotices: { queueUrl: QUEUE },
       }),
-      { sqsClient: () => sqsClient },
+      { ec2Client: () => ec2Client, sqsClient: () => sqsClient },
     ).start();
     await farm.agent({ name: 'spot-1', jobTypes: ['b2g'], location: 'cloud', instanceId: SPOT_ID, imdsUrl: imds.url });
     const events = await farm.events('b2g');

@@ -68,6 +68,9 @@ class Via implements Provider {
   terminate(ids: readonly string[], signal: AbortSignal): Promise<void> {
     return this.cloud.terminate(ids, signal);
   }
+  close(): Promise<void> {
+    return this.cloud.close();
+  }
 }
 
 /** One master: its own Redis connection, instance store object and provisioner. */

@@ -3,11 +3,8 @@ import type { ActionCache, DiskStore } from '../cas';
 import type { Config, OverflowRule } from '../config';
 import { runEvery, type Clock, type Logger } from '../lib';
 import type { InstanceRecord, InstanceState, PoolReport, Provisioner, RuleBook } from '../provisioner';
-import type { AgentRegistry } from './agent-registry';
-import type { BuildRecord, BuildStore } from './build-store';
-import type { Dispatcher } from './dispatcher';
+import type { BuildRecord, MasterView } from '../master';
 import { History, waitFigures, type HistorySample } from './history';
-import type { JobTypeQueue } from './job-type-queue';
 import { LiveUpdates } from './live-updates';
 import { MasterMetrics } from './metrics';
 import { UsageLedger, type UsageReport } from './usage-ledger';
@@ -17,11 +14,7 @@ export interface DashboardDeps {
   config: Config;
   /** A connection without ioredis' keyPrefix. */
   redis: Redis;
-  masterId: string;
-  queues: ReadonlyMap<string, JobTypeQueue>;
-  registry: AgentRegistry;
-  dispatcher: Dispatcher;
-  builds: BuildStore;
+  master: MasterView;
   clock: Clock;
   log: Logger;
   autoscale?: { provisioner: Provisioner; rules: RuleBook };
@@ -69,27 +62,27 @@ export class Dashboard {
     this.metrics = new MasterMetrics({
       queues: () => this.queues(),
       pools: () => this.pools(),
-      registry: d.registry,
+      agents: () => d.master.agents(),
       ...(d.cas && { cas: d.cas }),
     });
     this.live = new LiveUpdates({ snapshot: () => this.overview(), clock: d.clock, log: d.log });
     const keep = Math.ceil((d.config.dashboard.historyHours * 3600 * 1000) / sampleMs);
-    this.history = new History({ redis: d.redis, keyPrefix: d.config.redis.keyPrefix, clock: d.clock, sampleMs, keep, owner: d.masterId });
+    this.history = new History({ redis: d.redis, keyPrefix: d.config.redis.keyPrefix, clock: d.clock, sampleMs, keep, owner: d.master.id });
     this.usage = new UsageLedger({ redis: d.redis, keyPrefix: d.config.redis.keyPrefix, clock: d.clock, maxGapMs: 3 * sampleMs });
 
     const changed = () => this.live.changed();
-    d.dispatcher.on('build-dispatched', (b) => {
+    d.master.on('build-dispatched', (b) => {
       this.metrics.dispatched(b);
       changed();
     });
-    d.dispatcher.on('build-finished', (r) => {
+    d.master.on('build-finished', (r) => {
       this.metrics.finished(r);
       void this.chargeBuild(r);
       changed();
     });
-    d.dispatcher.on('job-settled', changed);
-    d.registry.on('added', changed);
-    d.registry.on('removed', changed);
+    d.master.on('job-settled', changed);
+    d.master.on('agent-added', changed);
+    d.master.on('agent-removed', changed);
   }
 
   /** Told of each instance change this master makes (wired to the instance store). */
@@ -119,18 +112,18 @@ export class Dashboard {
       this.queues(),
       this.d.autoscale?.rules.rules(),
       this.pools(),
-      this.d.builds.recent(RECENT_BUILDS),
+      this.d.master.builds.recent(RECENT_BUILDS),
       this.cost(),
       // From Redis, not this master's last sample: another master may be the one taking them.
       this.history.latestAt(),
     ]);
     return {
       at: this.d.clock.now(),
-      masterId: this.d.masterId,
+      masterId: this.d.master.id,
       rulesEditable: Boolean(this.d.config.adminToken && this.d.autoscale),
       pools,
       queues: queues.map((q) => ({ ...q, overflow: rules?.[q.type] ?? null })),
-      agents: agentsView(this.d.registry),
+      agents: agentsView(this.d.master),
       builds,
       cost,
       historyAt,
@@ -148,7 +141,7 @@ export class Dashboard {
   async sample(): Promise<HistorySample | undefined> {
     if (!(await this.history.claimSlot())) return undefined;
     const now = this.d.clock.now();
-    const [queues, pools, builds] = await Promise.all([this.queues(), this.pools(), this.d.builds.recent(SCAN_BUILDS)]);
+    const [queues, pools, builds] = await Promise.all([this.queues(), this.pools(), this.d.master.builds.recent(SCAN_BUILDS)]);
     const instances = pools.flatMap((p) => p.instances);
     await this.usage.accrue(instances).catch((err: unknown) => this.d.log.error('dashboard.usage-failed', { error: err }));
     const from = now - this.d.config.dashboard.sampleSec * 1000;
@@ -168,7 +161,7 @@ export class Dashboard {
   }
 
   private queues(): Promise<QueueView[]> {
-    return queuesView(this.d.queues, this.d.registry, this.d.dispatcher, this.d.clock.now());
+    return queuesView(this.d.master, this.d.clock.now());
   }
 
   private async pools(): Promise<PoolReport[]> {

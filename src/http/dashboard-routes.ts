@@ -14,9 +14,9 @@ const ASSETS: Record<string, string> = {
   'style.css': 'text/css; charset=utf-8',
 };
 
-/** The assets live beside the sources; compiled code runs from dist/src/master. */
+/** The assets live beside the sources; compiled code runs from dist/src/http. */
 function assetsDir(): string {
-  const candidates = [join(__dirname, 'dashboard-assets'), join(__dirname, '..', '..', '..', 'src', 'master', 'dashboard-assets')];
+  const candidates = [join(__dirname, 'dashboard-assets'), join(__dirname, '..', '..', '..', 'src', 'http', 'dashboard-assets')];
   const found = candidates.find((d) => existsSync(join(d, 'index.html')));
   if (!found) throw new Error(`dashboard assets not found in ${candidates.join(' or ')}`);
   return found;

@@ -3,9 +3,8 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Overview } from '../../src/master/dashboard';
-import { MasterMetrics } from '../../src/master/metrics';
-import { AgentRegistry } from '../../src/master/agent-registry';
+import type { Overview } from '../../src/http';
+import { MasterMetrics } from '../../src/http/metrics';
 import type { InstanceRecord } from '../../src/provisioner';
 import { farmConfigRaw, TestFarm } from '../helpers/farm';
 
@@ -164,7 +163,7 @@ describe('metrics: instance events', () => {
   });
 
   it('counts wakes, launches, suspensions and failures this master made; a pre-created record is not an event', async () => {
-    const metrics = new MasterMetrics({ queues: async () => [], pools: async () => [], registry: new AgentRegistry() });
+    const metrics = new MasterMetrics({ queues: async () => [], pools: async () => [], agents: () => [] });
     metrics.instanceChanged('cloud', record('suspended'), undefined);
     metrics.instanceChanged('cloud', record('waking'), 'suspended');
     metrics.instanceChanged('cloud', record('launching'), undefined);

@@ -1,8 +1,8 @@
 import { strict as assert } from 'node:assert';
 import { Redis } from 'ioredis';
 import { parseConfig, type Config } from '../../src/config';
-import { History, waitFigures } from '../../src/master/history';
-import { UsageLedger } from '../../src/master/usage-ledger';
+import { History, waitFigures } from '../../src/http/history';
+import { UsageLedger } from '../../src/http/usage-ledger';
 import type { InstanceRecord } from '../../src/provisioner';
 import { FakeClock } from '../fakes/fake-clock';
 import { farmConfigRaw } from '../helpers/farm';

@@ -1,15 +1,14 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ActionCache, DiskStore } from '../cas';
 import type { InstanceRecord, InstanceState, PoolReport } from '../provisioner';
-import type { AgentRegistry } from './agent-registry';
-import type { BuildIdentity, BuildRecord } from './build-store';
+import type { AgentInfo, BuildIdentity, BuildRecord } from '../master';
 import type { QueueView } from './views';
 
 /** What a scrape reads; gathered once per scrape however many metrics need it. */
 export interface MetricsSources {
   queues(): Promise<QueueView[]>;
   pools(): Promise<PoolReport[]>;
-  registry: AgentRegistry;
+  agents(): readonly AgentInfo[];
   cas?: { store: DiskStore; actionCache: ActionCache };
 }
 
@@ -105,7 +104,6 @@ export class MasterMetrics {
         }
       },
     });
-    const registry = sources.registry;
     new Gauge({
       name: 'spillway_executors',
       help: 'Executors of the agents connected to this master, by location and busy/free.',
@@ -113,7 +111,7 @@ export class MasterMetrics {
       registers,
       collect() {
         this.reset();
-        for (const a of registry.list()) {
+        for (const a of sources.agents()) {
           this.inc({ location: a.location, state: 'busy' }, a.running.size);
           this.inc({ location: a.location, state: 'free' }, Math.max(0, a.executors - a.running.size));
         }

@@ -2,31 +2,24 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { z } from 'zod';
 import type { Config } from '../config';
 import { sameSecret, SpillwayError, type Clock, type Logger } from '../lib';
-import { casRoutes } from '../cas';
+import { casRoutes, type CasRoutesOptions } from '../cas';
+import type { BuildHistory, JobApi, MasterView } from '../master';
 import type { Provisioner, RuleBook } from '../provisioner';
-import type { CasService } from './cas-service';
 import type { Dashboard } from './dashboard';
 import { registerDashboardRoutes } from './dashboard-routes';
-import type { AgentRegistry } from './agent-registry';
-import type { BuildStore } from './build-store';
-import type { Dispatcher } from './dispatcher';
-import type { JobService } from './job-service';
-import type { JobTypeQueue } from './job-type-queue';
 import { agentsView, queuesView } from './views';
 
 export interface HttpApiDeps {
   config: Config;
-  jobs: JobService;
-  builds: BuildStore;
-  registry: AgentRegistry;
-  dispatcher: Dispatcher;
-  queues: ReadonlyMap<string, JobTypeQueue>;
+  jobs: JobApi;
+  builds: BuildHistory;
+  master: MasterView;
   clock: Clock;
   log: Logger;
   /** Present when the config has pools. */
   autoscale?: { provisioner: Provisioner; rules: RuleBook };
   /** Present when the config has a CAS dir. */
-  cas?: CasService;
+  cas?: { routes: CasRoutesOptions };
   dashboard: Dashboard;
 }
 
@@ -115,9 +108,9 @@ export function createHttpApi(d: HttpApiDeps): FastifyInstance {
       return { builds: await d.builds.recent(q.limit, q.offset) };
     });
 
-    api.get('/api/queues', async () => ({ queues: await queuesView(d.queues, d.registry, d.dispatcher, d.clock.now()) }));
+    api.get('/api/queues', async () => ({ queues: await queuesView(d.master, d.clock.now()) }));
 
-    api.get('/api/agents', async () => ({ agents: agentsView(d.registry) }));
+    api.get('/api/agents', async () => ({ agents: agentsView(d.master) }));
 
     api.get('/healthz', async () => ({ ok: true }));
 

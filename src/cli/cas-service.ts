@@ -1,13 +1,16 @@
 import { join } from 'node:path';
 import { ActionCache, DiskStore, type CasRoutesOptions } from '../cas';
 import type { Config } from '../config';
-import type { Clock, Logger } from '../lib';
+import { runEvery, type Clock, type Logger } from '../lib';
 
 /** The master's CAS and action cache, with the options its HTTP routes are registered with. */
 export interface CasService {
   routes: CasRoutesOptions;
   close(): Promise<void>;
 }
+
+/** Access times live in memory between snapshots; flushing this often bounds what a crash forgets. */
+const FLUSH_MS = 60_000;
 
 /** Opens the store when the config names a CAS dir; the index is flushed periodically. */
 export async function openCas(config: Config, clock: Clock, log: Logger): Promise<CasService | undefined> {
@@ -16,9 +19,8 @@ export async function openCas(config: Config, clock: Clock, log: Logger): Promis
   const casLog = log.child({ component: 'cas' });
   const store = await DiskStore.open({ root: c.dir, maxBytes: c.maxSizeMb * 1024 * 1024, clock, log: casLog });
   const actionCache = await ActionCache.open({ root: join(c.dir, 'action-cache'), store });
-  // Access times live in memory between snapshots; flushing bounds what a crash forgets.
-  const flusher = setInterval(() => void store.flush().catch((err: unknown) => casLog.warn('cas.http-error', { error: err })), 60_000);
-  flusher.unref();
+  const abort = new AbortController();
+  const flusher = runEvery('cas-flush', FLUSH_MS, () => store.flush(), { clock, signal: abort.signal, log: casLog, errorEvent: 'cas.flush-failed' });
   return {
     routes: {
       store,
@@ -29,7 +31,8 @@ export async function openCas(config: Config, clock: Clock, log: Logger): Promis
       ...(c.tokens.length > 0 && { auth: { tokens: [...c.tokens] } }),
     },
     close: async () => {
-      clearInterval(flusher);
+      abort.abort();
+      await flusher;
       await store.close();
     },
   };

@@ -1,0 +1,220 @@
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import { Redis } from 'ioredis';
+import type { Config } from '../config';
+import { Dashboard, createHttpApi } from '../http';
+import { systemClock, urlHost, type Clock, type Logger } from '../lib';
+import { Master } from '../master';
+import {
+  createEc2Client,
+  createProviders,
+  createSqsClient,
+  PROVIDERS,
+  type CreateEc2ClientOptions,
+  type CreateSqsClientOptions,
+  type Ec2Client,
+  type ProviderFactory,
+  type SqsClient,
+} from '../provisioner';
+import { Autoscale } from './autoscale';
+import { openCas, type CasService } from './cas-service';
+
+export interface DaemonOptions {
+  config: Config;
+  log: Logger;
+  /** @defaultValue the system clock */
+  clock?: Clock;
+  /** How to run `spillway` (e.g. [node, cli/main.js]): local pools start their agents with it. */
+  agentCommand?: readonly string[];
+  /** Makes the EC2 client of a region; called once per region and endpoint. @defaultValue createEc2Client (the standard AWS credential chain) */
+  ec2Client?: (o: CreateEc2ClientOptions) => Ec2Client;
+  /** Makes the SQS client of a notice queue's region; called once per region and endpoint. @defaultValue createSqsClient */
+  sqsClient?: (o: CreateSqsClientOptions) => SqsClient;
+  /** The provider kinds pools may name. @defaultValue PROVIDERS (`local`, `ec2`) */
+  providers?: Readonly<Record<string, ProviderFactory>>;
+}
+
+export interface DaemonAddresses {
+  /** Base URL of the HTTP API, e.g. http://127.0.0.1:8080 */
+  httpUrl: string;
+  /** URL agents connect to, e.g. ws://127.0.0.1:8081 */
+  agentUrl: string;
+}
+
+/**
+ * The composition root of `spillway master`: builds the Redis connections, one AWS client per
+ * region, the providers, the CAS, the master, the overflow machinery and the HTTP layer, and
+ * hands each its dependencies. Nothing below it makes a connection or a client of its own.
+ */
+export class Daemon {
+  private redis: Redis | undefined;
+  private recordsRedis: Redis | undefined;
+  private cas: CasService | undefined;
+  private _master: Master | undefined;
+  private autoscale: Autoscale | undefined;
+  private dashboard: Dashboard | undefined;
+  private http: FastifyInstance | undefined;
+  private _addresses: DaemonAddresses | undefined;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+
+  constructor(private readonly opts: DaemonOptions) {
+    this.clock = opts.clock ?? systemClock;
+    this.log = opts.log.child({ component: 'master' });
+  }
+
+  get master(): Master {
+    if (!this._master) throw new Error('daemon not started');
+    return this._master;
+  }
+
+  get addresses(): DaemonAddresses {
+    if (!this._addresses) throw new Error('daemon not started');
+    return this._addresses;
+  }
+
+  async start(): Promise<DaemonAddresses> {
+    const { config } = this.opts;
+    const { clock, log } = this;
+    // BullMQ's blocking commands need maxRetriesPerRequest: null; a Redis outage then waits instead of failing jobs.
+    this.redis = await connect(config.redis.url, { maxRetriesPerRequest: null }, log);
+    // Build records get their own connection with auto-pipelining: their small writes from
+    // concurrent builds then share socket writes, which dominated the master's CPU per build.
+    this.recordsRedis = await connect(config.redis.url, { maxRetriesPerRequest: null, enableAutoPipelining: true });
+    this.cas = await openCas(config, clock, log);
+
+    const master = new Master({ config, redis: this.redis, recordsRedis: this.recordsRedis, clock, log: this.opts.log });
+    this._master = master;
+    const agentUrl = await master.listen();
+
+    if (Object.keys(config.pools).length > 0) {
+      const providerLog = log.child({ component: 'autoscale' });
+      const providers = createProviders(
+        config,
+        {
+          clock,
+          log: providerLog,
+          agentCommand: this.opts.agentCommand ?? [],
+          masterUrl: () => agentUrl,
+          ec2Client: perRegion((region, endpoint) => (this.opts.ec2Client ?? createEc2Client)({ region, endpoint })),
+        },
+        this.opts.providers ?? PROVIDERS,
+      );
+      this.autoscale = new Autoscale({
+        config,
+        redis: this.redis,
+        master,
+        fleet: master.fleet,
+        providers,
+        sqsClient: perRegion((region, endpoint) => (this.opts.sqsClient ?? createSqsClient)({ region, endpoint })),
+        clock,
+        log,
+        onInstanceChange: (pool, record, previous) => this.dashboard?.instanceChanged(pool, record, previous),
+      });
+    }
+    const autoscale = this.autoscale;
+    const cas = this.cas;
+    this.dashboard = new Dashboard({
+      config,
+      redis: this.redis,
+      master,
+      clock,
+      log: log.child({ component: 'dashboard' }),
+      ...(autoscale && { autoscale }),
+      ...(cas && { cas: { store: cas.routes.store, actionCache: cas.routes.actionCache } }),
+    });
+    this.http = createHttpApi({
+      config,
+      jobs: master.jobs,
+      builds: master.builds,
+      master,
+      clock,
+      log,
+      autoscale,
+      cas,
+      dashboard: this.dashboard,
+    });
+    await this.http.listen({ host: config.http.host, port: config.http.port });
+    const httpAddr = this.http.server.address() as AddressInfo;
+    log.info('http.listening', { host: httpAddr.address, port: httpAddr.port });
+
+    master.start();
+    await autoscale?.start();
+    this.dashboard.start();
+    this._addresses = { httpUrl: `http://${urlHost(httpAddr.address)}:${httpAddr.port}`, agentUrl };
+    log.info('master.started', { id: master.id, ...this._addresses, jobTypes: master.jobTypes });
+    return this._addresses;
+  }
+
+  /**
+   * Applies a re-read config (SIGHUP): the agent listener's access rules at once, the job
+   * types' overflow rules at the next decision; agents and instances are untouched. Returns
+   * the settings that differ but only take effect after a restart.
+   */
+  reload(next: Config): string[] {
+    const restartOnly = this.master.reload(next);
+    this.autoscale?.rules.setBase(next);
+    this.autoscale?.provisioner.kick();
+    this.log.info('config.reloaded', { restartOnly });
+    return restartOnly;
+  }
+
+  /** Graceful stop: no new jobs; agents are told to reconnect; builds keep running for the next master. */
+  async stop(): Promise<void> {
+    const id = this._master?.id;
+    this.log.info('master.stopping', { id });
+    // First: the pages' event streams would otherwise hold the HTTP server open.
+    await this.dashboard?.stop();
+    await this.http?.close();
+    await this.autoscale?.stop();
+    await this._master?.stop();
+    for (const r of [this.recordsRedis, this.redis]) await r?.quit().catch(() => r.disconnect());
+    await this.cas?.close();
+    this.log.info('master.stopped', { id });
+  }
+}
+
+/** Starts a daemon; one that fails to start is stopped again, so it holds no port or connection. */
+export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
+  const daemon = new Daemon(opts);
+  try {
+    await daemon.start();
+  } catch (err) {
+    await daemon.stop().catch(() => undefined);
+    throw err;
+  }
+  return daemon;
+}
+
+/**
+ * A connected ioredis client. ioredis repeats an error on every reconnect attempt: with `log`,
+ * each distinct error is logged once until the connection is ready again; without, the
+ * connection is one whose outage another connection already reports.
+ */
+async function connect(url: string, options: { maxRetriesPerRequest: null; enableAutoPipelining?: boolean }, log?: Logger): Promise<Redis> {
+  const redis = new Redis(url, { ...options, lazyConnect: true });
+  let last = '';
+  redis.on('error', (err: Error) => {
+    if (log && err.message !== last) log.error('redis.error', { error: err.message });
+    last = err.message;
+  });
+  redis.on('ready', () => (last = ''));
+  try {
+    await redis.connect();
+  } catch (err) {
+    redis.disconnect();
+    throw err;
+  }
+  return redis;
+}
+
+/** One client per region and endpoint, shared by everything there. */
+function perRegion<C>(make: (region: string, endpoint: string | undefined) => C): (region: string, endpoint: string | undefined) => C {
+  const made = new Map<string, C>();
+  return (region, endpoint) => {
+    const key = `${region} ${endpoint ?? ''}`;
+    let c = made.get(key);
+    if (!c) made.set(key, (c = make(region, endpoint)));
+    return c;
+  };
+}

@@ -1,0 +1,59 @@
+import type { spawn } from 'node:child_process';
+import type { Config, PoolConfig } from '../config';
+import type { Clock, Logger } from '../lib';
+import type { Ec2Client } from './ec2-api';
+import { Ec2Provider } from './ec2-provider';
+import { LocalProvider } from './local-provider';
+import type { Provider } from './provider';
+import { poolJobTypes } from './provisioner';
+
+/** What the composition root hands every provider factory. */
+export interface ProviderEnv {
+  clock: Clock;
+  log: Logger;
+  /** How to run `spillway` (e.g. [node, cli/main.js]): local pools start their agents with it. */
+  agentCommand: readonly string[];
+  /** The master's agent listener, known once it listens. */
+  masterUrl: () => string;
+  /** The EC2 client of a region and endpoint; the same one for every pool there. */
+  ec2Client(region: string, endpoint: string | undefined): Ec2Client;
+  /** Starts local pools' agent processes. @defaultValue child_process.spawn */
+  spawn?: typeof spawn;
+}
+
+/** Makes one pool's provider. Must not fail or do I/O: checks belong in `setup()`, which is retried. */
+export type ProviderFactory = (pool: string, config: Config, env: ProviderEnv) => Provider;
+
+/** The provider kinds a pool's `provider` may name, as taskcluster keeps its provider type table. */
+export const PROVIDERS: Readonly<Record<PoolConfig['provider'], ProviderFactory>> = Object.freeze({
+  local: (pool, config, env) => {
+    const p = config.pools[pool]!;
+    return new LocalProvider({
+      pool,
+      config: p,
+      jobTypes: poolJobTypes(config, pool),
+      agentCommand: env.agentCommand,
+      masterUrl: env.masterUrl,
+      // The pool's own (newest) token when it has one: its agents then get only the pool's rights.
+      token: p.agentTokens[0] ?? config.agents.token,
+      clock: env.clock,
+      log: env.log,
+      ...(env.spawn && { spawn: env.spawn }),
+    });
+  },
+  ec2: (pool, config, env) => {
+    // The config schema requires `ec2` for provider "ec2".
+    const ec2 = config.pools[pool]!.ec2!;
+    return new Ec2Provider({ pool, config: ec2, client: env.ec2Client(ec2.region, ec2.endpoint), clock: env.clock, log: env.log });
+  },
+});
+
+/** Every configured pool's provider, by pool name. */
+export function createProviders(config: Config, env: ProviderEnv, registry: Readonly<Record<string, ProviderFactory>> = PROVIDERS): Map<string, Provider> {
+  const out = new Map<string, Provider>();
+  for (const [name, pool] of Object.entries(config.pools)) {
+    const make = registry[pool.provider];
+    if (make) out.set(name, make(name, config, env));
+  }
+  return out;
+}
