@@ -1,54 +1,63 @@
-import { timingSafeEqual } from 'node:crypto';
+import { readAuthorization, sameSecret, TokenGrants } from '../lib';
 
-/** Who may use the cache over HTTP. With neither list set (or both empty) the cache is open. */
-export interface CasAuthOptions {
-  /** Accepted as `Authorization: Bearer <token>`, or as the password of Basic auth (any user). */
-  tokens?: string[];
-  /** Accepted as `Authorization: Basic base64(user:password)`. */
-  basic?: Array<{ user: string; password: string }>;
-}
-
-/** True when auth is configured at all. */
-export function authRequired(auth: CasAuthOptions | undefined): boolean {
-  return (auth?.tokens?.length ?? 0) + (auth?.basic?.length ?? 0) > 0;
-}
+/** What a cache client may do: reading is GET, HEAD and find-missing; writing is PUT and DELETE. */
+export type CasAccess = 'read' | 'read-write';
 
 /**
- * Checks an `Authorization` header against `auth`. Basic credentials are decoded as standard
- * base64 and, failing that, as base64url: Bazel encodes `--remote_cache=http://user:pass@host`
- * credentials with the URL-safe alphabet, other clients with the standard one.
+ * Who may use the cache over HTTP. Without this object the routes are open to anyone (the
+ * library's default, for embedders); the master always passes one, from `cas` in its config.
  */
-export function isAuthorized(header: string | undefined, auth: CasAuthOptions | undefined): boolean {
-  if (!authRequired(auth)) return true;
-  if (!header) return false;
-  const space = header.indexOf(' ');
-  if (space < 0) return false;
-  const scheme = header.slice(0, space).toLowerCase();
-  const value = header.slice(space + 1).trim();
-  const tokens = auth?.tokens ?? [];
-  if (scheme === 'bearer') return tokens.some((t) => safeEqual(t, value));
-  if (scheme !== 'basic') return false;
-  for (const decoded of decodeBasic(value)) {
-    const colon = decoded.indexOf(':');
-    if (colon < 0) continue;
-    const user = decoded.slice(0, colon);
-    const password = decoded.slice(colon + 1);
-    if (auth?.basic?.some((b) => safeEqual(b.user, user) && safeEqual(b.password, password))) return true;
-    if (tokens.some((t) => safeEqual(t, password))) return true;
+export interface CasAuthOptions {
+  /** Read-write tokens, as `Authorization: Bearer <token>` or as the Basic password (any user). */
+  tokens?: string[];
+  /** Read-only tokens, presented the same way: developers may read what only CI may write. */
+  readTokens?: string[];
+  /** Read-write `Authorization: Basic base64(user:password)` pairs. */
+  basic?: Array<{ user: string; password: string }>;
+  /** What a client without credentials may do. @defaultValue 'none' */
+  anonymous?: 'none' | CasAccess;
+}
+
+export type CasAuthVerdict = { ok: true } | { ok: false; status: 401 | 403; message: string };
+
+/** Decides one request against `auth`; compiled once, since the token list does not change. */
+export class CasAuth {
+  private readonly grants: TokenGrants<CasAccess>;
+  private readonly basic: ReadonlyArray<{ user: string; password: string }>;
+  private readonly anonymous: 'none' | CasAccess;
+
+  constructor(auth: CasAuthOptions | undefined) {
+    // The first match wins, so a token listed as both stays read-write.
+    this.grants = new TokenGrants<CasAccess>([
+      ...(auth?.tokens ?? []).map((t) => [t, 'read-write'] as const),
+      ...(auth?.readTokens ?? []).map((t) => [t, 'read'] as const),
+    ]);
+    this.basic = auth?.basic ?? [];
+    this.anonymous = auth === undefined ? 'read-write' : (auth.anonymous ?? 'none');
   }
-  return false;
+
+  check(header: string | readonly string[] | undefined, need: CasAccess): CasAuthVerdict {
+    const given = readAuthorization(header);
+    let access: CasAccess | undefined;
+    if (given.kind === 'none') {
+      if (allows(this.anonymous, need)) return { ok: true };
+      return { ok: false, status: 401, message: need === 'read' ? 'the cache needs a token' : 'writing to the cache needs a read-write token' };
+    }
+    if (given.kind === 'malformed') return { ok: false, status: 401, message: given.reason };
+    if (given.kind === 'bearer') access = this.grants.find(given.token);
+    else {
+      for (const p of given.pairs) {
+        const basic = this.basic.some((b) => sameSecret(b.user, p.user) && sameSecret(b.password, p.password));
+        access = basic ? 'read-write' : (this.grants.find(p.password) ?? access);
+        if (access === 'read-write') break;
+      }
+    }
+    if (access === undefined) return { ok: false, status: 401, message: 'wrong cache token' };
+    if (!allows(access, need)) return { ok: false, status: 403, message: 'this cache token may only read' };
+    return { ok: true };
+  }
 }
 
-function decodeBasic(value: string): string[] {
-  const out = new Set<string>();
-  if (/^[A-Za-z0-9+/]+={0,2}$/.test(value)) out.add(Buffer.from(value, 'base64').toString('utf8'));
-  if (/^[A-Za-z0-9_-]+={0,2}$/.test(value)) out.add(Buffer.from(value.replace(/=+$/, ''), 'base64url').toString('utf8'));
-  return [...out];
-}
-
-// Constant-time for equal lengths; the length itself is not treated as secret.
-function safeEqual(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
+function allows(have: 'none' | CasAccess, need: CasAccess): boolean {
+  return have === 'read-write' || (have === 'read' && need === 'read');
 }

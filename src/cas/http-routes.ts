@@ -7,7 +7,7 @@ import { parseActionResultBytes } from './action-result';
 import { isDigest, isHash, type Digest } from './digest';
 import type { DiskStore } from './disk-store';
 import { BlobTooLargeError } from './errors';
-import { authRequired, isAuthorized, type CasAuthOptions } from './http-auth';
+import { CasAuth, type CasAuthOptions } from './http-auth';
 
 /** Options of {@link casRoutes}. */
 export interface CasRoutesOptions {
@@ -19,7 +19,7 @@ export interface CasRoutesOptions {
    * @defaultValue ''
    */
   prefix?: string;
-  /** @defaultValue open (no auth) */
+  /** @defaultValue open to anyone for reading and writing (no auth) */
   auth?: CasAuthOptions;
   /** Largest blob or `/ac/` value accepted by PUT; larger ones get 413. */
   maxBlobBytes: number;
@@ -62,12 +62,17 @@ export const casRoutes: FastifyPluginAsync<CasRoutesOptions> = async (app, opts)
     void reply.code(status).send({ error: code ?? 'SPILLWAY_E_CAS_HTTP', message: err.message });
   });
 
-  if (authRequired(opts.auth)) {
-    app.addHook('onRequest', async (request, reply) => {
-      if (isAuthorized(request.headers.authorization, opts.auth)) return;
-      await reply.code(401).header('www-authenticate', 'Basic realm="spillway-cas"').send({ error: 'SPILLWAY_E_CAS_UNAUTHORIZED' });
-    });
-  }
+  const auth = new CasAuth(opts.auth);
+  app.addHook('onRequest', async (request, reply) => {
+    // find-missing is a POST but only reads; everything else that is not GET or HEAD writes.
+    const reads = request.method === 'GET' || request.method === 'HEAD' || request.url.split('?')[0]!.endsWith('/cas/find-missing');
+    const verdict = auth.check(request.headers.authorization, reads ? 'read' : 'read-write');
+    if (verdict.ok) return;
+    if (request.method === 'PUT') reply.header('connection', 'close');
+    if (verdict.status === 401) reply.header('www-authenticate', 'Basic realm="spillway-cas"');
+    const code = verdict.status === 401 ? 'SPILLWAY_E_CAS_UNAUTHORIZED' : 'SPILLWAY_E_CAS_FORBIDDEN';
+    await reply.code(verdict.status).send({ error: code, message: verdict.message });
+  });
 
   await app.register(async (json) => {
     json.post(`${prefix}/cas/find-missing`, async (request, reply) => {

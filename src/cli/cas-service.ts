@@ -28,7 +28,7 @@ export async function openCas(config: Config, clock: Clock, log: Logger): Promis
       maxBlobBytes: c.maxBlobMb * 1024 * 1024,
       log: casLog,
       ...(c.prefix && { prefix: c.prefix }),
-      ...(c.tokens.length > 0 && { auth: { tokens: [...c.tokens] } }),
+      auth: { tokens: [...c.tokens], readTokens: [...c.readTokens], anonymous: c.anonymous },
     },
     close: async () => {
       abort.abort();

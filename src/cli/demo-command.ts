@@ -56,6 +56,8 @@ export async function demoCommand(flags: DemoFlags, env: NodeJS.ProcessEnv, out:
     out.write(`spillway demo: started a private redis-server on ${redisUrl} (removed on exit; set REDIS_URL to use yours)\n`);
   }
   const token = env.SPILLWAY_AGENT_TOKEN || randomBytes(16).toString('hex');
+  // Submission needs a token, as on any master with one: the demo shows the real thing.
+  const submitToken = env.SPILLWAY_SUBMIT_TOKEN || randomBytes(12).toString('hex');
   const adminToken = env.SPILLWAY_ADMIN_TOKEN || randomBytes(12).toString('hex');
   // Each run gets its own keys, so a shared Redis never mixes runs.
   const run = randomBytes(3).toString('hex');
@@ -63,7 +65,7 @@ export async function demoCommand(flags: DemoFlags, env: NodeJS.ProcessEnv, out:
     {
       redis: { keyPrefix: `spillway-demo-${run}`, queuePrefix: `bull-demo-${run}` },
       http: { host: '127.0.0.1', port: 8080 },
-      agents: { host: '127.0.0.1', port: 8081, heartbeatSec: 1, lostAfterSec: 5 },
+      agents: { listen: { host: '127.0.0.1' }, port: 8081, heartbeatSec: 1, lostAfterSec: 5 },
       jobTypes: {
         b2g: { description: 'Boot2Gecko device builds', timeoutSec: 600, overflow: { pool: 'cloud', minBacklog: 2, minOldestWaitSec: 1 } },
         linux64: { description: 'Linux desktop builds (never overflows)', timeoutSec: 600 },
@@ -82,9 +84,8 @@ export async function demoCommand(flags: DemoFlags, env: NodeJS.ProcessEnv, out:
       },
       // The charts move on the demo's compressed time scale.
       dashboard: { sampleSec: 5 },
-      adminToken,
     },
-    { ...env, REDIS_URL: redisUrl, SPILLWAY_AGENT_TOKEN: token },
+    { ...env, REDIS_URL: redisUrl, SPILLWAY_AGENT_TOKEN: token, SPILLWAY_SUBMIT_TOKEN: submitToken, SPILLWAY_ADMIN_TOKEN: adminToken },
     'demo config',
   );
   const log = createLogger({
@@ -99,6 +100,7 @@ export async function demoCommand(flags: DemoFlags, env: NodeJS.ProcessEnv, out:
   const daemon = await startDaemon({ config, log, agentCommand: [process.execPath, resolve(__dirname, 'main.js')] });
   const addr = daemon.addresses;
   out.write(`spillway demo: HTTP API ${addr.httpUrl}, dashboard ${addr.httpUrl}/ (admin token ${adminToken}; try also: spillway status --master ${addr.httpUrl})\n`);
+  out.write(`spillway demo: submit token ${submitToken}: SPILLWAY_TOKEN=${submitToken} spillway submit --master ${addr.httpUrl} --type linux64 -- make\n`);
 
   const agents = [
     { name: 'onprem-1', jobTypes: ['b2g', 'linux64'], executors: 2 },
@@ -128,7 +130,7 @@ export async function demoCommand(flags: DemoFlags, env: NodeJS.ProcessEnv, out:
     });
   });
 
-  const client = new MasterClient(addr.httpUrl);
+  const client = new MasterClient(addr.httpUrl, submitToken);
   const total = flags.jobs;
   let n = 0;
   const types = Object.keys(SAMPLES);

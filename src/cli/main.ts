@@ -64,6 +64,7 @@ async function run(argv: string[]): Promise<number> {
     .description('submit a build; with --wait, stream its log and exit with its exit code')
     .requiredOption('--master <url>', "the master's HTTP API, http://HOST:PORT")
     .requiredOption('--type <type>', 'job type (queue)')
+    .addOption(new Option('--token <token>', "the master's API token (submit or admin; needed once the master has any)").env('SPILLWAY_TOKEN'))
     .option('--wait', 'wait for the build, stream its log, exit with its exit code')
     .option('--shell', 'run the command words through /bin/sh -c')
     .option('--env <NAME=VALUE>', 'environment for the build (repeatable)', collect)
@@ -80,6 +81,7 @@ async function run(argv: string[]): Promise<number> {
     .description('run a command as a cached action: upload inputs, run (or hit the cache), download outputs')
     .requiredOption('--master <url>', "the master's HTTP API, http://HOST:PORT")
     .requiredOption('--inputs <dir>', 'the input tree (also where outputs are written)')
+    .addOption(new Option('--token <token>', "the master's API token (submit or admin; needed once the master has any)").env('SPILLWAY_TOKEN'))
     .option('--output <path>', 'an output file, relative to --inputs (repeatable)', collect)
     .option('--output-dir <path>', 'an output directory, relative to --inputs (repeatable)', collect)
     .requiredOption('--type <type>', 'job type (queue) to run it as')
@@ -97,6 +99,7 @@ async function run(argv: string[]): Promise<number> {
     .description('show queues, agents and recent builds')
     .requiredOption('--master <url>', "the master's HTTP API, http://HOST:PORT")
     .option('--json', 'print JSON')
+    .addOption(new Option('--token <token>', "the master's API token (any role; needed once the master has read tokens)").env('SPILLWAY_TOKEN'))
     .option('--builds <n>', 'recent builds to show', positiveInt('--builds'), 10)
     .action(async (o) => {
       code = await (await import('./status-command.js')).statusCommand(o, process.stdout);

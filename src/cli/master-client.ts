@@ -4,7 +4,11 @@ import { MasterUnavailableError, SpillwayError } from '../lib';
 export class MasterClient {
   private readonly base: string;
 
-  constructor(base: string) {
+  /** @param token sent as `Authorization: Bearer` (--token / SPILLWAY_TOKEN); none for an open master */
+  constructor(
+    base: string,
+    private readonly token?: string,
+  ) {
     if (!/^https?:\/\//.test(base)) throw new CliUsageError(`--master must be an http:// or https:// URL, got "${base}"`);
     this.base = base.replace(/\/+$/, '');
   }
@@ -22,7 +26,10 @@ export class MasterClient {
     try {
       res = await fetch(this.base + path, {
         method,
-        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        headers: {
+          ...(body !== undefined && { 'content-type': 'application/json' }),
+          ...(this.token && { authorization: `Bearer ${this.token}` }),
+        },
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (err) {
@@ -39,6 +46,7 @@ export class MasterClient {
     if (!res.ok) {
       const msg = (json as { error?: { message?: string } } | undefined)?.error?.message ?? text.slice(0, 200);
       if (res.status >= 500) throw new MasterUnavailableError(`master answered ${res.status}: ${msg}`);
+      if (res.status === 401 && !this.token) throw new CliUsageError(`master answered 401: ${msg} (pass --token or set SPILLWAY_TOKEN)`);
       throw new CliUsageError(`master answered ${res.status}: ${msg}`);
     }
     return json as T;

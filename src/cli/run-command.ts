@@ -7,6 +7,8 @@ import { CliUsageError, MasterClient } from './master-client';
 
 export interface RunFlags {
   master: string;
+  /** Submit or admin token of the API (--token / SPILLWAY_TOKEN); the cache has its own. */
+  token?: string;
   inputs: string;
   output?: string[];
   outputDir?: string[];
@@ -25,7 +27,7 @@ export interface RunFlags {
  */
 export async function runCommand(command: string[], flags: RunFlags, out: NodeJS.WritableStream, err: NodeJS.WritableStream): Promise<number> {
   if (command.length === 0) throw new CliUsageError('nothing to run: put the command after "--"');
-  const api = new MasterClient(flags.master);
+  const api = new MasterClient(flags.master, flags.token);
   const cas = new CasClient({ baseUrl: flags.master.replace(/\/+$/, '') + (flags.casPrefix ?? ''), ...(flags.casToken && { token: flags.casToken }) });
   const inputs = resolve(flags.inputs);
   const env: Record<string, string> = {};

@@ -14,8 +14,8 @@ interface AgentRow {
 }
 
 /** `spillway status`: queues, agents and recent builds, as tables or as one JSON document. */
-export async function statusCommand(flags: { master: string; json?: boolean; builds?: number }, out: NodeJS.WritableStream): Promise<number> {
-  const client = new MasterClient(flags.master);
+export async function statusCommand(flags: { master: string; token?: string; json?: boolean; builds?: number }, out: NodeJS.WritableStream): Promise<number> {
+  const client = new MasterClient(flags.master, flags.token);
   const [queues, agents, builds, pools] = await Promise.all([
     client.get<{ queues: QueueView[] }>('/api/queues'),
     client.get<{ agents: AgentRow[] }>('/api/agents'),

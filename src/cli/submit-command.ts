@@ -3,6 +3,8 @@ import { CliUsageError, MasterClient } from './master-client';
 
 export interface SubmitFlags {
   master: string;
+  /** Submit or admin token (--token / SPILLWAY_TOKEN). */
+  token?: string;
   type: string;
   wait?: boolean;
   shell?: boolean;
@@ -18,7 +20,7 @@ export interface SubmitFlags {
  */
 export async function submitCommand(command: string[], flags: SubmitFlags, out: NodeJS.WritableStream, err: NodeJS.WritableStream): Promise<number> {
   if (command.length === 0) throw new CliUsageError('nothing to run: put the command after "--", e.g. spillway submit --type b2g -- make -j8');
-  const client = new MasterClient(flags.master);
+  const client = new MasterClient(flags.master, flags.token);
   const env: Record<string, string> = {};
   for (const kv of flags.env ?? []) {
     const i = kv.indexOf('=');

@@ -1,11 +1,12 @@
 import { z } from 'zod';
 import { parseCidr } from '../lib';
 import { posInt } from './pool-schema';
+import { secretToken } from './secret-token';
 
 const port = () => z.number({ error: 'expected a port number (0-65535)' }).int().min(0).max(65535);
 
 /** An agent token: long enough that guessing it within the registration rate limit is hopeless. */
-const agentToken = () => z.string().min(8, 'must be at least 8 characters');
+export const agentToken = secretToken;
 
 const cidr = z.string().superRefine((s, ctx) => {
   const r = parseCidr(s);
@@ -30,8 +31,19 @@ const tlsSchema = z
 
 export const agentsSchema = z
   .object({
-    /** Bind the agent listener to the VPN address in production. @defaultValue '0.0.0.0' */
-    host: z.string().min(1).default('0.0.0.0'),
+    /** The older spelling of `listen.host`; either may be used (both only when they agree). */
+    host: z.string().min(1).optional(),
+    listen: z
+      .object({
+        /**
+         * Where the agent listener binds: the VPN address in production. Loopback by default,
+         * like the HTTP API, so a fresh master is not reachable from the network by accident.
+         * @defaultValue '127.0.0.1'
+         */
+        host: z.string().min(1).optional(),
+      })
+      .strict()
+      .optional(),
     port: port().default(8081),
     /** The default agent token (on-prem agents); or set SPILLWAY_AGENT_TOKEN. */
     token: agentToken().optional(),
@@ -67,16 +79,26 @@ export const agentsSchema = z
     maxFrameBytes: posInt().default(1024 * 1024),
   })
   .strict()
-  .superRefine((a, ctx) => {
-    if (a.token === undefined && a.tokens.length === 0) {
-      ctx.addIssue({ code: 'custom', path: ['token'], message: 'required (or set SPILLWAY_AGENT_TOKEN, or list agents.tokens)' });
-    }
-  })
+  .superRefine(
+    (a, ctx) => {
+      // Runs even when other agents settings are invalid (`when`), so `a` is read defensively.
+      const raw = a as { token?: unknown; tokens?: unknown; host?: unknown; listen?: { host?: unknown } };
+      if (raw.token === undefined && !(Array.isArray(raw.tokens) && raw.tokens.length > 0)) {
+        ctx.addIssue({ code: 'custom', path: ['token'], message: 'required (or set SPILLWAY_AGENT_TOKEN, or list agents.tokens)' });
+      }
+      const listenHost = raw.listen?.host;
+      if (raw.host !== undefined && listenHost !== undefined && raw.host !== listenHost) {
+        ctx.addIssue({ code: 'custom', path: ['listen', 'host'], message: 'agents.host and agents.listen.host disagree; keep one' });
+      }
+    },
+    { when: () => true },
+  )
   // `token` stays the one token the master hands out (to its local agents); `tokens` becomes
-  // every accepted default token, so the listener checks one list.
-  .transform((a) => {
+  // every accepted default token, so the listener checks one list. `host` is the one bind
+  // address, whichever spelling gave it.
+  .transform(({ listen, ...a }) => {
     const tokens = [...new Set([...(a.token === undefined ? [] : [a.token]), ...a.tokens])];
-    return { ...a, token: tokens[0]!, tokens };
+    return { ...a, host: listen?.host ?? a.host ?? '127.0.0.1', token: tokens[0]!, tokens };
   });
 
 export type AgentsConfig = z.output<typeof agentsSchema>;

@@ -7,11 +7,17 @@ import { configSchema, type Config } from './schema';
 export type Env = Readonly<Record<string, string | undefined>>;
 
 /** Environment variables that override the file, and where they land. */
-const OVERRIDES: ReadonlyArray<{ name: string; path: readonly string[]; kind: 'string' | 'port' }> = [
+const OVERRIDES: ReadonlyArray<{ name: string; path: readonly string[]; kind: 'string' | 'port' | 'list' }> = [
   { name: 'REDIS_URL', path: ['redis', 'url'], kind: 'string' },
   { name: 'SPILLWAY_HTTP_PORT', path: ['http', 'port'], kind: 'port' },
   { name: 'SPILLWAY_AGENT_PORT', path: ['agents', 'port'], kind: 'port' },
   { name: 'SPILLWAY_AGENT_TOKEN', path: ['agents', 'token'], kind: 'string' },
+  // Lists, comma-separated ("new,old" during a rotation); they replace the file's list.
+  { name: 'SPILLWAY_READ_TOKEN', path: ['http', 'tokens', 'read'], kind: 'list' },
+  { name: 'SPILLWAY_SUBMIT_TOKEN', path: ['http', 'tokens', 'submit'], kind: 'list' },
+  { name: 'SPILLWAY_ADMIN_TOKEN', path: ['http', 'tokens', 'admin'], kind: 'list' },
+  { name: 'SPILLWAY_CAS_TOKEN', path: ['cas', 'tokens'], kind: 'list' },
+  { name: 'SPILLWAY_CAS_READ_TOKEN', path: ['cas', 'readTokens'], kind: 'list' },
 ];
 
 export function formatIssues(issues: readonly z.core.$ZodIssue[]): string[] {
@@ -34,7 +40,8 @@ export function parseConfig(raw: unknown, env: Env = process.env, source = 'conf
   for (const o of OVERRIDES) {
     const value = env[o.name];
     if (value === undefined || value === '') continue;
-    let parsed: string | number = value;
+    let parsed: string | number | string[] = value;
+    if (o.kind === 'list') parsed = value.split(',').map((t) => t.trim()).filter((t) => t !== '');
     if (o.kind === 'port') {
       parsed = Number(value);
       if (!/^\d+$/.test(value) || parsed > 65535) {

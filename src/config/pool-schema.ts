@@ -1,5 +1,6 @@
 import cron from 'node-cron';
 import { z } from 'zod';
+import { secretToken } from './secret-token';
 import { regionOfQueueUrl, spotFallbackSchema, spotNoticesSchema } from './spot-notices';
 
 export const posInt = () => z.number({ error: 'expected a positive integer' }).int().positive();
@@ -51,7 +52,7 @@ export const poolSchema = z
      * only register as `cloud` for the pool's job types. During a rotation list `[new, old]`.
      * @defaultValue none: the pool's agents use a default token
      */
-    agentTokens: z.array(z.string().min(8, 'must be at least 8 characters')).default([]),
+    agentTokens: z.array(secretToken()).default([]),
     /** Job types the pool's agents serve; defaults to the types that overflow into it. */
     jobTypes: z.array(z.string().regex(JOB_TYPE_NAME)).optional(),
     /** An idle instance is suspended after this long without backlog. @defaultValue 60 */

@@ -1,7 +1,9 @@
 import { z } from 'zod';
 import { agentsSchema } from './agents-schema';
 import { JOB_TYPE_NAME, overflowSchema, poolSchema, POOL_NAME, posInt } from './pool-schema';
-import { regionOfQueueUrl, spotNoticesSchema } from './spot-notices';
+import { crossCheck } from './cross-checks';
+import { secretToken } from './secret-token';
+import { spotNoticesSchema } from './spot-notices';
 
 const port = () =>
   z.number({ error: 'expected a port number (0-65535)' }).int().min(0).max(65535);
@@ -37,6 +39,28 @@ export const configSchema = z
         port: port().default(8080),
         /** Largest accepted request body. @defaultValue 1048576 */
         bodyLimitBytes: posInt().default(1024 * 1024),
+        /**
+         * Bearer tokens by role (README: "Who can do what"); several per role for a rotation.
+         * Env overrides (comma-separated, replacing the list): SPILLWAY_READ_TOKEN,
+         * SPILLWAY_SUBMIT_TOKEN, SPILLWAY_ADMIN_TOKEN.
+         */
+        tokens: z
+          .object({
+            /** Dashboard, GET routes, /metrics, the event stream. @defaultValue none: reading is open */
+            read: z.array(secretToken()).default([]),
+            /** `POST /api/jobs`, and reading. @defaultValue none: open only while no admin token is set either */
+            submit: z.array(secretToken()).default([]),
+            /** Rule changes and every other mutating route; also submits and reads. @defaultValue none: rule changes are off */
+            admin: z.array(secretToken()).default([]),
+          })
+          .strict()
+          .prefault({}),
+        /**
+         * Accept job submissions without a token on a host other than loopback. Without a
+         * submit or admin token such a master refuses to start unless this is true.
+         * @defaultValue false
+         */
+        openSubmit: z.boolean().default(false),
       })
       .strict()
       .prefault({}),
@@ -59,15 +83,22 @@ export const configSchema = z
         maxBlobMb: posInt().default(1024),
         /** Path prefix before /cas/ and /ac/, e.g. "/cache". @defaultValue none */
         prefix: z.string().regex(/^\/[A-Za-z0-9_\/-]*[A-Za-z0-9_-]$/, 'a path like "/cache"').optional(),
-        /** Bearer tokens (or Basic passwords) clients must present; none = open (inside the VPN). */
-        tokens: z.array(z.string().min(8, 'tokens must be at least 8 characters')).default([]),
+        /** Read-write tokens (CI, agents), as Bearer or as the Basic password. Env: SPILLWAY_CAS_TOKEN. @defaultValue none */
+        tokens: z.array(secretToken()).default([]),
+        /** Read-only tokens (developers' machines). Env: SPILLWAY_CAS_READ_TOKEN. @defaultValue none */
+        readTokens: z.array(secretToken()).default([]),
+        /**
+         * What a client without a token may do: an open action cache is a cache-poisoning hole,
+         * so writing needs an explicit "read-write". @defaultValue 'none'
+         */
+        anonymous: z.enum(['none', 'read', 'read-write'], { error: 'expected "none", "read" or "read-write"' }).default('none'),
       })
       .strict()
       .prefault({}),
     /** EC2's events for every pool's instances, from SQS (off without it). */
     spotNotices: spotNoticesSchema.optional(),
-    /** Mutating HTTP routes (rules) need this bearer token; without it they are refused. */
-    adminToken: z.string().min(8, 'must be at least 8 characters').optional(),
+    /** The older spelling of one `http.tokens.admin` entry; added to that list. */
+    adminToken: secretToken().optional(),
     builds: z
       .object({
         /** How many finished build records to keep. @defaultValue 1000 */
@@ -100,36 +131,11 @@ export const configSchema = z
       .prefault({}),
   })
   .strict()
-  .superRefine((c, ctx) => {
-    for (const [type, t] of Object.entries(c.jobTypes)) {
-      if (t.overflow && !c.pools[t.overflow.pool]) {
-        ctx.addIssue({ code: 'custom', path: ['jobTypes', type, 'overflow', 'pool'], message: `unknown pool "${t.overflow.pool}"` });
-      }
-    }
-    if (c.spotNotices && !c.spotNotices.region && !regionOfQueueUrl(c.spotNotices.queueUrl)) {
-      ctx.addIssue({ code: 'custom', path: ['spotNotices', 'region'], message: 'required: the queue URL names no region' });
-    }
-    for (const [name, p] of Object.entries(c.pools)) {
-      for (const t of p.jobTypes ?? []) {
-        if (!c.jobTypes[t]) ctx.addIssue({ code: 'custom', path: ['pools', name, 'jobTypes'], message: `unknown job type "${t}"` });
-      }
-      // Its agents are spawned with only a token: they have no CA file to trust the listener with.
-      if (p.provider === 'local' && c.agents.tls) {
-        ctx.addIssue({ code: 'custom', path: ['pools', name, 'provider'], message: 'a local pool cannot be used with agents.tls (its agents get no certificates)' });
-      }
-    }
-    // A token names who presents it (the default set or one pool), so it may belong to one only.
-    const owner = new Map<string, string>(c.agents.tokens.map((t) => [t, 'agents.tokens']));
-    for (const [name, p] of Object.entries(c.pools)) {
-      for (const t of p.agentTokens) {
-        const other = owner.get(t);
-        if (other && other !== `pools.${name}`) {
-          ctx.addIssue({ code: 'custom', path: ['pools', name, 'agentTokens'], message: `a token here is also accepted by ${other}; each token must belong to one pool or the default set` });
-        }
-        owner.set(t, `pools.${name}`);
-      }
-    }
-  });
+  .superRefine(crossCheck, { when: () => true })
+  .transform(({ adminToken, ...c }) => ({
+    ...c,
+    http: { ...c.http, tokens: { ...c.http.tokens, admin: [...new Set([...(adminToken === undefined ? [] : [adminToken]), ...c.http.tokens.admin])] } },
+  }));
 
 /** The validated, defaulted, frozen configuration of a master. */
 export type Config = z.output<typeof configSchema>;

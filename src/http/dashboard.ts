@@ -120,7 +120,7 @@ export class Dashboard {
     return {
       at: this.d.clock.now(),
       masterId: this.d.master.id,
-      rulesEditable: Boolean(this.d.config.adminToken && this.d.autoscale),
+      rulesEditable: Boolean(this.d.config.http.tokens.admin.length > 0 && this.d.autoscale),
       pools,
       queues: queues.map((q) => ({ ...q, overflow: rules?.[q.type] ?? null })),
       agents: agentsView(this.d.master),

@@ -1,7 +1,7 @@
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { Config } from '../config';
-import { sameSecret, SpillwayError, type Clock, type Logger } from '../lib';
+import { guardRoutes, HttpRoles, RefusalLog, SpillwayError, type Clock, type Logger } from '../lib';
 import { casRoutes, type CasRoutesOptions } from '../cas';
 import type { BuildHistory, JobApi, MasterView } from '../master';
 import type { Provisioner, RuleBook } from '../provisioner';
@@ -40,13 +40,6 @@ const buildsQuery = z.object({
   offset: z.coerce.number().int().min(0).default(0),
 });
 
-declare module 'fastify' {
-  interface FastifyContextConfig {
-    /** Job submission: open to anyone who can reach the API, not an admin action. */
-    jobSubmission?: boolean;
-  }
-}
-
 function parseQuery<T>(schema: z.ZodType<T>, q: unknown): T {
   const r = schema.safeParse(q);
   if (r.success) return r.data;
@@ -71,24 +64,16 @@ export function createHttpApi(d: HttpApiDeps): FastifyInstance {
     void reply.status(404).send({ error: { code: 'SPILLWAY_E_NOT_FOUND', message: `no route ${req.method} ${req.url}` } });
   });
 
-  // The API's own routes live in one context whose onRoute hook puts the admin check in front
-  // of every route that changes something, so a new mutating route cannot forget it. The CAS
-  // routes sit outside: cache clients authenticate with cas.tokens.
+  // The API's own routes live in one context whose hook puts the role check (README: "Who
+  // can do what") in front of every route. The CAS routes sit outside: cache clients
+  // authenticate with the cas tokens instead.
+  const refusals = new RefusalLog(d.log, d.clock);
   void app.register(async (api) => {
-    api.addHook('onRoute', (route) => {
-      const methods = [route.method].flat();
-      if (methods.every((m) => m === 'GET' || m === 'HEAD') || route.config?.jobSubmission) return;
-      route.preHandler = [requireAdmin, ...[route.preHandler ?? []].flat()];
-    });
-    const requireAdmin = async (req: FastifyRequest, reply: FastifyReply) => {
-      const denied = checkAdmin(d.config.adminToken, req.headers.authorization);
-      if (!denied) return;
-      d.log.warn('http.admin-refused', { method: req.method, url: req.url, address: req.ip, reason: denied.message });
-      return reply.status(denied.status).send({ error: { code: 'SPILLWAY_E_UNAUTHORIZED', message: denied.message } });
-    };
+    guardRoutes(api, new HttpRoles(d.config.http.tokens), (req, need, reason) =>
+      refusals.warn('http.access-refused', req.ip, { method: req.method, url: req.url.split('?')[0], need, reason }),
+    );
 
-    // Anyone who can reach the API may submit builds (DESIGN: POST /api/jobs is the submission contract).
-    api.post('/api/jobs', { config: { jobSubmission: true } }, async (req, reply) => {
+    api.post('/api/jobs', { config: { access: 'submit' } }, async (req, reply) => {
       const created = await d.jobs.submit(req.body);
       return reply.status(201).send({ ...created, state: 'waiting', url: `/api/jobs/${created.id}` });
     });
@@ -112,7 +97,8 @@ export function createHttpApi(d: HttpApiDeps): FastifyInstance {
 
     api.get('/api/agents', async () => ({ agents: agentsView(d.master) }));
 
-    api.get('/healthz', async () => ({ ok: true }));
+    // Load balancers and supervisors probe it without a token; it says nothing but "up".
+    api.get('/healthz', { config: { access: 'open' } }, async () => ({ ok: true }));
 
     registerDashboardRoutes(api, d.dashboard, () => d.clock.now());
 
@@ -137,12 +123,4 @@ export function createHttpApi(d: HttpApiDeps): FastifyInstance {
   if (d.cas) void app.register(casRoutes, d.cas.routes);
 
   return app;
-}
-
-/** Mutating routes need `Authorization: Bearer <adminToken>`; compared in constant time. */
-function checkAdmin(token: string | undefined, header: string | undefined): { status: number; message: string } | undefined {
-  if (!token) return { status: 403, message: 'no adminToken is configured: rule changes through the API are off' };
-  const given = /^Bearer (.+)$/.exec(header ?? '')?.[1];
-  if (!given) return { status: 401, message: 'admin token required (Authorization: Bearer ...)' };
-  return sameSecret(given, token) ? undefined : { status: 401, message: 'wrong admin token' };
 }

@@ -8,3 +8,6 @@ export * from './background-loop';
 export * from './lua-script';
 export * from './ip-network';
 export * from './backoff';
+export * from './http-credentials';
+export * from './http-roles';
+export * from './refusal-log';

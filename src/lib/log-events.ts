@@ -8,7 +8,7 @@ const LOG_EVENTS = [
   'master.stopped',
   'http.listening',
   'http.error',
-  'http.admin-refused',
+  'http.access-refused',
   'agents.listening',
   'agent.connected',
   'agent.auth-failed',

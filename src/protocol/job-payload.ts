@@ -13,6 +13,23 @@ const requirementsSchema = z
   .strict();
 
 /**
+ * A build's environment. Names are checked here, with a reason, because the alternative is
+ * worse: an `=` in a name silently becomes part of the value in the child's environment, and a
+ * NUL (in a name or a value) makes Node's spawn throw at the agent instead of failing the job
+ * at the door.
+ */
+export const envSchema = z.record(z.string(), z.string()).superRefine((env, ctx) => {
+  for (const [name, value] of Object.entries(env)) {
+    const shown = JSON.stringify(name);
+    // No path below `env`: the name itself may be what is wrong, and it is quoted instead.
+    if (name === '') ctx.addIssue({ code: 'custom', message: 'a name is empty' });
+    if (name.includes('=')) ctx.addIssue({ code: 'custom', message: `name ${shown} contains "="` });
+    if (name.includes('\0')) ctx.addIssue({ code: 'custom', message: `name ${shown} contains a NUL byte` });
+    if (value.includes('\0')) ctx.addIssue({ code: 'custom', message: `the value of ${shown} contains a NUL byte` });
+  }
+});
+
+/**
  * The data of a BullMQ job in a job type's queue: what any producer, in any language, puts
  * there. Exactly one of `argv` (run directly) or `shell` (run by /bin/sh -c).
  */
@@ -22,7 +39,7 @@ export const jobPayloadSchema = z
     type: z.string().min(1).optional(),
     argv: z.array(z.string()).min(1, 'argv needs at least the program').optional(),
     shell: z.string().min(1).optional(),
-    env: z.record(z.string(), z.string()).optional(),
+    env: envSchema.optional(),
     /** Relative to the build's work directory. */
     cwd: z
       .string()

@@ -12,7 +12,7 @@ describe('cli: spillway run — a cached action end to end', function () {
   let work: string;
   beforeEach(async () => {
     work = mkdtempSync(join(tmpdir(), 'spillway-run-'));
-    farm = await new TestFarm(farmConfigRaw({ cas: { dir: join(work, 'master-cas') } })).start();
+    farm = await new TestFarm(farmConfigRaw({ cas: { dir: join(work, 'master-cas'), anonymous: 'read-write' } })).start();
     agent = spawnCli([
       'agent',
       '--master',
@@ -77,7 +77,7 @@ describe('agent: an action job whose result is cached runs nothing', function ()
   this.timeout(60_000);
   it('answers from the action cache even when submitted through the API', async () => {
     const work = mkdtempSync(join(tmpdir(), 'spillway-run-'));
-    const farm = await new TestFarm(farmConfigRaw({ cas: { dir: join(work, 'cas') } })).start();
+    const farm = await new TestFarm(farmConfigRaw({ cas: { dir: join(work, 'cas'), anonymous: 'read-write' } })).start();
     const agent = spawnCli(['agent', '--master', farm.addr.agentUrl, '--name', 'b', '--job-types', 'b2g', '--cas', farm.addr.httpUrl, '--cache-dir', join(work, 'cache')], {
       SPILLWAY_AGENT_TOKEN: TOKEN,
     });

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { loadConfigFile, parseAgentOptions, parseConfig, parseConfigText } from '../../src/config';
 import { ConfigError } from '../../src/lib';
@@ -14,16 +15,24 @@ const problems = (fn: () => unknown): readonly string[] => {
 };
 
 describe('config', () => {
-  it('loads the example config with defaults filled in, frozen', () => {
-    const c = loadConfigFile(resolve(__dirname, '../../../config/example.yaml'), {});
+  it('loads the example config with defaults filled in, frozen, once its example token is replaced', () => {
+    const file = resolve(__dirname, '../../../config/example.yaml');
+    assert.deepEqual(problems(() => loadConfigFile(file, {})), ['agents.token: replace the example token with a long random secret (e.g. openssl rand -hex 24)']);
+    const c = loadConfigFile(file, { SPILLWAY_AGENT_TOKEN: 'from-the-environment' });
     assert.equal(c.http.port, 8080);
     assert.equal(c.jobTypes.b2g!.timeoutSec, 3600);
     assert.equal(c.builds.lockMs, 30_000);
     assert.ok(Object.isFrozen(c.jobTypes.b2g));
+    assert.equal(c.agents.host, '127.0.0.1');
+    assert.deepEqual(c.http.tokens, { read: [], submit: [], admin: [] });
   });
 
-  it('loads the hybrid EC2 example: overflow rules, pools, warm windows', () => {
-    const c = loadConfigFile(resolve(__dirname, '../../../config/hybrid-ec2.yaml'), { SPILLWAY_AGENT_TOKEN: 'from-the-environment' });
+  it('loads the hybrid EC2 example: overflow rules, pools, warm windows (its example tokens replaced)', () => {
+    const file = resolve(__dirname, '../../../config/hybrid-ec2.yaml');
+    const env = { SPILLWAY_AGENT_TOKEN: 'from-the-environment' };
+    const refused = problems(() => loadConfigFile(file, env));
+    assert.ok(refused.length > 0 && refused.every((x) => x.endsWith(': replace the example token with a long random secret (e.g. openssl rand -hex 24)')), refused.join('\n'));
+    const c = parseConfigText(readFileSync(file, 'utf8').replaceAll('replace-with-', 'real-secret-'), env, file);
     assert.equal(c.jobTypes.b2g!.overflow?.pool, 'ec2-builders');
     assert.equal(c.jobTypes.linux64!.overflow, undefined);
     assert.equal(c.pools['ec2-builders']!.suspend, 'hibernate');
@@ -58,7 +67,7 @@ describe('config', () => {
     );
     assert.ok(p.includes('jobTypes.b2g.timeoutSec: expected a positive integer'), p.join('\n'));
     assert.ok(p.some((x) => x.startsWith('http.port: expected a port number')), p.join('\n'));
-    assert.ok(p.some((x) => x.startsWith('agents.token: must be at least 8 characters')), p.join('\n'));
+    assert.ok(p.some((x) => x.startsWith('agents.token: tokens must be at least 16 characters')), p.join('\n'));
     assert.ok(p.some((x) => x.includes('bad name')), p.join('\n'));
     assert.ok(p.some((x) => x.includes('surprise')), p.join('\n'));
   });
@@ -77,7 +86,7 @@ describe('config', () => {
     assert.equal(c.http.port, 9000);
     assert.equal(c.agents.port, 0);
     assert.equal(c.agents.token, 'from-the-environment');
-    const p = problems(() => parseConfig({ jobTypes: { b2g: {} } }, { SPILLWAY_HTTP_PORT: 'eighty', SPILLWAY_AGENT_TOKEN: 'xxxxxxxxxx' }));
+    const p = problems(() => parseConfig({ jobTypes: { b2g: {} } }, { SPILLWAY_HTTP_PORT: 'eighty', SPILLWAY_AGENT_TOKEN: 'x'.repeat(16) }));
     assert.deepEqual(p, ['SPILLWAY_HTTP_PORT: expected a port number (0-65535), got "eighty"']);
   });
 
@@ -97,25 +106,25 @@ describe('config', () => {
   it('accepts agent token rotation, allow-lists, TLS and pool tokens, and reports their problems', () => {
     const c = parseConfig(
       {
-        agents: { tokens: ['new-token-1', 'old-token-2'], allow: ['10.77.0.0/24', 'fd00::/8'], tls: { cert: '/c.pem', key: '/k.pem' } },
+        agents: { tokens: ['new-token-0123456781', 'old-token-0123456782'], allow: ['10.77.0.0/24', 'fd00::/8'], tls: { cert: '/c.pem', key: '/k.pem' } },
         jobTypes: { b2g: { overflow: { pool: 'p' } } },
-        pools: { p: { provider: 'ec2', maxInstances: 1, agentTokens: ['pool-token-3'], ec2: { region: 'eu-west-1', launchTemplate: { name: 't' }, subnetIds: ['s'] } } },
+        pools: { p: { provider: 'ec2', maxInstances: 1, agentTokens: ['pool-token-0123456783'], ec2: { region: 'eu-west-1', launchTemplate: { name: 't' }, subnetIds: ['s'] } } },
       },
-      { SPILLWAY_AGENT_TOKEN: 'env-token-0' },
+      { SPILLWAY_AGENT_TOKEN: 'env-token-0123456780' },
     );
-    assert.equal(c.agents.token, 'env-token-0', 'the single token stays the one handed out');
-    assert.deepEqual(c.agents.tokens, ['env-token-0', 'new-token-1', 'old-token-2']);
+    assert.equal(c.agents.token, 'env-token-0123456780', 'the single token stays the one handed out');
+    assert.deepEqual(c.agents.tokens, ['env-token-0123456780', 'new-token-0123456781', 'old-token-0123456782']);
     assert.deepEqual(c.agents.registrationRate, { burst: 20, perMinute: 60 });
     assert.equal(c.agents.tls?.requireClientCert, false);
-    assert.deepEqual(c.pools.p!.agentTokens, ['pool-token-3']);
-    assert.equal(parseConfig({ agents: { tokens: ['only-token-1'] }, jobTypes: { b2g: {} } }, {}).agents.token, 'only-token-1');
+    assert.deepEqual(c.pools.p!.agentTokens, ['pool-token-0123456783']);
+    assert.equal(parseConfig({ agents: { tokens: ['only-token-0123456789'] }, jobTypes: { b2g: {} } }, {}).agents.token, 'only-token-0123456789');
 
     const p = problems(() =>
       parseConfig(
         {
-          agents: { token: 'shared-token-1', allow: ['10.77.0.1/24', 'vpn'], tls: { cert: '/c', key: '/k', requireClientCert: true } },
+          agents: { token: 'shared-token-0123456789', allow: ['10.77.0.1/24', 'vpn'], tls: { cert: '/c', key: '/k', requireClientCert: true } },
           jobTypes: { b2g: { overflow: { pool: 'p' } } },
-          pools: { p: { provider: 'local', maxInstances: 1, agentTokens: ['shared-token-1', 'short'] } },
+          pools: { p: { provider: 'local', maxInstances: 1, agentTokens: ['shared-token-0123456789', 'short'] } },
         },
         {},
       ),
@@ -123,23 +132,23 @@ describe('config', () => {
     assert.ok(p.includes('agents.allow.0: "10.77.0.1/24" has host bits set; the network is 10.77.0.0/24'), p.join('\n'));
     assert.ok(p.some((x) => x.startsWith('agents.allow.1: "vpn" is not a CIDR network')), p.join('\n'));
     assert.ok(p.includes('agents.tls.ca: required when requireClientCert is true'), p.join('\n'));
-    assert.ok(p.includes('pools.p.agentTokens.1: must be at least 8 characters'), p.join('\n'));
+    assert.ok(p.includes('pools.p.agentTokens.1: tokens must be at least 16 characters'), p.join('\n'));
   });
 
   it('refuses a token shared by two owners and a local pool behind a TLS listener', () => {
     const p = problems(() =>
       parseConfig(
         {
-          agents: { token: 'shared-token-1', tls: { cert: '/c', key: '/k' } },
+          agents: { token: 'shared-token-0123456789', tls: { cert: '/c', key: '/k' } },
           jobTypes: { b2g: { overflow: { pool: 'p' } } },
-          pools: { p: { provider: 'local', maxInstances: 1, agentTokens: ['shared-token-1'] } },
+          pools: { p: { provider: 'local', maxInstances: 1, agentTokens: ['shared-token-0123456789'] } },
         },
         {},
       ),
     );
-    assert.ok(p.includes('pools.p.agentTokens: a token here is also accepted by agents.tokens; each token must belong to one pool or the default set'), p.join('\n'));
+    assert.ok(p.includes('pools.p.agentTokens: a token here is also accepted by agents.tokens; each token must have one owner'), p.join('\n'));
     assert.ok(p.includes('pools.p.provider: a local pool cannot be used with agents.tls (its agents get no certificates)'), p.join('\n'));
-    assert.equal(p.join('\n').includes('shared-token-1'), false, 'problems never quote a token');
+    assert.equal(p.join('\n').includes('shared-token-0123456789'), false, 'problems never quote a token');
   });
 
   it('checks the agent TLS flags', () => {

@@ -139,10 +139,17 @@ export class TestFarm {
     return e;
   }
 
+  /** `Authorization` for a role, with the first token of the config that grants it (none when open). */
+  auth(role: 'read' | 'submit' | 'admin'): Record<string, string> {
+    const t = this.config.http.tokens;
+    const token = role === 'admin' ? t.admin[0] : role === 'submit' ? (t.submit[0] ?? t.admin[0]) : (t.read[0] ?? t.submit[0] ?? t.admin[0]);
+    return token === undefined ? {} : { authorization: `Bearer ${token}` };
+  }
+
   async submit(body: Record<string, unknown>): Promise<string> {
     const res = await fetch(`${this.addr.httpUrl}/api/jobs`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', ...this.auth('submit') },
       body: JSON.stringify(body),
     });
     if (res.status !== 201) throw new Error(`submit: ${res.status} ${await res.text()}`);
@@ -150,7 +157,7 @@ export class TestFarm {
   }
 
   async api<T>(path: string): Promise<T> {
-    const res = await fetch(this.addr.httpUrl + path);
+    const res = await fetch(this.addr.httpUrl + path, { headers: this.auth('read') });
     return (await res.json()) as T;
   }
 

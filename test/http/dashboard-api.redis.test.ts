@@ -71,7 +71,7 @@ describe('dashboard JSON APIs, live events and /metrics', () => {
   before(async () => {
     farm = await new TestFarm(
       farmConfigRaw({
-        cas: { dir: mkdtempSync(join(tmpdir(), 'spillway-cas-')) },
+        cas: { dir: mkdtempSync(join(tmpdir(), 'spillway-cas-')), anonymous: 'read-write' },
         dashboard: { sampleSec: 1 },
       }),
     ).start();

@@ -1,4 +1,6 @@
-import type { Clock, LogEvent, LogFields, Logger } from '../lib';
+import type { Clock } from './clock';
+import type { LogEvent } from './log-events';
+import type { LogFields, Logger } from './logger';
 
 /** A refused address is logged at most this often; the lines in between are counted. */
 const WINDOW_MS = 10_000;
