@@ -59,6 +59,7 @@ export const LOG_EVENTS = [
   'agent.master-silent',
   'agent.logs-dropped',
   'agent.workdir-error',
+  'agent.build-error',
   'agent.stopped',
   'agent.notice-detected',
   'agent.notice-watch-failed',
