@@ -78,6 +78,26 @@ export interface TreeFetcher {
   file(digest: Digest, destPath: string, executable: boolean): Promise<void>;
 }
 
+/**
+ * Bounds on a tree {@link materializeTree} is willing to create. A directory node may be
+ * referenced many times (the tree is a DAG), so a few small blobs can describe a huge tree:
+ * entries and bytes are counted as placed, repeats included.
+ */
+export interface MaterializeLimits {
+  /** Directories below the root. @defaultValue 256 */
+  maxDepth?: number;
+  /** Files, directories and symlinks created in all. @defaultValue 1,000,000 */
+  maxEntries?: number;
+  /** Sum of the sizes of the files created. @defaultValue Number.MAX_SAFE_INTEGER */
+  maxBytes?: number;
+}
+
+export const DEFAULT_MATERIALIZE_LIMITS: Readonly<Required<MaterializeLimits>> = Object.freeze({
+  maxDepth: 256,
+  maxEntries: 1_000_000,
+  maxBytes: Number.MAX_SAFE_INTEGER,
+});
+
 const byName = (a: { name: string }, b: { name: string }): number =>
   Buffer.compare(Buffer.from(a.name, 'utf8'), Buffer.from(b.name, 'utf8'));
 
@@ -219,9 +239,9 @@ async function walk(
  * Directories are created 0755, files get mode 0755 or 0644, symlinks are created as links.
  * Every directory blob is verified against its digest and every name and symlink target is
  * checked before anything is created for it, so a hostile tree cannot write outside `dest`.
- * @throws InvalidTreeError for a hostile or malformed tree, or a non-empty `dest`
+ * @throws InvalidTreeError for a hostile or malformed tree, a tree over `limits`, or a non-empty `dest`
  */
-export async function materializeTree(root: Digest, dest: string, fetch: TreeFetcher): Promise<void> {
+export async function materializeTree(root: Digest, dest: string, fetch: TreeFetcher, limits: MaterializeLimits = {}): Promise<void> {
   const base = path.resolve(dest);
   await fsp.mkdir(base, { recursive: true, mode: 0o755 });
   if ((await fsp.readdir(base)).length > 0) throw new InvalidTreeError(`cannot materialize into non-empty ${base}`);
@@ -240,8 +260,11 @@ export async function materializeTree(root: Digest, dest: string, fetch: TreeFet
     }
     return p;
   };
-  await place(root, base, '', 0, load, fetch);
+  const budget = { ...DEFAULT_MATERIALIZE_LIMITS, ...limits, entries: 0, bytes: 0 };
+  await place(root, base, '', 0, load, fetch, budget);
 }
+
+type Budget = Required<MaterializeLimits> & { entries: number; bytes: number };
 
 async function place(
   digest: Digest,
@@ -250,10 +273,19 @@ async function place(
   depth: number,
   load: (d: Digest) => Promise<DirectoryNode>,
   fetch: TreeFetcher,
+  budget: Budget,
 ): Promise<void> {
   // decodeDirectory has validated names and target shapes; the depth check needs the position.
   const node = await load(digest);
   for (const s of node.symlinks) checkSymlinkTarget(s.target, depth, rel ? `${rel}/${s.name}` : s.name);
+  // Checked before anything of this node is fetched or created, so an oversized tree costs little.
+  budget.entries += node.files.length + node.directories.length + node.symlinks.length;
+  if (budget.entries > budget.maxEntries) throw new InvalidTreeError(`input tree has more than ${budget.maxEntries} entries (limit reached at ${rel || '.'})`);
+  for (const f of node.files) budget.bytes += f.digest.size;
+  if (budget.bytes > budget.maxBytes) throw new InvalidTreeError(`input tree's files exceed ${budget.maxBytes} bytes (limit reached at ${rel || '.'})`);
+  if (node.directories.length > 0 && depth + 1 > budget.maxDepth) {
+    throw new InvalidTreeError(`input tree is deeper than ${budget.maxDepth} directories (at ${rel || '.'})`);
+  }
   for (const f of node.files) {
     const p = path.join(dir, f.name);
     await fetch.file(f.digest, p, f.executable);
@@ -267,7 +299,7 @@ async function place(
     const p = path.join(dir, d.name);
     await fsp.mkdir(p, { mode: 0o755 });
     await fsp.chmod(p, 0o755);
-    await place(d.digest, p, rel ? `${rel}/${d.name}` : d.name, depth + 1, load, fetch);
+    await place(d.digest, p, rel ? `${rel}/${d.name}` : d.name, depth + 1, load, fetch, budget);
   }
 }
 

@@ -30,6 +30,10 @@ const agentOptionsSchema = z
     cacheDir: z.string().min(1).optional(),
     /** Size of the local cache. @defaultValue 10240 */
     cacheMaxMb: z.number().int().positive().default(10_240),
+    /** An action whose input tree is deeper than this fails (a hostile tree is cheap to send). @defaultValue 256 */
+    inputMaxDepth: z.number({ error: 'expected a positive integer' }).int().positive().default(256),
+    /** An action whose input tree has more files, directories and symlinks than this fails. @defaultValue 1000000 */
+    inputMaxEntries: z.number({ error: 'expected a positive integer' }).int().positive().default(1_000_000),
     /** PEM CA the wss:// master's certificate is checked against. @defaultValue the system CAs */
     caFile: z.string().min(1).optional(),
     /** PEM client certificate and its key, for a master that requires client certificates. */

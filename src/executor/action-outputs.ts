@@ -21,7 +21,7 @@ export class OutputRejected extends Error {
   }
 }
 
-const ESCAPES = 'output path escapes the work directory';
+export const ESCAPES = 'output path escapes the work directory';
 
 /**
  * Finds the declared outputs under `cwd` (which lies inside `workDir`). A declared output file

@@ -1,12 +1,13 @@
 import { constants as osConstants, tmpdir } from 'node:os';
 import { createReadStream, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { EMPTY_DIGEST, materializeTree, type ActionResult, type CasClient, type Digest, type DiskStore, type OutputFile, type UploadItem } from '../cas';
+import { EMPTY_DIGEST, materializeTree, type ActionResult, type MaterializeLimits, type CasClient, type Digest, type DiskStore, type OutputFile, type UploadItem } from '../cas';
 import { runProcess, type OutputStream, type RunResult } from './process-runner';
 import type { Isolation, ResourceLimits } from './limits';
 import { cachingTreeFetcher, type InputFetchStats } from './action-inputs';
 import { collectOutputs, OutputRejected, type CollectedOutput } from './action-outputs';
 import { DEFAULT_CAPTURE_MEMORY_BYTES, OutputCapture } from './output-capture';
+import { atStage } from './action-failure';
 
 /**
  * One action to execute: the protocol's action fields plus the job's command. Declared here
@@ -51,6 +52,8 @@ export interface ActionDeps {
   tmpDir?: string;
   /** Bytes of stdout (and of stderr) held in memory before spilling to a file. @defaultValue 64 MiB */
   captureMemoryBytes?: number;
+  /** Bounds on the input tree (depth, entries, bytes). @defaultValue DEFAULT_MATERIALIZE_LIMITS */
+  inputLimits?: MaterializeLimits;
 }
 
 export interface ActionExecution {
@@ -63,6 +66,8 @@ export interface ActionExecution {
   inputs: InputFetchStats;
   /** Blobs uploaded to the master (the ones it was missing). */
   uploaded: Digest[];
+  /** Why the outputs were refused (the result's exit code is then non-zero); absent when accepted. */
+  rejected?: string;
 }
 
 /** Exit code recorded for a run that timed out (as timeout(1) does). */
@@ -82,8 +87,10 @@ export const NOT_STARTED_EXIT = 127;
  * the result then has `outcome` saying why and a non-zero exit code. A run that did not end by
  * itself has the exit code a shell would report (124 timed out, 127 not started, 128+n signal).
  *
- * @throws when the input tree cannot be materialized (InvalidTreeError, MissingInputError,
- *   transport errors) or the caches fail; nothing has been run then (or nothing stored).
+ * @throws ActionFailure naming the stage, for anything but the command's own outcome: inputs
+ *   that cannot be materialized (InvalidTreeError, MissingInputError, transport errors, the
+ *   tree limits), a command that cannot be spawned, outputs that cannot be collected, results
+ *   that cannot be stored or uploaded. Its `run` says how the command ended when it did run.
  */
 export async function executeAction(input: ActionInput, deps: ActionDeps): Promise<ActionExecution> {
   const now = deps.now ?? Date.now;
@@ -93,7 +100,9 @@ export async function executeAction(input: ActionInput, deps: ActionDeps): Promi
 
   // (1) Inputs.
   const inputs: InputFetchStats = { localHits: 0, downloaded: 0, downloadedBytes: 0, linked: 0, copied: 0 };
-  await materializeTree(input.inputRoot, workDir, cachingTreeFetcher(input.inputRoot, deps.local, deps.remote, tmp, inputs));
+  await atStage('inputs', 'cannot materialize the input tree', undefined, () =>
+    materializeTree(input.inputRoot, workDir, cachingTreeFetcher(input.inputRoot, deps.local, deps.remote, tmp, inputs), deps.inputLimits),
+  );
 
   // (2) Run.
   const stdout = new OutputCapture(tmp, 'stdout', deps.captureMemoryBytes ?? DEFAULT_CAPTURE_MEMORY_BYTES);
@@ -106,30 +115,32 @@ export async function executeAction(input: ActionInput, deps: ActionDeps): Promi
       const t = now();
       run = { exitCode: null, signal: null, timedOut: false, error: cwdProblem, startedAt: t, finishedAt: t };
     } else {
-      await fsp.mkdir(cwd, { recursive: true });
-      const realCwd = await fsp.realpath(cwd);
-      const realWork = await fsp.realpath(workDir);
+      const [realCwd, realWork] = await atStage('run', 'cannot prepare the working directory', undefined, async () => {
+        await fsp.mkdir(cwd, { recursive: true });
+        return [await fsp.realpath(cwd), await fsp.realpath(workDir)];
+      });
       if (realCwd !== realWork && !realCwd.startsWith(realWork + path.sep)) {
         const t = now();
         run = { exitCode: null, signal: null, timedOut: false, error: `working directory ${input.cwd} escapes the work directory`, startedAt: t, finishedAt: t };
       } else {
-        const handle = runner(
-          {
-            argv: input.argv,
-            env: input.env,
-            ...(deps.baseEnv && { baseEnv: deps.baseEnv }),
-            cwd,
-            timeoutMs: input.timeoutSec * 1000,
-            ...(deps.killGraceMs !== undefined && { killGraceMs: deps.killGraceMs }),
-            ...(input.resources && { limits: input.resources }),
-          },
-          (stream, chunk) => {
-            (stream === 'stdout' ? stdout : stderr).write(chunk);
-            deps.onOutput(stream, chunk);
-          },
-          { now, ...(deps.isolation && { isolation: deps.isolation }) },
-        );
-        run = await handle.result;
+        const spawnRun = async () =>
+          runner(
+            {
+              argv: input.argv,
+              env: input.env,
+              ...(deps.baseEnv && { baseEnv: deps.baseEnv }),
+              cwd,
+              timeoutMs: input.timeoutSec * 1000,
+              ...(deps.killGraceMs !== undefined && { killGraceMs: deps.killGraceMs }),
+              ...(input.resources && { limits: input.resources }),
+            },
+            (stream, chunk) => {
+              (stream === 'stdout' ? stdout : stderr).write(chunk);
+              deps.onOutput(stream, chunk);
+            },
+            { now, ...(deps.isolation && { isolation: deps.isolation }) },
+          );
+        run = await (await atStage('run', 'cannot start the command', undefined, spawnRun)).result;
       }
     }
 
@@ -138,14 +149,22 @@ export async function executeAction(input: ActionInput, deps: ActionDeps): Promi
     let collected: CollectedOutput[] = [];
     let rejection: string | undefined;
     if (ended) {
-      try {
-        collected = await collectOutputs(workDir, cwd, input.outputFiles, input.outputDirs);
-      } catch (err) {
-        if (!(err instanceof OutputRejected)) throw err;
-        rejection = err.message;
-      }
+      const found = await atStage('outputs', 'cannot collect the outputs', run, () =>
+        collectOutputs(workDir, cwd, input.outputFiles, input.outputDirs).catch((err: unknown) => {
+          if (err instanceof OutputRejected) return err;
+          throw err;
+        }),
+      );
+      if (found instanceof OutputRejected) rejection = found.message;
+      else collected = found;
     }
+    return await atStage('upload', 'cannot store or upload the results', run, () => store(run, ended, collected, rejection));
+  } finally {
+    await stdout.dispose();
+    await stderr.dispose();
+  }
 
+  async function store(run: RunResult, ended: boolean, collected: CollectedOutput[], rejection: string | undefined): Promise<ActionExecution> {
     // (4) Store locally, upload what the master lacks, record the result.
     const items: UploadItem[] = [];
     const putCapture = async (c: OutputCapture): Promise<Digest> => {
@@ -185,10 +204,7 @@ export async function executeAction(input: ActionInput, deps: ActionDeps): Promi
 
     const cacheable = ended && rejection === undefined && (run.exitCode === 0 || input.cacheFailed);
     const cached = cacheable ? await deps.remote.putActionResult(input.actionHash, result, { allowFailed: input.cacheFailed }) : false;
-    return { run, result, cached, inputs, uploaded };
-  } finally {
-    await stdout.dispose();
-    await stderr.dispose();
+    return { run, result, cached, inputs, uploaded, ...(rejection !== undefined && { rejected: rejection }) };
   }
 }
 

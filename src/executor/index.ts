@@ -4,3 +4,5 @@ export type { Isolation, IsolationKind, LimitGroup, ResourceLimits, Enforcement 
 export { BUILD_OOM_SCORE_ADJ, SANDBOX_FAILED_EXIT, type LimitsReport } from './sandbox-launch';
 export { executeAction, TIMED_OUT_EXIT, NOT_STARTED_EXIT, type ActionInput, type ActionDeps, type ActionExecution } from './action-runner';
 export { MissingInputError, type InputFetchStats } from './action-inputs';
+export { ActionFailure, type ActionStage } from './action-failure';
+export { ESCAPES as OUTPUT_ESCAPES_MESSAGE } from './action-outputs';

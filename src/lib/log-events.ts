@@ -60,6 +60,7 @@ const LOG_EVENTS = [
   'agent.heartbeat-failed',
   'agent.logs-dropped',
   'agent.workdir-error',
+  'agent.build-error',
   'agent.stopped',
   'agent.notice-detected',
   'agent.notice-watch-failed',

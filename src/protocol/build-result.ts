@@ -9,6 +9,11 @@ export const buildResultSchema = z
     timedOut: z.boolean(),
     /** Set when the command could not be started at all (e.g. ENOENT). */
     error: z.string().optional(),
+    /**
+     * Why the agent failed a build whose command did run: an output that escapes the work
+     * directory, outputs that could not be collected or uploaded. `exitCode` is then non-zero.
+     */
+    failure: z.string().max(4096).optional(),
     /** The kernel's OOM killer ended the build (its memory limit). */
     oomKilled: z.boolean().optional(),
     /** Which resource limits were in force, in words (never claims one that was not). */
@@ -29,7 +34,7 @@ export function outcomeOf(r: BuildResult): BuildOutcome {
   if (r.timedOut) return 'timeout';
   if (r.oomKilled) return 'oom';
   if (r.signal !== null) return 'signal';
-  return r.exitCode === 0 ? 'success' : 'failure';
+  return r.exitCode === 0 && r.failure === undefined ? 'success' : 'failure';
 }
 
 /** One line for humans and for BullMQ's failedReason: "exited 2", "timed out after 30s"... */
@@ -38,7 +43,7 @@ export function describeResult(r: BuildResult, timeoutSec?: number): string {
     case 'success':
       return 'exited 0';
     case 'failure':
-      return `exited ${r.exitCode}`;
+      return r.failure !== undefined ? `${r.failure} (exit code ${r.exitCode})` : `exited ${r.exitCode}`;
     case 'timeout':
       return timeoutSec ? `timed out after ${timeoutSec}s` : 'timed out';
     case 'signal':

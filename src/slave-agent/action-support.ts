@@ -2,7 +2,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CasClient, DiskStore } from '../cas';
 import type { AgentOptions } from '../config';
-import { executeAction, type Isolation, type OutputStream } from '../executor';
+import { ActionFailure, executeAction, type Isolation, type OutputStream, type runProcess } from '../executor';
 import type { Clock, Logger } from '../lib';
 import { actionDigestOf, type AssignFrame, type BuildResult } from '../protocol';
 import { toBuildResult } from './build-result-of';
@@ -16,7 +16,14 @@ export class ActionSupport {
   private opened: Promise<{ local: DiskStore; remote: CasClient }> | undefined;
 
   constructor(
-    private readonly d: { options: AgentOptions; clock: Clock; log: Logger; isolation?: Isolation; baseEnv: Record<string, string> },
+    private readonly d: {
+      options: AgentOptions;
+      clock: Clock;
+      log: Logger;
+      runner: typeof runProcess;
+      isolation?: Isolation;
+      baseEnv: Record<string, string>;
+    },
   ) {}
 
   get available(): boolean {
@@ -52,31 +59,44 @@ export class ActionSupport {
       const now = this.d.clock.now();
       return { exitCode: hit.exitCode, signal: null, timedOut: false, action: { hash: action.hash, cached: true }, startedAt: now, finishedAt: now };
     }
-    const out = await executeAction(
-      {
-        actionHash: action.hash,
-        argv: payload.argv,
-        env,
-        ...(payload.cwd && { cwd: payload.cwd }),
-        inputRoot: spec.inputRoot,
-        outputFiles: spec.outputFiles,
-        outputDirs: spec.outputDirs,
-        timeoutSec: assign.timeoutSec,
-        ...(payload.resources && { resources: payload.resources }),
-        cacheFailed: spec.cacheFailed,
-      },
-      {
-        local,
-        remote,
-        workDir,
-        ...(this.d.isolation && payload.resources && { isolation: this.d.isolation }),
-        baseEnv: this.d.baseEnv,
-        onOutput,
-        agent: this.d.options.name,
-        now: () => this.d.clock.now(),
-      },
-    );
-    return { ...toBuildResult(out.run), action: { hash: action.hash, cached: out.cached } };
+    let out: Awaited<ReturnType<typeof executeAction>>;
+    try {
+      out = await executeAction(
+        {
+          actionHash: action.hash,
+          argv: payload.argv,
+          env,
+          ...(payload.cwd && { cwd: payload.cwd }),
+          inputRoot: spec.inputRoot,
+          outputFiles: spec.outputFiles,
+          outputDirs: spec.outputDirs,
+          timeoutSec: assign.timeoutSec,
+          ...(payload.resources && { resources: payload.resources }),
+          cacheFailed: spec.cacheFailed,
+        },
+        {
+          local,
+          remote,
+          workDir,
+          runner: this.d.runner,
+          ...(this.d.isolation && payload.resources && { isolation: this.d.isolation }),
+          baseEnv: this.d.baseEnv,
+          onOutput,
+          agent: this.d.options.name,
+          now: () => this.d.clock.now(),
+          inputLimits: { maxDepth: this.d.options.inputMaxDepth, maxEntries: this.d.options.inputMaxEntries },
+        },
+      );
+    } catch (err) {
+      if (!(err instanceof ActionFailure)) throw err;
+      const ref = { hash: action.hash, cached: false };
+      // Nothing ran: the command "could not start"; otherwise it ran, and the action failed anyway.
+      if (!err.run) return { exitCode: null, signal: null, timedOut: false, error: err.message, action: ref, startedAt, finishedAt: this.d.clock.now() };
+      return { ...toBuildResult(err.run), exitCode: nonZero(err.run.exitCode), failure: err.message, action: ref };
+    }
+    const ref = { hash: action.hash, cached: out.cached };
+    if (out.rejected !== undefined) return { ...toBuildResult(out.run), exitCode: out.result.exitCode, failure: out.rejected, action: ref };
+    return { ...toBuildResult(out.run), action: ref };
   }
 
   async close(): Promise<void> {
@@ -97,4 +117,9 @@ export class ActionSupport {
     })();
     return this.opened;
   }
+}
+
+/** The command's own exit code unless it was 0 (or none): the action failed all the same. */
+function nonZero(code: number | null): number {
+  return code === null || code === 0 ? 1 : code;
 }

@@ -92,6 +92,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       options: deps.options,
       clock: this.clock,
       log: this.log,
+      runner: this.runner,
       baseEnv: this.baseEnv,
       ...(deps.isolation && { isolation: deps.isolation }),
     });
@@ -306,6 +307,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         if (!build.cancelled) this.outbox.push(queue, jobId, stream, chunk);
       },
       onCleanupError: (dir, err) => this.log.warn('agent.workdir-error', { queue, jobId, dir, error: err }),
+      onInternalError: (err) => this.log.error('agent.build-error', { queue, jobId, error: err instanceof Error ? err.message : String(err) }),
     });
     this.running.set(key, build);
     this.unsettled.add(build);
@@ -316,7 +318,9 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.conn?.send({ type: 'started', ...build.held, startedAt: this.clock.now() });
     this.log.info('agent.job-started', { queue, jobId, attempt: frame.attempt, dir: build.dir });
     this.emit('job-started', build.held);
-    void build.result.then((result) => this.onBuildResult(build, result));
+    void build.result
+      .then((result) => this.onBuildResult(build, result))
+      .catch((err: unknown) => this.log.error('agent.build-error', { queue, jobId, error: err instanceof Error ? err.message : String(err) }));
   }
 
   private onBuildResult(build: Build, result: BuildResult): void {

@@ -20,6 +20,8 @@ export interface BuildDeps {
   isolation?: Isolation;
   /** The build directory could not be removed afterwards (the build's result stands). */
   onCleanupError: (dir: string, err: unknown) => void;
+  /** Something threw during the build; the build fails with the message, the agent carries on. */
+  onInternalError?: (err: unknown) => void;
 }
 
 /** One assigned job on this agent: its directory, its process, its result. */
@@ -42,7 +44,7 @@ export class Build {
     this.held = { queue: assign.queue, jobId: assign.jobId, lockToken: assign.lockToken };
     this.attempt = assign.attempt;
     this.dir = join(deps.workDir, `${safe(assign.queue)}-${safe(assign.jobId)}-${assign.attempt}`);
-    this.result = this.run();
+    this.result = this.run().catch((err: unknown) => this.failed(err));
     this.settled = this.result.then(() =>
       removeDir(this.dir).catch((err: unknown) => deps.onCleanupError(this.dir, err)),
     );
@@ -56,6 +58,17 @@ export class Build {
     if (this.cancelReason !== undefined) return;
     this.cancelReason = reason;
     this.handle?.cancel(reason);
+  }
+
+  /**
+   * The last resort: whatever a build's life throws (a hostile action, a full disk, a bug) is
+   * that build's failure, reported to the master like any other, never the agent's crash.
+   */
+  private failed(err: unknown): BuildResult {
+    const message = err instanceof Error ? err.message : String(err);
+    this.deps.onInternalError?.(err);
+    const now = this.deps.clock.now();
+    return { exitCode: null, signal: null, timedOut: false, error: `agent error: ${message}`.slice(0, 4096), startedAt: now, finishedAt: now };
   }
 
   private async run(): Promise<BuildResult> {

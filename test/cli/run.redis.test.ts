@@ -71,6 +71,20 @@ describe('cli: spillway run — a cached action end to end', function () {
     assert.equal((await second.exited).code, 3, second.output());
     assert.doesNotMatch(second.output(), /served from the action cache/);
   });
+
+  it('fails an action whose output escapes its work dir: non-zero exit, the reason printed and on the job', async () => {
+    const src = join(work, 'src3');
+    mkdirSync(src);
+    writeFileSync(join(src, 'x'), 'x');
+    const run = spawnCli(['run', '--master', farm.addr.httpUrl, '--type', 'b2g', '--inputs', src, '--output', 'leak', '--', 'ln', '-s', '/etc/passwd', 'leak']);
+    assert.equal((await run.exited).code, 1, run.output());
+    assert.match(run.output(), /failed on builder \(on-prem\): output path escapes the work directory: leak \(exit code 1\)/);
+    assert.ok(!existsSync(join(src, 'leak')), 'nothing was written back');
+    const { builds } = await farm.api<{ builds: BuildRecord[] }>('/api/builds');
+    const job = await farm.api<{ state: string; failedReason?: string; exitCode?: number }>(`/api/jobs/${builds[0]!.id}`);
+    assert.equal(job.state, 'failed');
+    assert.match(job.failedReason ?? '', /escapes the work directory: leak/);
+  });
 });
 
 describe('agent: an action job whose result is cached runs nothing', function () {
