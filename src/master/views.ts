@@ -1,5 +1,6 @@
 import { freeExecutors, type AgentRegistry } from './agent-registry';
 import type { Dispatcher } from './dispatcher';
+import { placedOf } from './held-job';
 import type { JobTypeQueue } from './job-type-queue';
 
 /** A row of `GET /api/queues`. */
@@ -37,8 +38,8 @@ export async function queuesView(
       const agents = registry.list().filter((a) => a.jobTypes.has(q.type));
       const total = agents.reduce((n, a) => n + a.executors, 0);
       const free = agents.reduce((n, a) => n + freeExecutors(a), 0);
-      const running = held.filter((h) => h.queue === q.type && h.agentId);
-      const cloud = running.filter((h) => registry.get(h.agentId!)?.location === 'cloud').length;
+      const running = held.filter((h) => h.queue === q.type && placedOf(h.state));
+      const cloud = running.filter((h) => placedOf(h.state)?.build.location === 'cloud').length;
       return {
         type: q.type,
         waiting: c.waiting ?? 0,
