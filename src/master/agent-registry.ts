@@ -3,7 +3,7 @@ import type { HelloFrame, MasterFrame, Notice } from '../protocol';
 
 export type Location = 'onprem' | 'cloud';
 
-/** A connected, authenticated agent as the master sees it. */
+/** A connected, authenticated agent as the master sees it; changed only through the `AgentRegistry`. */
 export interface ConnectedAgent {
   /** Unique per connection: a reconnect of the same name is a new id. */
   readonly id: string;
@@ -22,22 +22,24 @@ export interface ConnectedAgent {
   /** The pool whose token the agent presented; undefined for a default token. */
   readonly pool: string | undefined;
   readonly connectedAt: number;
-  lastSeen: number;
-  draining: boolean;
+  readonly lastSeen: number;
+  readonly draining: boolean;
   /** A spot notice for its machine: draining for good, its builds preempted if it vanishes. */
-  notice: Notice | undefined;
+  readonly notice: Notice | undefined;
   /** Build keys (`queue/jobId`) this agent is running. */
-  readonly running: Set<string>;
+  readonly running: ReadonlySet<string>;
   send(frame: MasterFrame): void;
   /** Ends the connection; the registry forgets the agent through `remove`. */
   close(code: number, reason: string): void;
 }
 
+type MutableAgent = { -readonly [K in keyof ConnectedAgent]: ConnectedAgent[K] } & { running: Set<string> };
+
 export function agentFromHello(
   hello: HelloFrame,
   conn: { id: string; address: string; pool: string | undefined; now: number; send: (f: MasterFrame) => void; close: (code: number, reason: string) => void },
 ): ConnectedAgent {
-  return {
+  const agent: MutableAgent = {
     id: conn.id,
     name: hello.name,
     location: hello.location,
@@ -60,6 +62,7 @@ export function agentFromHello(
     send: conn.send,
     close: conn.close,
   };
+  return agent;
 }
 
 export const freeExecutors = (a: ConnectedAgent): number => (a.draining ? 0 : a.executors - a.running.size);
@@ -74,7 +77,18 @@ export class AgentRegistry extends EventEmitter<AgentRegistryEvents> {
   private readonly byId = new Map<string, ConnectedAgent>();
   private readonly byName = new Map<string, ConnectedAgent>();
 
+  /**
+   * Agents that said hello and are taking their running builds back: those builds count on
+   * them already, but nothing is dispatched to them until `add`.
+   */
+  private readonly joiningById = new Map<string, ConnectedAgent>();
+
+  joining(agent: ConnectedAgent): void {
+    this.joiningById.set(agent.id, agent);
+  }
+
   add(agent: ConnectedAgent): void {
+    this.joiningById.delete(agent.id);
     this.byId.set(agent.id, agent);
     this.byName.set(agent.name, agent);
     this.emit('added', agent);
@@ -82,11 +96,47 @@ export class AgentRegistry extends EventEmitter<AgentRegistryEvents> {
 
   /** Forgets the agent; returns false if it was already gone (or replaced by a newer connection). */
   remove(agent: ConnectedAgent): boolean {
+    this.joiningById.delete(agent.id);
     if (this.byId.get(agent.id) !== agent) return false;
     this.byId.delete(agent.id);
     if (this.byName.get(agent.name) === agent) this.byName.delete(agent.name);
     this.emit('removed', agent);
     return true;
+  }
+
+  /** A frame arrived from the agent: it is alive. */
+  seen(agent: ConnectedAgent, at: number): void {
+    (agent as MutableAgent).lastSeen = at;
+  }
+
+  setDraining(agent: ConnectedAgent, draining: boolean): void {
+    (agent as MutableAgent).draining = draining;
+  }
+
+  /**
+   * A spot notice for the agent's machine: it drains for good. Returns whether this is news
+   * (an interruption notice is final, a later rebalance recommendation changes nothing).
+   */
+  setNotice(agent: ConnectedAgent, notice: Notice): boolean {
+    const a = agent as MutableAgent;
+    a.draining = true;
+    if (a.notice === notice || a.notice === 'spot-interruption') return false;
+    a.notice = notice;
+    return true;
+  }
+
+  /** Counts a build on the agent of connection `id`; true if the agent just became busy. */
+  assign(id: string, key: string): boolean {
+    const a = (this.byId.get(id) ?? this.joiningById.get(id)) as MutableAgent | undefined;
+    if (!a || a.running.has(key)) return false;
+    a.running.add(key);
+    return a.running.size === 1;
+  }
+
+  /** Forgets a build of the agent of connection `id`; the agent if it just became idle. */
+  unassign(id: string, key: string): ConnectedAgent | undefined {
+    const a = (this.byId.get(id) ?? this.joiningById.get(id)) as MutableAgent | undefined;
+    return a?.running.delete(key) && a.running.size === 0 ? a : undefined;
   }
 
   get(id: string): ConnectedAgent | undefined {

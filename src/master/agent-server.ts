@@ -140,10 +140,15 @@ export class AgentServer {
     const send = (f: MasterFrame) => {
       if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(f));
     };
-    const helloTimer = setTimeout(() => {
-      log.warn('agent.auth-failed', { reason: 'no hello in time' });
-      ws.close(CloseCode.badHello, 'hello expected');
-    }, this.d.config.agents.helloTimeoutSec * 1000);
+    // On the injected clock, so tests can drive it; aborted by the hello or the close.
+    const helloTimer = new AbortController();
+    this.d.clock.sleep(this.d.config.agents.helloTimeoutSec * 1000, helloTimer.signal).then(
+      () => {
+        log.warn('agent.auth-failed', { reason: 'no hello in time' });
+        ws.close(CloseCode.badHello, 'hello expected');
+      },
+      () => undefined,
+    );
 
     const reject = (reason: string) => {
       badFrames++;
@@ -157,7 +162,7 @@ export class AgentServer {
       const parsed = parseAgentFrame(data.toString());
       if (!parsed.ok) {
         if (!helloSeen) {
-          clearTimeout(helloTimer);
+          helloTimer.abort();
           log.warn('agent.auth-failed', { reason: parsed.reason });
           ws.close(CloseCode.badHello, 'first frame must be a valid hello');
           return;
@@ -167,7 +172,7 @@ export class AgentServer {
       const f = parsed.frame;
       if (!helloSeen) {
         helloSeen = true;
-        clearTimeout(helloTimer);
+        helloTimer.abort();
         if (f.type !== 'hello') {
           ws.close(CloseCode.badHello, 'first frame must be hello');
           return;
@@ -179,7 +184,7 @@ export class AgentServer {
         return;
       }
       if (!agent) return reject('hello still being processed');
-      agent.lastSeen = this.d.clock.now();
+      this.d.registry.seen(agent, this.d.clock.now());
       switch (f.type) {
         case 'hello':
           return reject('already registered');
@@ -193,7 +198,7 @@ export class AgentServer {
           void this.d.dispatcher.onFinished(agent, f);
           return;
         case 'draining':
-          agent.draining = true;
+          this.d.registry.setDraining(agent, true);
           log.info('agent.draining', { agent: agent.name, running: agent.running.size });
           this.d.dispatcher.capacityChanged();
           return;
@@ -217,7 +222,7 @@ export class AgentServer {
 
     ws.on('error', (err) => log.warn('agent.frame-rejected', { agent: agent?.name, reason: err.message }));
     ws.on('close', (code, reason) => {
-      clearTimeout(helloTimer);
+      helloTimer.abort();
       if (!agent) return;
       if (this.d.registry.remove(agent)) {
         log.info('agent.disconnected', { agent: agent.name, code, reason: reason.toString(), running: agent.running.size });
@@ -260,8 +265,10 @@ export class AgentServer {
       this.d.dispatcher.orphan(previous);
       previous.close(CloseCode.duplicateName, 'replaced by a newer connection with the same name');
     }
+    this.d.registry.joining(agent);
     const reattached = await this.d.dispatcher.reattach(agent, hello.running);
     if (ws.readyState !== ws.OPEN) {
+      this.d.registry.remove(agent);
       this.d.dispatcher.orphan(agent);
       return undefined;
     }

@@ -1,17 +1,16 @@
-import { UnrecoverableError, type Job } from 'bullmq';
 import { describeResult, outcomeOf, type BuildResult, type FinishedFrame } from '../protocol';
 import type { Logger } from '../lib';
 import type { ConnectedAgent } from './agent-registry';
-import type { BuildIdentity, BuildRecord, BuildStore } from './build-store';
-import { attemptOf, type HeldJob } from './held-job';
-import type { JobTypeQueue } from './job-type-queue';
+import type { BuildIdentity, BuildRecord, BuildRecords } from './build-store';
+import { attemptOf, lockOf, placedOf, type HeldJob } from './held-job';
+import type { JobQueue } from './job-queue';
 
 /**
- * Writes the end of a build to BullMQ (completed or failed, checked against the lock token)
+ * Writes the end of a build to its queue (completed or failed, checked against the lock token)
  * and to the build store.
  */
 export class BuildSettlement {
-  constructor(private readonly d: { queues: ReadonlyMap<string, JobTypeQueue>; builds: BuildStore; log: Logger }) {}
+  constructor(private readonly d: { queues: ReadonlyMap<string, JobQueue>; builds: BuildRecords; log: Logger }) {}
 
   /**
    * A build its agent still runs but nobody holds the lock of any more (its master was away
@@ -35,17 +34,19 @@ export class BuildSettlement {
 
   /** A build that finished while no master held it (this one was restarted); its lock may still be valid. */
   async settleUnheld(agent: ConnectedAgent, f: FinishedFrame): Promise<BuildRecord> {
-    const job = await this.d.queues.get(f.queue)?.getJob(f.jobId);
-    if (!job) throw new Error('job no longer exists');
+    const q = this.d.queues.get(f.queue);
+    const job = await q?.get(f.jobId);
+    if (!q || !job) throw new Error('job no longer exists');
     // Read before settling: completing or failing a job counts the attempt as made.
     let attempt = await attemptOf(f.queue, job, this.d.builds);
     let rec = await this.d.builds.get(f.queue, f.jobId, attempt);
+    const timeoutSec = (job.data as { timeoutSec?: number } | null)?.timeoutSec;
     try {
-      await this.settle(job, f.lockToken, f.result, job.data?.timeoutSec);
+      await this.settle(f.queue, f.jobId, f.lockToken, f.result, timeoutSec);
     } catch (err) {
       // The previous master may have settled the job and died before writing the build
       // record; the agent's repeated report is then what completes the record.
-      if (!(await this.settledWith(job, f.result))) throw err;
+      if (!(await this.settledWith(q, f.jobId, f.result, timeoutSec))) throw err;
       attempt = job.attemptsMade + (await this.d.builds.preemptions(f.queue, f.jobId));
       rec = await this.d.builds.get(f.queue, f.jobId, attempt);
       if (rec?.state === 'finished') throw err;
@@ -66,34 +67,34 @@ export class BuildSettlement {
   }
 
   /** Whether the job already ended with exactly this result (matched by its timestamps or reason). */
-  private async settledWith(job: Job, r: BuildResult): Promise<boolean> {
-    const state = await job.getState();
-    if (state === 'completed') {
-      const v = job.returnvalue as Partial<BuildResult> | null;
+  private async settledWith(q: JobQueue, jobId: string, r: BuildResult, timeoutSec: number | undefined): Promise<boolean> {
+    const end = await q.endOf(jobId);
+    if (end.state === 'completed') {
+      const v = end.returnValue as Partial<BuildResult> | null;
       return v?.startedAt === r.startedAt && v?.finishedAt === r.finishedAt;
     }
-    return state === 'failed' && job.failedReason === describeResult(r, job.data?.timeoutSec);
+    return end.state === 'failed' && end.failedReason === describeResult(r, timeoutSec);
   }
 
   /**
-   * A build whose agent vanished: failed with `reason`, which BullMQ retries (on another agent)
-   * while the job's attempts last. Returns its record and whether the job failed for good; a
-   * lock lost meanwhile (the job was taken back) leaves the job alone.
+   * A build whose agent vanished: failed with `reason`, which the queue retries (on another
+   * agent) while the job's attempts last. Returns its record and whether the job failed for
+   * good; a lock lost meanwhile (the job was taken back) leaves the job alone.
    */
   async lost(h: HeldJob, reason: string, now: number): Promise<{ record: BuildRecord | undefined; failed: boolean }> {
     let failed = false;
+    const build = placedOf(h.state)?.build;
     try {
-      await h.job.moveToFailed(new Error(reason), h.token, false);
-      const retried = h.job.attemptsMade < (h.job.opts.attempts ?? 1);
+      const { retried, attemptsMade } = await this.queue(h).fail(h.job.id, lockOf(h), reason, true);
       this.d.log.warn(retried ? 'job.retried' : 'job.failed', {
         queue: h.queue,
         jobId: h.job.id,
         attempt: h.attempt,
-        agent: h.build?.agent,
-        instanceId: h.build?.instanceId,
+        agent: build?.agent,
+        instanceId: build?.instanceId,
         reason,
-        attemptsMade: h.job.attemptsMade,
-        attempts: h.job.opts.attempts ?? 1,
+        attemptsMade,
+        attempts: h.job.attempts,
       });
       failed = !retried;
     } catch (err) {
@@ -104,41 +105,44 @@ export class BuildSettlement {
 
   /**
    * A build ended by its machine going away after a spot notice: the job goes back to the head
-   * of its queue with BullMQ's moveToWait, which checks the lock token and leaves attemptsMade
-   * alone. The token check makes the requeue happen once however often it is asked for (only
-   * the lock holder can move the job), and no attempt is consumed. The job's preemption count
-   * is raised first, so that whichever master takes it next numbers its build after this one;
-   * a requeue that fails takes the count back.
+   * of its queue, which checks the lock token and leaves attemptsMade alone. The token check
+   * makes the requeue happen once however often it is asked for (only the lock holder can move
+   * the job), and no attempt is consumed. The job's preemption count is raised first, so that
+   * whichever master takes it next numbers its build after this one; a requeue that fails
+   * takes the count back.
    */
   async preempted(h: HeldJob, reason: string, now: number): Promise<BuildRecord | undefined> {
-    const fields = { queue: h.queue, jobId: h.job.id, attempt: h.attempt, agent: h.build?.agent, instanceId: h.build?.instanceId, reason };
-    await this.d.builds.countPreemption(h.queue, h.job.id!, 1);
+    const build = placedOf(h.state)?.build;
+    const fields = { queue: h.queue, jobId: h.job.id, attempt: h.attempt, agent: build?.agent, instanceId: build?.instanceId, reason };
+    await this.d.builds.countPreemption(h.queue, h.job.id, 1);
     try {
-      await h.job.moveToWait(h.token);
+      await this.queue(h).giveBack(h.job.id, lockOf(h));
     } catch (err) {
-      await this.d.builds.countPreemption(h.queue, h.job.id!, -1);
+      await this.d.builds.countPreemption(h.queue, h.job.id, -1);
       this.d.log.warn('job.lock-lost', { ...fields, reason: (err as Error).message });
       return undefined;
     }
-    this.d.log.warn('job.preempted', { ...fields, attemptsMade: h.job.attemptsMade, attempts: h.job.opts.attempts ?? 1 });
+    this.d.log.warn('job.preempted', { ...fields, attemptsMade: h.job.attemptsMade, attempts: h.job.attempts });
     return this.ended(h, 'preempted', reason, now);
   }
 
   private async ended(h: HeldJob, result: 'lost' | 'preempted', reason: string, now: number): Promise<BuildRecord | undefined> {
-    if (!h.build) return undefined;
-    const ending = { startedAt: h.startedAt, finishedAt: now, result, exitCode: null, signal: null, reason };
-    return this.d.builds.finished(h.build, ending).catch(() => undefined);
+    const placed = placedOf(h.state);
+    if (!placed) return undefined;
+    const ending = { startedAt: placed.startedAt, finishedAt: now, result, exitCode: null, signal: null, reason };
+    return this.d.builds.finished(placed.build, ending).catch(() => undefined);
   }
 
-  async settle(job: Job, token: string, result: BuildResult, timeoutSec: number | undefined): Promise<void> {
+  async settle(queue: string, jobId: string, token: string, result: BuildResult, timeoutSec: number | undefined): Promise<void> {
+    const q = this.named(queue);
     // BullMQ reads the token "0" as "skip the lock check": from an agent it would settle any
     // active job, whoever holds it. No master issues it.
     if (token === '0') throw new Error('lock token "0" is not one a master issues');
     if (outcomeOf(result) === 'success') {
-      await job.moveToCompleted({ ...result, outcome: 'success' }, token, false);
+      await q.complete(jobId, token, { ...result, outcome: 'success' });
     } else {
       // The build itself failed: retrying on another machine would only fail again.
-      await job.moveToFailed(new UnrecoverableError(describeResult(result, timeoutSec)), token, false);
+      await q.fail(jobId, token, describeResult(result, timeoutSec), false);
     }
   }
 
@@ -164,5 +168,15 @@ export class BuildSettlement {
       durationMs: rec.durationMs,
     });
     return rec;
+  }
+
+  private queue(h: HeldJob): JobQueue {
+    return this.named(h.queue);
+  }
+
+  private named(type: string): JobQueue {
+    const q = this.d.queues.get(type);
+    if (!q) throw new Error(`no queue for job type ${type}`);
+    return q;
   }
 }

@@ -39,6 +39,9 @@ export interface BuildEnding {
   reason: string | null;
 }
 
+/** What the dispatcher writes and reads of build records (the store, or a fake in tests). */
+export type BuildRecords = Pick<BuildStore, 'started' | 'finished' | 'preemptions' | 'countPreemption' | 'appendLog' | 'get' | 'attempts'>;
+
 export interface BuildStoreOptions {
   redis: Redis;
   keyPrefix: string;

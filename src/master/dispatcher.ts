@@ -1,20 +1,23 @@
 import { EventEmitter } from 'node:events';
-import { UnrecoverableError, type Job } from 'bullmq';
 import type { Config } from '../config';
 import { runEvery, type Clock, type Logger } from '../lib';
-import {
-  checkJobPayload,
-  type FinishedFrame,
-  type HeldJob as AgentHeldJob,
-  type Notice,
-} from '../protocol';
+import { checkJobPayload, type FinishedFrame, type HeldJob as AgentHeldJob, type Notice } from '../protocol';
+import { AgentSweep } from './agent-sweep';
 import type { AgentRegistry, ConnectedAgent } from './agent-registry';
-import type { BuildIdentity, BuildRecord, BuildStore } from './build-store';
+import { BuildReports } from './build-reports';
+import type { BuildRecords } from './build-store';
 import { BuildSettlement } from './build-settlement';
+import type { DispatcherEvents } from './dispatcher-events';
 import { chooseAgent } from './executor-choice';
-import { attemptOf, buildKey, heldJobOf, identityOf, takeBack, type HeldJob } from './held-job';
-import type { JobTypeQueue } from './job-type-queue';
+import { agentKeyOf, attemptOf, identityOf, lockOf, timeoutOf, type HeldJob } from './held-job';
+import { HeldJobs } from './held-jobs';
+import type { JobQueue, QueuedJob } from './job-queue';
+import { LockRenewal } from './lock-renewal';
+import { Preemption } from './preemption';
+import { Reattach } from './reattach';
 import { Signal } from './signal';
+
+export type { DispatcherEvents } from './dispatcher-events';
 
 /** Fetched jobs waiting for an executor that meets their requirements, per job type. */
 const MAX_PENDING_PER_TYPE = 16;
@@ -25,57 +28,58 @@ const MAX_PENDING_PER_TYPE = 16;
  */
 const PREFETCH = 1;
 
-export interface DispatcherEvents {
-  'build-log': [queue: string, jobId: string, attempt: number, data: string];
-  /** A build was handed to an agent (its record exists from here on). */
-  'build-dispatched': [build: BuildIdentity];
-  'build-finished': [record: BuildRecord];
-  'job-settled': [queue: string, jobId: string];
-  /** An agent went from no builds to one (its instance is busy). */
-  'agent-busy': [agent: ConnectedAgent];
-  /** An agent's last build ended (its instance's quiet period starts). */
-  'agent-idle': [agent: ConnectedAgent, at: number];
-  /** A spot notice reached an agent here (from the agent itself or from SQS). */
-  'agent-notice': [agent: ConnectedAgent, notice: Notice];
-  /** A build's machine went away after a notice; the job was requeued without using an attempt. */
-  'build-preempted': [record: BuildRecord];
-}
-
 export interface DispatcherDeps {
   config: Config;
-  queues: ReadonlyMap<string, JobTypeQueue>;
+  queues: ReadonlyMap<string, JobQueue>;
   registry: AgentRegistry;
-  builds: BuildStore;
+  builds: BuildRecords;
   clock: Clock;
   log: Logger;
 }
 
 /**
- * Moves jobs from the job types' queues to agents' executors and results back. Owns the jobs
- * this master holds: their locks, their agent, what happens when the agent goes away.
+ * Moves jobs from the job types' queues to agents' executors: feed (take a job when an
+ * executor may be free), accept (validate it and start holding it) and place (choose the agent
+ * and send it). What happens to a job after that lives with its part: `BuildReports` (the
+ * agent's frames), `Reattach`, `AgentSweep`, `Preemption`, `LockRenewal`, all changing the job
+ * only through `HeldJobs`. The dispatcher is their one front for the agent server and the fleet.
  */
 export class Dispatcher extends EventEmitter<DispatcherEvents> {
-  private readonly held = new Map<string, HeldJob>();
-  private readonly pending = new Map<string, HeldJob[]>();
+  private readonly jobs: HeldJobs;
+  private readonly reports: BuildReports;
+  private readonly reattacher: Reattach;
+  private readonly preemption: Preemption;
+  private readonly sweeper: AgentSweep;
+  private readonly renewal: LockRenewal;
   private readonly capacity = new Signal();
   private readonly abort = new AbortController();
   private loops: Promise<void>[] = [];
   private readonly log: Logger;
 
-  private readonly settlement: BuildSettlement;
-
   constructor(private readonly d: DispatcherDeps) {
     super();
     this.log = d.log;
-    this.settlement = new BuildSettlement({ queues: d.queues, builds: d.builds, log: d.log });
-    for (const t of d.queues.keys()) this.pending.set(t, []);
+    const { registry, clock, log } = d;
+    this.jobs = new HeldJobs({
+      registry,
+      onBusy: (a) => this.emit('agent-busy', a),
+      onIdle: (a) => this.emit('agent-idle', a, clock.now()),
+      onFreed: () => this.capacityChanged(),
+    });
+    const settlement = new BuildSettlement({ queues: d.queues, builds: d.builds, log });
+    const common = { jobs: this.jobs, settlement, events: this, clock, log };
+    this.reports = new BuildReports({ ...common, builds: d.builds });
+    this.reattacher = new Reattach({ ...common, config: d.config, queues: d.queues, builds: d.builds });
+    this.preemption = new Preemption({ ...common, registry, capacityChanged: () => this.capacityChanged() });
+    this.sweeper = new AgentSweep({ ...common, config: d.config, registry, preemption: this.preemption });
+    this.renewal = new LockRenewal({ queues: d.queues, jobs: this.jobs, registry, log });
   }
 
   start(): void {
     for (const q of this.d.queues.values()) this.loops.push(this.feedLoop(q));
     const loop = { clock: this.d.clock, signal: this.abort.signal, log: this.log, errorEvent: 'queue.error' as const };
-    this.loops.push(runEvery('renew-locks', this.d.config.builds.lockMs / 2, () => this.renewLocks(), loop));
-    this.loops.push(runEvery('sweep-agents', Math.min(1000, this.d.config.agents.heartbeatSec * 1000), () => this.sweep(), loop));
+    this.loops.push(runEvery('renew-locks', this.d.config.builds.lockMs / 2, () => this.renewal.run(), loop));
+    this.loops.push(runEvery('sweep-agents', Math.min(1000, this.d.config.agents.heartbeatSec * 1000), () => this.sweeper.run(), loop));
   }
 
   /** Stops taking jobs and gives back the ones no agent runs yet; running builds keep their locks for a successor. */
@@ -84,10 +88,10 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.capacity.notify();
     await Promise.all([...this.d.queues.values()].map((q) => q.stopTaking()));
     await Promise.allSettled(this.loops);
-    for (const list of this.pending.values()) {
-      for (const h of list.splice(0)) {
-        this.held.delete(buildKey(h.queue, h.job.id!));
-        await this.d.queues.get(h.queue)?.giveBack(h.job.id!, h.token).catch(() => undefined);
+    for (const q of this.d.queues.values()) {
+      for (const h of this.jobs.pending(q.type)) {
+        this.jobs.apply(h, { type: 'give-back' });
+        await q.giveBack(h.job.id, lockOf(h)).catch(() => undefined);
       }
     }
     await Promise.all([...this.d.queues.values()].map((q) => q.close()));
@@ -95,12 +99,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
 
   /** Wakes the fetch loops and places pending jobs: an executor became free or an agent arrived. */
   capacityChanged(): void {
-    for (const [queue, list] of this.pending) {
-      for (let i = 0; i < list.length; ) {
-        if (this.place(list[i]!)) list.splice(i, 1);
-        else i++;
-      }
-      if (list.length && !this.d.registry.capacityFor(queue).serving) for (const h of list.splice(0)) this.giveBack(h);
+    for (const queue of this.d.queues.keys()) {
+      const waiting = this.jobs.pending(queue).filter((h) => !this.place(h));
+      if (waiting.length && !this.d.registry.capacityFor(queue).serving) for (const h of waiting) this.giveBack(h);
     }
     this.capacity.notify();
   }
@@ -110,19 +111,19 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    * one left or is draining): there it counts as backlog and any master's agents can take it.
    */
   private giveBack(h: HeldJob): void {
-    this.held.delete(buildKey(h.queue, h.job.id!));
+    if (!this.jobs.apply(h, { type: 'give-back' }).ok) return;
     this.d.queues
       .get(h.queue)
-      ?.giveBack(h.job.id!, h.token)
+      ?.giveBack(h.job.id, lockOf(h))
       .catch((err: unknown) => this.log.warn('job.lock-lost', { queue: h.queue, jobId: h.job.id, reason: (err as Error).message }));
   }
 
   /** Jobs taken but not yet on an agent, per type (they count as active in BullMQ). */
   pendingCount(queue: string): number {
-    return this.pending.get(queue)?.length ?? 0;
+    return this.jobs.pending(queue).length;
   }
 
-  private async feedLoop(q: JobTypeQueue): Promise<void> {
+  private async feedLoop(q: JobQueue): Promise<void> {
     const signal = this.abort.signal;
     while (!signal.aborted) {
       const { free, serving } = this.d.registry.capacityFor(q.type);
@@ -130,7 +131,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         await this.capacity.wait();
         continue;
       }
-      let taken: Awaited<ReturnType<JobTypeQueue['take']>>;
+      let taken: { job: QueuedJob; token: string } | undefined;
       try {
         taken = await q.take();
       } catch (err) {
@@ -140,50 +141,47 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         continue;
       }
       if (!taken) continue;
-      await this.accept(q, taken.job, taken.token).catch((err: unknown) => {
-        this.log.error('queue.error', { queue: q.type, jobId: taken.job.id, error: err });
-        return q.giveBack(taken.job.id!, taken.token).catch(() => undefined);
+      const { job, token } = taken;
+      await this.accept(q, job, token).catch((err: unknown) => {
+        this.log.error('queue.error', { queue: q.type, jobId: job.id, error: err });
+        return q.giveBack(job.id, token).catch(() => undefined);
       });
     }
   }
 
-  private async accept(q: JobTypeQueue, job: Job, token: string): Promise<void> {
+  private async accept(q: JobQueue, job: QueuedJob, token: string): Promise<void> {
     const check = checkJobPayload(job.data, q.type);
     if (!check.ok) {
       this.log.warn('job.invalid', { queue: q.type, jobId: job.id, reason: check.reason });
-      job
-        .moveToFailed(new UnrecoverableError(check.reason), token)
-        .then(() => this.emit('job-settled', q.type, job.id!))
+      q.fail(job.id, token, check.reason, false)
+        .then(() => this.emit('job-settled', q.type, job.id))
         .catch((err: unknown) => this.log.error('queue.error', { queue: q.type, jobId: job.id, error: err }));
       return;
     }
     const attempt = await attemptOf(q.type, job, this.d.builds);
-    const h = heldJobOf({ queue: q.type, job, token, payload: check.payload, attempt, timeoutSec: this.timeoutOf(q.type, check.payload.timeoutSec) });
-    this.held.set(buildKey(q.type, job.id!), h);
+    const timeoutSec = timeoutOf(this.d.config, q.type, check.payload.timeoutSec);
+    const h = this.jobs.hold({ queue: q.type, job, payload: check.payload, attempt, timeoutSec }, { type: 'take', lock: token });
+    if (!h) throw new Error('job is held already');
     if (this.place(h)) return;
-    if (this.d.registry.capacityFor(q.type).serving) this.pending.get(q.type)!.push(h);
-    else this.giveBack(h);
+    if (!this.d.registry.capacityFor(q.type).serving) this.giveBack(h);
   }
 
   private place(h: HeldJob): boolean {
     const choice = chooseAgent(h.queue, h.payload.requirements, this.d.registry.list());
     if (!choice.agent) return false;
     const agent = choice.agent;
-    const now = this.d.clock.now();
-    h.agentId = agent.id;
-    h.build = identityOf(h, agent, now);
-    agent.running.add(buildKey(h.queue, h.job.id!));
-    if (agent.running.size === 1) this.emit('agent-busy', agent);
+    const build = identityOf(h, agent, this.d.clock.now());
+    if (!this.jobs.apply(h, { type: 'place', owner: { connId: agent.id, agentKey: agentKeyOf(agent) }, build }).ok) return false;
     agent.send({
       type: 'assign',
       queue: h.queue,
-      jobId: h.job.id!,
-      lockToken: h.token,
+      jobId: h.job.id,
+      lockToken: lockOf(h),
       attempt: h.attempt,
       payload: h.payload,
       timeoutSec: h.timeoutSec,
     });
-    this.emit('build-dispatched', h.build);
+    this.emit('build-dispatched', build);
     this.log.info('job.dispatched', {
       queue: h.queue,
       jobId: h.job.id,
@@ -197,213 +195,39 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   }
 
   onStarted(agent: ConnectedAgent, f: AgentHeldJob & { startedAt: number }): void {
-    const h = this.ownedBy(agent, f);
-    if (!h || !h.build) return;
-    h.startedAt = f.startedAt;
-    this.log.debug('job.started', { queue: h.queue, jobId: f.jobId, attempt: h.attempt, agent: agent.name });
-    const build = h.build;
-    h.writes = h.writes
-      .then(() => this.d.builds.started(build, f.startedAt))
-      .catch((err: unknown) => this.log.error('redis.error', { op: 'build.started', jobId: f.jobId, error: err }));
+    this.reports.onStarted(agent, f);
   }
 
   onLog(agent: ConnectedAgent, queue: string, jobId: string, data: string): void {
-    const h = this.held.get(buildKey(queue, jobId));
-    if (!h || h.agentId !== agent.id) return;
-    // Emitted once stored, so a follower woken by it reads the new output.
-    h.writes = h.writes
-      .then(() => this.d.builds.appendLog(queue, jobId, h.attempt, data))
-      .then(() => void this.emit('build-log', queue, jobId, h.attempt, data))
-      .catch((err: unknown) => this.log.error('redis.error', { op: 'build.log', jobId, error: err }));
+    this.reports.onLog(agent, queue, jobId, data);
   }
 
-  /**
-   * Records a finished build. BullMQ checks the lock token, so a result from an agent whose
-   * job was meanwhile given to another agent can never complete the job a second time.
-   */
-  async onFinished(agent: ConnectedAgent, f: FinishedFrame): Promise<void> {
-    const key = buildKey(f.queue, f.jobId);
-    const h = this.held.get(key);
-    try {
-      if (h && h.token === f.lockToken) {
-        this.release(h);
-        await h.writes;
-        await this.settlement.settle(h.job, h.token, f.result, h.timeoutSec);
-        this.emit('build-finished', await this.settlement.record(h.build ?? identityOf(h, agent, f.result.startedAt), f.result));
-      } else if (!h) {
-        this.emit('build-finished', await this.settlement.settleUnheld(agent, f));
-      } else {
-        throw new Error('lock token does not match the current attempt');
-      }
-      this.emit('job-settled', f.queue, f.jobId);
-    } catch (err) {
-      this.log.warn('job.stale-result', { queue: f.queue, jobId: f.jobId, agent: agent.name, reason: (err as Error).message });
-    } finally {
-      agent.send({ type: 'ack', queue: f.queue, jobId: f.jobId });
-    }
+  onFinished(agent: ConnectedAgent, f: FinishedFrame): Promise<void> {
+    return this.reports.onFinished(agent, f);
   }
 
-  /** Frees the executor a held job used and forgets the job. */
-  private release(h: HeldJob): void {
-    const key = buildKey(h.queue, h.job.id!);
-    this.held.delete(key);
-    const agent = h.agentId ? this.d.registry.get(h.agentId) : undefined;
-    if (agent?.running.delete(key) && agent.running.size === 0) this.emit('agent-idle', agent, this.d.clock.now());
-    const list = this.pending.get(h.queue);
-    const i = list ? list.indexOf(h) : -1;
-    if (i >= 0) list!.splice(i, 1);
-    this.capacityChanged();
+  reattach(agent: ConnectedAgent, running: readonly AgentHeldJob[]): Promise<Array<{ queue: string; jobId: string }>> {
+    return this.reattacher.reattach(agent, running);
   }
 
-  /**
-   * A (re)connecting agent reports the builds it still runs. Those whose lock this master holds
-   * or can renew with the agent's token continue; the agent cancels the rest.
-   */
-  async reattach(agent: ConnectedAgent, running: readonly AgentHeldJob[]): Promise<Array<{ queue: string; jobId: string }>> {
-    const kept: Array<{ queue: string; jobId: string }> = [];
-    for (const r of running) {
-      const key = buildKey(r.queue, r.jobId);
-      const h = this.held.get(key);
-      if (h) {
-        if (h.token !== r.lockToken) continue;
-        if (h.agentId && h.agentId !== agent.id) this.d.registry.get(h.agentId)?.running.delete(key);
-        h.agentId = agent.id;
-        h.build = { ...identityOf(h, agent, h.build?.dispatchedAt ?? this.d.clock.now()) };
-        h.orphanedAt = null;
-        agent.running.add(key);
-        kept.push({ queue: r.queue, jobId: r.jobId });
-        continue;
-      }
-      const q = this.d.queues.get(r.queue);
-      const held = q && (await takeBack(q, r, agent.id, this.d.builds, (t) => this.timeoutOf(r.queue, t)));
-      if (!held) continue;
-      held.build = identityOf(held, agent, held.startedAt ?? this.d.clock.now());
-      this.held.set(key, held);
-      agent.running.add(key);
-      kept.push({ queue: r.queue, jobId: r.jobId });
-    }
-    if (kept.length) this.log.info('agent.reattached', { agent: agent.name, jobs: kept.map((k) => buildKey(k.queue, k.jobId)) });
-    for (const r of running) {
-      if (!kept.some((k) => k.queue === r.queue && k.jobId === r.jobId)) await this.settlement.closeAbandoned(r.queue, r.jobId, agent.name, this.held.get(buildKey(r.queue, r.jobId))?.attempt, this.d.clock.now());
-    }
-    return kept;
-  }
-
-  /** The agent's connection is gone: its builds wait `lostAfterSec` for it to come back. */
   orphan(agent: ConnectedAgent): void {
-    const now = this.d.clock.now();
-    for (const key of agent.running) {
-      const h = this.held.get(key);
-      if (h && h.agentId === agent.id && h.orphanedAt === null) h.orphanedAt = now;
-    }
+    this.reattacher.orphan(agent);
   }
 
-  /**
-   * The builds of a vanished agent: preempted if its machine had a notice (requeued, no attempt
-   * used), otherwise lost (retried while attempts remain, then failed).
-   */
-  private async lose(h: HeldJob): Promise<void> {
-    this.release(h);
-    if (h.notice) return this.preempt(h, `preempted: ${h.notice} notice, then its agent was lost`);
-    const { record, failed } = await this.settlement.lost(h, 'agent lost', this.d.clock.now());
-    if (failed) this.emit('job-settled', h.queue, h.job.id!);
-    if (record) this.emit('build-finished', record);
-  }
-
-  /**
-   * A spot notice for the machine `agent` runs on: no new builds for it, ever, and its builds,
-   * should the machine die under them, are preempted rather than lost. Idempotent.
-   */
   notice(agent: ConnectedAgent, notice: Notice, details: Record<string, unknown> = {}): void {
-    const news = agent.notice !== notice && agent.notice !== 'spot-interruption';
-    agent.draining = true;
-    if (news) agent.notice = notice;
-    for (const key of agent.running) {
-      const h = this.held.get(key);
-      if (h && h.agentId === agent.id) h.notice = agent.notice ?? notice;
-    }
-    if (!news) return;
-    this.log.warn('agent.notice', { agent: agent.name, instanceId: agent.instanceId, notice, running: agent.running.size, ...details });
-    this.capacityChanged();
-    this.emit('agent-notice', agent, notice);
+    this.preemption.notice(agent, notice, details);
   }
 
-  /**
-   * The same for a machine by instance id, including builds whose agent has already
-   * disconnected and may yet be declared lost. False if no agent of it is connected here.
-   */
   noticeInstance(instanceId: string, notice: Notice): boolean {
-    for (const h of this.held.values()) if (h.build?.instanceId === instanceId && h.notice !== 'spot-interruption') h.notice = notice;
-    const agents = this.d.registry.list().filter((a) => a.instanceId === instanceId);
-    for (const a of agents) this.notice(a, notice, { source: 'instance-state' });
-    return agents.length > 0;
+    return this.preemption.noticeInstance(instanceId, notice);
   }
 
-  /** The machine is going down after a notice: its builds held here are requeued as preempted now. */
-  async preemptInstance(instanceId: string, reason: string): Promise<void> {
-    for (const a of this.d.registry.list().filter((x) => x.instanceId === instanceId)) {
-      this.d.registry.remove(a);
-      a.close(1000, 'instance going down');
-    }
-    for (const h of [...this.held.values()].filter((x) => x.build?.instanceId === instanceId)) {
-      this.release(h);
-      await this.preempt(h, reason);
-    }
+  preemptInstance(instanceId: string, reason: string): Promise<void> {
+    return this.preemption.preemptInstance(instanceId, reason);
   }
 
-  private async preempt(h: HeldJob, reason: string): Promise<void> {
-    const rec = await this.settlement.preempted(h, reason, this.d.clock.now());
-    if (!rec) return;
-    this.emit('build-preempted', rec);
-    this.emit('build-finished', rec);
-  }
-
-  /** Agents silent past lostAfter are dropped; orphaned builds past their grace are lost. */
-  private async sweep(): Promise<void> {
-    const now = this.d.clock.now();
-    const lostAfter = this.d.config.agents.lostAfterSec * 1000;
-    for (const a of this.d.registry.list()) {
-      if (now - a.lastSeen > lostAfter) {
-        this.log.warn('agent.lost', { agent: a.name, silentMs: now - a.lastSeen, running: a.running.size });
-        this.d.registry.remove(a);
-        a.close(4408, 'lost: no heartbeat');
-        for (const key of [...a.running]) {
-          const h = this.held.get(key);
-          if (h && h.agentId === a.id) await this.lose(h);
-        }
-      }
-    }
-    for (const h of [...this.held.values()]) {
-      if (h.orphanedAt !== null && now - h.orphanedAt > lostAfter) await this.lose(h);
-    }
-  }
-
-  private async renewLocks(): Promise<void> {
-    for (const q of this.d.queues.values()) {
-      const mine = [...this.held.values()].filter((h) => h.queue === q.type);
-      const lost = await q.renew(mine.map((h) => ({ jobId: h.job.id!, token: h.token })));
-      for (const id of lost) {
-        const h = this.held.get(buildKey(q.type, id));
-        if (!h) continue;
-        this.log.warn('job.lock-lost', { queue: q.type, jobId: id, agent: h.build?.agent });
-        const agent = h.agentId ? this.d.registry.get(h.agentId) : undefined;
-        agent?.send({ type: 'cancel', queue: q.type, jobId: id, reason: 'lock lost: the job was taken back' });
-        this.release(h);
-      }
-    }
-  }
-
-  private timeoutOf(queue: string, fromPayload: number | undefined): number {
-    return fromPayload ?? this.d.config.jobTypes[queue]?.timeoutSec ?? 3600;
-  }
-
-  private ownedBy(agent: ConnectedAgent, f: AgentHeldJob): HeldJob | undefined {
-    const h = this.held.get(buildKey(f.queue, f.jobId));
-    return h && h.agentId === agent.id && h.token === f.lockToken ? h : undefined;
-  }
-
-  /** The job ids and results of builds still held, for status pages. */
+  /** The jobs held here, for status pages. */
   heldJobs(): ReadonlyArray<Readonly<HeldJob>> {
-    return [...this.held.values()];
+    return this.jobs.list();
   }
 }

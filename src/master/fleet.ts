@@ -42,7 +42,7 @@ export class RegistryFleet implements Fleet {
   setDraining(instanceId: string, draining: boolean): boolean {
     const a = this.byInstance(instanceId);
     if (!a) return false;
-    a.draining = draining;
+    this.registry.setDraining(a, draining);
     this.builds.capacityChanged();
     return true;
   }

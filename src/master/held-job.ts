@@ -1,58 +1,216 @@
-import type { Job } from 'bullmq';
-import { checkJobPayload, type HeldJob as AgentHeldJob, type JobPayload, type Notice } from '../protocol';
-import type { ConnectedAgent } from './agent-registry';
-import type { BuildIdentity, BuildStore } from './build-store';
-import type { JobTypeQueue } from './job-type-queue';
+import type { Config } from '../config';
+import type { JobPayload, Notice } from '../protocol';
+import type { BuildIdentity } from './build-store';
+import type { QueuedJob } from './job-queue';
+
+/**
+ * The agent a held job was handed to. `connId` is the one connection whose frames count;
+ * `agentKey` names the agent across reconnects (its instance id, else its name), so the same
+ * agent coming back on a new connection may take its builds over, and no other may.
+ */
+export interface Owner {
+  readonly connId: string;
+  readonly agentKey: string;
+}
+
+/** What a placed job knows of its run, kept across a disconnect and a reattach. */
+interface Placed {
+  readonly owner: Owner;
+  readonly build: BuildIdentity;
+  /** When the agent reported the build started; null until then. */
+  readonly startedAt: number | null;
+  /** Its machine got a spot notice: should the agent vanish, the build was preempted, not lost. */
+  readonly notice: Notice | null;
+}
+
+/**
+ * The life of a job this master holds the BullMQ lock of (`lock`, the token it was taken
+ * with). A closed union: every change goes through `transition`.
+ *
+ *   (take) ─▶ pending ─place─▶ assigned ─start─▶ running ─finish/lose/preempt/lock-lost─▶ settled
+ *               │                  │  ▲             │  ▲
+ *          give-back           disconnect│reattach  disconnect│reattach
+ *               ▼                  ▼  │             ▼  │
+ *            settled              orphaned ──lose/preempt/lock-lost/finish─▶ settled
+ *   (adopt) ─▶ assigned | running    (a restarted master takes back a build its agent reports)
+ */
+export type HeldState =
+  | { readonly kind: 'pending'; readonly lock: string }
+  | ({ readonly kind: 'assigned'; readonly lock: string } & Placed)
+  | ({ readonly kind: 'running'; readonly lock: string } & Placed)
+  /** The owner's connection dropped at `since`; it has lostAfter to come back. */
+  | ({ readonly kind: 'orphaned'; readonly lock: string; readonly since: number } & Placed)
+  | { readonly kind: 'settled'; readonly how: SettledHow };
+
+export type HeldKind = HeldState['kind'];
+export const HELD_KINDS: readonly HeldKind[] = ['pending', 'assigned', 'running', 'orphaned', 'settled'];
+export type SettledHow = 'given-back' | 'finished' | 'lost' | 'preempted' | 'lock-lost';
+
+/** Who sent a frame about a job: its connection, its agent key and the lock token it quoted. */
+export interface Reporter {
+  readonly connId: string;
+  readonly agentKey: string;
+  readonly token: string;
+}
+
+export type HeldEvent =
+  /** Taken from its queue with lock token `lock`. */
+  | { type: 'take'; lock: string }
+  /** A build an agent reports running while nobody here held it (this master restarted). */
+  | { type: 'adopt'; lock: string; owner: Owner; build: BuildIdentity; startedAt: number | null }
+  | { type: 'place'; owner: Owner; build: BuildIdentity }
+  | { type: 'start'; by: Reporter; at: number }
+  | { type: 'log'; by: Reporter }
+  | { type: 'finish'; by: Reporter }
+  | { type: 'disconnect'; connId: string; at: number }
+  /** The same agent, on a new connection, reports the build still running. */
+  | { type: 'reattach'; by: Reporter; build: BuildIdentity }
+  | { type: 'notice'; notice: Notice }
+  /** Its agent vanished: the build failed (retried while attempts remain). */
+  | { type: 'lose' }
+  /** Its machine went away after a notice: requeued, no attempt used. */
+  | { type: 'preempt' }
+  /** The lock could not be renewed: someone else holds the job now. */
+  | { type: 'lock-lost' }
+  /** Returned to its queue unrun (no agent here serves it, or the master stops). */
+  | { type: 'give-back' };
+
+export type HeldEventType = HeldEvent['type'];
+export const HELD_EVENTS: readonly HeldEventType[] = [
+  'take', 'adopt', 'place', 'start', 'log', 'finish', 'disconnect', 'reattach', 'notice', 'lose', 'preempt', 'lock-lost', 'give-back',
+];
+
+/**
+ * Why a change was refused. `not-holder`: the frame came from a connection or agent the job
+ * is not assigned to; `wrong-token`: from its holder, but quoting another lock (a stale run);
+ * `wrong-state`: the event makes no sense in the job's state.
+ */
+export type RefusalCode = 'not-holder' | 'wrong-token' | 'wrong-state';
+export type HeldTransition = { ok: true; next: HeldState } | { ok: false; code: RefusalCode; reason: string };
+
+/** From which states each event may move a held job; `undefined` is "not held yet". */
+export const HELD_TABLE: { readonly [E in HeldEventType]: readonly (HeldKind | undefined)[] } = {
+  take: [undefined],
+  adopt: [undefined],
+  place: ['pending'],
+  start: ['assigned'],
+  log: ['assigned', 'running'],
+  // From orphaned too: an agent back after a reconnect reports what finished meanwhile.
+  finish: ['assigned', 'running', 'orphaned'],
+  disconnect: ['assigned', 'running'],
+  reattach: ['assigned', 'running', 'orphaned'],
+  notice: ['assigned', 'running', 'orphaned'],
+  lose: ['assigned', 'running', 'orphaned'],
+  preempt: ['assigned', 'running', 'orphaned'],
+  'lock-lost': ['pending', 'assigned', 'running', 'orphaned'],
+  'give-back': ['pending'],
+};
+
+/**
+ * The one rule for frames about a job: they count only from its holder — the connection it
+ * was assigned to, or the same agent (same key) after its connection dropped — quoting the
+ * lock token it was given.
+ */
+function holderCheck(s: Placed & { kind: HeldKind; lock: string }, by: Reporter): HeldTransition | undefined {
+  const sameConn = s.owner.connId === by.connId;
+  const sameAgentBack = s.kind === 'orphaned' && s.owner.agentKey === by.agentKey;
+  if (!sameConn && !sameAgentBack) return { ok: false, code: 'not-holder', reason: `job is not assigned to this agent (held by ${s.build.agent})` };
+  if (s.lock !== by.token) return { ok: false, code: 'wrong-token', reason: 'lock token does not match the current attempt' };
+  return undefined;
+}
+
+/** The one transition function: where `event` takes a held job in `state`, or why it cannot. */
+export function transition(state: HeldState | undefined, event: HeldEvent): HeldTransition {
+  if (!HELD_TABLE[event.type].includes(state?.kind)) {
+    return { ok: false, code: 'wrong-state', reason: `${event.type} is not allowed ${state ? `in state ${state.kind}` : 'for a job not held'}` };
+  }
+  if (state === undefined) {
+    if (event.type === 'take') return { ok: true, next: { kind: 'pending', lock: event.lock } };
+    if (event.type === 'adopt') {
+      const placed = { lock: event.lock, owner: event.owner, build: event.build, startedAt: event.startedAt, notice: null };
+      return { ok: true, next: event.startedAt === null ? { kind: 'assigned', ...placed } : { kind: 'running', ...placed, startedAt: event.startedAt } };
+    }
+    return { ok: false, code: 'wrong-state', reason: `${event.type} is not allowed for a job not held` };
+  }
+  if (state.kind === 'settled') return { ok: false, code: 'wrong-state', reason: `${event.type} is not allowed in state settled` };
+  if (state.kind === 'pending') {
+    if (event.type === 'place') return { ok: true, next: { kind: 'assigned', lock: state.lock, owner: event.owner, build: event.build, startedAt: null, notice: null } };
+    if (event.type === 'give-back') return { ok: true, next: { kind: 'settled', how: 'given-back' } };
+    return { ok: true, next: { kind: 'settled', how: 'lock-lost' } };
+  }
+  switch (event.type) {
+    case 'start':
+      return holderCheck(state, event.by) ?? { ok: true, next: { ...state, kind: 'running', startedAt: event.at } };
+    case 'log':
+      return holderCheck(state, event.by) ?? { ok: true, next: state };
+    case 'finish':
+      return holderCheck(state, event.by) ?? { ok: true, next: { kind: 'settled', how: 'finished' } };
+    case 'disconnect': {
+      if (state.owner.connId !== event.connId) return { ok: false, code: 'not-holder', reason: 'job is not assigned to this connection' };
+      return { ok: true, next: { ...state, kind: 'orphaned', since: event.at } };
+    }
+    case 'reattach': {
+      const refused = holderCheck({ ...state, kind: 'orphaned' }, event.by);
+      if (refused) return refused;
+      const placed = { lock: state.lock, owner: { connId: event.by.connId, agentKey: event.by.agentKey }, build: event.build, startedAt: state.startedAt, notice: state.notice };
+      return { ok: true, next: placed.startedAt === null ? { kind: 'assigned', ...placed } : { kind: 'running', ...placed } };
+    }
+    case 'notice':
+      // An interruption notice is final; a rebalance recommendation does not soften it.
+      return { ok: true, next: { ...state, notice: state.notice === 'spot-interruption' ? state.notice : event.notice } };
+    case 'lose':
+      return { ok: true, next: { kind: 'settled', how: 'lost' } };
+    case 'preempt':
+      return { ok: true, next: { kind: 'settled', how: 'preempted' } };
+    case 'lock-lost':
+      return { ok: true, next: { kind: 'settled', how: 'lock-lost' } };
+    default:
+      return { ok: false, code: 'wrong-state', reason: `${event.type} is not allowed in state ${state.kind}` };
+  }
+}
 
 /** A job this master has taken from its queue and holds the BullMQ lock of. */
 export interface HeldJob {
+  /** `queue/jobId`, the job's name in the agents' running sets. */
+  readonly key: string;
   readonly queue: string;
-  readonly job: Job;
-  readonly token: string;
+  readonly job: QueuedJob;
   readonly payload: JobPayload;
   readonly attempt: number;
-  readonly queuedAt: number;
   readonly timeoutSec: number;
-  /** Connection id of the agent running it; undefined while it waits for an executor. */
-  agentId: string | undefined;
-  /** The build record's identity, once handed to an agent. */
-  build: BuildIdentity | undefined;
-  startedAt: number | null;
-  /** When its agent's connection dropped; the agent has until then + lostAfter to come back. */
-  orphanedAt: number | null;
+  /** Changed only by `HeldJobs.apply`. */
+  readonly state: Exclude<HeldState, { kind: 'settled' }>;
   /** This build's Redis writes in arrival order; the result is recorded after them, so its log is complete. */
   writes: Promise<void>;
-  /** Its machine got a spot notice: should the agent vanish, the build was preempted, not lost. */
-  notice: Notice | null;
-}
-
-/** A held job as it starts out: taken (or taken back) with `token`, not yet running unless `agentId` is set. */
-export function heldJobOf(
-  o: Pick<HeldJob, 'queue' | 'job' | 'token' | 'payload' | 'attempt' | 'timeoutSec'> & { agentId?: string; startedAt?: number | null },
-): HeldJob {
-  return {
-    ...o,
-    queuedAt: o.job.timestamp,
-    agentId: o.agentId,
-    build: undefined,
-    startedAt: o.startedAt ?? null,
-    orphanedAt: null,
-    writes: Promise.resolve(),
-    notice: null,
-  };
 }
 
 export const buildKey = (queue: string, jobId: string): string => `${queue}/${jobId}`;
 
-export function identityOf(h: HeldJob, agent: ConnectedAgent, dispatchedAt: number): BuildIdentity {
+/** The lock token of a held job. */
+export const lockOf = (h: Pick<HeldJob, 'state'>): string => h.state.lock;
+
+/** The owner and run of a placed job; undefined while it waits for an executor. */
+export function placedOf(s: HeldState): (Placed & { kind: 'assigned' | 'running' | 'orphaned' }) | undefined {
+  return s.kind === 'assigned' || s.kind === 'running' || s.kind === 'orphaned' ? s : undefined;
+}
+
+/** Who an agent is across reconnects (see `Owner.agentKey`). */
+export const agentKeyOf = (a: { name: string; instanceId: string | undefined }): string =>
+  a.instanceId ? `instance:${a.instanceId}` : `name:${a.name}`;
+
+export function identityOf(
+  h: Pick<HeldJob, 'job' | 'queue' | 'attempt'>,
+  agent: { name: string; location: BuildIdentity['location']; instanceId: string | undefined },
+  dispatchedAt: number,
+): BuildIdentity {
   return {
-    id: h.job.id!,
+    id: h.job.id,
     type: h.queue,
     attempt: h.attempt,
     agent: agent.name,
     location: agent.location,
     instanceId: agent.instanceId ?? null,
-    queuedAt: h.queuedAt,
+    queuedAt: h.job.timestamp,
     dispatchedAt,
   };
 }
@@ -65,35 +223,12 @@ export function identityOf(h: HeldJob, agent: ConnectedAgent, dispatchedAt: numb
  * it bounds the rest: a job started no more often than its failed attempts explain was never
  * preempted, so the common case reads nothing from Redis.
  */
-export async function attemptOf(queue: string, job: Job, builds: Pick<BuildStore, 'preemptions'>): Promise<number> {
-  const preempted = job.attemptsStarted > job.attemptsMade + 1 ? await builds.preemptions(queue, job.id!) : 0;
+export async function attemptOf(queue: string, job: QueuedJob, builds: { preemptions(type: string, id: string): Promise<number> }): Promise<number> {
+  const preempted = job.attemptsStarted > job.attemptsMade + 1 ? await builds.preemptions(queue, job.id) : 0;
   return job.attemptsMade + 1 + preempted;
 }
 
-/**
- * A job an agent reports running while this master holds nothing for it (its master was
- * restarted): taken back with the agent's lock token if BullMQ still honours it.
- */
-export async function takeBack(
-  q: JobTypeQueue,
-  r: AgentHeldJob,
-  agentId: string,
-  builds: Pick<BuildStore, 'preemptions'>,
-  timeoutOf: (fromPayload: number | undefined) => number,
-): Promise<HeldJob | undefined> {
-  const lost = await q.renew([{ jobId: r.jobId, token: r.lockToken }]).catch(() => [r.jobId]);
-  if (lost.length > 0) return undefined;
-  const job = await q.getJob(r.jobId);
-  const check = job && checkJobPayload(job.data, r.queue);
-  if (!job || !check || !check.ok) return undefined;
-  return heldJobOf({
-    queue: r.queue,
-    job,
-    token: r.lockToken,
-    payload: check.payload,
-    attempt: await attemptOf(r.queue, job, builds),
-    timeoutSec: timeoutOf(check.payload.timeoutSec),
-    agentId,
-    startedAt: job.processedOn ?? null,
-  });
+/** A build's time limit: the payload's, else its job type's, else an hour. */
+export function timeoutOf(config: Pick<Config, 'jobTypes'>, queue: string, fromPayload: number | undefined): number {
+  return fromPayload ?? config.jobTypes[queue]?.timeoutSec ?? 3600;
 }

@@ -1,5 +1,6 @@
-import { Job, Queue, Worker } from 'bullmq';
+import { Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
+import type { JobQueue, QueuedJob, QueuedJobEnd } from './job-queue';
 
 export interface JobTypeQueueOptions {
   type: string;
@@ -16,9 +17,14 @@ export interface JobTypeQueueOptions {
  * master takes a job only when an agent can run it and renews the lock itself while the
  * build runs on the agent, so BullMQ's stalled-job check returns the jobs of a crashed master.
  */
-export class JobTypeQueue {
+export class JobTypeQueue implements JobQueue {
   readonly queue: Queue;
   readonly worker: Worker;
+  /**
+   * The BullMQ jobs taken and not yet settled: BullMQ decides retries from the attempt counts
+   * of the Job object it is given, so settling uses the one it handed out (and saves a read).
+   */
+  private readonly taken = new Map<string, Job>();
   private seq = 0;
 
   constructor(readonly opts: JobTypeQueueOptions) {
@@ -44,40 +50,90 @@ export class JobTypeQueue {
     await this.worker.startStalledCheckTimer();
   }
 
-  /** Takes the next job, waiting for one to arrive; undefined on timeout or shutdown. */
-  async take(): Promise<{ job: Job; token: string } | undefined> {
+  async take(): Promise<{ job: QueuedJob; token: string } | undefined> {
     const token = `${this.opts.masterId}:${++this.seq}`;
     const job = await this.worker.getNextJob(token, { block: true });
-    return job ? { job, token } : undefined;
+    if (!job) return undefined;
+    this.taken.set(job.id!, job);
+    return { job: snapshot(job), token };
   }
 
-  /** Renews the locks we hold; returns the ids whose lock was lost (another master or the stall check took them). */
   async renew(held: ReadonlyArray<{ jobId: string; token: string }>): Promise<string[]> {
     if (held.length === 0) return [];
-    return this.worker.extendJobLocks(
+    const lost = await this.worker.extendJobLocks(
       held.map((h) => h.jobId),
       held.map((h) => h.token),
       this.opts.lockMs,
     );
+    for (const id of lost) this.taken.delete(id);
+    return lost;
   }
 
+  async get(id: string): Promise<QueuedJob | undefined> {
+    const job = await this.bullJob(id);
+    return job && snapshot(job);
+  }
+
+  /** The BullMQ job itself, for the job service's views. */
   async getJob(id: string): Promise<Job | undefined> {
     return (await Job.fromId(this.queue, id)) ?? undefined;
   }
 
-  /** Stops taking jobs; interrupts a blocked `take`. Held locks stay valid. */
+  async endOf(id: string): Promise<QueuedJobEnd> {
+    const job = await this.getJob(id);
+    const state = job ? await job.getState() : 'unknown';
+    if (job && state === 'completed') return { state, returnValue: job.returnvalue };
+    if (job && state === 'failed') return { state, failedReason: job.failedReason };
+    return { state: 'other' };
+  }
+
   async stopTaking(): Promise<void> {
     await this.worker.close(true);
   }
 
-  /** Returns a job we took but never ran to the head of the wait list. */
   async giveBack(jobId: string, token: string): Promise<void> {
-    const job = await this.getJob(jobId);
+    const job = await this.bullJob(jobId);
+    this.taken.delete(jobId);
     await job?.moveToWait(token);
+  }
+
+  async complete(jobId: string, token: string, value: unknown): Promise<void> {
+    const job = await this.settling(jobId);
+    await job.moveToCompleted(value, token, false);
+  }
+
+  async fail(jobId: string, token: string, reason: string, retry: boolean): Promise<{ retried: boolean; attemptsMade: number }> {
+    const job = await this.settling(jobId);
+    await job.moveToFailed(retry ? new Error(reason) : new UnrecoverableError(reason), token, false);
+    return { retried: retry && job.attemptsMade < (job.opts.attempts ?? 1), attemptsMade: job.attemptsMade };
   }
 
   async close(): Promise<void> {
     await this.worker.close(true);
     await this.queue.close();
+    this.taken.clear();
   }
+
+  private async bullJob(id: string): Promise<Job | undefined> {
+    return this.taken.get(id) ?? (await this.getJob(id));
+  }
+
+  private async settling(id: string): Promise<Job> {
+    const job = await this.bullJob(id);
+    if (!job) throw new Error('job no longer exists');
+    this.taken.delete(id);
+    return job;
+  }
+}
+
+function snapshot(job: Job): QueuedJob {
+  return {
+    id: job.id!,
+    data: job.data,
+    timestamp: job.timestamp,
+    attemptsMade: job.attemptsMade,
+    attemptsStarted: job.attemptsStarted,
+    attempts: job.opts.attempts ?? 1,
+    processedOn: job.processedOn,
+  };
 }

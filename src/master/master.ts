@@ -9,6 +9,7 @@ import { AgentServer } from './agent-server';
 import { BuildStore } from './build-store';
 import { Dispatcher } from './dispatcher';
 import { RegistryFleet } from './fleet';
+import { placedOf } from './held-job';
 import { JobService } from './job-service';
 import { JobTypeQueue } from './job-type-queue';
 import { agentInfo, type AgentInfo, type MasterEvents, type MasterView, type QueueCounts } from './master-view';
@@ -111,7 +112,10 @@ export class Master extends EventEmitter<MasterEvents> implements MasterView {
   }
 
   running(): Array<{ queue: string; agentId: string }> {
-    return this.dispatcher.heldJobs().flatMap((h) => (h.agentId ? [{ queue: h.queue, agentId: h.agentId }] : []));
+    return this.dispatcher.heldJobs().flatMap((h) => {
+      const placed = placedOf(h.state);
+      return placed ? [{ queue: h.queue, agentId: placed.owner.connId }] : [];
+    });
   }
 
   pendingCount(type: string): number {

@@ -1,0 +1,86 @@
+import type { JobPayload } from '../protocol';
+import type { AgentRegistry, ConnectedAgent } from './agent-registry';
+import { buildKey, placedOf, transition, type HeldEvent, type HeldJob, type HeldTransition } from './held-job';
+import type { QueuedJob } from './job-queue';
+
+export interface HeldJobsDeps {
+  registry: AgentRegistry;
+  /** An agent went from no builds to one. */
+  onBusy(agent: ConnectedAgent): void;
+  /** An agent's last build ended. */
+  onIdle(agent: ConnectedAgent): void;
+  /** A held job ended, so an executor or a pending slot may be free. */
+  onFreed(): void;
+}
+
+type Mutable = { -readonly [K in keyof HeldJob]: HeldJob[K] };
+
+/**
+ * The jobs this master holds, and the only place their state changes: `apply` runs the
+ * transition and keeps the agents' running sets in step with who owns what.
+ */
+export class HeldJobs {
+  private readonly byKey = new Map<string, HeldJob>();
+
+  constructor(private readonly d: HeldJobsDeps) {}
+
+  /** Starts holding a job taken (`take`) or taken back (`adopt`); undefined if the event refuses it or it is held already. */
+  hold(
+    o: { queue: string; job: QueuedJob; payload: JobPayload; attempt: number; timeoutSec: number },
+    event: Extract<HeldEvent, { type: 'take' | 'adopt' }>,
+  ): HeldJob | undefined {
+    const key = buildKey(o.queue, o.job.id);
+    const t = transition(this.byKey.get(key)?.state, event);
+    if (!t.ok || t.next.kind === 'settled') return undefined;
+    const h: HeldJob = { ...o, key, state: t.next, writes: Promise.resolve() };
+    this.byKey.set(key, h);
+    const placed = placedOf(t.next);
+    if (placed) this.d.registry.assign(placed.owner.connId, key);
+    return h;
+  }
+
+  get(queue: string, jobId: string): HeldJob | undefined {
+    return this.byKey.get(buildKey(queue, jobId));
+  }
+
+  list(): HeldJob[] {
+    return [...this.byKey.values()];
+  }
+
+  /** Jobs waiting for an executor, oldest first. */
+  pending(queue: string): HeldJob[] {
+    return this.list().filter((h) => h.queue === queue && h.state.kind === 'pending');
+  }
+
+  ownedBy(connId: string): HeldJob[] {
+    return this.list().filter((h) => placedOf(h.state)?.owner.connId === connId);
+  }
+
+  onInstance(instanceId: string): HeldJob[] {
+    return this.list().filter((h) => placedOf(h.state)?.build.instanceId === instanceId);
+  }
+
+  /** Applies `event`; on refusal nothing changes. A settled job is forgotten. */
+  apply(h: HeldJob, event: HeldEvent): HeldTransition {
+    if (this.byKey.get(h.key) !== h) return { ok: false, code: 'wrong-state', reason: 'job is no longer held' };
+    const t = transition(h.state, event);
+    if (!t.ok) return t;
+    const before = placedOf(h.state)?.owner.connId;
+    const after = placedOf(t.next)?.owner.connId;
+    if (t.next.kind === 'settled') this.byKey.delete(h.key);
+    else (h as Mutable).state = t.next;
+    if (before !== undefined && before !== after) {
+      const idle = this.d.registry.unassign(before, h.key);
+      if (idle) this.d.onIdle(idle);
+    }
+    if (after !== undefined && after !== before) {
+      const busy = this.d.registry.assign(after, h.key);
+      // A reattached build was running all along: only a new placement makes an agent busy.
+      const agent = this.d.registry.get(after);
+      if (busy && event.type === 'place' && agent) this.d.onBusy(agent);
+    }
+    // A job handed back frees nothing: it is handed back while capacity is being recounted.
+    if (t.next.kind === 'settled' && t.next.how !== 'given-back') this.d.onFreed();
+    return t;
+  }
+}

@@ -1,0 +1,163 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { parseConfig } from '../../src/config';
+import { createLogger, type LogEntry } from '../../src/lib';
+import { agentFromHello, AgentRegistry } from '../../src/master/agent-registry';
+import type { BuildRecord } from '../../src/master/build-store';
+import { Dispatcher } from '../../src/master/dispatcher';
+import type { BuildResult, HelloFrame, MasterFrame } from '../../src/protocol';
+import { FakeBuildRecords } from '../fakes/fake-build-records';
+import { FakeClock } from '../fakes/fake-clock';
+import { FakeJobQueue } from '../fakes/fake-job-queue';
+import { helloFrameFor } from '../helpers/hello-frame';
+
+type Assign = Extract<MasterFrame, { type: 'assign' }>;
+
+/** A dispatcher on in-memory queues and records, a fake clock and hand-made agents: no Redis, no sockets. */
+function rig(over: Record<string, unknown> = {}) {
+  const config = parseConfig(
+    { agents: { token: 'unit-test-token-0123', heartbeatSec: 1, lostAfterSec: 5 }, jobTypes: { b2g: {} }, builds: { lockMs: 4000 }, ...over },
+    {},
+  );
+  const clock = new FakeClock();
+  const logs: LogEntry[] = [];
+  const log = createLogger({ level: 'debug', silent: true, sink: (e) => logs.push(e) });
+  const queue = new FakeJobQueue('b2g');
+  const registry = new AgentRegistry();
+  const builds = new FakeBuildRecords();
+  const dispatcher = new Dispatcher({ config, queues: new Map([['b2g', queue]]), registry, builds, clock, log });
+  let conn = 0;
+  const agent = (h: Partial<HelloFrame> = {}) => {
+    const frames: MasterFrame[] = [];
+    const next = new Array<(f: MasterFrame) => void>();
+    const a = agentFromHello(helloFrameFor(h), {
+      id: `conn-${++conn}`,
+      address: '127.0.0.1',
+      pool: undefined,
+      now: clock.now(),
+      send: (f) => (frames.push(f), next.splice(0).forEach((r) => r(f))),
+      close: () => registry.remove(a),
+    });
+    registry.add(a);
+    dispatcher.capacityChanged();
+    /** Resolves with the next frame of `type` (already sent or future). */
+    const frame = <T extends MasterFrame['type']>(type: T): Promise<Extract<MasterFrame, { type: T }>> => {
+      const sent = frames.find((f) => f.type === type);
+      if (sent) return Promise.resolve(sent as Extract<MasterFrame, { type: T }>);
+      return new Promise((resolve) => {
+        const wait = (f: MasterFrame) => (f.type === type ? resolve(f as Extract<MasterFrame, { type: T }>) : next.push(wait));
+        next.push(wait);
+      });
+    };
+    return { a, frames, frame };
+  };
+  return { config, clock, logs, queue, registry, builds, dispatcher, agent };
+}
+
+const result = (exitCode: number): BuildResult => ({ exitCode, signal: null, timedOut: false, startedAt: 10, finishedAt: 20 }) as BuildResult;
+const finishedFrame = (f: Assign, exitCode = 0, lockToken = f.lockToken) => ({ type: 'finished' as const, queue: f.queue, jobId: f.jobId, lockToken, result: result(exitCode) });
+
+describe('dispatcher (in-memory queue, fake clock)', () => {
+  let r: ReturnType<typeof rig>;
+  beforeEach(() => {
+    r = rig();
+    r.dispatcher.start();
+  });
+  afterEach(() => r.dispatcher.stop());
+
+  it('hands a job to an agent and completes it from the agent\'s result', async () => {
+    const { a, frame } = r.agent({ name: 'rack-1' });
+    const busy = once(r.dispatcher, 'agent-busy');
+    r.queue.add('1', { argv: ['true'] });
+    const assign = await frame('assign');
+    assert.equal(assign.jobId, '1');
+    assert.equal((await busy)[0], a);
+    assert.deepEqual([...a.running], ['b2g/1']);
+
+    r.dispatcher.onStarted(a, { queue: 'b2g', jobId: '1', lockToken: assign.lockToken, startedAt: 10 });
+    r.dispatcher.onLog(a, 'b2g', '1', 'hello\n');
+    const idle = once(r.dispatcher, 'agent-idle');
+    const finished = once(r.dispatcher, 'build-finished');
+    await r.dispatcher.onFinished(a, finishedFrame(assign));
+    assert.equal(((await finished)[0] as BuildRecord).result, 'success');
+    await idle;
+    assert.equal(r.queue.stateOf('1'), 'completed');
+    assert.equal(r.builds.logs.get('b2g:1:1'), 'hello\n');
+    assert.equal(a.running.size, 0);
+  });
+
+  it('refuses frames about a job from an agent it is not assigned to, whatever token they quote', async () => {
+    const holder = r.agent({ name: 'rack-1' });
+    r.queue.add('1', { argv: ['true'] });
+    const assign = await holder.frame('assign');
+    const rogue = r.agent({ name: 'rogue' });
+    r.dispatcher.onStarted(rogue.a, { queue: 'b2g', jobId: '1', lockToken: assign.lockToken, startedAt: 10 });
+    r.dispatcher.onLog(rogue.a, 'b2g', '1', 'forged\n');
+    await r.dispatcher.onFinished(rogue.a, finishedFrame(assign, 0));
+    assert.equal(r.queue.stateOf('1'), 'active', 'the job is still the holder\'s');
+    assert.equal(r.builds.logs.get('b2g:1:1'), undefined);
+    assert.ok(r.logs.some((e) => e.event === 'job.stale-result' && e.agent === 'rogue'));
+    await r.dispatcher.onFinished(holder.a, finishedFrame(assign, 0));
+    assert.equal(r.queue.stateOf('1'), 'completed');
+  });
+
+  it('retries the build of an agent that went silent, on another agent', async () => {
+    const first = r.agent({ name: 'rack-1' });
+    r.queue.add('1', { argv: ['true'] }, { attempts: 2 });
+    await first.frame('assign');
+    const lost = once(r.dispatcher, 'build-finished');
+    r.clock.advance(6000);
+    assert.equal(((await lost)[0] as BuildRecord).result, 'lost');
+    assert.equal(r.queue.entry('1')!.job.attemptsMade, 1);
+    const second = r.agent({ name: 'rack-2' });
+    assert.equal((await second.frame('assign')).attempt, 2);
+  });
+
+  it('tells the agent to cancel when the lock is lost and frees its executor', async () => {
+    const { a, frame } = r.agent({ name: 'rack-1' });
+    r.queue.add('1', { argv: ['true'] });
+    await frame('assign');
+    r.queue.steal('1');
+    r.clock.advance(2000);
+    const cancel = await frame('cancel');
+    assert.equal(cancel.jobId, '1');
+    assert.equal(a.running.size, 0);
+    assert.equal(r.dispatcher.heldJobs().length, 0);
+  });
+
+  it('requeues the builds of a preempted instance without using an attempt, once', async () => {
+    const { frame } = r.agent({ name: 'spot-1', location: 'cloud', instanceId: 'i-1' });
+    r.queue.add('1', { argv: ['true'] });
+    await frame('assign');
+    assert.equal(r.dispatcher.noticeInstance('i-1', 'spot-interruption'), true);
+    await Promise.all([r.dispatcher.preemptInstance('i-1', 'gone'), r.dispatcher.preemptInstance('i-1', 'gone')]);
+    assert.equal(r.queue.calls.filter((c) => c === 'giveBack 1').length, 1);
+    assert.equal(r.queue.entry('1')!.job.attemptsMade, 0);
+    assert.equal(await r.builds.preemptions('b2g', '1'), 1);
+  });
+
+  it('gives a reconnecting agent its build back and accepts its result from the new connection', async () => {
+    const first = r.agent({ name: 'rack-1' });
+    r.queue.add('1', { argv: ['true'] });
+    const assign = await first.frame('assign');
+    r.registry.remove(first.a);
+    r.dispatcher.orphan(first.a);
+    const again = agentFromHello(helloFrameFor({ name: 'rack-1' }), { id: 'conn-back', address: '127.0.0.1', pool: undefined, now: r.clock.now(), send: () => undefined, close: () => undefined });
+    r.registry.joining(again);
+    const kept = await r.dispatcher.reattach(again, [{ queue: 'b2g', jobId: '1', lockToken: assign.lockToken }]);
+    r.registry.add(again);
+    assert.deepEqual(kept, [{ queue: 'b2g', jobId: '1' }]);
+    assert.deepEqual([...again.running], ['b2g/1']);
+    await r.dispatcher.onFinished(again, finishedFrame(assign));
+    assert.equal(r.queue.stateOf('1'), 'completed');
+  });
+
+  it('fails an invalid payload for good without holding it', async () => {
+    r.agent({ name: 'rack-1' });
+    const settled = once(r.dispatcher, 'job-settled');
+    r.queue.add('bad', { argv: 'not an array' });
+    await settled;
+    assert.equal(r.queue.stateOf('bad'), 'failed');
+    assert.equal(r.dispatcher.heldJobs().length, 0);
+  });
+});
