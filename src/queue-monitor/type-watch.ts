@@ -40,7 +40,7 @@ export interface TypeWatchOptions {
 export class TypeWatch {
   private readonly queue: Queue;
   private events: QueueEvents | undefined;
-  private debounce: NodeJS.Timeout | undefined;
+  private debounce: AbortController | undefined;
   private reading: Promise<void> | undefined;
   private rereading: Promise<void> | undefined;
   private closed = false;
@@ -103,7 +103,7 @@ export class TypeWatch {
   /** Stops listening; a read still in flight is abandoned, never emitted. */
   async close(): Promise<void> {
     this.closed = true;
-    clearTimeout(this.debounce);
+    this.debounce?.abort();
     this.debounce = undefined;
     const events = this.events;
     this.events = undefined;
@@ -113,15 +113,20 @@ export class TypeWatch {
   /**
    * Coalesces a burst of events into one read `debounceMs` after the first of them. The window
    * is not restarted by later events, so a steady stream of jobs still yields a read per
-   * window. A real timer rather than the clock: it only batches Redis traffic, and the tests
-   * await the snapshot it produces instead of steering it.
+   * window. On the injected clock like every other wait, so a test ends the window when it
+   * chooses and the snapshot's time is the clock's.
    */
   private readonly poke = (): void => {
     if (this.closed || this.debounce) return;
-    this.debounce = setTimeout(() => {
-      this.debounce = undefined;
-      this.refresh().catch((error: unknown) => this.refreshFailed(error));
-    }, this.opts.debounceMs);
+    const window = new AbortController();
+    this.debounce = window;
+    this.opts.clock.sleep(this.opts.debounceMs, window.signal).then(
+      () => {
+        this.debounce = undefined;
+        this.refresh().catch((error: unknown) => this.refreshFailed(error));
+      },
+      () => undefined,
+    );
   };
 
   private async readAndEmit(): Promise<void> {

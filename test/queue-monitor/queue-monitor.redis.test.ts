@@ -1,5 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { performance } from 'node:perf_hooks';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { createLogger, type LogEntry } from '../../src/lib';
@@ -10,6 +11,7 @@ import { FakeClock } from '../fakes/fake-clock';
 import { waitUntil } from '../helpers/wait-until';
 
 const RECONCILE_MS = 5_000;
+const DEBOUNCE_MS = 25;
 
 describe('queue-monitor (real redis)', function () {
   let prefix: string;
@@ -40,6 +42,7 @@ describe('queue-monitor (real redis)', function () {
       clock,
       log: createLogger({ silent: true, level: 'debug', sink: (e) => logs.push(e) }),
       reconcileMs: RECONCILE_MS,
+      debounceMs: DEBOUNCE_MS,
       ...overrides,
     });
     closers.push(() => m.stop());
@@ -64,9 +67,30 @@ describe('queue-monitor (real redis)', function () {
     });
   }
 
-  /** Runs one reconciliation pass and resolves with the snapshot it emits for `type`. */
-  async function reconcile(m: QueueMonitor, type = 'b2g'): Promise<BacklogSnapshot> {
-    await clock.sleeping();
+  /**
+   * Like snapshotWhere, for a snapshot that queue events lead to: ends each debounce window the
+   * events open on the fake clock, whose one other sleeper is the reconciliation loop.
+   */
+  function afterEvents(m: QueueMonitor, type: string, match: (s: BacklogSnapshot) => boolean): Promise<BacklogSnapshot> {
+    const found = snapshotWhere(m, type, match);
+    let done = false;
+    void found.then(() => (done = true));
+    void (async () => {
+      while (!done) {
+        await Promise.race([found, clock.sleeping(2)]);
+        if (!done) clock.advance(DEBOUNCE_MS);
+        await nextTurn();
+      }
+    })();
+    return found;
+  }
+
+  /**
+   * Runs one reconciliation pass and resolves with the snapshot it emits for `type`, once the
+   * clock has `sleepers` sleeps: the loop's, plus any debounce window still open.
+   */
+  async function reconcile(m: QueueMonitor, type = 'b2g', sleepers = 1): Promise<BacklogSnapshot> {
+    await clock.sleeping(sleepers);
     const next = snapshotWhere(m, type, () => true);
     clock.advance(RECONCILE_MS);
     return next;
@@ -89,12 +113,15 @@ describe('queue-monitor (real redis)', function () {
     });
     assert.equal(m.all().length, 2);
 
-    const arrived = snapshotWhere(m, 'b2g', (s) => s.waiting === 1);
+    const arrived = afterEvents(m, 'b2g', (s) => s.waiting === 1);
     const t0 = performance.now();
-    await producer().add('build', { n: 1 }, { timestamp: clock.now() - 1_000 });
+    const queuedAt = clock.now() - 1_000;
+    await producer().add('build', { n: 1 }, { timestamp: queuedAt });
     const s = await arrived;
     assert.ok(performance.now() - t0 < 1_000, `snapshot took ${performance.now() - t0}ms`);
-    assert.equal(s.oldestWaitMs, 1_000);
+    // Read once the debounce window (on the clock) has ended: the wait includes it.
+    assert.ok(s.at >= queuedAt + 1_000 + DEBOUNCE_MS, `read at ${s.at - queuedAt} ms`);
+    assert.equal(s.oldestWaitMs, s.at - queuedAt);
     assert.equal(m.current('android')?.waiting, 0);
   });
 
@@ -116,7 +143,7 @@ describe('queue-monitor (real redis)', function () {
 
     const worker = new Worker('b2g', null, { connection: redis, prefix, autorun: false });
     closers.push(() => worker.close());
-    const taken = snapshotWhere(m, 'b2g', (s) => s.active === 1);
+    const taken = afterEvents(m, 'b2g', (s) => s.active === 1);
     assert.equal((await worker.getNextJob('t1'))?.data.n, 1);
     const s = await taken;
     assert.equal(s.waiting, 2);
@@ -139,14 +166,14 @@ describe('queue-monitor (real redis)', function () {
     await m.start();
     const q = producer();
     const base = clock.now();
-    const counted = snapshotWhere(m, 'b2g', (s) => s.waiting === 1 && s.prioritized === 2 && s.delayed === 1);
+    const counted = afterEvents(m, 'b2g', (s) => s.waiting === 1 && s.prioritized === 2 && s.delayed === 1);
     await q.add('build', {}, { timestamp: base - 1_000 });
     await q.add('build', {}, { timestamp: base - 4_000, priority: 1 });
     await q.add('build', {}, { timestamp: base - 2_000, priority: 5 });
     await q.add('build', {}, { delay: 60_000 });
     const s = await counted;
     assert.equal(s.oldestQueuedAt, base - 4_000);
-    assert.equal(s.oldestWaitMs, 4_000);
+    assert.equal(s.oldestWaitMs, s.at - (base - 4_000));
   });
 
   it('moves a job from waiting to active when a manual worker takes it', async () => {
@@ -157,14 +184,14 @@ describe('queue-monitor (real redis)', function () {
     assert.equal(m.current('b2g')?.waiting, 1);
     const worker = new Worker('b2g', null, { connection: redis, prefix, autorun: false });
     closers.push(() => worker.close());
-    const moved = snapshotWhere(m, 'b2g', (s) => s.active === 1);
+    const moved = afterEvents(m, 'b2g', (s) => s.active === 1);
     const job = await worker.getNextJob('token-1');
     assert.ok(job);
     const s = await moved;
     assert.equal(s.waiting, 0);
     assert.equal(s.oldestWaitMs, null);
 
-    const finished = snapshotWhere(m, 'b2g', (s) => s.active === 0);
+    const finished = afterEvents(m, 'b2g', (s) => s.active === 0);
     await job.moveToCompleted('ok', 'token-1', false);
     assert.equal((await finished).waiting, 0);
   });
@@ -183,8 +210,9 @@ describe('queue-monitor (real redis)', function () {
     assert.equal(s.oldestWaitMs, RECONCILE_MS);
     assert.equal(sources.length, 1);
 
-    // The loop goes back to sleep for the next pass rather than running again at once.
-    const again = await reconcile(m);
+    // The loop goes back to sleep for the next pass rather than running again at once (the
+    // events' debounce window, an hour long, is still open beside it).
+    const again = await reconcile(m, 'b2g', 2);
     assert.equal(again.oldestWaitMs, 2 * RECONCILE_MS);
   });
 
@@ -213,7 +241,7 @@ describe('queue-monitor (real redis)', function () {
     await m.setTypes(['b2g', 'linux']);
     assert.equal((await first).waiting, 0);
 
-    const arrived = snapshotWhere(m, 'linux', (s) => s.waiting === 1);
+    const arrived = afterEvents(m, 'linux', (s) => s.waiting === 1);
     await producer('linux').add('build', {});
     await arrived;
 
@@ -258,7 +286,7 @@ describe('queue-monitor (real redis)', function () {
     await q.add('build', {});
     await m.start();
     assert.equal(m.current('b2g')?.waiting, 1);
-    const arrived = snapshotWhere(m, 'b2g', (s) => s.waiting === 2);
+    const arrived = afterEvents(m, 'b2g', (s) => s.waiting === 2);
     await q.add('build', {});
     await arrived;
   });
