@@ -9,6 +9,7 @@ export const LOG_EVENTS = [
   'http.listening',
   'http.error',
   'http.access-refused',
+  'http.open-submit',
   'agents.listening',
   'agent.connected',
   'agent.auth-failed',

@@ -142,6 +142,9 @@ export class Master {
     await this.http.listen({ host: config.http.host, port: config.http.port });
     const httpAddr = this.http.server.address() as AddressInfo;
     this.log.info('http.listening', { host: httpAddr.address, port: httpAddr.port });
+    // The config only allows this on loopback (or with http.openSubmit); say so once anyway.
+    const { submit, admin } = config.http.tokens;
+    if (submit.length + admin.length === 0) this.log.warn('http.open-submit', { host: httpAddr.address, reason: 'no submit or admin token: anyone who reaches the API may submit builds' });
 
     dispatcher.start();
     await this.autoscale?.start();
