@@ -137,6 +137,9 @@ export class Daemon {
     await this.http.listen({ host: config.http.host, port: config.http.port });
     const httpAddr = this.http.server.address() as AddressInfo;
     log.info('http.listening', { host: httpAddr.address, port: httpAddr.port });
+    // The config only allows this on loopback (or with http.openSubmit); say so once anyway.
+    const { submit, admin } = config.http.tokens;
+    if (submit.length + admin.length === 0) log.warn('http.open-submit', { host: httpAddr.address, reason: 'no submit or admin token: anyone who reaches the API may submit builds' });
 
     master.start();
     await autoscale?.start();

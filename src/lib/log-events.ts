@@ -9,6 +9,7 @@ const LOG_EVENTS = [
   'http.listening',
   'http.error',
   'http.access-refused',
+  'http.open-submit',
   'agents.listening',
   'agent.connected',
   'agent.auth-failed',

@@ -287,6 +287,8 @@ async function httpCase(r: HostileInput, ctx: FuzzContext): Promise<void> {
     const shapes = [() => JSON.stringify(job), () => JSON.stringify(r.mutate(job)), () => JSON.stringify(r.value(3)), () => r.badJson(), () => 'a'.repeat(LIMIT + 10), () => r.deep(r.pick([3_000, 12_000, 30_000]))];
     body = shapes[r.pick([0, 0, 0, 1, 1, 1, 2, 2, 3, 3, 4, 5])]!();
     headers['content-type'] = r.chance(0.8) ? 'application/json' : r.pick(['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', r.string()]);
+    // Mostly with the admin token: an admin token makes submission need one, and the bodies should get past that.
+    if (r.chance(0.8)) headers.authorization = r.pick([`Bearer ${ADMIN}`, `bearer ${ADMIN}`, `Bearer ${ADMIN}x`, r.string()]);
   } else if (route <= 3) {
     method = 'PUT';
     path = `/api/rules/${enc(r.pick(['fuzzing', 'b2g', 'nope', 'constructor', '__proto__', 'toString', 'hasOwnProperty', r.string() || 'x']))}`;
