@@ -1,6 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { parseAgentOptions, type AgentOptions } from '../config';
-import { detectIsolation } from '../executor';
+import { detectBuildIdentity, detectIsolation } from '../executor';
 import { ConfigError, createLogger } from '../lib';
 import { Agent, fetchInstanceId, type AgentTls } from '../slave-agent';
 import { onShutdownSignal } from './shutdown';
@@ -8,6 +8,7 @@ import { onShutdownSignal } from './shutdown';
 export interface AgentFlags {
   master: string;
   token?: string;
+  tokenFile?: string;
   name: string;
   location?: string;
   jobTypes: string;
@@ -19,7 +20,11 @@ export interface AgentFlags {
   workDir?: string;
   cas?: string;
   casToken?: string;
+  casTokenFile?: string;
   cacheDir?: string;
+  buildUser?: string;
+  inputMaxDepth?: string;
+  inputMaxEntries?: string;
   ca?: string;
   cert?: string;
   key?: string;
@@ -33,9 +38,11 @@ export async function agentCommand(flags: AgentFlags, env: NodeJS.ProcessEnv): P
   const list = (s: string | undefined) => (s ? s.split(',').map((x) => x.trim()).filter(Boolean) : undefined);
   // On EC2 the agent learns its instance id from the instance metadata service (IMDSv2).
   const instanceId = flags.instanceId === 'imds' ? await fetchInstanceId({ baseUrl: flags.imdsUrl }) : flags.instanceId;
+  const token = secretFrom('--token', flags.token, '--token-file', flags.tokenFile);
+  const casToken = secretFrom('--cas-token', flags.casToken, '--cas-token-file', flags.casTokenFile);
   const options = parseAgentOptions({
     master: flags.master,
-    token: flags.token,
+    token,
     name: flags.name,
     location: flags.location,
     jobTypes: list(flags.jobTypes),
@@ -46,19 +53,24 @@ export async function agentCommand(flags: AgentFlags, env: NodeJS.ProcessEnv): P
     noticePollSec: flags.noticePollSec === undefined ? undefined : Number(flags.noticePollSec),
     workDir: flags.workDir,
     casUrl: flags.cas,
-    casToken: flags.casToken,
+    casToken,
     cacheDir: flags.cacheDir,
+    inputMaxDepth: flags.inputMaxDepth === undefined ? undefined : Number(flags.inputMaxDepth),
+    inputMaxEntries: flags.inputMaxEntries === undefined ? undefined : Number(flags.inputMaxEntries),
     caFile: flags.ca,
     certFile: flags.cert,
     keyFile: flags.key,
   });
   const log = createLogger({ level: flags.logLevel ?? 'info', format: flags.logFormat ?? 'auto' }).child({ agent: options.name });
+  const onArgv = scrubCommandLine(options.name);
+  if (onArgv.length > 0) log.warn('agent.token-on-command-line', { flags: onArgv, hint: 'other users of this machine may have read it before it was scrubbed: use --token-file' });
   const baseEnv: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) if (v !== undefined && k !== 'SPILLWAY_AGENT_TOKEN' && k !== 'SPILLWAY_CAS_TOKEN') baseEnv[k] = v;
-  // Detected once: the log says which limits this machine can enforce for jobs that ask.
-  const isolation = flags.isolation === 'off' ? undefined : await detectIsolation({ log });
+  // Detected once: who builds run as, and which limits this machine can enforce for jobs that ask.
+  const identity = await detectBuildIdentity({ log, ...(flags.buildUser !== undefined && { buildUser: flags.buildUser }) });
+  const isolation = flags.isolation === 'off' ? undefined : await detectIsolation({ log, ...(identity.kind === 'user' && { uid: identity.uid }) });
   const tls = readAgentTls(options);
-  const agent = new Agent({ options, log, baseEnv, ...(isolation && { isolation }), ...(tls && { tls }) });
+  const agent = new Agent({ options, log, baseEnv, identity, ...(isolation && { isolation }), ...(tls && { tls }) });
   const running = agent.start();
   const outcome = await Promise.race([running.then(() => 'stopped' as const), onShutdownSignal()]);
   if (outcome !== 'stopped') {
@@ -67,6 +79,34 @@ export async function agentCommand(flags: AgentFlags, env: NodeJS.ProcessEnv): P
   }
   await running;
   return 0;
+}
+
+/**
+ * A secret given either inline or as a file (read once; a trailing newline is not part of it).
+ * A file every user may read is refused: a build user is one of them.
+ */
+function secretFrom(inlineFlag: string, inline: string | undefined, fileFlag: string, file: string | undefined): string | undefined {
+  if (file === undefined) return inline;
+  if (inline !== undefined) throw new ConfigError('agent options', [`${fileFlag} and ${inlineFlag} (or its environment variable) both given: use one`]);
+  try {
+    const st = statSync(file);
+    if (st.isFile() && (st.mode & 0o004) !== 0) throw new Error(`it is readable by every user (mode ${(st.mode & 0o777).toString(8)}): chmod 600 it`);
+    const text = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+    if (text === '') throw new Error('it is empty');
+    return text;
+  } catch (err) {
+    throw new ConfigError('agent options', [`${fileFlag}: cannot use ${file}: ${(err as Error).message}`]);
+  }
+}
+
+/**
+ * /proc/PID/cmdline is readable by every user of the machine, builds included: a token given
+ * as --token is overwritten there (process.title rewrites the argv area). Returns the flags found.
+ */
+function scrubCommandLine(name: string): string[] {
+  const found = process.argv.filter((a) => /^--(cas-)?token(=|$)/.test(a));
+  if (found.length > 0) process.title = `spillway agent --name ${name}`;
+  return found.map((a) => a.split('=')[0] as string);
 }
 
 /** Read once at start: a missing or unreadable file is a usage error, not a reconnect loop. */

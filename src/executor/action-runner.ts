@@ -8,6 +8,7 @@ import { cachingTreeFetcher, type InputFetchStats } from './action-inputs';
 import { collectOutputs, OutputRejected, type CollectedOutput } from './action-outputs';
 import { DEFAULT_CAPTURE_MEMORY_BYTES, OutputCapture } from './output-capture';
 import { atStage } from './action-failure';
+import { buildOwner, handOver, identityEnv, type BuildIdentity } from './build-identity';
 
 /**
  * One action to execute: the protocol's action fields plus the job's command. Declared here
@@ -54,6 +55,8 @@ export interface ActionDeps {
   captureMemoryBytes?: number;
   /** Bounds on the input tree (depth, entries, bytes). @defaultValue DEFAULT_MATERIALIZE_LIMITS */
   inputLimits?: MaterializeLimits;
+  /** Who the command runs as; a build user is given the materialized tree. @defaultValue the agent's own user */
+  identity?: BuildIdentity;
 }
 
 export interface ActionExecution {
@@ -117,6 +120,8 @@ export async function executeAction(input: ActionInput, deps: ActionDeps): Promi
     } else {
       const [realCwd, realWork] = await atStage('run', 'cannot prepare the working directory', undefined, async () => {
         await fsp.mkdir(cwd, { recursive: true });
+        const owner = buildOwner(deps.identity);
+        if (owner) await handOver(workDir, owner);
         return [await fsp.realpath(cwd), await fsp.realpath(workDir)];
       });
       if (realCwd !== realWork && !realCwd.startsWith(realWork + path.sep)) {
@@ -128,7 +133,7 @@ export async function executeAction(input: ActionInput, deps: ActionDeps): Promi
             {
               argv: input.argv,
               env: input.env,
-              ...(deps.baseEnv && { baseEnv: deps.baseEnv }),
+              baseEnv: { ...deps.baseEnv, ...identityEnv(deps.identity, workDir) },
               cwd,
               timeoutMs: input.timeoutSec * 1000,
               ...(deps.killGraceMs !== undefined && { killGraceMs: deps.killGraceMs }),
@@ -138,7 +143,7 @@ export async function executeAction(input: ActionInput, deps: ActionDeps): Promi
               (stream === 'stdout' ? stdout : stderr).write(chunk);
               deps.onOutput(stream, chunk);
             },
-            { now, ...(deps.isolation && { isolation: deps.isolation }) },
+            { now, ...(deps.isolation && { isolation: deps.isolation }), ...(deps.identity && { identity: deps.identity }) },
           );
         run = await (await atStage('run', 'cannot start the command', undefined, spawnRun)).result;
       }

@@ -6,3 +6,13 @@ export { executeAction, TIMED_OUT_EXIT, NOT_STARTED_EXIT, type ActionInput, type
 export { MissingInputError, type InputFetchStats } from './action-inputs';
 export { ActionFailure, type ActionStage } from './action-failure';
 export { ESCAPES as OUTPUT_ESCAPES_MESSAGE } from './action-outputs';
+export {
+  detectBuildIdentity,
+  buildOwner,
+  handOver,
+  identityEnv,
+  unreachableBy,
+  DEFAULT_BUILD_USER,
+  type BuildIdentity,
+  type DetectBuildIdentityOptions,
+} from './build-identity';

@@ -3,6 +3,7 @@ import { statSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import type { Logger } from '../lib';
+import { launchAs, type BuildIdentity } from './build-identity';
 import type { Isolation, LimitGroup, ResourceLimits } from './limits';
 import { signalMembers } from './cgroup-fs';
 import { groupGone, signalGroup } from './process-group';
@@ -73,6 +74,8 @@ export interface RunDeps {
   isolation?: Isolation;
   /** Receives `executor.group-failed` / `executor.group-cleanup-failed`. */
   log?: Logger;
+  /** Who the build runs as (from `detectBuildIdentity`, once per agent). @defaultValue the agent's own user */
+  identity?: BuildIdentity;
 }
 
 const DEFAULT_KILL_GRACE_MS = 5000;
@@ -101,7 +104,15 @@ export function runProcess(
   const argv = spec.shell !== undefined ? ['/bin/sh', '-c', spec.shell] : (spec.argv as string[]);
   const isolation = deps.isolation;
   if (!isolation) {
-    return supervise(argv, spec, onOutput, { spawn, now, startedAt, ...(spec.limits && { report: unenforcedReport(spec.limits) }) });
+    const as = launchAs(deps.identity, argv);
+    return supervise(as.argv, spec, onOutput, {
+      spawn,
+      now,
+      startedAt,
+      ...(as.uid !== undefined && { uid: as.uid }),
+      ...(as.gid !== undefined && { gid: as.gid }),
+      ...(spec.limits && { report: unenforcedReport(spec.limits) }),
+    });
   }
   if (!programExists(argv[0] as string, { ...spec.baseEnv, ...spec.env }, spec.cwd)) return failed(`spawn ${argv[0]} ENOENT`);
 
@@ -109,7 +120,7 @@ export function runProcess(
   let inner: RunHandle | undefined;
   let cancelled: string | undefined;
   const start = async (): Promise<RunResult> => {
-    const launch = await prepareSandbox(argv, spec.limits ?? {}, isolation, deps.log);
+    const launch = await prepareSandbox(argv, spec.limits ?? {}, isolation, deps.log, deps.identity);
     const base = { exitCode: null, signal: null, timedOut: false, startedAt, limits: launch.report };
     if (cancelled !== undefined) {
       await launch.group?.destroy().catch(() => undefined);
@@ -120,6 +131,8 @@ export function runProcess(
       now,
       startedAt,
       report: launch.report,
+      ...(launch.uid !== undefined && { uid: launch.uid }),
+      ...(launch.gid !== undefined && { gid: launch.gid }),
       ...(launch.group && { group: launch.group }),
       ...(deps.log && { log: deps.log }),
     });
@@ -152,6 +165,8 @@ interface SuperviseContext {
   group?: LimitGroup;
   report?: LimitsReport;
   log?: Logger;
+  uid?: number;
+  gid?: number;
 }
 
 /** Spawns `argv` in a new process group and watches it until it and its group are gone. */
@@ -181,6 +196,8 @@ function supervise(
       // A group of its own lets us signal the build's whole process tree at once.
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
+      ...(ctx.uid !== undefined && { uid: ctx.uid }),
+      ...(ctx.gid !== undefined && { gid: ctx.gid }),
     });
   } catch (err) {
     return failed(err instanceof Error ? err.message : String(err));

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join, resolve } from 'node:path';
 import type { Logger } from '../lib';
+import { launchAs, type BuildIdentity } from './build-identity';
 import type { Enforcement, Isolation, IsolationKind, LimitGroup, ResourceLimits } from './limits';
 
 /** What a run's limits came to: requested, and by what (if anything) each one is enforced. */
@@ -23,6 +24,9 @@ export interface LimitsReport {
 export interface SandboxLaunch {
   file: string;
   args: string[];
+  /** Set when the wrapper itself must start as the build user (no setpriv to switch later). */
+  uid?: number;
+  gid?: number;
   group: LimitGroup | undefined;
   report: LimitsReport;
 }
@@ -60,6 +64,7 @@ export async function prepareSandbox(
   limits: ResourceLimits,
   isolation: Isolation,
   log: Logger | undefined,
+  identity?: BuildIdentity,
 ): Promise<SandboxLaunch> {
   let group: LimitGroup | undefined;
   let groupProblem: string | undefined;
@@ -79,6 +84,8 @@ export async function prepareSandbox(
   };
   let build = argv;
   if (rlimit.pids && isolation.prlimit) build = [isolation.prlimit, `--nproc=${Math.floor(limits.pids as number)}`, '--', ...argv];
+  // The wrapper joins the cgroups with the agent's rights; the build user takes over after it.
+  const as = launchAs(identity, build, true);
   const asKiB = rlimit.memory ? String(Math.round((limits.memoryMb as number) * 1024)) : '-';
   const procs = group?.procsFiles ?? [];
   const report: LimitsReport = {
@@ -91,7 +98,9 @@ export async function prepareSandbox(
   };
   return {
     file: '/bin/sh',
-    args: ['-c', WRAPPER, 'spillway-sandbox', String(procs.length), ...procs, isolation.oomScoreAdj ? String(BUILD_OOM_SCORE_ADJ) : '-', asKiB, ...build],
+    args: ['-c', WRAPPER, 'spillway-sandbox', String(procs.length), ...procs, isolation.oomScoreAdj ? String(BUILD_OOM_SCORE_ADJ) : '-', asKiB, ...as.argv],
+    ...(as.uid !== undefined && { uid: as.uid }),
+    ...(as.gid !== undefined && { gid: as.gid }),
     group,
     report,
   };

@@ -154,11 +154,15 @@ export class LocalProvider implements Provider {
       String(this.o.config.executorsPerInstance),
       '--log-level',
       'warn',
+      // Through a pipe: neither the agent's environment nor its command line (both readable by
+      // its builds when they run as its user) nor any file ever holds the token.
+      '--token-file',
+      '/dev/stdin',
     ];
-    const child = (this.o.spawn ?? child_process.spawn)(cmd!, args, {
-      env: { ...process.env, SPILLWAY_AGENT_TOKEN: this.o.token },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
+    const { SPILLWAY_AGENT_TOKEN: _ours, ...env } = process.env;
+    const child = (this.o.spawn ?? child_process.spawn)(cmd!, args, { env, stdio: ['pipe', 'ignore', 'pipe'] });
+    child.stdin?.on('error', () => undefined);
+    child.stdin?.end(this.o.token);
     let stderr = '';
     child.stderr?.on('data', (b: Buffer) => (stderr = (stderr + b.toString()).slice(-2000)));
     m.child = child;

@@ -2,7 +2,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CasClient, DiskStore } from '../cas';
 import type { AgentOptions } from '../config';
-import { ActionFailure, executeAction, type Isolation, type OutputStream, type runProcess } from '../executor';
+import { ActionFailure, executeAction, type BuildIdentity, type Isolation, type OutputStream, type runProcess } from '../executor';
 import type { Clock, Logger } from '../lib';
 import { actionDigestOf, type AssignFrame, type BuildResult } from '../protocol';
 import { toBuildResult } from './build-result-of';
@@ -22,6 +22,7 @@ export class ActionSupport {
       log: Logger;
       runner: typeof runProcess;
       isolation?: Isolation;
+      identity?: BuildIdentity;
       baseEnv: Record<string, string>;
     },
   ) {}
@@ -79,6 +80,7 @@ export class ActionSupport {
           remote,
           workDir,
           runner: this.d.runner,
+          ...(this.d.identity && { identity: this.d.identity }),
           ...(this.d.isolation && payload.resources && { isolation: this.d.isolation }),
           baseEnv: this.d.baseEnv,
           onOutput,

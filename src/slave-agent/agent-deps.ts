@@ -1,6 +1,6 @@
 import type WebSocket from 'ws';
 import type { AgentOptions } from '../config';
-import type { Isolation, runProcess } from '../executor';
+import type { BuildIdentity, Isolation, runProcess } from '../executor';
 import type { BackoffPolicy, Clock, Logger } from '../lib';
 import type { BuildResult, HeldJob, NoticeFrame } from '../protocol';
 import type { AgentRejectedError } from './agent-errors';
@@ -19,6 +19,11 @@ export interface AgentDeps {
   runner?: typeof runProcess;
   /** Confinement for builds that ask for resource limits (cgroups, else rlimits). @defaultValue none */
   isolation?: Isolation;
+  /**
+   * Who builds run as (from `detectBuildIdentity`): another user when the agent is root, its
+   * own user in private namespaces otherwise. @defaultValue the agent's own user, nothing in between
+   */
+  identity?: BuildIdentity;
   /** For a wss:// master: the CA its certificate is checked against, and a client certificate. @defaultValue the system CAs, no client certificate */
   tls?: AgentTls;
   /** @defaultValue WebSocket from 'ws' */

@@ -1,7 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import WebSocket from 'ws';
 import { version as packageVersion } from '../../package.json';
 import type { AgentOptions } from '../config';
@@ -31,6 +29,7 @@ import { keyOf, LogOutbox } from './log-outbox';
 import { MasterConnection, type ConnectionEnd } from './master-connection';
 import { noticeWatchFor, type NoticeWatch } from './notice-watch';
 import { StateChanges } from './state-changes';
+import { prepareWorkDir, releaseWorkDir } from './work-dir';
 
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const DEFAULT_RECONNECT_BACKOFF: Readonly<BackoffPolicy> = Object.freeze({ baseMs: 500, maxMs: 30_000 });
@@ -86,7 +85,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.runner = deps.runner ?? runProcess;
     this.WebSocketImpl = deps.WebSocketImpl ?? WebSocket;
     this.random = deps.random ?? Math.random;
-    this.baseEnv = withoutSecrets(deps.baseEnv ?? { PATH: DEFAULT_PATH }, deps.options.token);
+    this.baseEnv = withoutSecrets(deps.baseEnv ?? { PATH: DEFAULT_PATH }, [deps.options.token, deps.options.casToken]);
     this.changes = new StateChanges(this.clock);
     this.actions = new ActionSupport({
       options: deps.options,
@@ -95,6 +94,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       runner: this.runner,
       baseEnv: this.baseEnv,
       ...(deps.isolation && { isolation: deps.isolation }),
+      ...(deps.identity && { identity: deps.identity }),
     });
     this.watch = noticeWatchFor(deps.options, this.clock, this.log, (frame) => this.onNotice(frame));
     this.outbox = new LogOutbox({
@@ -150,19 +150,16 @@ export class Agent extends EventEmitter<AgentEvents> {
       await Promise.all([...this.unsettled].map((b) => b.settled));
       this.outbox.close();
       if (this.ownsWorkDir) await rm(this.workDir, { recursive: true, force: true }).catch(() => undefined);
+      else await releaseWorkDir(this.workDir).catch(() => undefined);
       await this.actions.close().catch(() => undefined);
       this.log.info('agent.stopped', { unacknowledged: this.finished.size });
     }
   }
 
   private async prepareWorkDir(): Promise<void> {
-    if (this.options.workDir) {
-      this.workDir = this.options.workDir;
-      await mkdir(this.workDir, { recursive: true });
-    } else {
-      this.workDir = await mkdtemp(join(tmpdir(), 'spillway-agent-'));
-      this.ownsWorkDir = true;
-    }
+    const prepared = await prepareWorkDir({ workDir: this.options.workDir, name: this.options.name, identity: this.deps.identity, log: this.log });
+    this.workDir = prepared.dir;
+    this.ownsWorkDir = prepared.owned;
   }
 
   private async connectLoop(): Promise<void> {
@@ -301,6 +298,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       workDir: this.workDir,
       baseEnv: this.baseEnv,
       ...(this.deps.isolation && { isolation: this.deps.isolation }),
+      ...(this.deps.identity && { identity: this.deps.identity }),
       actions: this.actions,
       ...(this.deps.killGraceMs !== undefined && { killGraceMs: this.deps.killGraceMs }),
       onOutput: (stream, chunk) => {
@@ -407,10 +405,10 @@ export class Agent extends EventEmitter<AgentEvents> {
 }
 
 /** Builds must never see the agent's own credentials, whatever variable holds them. */
-function withoutSecrets(env: Record<string, string>, token: string): Record<string, string> {
+function withoutSecrets(env: Record<string, string>, secrets: ReadonlyArray<string | undefined>): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) {
-    if (k === 'SPILLWAY_AGENT_TOKEN' || v === token) continue;
+    if (k === 'SPILLWAY_AGENT_TOKEN' || k === 'SPILLWAY_CAS_TOKEN' || secrets.some((t) => t !== undefined && (v === t || (t.length >= 8 && v.includes(t))))) continue;
     out[k] = v;
   }
   return out;

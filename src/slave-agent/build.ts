@@ -1,6 +1,6 @@
-import { mkdir, rm, rmdir } from 'node:fs/promises';
+import { chmod, mkdir, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Isolation, OutputStream, RunHandle, runProcess } from '../executor';
+import { buildOwner, handOver, identityEnv, type BuildIdentity, type Isolation, type OutputStream, type RunHandle, type runProcess } from '../executor';
 import type { Clock } from '../lib';
 import type { ActionSupport } from './action-support';
 import { toBuildResult } from './build-result-of';
@@ -18,6 +18,8 @@ export interface BuildDeps {
   actions?: ActionSupport;
   /** cgroup limits and oom_score_adj for builds; without it builds run unconfined. */
   isolation?: Isolation;
+  /** Who builds run as; a build user owns the build's directory. @defaultValue the agent's user */
+  identity?: BuildIdentity;
   /** The build directory could not be removed afterwards (the build's result stands). */
   onCleanupError: (dir: string, err: unknown) => void;
   /** Something threw during the build; the build fails with the message, the agent carries on. */
@@ -79,6 +81,12 @@ export class Build {
       await freshDir(this.dir);
       // An action's cwd comes with its input tree, materialized below.
       if (cwd !== this.dir && !payload.action) await mkdir(cwd, { recursive: true });
+      const owner = buildOwner(this.deps.identity);
+      if (owner) {
+        // Private to the build user: other builds (same user) are kept out only by the 0711 parent.
+        await chmod(this.dir, 0o700);
+        await handOver(this.dir, owner);
+      }
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       return { exitCode: null, signal: null, timedOut: false, error: `cannot create work dir: ${message}`, startedAt, finishedAt: this.deps.clock.now() };
@@ -95,7 +103,7 @@ export class Build {
     this.handle = this.deps.runner(
       {
         ...(payload.argv ? { argv: payload.argv } : { shell: payload.shell }),
-        baseEnv: this.deps.baseEnv,
+        baseEnv: { ...this.deps.baseEnv, ...identityEnv(this.deps.identity, this.dir) },
         env: {
           ...payload.env,
           SPILLWAY_JOB_ID: this.assign.jobId,
@@ -110,7 +118,11 @@ export class Build {
       this.deps.onOutput,
       // Confinement costs a wrapper exec and cgroup set-up per build, worth it where a job
       // asks for limits; unconfined jobs keep the fast path.
-      { now: () => this.deps.clock.now(), ...(this.deps.isolation && payload.resources && { isolation: this.deps.isolation }) },
+      {
+        now: () => this.deps.clock.now(),
+        ...(this.deps.isolation && payload.resources && { isolation: this.deps.isolation }),
+        ...(this.deps.identity && { identity: this.deps.identity }),
+      },
     );
     return toBuildResult(await this.handle.result);
   }

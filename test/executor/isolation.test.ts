@@ -1,8 +1,9 @@
 import { strict as assert } from 'node:assert';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  detectBuildIdentity,
   detectIsolation,
   runProcess,
   type Isolation,
@@ -107,6 +108,25 @@ describe('executor/isolation', () => {
       assert.deepEqual(ourGroups(), [], 'groups removed after the run');
     });
 
+    it('as root with a build user: joins the group as root, then runs the build as that user', async function () {
+      if (process.getuid?.() !== 0) this.skip();
+      const identity = await detectBuildIdentity({ log: logger().log });
+      assert.equal(identity.kind, 'user');
+      chmodSync(cwd, 0o777);
+      const out: string[] = [];
+      const handle = runProcess(
+        { cwd, timeoutMs: 20_000, baseEnv: { PATH }, shell: 'id -u; id -G; cat /proc/self/cgroup; cat /proc/self/oom_score_adj', limits: { memoryMb: 256, pids: 50 } },
+        (_s, c) => out.push(c),
+        { isolation: await detectIsolation({ log: logger().log, uid: 65534 }), identity },
+      );
+      const r = await handle.result;
+      assert.equal(r.exitCode, 0, out.join(''));
+      assert.match(out.join(''), /^65534\n65534\n/, 'uid and the only group are nobody/nogroup');
+      assert.ok(out.join('').includes(`/spillway/${OUR_GROUPS}`), out.join(''));
+      assert.match(out.join(''), /\n1000\n$/);
+      assert.deepEqual(r.limits?.cgroup, { cpu: false, memory: true, pids: true });
+    });
+
     it('ends a memory hog as out of memory', async () => {
       const hog = 'const a = []; for (let i = 0; i < 30; i++) a.push(Buffer.alloc(10 * 1024 * 1024, 1)); console.log("survived")';
       const { handle, text } = run({ argv: [process.execPath, '-e', hog], limits: { memoryMb: 64 } }, isolation);
@@ -189,5 +209,33 @@ describe('executor/isolation', () => {
       const r = await run({ argv: ['spillway-no-such-program'] }, isolation).handle.result;
       assert.match(r.error ?? '', /ENOENT/);
     });
+  });
+});
+
+describe('executor/build-identity', () => {
+  it('refuses a build user that does not exist, and runs as root only when told', async () => {
+    const entries: LogEntry[] = [];
+    const log = createLogger({ silent: true, sink: (e) => entries.push(e) });
+    await assert.rejects(detectBuildIdentity({ log, uid: 0, buildUser: 'no-such-user-here' }), /does not exist/);
+    assert.deepEqual(await detectBuildIdentity({ log, uid: 0, buildUser: 'root' }), { kind: 'agent' });
+    assert.ok(entries.some((e) => e.event === 'executor.isolation' && e.level === 'warn' && e.buildsRunAs === 'root'));
+    const numeric = await detectBuildIdentity({ log, uid: 0, buildUser: '60001:60001' });
+    assert.equal(numeric.kind === 'user' && numeric.uid, 60001);
+  });
+
+  it('a namespaced build is not pid 1: a timeout ends it with SIGTERM, not after the kill grace', async function () {
+    const log = createLogger({ silent: true });
+    const identity = await detectBuildIdentity({ log, uid: 1000 });
+    if (identity.kind !== 'namespace') this.skip();
+    const cwd = mkdtempSync(join(tmpdir(), 'spillway-ns-'));
+    try {
+      const out: string[] = [];
+      const r = await runProcess({ cwd, timeoutMs: 300, killGraceMs: 5000, baseEnv: { PATH }, shell: 'ls /proc | grep -c "^[0-9]"; exec sleep 30' }, (st, c) => st === 'stdout' && out.push(c), { identity }).result;
+      assert.equal(r.timedOut, true);
+      assert.ok(r.finishedAt - r.startedAt < 3000, `took ${r.finishedAt - r.startedAt} ms`);
+      assert.ok(Number(out.join("").trim()) <= 4, `processes visible (init, shell, ls, grep): ${JSON.stringify(out)}`);
+    } finally {
+      rmSync(cwd, { recursive: true, force: true });
+    }
   });
 });

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRedisServer, type RedisServerHandle } from '../../src/lib';
@@ -19,6 +19,9 @@ export const mochaHooks = {
     // inherit TMPDIR) lives under one directory that is removed at the end, even where a
     // test had to SIGKILL the process that would have cleaned up after itself.
     scratch = mkdtempSync(join(tmpdir(), 'spillway-test-'));
+    // Searchable, not listable: an agent started as root runs builds as `nobody`, which must
+    // reach its build dir below an agent work dir in here.
+    chmodSync(scratch, 0o711);
     process.env.TMPDIR = scratch;
     server = await startRedisServer();
   },

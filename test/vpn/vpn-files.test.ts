@@ -93,8 +93,13 @@ describe('vpn init', () => {
     const file = (p: string) => doc.write_files.find((f) => f.path === p)!;
     assert.equal(file('/etc/wireguard/wg-spillway.conf').content, files.find((f) => f.path === 'peers/peer-02.conf')!.content);
     assert.equal(file('/etc/wireguard/wg-spillway.conf').permissions, '0600');
-    assert.equal(file('/etc/spillway/agent.env').content, 'SPILLWAY_AGENT_TOKEN=pool-token-0123\n');
-    assert.match(file('/etc/systemd/system/spillway-agent.service').content, /--master ws:\/\/10\.77\.0\.1:8081 .*--location cloud --instance-id imds --job-types b2g/);
+    assert.equal(file('/etc/spillway/agent-token').content, 'pool-token-0123\n');
+    assert.equal(file('/etc/spillway/agent-token').permissions, '0600');
+    const unit = file('/etc/systemd/system/spillway-agent.service').content;
+    assert.match(unit, /--master ws:\/\/10\.77\.0\.1:8081 .*--location cloud --instance-id imds --job-types b2g/);
+    // The token reaches the agent through the root-only file, never its environment or argv.
+    assert.match(unit, /--token-file \/etc\/spillway\/agent-token --build-user nobody/);
+    assert.doesNotMatch(unit, /pool-token-0123|EnvironmentFile|SPILLWAY_AGENT_TOKEN/);
     assert.deepEqual(doc.runcmd.at(-1), ['systemctl', 'enable', '--now', 'spillway-agent.service']);
   });
 
