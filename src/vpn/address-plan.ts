@@ -3,7 +3,7 @@ import { addressAt, formatIp, formatNetwork, networkSize, parseCidr, type IpNetw
 /** The tunnel network and who gets which address in it: the hub first, then the peers. */
 export interface AddressPlan {
   network: string;
-  /** The hub's address, e.g. 10.77.0.1 (the master's agents.host). */
+  /** The hub's address, e.g. 10.77.0.1 (the master's agents.listen.host). */
   hub: string;
   peers: string[];
 }

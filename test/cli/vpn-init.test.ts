@@ -18,7 +18,7 @@ describe('spillway vpn init', () => {
     });
     assert.equal(r.code, 0, r.output);
     assert.match(r.output, /wrote 7 files/);
-    assert.match(r.output, /agents:\n {2}host: 10\.77\.0\.1\n {2}port: 8081\n {2}allow: \[10\.77\.0\.0\/28\]/);
+    assert.match(r.output, /agents:\n {2}listen:\n {4}host: 10\.77\.0\.1\n {2}port: 8081\n {2}allow: \[10\.77\.0\.0\/28\]/);
     assert.equal(statSync(join(out, 'peers/peer-03.user-data.yaml')).mode & 0o777, 0o600);
     assert.equal(r.output.includes('pool-token-0123'), false, 'the token goes into the files, not the terminal');
 

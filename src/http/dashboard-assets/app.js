@@ -52,7 +52,7 @@
     $('#admin-state').textContent = !overview
       ? ''
       : !editable
-        ? 'rule changes are off (no adminToken or no pools configured)'
+        ? 'rule changes are off (no http.tokens.admin or no pools configured)'
         : token()
           ? 'unlocked: overflow rules can be changed'
           : 'read-only';
