@@ -88,6 +88,7 @@ export class Dashboard {
       changed();
     });
     d.dispatcher.on('job-settled', changed);
+    d.dispatcher.on('frame-refused', (_agent, frame, reason) => this.metrics.frameRefused(frame, reason));
     d.registry.on('added', changed);
     d.registry.on('removed', changed);
   }

@@ -15,6 +15,7 @@ import type { JobQueue, QueuedJob } from './job-queue';
 import { LockRenewal } from './lock-renewal';
 import { Preemption } from './preemption';
 import { Reattach } from './reattach';
+import { RefusalLog } from './refusal-log';
 import { Signal } from './signal';
 
 export type { DispatcherEvents } from './dispatcher-events';
@@ -68,8 +69,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     });
     const settlement = new BuildSettlement({ queues: d.queues, builds: d.builds, log });
     const common = { jobs: this.jobs, settlement, events: this, clock, log };
-    this.reports = new BuildReports({ ...common, builds: d.builds });
-    this.reattacher = new Reattach({ ...common, config: d.config, queues: d.queues, builds: d.builds });
+    this.reports = new BuildReports({ ...common, builds: d.builds, refusals: new RefusalLog(log, clock) });
+    this.reattacher = new Reattach({ ...common, config: d.config, queues: d.queues, builds: d.builds, reports: this.reports });
     this.preemption = new Preemption({ ...common, registry, capacityChanged: () => this.capacityChanged() });
     this.sweeper = new AgentSweep({ ...common, config: d.config, registry, preemption: this.preemption });
     this.renewal = new LockRenewal({ queues: d.queues, jobs: this.jobs, registry, log });

@@ -86,6 +86,19 @@ export const HELD_EVENTS: readonly HeldEventType[] = [
  * `wrong-state`: the event makes no sense in the job's state.
  */
 export type RefusalCode = 'not-holder' | 'wrong-token' | 'wrong-state';
+/** Why a frame about a job was refused: a refused transition, or no such job held here. */
+export type FrameRefusal = RefusalCode | 'not-held';
+
+/** A frame about a job that its sender may not send; counted and logged, never acted on. */
+export class RefusedFrame extends Error {
+  constructor(
+    readonly code: FrameRefusal,
+    reason: string,
+  ) {
+    super(reason);
+  }
+}
+
 export type HeldTransition = { ok: true; next: HeldState } | { ok: false; code: RefusalCode; reason: string };
 
 /** From which states each event may move a held job; `undefined` is "not held yet". */

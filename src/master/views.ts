@@ -68,6 +68,7 @@ export function agentsView(registry: AgentRegistry) {
     instanceId: a.instanceId ?? null,
     address: a.address,
     jobTypes: [...a.jobTypes],
+    unknownJobTypes: [...a.unknownJobTypes],
     executors: a.executors,
     busy: a.running.size,
     draining: a.draining,

@@ -96,7 +96,7 @@ describe('dispatcher (in-memory queue, fake clock)', () => {
     await r.dispatcher.onFinished(rogue.a, finishedFrame(assign, 0));
     assert.equal(r.queue.stateOf('1'), 'active', 'the job is still the holder\'s');
     assert.equal(r.builds.logs.get('b2g:1:1'), undefined);
-    assert.ok(r.logs.some((e) => e.event === 'job.stale-result' && e.agent === 'rogue'));
+    assert.ok(r.logs.some((e) => e.event === 'job.frame-refused' && e.agent === 'rogue' && e.code === 'not-holder'));
     await r.dispatcher.onFinished(holder.a, finishedFrame(assign, 0));
     assert.equal(r.queue.stateOf('1'), 'completed');
   });
