@@ -38,6 +38,7 @@ export const LOG_EVENTS = [
   'job.cancelled',
   'job.lock-lost',
   'job.preempted',
+  'job.unrunnable',
   'queue.error',
   'queue-monitor.started',
   'queue-monitor.stopped',

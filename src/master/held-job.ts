@@ -44,7 +44,7 @@ export type HeldState =
 
 export type HeldKind = HeldState['kind'];
 export const HELD_KINDS: readonly HeldKind[] = ['pending', 'assigned', 'running', 'orphaned', 'settled'];
-export type SettledHow = 'given-back' | 'finished' | 'lost' | 'preempted' | 'lock-lost';
+export type SettledHow = 'given-back' | 'parked' | 'finished' | 'lost' | 'preempted' | 'lock-lost';
 
 /** Who sent a frame about a job: its connection, its agent key and the lock token it quoted. */
 export interface Reporter {
@@ -73,11 +73,13 @@ export type HeldEvent =
   /** The lock could not be renewed: someone else holds the job now. */
   | { type: 'lock-lost' }
   /** Returned to its queue unrun (no agent here serves it, or the master stops). */
-  | { type: 'give-back' };
+  | { type: 'give-back' }
+  /** Put aside in its queue for a while: no connected agent can run it. */
+  | { type: 'park' };
 
 export type HeldEventType = HeldEvent['type'];
 export const HELD_EVENTS: readonly HeldEventType[] = [
-  'take', 'adopt', 'place', 'start', 'log', 'finish', 'disconnect', 'reattach', 'notice', 'lose', 'preempt', 'lock-lost', 'give-back',
+  'take', 'adopt', 'place', 'start', 'log', 'finish', 'disconnect', 'reattach', 'notice', 'lose', 'preempt', 'lock-lost', 'give-back', 'park',
 ];
 
 /**
@@ -117,6 +119,7 @@ export const HELD_TABLE: { readonly [E in HeldEventType]: readonly (HeldKind | u
   preempt: ['assigned', 'running', 'orphaned'],
   'lock-lost': ['pending', 'assigned', 'running', 'orphaned'],
   'give-back': ['pending'],
+  park: ['pending'],
 };
 
 /**
@@ -149,6 +152,7 @@ export function transition(state: HeldState | undefined, event: HeldEvent): Held
   if (state.kind === 'pending') {
     if (event.type === 'place') return { ok: true, next: { kind: 'assigned', lock: state.lock, owner: event.owner, build: event.build, startedAt: null, notice: null } };
     if (event.type === 'give-back') return { ok: true, next: { kind: 'settled', how: 'given-back' } };
+    if (event.type === 'park') return { ok: true, next: { kind: 'settled', how: 'parked' } };
     return { ok: true, next: { kind: 'settled', how: 'lock-lost' } };
   }
   switch (event.type) {

@@ -99,6 +99,21 @@ export class JobTypeQueue implements JobQueue {
     await job?.moveToWait(token);
   }
 
+  async park(jobId: string, token: string, untilMs: number): Promise<void> {
+    const job = await this.settling(jobId);
+    await job.moveToDelayed(untilMs, token);
+  }
+
+  async promote(jobId: string): Promise<boolean> {
+    const job = await this.getJob(jobId);
+    if (!job || !(await job.isDelayed())) return false;
+    // Another master may promote or take it first: that is as good.
+    return job.promote().then(
+      () => true,
+      () => false,
+    );
+  }
+
   async complete(jobId: string, token: string, value: unknown): Promise<void> {
     const job = await this.settling(jobId);
     await job.moveToCompleted(value, token, false);

@@ -20,6 +20,8 @@ export interface QueueView {
   runningCloud: number;
   executors: { total: number; busy: number; free: number };
   agents: number;
+  /** Jobs put aside because no agent connected here can run them, and why (the latest). */
+  unrunnable: { count: number; reason: string | null };
 }
 
 export async function queuesView(
@@ -54,6 +56,7 @@ export async function queuesView(
         runningCloud: cloud,
         executors: { total, busy: total - free, free },
         agents: agents.length,
+        unrunnable: dispatcher.unrunnableOf(q.type),
       };
     }),
   );

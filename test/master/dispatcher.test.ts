@@ -152,6 +152,18 @@ describe('dispatcher (in-memory queue, fake clock)', () => {
     assert.equal(r.queue.stateOf('1'), 'completed');
   });
 
+  it('parks jobs no agent can run, so a runnable one behind them is placed at once; promotes them when a capable agent comes', async () => {
+    const plain = r.agent({ name: 'plain' });
+    for (let i = 0; i < 20; i++) r.queue.add(`gpu-${i}`, { argv: ['true'], requirements: { labels: ['gpu'] } });
+    r.queue.add('plain-1', { argv: ['true'] });
+    assert.equal((await plain.frame('assign')).jobId, 'plain-1');
+    assert.equal(r.queue.calls.filter((c) => c.startsWith('park ')).length, 20);
+    assert.deepEqual(r.dispatcher.unrunnableOf('b2g'), { count: 20, reason: 'no agent offers label gpu' });
+    const gpu = r.agent({ name: 'gpu-box', labels: ['gpu'] });
+    assert.equal((await gpu.frame('assign')).jobId.startsWith('gpu-'), true);
+    assert.equal(r.dispatcher.unrunnableOf('b2g').count, 0);
+  });
+
   it('fails an invalid payload for good without holding it', async () => {
     r.agent({ name: 'rack-1' });
     const settled = once(r.dispatcher, 'job-settled');
