@@ -28,8 +28,9 @@ interface Placed {
  * with). A closed union: every change goes through `transition`.
  *
  *   (take) ─▶ pending ─place─▶ assigned ─start─▶ running ─finish/lose/preempt/lock-lost─▶ settled
+ *   (assigned goes to settled by the same events; pending also by lock-lost)
  *               │                  │  ▲             │  ▲
- *          give-back           disconnect│reattach  disconnect│reattach
+ *     give-back / park         disconnect│reattach  disconnect│reattach
  *               ▼                  ▼  │             ▼  │
  *            settled              orphaned ──lose/preempt/lock-lost/finish─▶ settled
  *   (adopt) ─▶ assigned | running    (a restarted master takes back a build its agent reports)
