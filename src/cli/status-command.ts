@@ -41,6 +41,8 @@ export async function statusCommand(flags: { master: string; token?: string; jso
       ]),
     ),
   );
+  // A master older than this command reports no `unrunnable`.
+  for (const q of queues.queues) if (q.unrunnable?.count) out.write(`${q.type}: ${q.unrunnable.count} job(s) no agent can run (${q.unrunnable.reason})\n`);
   out.write('\nAGENTS\n');
   out.write(
     agents.agents.length === 0

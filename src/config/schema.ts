@@ -18,6 +18,11 @@ const jobTypeSchema = z
     attempts: posInt().default(3),
     /** Without a rule the type never gets cloud capacity. */
     overflow: overflowSchema.optional(),
+    /**
+     * Fail a job that no connected agent can run (labels, os, cpus, memory) once it has waited
+     * this long. @defaultValue none: it waits, because an agent that can run it may connect
+     */
+    unrunnableFailAfterSec: posInt().optional(),
   })
   .strict();
 

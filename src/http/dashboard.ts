@@ -81,6 +81,7 @@ export class Dashboard {
       changed();
     });
     d.master.on('job-settled', changed);
+    d.master.on('frame-refused', (_agent, frame, reason) => this.metrics.frameRefused(frame, reason));
     d.master.on('agent-added', changed);
     d.master.on('agent-removed', changed);
   }

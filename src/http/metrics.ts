@@ -36,6 +36,7 @@ export class MasterMetrics {
   private readonly dispatchLatency: Histogram<'type' | 'location'>;
   private readonly builds: Counter<'type' | 'location' | 'result'>;
   private readonly instanceEvents: Counter<'pool' | 'event'>;
+  private readonly framesRefused: Counter<'frame' | 'reason'>;
   private pending: Promise<Snapshot> | undefined;
 
   constructor(private readonly sources: MetricsSources) {
@@ -58,6 +59,12 @@ export class MasterMetrics {
       name: 'spillway_instance_events_total',
       help: 'Instance changes made by this master: wake, launch, suspend, terminate, failure.',
       labelNames: ['pool', 'event'],
+      registers,
+    });
+    this.framesRefused = new Counter({
+      name: 'spillway_frames_refused_total',
+      help: 'Frames about a job refused because their agent does not hold it (not-holder, wrong-token, wrong-state, not-held).',
+      labelNames: ['frame', 'reason'],
       registers,
     });
 
@@ -126,6 +133,10 @@ export class MasterMetrics {
 
   finished(b: BuildRecord): void {
     this.builds.inc({ type: b.type, location: b.location, result: b.result ?? 'unknown' });
+  }
+
+  frameRefused(frame: string, reason: string): void {
+    this.framesRefused.inc({ frame, reason });
   }
 
   instanceChanged(pool: string, record: InstanceRecord, previous: InstanceState | undefined): void {

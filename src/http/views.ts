@@ -17,6 +17,8 @@ export interface QueueView {
   runningCloud: number;
   executors: { total: number; busy: number; free: number };
   agents: number;
+  /** Jobs put aside because no agent connected here can run them, and why (the latest). */
+  unrunnable: { count: number; reason: string | null };
 }
 
 export async function queuesView(master: MasterView, now: number): Promise<QueueView[]> {
@@ -45,6 +47,7 @@ export async function queuesView(master: MasterView, now: number): Promise<Queue
         runningCloud: cloud,
         executors: { total, busy: total - free, free },
         agents: agents.length,
+        unrunnable: master.unrunnableOf(type),
       };
     }),
   );
@@ -59,6 +62,7 @@ export function agentsView(master: Pick<MasterView, 'agents'>) {
     instanceId: a.instanceId ?? null,
     address: a.address,
     jobTypes: [...a.jobTypes],
+    unknownJobTypes: [...a.unknownJobTypes],
     executors: a.executors,
     busy: a.running.size,
     draining: a.draining,

@@ -22,6 +22,8 @@ export interface ConnectedAgent {
   /** The pool whose token the agent presented; undefined for a default token. */
   readonly pool: string | undefined;
   readonly connectedAt: number;
+  /** Job types it announced that this master does not know (it never gets jobs of them). */
+  readonly unknownJobTypes: readonly string[];
   readonly lastSeen: number;
   readonly draining: boolean;
   /** A spot notice for its machine: draining for good, its builds preempted if it vanishes. */
@@ -31,13 +33,24 @@ export interface ConnectedAgent {
   send(frame: MasterFrame): void;
   /** Ends the connection; the registry forgets the agent through `remove`. */
   close(code: number, reason: string): void;
+  /** Whether the agent answers on this connection within `timeoutMs` (a websocket ping). */
+  alive(timeoutMs: number): Promise<boolean>;
 }
 
 type MutableAgent = { -readonly [K in keyof ConnectedAgent]: ConnectedAgent[K] } & { running: Set<string> };
 
 export function agentFromHello(
   hello: HelloFrame,
-  conn: { id: string; address: string; pool: string | undefined; now: number; send: (f: MasterFrame) => void; close: (code: number, reason: string) => void },
+  conn: {
+    id: string;
+    address: string;
+    pool: string | undefined;
+    now: number;
+    send: (f: MasterFrame) => void;
+    close: (code: number, reason: string) => void;
+    alive?: (timeoutMs: number) => Promise<boolean>;
+    unknownJobTypes?: readonly string[];
+  },
 ): ConnectedAgent {
   const agent: MutableAgent = {
     id: conn.id,
@@ -55,12 +68,14 @@ export function agentFromHello(
     address: conn.address,
     pool: conn.pool,
     connectedAt: conn.now,
+    unknownJobTypes: conn.unknownJobTypes ?? [],
     lastSeen: conn.now,
     draining: hello.draining,
     notice: undefined,
     running: new Set(),
     send: conn.send,
     close: conn.close,
+    alive: conn.alive ?? (async () => false),
   };
   return agent;
 }

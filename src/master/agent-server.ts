@@ -140,6 +140,18 @@ export class AgentServer {
     const send = (f: MasterFrame) => {
       if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(f));
     };
+    const alive = (timeoutMs: number) =>
+      new Promise<boolean>((resolve) => {
+        if (ws.readyState !== ws.OPEN) return resolve(false);
+        const wait = new AbortController();
+        const onPong = () => (wait.abort(), resolve(true));
+        ws.once('pong', onPong);
+        ws.ping();
+        this.d.clock.sleep(timeoutMs, wait.signal).then(
+          () => (ws.off('pong', onPong), resolve(false)),
+          () => undefined,
+        );
+      });
     // On the injected clock, so tests can drive it; aborted by the hello or the close.
     const helloTimer = new AbortController();
     this.d.clock.sleep(this.d.config.agents.helloTimeoutSec * 1000, helloTimer.signal).then(
@@ -177,7 +189,7 @@ export class AgentServer {
           ws.close(CloseCode.badHello, 'first frame must be hello');
           return;
         }
-        this.onHello(ws, f, { connId, address, send, log }).then(
+        this.onHello(ws, f, { connId, address, send, alive, log }).then(
           (a) => (agent = a),
           (err: unknown) => handlerFailed(err),
         );
@@ -235,7 +247,7 @@ export class AgentServer {
   private async onHello(
     ws: WebSocket,
     hello: HelloFrame,
-    c: { connId: string; address: string; send: (f: MasterFrame) => void; log: Logger },
+    c: { connId: string; address: string; send: (f: MasterFrame) => void; alive: (timeoutMs: number) => Promise<boolean>; log: Logger },
   ): Promise<ConnectedAgent | undefined> {
     const admission = this.access.admit(hello);
     if (!admission.ok) {
@@ -249,6 +261,7 @@ export class AgentServer {
       ws.close(CloseCode.version, `protocol version ${PROTOCOL_VERSION} required`);
       return undefined;
     }
+    const unknownJobTypes = hello.jobTypes.filter((t) => !Object.hasOwn(this.d.config.jobTypes, t));
     const agent = agentFromHello(hello, {
       id: c.connId,
       address: c.address,
@@ -256,15 +269,10 @@ export class AgentServer {
       now: this.d.clock.now(),
       send: c.send,
       close: (code, reason) => ws.close(code, reason),
+      alive: c.alive,
+      unknownJobTypes,
     });
-    const previous = this.d.registry.byAgentName(hello.name);
-    if (previous) {
-      // Usually the same agent whose old connection has not timed out yet: the newest wins,
-      // and the builds it reports move over below.
-      this.d.registry.remove(previous);
-      this.d.dispatcher.orphan(previous);
-      previous.close(CloseCode.duplicateName, 'replaced by a newer connection with the same name');
-    }
+    if (!(await this.takeName(ws, agent, c.log))) return undefined;
     this.d.registry.joining(agent);
     const reattached = await this.d.dispatcher.reattach(agent, hello.running);
     if (ws.readyState !== ws.OPEN) {
@@ -285,8 +293,38 @@ export class AgentServer {
       reattached: reattached.length,
       version: agent.version,
     });
+    if (unknownJobTypes.length) {
+      const known = Object.keys(this.d.config.jobTypes).join(', ');
+      c.log.warn('agent.unknown-job-types', { agent: agent.name, jobTypes: unknownJobTypes, known });
+      // An error frame: every agent version logs it as a warning.
+      c.send({ type: 'error', code: 'SPILLWAY_E_UNKNOWN_JOB_TYPES', message: `this master has no job types ${unknownJobTypes.join(', ')} (known: ${known}); no jobs of them will come` });
+    }
     for (const f of hello.finished) await this.d.dispatcher.onFinished(agent, f);
     this.d.dispatcher.capacityChanged();
     return agent;
+  }
+
+  /**
+   * Whether `agent` may use its name. A connection already holding the name keeps it while it
+   * answers a ping: a second live agent with the same name is refused (4409), not allowed to
+   * evict the first (they would evict each other for ever). The same machine (same instance
+   * id) or an old connection that no longer answers is replaced: that is the agent coming back.
+   */
+  private async takeName(ws: WebSocket, agent: ConnectedAgent, log: Logger): Promise<boolean> {
+    const previous = this.d.registry.byAgentName(agent.name);
+    if (!previous) return true;
+    const sameMachine = agent.instanceId !== undefined && agent.instanceId === previous.instanceId;
+    const probeMs = Math.min(10_000, Math.max(1000, this.d.config.agents.heartbeatSec * 2000));
+    if (!sameMachine && (await previous.alive(probeMs)) && this.d.registry.byAgentName(agent.name) === previous) {
+      log.warn('agent.duplicate-name', { agent: agent.name, address: agent.address, holder: previous.address, reason: 'name in use by a live connection' });
+      ws.close(CloseCode.duplicateName, `agent name "${agent.name}" is in use by a live agent at ${previous.address}; give each agent its own --name`);
+      return false;
+    }
+    if (this.d.registry.byAgentName(agent.name) !== previous) return this.takeName(ws, agent, log);
+    log.info('agent.replaced', { agent: agent.name, address: agent.address, previous: previous.address, sameMachine });
+    this.d.registry.remove(previous);
+    this.d.dispatcher.orphan(previous);
+    previous.close(CloseCode.duplicateName, 'replaced by a newer connection of the same agent');
+    return ws.readyState === ws.OPEN;
   }
 }

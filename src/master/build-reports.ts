@@ -1,10 +1,10 @@
-import type { Clock, Logger } from '../lib';
+import type { Clock, Logger, RefusalLog } from '../lib';
 import type { FinishedFrame, HeldJob as AgentHeldJob } from '../protocol';
 import type { ConnectedAgent } from './agent-registry';
 import type { BuildRecords } from './build-store';
 import type { BuildSettlement } from './build-settlement';
-import type { DispatchEmitter } from './dispatcher-events';
-import { agentKeyOf, placedOf, type Reporter } from './held-job';
+import type { DispatcherEvents, DispatchEmitter } from './dispatcher-events';
+import { agentKeyOf, placedOf, RefusedFrame, type HeldEvent, type HeldJob, type Reporter } from './held-job';
 import type { HeldJobs } from './held-jobs';
 
 export interface BuildReportsDeps {
@@ -12,20 +12,25 @@ export interface BuildReportsDeps {
   builds: BuildRecords;
   settlement: BuildSettlement;
   events: DispatchEmitter;
+  /** Where refused frames are logged, once per agent and window. */
+  refusals: RefusalLog;
   clock: Clock;
   log: Logger;
 }
 
+type FrameKind = DispatcherEvents['frame-refused'][1];
+
 /**
  * Where an agent's frames about a job (started, log, finished) are accepted: each is checked
  * by the held job's state machine (`transition`), which lets only the job's holder report.
+ * Everything else is refused: counted (`frame-refused`) and logged once per agent.
  */
 export class BuildReports {
   constructor(private readonly d: BuildReportsDeps) {}
 
   onStarted(agent: ConnectedAgent, f: AgentHeldJob & { startedAt: number }): void {
-    const h = this.d.jobs.get(f.queue, f.jobId);
-    if (!h || !this.d.jobs.apply(h, { type: 'start', by: reporter(agent, f.lockToken), at: f.startedAt }).ok) return;
+    const h = this.accept(agent, 'started', f.queue, f.jobId, { type: 'start', by: reporter(agent, f.lockToken), at: f.startedAt });
+    if (!h) return;
     this.d.log.debug('job.started', { queue: h.queue, jobId: f.jobId, attempt: h.attempt, agent: agent.name });
     const build = placedOf(h.state)!.build;
     h.writes = h.writes
@@ -34,9 +39,10 @@ export class BuildReports {
   }
 
   onLog(agent: ConnectedAgent, queue: string, jobId: string, data: string): void {
-    const h = this.d.jobs.get(queue, jobId);
     // Log frames carry no token: the connection is what vouches for them.
-    if (!h || !this.d.jobs.apply(h, { type: 'log', by: reporter(agent, h.state.lock) }).ok) return;
+    const lock = this.d.jobs.get(queue, jobId)?.state.lock ?? '';
+    const h = this.accept(agent, 'log', queue, jobId, { type: 'log', by: reporter(agent, lock) });
+    if (!h) return;
     // Emitted once stored, so a follower woken by it reads the new output.
     h.writes = h.writes
       .then(() => this.d.builds.appendLog(queue, jobId, h.attempt, data))
@@ -53,8 +59,7 @@ export class BuildReports {
     try {
       if (h) {
         const placed = placedOf(h.state);
-        const t = this.d.jobs.apply(h, { type: 'finish', by: reporter(agent, f.lockToken) });
-        if (!t.ok) throw new Error(t.reason);
+        if (!this.accept(agent, 'finished', f.queue, f.jobId, { type: 'finish', by: reporter(agent, f.lockToken) })) return;
         await h.writes;
         await this.d.settlement.settle(f.queue, h.job.id, f.lockToken, f.result, h.timeoutSec);
         this.d.events.emit('build-finished', await this.d.settlement.record(placed!.build, f.result));
@@ -63,10 +68,30 @@ export class BuildReports {
       }
       this.d.events.emit('job-settled', f.queue, f.jobId);
     } catch (err) {
-      this.d.log.warn('job.stale-result', { queue: f.queue, jobId: f.jobId, agent: agent.name, reason: (err as Error).message });
+      if (err instanceof RefusedFrame) this.refused(agent, 'finished', f.queue, f.jobId, err);
+      else this.d.log.warn('job.stale-result', { queue: f.queue, jobId: f.jobId, agent: agent.name, reason: (err as Error).message });
     } finally {
       agent.send({ type: 'ack', queue: f.queue, jobId: f.jobId });
     }
+  }
+
+  /** Counts and logs a frame the rules refuse. */
+  refused(agent: ConnectedAgent, frame: FrameKind, queue: string, jobId: string, why: RefusedFrame): void {
+    this.d.events.emit('frame-refused', agent, frame, why.code);
+    this.d.refusals.warnAgent('job.frame-refused', agent.name, { address: agent.address, frame, queue, jobId, code: why.code, reason: why.message });
+  }
+
+  /** Applies the frame's event to the job it names; the job if accepted, else counted as refused. */
+  private accept(agent: ConnectedAgent, frame: FrameKind, queue: string, jobId: string, event: HeldEvent): HeldJob | undefined {
+    const h = this.d.jobs.get(queue, jobId);
+    if (!h) {
+      this.refused(agent, frame, queue, jobId, new RefusedFrame('not-held', 'no such job is held by this master'));
+      return undefined;
+    }
+    const t = this.d.jobs.apply(h, event);
+    if (t.ok) return h;
+    this.refused(agent, frame, queue, jobId, new RefusedFrame(t.code, t.reason));
+    return undefined;
   }
 }
 

@@ -2,7 +2,7 @@ import { describeResult, outcomeOf, type BuildResult, type FinishedFrame } from 
 import type { Logger } from '../lib';
 import type { ConnectedAgent } from './agent-registry';
 import type { BuildIdentity, BuildRecord, BuildRecords } from './build-store';
-import { attemptOf, lockOf, placedOf, type HeldJob } from './held-job';
+import { attemptOf, lockOf, placedOf, RefusedFrame, type HeldJob } from './held-job';
 import type { JobQueue } from './job-queue';
 
 /**
@@ -40,6 +40,8 @@ export class BuildSettlement {
     // Read before settling: completing or failing a job counts the attempt as made.
     let attempt = await attemptOf(f.queue, job, this.d.builds);
     let rec = await this.d.builds.get(f.queue, f.jobId, attempt);
+    // The lock token alone would do (it is unguessable), but the record says who ran it.
+    if (rec && rec.agent !== agent.name) throw new RefusedFrame('not-holder', `job was handed to ${rec.agent}, not to this agent`);
     const timeoutSec = (job.data as { timeoutSec?: number } | null)?.timeoutSec;
     try {
       await this.settle(f.queue, f.jobId, f.lockToken, f.result, timeoutSec);

@@ -2,6 +2,7 @@ import type { EventEmitter } from 'node:events';
 import type { Notice } from '../protocol';
 import type { ConnectedAgent } from './agent-registry';
 import type { BuildIdentity, BuildRecord } from './build-store';
+import type { FrameRefusal } from './held-job';
 
 export interface DispatcherEvents {
   'build-log': [queue: string, jobId: string, attempt: number, data: string];
@@ -17,6 +18,8 @@ export interface DispatcherEvents {
   'agent-notice': [agent: ConnectedAgent, notice: Notice];
   /** A build's machine went away after a notice; the job was requeued without using an attempt. */
   'build-preempted': [record: BuildRecord];
+  /** A frame about a job came from an agent that does not hold it (or quoted a stale lock); it was ignored. */
+  'frame-refused': [agent: ConnectedAgent, frame: 'started' | 'log' | 'finished' | 'reattach', reason: FrameRefusal];
 }
 
 /** How the dispatcher's parts announce what happened (the dispatcher is the emitter). */

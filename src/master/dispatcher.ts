@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Config } from '../config';
-import { runEvery, type Clock, type Logger } from '../lib';
+import { RefusalLog, runEvery, type Clock, type Logger } from '../lib';
 import { checkJobPayload, type FinishedFrame, type HeldJob as AgentHeldJob, type Notice } from '../protocol';
 import { AgentSweep } from './agent-sweep';
 import type { AgentRegistry, ConnectedAgent } from './agent-registry';
@@ -16,6 +16,7 @@ import { LockRenewal } from './lock-renewal';
 import { Preemption } from './preemption';
 import { Reattach } from './reattach';
 import { Signal } from './signal';
+import { UnrunnableJobs } from './unrunnable-jobs';
 
 export type { DispatcherEvents } from './dispatcher-events';
 
@@ -51,6 +52,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   private readonly preemption: Preemption;
   private readonly sweeper: AgentSweep;
   private readonly renewal: LockRenewal;
+  private readonly unrunnable: UnrunnableJobs;
   private readonly capacity = new Signal();
   private readonly abort = new AbortController();
   private loops: Promise<void>[] = [];
@@ -68,11 +70,13 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     });
     const settlement = new BuildSettlement({ queues: d.queues, builds: d.builds, log });
     const common = { jobs: this.jobs, settlement, events: this, clock, log };
-    this.reports = new BuildReports({ ...common, builds: d.builds });
-    this.reattacher = new Reattach({ ...common, config: d.config, queues: d.queues, builds: d.builds });
+    this.reports = new BuildReports({ ...common, builds: d.builds, refusals: new RefusalLog(log, clock) });
+    this.reattacher = new Reattach({ ...common, config: d.config, queues: d.queues, builds: d.builds, reports: this.reports });
     this.preemption = new Preemption({ ...common, registry, capacityChanged: () => this.capacityChanged() });
     this.sweeper = new AgentSweep({ ...common, config: d.config, registry, preemption: this.preemption });
     this.renewal = new LockRenewal({ queues: d.queues, jobs: this.jobs, registry, log });
+    this.unrunnable = new UnrunnableJobs({ config: d.config, queues: d.queues, jobs: this.jobs, registry, events: this, clock, log });
+    registry.on('added', () => this.unrunnable.agentsChanged());
   }
 
   start(): void {
@@ -100,7 +104,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   /** Wakes the fetch loops and places pending jobs: an executor became free or an agent arrived. */
   capacityChanged(): void {
     for (const queue of this.d.queues.keys()) {
-      const waiting = this.jobs.pending(queue).filter((h) => !this.place(h));
+      const waiting = this.jobs.pending(queue).filter((h) => !this.place(h) && !this.unrunnable.sideline(h));
       if (waiting.length && !this.d.registry.capacityFor(queue).serving) for (const h of waiting) this.giveBack(h);
     }
     this.capacity.notify();
@@ -162,7 +166,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const timeoutSec = timeoutOf(this.d.config, q.type, check.payload.timeoutSec);
     const h = this.jobs.hold({ queue: q.type, job, payload: check.payload, attempt, timeoutSec }, { type: 'take', lock: token });
     if (!h) throw new Error('job is held already');
-    if (this.place(h)) return;
+    this.unrunnable.taken(q.type, job.id);
+    if (this.place(h) || this.unrunnable.sideline(h)) return;
     if (!this.d.registry.capacityFor(q.type).serving) this.giveBack(h);
   }
 
@@ -224,6 +229,17 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
 
   preemptInstance(instanceId: string, reason: string): Promise<void> {
     return this.preemption.preemptInstance(instanceId, reason);
+  }
+
+  /** Jobs of a type put aside because no agent here can run them: how many, and why (the latest). */
+  unrunnableOf(queue: string): { count: number; reason: string | null } {
+    return this.unrunnable.of(queue);
+  }
+
+  /** Why a job with this payload cannot run on any agent connected here ("no agent offers label gpu"); null if it can. */
+  unrunnableReason(queue: string, data: unknown): string | null {
+    const check = checkJobPayload(data, queue);
+    return check.ok ? this.unrunnable.reasonFor(queue, check.payload.requirements) : null;
   }
 
   /** The jobs held here, for status pages. */

@@ -52,3 +52,22 @@ function better(a: ConnectedAgent, b: ConnectedAgent): boolean {
   if (fa !== fb) return fa > fb;
   return a.name < b.name;
 }
+
+/**
+ * Why no agent connected here could ever run a job of `queue` with these requirements, busy or
+ * not, or undefined if one could (or none serves the type at all: that is backlog, and the
+ * autoscaler's to answer). Draining agents take no new work, so they do not count.
+ */
+export function whyUnrunnable(queue: string, req: Requirements | undefined, agents: Iterable<ConnectedAgent>): string | undefined {
+  const serving = [...agents].filter((a) => a.jobTypes.has(queue) && !a.draining);
+  if (serving.length === 0 || serving.some((a) => unmetRequirement(a, req) === undefined)) return undefined;
+  const r = req ?? {};
+  const missing = (r.labels ?? []).filter((l) => !serving.some((a) => a.labels.has(l)));
+  if (missing.length) return `no agent offers label${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`;
+  if (r.os !== undefined && !serving.some((a) => a.os === r.os)) return `no agent runs os ${r.os}`;
+  if (r.cpus !== undefined && !serving.some((a) => a.cpus >= r.cpus!)) return `no agent has ${r.cpus} cpus (most: ${Math.max(...serving.map((a) => a.cpus))})`;
+  if (r.memoryMb !== undefined && !serving.some((a) => a.memoryMb >= r.memoryMb!)) {
+    return `no agent has ${r.memoryMb} MiB of memory (most: ${Math.max(...serving.map((a) => a.memoryMb))} MiB)`;
+  }
+  return `no agent meets all the requirements (${serving.map((a) => `${a.name}: ${unmetRequirement(a, req)}`).join('; ')})`;
+}

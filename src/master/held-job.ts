@@ -28,8 +28,9 @@ interface Placed {
  * with). A closed union: every change goes through `transition`.
  *
  *   (take) ─▶ pending ─place─▶ assigned ─start─▶ running ─finish/lose/preempt/lock-lost─▶ settled
+ *   (assigned goes to settled by the same events; pending also by lock-lost)
  *               │                  │  ▲             │  ▲
- *          give-back           disconnect│reattach  disconnect│reattach
+ *     give-back / park         disconnect│reattach  disconnect│reattach
  *               ▼                  ▼  │             ▼  │
  *            settled              orphaned ──lose/preempt/lock-lost/finish─▶ settled
  *   (adopt) ─▶ assigned | running    (a restarted master takes back a build its agent reports)
@@ -44,7 +45,7 @@ export type HeldState =
 
 export type HeldKind = HeldState['kind'];
 export const HELD_KINDS: readonly HeldKind[] = ['pending', 'assigned', 'running', 'orphaned', 'settled'];
-export type SettledHow = 'given-back' | 'finished' | 'lost' | 'preempted' | 'lock-lost';
+export type SettledHow = 'given-back' | 'parked' | 'finished' | 'lost' | 'preempted' | 'lock-lost';
 
 /** Who sent a frame about a job: its connection, its agent key and the lock token it quoted. */
 export interface Reporter {
@@ -73,11 +74,13 @@ export type HeldEvent =
   /** The lock could not be renewed: someone else holds the job now. */
   | { type: 'lock-lost' }
   /** Returned to its queue unrun (no agent here serves it, or the master stops). */
-  | { type: 'give-back' };
+  | { type: 'give-back' }
+  /** Put aside in its queue for a while: no connected agent can run it. */
+  | { type: 'park' };
 
 export type HeldEventType = HeldEvent['type'];
 export const HELD_EVENTS: readonly HeldEventType[] = [
-  'take', 'adopt', 'place', 'start', 'log', 'finish', 'disconnect', 'reattach', 'notice', 'lose', 'preempt', 'lock-lost', 'give-back',
+  'take', 'adopt', 'place', 'start', 'log', 'finish', 'disconnect', 'reattach', 'notice', 'lose', 'preempt', 'lock-lost', 'give-back', 'park',
 ];
 
 /**
@@ -86,6 +89,19 @@ export const HELD_EVENTS: readonly HeldEventType[] = [
  * `wrong-state`: the event makes no sense in the job's state.
  */
 export type RefusalCode = 'not-holder' | 'wrong-token' | 'wrong-state';
+/** Why a frame about a job was refused: a refused transition, or no such job held here. */
+export type FrameRefusal = RefusalCode | 'not-held';
+
+/** A frame about a job that its sender may not send; counted and logged, never acted on. */
+export class RefusedFrame extends Error {
+  constructor(
+    readonly code: FrameRefusal,
+    reason: string,
+  ) {
+    super(reason);
+  }
+}
+
 export type HeldTransition = { ok: true; next: HeldState } | { ok: false; code: RefusalCode; reason: string };
 
 /** From which states each event may move a held job; `undefined` is "not held yet". */
@@ -104,6 +120,7 @@ export const HELD_TABLE: { readonly [E in HeldEventType]: readonly (HeldKind | u
   preempt: ['assigned', 'running', 'orphaned'],
   'lock-lost': ['pending', 'assigned', 'running', 'orphaned'],
   'give-back': ['pending'],
+  park: ['pending'],
 };
 
 /**
@@ -136,6 +153,7 @@ export function transition(state: HeldState | undefined, event: HeldEvent): Held
   if (state.kind === 'pending') {
     if (event.type === 'place') return { ok: true, next: { kind: 'assigned', lock: state.lock, owner: event.owner, build: event.build, startedAt: null, notice: null } };
     if (event.type === 'give-back') return { ok: true, next: { kind: 'settled', how: 'given-back' } };
+    if (event.type === 'park') return { ok: true, next: { kind: 'settled', how: 'parked' } };
     return { ok: true, next: { kind: 'settled', how: 'lock-lost' } };
   }
   switch (event.type) {

@@ -79,8 +79,8 @@ export class HeldJobs {
       const agent = this.d.registry.get(after);
       if (busy && event.type === 'place' && agent) this.d.onBusy(agent);
     }
-    // A job handed back frees nothing: it is handed back while capacity is being recounted.
-    if (t.next.kind === 'settled' && t.next.how !== 'given-back') this.d.onFreed();
+    // A job handed back or parked frees nothing: that happens while capacity is being recounted.
+    if (t.next.kind === 'settled' && t.next.how !== 'given-back' && t.next.how !== 'parked') this.d.onFreed();
     return t;
   }
 }

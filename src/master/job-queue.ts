@@ -43,6 +43,13 @@ export interface JobQueue {
    * it fails for good. Returns whether it will run again and the failed runs now counted.
    */
   fail(jobId: string, token: string, reason: string, retry: boolean): Promise<{ retried: boolean; attemptsMade: number }>;
+  /**
+   * Puts a job no agent can run aside until `untilMs` (BullMQ's delayed set): it keeps its
+   * attempts, and meanwhile the queue hands out the jobs behind it.
+   */
+  park(jobId: string, token: string, untilMs: number): Promise<void>;
+  /** Makes a parked job takeable now (an agent that can run it arrived); false if it is not parked any more. */
+  promote(jobId: string): Promise<boolean>;
   get(jobId: string): Promise<QueuedJob | undefined>;
   endOf(jobId: string): Promise<QueuedJobEnd>;
   /** Stops taking jobs; interrupts a blocked `take`. Held locks stay valid. */

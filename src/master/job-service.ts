@@ -33,6 +33,8 @@ export interface JobView {
   startedAt: number | null;
   finishedAt: number | null;
   builds: BuildRecord[];
+  /** While not done: why no connected agent can run it ("no agent offers label gpu"); null if one can. */
+  unrunnable: string | null;
   log?: string;
 }
 
@@ -119,6 +121,7 @@ export class JobService {
       startedAt: last?.startedAt ?? null,
       finishedAt: last?.finishedAt ?? null,
       builds,
+      unrunnable: done || state === 'active' ? null : this.d.dispatcher.unrunnableReason(q.type, job.data),
     };
     if (withLog) view.log = last ? await this.d.builds.readLog(q.type, id, last.attempt) : '';
     return view;

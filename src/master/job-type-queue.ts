@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { JobQueue, QueuedJob, QueuedJobEnd } from './job-queue';
@@ -8,7 +9,7 @@ export interface JobTypeQueueOptions {
   prefix: string;
   /** How long a fetched job stays ours without renewal; a crashed master's jobs return after it. */
   lockMs: number;
-  /** Names the lock tokens, so a token says which master took the job. */
+  /** Names this master's BullMQ worker (as BullMQ tooling shows it); never part of a lock token. */
   masterId: string;
 }
 
@@ -25,7 +26,6 @@ export class JobTypeQueue implements JobQueue {
    * of the Job object it is given, so settling uses the one it handed out (and saves a read).
    */
   private readonly taken = new Map<string, Job>();
-  private seq = 0;
 
   constructor(readonly opts: JobTypeQueueOptions) {
     this.queue = new Queue(opts.type, { connection: opts.connection, prefix: opts.prefix });
@@ -51,7 +51,9 @@ export class JobTypeQueue implements JobQueue {
   }
 
   async take(): Promise<{ job: QueuedJob; token: string } | undefined> {
-    const token = `${this.opts.masterId}:${++this.seq}`;
+    // The token is the job's lock: whoever knows it can settle the job, so it must not be
+    // derivable from anything public (a counter, the master id): 128 random bits.
+    const token = randomBytes(16).toString('hex');
     const job = await this.worker.getNextJob(token, { block: true });
     if (!job) return undefined;
     this.taken.set(job.id!, job);
@@ -95,6 +97,21 @@ export class JobTypeQueue implements JobQueue {
     const job = await this.bullJob(jobId);
     this.taken.delete(jobId);
     await job?.moveToWait(token);
+  }
+
+  async park(jobId: string, token: string, untilMs: number): Promise<void> {
+    const job = await this.settling(jobId);
+    await job.moveToDelayed(untilMs, token);
+  }
+
+  async promote(jobId: string): Promise<boolean> {
+    const job = await this.getJob(jobId);
+    if (!job || !(await job.isDelayed())) return false;
+    // Another master may promote or take it first: that is as good.
+    return job.promote().then(
+      () => true,
+      () => false,
+    );
   }
 
   async complete(jobId: string, token: string, value: unknown): Promise<void> {

@@ -1,13 +1,14 @@
 import type { Notice } from '../protocol';
 import { freeExecutors, type ConnectedAgent } from './agent-registry';
 import type { BuildIdentity, BuildRecord, BuildStore } from './build-store';
+import type { DispatcherEvents } from './dispatcher-events';
 import type { JobService } from './job-service';
 
 /**
  * A connected agent as a reader sees it: a copy, so nothing outside the master can change
  * an agent or talk to it.
  */
-export type AgentInfo = Readonly<Omit<ConnectedAgent, 'send' | 'close' | 'running'>> & {
+export type AgentInfo = Readonly<Omit<ConnectedAgent, 'send' | 'close' | 'alive' | 'running'>> & {
   /** Build keys (`queue/jobId`) it is running. */
   readonly running: ReadonlySet<string>;
   /** Executors it would take a build on now (0 while draining). */
@@ -42,6 +43,8 @@ export interface MasterEvents {
   'agent-idle': [agent: AgentInfo, at: number];
   /** A spot notice reached an agent here (from the agent itself or from SQS). */
   'agent-notice': [agent: AgentInfo, notice: Notice];
+  /** A frame about a job came from an agent that does not hold it (or quoted the wrong token). */
+  'frame-refused': [agent: AgentInfo, frame: DispatcherEvents['frame-refused'][1], reason: DispatcherEvents['frame-refused'][2]];
 }
 
 /** Submitting and looking up jobs. */
@@ -67,6 +70,8 @@ export interface MasterView {
   running(): Array<{ queue: string; agentId: string }>;
   /** Jobs of `type` this master took that wait for an executor meeting their requirements. */
   pendingCount(type: string): number;
+  /** Jobs of `type` set aside because no agent connected here can run them, and the latest reason. */
+  unrunnableOf(type: string): { count: number; reason: string | null };
   on<E extends keyof MasterEvents>(event: E, listener: (...args: MasterEvents[E]) => void): unknown;
   off<E extends keyof MasterEvents>(event: E, listener: (...args: MasterEvents[E]) => void): unknown;
 }
@@ -77,6 +82,7 @@ export function agentInfo(a: ConnectedAgent): AgentInfo {
     name: a.name,
     location: a.location,
     jobTypes: a.jobTypes,
+    unknownJobTypes: a.unknownJobTypes,
     executors: a.executors,
     os: a.os,
     arch: a.arch,

@@ -63,6 +63,7 @@ export class Master extends EventEmitter<MasterEvents> implements MasterView {
     dispatcher.on('agent-busy', (a) => this.emit('agent-busy', agentInfo(a)));
     dispatcher.on('agent-idle', (a, at) => this.emit('agent-idle', agentInfo(a), at));
     dispatcher.on('agent-notice', (a, notice) => this.emit('agent-notice', agentInfo(a), notice));
+    dispatcher.on('frame-refused', (a, frame, reason) => this.emit('frame-refused', agentInfo(a), frame, reason));
     this.registry.on('added', (a) => this.emit('agent-added', agentInfo(a)));
     this.registry.on('removed', (a) => this.emit('agent-removed', agentInfo(a)));
   }
@@ -120,6 +121,10 @@ export class Master extends EventEmitter<MasterEvents> implements MasterView {
 
   pendingCount(type: string): number {
     return this.dispatcher.pendingCount(type);
+  }
+
+  unrunnableOf(type: string): { count: number; reason: string | null } {
+    return this.dispatcher.unrunnableOf(type);
   }
 
   /**

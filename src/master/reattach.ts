@@ -4,8 +4,8 @@ import { checkJobPayload, type HeldJob as AgentHeldJob } from '../protocol';
 import type { ConnectedAgent } from './agent-registry';
 import type { BuildRecords } from './build-store';
 import type { BuildSettlement } from './build-settlement';
-import { reporter } from './build-reports';
-import { agentKeyOf, attemptOf, buildKey, identityOf, placedOf, timeoutOf } from './held-job';
+import { reporter, type BuildReports } from './build-reports';
+import { agentKeyOf, attemptOf, buildKey, identityOf, placedOf, RefusedFrame, timeoutOf } from './held-job';
 import type { HeldJobs } from './held-jobs';
 import type { JobQueue } from './job-queue';
 
@@ -15,6 +15,7 @@ export interface ReattachDeps {
   jobs: HeldJobs;
   builds: BuildRecords;
   settlement: BuildSettlement;
+  reports: Pick<BuildReports, 'refused'>;
   clock: Clock;
   log: Logger;
 }
@@ -44,6 +45,7 @@ export class Reattach {
       const build = identityOf(h, agent, placedOf(h.state)?.build.dispatchedAt ?? this.d.clock.now());
       const t = this.d.jobs.apply(h, { type: 'reattach', by: reporter(agent, r.lockToken), build });
       if (t.ok) kept.push({ queue: r.queue, jobId: r.jobId });
+      else this.d.reports.refused(agent, 'reattach', r.queue, r.jobId, new RefusedFrame(t.code, t.reason));
     }
     if (kept.length) this.d.log.info('agent.reattached', { agent: agent.name, jobs: kept.map((k) => buildKey(k.queue, k.jobId)) });
     for (const r of running) {
@@ -72,6 +74,11 @@ export class Reattach {
       attempt: await attemptOf(r.queue, job, this.d.builds),
       timeoutSec: timeoutOf(this.d.config, r.queue, check.payload.timeoutSec),
     };
+    const rec = await this.d.builds.get(r.queue, r.jobId, o.attempt);
+    if (rec && rec.agent !== agent.name) {
+      this.d.reports.refused(agent, 'reattach', r.queue, r.jobId, new RefusedFrame('not-holder', `job was handed to ${rec.agent}, not to this agent`));
+      return false;
+    }
     const startedAt = job.processedOn ?? null;
     const build = identityOf(o, agent, startedAt ?? this.d.clock.now());
     const owner = { connId: agent.id, agentKey: agentKeyOf(agent) };

@@ -33,7 +33,7 @@ import { prepareWorkDir, releaseWorkDir } from './work-dir';
 
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const DEFAULT_RECONNECT_BACKOFF: Readonly<BackoffPolicy> = Object.freeze({ baseMs: 500, maxMs: 30_000 });
-const FATAL_CLOSE_CODES: ReadonlySet<number> = new Set([CloseCode.unauthorized, CloseCode.forbidden, CloseCode.version]);
+const FATAL_CLOSE_CODES: ReadonlySet<number> = new Set([CloseCode.unauthorized, CloseCode.forbidden, CloseCode.version, CloseCode.duplicateName]);
 
 /**
  * The process on a build machine: keeps a connection to the master (reconnecting with
@@ -173,7 +173,9 @@ export class Agent extends EventEmitter<AgentEvents> {
             ? 'check the agent token'
             : c.code === CloseCode.forbidden
               ? "a pool's token admits only cloud agents serving that pool's job types"
-              : `this agent speaks protocol ${PROTOCOL_VERSION}; upgrade the agent or the master`;
+              : c.code === CloseCode.duplicateName
+                ? 'another live agent already uses this name at the master; give each agent its own --name'
+                : `this agent speaks protocol ${PROTOCOL_VERSION}; upgrade the agent or the master`;
         this.log.error('agent.rejected', { code: c.code, reason: c.reason, hint });
         throw new AgentRejectedError(c.code, c.reason);
       }

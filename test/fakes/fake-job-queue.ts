@@ -2,7 +2,7 @@ import type { JobQueue, QueuedJob, QueuedJobEnd } from '../../src/master/job-que
 
 interface Entry {
   job: QueuedJob;
-  state: 'waiting' | 'active' | 'completed' | 'failed';
+  state: 'waiting' | 'active' | 'delayed' | 'completed' | 'failed';
   lock: string | undefined;
   returnValue?: unknown;
   failedReason?: string;
@@ -71,6 +71,23 @@ export class FakeJobQueue implements JobQueue {
     this.waiting.unshift(jobId);
     this.calls.push(`giveBack ${jobId}`);
     this.wake();
+  }
+
+  /** Parked jobs come back only when promoted (the fake has no timers; a test promotes by hand). */
+  async park(jobId: string, token: string, untilMs: number): Promise<void> {
+    const e = this.locked(jobId, token);
+    Object.assign(e, { state: 'delayed', lock: undefined, until: untilMs });
+    this.calls.push(`park ${jobId}`);
+  }
+
+  async promote(jobId: string): Promise<boolean> {
+    const e = this.entries.get(jobId);
+    if (e?.state !== 'delayed') return false;
+    e.state = 'waiting';
+    this.waiting.push(jobId);
+    this.calls.push(`promote ${jobId}`);
+    this.wake();
+    return true;
   }
 
   async complete(jobId: string, token: string, value: unknown): Promise<void> {

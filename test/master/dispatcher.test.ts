@@ -96,7 +96,7 @@ describe('dispatcher (in-memory queue, fake clock)', () => {
     await r.dispatcher.onFinished(rogue.a, finishedFrame(assign, 0));
     assert.equal(r.queue.stateOf('1'), 'active', 'the job is still the holder\'s');
     assert.equal(r.builds.logs.get('b2g:1:1'), undefined);
-    assert.ok(r.logs.some((e) => e.event === 'job.stale-result' && e.agent === 'rogue'));
+    assert.ok(r.logs.some((e) => e.event === 'job.frame-refused' && e.agent === 'rogue' && e.code === 'not-holder'));
     await r.dispatcher.onFinished(holder.a, finishedFrame(assign, 0));
     assert.equal(r.queue.stateOf('1'), 'completed');
   });
@@ -150,6 +150,18 @@ describe('dispatcher (in-memory queue, fake clock)', () => {
     assert.deepEqual([...again.running], ['b2g/1']);
     await r.dispatcher.onFinished(again, finishedFrame(assign));
     assert.equal(r.queue.stateOf('1'), 'completed');
+  });
+
+  it('parks jobs no agent can run, so a runnable one behind them is placed at once; promotes them when a capable agent comes', async () => {
+    const plain = r.agent({ name: 'plain' });
+    for (let i = 0; i < 20; i++) r.queue.add(`gpu-${i}`, { argv: ['true'], requirements: { labels: ['gpu'] } });
+    r.queue.add('plain-1', { argv: ['true'] });
+    assert.equal((await plain.frame('assign')).jobId, 'plain-1');
+    assert.equal(r.queue.calls.filter((c) => c.startsWith('park ')).length, 20);
+    assert.deepEqual(r.dispatcher.unrunnableOf('b2g'), { count: 20, reason: 'no agent offers label gpu' });
+    const gpu = r.agent({ name: 'gpu-box', labels: ['gpu'] });
+    assert.equal((await gpu.frame('assign')).jobId.startsWith('gpu-'), true);
+    assert.equal(r.dispatcher.unrunnableOf('b2g').count, 0);
   });
 
   it('fails an invalid payload for good without holding it', async () => {

@@ -20,12 +20,14 @@ function agent(name: string, o: { location?: 'onprem' | 'cloud'; types?: string[
     address: '127.0.0.1',
     pool: undefined,
     connectedAt: 0,
+    unknownJobTypes: [],
     lastSeen: 0,
     draining: o.draining ?? false,
     notice: undefined,
     running: new Set(Array.from({ length: o.busy ?? 0 }, (_, i) => `b2g/${name}-${i}`)),
     send: () => undefined,
     close: () => undefined,
+    alive: async () => true,
   };
 }
 

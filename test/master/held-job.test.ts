@@ -41,17 +41,18 @@ const EVENTS: Record<HeldEventType, HeldEvent> = {
   preempt: { type: 'preempt' },
   'lock-lost': { type: 'lock-lost' },
   'give-back': { type: 'give-back' },
+  park: { type: 'park' },
 };
 
 type Cell = HeldKind | '-';
 /** The whole table, written out: rows are states ("none" = not held), columns the events above. */
 const EXPECTED: Record<HeldKind | 'none', Record<HeldEventType, Cell>> = {
-  none: { take: 'pending', adopt: 'running', place: '-', start: '-', log: '-', finish: '-', disconnect: '-', reattach: '-', notice: '-', lose: '-', preempt: '-', 'lock-lost': '-', 'give-back': '-' },
-  pending: { take: '-', adopt: '-', place: 'assigned', start: '-', log: '-', finish: '-', disconnect: '-', reattach: '-', notice: '-', lose: '-', preempt: '-', 'lock-lost': 'settled', 'give-back': 'settled' },
-  assigned: { take: '-', adopt: '-', place: '-', start: 'running', log: 'assigned', finish: 'settled', disconnect: 'orphaned', reattach: 'assigned', notice: 'assigned', lose: 'settled', preempt: 'settled', 'lock-lost': 'settled', 'give-back': '-' },
-  running: { take: '-', adopt: '-', place: '-', start: '-', log: 'running', finish: 'settled', disconnect: 'orphaned', reattach: 'running', notice: 'running', lose: 'settled', preempt: 'settled', 'lock-lost': 'settled', 'give-back': '-' },
-  orphaned: { take: '-', adopt: '-', place: '-', start: '-', log: '-', finish: 'settled', disconnect: '-', reattach: 'running', notice: 'orphaned', lose: 'settled', preempt: 'settled', 'lock-lost': 'settled', 'give-back': '-' },
-  settled: { take: '-', adopt: '-', place: '-', start: '-', log: '-', finish: '-', disconnect: '-', reattach: '-', notice: '-', lose: '-', preempt: '-', 'lock-lost': '-', 'give-back': '-' },
+  none: { take: 'pending', adopt: 'running', place: '-', start: '-', log: '-', finish: '-', disconnect: '-', reattach: '-', notice: '-', lose: '-', preempt: '-', 'lock-lost': '-', 'give-back': '-', park: '-' },
+  pending: { take: '-', adopt: '-', place: 'assigned', start: '-', log: '-', finish: '-', disconnect: '-', reattach: '-', notice: '-', lose: '-', preempt: '-', 'lock-lost': 'settled', 'give-back': 'settled', park: 'settled' },
+  assigned: { take: '-', adopt: '-', place: '-', start: 'running', log: 'assigned', finish: 'settled', disconnect: 'orphaned', reattach: 'assigned', notice: 'assigned', lose: 'settled', preempt: 'settled', 'lock-lost': 'settled', 'give-back': '-', park: '-' },
+  running: { take: '-', adopt: '-', place: '-', start: '-', log: 'running', finish: 'settled', disconnect: 'orphaned', reattach: 'running', notice: 'running', lose: 'settled', preempt: 'settled', 'lock-lost': 'settled', 'give-back': '-', park: '-' },
+  orphaned: { take: '-', adopt: '-', place: '-', start: '-', log: '-', finish: 'settled', disconnect: '-', reattach: 'running', notice: 'orphaned', lose: 'settled', preempt: 'settled', 'lock-lost': 'settled', 'give-back': '-', park: '-' },
+  settled: { take: '-', adopt: '-', place: '-', start: '-', log: '-', finish: '-', disconnect: '-', reattach: '-', notice: '-', lose: '-', preempt: '-', 'lock-lost': '-', 'give-back': '-', park: '-' },
 };
 
 describe('held job: transition table', () => {

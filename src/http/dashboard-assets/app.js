@@ -141,7 +141,9 @@
     for (const q of overview.queues) {
       let row = queueRows.get(q.type);
       const cells = [
-        h('td', {}, q.type),
+        h('td', {}, q.type, q.unrunnable && q.unrunnable.count
+          ? h('div', { class: 'muted', 'data-testid': `unrunnable-${q.type}` }, `${q.unrunnable.count} no agent can run: ${q.unrunnable.reason}`)
+          : null),
         h('td', { class: 'num', 'data-testid': `waiting-${q.type}` }, q.waiting + q.prioritized),
         h('td', { class: 'num' }, q.oldestWaitMs === null ? '–' : dur(q.oldestWaitMs)),
         h('td', { class: 'num' }, q.runningOnprem),

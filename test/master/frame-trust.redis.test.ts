@@ -1,0 +1,206 @@
+import assert from 'node:assert/strict';
+import WebSocket from 'ws';
+import { CloseCode, type HelloFrame, type MasterFrame } from '../../src/protocol';
+import type { JobView } from '../../src/master';
+import { TestFarm } from '../helpers/farm';
+import { helloFrameFor } from '../helpers/hello-frame';
+
+/** A hand-driven agent connection: every frame it gets, and how its connection ended. */
+class RawAgent {
+  readonly frames: MasterFrame[] = [];
+  readonly closed: Promise<{ code: number; reason: string }>;
+  private waiters: Array<() => void> = [];
+
+  private constructor(readonly ws: WebSocket) {
+    ws.on('message', (d) => {
+      this.frames.push(JSON.parse(d.toString()) as MasterFrame);
+      this.waiters.splice(0).forEach((w) => w());
+    });
+    this.closed = new Promise((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+  }
+
+  /** Connects and says hello; resolves once welcomed or closed. */
+  static async connect(url: string, hello: Partial<HelloFrame>, options: WebSocket.ClientOptions = {}): Promise<RawAgent> {
+    const a = new RawAgent(new WebSocket(url, options));
+    a.ws.on('open', () => a.ws.send(JSON.stringify(helloFrameFor(hello))));
+    await Promise.race([a.next('welcome'), a.closed]);
+    return a;
+  }
+
+  get welcomed(): boolean {
+    return this.frames.some((f) => f.type === 'welcome');
+  }
+
+  /** The first frame of `type` (already received or future). */
+  async next<T extends MasterFrame['type']>(type: T): Promise<Extract<MasterFrame, { type: T }>> {
+    return (await this.all(type, 1))[0]!;
+  }
+
+  /** Resolves once `n` frames of `type` arrived, with them. */
+  async all<T extends MasterFrame['type']>(type: T, n: number): Promise<Array<Extract<MasterFrame, { type: T }>>> {
+    for (;;) {
+      const got = this.frames.filter((x): x is Extract<MasterFrame, { type: T }> => x.type === type);
+      if (got.length >= n) return got;
+      await new Promise<void>((r) => this.waiters.push(r));
+    }
+  }
+
+  send(frame: Record<string, unknown>): void {
+    this.ws.send(JSON.stringify(frame));
+  }
+}
+
+const result = { exitCode: 0, signal: null, timedOut: false, startedAt: 1, finishedAt: 2 };
+
+async function metric(farm: TestFarm, name: string): Promise<string[]> {
+  const text = await (await fetch(`${farm.addr.httpUrl}/metrics`)).text();
+  return text.split('\n').filter((l) => l.startsWith(name));
+}
+
+describe('trust: results only from the agent that holds the job (real master, real sockets)', function () {
+  let farm: TestFarm;
+  const raws: RawAgent[] = [];
+  beforeEach(async () => (farm = await new TestFarm().start()));
+  afterEach(async () => {
+    for (const r of raws.splice(0)) r.ws.terminate();
+    await farm.stop();
+  });
+  const raw = async (hello: Partial<HelloFrame>, options?: WebSocket.ClientOptions) => {
+    const r = await RawAgent.connect(farm.addr.agentUrl, hello, options);
+    raws.push(r);
+    return r;
+  };
+
+  it('hands out unguessable lock tokens: 128 random bits, nothing of the master id or a counter', async () => {
+    const victim = await raw({ name: 'victim', jobTypes: ['b2g'], executors: 2 });
+    await farm.submit({ type: 'b2g', argv: ['true'] });
+    await farm.submit({ type: 'b2g', argv: ['true'] });
+    const tokens = (await victim.all('assign', 2)).map((f) => f.lockToken);
+    for (const t of tokens) {
+      assert.match(t, /^[0-9a-f]{32}$/, `token ${t}`);
+      assert.ok(!t.includes(farm.master.id), 'no master id in a token');
+    }
+    assert.notEqual(tokens[0], tokens[1]);
+  });
+
+  it('refuses started/log/finished about a job from a second agent, with guessed or even the real token; counts and logs it once', async () => {
+    const victim = await raw({ name: 'victim', jobTypes: ['b2g'] });
+    const id = await farm.submit({ type: 'b2g', argv: ['true'] });
+    const assign = await victim.next('assign');
+    const rogue = await raw({ name: 'rogue', jobTypes: ['linux64'] });
+    assert.ok(rogue.welcomed, 'the rogue holds a valid agent token');
+
+    const guesses = [assign.lockToken, `${farm.master.id}:1`, `${farm.master.id}:2`, '0', 'x'.repeat(32)];
+    for (const lockToken of guesses) {
+      rogue.send({ type: 'started', queue: 'b2g', jobId: id, lockToken, startedAt: 1 });
+      rogue.send({ type: 'log', queue: 'b2g', jobId: id, stream: 'stdout', data: 'FORGED OUTPUT\n' });
+      rogue.send({ type: 'finished', queue: 'b2g', jobId: id, lockToken, result: { ...result, exitCode: 99 } });
+    }
+    // The master acks every finished frame, refused or not: the last ack means all were handled.
+    await rogue.all('ack', guesses.length);
+
+    let view = await farm.api<JobView>(`/api/jobs/${id}`);
+    assert.equal(view.state, 'active', 'the job still belongs to the victim');
+    assert.ok(!(view.log ?? '').includes('FORGED'));
+
+    victim.send({ type: 'started', queue: 'b2g', jobId: id, lockToken: assign.lockToken, startedAt: 5 });
+    victim.send({ type: 'log', queue: 'b2g', jobId: id, stream: 'stdout', data: 'real output\n' });
+    victim.send({ type: 'finished', queue: 'b2g', jobId: id, lockToken: assign.lockToken, result: { ...result, startedAt: 5, finishedAt: 6 } });
+    const rec = await farm.finished(id);
+    assert.equal(rec.agent, 'victim');
+    assert.equal(rec.result, 'success');
+    view = await farm.api<JobView>(`/api/jobs/${id}`);
+    assert.equal(view.state, 'completed');
+    assert.equal(view.exitCode, 0);
+    assert.equal(view.log, 'real output\n');
+
+    const refused = await metric(farm, 'spillway_frames_refused_total{');
+    const count = (frame: string) => refused.filter((l) => l.includes(`frame="${frame}"`) && l.includes('reason="not-holder"')).reduce((n, l) => n + Number(l.split(' ').pop()), 0);
+    assert.equal(count('started'), guesses.length, refused.join('\n'));
+    assert.equal(count('log'), guesses.length, refused.join('\n'));
+    assert.equal(count('finished'), guesses.length, refused.join('\n'));
+    const lines = farm.logs.entries.filter((e) => e.event === 'job.frame-refused' && e.agent === 'rogue');
+    assert.equal(lines.length, 1, 'one line per agent and window, however many frames');
+    assert.equal(lines[0]!.code, 'not-holder');
+  });
+
+  it('lets the same agent report a build after a reconnect, and no other agent take it over', async () => {
+    const first = await raw({ name: 'rack-1', jobTypes: ['b2g'] });
+    const id = await farm.submit({ type: 'b2g', argv: ['true'] });
+    const assign = await first.next('assign');
+    first.ws.terminate();
+    await farm.logs.waitFor((e) => e.event === 'agent.disconnected' && e.agent === 'rack-1');
+    const held = { queue: 'b2g', jobId: id, lockToken: assign.lockToken };
+    const thief = await raw({ name: 'thief', jobTypes: ['b2g'], running: [held] });
+    assert.deepEqual((await thief.next('welcome')).reattached, [], 'another agent cannot reattach it with the token');
+    const back = await raw({ name: 'rack-1', jobTypes: ['b2g'], running: [held] });
+    assert.deepEqual((await back.next('welcome')).reattached, [{ queue: 'b2g', jobId: id }]);
+    back.send({ type: 'finished', ...held, result });
+    assert.equal((await farm.finished(id)).agent, 'rack-1');
+  });
+});
+
+describe('trust: agent names (real master, real sockets)', function () {
+  let farm: TestFarm;
+  const raws: RawAgent[] = [];
+  beforeEach(async () => (farm = await new TestFarm().start()));
+  afterEach(async () => {
+    for (const r of raws.splice(0)) r.ws.terminate();
+    await farm.stop();
+  });
+  const raw = async (hello: Partial<HelloFrame>, options?: WebSocket.ClientOptions) => {
+    const r = await RawAgent.connect(farm.addr.agentUrl, hello, options);
+    raws.push(r);
+    return r;
+  };
+
+  it('refuses a second live agent with the same name (4409) and keeps the first', async () => {
+    const first = await raw({ name: 'twin', jobTypes: ['b2g'] });
+    const second = await raw({ name: 'twin', jobTypes: ['b2g'], cpus: 64 });
+    assert.equal(second.welcomed, false);
+    const end = await second.closed;
+    assert.equal(end.code, CloseCode.duplicateName);
+    assert.match(end.reason, /in use by a live agent/);
+    const line = await farm.logs.waitFor((e) => e.event === 'agent.duplicate-name');
+    assert.equal(line.agent, 'twin');
+    assert.equal(first.ws.readyState, WebSocket.OPEN, 'the first keeps its connection');
+    const { agents } = await farm.api<{ agents: Array<{ name: string; cpus: number }> }>('/api/agents');
+    assert.deepEqual(agents.map((a) => [a.name, a.cpus]), [['twin', 2]]);
+  });
+
+  it('a real agent refused for its name exits with a clear message', async () => {
+    await raw({ name: 'twin', jobTypes: ['b2g'] });
+    void farm.agent({ name: 'twin', jobTypes: ['b2g'] });
+    const line = await farm.logs.waitFor((e) => e.event === 'agent.rejected' && e.agent === 'twin');
+    assert.equal(line.code, CloseCode.duplicateName);
+    assert.match(String(line.hint), /give each agent its own --name/);
+    assert.ok(farm.logs.entries.some((e) => e.event === 'agent.duplicate-name' && e.agent === 'twin'), 'and the master says so too');
+  });
+
+  it('lets the same agent back in when its old connection no longer answers, or from the same instance', async () => {
+    // A half-open old connection: it never answers pings.
+    const stale = await raw({ name: 'rack-1', jobTypes: ['b2g'] }, { autoPong: false });
+    const back = await raw({ name: 'rack-1', jobTypes: ['b2g'] });
+    assert.ok(back.welcomed);
+    assert.equal((await stale.closed).code, CloseCode.duplicateName);
+
+    const cloud = await raw({ name: 'spot-1', jobTypes: ['b2g'], location: 'cloud', instanceId: 'i-0abc' });
+    const again = await raw({ name: 'spot-1', jobTypes: ['b2g'], location: 'cloud', instanceId: 'i-0abc' });
+    assert.ok(again.welcomed, 'the same instance wins at once');
+    await cloud.closed;
+  });
+
+  it('warns about job types the master does not know, on both sides, and shows them on /api/agents', async () => {
+    const a = await raw({ name: 'odd', jobTypes: ['b2g', 'fortran77'] });
+    const err = await a.next('error');
+    assert.equal(err.code, 'SPILLWAY_E_UNKNOWN_JOB_TYPES');
+    assert.match(err.message, /fortran77/);
+    const line = await farm.logs.waitFor((e) => e.event === 'agent.unknown-job-types');
+    assert.deepEqual(line.jobTypes, ['fortran77']);
+    const { agents } = await farm.api<{ agents: Array<{ name: string; unknownJobTypes: string[] }> }>('/api/agents');
+    assert.deepEqual(agents.find((x) => x.name === 'odd')?.unknownJobTypes, ['fortran77']);
+    await farm.agent({ name: 'real-odd', jobTypes: ['linux64', 'cobol'] });
+    const agentSide = await farm.logs.waitFor((e) => e.event === 'agent.master-error' && e.agent === 'real-odd');
+    assert.match(String(agentSide.message), /cobol/);
+  });
+});
