@@ -11,3 +11,5 @@ export * from './backoff';
 export * from './http-credentials';
 export * from './http-roles';
 export * from './refusal-log';
+export * from './signal';
+export * from './rate-limiter';

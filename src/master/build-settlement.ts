@@ -2,7 +2,7 @@ import { describeResult, outcomeOf, type BuildResult, type FinishedFrame } from 
 import type { Logger } from '../lib';
 import type { ConnectedAgent } from './agent-registry';
 import type { BuildIdentity, BuildRecord, BuildRecords } from './build-store';
-import { attemptOf, lockOf, placedOf, RefusedFrame, type HeldJob } from './held-job';
+import { attemptOf, lockOf, placedOf, RefusedFrame, type HeldJob } from './held-jobs/held-job';
 import type { JobQueue } from './job-queue';
 
 /**

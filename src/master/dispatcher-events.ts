@@ -2,7 +2,7 @@ import type { EventEmitter } from 'node:events';
 import type { Notice } from '../protocol';
 import type { ConnectedAgent } from './agent-registry';
 import type { BuildIdentity, BuildRecord } from './build-store';
-import type { FrameRefusal } from './held-job';
+import type { FrameRefusal } from './held-jobs/held-job';
 
 export interface DispatcherEvents {
   'build-log': [queue: string, jobId: string, attempt: number, data: string];

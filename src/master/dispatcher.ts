@@ -1,22 +1,21 @@
 import { EventEmitter } from 'node:events';
 import type { Config } from '../config';
-import { RefusalLog, runEvery, type Clock, type Logger } from '../lib';
+import { RefusalLog, runEvery, Signal, type Clock, type Logger } from '../lib';
 import { checkJobPayload, type FinishedFrame, type HeldJob as AgentHeldJob, type Notice } from '../protocol';
-import { AgentSweep } from './agent-sweep';
+import { AgentSweep } from './held-jobs/agent-sweep';
 import type { AgentRegistry, ConnectedAgent } from './agent-registry';
-import { BuildReports } from './build-reports';
+import { BuildReports } from './held-jobs/build-reports';
 import type { BuildRecords } from './build-store';
 import { BuildSettlement } from './build-settlement';
 import type { DispatcherEvents } from './dispatcher-events';
 import { chooseAgent } from './executor-choice';
-import { agentKeyOf, attemptOf, identityOf, lockOf, timeoutOf, type HeldJob } from './held-job';
-import { HeldJobs } from './held-jobs';
+import { agentKeyOf, attemptOf, identityOf, lockOf, timeoutOf, type HeldJob } from './held-jobs/held-job';
+import { HeldJobs } from './held-jobs/held-jobs';
 import type { JobQueue, QueuedJob } from './job-queue';
-import { LockRenewal } from './lock-renewal';
-import { Preemption } from './preemption';
-import { Reattach } from './reattach';
-import { Signal } from './signal';
-import { UnrunnableJobs } from './unrunnable-jobs';
+import { LockRenewal } from './held-jobs/lock-renewal';
+import { Preemption } from './held-jobs/preemption';
+import { Reattach } from './held-jobs/reattach';
+import { UnrunnableJobs } from './held-jobs/unrunnable-jobs';
 
 export type { DispatcherEvents } from './dispatcher-events';
 

@@ -10,7 +10,7 @@ import {
   type HeldKind,
   type HeldState,
   type Reporter,
-} from '../../src/master/held-job';
+} from '../../src/master/held-jobs/held-job';
 
 const LOCK = 'lock-a';
 const owner = { connId: 'conn-1', agentKey: 'name:rack-1' };

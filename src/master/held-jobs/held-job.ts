@@ -1,7 +1,7 @@
-import type { Config } from '../config';
-import type { JobPayload, Notice } from '../protocol';
-import type { BuildIdentity } from './build-store';
-import type { QueuedJob } from './job-queue';
+import type { Config } from '../../config';
+import type { JobPayload, Notice } from '../../protocol';
+import type { BuildIdentity } from '../build-store';
+import type { QueuedJob } from '../job-queue';
 
 /**
  * The agent a held job was handed to. `connId` is the one connection whose frames count;

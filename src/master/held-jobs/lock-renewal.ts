@@ -1,8 +1,8 @@
-import type { Logger } from '../lib';
-import type { AgentRegistry } from './agent-registry';
+import type { Logger } from '../../lib';
+import type { AgentRegistry } from '../agent-registry';
 import { lockOf, placedOf } from './held-job';
 import type { HeldJobs } from './held-jobs';
-import type { JobQueue } from './job-queue';
+import type { JobQueue } from '../job-queue';
 
 /**
  * Keeps the locks of the jobs this master holds: a build runs on an agent far longer than a

@@ -4,14 +4,13 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
-import type { Config } from '../config';
-import { formatIp, parseIp, RefusalLog, type Clock, type Logger } from '../lib';
-import { CloseCode, parseAgentFrame, PROTOCOL_VERSION, type HelloFrame, type MasterFrame } from '../protocol';
+import type { Config } from '../../config';
+import { formatIp, parseIp, RateLimiter, RefusalLog, type Clock, type Logger } from '../../lib';
+import { CloseCode, parseAgentFrame, PROTOCOL_VERSION, type HelloFrame, type MasterFrame } from '../../protocol';
 import { AgentAccess } from './agent-access';
-import { agentFromHello, type AgentRegistry, type ConnectedAgent } from './agent-registry';
-import type { Dispatcher } from './dispatcher';
+import { agentFromHello, type AgentRegistry, type ConnectedAgent } from '../agent-registry';
+import type { Dispatcher } from '../dispatcher';
 import { listenerTls, type ReadFile } from './listener-tls';
-import { RateLimiter } from './rate-limiter';
 
 
 /** Rejected frames tolerated per connection before it is closed. */

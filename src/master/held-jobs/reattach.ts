@@ -1,13 +1,13 @@
-import type { Config } from '../config';
-import type { Clock, Logger } from '../lib';
-import { checkJobPayload, type HeldJob as AgentHeldJob } from '../protocol';
-import type { ConnectedAgent } from './agent-registry';
-import type { BuildRecords } from './build-store';
-import type { BuildSettlement } from './build-settlement';
+import type { Config } from '../../config';
+import type { Clock, Logger } from '../../lib';
+import { checkJobPayload, type HeldJob as AgentHeldJob } from '../../protocol';
+import type { ConnectedAgent } from '../agent-registry';
+import type { BuildRecords } from '../build-store';
+import type { BuildSettlement } from '../build-settlement';
 import { reporter, type BuildReports } from './build-reports';
 import { agentKeyOf, attemptOf, buildKey, identityOf, placedOf, RefusedFrame, timeoutOf } from './held-job';
 import type { HeldJobs } from './held-jobs';
-import type { JobQueue } from './job-queue';
+import type { JobQueue } from '../job-queue';
 
 export interface ReattachDeps {
   config: Config;

@@ -1,8 +1,8 @@
-import type { Config } from '../config';
-import type { Clock, Logger } from '../lib';
-import type { AgentRegistry } from './agent-registry';
-import type { BuildSettlement } from './build-settlement';
-import type { DispatchEmitter } from './dispatcher-events';
+import type { Config } from '../../config';
+import type { Clock, Logger } from '../../lib';
+import type { AgentRegistry } from '../agent-registry';
+import type { BuildSettlement } from '../build-settlement';
+import type { DispatchEmitter } from '../dispatcher-events';
 import { placedOf, type HeldJob } from './held-job';
 import type { HeldJobs } from './held-jobs';
 import type { Preemption } from './preemption';

@@ -1,7 +1,7 @@
-import type { JobPayload } from '../protocol';
-import type { AgentRegistry, ConnectedAgent } from './agent-registry';
+import type { JobPayload } from '../../protocol';
+import type { AgentRegistry, ConnectedAgent } from '../agent-registry';
 import { buildKey, placedOf, transition, type HeldEvent, type HeldJob, type HeldTransition } from './held-job';
-import type { QueuedJob } from './job-queue';
+import type { QueuedJob } from '../job-queue';
 
 export interface HeldJobsDeps {
   registry: AgentRegistry;

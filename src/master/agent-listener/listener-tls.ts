@@ -1,6 +1,6 @@
 import type { SecureContextOptions, TlsOptions } from 'node:tls';
-import type { AgentsConfig } from '../config';
-import { ConfigError } from '../lib';
+import type { AgentsConfig } from '../../config';
+import { ConfigError } from '../../lib';
 
 export type ReadFile = (path: string) => Buffer;
 

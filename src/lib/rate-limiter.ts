@@ -1,4 +1,4 @@
-import type { Clock } from '../lib';
+import type { Clock } from './clock';
 
 export interface RateLimit {
   /** Attempts allowed at once. */

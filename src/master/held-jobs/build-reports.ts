@@ -1,9 +1,9 @@
-import type { Clock, Logger, RefusalLog } from '../lib';
-import type { FinishedFrame, HeldJob as AgentHeldJob } from '../protocol';
-import type { ConnectedAgent } from './agent-registry';
-import type { BuildRecords } from './build-store';
-import type { BuildSettlement } from './build-settlement';
-import type { DispatcherEvents, DispatchEmitter } from './dispatcher-events';
+import type { Clock, Logger, RefusalLog } from '../../lib';
+import type { FinishedFrame, HeldJob as AgentHeldJob } from '../../protocol';
+import type { ConnectedAgent } from '../agent-registry';
+import type { BuildRecords } from '../build-store';
+import type { BuildSettlement } from '../build-settlement';
+import type { DispatcherEvents, DispatchEmitter } from '../dispatcher-events';
 import { agentKeyOf, placedOf, RefusedFrame, type HeldEvent, type HeldJob, type Reporter } from './held-job';
 import type { HeldJobs } from './held-jobs';
 

@@ -1,8 +1,8 @@
-import type { Clock, Logger } from '../lib';
-import type { Notice } from '../protocol';
-import type { AgentRegistry, ConnectedAgent } from './agent-registry';
-import type { BuildSettlement } from './build-settlement';
-import type { DispatchEmitter } from './dispatcher-events';
+import type { Clock, Logger } from '../../lib';
+import type { Notice } from '../../protocol';
+import type { AgentRegistry, ConnectedAgent } from '../agent-registry';
+import type { BuildSettlement } from '../build-settlement';
+import type { DispatchEmitter } from '../dispatcher-events';
 import type { HeldJob } from './held-job';
 import type { HeldJobs } from './held-jobs';
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { RateLimiter } from '../../src/master/rate-limiter';
+import { RateLimiter } from '../../src/lib';
 import { FakeClock } from '../fakes/fake-clock';
 
 describe('registration rate limiter', () => {

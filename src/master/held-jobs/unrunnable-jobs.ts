@@ -1,12 +1,12 @@
-import type { Config } from '../config';
-import type { Clock, Logger } from '../lib';
-import type { Requirements } from '../protocol';
-import type { AgentRegistry } from './agent-registry';
-import type { DispatchEmitter } from './dispatcher-events';
-import { whyUnrunnable } from './executor-choice';
+import type { Config } from '../../config';
+import type { Clock, Logger } from '../../lib';
+import type { Requirements } from '../../protocol';
+import type { AgentRegistry } from '../agent-registry';
+import type { DispatchEmitter } from '../dispatcher-events';
+import { whyUnrunnable } from '../executor-choice';
 import { lockOf, type HeldJob } from './held-job';
 import type { HeldJobs } from './held-jobs';
-import type { JobQueue } from './job-queue';
+import type { JobQueue } from '../job-queue';
 
 /**
  * How long a job no agent can run is put aside before a master looks at it again. An agent
