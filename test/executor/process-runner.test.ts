@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runProcess, type OutputStream, type RunSpec } from '../../src/executor';
+import { FakeClock } from '../fakes/fake-clock';
 
 const PATH = '/usr/local/bin:/usr/bin:/bin';
 
@@ -134,5 +135,26 @@ describe('executor/process-runner', () => {
     const r = await handle.result;
     assert.equal(r.exitCode, 0);
     assert.equal(alive(Number(text('stdout').trim())), false);
+  });
+
+  it('times out and kills on the injected clock: an hour-long timeout and grace pass in an instant', async () => {
+    const clock = new FakeClock();
+    let up!: () => void;
+    const isUp = new Promise<void>((r) => (up = r));
+    const handle = runProcess(
+      { cwd, timeoutMs: 3_600_000, killGraceMs: 600_000, baseEnv: { PATH }, shell: 'trap "" TERM; echo up; while :; do sleep 0.05; done' },
+      (_s, chunk) => chunk.includes('up') && up(),
+      { clock },
+    );
+    await isUp;
+    await clock.sleeping(1);
+    clock.advance(3_600_000);
+    // The build ignores SIGTERM: only the kill grace, also on the fake clock, ends it.
+    await clock.sleeping(1);
+    clock.advance(600_000);
+    const r = await handle.result;
+    assert.equal(r.timedOut, true);
+    assert.equal(r.signal, 'SIGKILL');
+    assert.equal(r.finishedAt - r.startedAt, 4_200_000, 'the result is timed by the injected clock too');
   });
 });
