@@ -250,7 +250,7 @@ function supervise(
     drainTimer?.abort();
     // Whatever survived the leader goes now, even if it let go of our pipes; the result
     // promises that nothing of the build runs any more, so wait for the kill to land.
-    if (pid !== undefined && !groupEmpty && signalGroup(pid, 'SIGKILL')) await groupGone(pid, 2000);
+    if (pid !== undefined && !groupEmpty && signalGroup(pid, 'SIGKILL')) await groupGone(pid, 2000, ctx.clock);
     let oomKilled: boolean | undefined;
     if (group) {
       if (group.enforced.memory) oomKilled = (await group.memoryEvents().catch(() => ({ oomKills: 0 }))).oomKills > 0;
