@@ -1,4 +1,4 @@
-import { SpillwayError, systemClock, type Clock } from '../lib';
+import { SpillwayError, type Clock } from '../lib';
 
 /**
  * The EC2 instance metadata service could not tell us which instance this is: usually because
@@ -34,8 +34,8 @@ export interface FetchInstanceIdOptions {
   timeoutMs?: number;
   /** Lifetime asked for the IMDSv2 session token. @defaultValue 21600 (6 hours, the maximum) */
   tokenTtlSec?: number;
-  /** When the token is due for renewal, and the per-request timeout. @defaultValue systemClock */
-  clock?: Clock;
+  /** When the token is due for renewal. @defaultValue the system clock */
+  clock?: Pick<Clock, 'now'>;
 }
 
 const INSTANCE_ID = /^i-[0-9a-f]{8,17}$/;
@@ -51,7 +51,7 @@ export class ImdsClient {
   private readonly fetchImpl: typeof fetch;
   private readonly timeoutMs: number;
   private readonly ttlSec: number;
-  private readonly clock: Clock;
+  private readonly clock: Pick<Clock, 'now'>;
   private token: { value: string; renewAt: number } | undefined;
 
   constructor(options: Omit<FetchInstanceIdOptions, 'signal'> = {}) {
@@ -59,7 +59,7 @@ export class ImdsClient {
     this.fetchImpl = options.fetchImpl ?? fetch;
     this.timeoutMs = options.timeoutMs ?? 2000;
     this.ttlSec = options.tokenTtlSec ?? 21_600;
-    this.clock = options.clock ?? systemClock;
+    this.clock = options.clock ?? { now: () => Date.now() };
   }
 
   /** The metadata at `path` (e.g. `/latest/meta-data/instance-id`); undefined when IMDS answers 404. */
@@ -91,20 +91,13 @@ export class ImdsClient {
   }
 
   private async request(what: string, path: string, init: RequestInit, callerSignal: AbortSignal | undefined): Promise<Response> {
-    // Left armed after the headers arrive: the timeout also bounds reading the body.
-    const timer = new AbortController();
-    const timeout = new AbortController();
-    this.clock.sleep(this.timeoutMs, timer.signal).then(
-      () => timeout.abort(new Error(`no answer within ${this.timeoutMs} ms`)),
-      () => undefined,
-    );
-    const signal = callerSignal ? AbortSignal.any([callerSignal, timeout.signal]) : timeout.signal;
+    const timeout = AbortSignal.timeout(this.timeoutMs);
+    const signal = callerSignal ? AbortSignal.any([callerSignal, timeout]) : timeout;
     try {
       return await this.fetchImpl(`${this.base}${path}`, { ...init, signal });
     } catch (err) {
-      timer.abort();
       if (callerSignal?.aborted) throw callerSignal.reason;
-      const why = timeout.signal.aborted ? `no answer within ${this.timeoutMs} ms` : err instanceof Error ? err.message : String(err);
+      const why = timeout.aborted ? `no answer within ${this.timeoutMs} ms` : err instanceof Error ? err.message : String(err);
       throw new ImdsError(
         `cannot reach the EC2 instance metadata service at ${this.base} for the ${what} (${why}): not running on EC2, ` +
           'IMDS disabled, or, in a container, the instance metadata hop limit is too low for IMDSv2',
