@@ -89,9 +89,11 @@ function secretFrom(inlineFlag: string, inline: string | undefined, fileFlag: st
   if (file === undefined) return inline;
   if (inline !== undefined) throw new ConfigError('agent options', [`${fileFlag} and ${inlineFlag} (or its environment variable) both given: use one`]);
   try {
-    const st = statSync(file);
+    // Standard input may be a socket (node's spawn makes one for 'pipe'), which cannot be opened by path.
+    const stdin = file === '-' || file === '/dev/stdin';
+    const st = statSync(stdin ? '/dev/stdin' : file);
     if (st.isFile() && (st.mode & 0o004) !== 0) throw new Error(`it is readable by every user (mode ${(st.mode & 0o777).toString(8)}): chmod 600 it`);
-    const text = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+    const text = readFileSync(stdin ? 0 : file, 'utf8').replace(/\r?\n$/, '');
     if (text === '') throw new Error('it is empty');
     return text;
   } catch (err) {

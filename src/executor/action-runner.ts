@@ -7,6 +7,7 @@ import type { Isolation, ResourceLimits } from './limits';
 import { cachingTreeFetcher, type InputFetchStats } from './action-inputs';
 import { collectOutputs, OutputRejected, type CollectedOutput } from './action-outputs';
 import { DEFAULT_CAPTURE_MEMORY_BYTES, OutputCapture } from './output-capture';
+import type { Clock } from '../lib';
 import { atStage } from './action-failure';
 import { buildOwner, handOver, identityEnv, type BuildIdentity } from './build-identity';
 
@@ -48,6 +49,8 @@ export interface ActionDeps {
   /** Name recorded in the result. */
   agent: string;
   now?: () => number;
+  /** Drives the command's timeout and kill grace. @defaultValue systemClock */
+  clock?: Clock;
   killGraceMs?: number;
   /** Where partial downloads and large stdout/stderr spill files go. @defaultValue os.tmpdir() */
   tmpDir?: string;
@@ -143,7 +146,12 @@ export async function executeAction(input: ActionInput, deps: ActionDeps): Promi
               (stream === 'stdout' ? stdout : stderr).write(chunk);
               deps.onOutput(stream, chunk);
             },
-            { now, ...(deps.isolation && { isolation: deps.isolation }), ...(deps.identity && { identity: deps.identity }) },
+            {
+              now,
+              ...(deps.clock && { clock: deps.clock }),
+              ...(deps.isolation && { isolation: deps.isolation }),
+              ...(deps.identity && { identity: deps.identity }),
+            },
           );
         run = await (await atStage('run', 'cannot start the command', undefined, spawnRun)).result;
       }

@@ -1,4 +1,5 @@
 import { promises as fs } from 'node:fs';
+import { systemClock, type Clock } from '../lib';
 
 /** Reads a cgroup file, or undefined when it is absent or unreadable. */
 export async function readCgroupFile(path: string): Promise<string | undefined> {
@@ -54,8 +55,8 @@ export async function signalMembers(procsFiles: readonly string[], signal: NodeJ
  * while we kill (the pids limit bounds how long), and v1 refuses rmdir while any task is
  * left, so both steps are retried until `maxMs`. Returns the last problem, if any.
  */
-export async function killAndRemove(dir: string, maxMs: number, cgroupKill = false): Promise<string | undefined> {
-  const deadline = Date.now() + maxMs;
+export async function killAndRemove(dir: string, maxMs: number, cgroupKill = false, clock: Clock = systemClock): Promise<string | undefined> {
+  const deadline = clock.now() + maxMs;
   let problem: string | undefined;
   // cgroup.kill (v2, Linux 5.14+) kills atomically, forks included.
   if (cgroupKill) await fs.writeFile(`${dir}/cgroup.kill`, '1').catch(() => undefined);
@@ -75,8 +76,8 @@ export async function killAndRemove(dir: string, maxMs: number, cgroupKill = fal
       if (code === 'ENOENT') return undefined;
       problem = `${dir}: ${code ?? String(err)}`;
     }
-    if (Date.now() >= deadline) return problem;
-    await new Promise((r) => setTimeout(r, 10));
+    if (clock.now() >= deadline) return problem;
+    await clock.sleep(10);
   }
 }
 

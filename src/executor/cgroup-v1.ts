@@ -1,5 +1,6 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
+import type { Clock } from '../lib';
 import { CPU_PERIOD_US, MIB, exists, killAndRemove, parseFlatKeyed, readCgroupFile, safeGroupName } from './cgroup-fs';
 import type { Enforcement, LimitGroup, ResourceLimits } from './limits';
 
@@ -40,6 +41,7 @@ export async function createCgroupV1Group(
   usable: Enforcement,
   rawName: string,
   limits: ResourceLimits,
+  clock?: Clock,
 ): Promise<LimitGroup> {
   const name = safeGroupName(rawName);
   const wanted: Enforcement = {
@@ -53,7 +55,7 @@ export async function createCgroupV1Group(
     // Memory last: its charge must not outlive processes still counted elsewhere.
     for (const c of ['pids', 'cpu', 'memory'] as const) {
       const dir = dirs[c];
-      const problem = dir ? await killAndRemove(dir, 3000) : undefined;
+      const problem = dir ? await killAndRemove(dir, 3000, false, clock) : undefined;
       if (problem) problems.push(problem);
     }
     if (problems.length) throw new Error(`cgroup not removed: ${problems.join(', ')}`);

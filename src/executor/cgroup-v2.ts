@@ -1,5 +1,6 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
+import type { Clock } from '../lib';
 import { CPU_PERIOD_US, MIB, exists, killAndRemove, parseFlatKeyed, readCgroupFile, safeGroupName } from './cgroup-fs';
 import type { Enforcement, LimitGroup, ResourceLimits } from './limits';
 
@@ -51,12 +52,12 @@ export async function probeCgroupV2(root: string): Promise<CgroupV2Probe | undef
 }
 
 /** Creates one build's group under the v2 `spillway` parent and writes its limits. */
-export async function createCgroupV2Group(probe: CgroupV2Probe, rawName: string, limits: ResourceLimits): Promise<LimitGroup> {
+export async function createCgroupV2Group(probe: CgroupV2Probe, rawName: string, limits: ResourceLimits, clock?: Clock): Promise<LimitGroup> {
   const name = safeGroupName(rawName);
   const dir = join(probe.parent, name);
   await fs.mkdir(dir);
   const destroy = async (): Promise<void> => {
-    const problem = await killAndRemove(dir, 3000, await exists(join(dir, 'cgroup.kill')));
+    const problem = await killAndRemove(dir, 3000, await exists(join(dir, 'cgroup.kill')), clock);
     if (problem) throw new Error(`cgroup not removed: ${problem}`);
   };
   const enforced: Enforcement = { cpu: false, memory: false, pids: false };

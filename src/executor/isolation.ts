@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import type { Logger } from '../lib';
+import type { Clock, Logger } from '../lib';
 import { exists } from './cgroup-fs';
 import { createCgroupV1Group, probeCgroupV1 } from './cgroup-v1';
 import { createCgroupV2Group, probeCgroupV2 } from './cgroup-v2';
@@ -13,8 +13,10 @@ export interface DetectIsolationOptions {
   procRoot?: string;
   /** Directories searched for `prlimit` (util-linux). @defaultValue ['/usr/bin', '/bin', '/usr/sbin', '/sbin'] */
   binDirs?: string[];
-  /** The agent's uid: RLIMIT_NPROC does not bind root. @defaultValue process.getuid() */
+  /** The uid builds run as: RLIMIT_NPROC does not bind root. @defaultValue process.getuid() */
   uid?: number;
+  /** Paces the kill-and-remove polling of a build's cgroup when it ends. @defaultValue systemClock */
+  clock?: Clock;
   log: Logger;
 }
 
@@ -38,9 +40,9 @@ export async function detectIsolation(options: DetectIsolationOptions): Promise<
   const v2 = await probeCgroupV2(root).catch(() => undefined);
   const v1 = v2 ? NONE : await probeCgroupV1(root).catch(() => NONE);
   if (v2) {
-    isolation = { kind: 'cgroup-v2', cgroups: v2.enabled, ...base, create: (name, limits) => createCgroupV2Group(v2, name, limits) };
+    isolation = { kind: 'cgroup-v2', cgroups: v2.enabled, ...base, create: (name, limits) => createCgroupV2Group(v2, name, limits, options.clock) };
   } else if (v1.cpu || v1.memory || v1.pids) {
-    isolation = { kind: 'cgroup-v1', cgroups: v1, ...base, create: (name, limits) => createCgroupV1Group(root, v1, name, limits) };
+    isolation = { kind: 'cgroup-v1', cgroups: v1, ...base, create: (name, limits) => createCgroupV1Group(root, v1, name, limits, options.clock) };
   } else {
     isolation = { kind: 'none', cgroups: NONE, ...base, create: async (name) => noGroup(name) };
   }

@@ -1,3 +1,4 @@
+import { systemClock, type Clock } from '../lib';
 import { readdirSync, readFileSync } from 'node:fs';
 
 /** Sends `signal` to every process in the group; false once the group no longer exists. */
@@ -45,10 +46,8 @@ export function groupHasLiveMembers(pgid: number): boolean {
   return false;
 }
 
-/** Resolves once no process of the group runs any more, or after `maxMs` regardless. */
-export async function groupGone(pgid: number, maxMs: number): Promise<void> {
-  const deadline = Date.now() + maxMs;
-  while (groupHasLiveMembers(pgid) && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 10));
-  }
+/** Resolves once no process of the group runs any more, or after `maxMs` (on `clock`) regardless. */
+export async function groupGone(pgid: number, maxMs: number, clock: Clock = systemClock): Promise<void> {
+  const deadline = clock.now() + maxMs;
+  while (groupHasLiveMembers(pgid) && clock.now() < deadline) await clock.sleep(10);
 }

@@ -2,7 +2,7 @@ import * as child_process from 'node:child_process';
 import { statSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
-import type { Logger } from '../lib';
+import { systemClock, type Clock, type Logger } from '../lib';
 import { launchAs, type BuildIdentity } from './build-identity';
 import type { Isolation, LimitGroup, ResourceLimits } from './limits';
 import { signalMembers } from './cgroup-fs';
@@ -64,8 +64,10 @@ export interface RunHandle {
 
 export interface RunDeps {
   spawn?: typeof child_process.spawn;
-  /** @defaultValue Date.now */
+  /** @defaultValue Date.now, or `clock.now` when a clock is given */
   now?: () => number;
+  /** Drives the timeout, the kill grace and the pipe drain, so tests need no real waits. @defaultValue systemClock */
+  clock?: Clock;
   /**
    * How builds are confined (from `detectIsolation`, once per agent). With it every run
    * raises its `oom_score_adj` and gets `spec.limits` through cgroups or rlimits; without it
@@ -90,7 +92,8 @@ export function runProcess(
   onOutput: (stream: OutputStream, chunk: string) => void,
   deps: RunDeps = {},
 ): RunHandle {
-  const now = deps.now ?? Date.now;
+  const clock = deps.clock ?? systemClock;
+  const now = deps.now ?? (() => clock.now());
   const spawn = deps.spawn ?? child_process.spawn;
   const startedAt = now();
   const failed = (error: string): RunHandle => ({
@@ -107,6 +110,7 @@ export function runProcess(
     const as = launchAs(deps.identity, argv);
     return supervise(as.argv, spec, onOutput, {
       spawn,
+      clock,
       now,
       startedAt,
       ...(as.uid !== undefined && { uid: as.uid }),
@@ -128,6 +132,7 @@ export function runProcess(
     }
     inner = supervise([launch.file, ...launch.args], spec, onOutput, {
       spawn,
+      clock,
       now,
       startedAt,
       report: launch.report,
@@ -160,6 +165,7 @@ export function runProcess(
 
 interface SuperviseContext {
   spawn: typeof child_process.spawn;
+  clock: Clock;
   now: () => number;
   startedAt: number;
   group?: LimitGroup;
@@ -177,6 +183,12 @@ function supervise(
   ctx: SuperviseContext,
 ): RunHandle {
   const { spawn, now, startedAt, group, report } = ctx;
+  /** A timer on the injected clock; returns its cancel. */
+  const after = (ms: number, fn: () => void): Timer => {
+    const abort = new AbortController();
+    ctx.clock.sleep(ms, abort.signal).then(fn, () => undefined);
+    return abort;
+  };
   const failed = (error: string): RunHandle => ({
     pid: undefined,
     result: (async (): Promise<RunResult> => {
@@ -208,9 +220,9 @@ function supervise(
   let exit: { code: number | null; signal: string | null } | undefined;
   let spawnError: string | undefined;
   let openStreams = 2;
-  let termTimer: NodeJS.Timeout | undefined;
-  let killTimer: NodeJS.Timeout | undefined;
-  let drainTimer: NodeJS.Timeout | undefined;
+  let termTimer: Timer | undefined;
+  let killTimer: Timer | undefined;
+  let drainTimer: Timer | undefined;
   let settle!: (r: RunResult) => void;
   const result = new Promise<RunResult>((resolve) => (settle = resolve));
 
@@ -224,21 +236,21 @@ function supervise(
       groupEmpty = true;
       return;
     }
-    killTimer = setTimeout(() => {
+    killTimer = after(killGraceMs, () => {
       signalGroup(pid, 'SIGKILL');
       if (group) void signalMembers(group.procsFiles, 'SIGKILL');
-    }, killGraceMs);
+    });
   };
   let finishing = false;
   const finish = async () => {
     if (finishing) return;
     finishing = true;
-    if (termTimer) clearTimeout(termTimer);
-    if (killTimer) clearTimeout(killTimer);
-    if (drainTimer) clearTimeout(drainTimer);
+    termTimer?.abort();
+    killTimer?.abort();
+    drainTimer?.abort();
     // Whatever survived the leader goes now, even if it let go of our pipes; the result
     // promises that nothing of the build runs any more, so wait for the kill to land.
-    if (pid !== undefined && !groupEmpty && signalGroup(pid, 'SIGKILL')) await groupGone(pid, 2000);
+    if (pid !== undefined && !groupEmpty && signalGroup(pid, 'SIGKILL')) await groupGone(pid, 2000, ctx.clock);
     let oomKilled: boolean | undefined;
     if (group) {
       if (group.enforced.memory) oomKilled = (await group.memoryEvents().catch(() => ({ oomKills: 0 }))).oomKills > 0;
@@ -288,22 +300,22 @@ function supervise(
   });
   child.once('exit', (code, signal) => {
     exit = { code, signal };
-    if (termTimer) clearTimeout(termTimer);
+    termTimer?.abort();
     // Leftovers of the build still hold our pipes: ask them to go, then insist.
     terminateGroup();
-    drainTimer = setTimeout(() => {
+    drainTimer = after(killGraceMs + 1000, () => {
       child.stdout?.destroy();
       child.stderr?.destroy();
-    }, killGraceMs + 1000);
+    });
     maybeFinish();
   });
 
   if (pid !== undefined) {
-    termTimer = setTimeout(() => {
+    // setTimeout (behind the system clock) fires at once for delays past 2^31-1 ms (~24.8 days).
+    termTimer = after(Math.min(spec.timeoutMs, 2 ** 31 - 1), () => {
       timedOut = true;
       terminateGroup();
-      // setTimeout fires at once for delays past 2^31-1 ms (~24.8 days).
-    }, Math.min(spec.timeoutMs, 2 ** 31 - 1));
+    });
   }
 
   return {
@@ -311,11 +323,13 @@ function supervise(
     result,
     cancel: () => {
       if (exit) return;
-      if (termTimer) clearTimeout(termTimer);
+      termTimer?.abort();
       terminateGroup();
     },
   };
 }
+
+type Timer = AbortController;
 
 function checkSpec(spec: RunSpec): string | undefined {
   if ((spec.argv === undefined) === (spec.shell === undefined)) return 'exactly one of argv or shell is required';

@@ -86,6 +86,7 @@ export class ActionSupport {
           onOutput,
           agent: this.d.options.name,
           now: () => this.d.clock.now(),
+          clock: this.d.clock,
           inputLimits: { maxDepth: this.d.options.inputMaxDepth, maxEntries: this.d.options.inputMaxEntries },
         },
       );

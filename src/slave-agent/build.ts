@@ -119,7 +119,7 @@ export class Build {
       // Confinement costs a wrapper exec and cgroup set-up per build, worth it where a job
       // asks for limits; unconfined jobs keep the fast path.
       {
-        now: () => this.deps.clock.now(),
+        clock: this.deps.clock,
         ...(this.deps.isolation && payload.resources && { isolation: this.deps.isolation }),
         ...(this.deps.identity && { identity: this.deps.identity }),
       },

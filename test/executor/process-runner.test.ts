@@ -1,8 +1,11 @@
 import { strict as assert } from 'node:assert';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runProcess, type OutputStream, type RunSpec } from '../../src/executor';
+import { groupGone } from '../../src/executor/process-group';
+import { FakeClock } from '../fakes/fake-clock';
 
 const PATH = '/usr/local/bin:/usr/bin:/bin';
 
@@ -134,5 +137,50 @@ describe('executor/process-runner', () => {
     const r = await handle.result;
     assert.equal(r.exitCode, 0);
     assert.equal(alive(Number(text('stdout').trim())), false);
+  });
+
+  it('times out and kills on the injected clock: an hour-long timeout and grace pass in an instant', async () => {
+    const clock = new FakeClock();
+    let up!: () => void;
+    const isUp = new Promise<void>((r) => (up = r));
+    const handle = runProcess(
+      { cwd, timeoutMs: 3_600_000, killGraceMs: 600_000, baseEnv: { PATH }, shell: 'trap "" TERM; echo up; while :; do sleep 0.05; done' },
+      (_s, chunk) => chunk.includes('up') && up(),
+      { clock },
+    );
+    await isUp;
+    await clock.sleeping(1);
+    clock.advance(3_600_000);
+    // The build ignores SIGTERM: only the kill grace, also on the fake clock, ends it.
+    await clock.sleeping(1);
+    clock.advance(600_000);
+    // Waiting for the killed group to be gone polls on the same clock.
+    let settled = false;
+    void handle.result.then(() => (settled = true));
+    while (!settled) {
+      await new Promise((r) => setTimeout(r, 5));
+      clock.advance(10);
+    }
+    const r = await handle.result;
+    assert.equal(r.timedOut, true);
+    assert.equal(r.signal, 'SIGKILL');
+    assert.ok(r.finishedAt - r.startedAt >= 4_200_000, 'the result is timed by the injected clock too');
+  });
+
+  it('waits for a process group to be gone on the injected clock (polling, bounded)', async () => {
+    const clock = new FakeClock();
+    const child = spawn('sleep', ['30'], { detached: true, stdio: 'ignore' });
+    try {
+      const gone = groupGone(child.pid!, 60_000, clock);
+      let done = false;
+      void gone.then(() => (done = true));
+      await clock.sleeping(1);
+      clock.advance(60_000);
+      await clock.sleeping(0);
+      await gone;
+      assert.equal(done, true, 'gave up after 60 s of the fake clock, at once in real time');
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 });

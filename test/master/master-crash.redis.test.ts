@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Queue, QueueEvents } from 'bullmq';
 import { freePort } from '../../src/lib';
 import type { BuildRecord } from '../../src/master';
@@ -31,6 +31,8 @@ describe('faults: the master SIGKILLed while builds run and jobs wait', function
     const events = new QueueEvents('b2g', { connection, prefix: redis.queuePrefix, lastEventId: '0-0' });
     await events.waitUntilReady();
     const runs = join(mkdtempSync(join(tmpdir(), 'spillway-runs-')), 'runs.txt');
+    // Agents started as root run builds as nobody: the builds append to this file.
+    chmodSync(dirname(runs), 0o777);
 
     const master = (): CliProcess => {
       const p = spawnCli(['master', '--config', file]);
