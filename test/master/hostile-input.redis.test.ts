@@ -89,12 +89,13 @@ describe('faults: hostile input against a running master (seeded fuzz)', functio
     const cases: Case[] = Array.from({ length: count }, () => ({ kind: h.pick(['ws', 'ws', 'ws', 'http', 'http', 'queue'] as const), seed: h.int(2 ** 32) }));
     const findings: Findings = [];
     const malformed: string[] = [];
-    const ctx: FuzzContext = { http, wsUrl, b2g, malformed, findings, knownJobIds: [] };
+    const ctx: FuzzContext = { http, wsUrl, b2g, malformed, findings, knownJobIds: [], unrunnable: [], counts: {} };
     let next = 0;
     const worker = async () => {
       while (next < cases.length) {
         const c = cases[next++]!;
         const r = new HostileInput(seededRandom(c.seed));
+        ctx.counts[c.kind] = (ctx.counts[c.kind] ?? 0) + 1;
         if (c.kind === 'ws') await wsCase(r, ctx);
         else if (c.kind === 'http') await httpCase(r, ctx);
         else await queueCase(r, ctx);
@@ -144,11 +145,29 @@ describe('faults: hostile input against a running master (seeded fuzz)', functio
       15_000,
       () => `a fresh job was not completed: ${failed.get(fresh.id!) ?? 'still open'} (${replay})`,
     );
+    console.log(`      fuzz: ${JSON.stringify(ctx.counts)} cases; ${malformed.length} malformed and ${ctx.unrunnable.length} unrunnable jobs`);
     const view = (await (await fetch(`${http}/api/jobs/${fresh.id}?type=b2g`)).json()) as { state: string; builds: BuildRecord[] };
     assert.equal(view.state, 'completed');
     assert.equal(view.builds.at(-1)?.agent, 'good-agent');
     assert.equal(good.child.exitCode, null);
     assert.doesNotMatch(good.output(), /agent\.(disconnected|rejected)/, 'no hostile client got the good agent cut off');
+
+    // Unrunnable jobs wait with their reason; none ran, none failed, and they held nothing up (the fresh job ran).
+    for (const id of ctx.unrunnable) {
+      assert.ok(!completed.has(id) && !failed.has(id), `unrunnable job ${id} settled: ${failed.get(id) ?? 'completed'} (${replay})`);
+    }
+    if (ctx.unrunnable.length) {
+      const one = (await (await fetch(`${http}/api/jobs/${ctx.unrunnable[0]}?type=b2g`)).json()) as { unrunnable?: string | null };
+      assert.match(one.unrunnable ?? '', /label gpu/, `unrunnable job ${ctx.unrunnable[0]} shows why (${replay})`);
+    }
+    // Every build of every b2g job ran on the good agent: no forged frame started or settled one.
+    for (const id of ctx.knownJobIds) {
+      const v = (await (await fetch(`${http}/api/jobs/${id}?type=b2g&log=0`)).json()) as { builds?: BuildRecord[] };
+      for (const b of v.builds ?? []) assert.equal(b.agent, 'good-agent', `job ${id} has a build by ${b.agent} (${replay})`);
+    }
+    const metrics = await (await fetch(`${http}/metrics`)).text();
+    const refused = [...metrics.matchAll(/^spillway_frames_refused_total\{[^}]*\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
+    assert.ok(count < 100 || refused > 0, `forged frames are counted in /metrics (${replay})`);
 
     const out = master.output();
     assert.doesNotMatch(out, /unhandled|uncaught|TypeError|RangeError|ReferenceError/i, `the master's output (${replay})`);
@@ -166,6 +185,10 @@ interface FuzzContext {
   findings: Findings;
   /** Ids of real jobs, for frames that claim jobs the agent does not hold. */
   knownJobIds: string[];
+  /** Ids of b2g jobs that ask for a label no agent has: they wait, and never hold up the rest. */
+  unrunnable: string[];
+  /** How many cases of each class ran, for the README's figures. */
+  counts: Record<string, number>;
 }
 
 /** Rejects with `message()` if `p` has not settled within `ms`: a bound on a failure, not a wait. */
@@ -187,7 +210,8 @@ function claimFrame(r: HostileInput, ctx: FuzzContext): Record<string, unknown> 
   const held = {
     queue: r.pick(['b2g', 'fuzzing', 'linux64', 'nope', r.string()]),
     jobId: r.chance(0.6) && ctx.knownJobIds.length ? r.pick(ctx.knownJobIds) : r.string() || '1',
-    lockToken: r.pick(['master-00000000:1', r.string() || 't']),
+    // Guessed tokens: the old sequential shape, garbage, and 128 random bits like the real ones.
+    lockToken: r.pick(['master-00000000:1', r.string() || 't', hexFrom(r, 16)]),
   };
   switch (r.int(5)) {
     case 0:
@@ -222,6 +246,10 @@ function garbageFrame(r: HostileInput, ctx: FuzzContext): string | Buffer {
   }
 }
 
+function hexFrom(r: HostileInput, n: number): string {
+  return randomBytesFrom(r, n).toString('hex');
+}
+
 function randomBytesFrom(r: HostileInput, n: number): Buffer {
   return Buffer.from(Array.from({ length: n }, () => r.int(256)));
 }
@@ -236,7 +264,8 @@ async function wsCase(r: HostileInput, ctx: FuzzContext): Promise<void> {
     ws.once('close', () => resolve(false));
   });
   if (!opened) return;
-  const name = `fuzz-${r.int(40)}`;
+  // Now and then the good agent's own name: a second live agent by that name must be refused, not evict it.
+  const name = r.chance(0.1) ? 'good-agent' : `fuzz-${r.int(40)}`;
   const send = (f: string | Buffer) => ws.readyState === ws.OPEN && ws.send(f, { binary: Buffer.isBuffer(f) });
   const mode = r.int(4);
   if (mode === 0) {
@@ -342,6 +371,11 @@ async function httpCase(r: HostileInput, ctx: FuzzContext): Promise<void> {
 
 /** Job data no producer should send, straight into b2g's queue. Every command here is `true`. */
 async function queueCase(r: HostileInput, ctx: FuzzContext): Promise<void> {
+  if (r.chance(0.25)) {
+    const job = await ctx.b2g.add('build', { argv: ['true'], requirements: { labels: ['gpu'] } });
+    ctx.unrunnable.push(job.id!);
+    return;
+  }
   const data = r.pick<() => unknown>([
     () => r.value(3),
     () => ({ argv: 'true' }),
