@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import type { Clock, Logger } from '../lib';
+import { BackgroundLoop, type Clock, type Logger } from '../lib';
 
 export interface LiveUpdatesOptions {
   /** Builds the state pushed to every page; called once per push, however many pages listen. */
@@ -24,7 +24,8 @@ export class LiveUpdates {
   private dirty = false;
   private pushing: Promise<void> | undefined;
   private lastPush = 0;
-  private refreshing = false;
+  /** Runs only while pages listen; a new one starts with the next page after it ended. */
+  private refresh: BackgroundLoop | undefined;
 
   constructor(private readonly opts: LiveUpdatesOptions) {}
 
@@ -65,6 +66,7 @@ export class LiveUpdates {
 
   close(): void {
     this.abort.abort();
+    void this.refresh?.stop();
     for (const res of this.clients) res.end();
     this.clients.clear();
   }
@@ -92,17 +94,23 @@ export class LiveUpdates {
   }
 
   private ensureRefresh(): void {
-    if (this.refreshing) return;
-    this.refreshing = true;
-    const loop = async (): Promise<void> => {
-      while (this.clients.size > 0 && !this.abort.signal.aborted) {
-        await this.opts.clock.sleep(this.opts.refreshMs ?? 5000, this.abort.signal);
+    if (this.refresh || this.abort.signal.aborted) return;
+    const loop = new BackgroundLoop({
+      name: 'dashboard-refresh',
+      everyMs: this.opts.refreshMs ?? 5000,
+      clock: this.opts.clock,
+      log: this.opts.log,
+      errorEvent: 'dashboard.snapshot-failed',
+      run: async () => {
+        if (this.clients.size === 0) {
+          this.refresh = undefined;
+          return 'done';
+        }
         this.dirty = true;
         await this.push();
-      }
-    };
-    void loop()
-      .catch(() => undefined)
-      .finally(() => (this.refreshing = false));
+      },
+    });
+    this.refresh = loop;
+    loop.start();
   }
 }
