@@ -14,7 +14,7 @@ export interface VpnInitFlags {
 }
 
 /** The cloud-init template ships in the package's vpn/ folder. */
-export const USER_DATA_TEMPLATE = resolve(__dirname, '../../../vpn/cloud-init.yaml');
+const USER_DATA_TEMPLATE = resolve(__dirname, '../../../vpn/cloud-init.yaml');
 
 /** `spillway vpn init`: WireGuard hub and peer configs plus per-peer EC2 user-data. */
 export function vpnInitCommand(flags: VpnInitFlags, env: NodeJS.ProcessEnv, out: NodeJS.WritableStream): number {

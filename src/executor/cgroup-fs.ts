@@ -30,7 +30,7 @@ export async function exists(path: string): Promise<boolean> {
 }
 
 /** The pids listed in a `cgroup.procs` file. */
-export async function groupPids(procsFile: string): Promise<number[]> {
+async function groupPids(procsFile: string): Promise<number[]> {
   const text = await readCgroupFile(procsFile);
   return (text ?? '').split('\n').filter((l) => /^\d+$/.test(l)).map(Number);
 }

@@ -1,7 +1,7 @@
 export { runProcess, type RunSpec, type RunHandle, type RunDeps, type RunResult, type OutputStream } from './process-runner';
 export { detectIsolation, type DetectIsolationOptions } from './isolation';
 export type { Isolation, IsolationKind, LimitGroup, ResourceLimits, Enforcement } from './limits';
-export { BUILD_OOM_SCORE_ADJ, SANDBOX_FAILED_EXIT, type LimitsReport } from './sandbox-launch';
+export type { LimitsReport } from './sandbox-launch';
 export { executeAction, TIMED_OUT_EXIT, NOT_STARTED_EXIT, type ActionInput, type ActionDeps, type ActionExecution } from './action-runner';
 export { MissingInputError, type InputFetchStats } from './action-inputs';
 export { ActionFailure, type ActionStage } from './action-failure';

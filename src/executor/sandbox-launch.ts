@@ -32,9 +32,9 @@ export interface SandboxLaunch {
 }
 
 /** Makes the kernel's OOM killer pick the build over the agent (1000 is the maximum). */
-export const BUILD_OOM_SCORE_ADJ = 1000;
+const BUILD_OOM_SCORE_ADJ = 1000;
 /** The wrapper's own exit status when it cannot confine the build (the build never starts). */
-export const SANDBOX_FAILED_EXIT = 125;
+const SANDBOX_FAILED_EXIT = 125;
 
 /**
  * The wrapper runs as the build's first process. It joins the cgroups and sets

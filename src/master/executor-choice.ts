@@ -4,7 +4,7 @@ import { freeExecutors, type ConnectedAgent } from './agent-registry';
 export type Choice = { agent: ConnectedAgent; reason: string } | { agent: undefined; reason: string };
 
 /** Why this agent can never run a job with these requirements, or undefined if it can. */
-export function unmetRequirement(agent: ConnectedAgent, req: Requirements | undefined): string | undefined {
+function unmetRequirement(agent: ConnectedAgent, req: Requirements | undefined): string | undefined {
   if (!req) return undefined;
   if (req.os !== undefined && req.os !== agent.os) return `os ${agent.os} != ${req.os}`;
   if (req.cpus !== undefined && agent.cpus < req.cpus) return `cpus ${agent.cpus} < ${req.cpus}`;
