@@ -4,7 +4,8 @@ import * as path from 'node:path';
 import { isHash, type Digest } from './digest';
 import { parseActionResultBytes, referencedDigests, serializeActionResult, type ActionResult } from './action-result';
 import { BadDigestError } from './errors';
-import type { BlobReader, DiskStore } from './disk-store';
+import type { BlobReader } from './blob-store';
+import type { DiskStore } from './disk-store';
 
 /** Options of {@link ActionCache.open}. */
 export interface ActionCacheOptions {

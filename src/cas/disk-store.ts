@@ -8,6 +8,7 @@ import { writeHashedTemp } from './hashed-temp-file';
 import { DiskIndex } from './disk-index';
 import { BadDigestError, CasFullError, DigestMismatchError } from './errors';
 import { VerifyStream } from './verify-stream';
+import type { BlobReader, ExpectedBlob, PutResult, Source } from './blob-store';
 
 /** Options of {@link DiskStore.open}. */
 export interface DiskStoreOptions {
@@ -21,27 +22,6 @@ export interface DiskStoreOptions {
   highWatermark?: number;
   clock: Clock;
   log: Logger;
-}
-
-/**
- * What a blob must hash to. `size` is optional because HTTP PUTs name only the hash; `hash`
- * is optional for values stored under whatever they hash to (the raw action-cache namespace).
- */
-export interface ExpectedBlob {
-  hash?: string;
-  size?: number;
-}
-
-/** Result of {@link DiskStore.put}. `stored` is false when the blob was already present. */
-export interface PutResult {
-  digest: Digest;
-  stored: boolean;
-}
-
-/** A blob being read. `stream` errors with `BlobCorruptError` if the file fails verification. */
-export interface BlobReader {
-  digest: Digest;
-  stream: Readable;
 }
 
 /** Counters for metrics and tests. */
@@ -61,7 +41,8 @@ export interface DiskStoreStats {
   bytesServed: number;
 }
 
-type Source = Readable | AsyncIterable<Buffer | Uint8Array>;
+/** Blobs under this size are read whole, once for all concurrent readers; larger ones stream. */
+const SHARED_READ_MAX_BYTES = 1024 * 1024;
 
 /**
  * A content-addressed blob store on local disk with size-bounded LRU eviction.
@@ -71,9 +52,6 @@ type Source = Readable | AsyncIterable<Buffer | Uint8Array>;
  * rather than at startup, and a corrupt file is removed and counted. The empty blob is always
  * present and never stored.
  */
-/** Blobs under this size are read whole, once for all concurrent readers; larger ones stream. */
-const SHARED_READ_MAX_BYTES = 1024 * 1024;
-
 export class DiskStore {
   private readonly sharedReads = new Map<string, Promise<Buffer | undefined>>();
   private reserved = 0;

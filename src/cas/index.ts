@@ -1,6 +1,7 @@
 export * from './digest';
 export * from './errors';
 export * from './disk-store';
+export type { BlobReader, ExpectedBlob, PutResult } from './blob-store';
 export * from './action-result';
 export * from './action-cache';
 export * from './http-auth';

@@ -6,10 +6,8 @@ import type { AgentOptions } from '../config';
 import { runProcess } from '../executor';
 import { fullJitterDelay, systemClock, type BackoffPolicy, type Clock, type Logger } from '../lib';
 import {
-  CloseCode,
   outcomeOf,
   parseMasterFrame,
-  PROTOCOL_VERSION,
   type AssignFrame,
   type BuildResult,
   type FinishedFrame,
@@ -19,9 +17,10 @@ import {
   type NoticeFrame,
 } from '../protocol';
 import { ActionSupport } from './action-support';
-import { AgentRejectedError } from './agent-errors';
+import { AgentRejectedError, fatalCloseHint } from './agent-errors';
 import type { AgentDeps, AgentEvents } from './agent-deps';
 import { Build } from './build';
+import { buildBaseEnv } from './build-env';
 import { heartbeat } from './heartbeat';
 import { helloFrame } from './hello';
 import { detectHostInfo, type HostInfo } from './host-info';
@@ -31,9 +30,7 @@ import { noticeWatchFor, type NoticeWatch } from './notice-watch';
 import { StateChanges } from './state-changes';
 import { prepareWorkDir, releaseWorkDir } from './work-dir';
 
-const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const DEFAULT_RECONNECT_BACKOFF: Readonly<BackoffPolicy> = Object.freeze({ baseMs: 500, maxMs: 30_000 });
-const FATAL_CLOSE_CODES: ReadonlySet<number> = new Set([CloseCode.unauthorized, CloseCode.forbidden, CloseCode.version, CloseCode.duplicateName]);
 
 /**
  * The process on a build machine: keeps a connection to the master (reconnecting with
@@ -85,7 +82,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.runner = deps.runner ?? runProcess;
     this.WebSocketImpl = deps.WebSocketImpl ?? WebSocket;
     this.random = deps.random ?? Math.random;
-    this.baseEnv = withoutSecrets(deps.baseEnv ?? { PATH: DEFAULT_PATH }, [deps.options.token, deps.options.casToken]);
+    this.baseEnv = buildBaseEnv(deps.baseEnv, [deps.options.token, deps.options.casToken]);
     this.changes = new StateChanges(this.clock);
     this.actions = new ActionSupport({
       options: deps.options,
@@ -167,15 +164,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     while (!this.stopping) {
       const c = await this.connectOnce();
       if (this.stopping) return;
-      if (FATAL_CLOSE_CODES.has(c.code)) {
-        const hint =
-          c.code === CloseCode.unauthorized
-            ? 'check the agent token'
-            : c.code === CloseCode.forbidden
-              ? "a pool's token admits only cloud agents serving that pool's job types"
-              : c.code === CloseCode.duplicateName
-                ? 'another live agent already uses this name at the master; give each agent its own --name'
-                : `this agent speaks protocol ${PROTOCOL_VERSION}; upgrade the agent or the master`;
+      const hint = fatalCloseHint(c.code);
+      if (hint !== undefined) {
         this.log.error('agent.rejected', { code: c.code, reason: c.reason, hint });
         throw new AgentRejectedError(c.code, c.reason);
       }
@@ -404,14 +394,4 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.conn?.close(1000, this.draining ? 'drained' : 'stopped');
     await this.exited?.catch(() => undefined);
   }
-}
-
-/** Builds must never see the agent's own credentials, whatever variable holds them. */
-function withoutSecrets(env: Record<string, string>, secrets: ReadonlyArray<string | undefined>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(env)) {
-    if (k === 'SPILLWAY_AGENT_TOKEN' || k === 'SPILLWAY_CAS_TOKEN' || secrets.some((t) => t !== undefined && (v === t || (t.length >= 8 && v.includes(t))))) continue;
-    out[k] = v;
-  }
-  return out;
 }
