@@ -69,7 +69,11 @@ describe('faults: hostile input against a running master (seeded fuzz)', functio
     const wsUrl = `ws://127.0.0.1:${agentPort}`;
 
     // The well-behaved agent is there all along, in its own process; only it serves b2g.
-    const good = spawnCli(['agent', '--master', wsUrl, '--name', 'good-agent', '--job-types', 'b2g', '--executors', '1'], { SPILLWAY_AGENT_TOKEN: TOKEN });
+    // It also runs cached actions against the master's CAS, so hostile input trees reach a real agent.
+    const good = spawnCli(['agent', '--master', wsUrl, '--name', 'good-agent', '--job-types', 'b2g', '--executors', '1', '--cas', http], {
+      SPILLWAY_AGENT_TOKEN: TOKEN,
+      SPILLWAY_CAS_TOKEN: CAS_TOKEN,
+    });
     procs.push(good);
     await good.waitForOutput(/agent\.welcomed/);
 
@@ -89,7 +93,7 @@ describe('faults: hostile input against a running master (seeded fuzz)', functio
     const cases: Case[] = Array.from({ length: count }, () => ({ kind: h.pick(['ws', 'ws', 'ws', 'http', 'http', 'queue'] as const), seed: h.int(2 ** 32) }));
     const findings: Findings = [];
     const malformed: string[] = [];
-    const ctx: FuzzContext = { http, wsUrl, b2g, malformed, findings, knownJobIds: [], unrunnable: [], counts: {} };
+    const ctx: FuzzContext = { http, wsUrl, b2g, malformed, findings, knownJobIds: [], unrunnable: [], hostileTrees: [], counts: {} };
     let next = 0;
     const worker = async () => {
       while (next < cases.length) {
@@ -145,7 +149,7 @@ describe('faults: hostile input against a running master (seeded fuzz)', functio
       15_000,
       () => `a fresh job was not completed: ${failed.get(fresh.id!) ?? 'still open'} (${replay})`,
     );
-    console.log(`      fuzz: ${JSON.stringify(ctx.counts)} cases; ${malformed.length} malformed and ${ctx.unrunnable.length} unrunnable jobs`);
+    console.log(`      fuzz: ${JSON.stringify(ctx.counts)} cases; ${malformed.length} malformed, ${ctx.unrunnable.length} unrunnable and ${ctx.hostileTrees.length} hostile-tree jobs`);
     const view = (await (await fetch(`${http}/api/jobs/${fresh.id}?type=b2g`)).json()) as { state: string; builds: BuildRecord[] };
     assert.equal(view.state, 'completed');
     assert.equal(view.builds.at(-1)?.agent, 'good-agent');
@@ -159,6 +163,20 @@ describe('faults: hostile input against a running master (seeded fuzz)', functio
     if (ctx.unrunnable.length) {
       const one = (await (await fetch(`${http}/api/jobs/${ctx.unrunnable[0]}?type=b2g`)).json()) as { unrunnable?: string | null };
       assert.match(one.unrunnable ?? '', /label gpu/, `unrunnable job ${ctx.unrunnable[0]} shows why (${replay})`);
+    }
+    // Hostile input trees failed their job with the reason; the agent is still up (checked above).
+    await bounded(
+      new Promise<void>((resolve) => {
+        const check = () => ctx.hostileTrees.every((id) => failed.has(id) || completed.has(id)) && resolve();
+        settledWaiters.push(check);
+        check();
+      }),
+      30_000,
+      () => `hostile trees not settled: ${ctx.hostileTrees.filter((id) => !failed.has(id) && !completed.has(id)).join(', ')} (${replay})`,
+    );
+    for (const id of ctx.hostileTrees) {
+      assert.ok(failed.has(id), `the action ${id} with a hostile input tree completed (${replay})`);
+      assert.match(failed.get(id) ?? '', /input tree|directory|entry name|symlink|deeper|not in the local cache|invalid job data/, `job ${id} (${replay})`);
     }
     // Every build of every b2g job ran on the good agent: no forged frame started or settled one.
     for (const id of ctx.knownJobIds) {
@@ -187,6 +205,8 @@ interface FuzzContext {
   knownJobIds: string[];
   /** Ids of b2g jobs that ask for a label no agent has: they wait, and never hold up the rest. */
   unrunnable: string[];
+  /** Ids of b2g actions whose input tree is hostile: each must fail with a reason, the agent carry on. */
+  hostileTrees: string[];
   /** How many cases of each class ran, for the README's figures. */
   counts: Record<string, number>;
 }
@@ -371,6 +391,13 @@ async function httpCase(r: HostileInput, ctx: FuzzContext): Promise<void> {
 
 /** Job data no producer should send, straight into b2g's queue. Every command here is `true`. */
 async function queueCase(r: HostileInput, ctx: FuzzContext): Promise<void> {
+  if (r.chance(0.2)) {
+    const inputRoot = await hostileTree(r, ctx);
+    const job = await ctx.b2g.add('build', { argv: ['true'], action: { inputRoot } }, { attempts: 1 });
+    ctx.hostileTrees.push(job.id!);
+    ctx.knownJobIds.push(job.id!);
+    return;
+  }
   if (r.chance(0.25)) {
     const job = await ctx.b2g.add('build', { argv: ['true'], requirements: { labels: ['gpu'] } });
     ctx.unrunnable.push(job.id!);
@@ -396,4 +423,39 @@ async function queueCase(r: HostileInput, ctx: FuzzContext): Promise<void> {
   const job = await ctx.b2g.add(r.string() || 'build', data, { attempts: 1 + r.int(3) });
   ctx.malformed.push(job.id!);
   ctx.knownJobIds.push(job.id!);
+}
+
+/** Stores `data` in the master's CAS and returns its digest. */
+async function putBlob(ctx: FuzzContext, data: Buffer): Promise<{ hash: string; size: number }> {
+  const hash = createHash('sha256').update(data).digest('hex');
+  const res = await fetch(`${ctx.http}/cas/${hash}`, { method: 'PUT', body: data, headers: { authorization: `Bearer ${CAS_TOKEN}` } });
+  if (!res.ok) ctx.findings.push(`PUT /cas/${hash} for a hostile tree -> ${res.status}`);
+  return { hash, size: data.length };
+}
+
+/** The root of an input tree no agent should materialize: bad names, an escape, garbage, too deep, or missing. */
+async function hostileTree(r: HostileInput, ctx: FuzzContext): Promise<{ hash: string; size: number }> {
+  const node = (n: Record<string, unknown>) => Buffer.from(JSON.stringify({ files: [], directories: [], symlinks: [], ...n }));
+  const file = { digest: await putBlob(ctx, Buffer.from(r.string() || 'x')), executable: false };
+  const empty = await putBlob(ctx, node({}));
+  switch (r.int(7)) {
+    case 0:
+      return putBlob(ctx, node({ files: [{ name: r.pick(['..', '.', '', 'a/b', '/etc/passwd']), ...file }] }));
+    case 1:
+      return putBlob(ctx, node({ directories: [{ name: r.pick(['..', 'a/..', '/']), digest: empty }] }));
+    case 2:
+      return putBlob(ctx, node({ symlinks: [{ name: 'up', target: r.pick(['../../etc', '../'.repeat(20), 'a/../../x']) }] }));
+    case 3:
+      return putBlob(ctx, r.chance(0.5) ? randomBytesFrom(r, 1 + r.int(300)) : Buffer.from(r.badJson()));
+    case 4:
+      return putBlob(ctx, Buffer.from(JSON.stringify(r.pick<unknown>([{ files: 7 }, { files: [{ name: 'f' }] }, { directories: [{ name: 'd', digest: { hash: 'zz', size: -1 } }] }, [1, 2]]))));
+    case 5: {
+      // Deeper than the agent's input depth limit (256), one directory per level.
+      let digest = empty;
+      for (let i = 0; i < 260; i++) digest = await putBlob(ctx, node({ directories: [{ name: 'd', digest }] }));
+      return digest;
+    }
+    default:
+      return { hash: hexFrom(r, 32), size: 1 + r.int(100) };
+  }
 }
