@@ -2,17 +2,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { loadConfigFile, parseAgentOptions, parseConfig, parseConfigText } from '../../src/config';
-import { ConfigError } from '../../src/lib';
+import { configProblems } from '../helpers/config-problems';
 
-const problems = (fn: () => unknown): readonly string[] => {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, String(err));
-    return err.problems;
-  }
-  assert.fail('expected a ConfigError');
-};
+const problems = configProblems;
 
 describe('config', () => {
   it('loads the example config with defaults filled in, frozen, once its example token is replaced', () => {

@@ -1,19 +1,11 @@
 import assert from 'node:assert/strict';
 import { parseConfig, parseConfigText } from '../../src/config';
-import { ConfigError } from '../../src/lib';
+import { configProblems } from '../helpers/config-problems';
 
 const AGENT = 'agent-token-0123456789';
 const base = (more: Record<string, unknown> = {}) => ({ agents: { token: AGENT }, jobTypes: { b2g: {} }, ...more });
 
-const problems = (fn: () => unknown): readonly string[] => {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, String(err));
-    return err.problems;
-  }
-  assert.fail('expected a ConfigError');
-};
+const problems = configProblems;
 
 describe('config: safer defaults and one-pass problems', () => {
   it('reports type errors, unknown keys and cross-section problems in one pass', () => {
