@@ -93,19 +93,7 @@ export class BuildStore {
    */
   async finished(b: BuildIdentity, f: BuildEnding): Promise<BuildRecord> {
     const k = this.key(b.type, b.id, b.attempt);
-    const rec: BuildRecord = {
-      ...b,
-      state: 'finished',
-      startedAt: f.startedAt,
-      finishedAt: f.finishedAt,
-      waitMs: f.startedAt === null ? null : Math.max(0, f.startedAt - b.queuedAt),
-      durationMs: f.startedAt === null ? null : Math.max(0, f.finishedAt - f.startedAt),
-      result: f.result,
-      exitCode: f.exitCode,
-      signal: f.signal,
-      reason: f.reason,
-      logBytes: 0,
-    };
+    const rec = finishedRecord(b, f, 0);
     const fields: Record<string, string | number> = { ...identityFields(b), state: 'finished' };
     for (const key of ['startedAt', 'finishedAt', 'waitMs', 'durationMs', 'result', 'exitCode', 'signal', 'reason'] as const) {
       fields[key] = rec[key] ?? '';
@@ -234,5 +222,22 @@ function fromHash(h: Record<string, string>): BuildRecord {
     signal: h.signal || null,
     reason: h.reason || null,
     logBytes: Number(h.logBytes ?? 0),
+  };
+}
+
+/** A finished build's record: its wait and duration are derived from the ending's times. */
+export function finishedRecord(b: BuildIdentity, f: BuildEnding, logBytes: number): BuildRecord {
+  return {
+    ...b,
+    state: 'finished',
+    startedAt: f.startedAt,
+    finishedAt: f.finishedAt,
+    waitMs: f.startedAt === null ? null : Math.max(0, f.startedAt - b.queuedAt),
+    durationMs: f.startedAt === null ? null : Math.max(0, f.finishedAt - f.startedAt),
+    result: f.result,
+    exitCode: f.exitCode,
+    signal: f.signal,
+    reason: f.reason,
+    logBytes,
   };
 }

@@ -1,4 +1,4 @@
-import type { BuildEnding, BuildIdentity, BuildRecord, BuildRecords } from '../../src/master/build-store';
+import { finishedRecord, type BuildEnding, type BuildIdentity, type BuildRecord, type BuildRecords } from '../../src/master/build-store';
 
 /** Build records in memory, with the store's shapes; enough for the dispatcher's unit tests. */
 export class FakeBuildRecords implements BuildRecords {
@@ -25,19 +25,7 @@ export class FakeBuildRecords implements BuildRecords {
   }
 
   async finished(b: BuildIdentity, f: BuildEnding): Promise<BuildRecord> {
-    const rec: BuildRecord = {
-      ...b,
-      state: 'finished',
-      startedAt: f.startedAt,
-      finishedAt: f.finishedAt,
-      waitMs: f.startedAt === null ? null : Math.max(0, f.startedAt - b.queuedAt),
-      durationMs: f.startedAt === null ? null : Math.max(0, f.finishedAt - f.startedAt),
-      result: f.result,
-      exitCode: f.exitCode,
-      signal: f.signal,
-      reason: f.reason,
-      logBytes: (this.logs.get(this.key(b.type, b.id, b.attempt)) ?? '').length,
-    };
+    const rec = finishedRecord(b, f, (this.logs.get(this.key(b.type, b.id, b.attempt)) ?? '').length);
     this.records.set(this.key(b.type, b.id, b.attempt), rec);
     return rec;
   }
