@@ -57,19 +57,33 @@ async function metric(farm: TestFarm, name: string): Promise<string[]> {
   return text.split('\n').filter((l) => l.startsWith(name));
 }
 
-describe('trust: results only from the agent that holds the job (real master, real sockets)', function () {
-  let farm: TestFarm;
+/**
+ * A fresh farm per test and hand-driven agents on it, closed after each test. Call inside a
+ * describe; the returned functions read the current test's farm.
+ */
+function farmWithRawAgents(): { farm: () => TestFarm; raw: (hello: Partial<HelloFrame>, options?: WebSocket.ClientOptions) => Promise<RawAgent> } {
+  let current: TestFarm;
   const raws: RawAgent[] = [];
-  beforeEach(async () => (farm = await new TestFarm().start()));
+  beforeEach(async () => (current = await new TestFarm().start()));
   afterEach(async () => {
     for (const r of raws.splice(0)) r.ws.terminate();
-    await farm.stop();
+    await current.stop();
   });
-  const raw = async (hello: Partial<HelloFrame>, options?: WebSocket.ClientOptions) => {
-    const r = await RawAgent.connect(farm.addr.agentUrl, hello, options);
-    raws.push(r);
-    return r;
+  return {
+    farm: () => current,
+    raw: async (hello, options) => {
+      const r = await RawAgent.connect(current.addr.agentUrl, hello, options);
+      raws.push(r);
+      return r;
+    },
   };
+}
+
+describe('trust: results only from the agent that holds the job (real master, real sockets)', function () {
+  const fixture = farmWithRawAgents();
+  const raw = fixture.raw;
+  let farm: TestFarm;
+  beforeEach(() => (farm = fixture.farm()));
 
   it('hands out unguessable lock tokens: 128 random bits, nothing of the master id or a counter', async () => {
     const victim = await raw({ name: 'victim', jobTypes: ['b2g'], executors: 2 });
@@ -141,18 +155,10 @@ describe('trust: results only from the agent that holds the job (real master, re
 });
 
 describe('trust: agent names (real master, real sockets)', function () {
+  const fixture = farmWithRawAgents();
+  const raw = fixture.raw;
   let farm: TestFarm;
-  const raws: RawAgent[] = [];
-  beforeEach(async () => (farm = await new TestFarm().start()));
-  afterEach(async () => {
-    for (const r of raws.splice(0)) r.ws.terminate();
-    await farm.stop();
-  });
-  const raw = async (hello: Partial<HelloFrame>, options?: WebSocket.ClientOptions) => {
-    const r = await RawAgent.connect(farm.addr.agentUrl, hello, options);
-    raws.push(r);
-    return r;
-  };
+  beforeEach(() => (farm = fixture.farm()));
 
   it('refuses a second live agent with the same name (4409) and keeps the first', async () => {
     const first = await raw({ name: 'twin', jobTypes: ['b2g'] });
