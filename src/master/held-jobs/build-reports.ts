@@ -29,7 +29,7 @@ export class BuildReports {
   constructor(private readonly d: BuildReportsDeps) {}
 
   onStarted(agent: ConnectedAgent, f: AgentHeldJob & { startedAt: number }): void {
-    const h = this.accept(agent, 'started', f.queue, f.jobId, { type: 'start', by: reporter(agent, f.lockToken), at: f.startedAt });
+    const h = this.accept(agent, 'started', f.queue, f.jobId, () => ({ type: 'start', by: reporter(agent, f.lockToken), at: f.startedAt }));
     if (!h) return;
     this.d.log.debug('job.started', { queue: h.queue, jobId: f.jobId, attempt: h.attempt, agent: agent.name });
     const build = placedOf(h.state)!.build;
@@ -40,8 +40,7 @@ export class BuildReports {
 
   onLog(agent: ConnectedAgent, queue: string, jobId: string, data: string): void {
     // Log frames carry no token: the connection is what vouches for them.
-    const lock = this.d.jobs.get(queue, jobId)?.state.lock ?? '';
-    const h = this.accept(agent, 'log', queue, jobId, { type: 'log', by: reporter(agent, lock) });
+    const h = this.accept(agent, 'log', queue, jobId, (held) => ({ type: 'log', by: reporter(agent, held.state.lock) }));
     if (!h) return;
     // Emitted once stored, so a follower woken by it reads the new output.
     h.writes = h.writes
@@ -59,7 +58,7 @@ export class BuildReports {
     try {
       if (h) {
         const placed = placedOf(h.state);
-        if (!this.accept(agent, 'finished', f.queue, f.jobId, { type: 'finish', by: reporter(agent, f.lockToken) })) return;
+        if (!this.accept(agent, 'finished', f.queue, f.jobId, () => ({ type: 'finish', by: reporter(agent, f.lockToken) }))) return;
         await h.writes;
         await this.d.settlement.settle(f.queue, h.job.id, f.lockToken, f.result, h.timeoutSec);
         this.d.events.emit('build-finished', await this.d.settlement.record(placed!.build, f.result));
@@ -82,13 +81,13 @@ export class BuildReports {
   }
 
   /** Applies the frame's event to the job it names; the job if accepted, else counted as refused. */
-  private accept(agent: ConnectedAgent, frame: FrameKind, queue: string, jobId: string, event: HeldEvent): HeldJob | undefined {
+  private accept(agent: ConnectedAgent, frame: FrameKind, queue: string, jobId: string, event: (h: HeldJob) => HeldEvent): HeldJob | undefined {
     const h = this.d.jobs.get(queue, jobId);
     if (!h) {
       this.refused(agent, frame, queue, jobId, new RefusedFrame('not-held', 'no such job is held by this master'));
       return undefined;
     }
-    const t = this.d.jobs.apply(h, event);
+    const t = this.d.jobs.apply(h, event(h));
     if (t.ok) return h;
     this.refused(agent, frame, queue, jobId, new RefusedFrame(t.code, t.reason));
     return undefined;
