@@ -11,6 +11,7 @@ import { Redis } from 'ioredis';
 import { parseConfig, type Config } from '../src/config';
 import { systemClock } from '../src/lib';
 import {
+  InstanceActivity,
   InstanceStore,
   PoolScaler,
   PreemptionWindow,
@@ -178,6 +179,7 @@ export async function mmRoundNoLock(redisUrl: string, prefix: string): Promise<M
           jobTypes: [TYPE],
           provider,
           instances: s.store,
+          activity: new InstanceActivity({ instances: s.store, fleet, now: () => systemClock.now(), log: s.logs.log }),
           lock: open,
           fleet,
           preemptions: new PreemptionWindow(s.redis, keyPrefix),

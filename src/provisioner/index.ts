@@ -9,6 +9,7 @@ export { Provisioner, poolJobTypes, type ProvisionerDeps, type PoolReport } from
 export { RuleBook, type Rules, type RuleChange } from './rule-book';
 export { LocalProvider, type LocalProviderOptions } from './local-provider';
 export { reconcilePool, type ReconcileStore } from './reconciler';
+export { InstanceActivity, type InstanceActivityDeps } from './instance-activity';
 export { InstanceStore, type ApplyResult, type InstanceFields } from './instance-store';
 export { Ec2Provider, type Ec2ProviderDeps } from './ec2-provider';
 export { createEc2Client, type CreateEc2ClientOptions, type Ec2Client } from './ec2-api';

@@ -65,6 +65,8 @@ export interface PoolScalerDeps {
   jobTypes: readonly string[];
   provider: Provider;
   instances: Instances;
+  /** Brings an instance's busy/idle in line with its agent's builds, after the scaler changed it. */
+  activity: { sync(pool: string, id: string): Promise<void> };
   lock: PoolLock;
   fleet: Fleet;
   preemptions: Preemptions;
@@ -282,9 +284,10 @@ export class PoolScaler {
         continue;
       }
       if (this.d.fleet.runningOn(r.id) !== 0) {
-        // A build slipped in before the agent was marked draining: keep the instance.
+        // A build slipped in before the agent was marked draining: keep the instance, busy.
         await this.d.instances.apply(this.d.name, r.id, { type: 'undrain' });
         this.d.fleet.setDraining(r.id, false);
+        await this.d.activity.sync(this.d.name, r.id);
         continue;
       }
       stillAwake--;

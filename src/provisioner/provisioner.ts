@@ -6,6 +6,7 @@ import { BackoffProvider } from './backoff-provider';
 import type { CapacityDecision } from './capacity';
 import type { Ec2Event } from './ec2-event';
 import type { InstanceRecord } from './instance';
+import { InstanceActivity } from './instance-activity';
 import { noticeOf, type InstanceEvent } from './instance-state';
 import { RedisPoolLock } from './pool-lock';
 import { PreemptionWindow } from './preemption-window';
@@ -73,10 +74,12 @@ export class Provisioner implements Ec2EventSink {
   private readonly loop: BackgroundLoop;
   private readonly log: Logger;
   private readonly lock: RedisPoolLock;
+  private readonly activity: InstanceActivity;
 
   constructor(private readonly d: ProvisionerDeps) {
     this.lock = new RedisPoolLock(d.redis, d.config.redis.keyPrefix);
     this.log = d.log.child({ component: 'provisioner' });
+    this.activity = new InstanceActivity({ instances: d.instances, fleet: d.fleet, now: () => d.clock.now(), log: this.log });
     this.preemptions = new PreemptionWindow(d.redis, d.config.redis.keyPrefix);
     this.loop = new BackgroundLoop({
       name: 'provisioner',
@@ -113,6 +116,7 @@ export class Provisioner implements Ec2EventSink {
           jobTypes,
           provider,
           instances: d.instances,
+          activity: this.activity,
           lock: this.lock,
           fleet: d.fleet,
           preemptions: this.preemptions,
@@ -136,17 +140,26 @@ export class Provisioner implements Ec2EventSink {
 
   async stop(): Promise<void> {
     await this.loop.stop();
+    await this.activity.flush();
     for (const p of this.pools.values()) p.warm.close();
   }
 
-  async onRegistered(instanceId: string, agent: string): Promise<void> {
-    const found = await this.find(instanceId);
-    if (!found) return;
-    const res = await this.d.instances.apply(found.pool, instanceId, { type: 'registered', agent }, { agent });
-    if (res.ok) this.log.info('instance.registered', { pool: found.pool, instanceId, agent });
-    // An agent reconnecting from a machine that got a notice must not take new builds there.
-    const notice = noticeOf(res.record ?? found.record);
-    if (notice) this.d.fleet.notice(instanceId, notice);
+  /**
+   * Every update of one instance from its agent's events (registered, busy, idle, notice)
+   * resolves once applied, in the order the events came in.
+   */
+  onRegistered(instanceId: string, agent: string): Promise<void> {
+    return this.activity.serial(instanceId, async () => {
+      const found = await this.find(instanceId);
+      if (!found) return;
+      const res = await this.d.instances.apply(found.pool, instanceId, { type: 'registered', agent }, { agent });
+      if (res.ok) this.log.info('instance.registered', { pool: found.pool, instanceId, agent });
+      // An agent reconnecting from a machine that got a notice must not take new builds there.
+      const notice = noticeOf(res.record ?? found.record);
+      if (notice) this.d.fleet.notice(instanceId, notice);
+      // Its first build may have been dispatched before this record said it was up.
+      await this.activity.update(found.pool, instanceId);
+    });
   }
 
   /**
@@ -154,7 +167,12 @@ export class Provisioner implements Ec2EventSink {
    * agent, or from SQS): its agent takes no new builds from now on, and the instance retires.
    * A rebalance recommendation never downgrades an interruption already recorded.
    */
-  async onNotice(instanceId: string, notice: Notice, details: Record<string, unknown>, pools?: readonly string[]): Promise<boolean> {
+  onNotice(instanceId: string, notice: Notice, details: Record<string, unknown>, pools?: readonly string[]): Promise<boolean> {
+    // One after another, so the same notice from SQS and from the agent is recorded and logged once.
+    return this.activity.serial(instanceId, () => this.notice(instanceId, notice, details, pools));
+  }
+
+  private async notice(instanceId: string, notice: Notice, details: Record<string, unknown>, pools?: readonly string[]): Promise<boolean> {
     const found = await this.find(instanceId, pools);
     if (!found) return false;
     this.d.fleet.notice(instanceId, notice);
@@ -205,14 +223,18 @@ export class Provisioner implements Ec2EventSink {
     this.kick();
   }
 
-  async onBusy(instanceId: string): Promise<void> {
-    const found = await this.find(instanceId);
-    if (found?.record.state === 'idle') await this.d.instances.apply(found.pool, instanceId, { type: 'job-started' });
+  /** The instance's agent went from no builds to some: busy/idle follows its running count. */
+  onBusy(instanceId: string): Promise<void> {
+    return this.activity.serial(instanceId, async () => {
+      const found = await this.find(instanceId);
+      if (found) await this.activity.update(found.pool, instanceId);
+    });
   }
 
-  async onIdle(instanceId: string, at: number): Promise<void> {
-    const found = await this.find(instanceId);
-    if (found?.record.state === 'busy') await this.d.instances.apply(found.pool, instanceId, { type: 'jobs-done', at }, { lastJobEndedAt: at });
+  /** The instance's agent ran its last build until `at`: its quiet period counts from there. */
+  onIdle(instanceId: string, at: number): Promise<void> {
+    this.activity.buildsEnded(instanceId, at);
+    return this.onBusy(instanceId);
   }
 
   async report(): Promise<PoolReport[]> {

@@ -88,9 +88,10 @@ describe('faults: the EC2 API throttled, then failing, for five minutes (real pr
       for (const r of await store.list(POOL)) {
         if (r.state !== 'booting' || ec2.instance(r.id)?.state !== 'running' || registered.has(r.id)) continue;
         registered.add(r.id);
+        // As in the master: the agent is connected and its build placed before the events.
+        fleet.connect(r.id, { executors: 1, running: 1 });
         await provisioner.onRegistered(r.id, `agent-${r.id}`);
         await provisioner.onBusy(r.id);
-        fleet.connect(r.id, { executors: 1, running: 1 });
       }
       backlog.set('b2g', Math.max(0, demand - registered.size));
     };

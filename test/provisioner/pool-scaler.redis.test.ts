@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import { overflowSchema, poolSchema, type OverflowRule, type PoolConfig } from '../../src/config';
 import { createLogger, type LogEntry } from '../../src/lib';
-import { PoolScaler, PreemptionWindow, ProviderError, WarmWindows, type InstanceRecord, type InstanceState, type MachineState } from '../../src/provisioner';
+import { InstanceActivity, PoolScaler, PreemptionWindow, ProviderError, WarmWindows, type InstanceRecord, type InstanceState, type MachineState } from '../../src/provisioner';
 import { InstanceStore } from '../../src/provisioner/instance-store';
 import { RedisPoolLock } from '../../src/provisioner/pool-lock';
 import { FakeBacklog } from '../fakes/fake-backlog';
@@ -74,6 +74,7 @@ describe('PoolScaler.tick (real redis, fake provider, fake clock)', function () 
       jobTypes: ['b2g'],
       provider,
       instances: store,
+      activity: new InstanceActivity({ instances: store, fleet, now: () => clock.now(), log }),
       lock: new RedisPoolLock(redis, prefix),
       fleet,
       preemptions: new PreemptionWindow(redis, prefix),
@@ -411,6 +412,6 @@ describe('PoolScaler.tick (real redis, fake provider, fake clock)', function () 
     await f.tick();
     assert.deepEqual(mutations(f.provider), [], 'not suspended while a build runs');
     assert.equal(f.fleet.agents.get('i-a')!.draining, false, 'the agent takes builds again');
-    assert.equal((await f.get('i-a')).state, 'idle', 'Redis must agree with the agent: not stuck in draining');
+    assert.equal((await f.get('i-a')).state, 'busy', 'Redis must agree with the agent: not stuck in draining, nor idle while it builds');
   });
 });
