@@ -4,7 +4,7 @@
  * without any connected agent. None of them does I/O; the instance store and the pool lock
  * they run against are the real ones, in Redis.
  */
-import type { Backlog, Fleet, LaunchRequest, Machine, MachineState, Provider, SuspendMode } from '../src/provisioner';
+import type { Backlog, Fleet, LaunchRequest, Machine, MachineState, Provider, SuspendMode, SuspendOutcome } from '../src/provisioner';
 
 export class CountingProvider implements Provider {
   readonly kind = 'local';
@@ -39,11 +39,12 @@ export class CountingProvider implements Provider {
     if (this.startDelayMs > 0) await new Promise((r) => setTimeout(r, this.startDelayMs));
   }
 
-  async suspend(ids: readonly string[], _mode: SuspendMode): Promise<void> {
-    for (const id of ids) {
+  async suspend(ids: readonly string[], _mode: SuspendMode): Promise<SuspendOutcome[]> {
+    return ids.map((id) => {
       const m = this.machines.get(id);
       if (m) m.state = 'stopped';
-    }
+      return { id, did: m ? 'stopped' : 'failed', reason: m ? null : 'no such machine' };
+    });
   }
 
   async launch(_req: LaunchRequest): Promise<Machine[]> {

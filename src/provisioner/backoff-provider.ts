@@ -1,5 +1,5 @@
 import { equalJitterDelay, type BackoffPolicy, type Clock, type Logger } from '../lib';
-import { ProviderError, type LaunchRequest, type Machine, type Provider, type SuspendMode } from './provider';
+import { ProviderError, type LaunchRequest, type Machine, type Provider, type SuspendMode, type SuspendOutcome } from './provider';
 
 /** How long a pool leaves its provider alone after failed calls: 5 s doubling up to 2 min. */
 export const DEFAULT_PROVIDER_BACKOFF: Readonly<BackoffPolicy> = Object.freeze({ baseMs: 5000, maxMs: 120_000 });
@@ -52,7 +52,7 @@ export class BackoffProvider implements Provider {
     return this.call('start', signal, () => this.d.provider.start(ids, signal));
   }
 
-  suspend(ids: readonly string[], mode: SuspendMode, signal: AbortSignal): Promise<void> {
+  suspend(ids: readonly string[], mode: SuspendMode, signal: AbortSignal): Promise<SuspendOutcome[]> {
     return this.call('suspend', signal, () => this.d.provider.suspend(ids, mode, signal));
   }
 

@@ -14,6 +14,7 @@ import {
   TerminateInstancesCommand,
   type Filter,
   type Instance,
+  type InstanceStateChange,
   type RunInstancesCommandInput,
   type Tag,
   type _InstanceType,
@@ -22,7 +23,7 @@ import { createHash } from 'node:crypto';
 import type { PoolConfig } from '../config';
 import type { Logger } from '../lib';
 import { classifyEc2Error, toProviderError, type Ec2Retrier } from './ec2-errors';
-import { ProviderError, type Machine, type MachineState } from './provider';
+import { ProviderError, type Machine, type MachineState, type SuspendOutcome } from './provider';
 
 /** The SDK's client, named here so no other module imports the SDK. */
 export type Ec2Client = EC2Client;
@@ -170,10 +171,32 @@ export async function startMachines(client: EC2Client, ids: readonly string[], s
 }
 
 /**
- * Stops instances, hibernating them when `hibernate` is set. EC2 refuses a hibernating stop for
- * the whole request when any instance cannot hibernate (not enabled at launch, not ready yet,
- * a spot instance): the batch is then stopped plainly, and `hibernated` says which happened.
- * Note a one-time spot instance cannot be stopped at all (`UnsupportedOperation`, fatal).
+ * What EC2 says it did to each instance, from the state changes it answered with. An instance
+ * it did not list was not acted on; one that was already stopped was not hibernated by this
+ * call, whatever it was asked.
+ */
+function outcomesOf(ids: readonly string[], changes: readonly InstanceStateChange[] | undefined, asked: 'hibernated' | 'stopped' | 'terminated', action: string, why: string | null): SuspendOutcome[] {
+  const byId = new Map((changes ?? []).map((c) => [c.InstanceId, c]));
+  return ids.map((id): SuspendOutcome => {
+    const c = byId.get(id);
+    const now = c?.CurrentState?.Name;
+    const before = c?.PreviousState?.Name;
+    if (!now) return { id, did: 'failed', reason: `${action} reported no state change for ${id}` };
+    if (now === 'shutting-down' || now === 'terminated') return { id, did: 'terminated', reason: asked === 'terminated' ? why : `EC2 reports ${now} after ${action}` };
+    if (asked === 'terminated') return { id, did: 'failed', reason: `EC2 reports ${now} after ${action}` };
+    if (now !== 'stopping' && now !== 'stopped') return { id, did: 'failed', reason: `EC2 reports ${now} after ${action}` };
+    if (before === 'stopping' || before === 'stopped') return { id, did: 'stopped', reason: `already ${before} (not hibernated by this call)` };
+    return { id, did: asked, reason: why };
+  });
+}
+
+/**
+ * Stops instances, hibernating them when `hibernate` is set, and says per instance what EC2
+ * did. EC2 refuses a hibernating stop for the whole request when any instance cannot
+ * hibernate (not enabled at launch, not ready yet, a spot instance), and any other refusal of
+ * it that retrying cannot fix is treated the same: the batch is then stopped plainly and each
+ * outcome is `stopped`. Note a one-time spot instance cannot be stopped at all
+ * (`UnsupportedOperation`, fatal).
  */
 export async function stopMachines(
   client: EC2Client,
@@ -181,50 +204,68 @@ export async function stopMachines(
   hibernate: boolean,
   signal: AbortSignal,
   opts?: Ec2CallOptions,
-): Promise<{ hibernated: boolean }> {
-  if (ids.length === 0) return { hibernated: hibernate };
+): Promise<SuspendOutcome[]> {
+  if (ids.length === 0) return [];
+  let refused: string | null = null;
   try {
     if (hibernate) {
       try {
-        await attempt('StopInstances', signal, opts, () =>
+        const out = await attempt('StopInstances', signal, opts, () =>
           client.send(new StopInstancesCommand({ InstanceIds: [...ids], Hibernate: true }), { abortSignal: signal }),
         );
-        return { hibernated: true };
+        return outcomesOf(ids, out.StoppingInstances, 'hibernated', 'StopInstances', null);
       } catch (err) {
         const c = classifyEc2Error(err, signal);
-        if (c.kind !== 'hibernation-unsupported') throw err;
+        if (c.disposition !== 'fatal' || c.kind === 'not-found') throw err;
         opts?.log?.warn('ec2.hibernate-refused', { instances: ids, code: c.code, reason: c.message });
+        refused = `hibernation refused (${c.code ?? 'error'}), stopped instead`;
       }
     }
-    await attempt('StopInstances', signal, opts, () =>
+    const out = await attempt('StopInstances', signal, opts, () =>
       client.send(new StopInstancesCommand({ InstanceIds: [...ids] }), { abortSignal: signal }),
     );
-    return { hibernated: false };
+    return outcomesOf(ids, out.StoppingInstances, 'stopped', 'StopInstances', refused);
   } catch (err) {
     throw toProviderError(err, 'StopInstances', signal);
   }
 }
 
 /**
- * Terminates instances. An instance EC2 no longer knows is already gone, which is the goal:
- * since one unknown id fails the whole request, a batch that hits that is retried one by one.
+ * Terminates instances and says per instance what EC2 did. An instance EC2 no longer knows is
+ * already gone, which is the goal: since one unknown id fails the whole request, a batch that
+ * hits that is retried one by one.
  */
-export async function terminateMachines(client: EC2Client, ids: readonly string[], signal: AbortSignal, opts?: Ec2CallOptions): Promise<void> {
-  const terminate = (batch: string[]) =>
-    attempt('TerminateInstances', signal, opts, () =>
+export async function terminateMachines(
+  client: EC2Client,
+  ids: readonly string[],
+  signal: AbortSignal,
+  opts?: Ec2CallOptions,
+  why: string | null = null,
+): Promise<SuspendOutcome[]> {
+  const terminate = async (batch: string[]) => {
+    const out = await attempt('TerminateInstances', signal, opts, () =>
       client.send(new TerminateInstancesCommand({ InstanceIds: batch }), { abortSignal: signal }),
     );
+    return outcomesOf(batch, out.TerminatingInstances, 'terminated', 'TerminateInstances', why);
+  };
+  const gone = (id: string): SuspendOutcome => ({ id, did: 'terminated', reason: 'EC2 no longer knows it' });
   try {
+    if (ids.length === 0) return [];
     try {
-      if (ids.length > 0) await terminate([...ids]);
+      return await terminate([...ids]);
     } catch (err) {
       if (classifyEc2Error(err, signal).kind !== 'not-found') throw err;
-      if (ids.length === 1) return;
+      if (ids.length === 1) return [gone(ids[0]!)];
+      const out: SuspendOutcome[] = [];
       for (const id of ids) {
-        await terminate([id]).catch((e: unknown) => {
-          if (classifyEc2Error(e, signal).kind !== 'not-found') throw e;
-        });
+        out.push(
+          ...(await terminate([id]).catch((e: unknown) => {
+            if (classifyEc2Error(e, signal).kind !== 'not-found') throw e;
+            return [gone(id)];
+          })),
+        );
       }
+      return out;
     }
   } catch (err) {
     throw toProviderError(err, 'TerminateInstances', signal);

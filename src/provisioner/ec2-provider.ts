@@ -13,7 +13,7 @@ import {
   type Ec2PoolConfig,
 } from './ec2-api';
 import { Ec2Retrier, type Ec2RetryPolicy } from './ec2-errors';
-import { ProviderError, type LaunchRequest, type Machine, type Provider, type SuspendMode } from './provider';
+import { ProviderError, type LaunchRequest, type Machine, type Provider, type SuspendMode, type SuspendOutcome } from './provider';
 
 /** What an {@link Ec2Provider} is built from. */
 export interface Ec2ProviderDeps {
@@ -80,23 +80,30 @@ export class Ec2Provider implements Provider {
   /**
    * `hibernate` falls back to a plain stop when EC2 refuses it. In a spot pool, instances that
    * are spot are terminated whatever the mode: they are launched as one-time requests, which
-   * EC2 cannot stop (instances of the on-demand fallback are stopped as asked).
+   * EC2 cannot stop (instances of the on-demand fallback are stopped as asked). Each outcome is
+   * read from EC2's answer, so it says which of these happened.
    */
-  async suspend(ids: readonly string[], mode: SuspendMode, signal: AbortSignal): Promise<void> {
-    if (ids.length === 0) return;
-    if (mode === 'terminate') return this.terminate(ids, signal);
+  async suspend(ids: readonly string[], mode: SuspendMode, signal: AbortSignal): Promise<SuspendOutcome[]> {
+    if (ids.length === 0) return [];
+    if (mode === 'terminate') return terminateMachines(this.client, ids, signal, this.opts);
+    const out: SuspendOutcome[] = [];
     let stoppable = ids;
     if (this.config.spot) {
       const spot = new Set((await describeMachines(this.client, ids, signal, this.opts)).filter((m) => m.spot).map((m) => m.id));
       if (spot.size > 0) {
-        this.log.info('ec2.spot-terminated', { instances: [...spot], reason: 'one-time spot instances cannot be stopped' });
-        await terminateMachines(this.client, [...spot], signal, this.opts);
+        const why = 'one-time spot instances cannot be stopped';
+        this.log.info('ec2.spot-terminated', { instances: [...spot], reason: why });
+        out.push(...(await terminateMachines(this.client, [...spot], signal, this.opts, `terminated: ${why}`)));
         stoppable = ids.filter((id) => !spot.has(id));
       }
     }
-    if (stoppable.length === 0) return;
-    const { hibernated } = await stopMachines(this.client, stoppable, mode === 'hibernate', signal, this.opts);
-    this.log.info('ec2.suspended', { instances: stoppable, mode: hibernated ? 'hibernate' : 'stop' });
+    if (stoppable.length > 0) {
+      const stopped = await stopMachines(this.client, stoppable, mode === 'hibernate', signal, this.opts);
+      this.log.info('ec2.suspended', { instances: stoppable, mode, outcomes: stopped.map((o) => `${o.id}: ${o.did}`) });
+      out.push(...stopped);
+    }
+    const byId = new Map(out.map((o) => [o.id, o]));
+    return ids.map((id) => byId.get(id)!);
   }
 
   async launch(req: LaunchRequest, signal: AbortSignal): Promise<Machine[]> {
@@ -118,8 +125,8 @@ export class Ec2Provider implements Provider {
     return out.machines;
   }
 
-  terminate(ids: readonly string[], signal: AbortSignal): Promise<void> {
-    return terminateMachines(this.client, ids, signal, this.opts);
+  async terminate(ids: readonly string[], signal: AbortSignal): Promise<void> {
+    await terminateMachines(this.client, ids, signal, this.opts);
   }
 
   /** Nothing to let go: the client is shared by the region's pools and owned by whoever made it. */

@@ -20,8 +20,8 @@ export type InstanceEvent =
   | { type: 'undrain' }
   /** The agent is idle and drained; the provider is asked to stop it. */
   | { type: 'suspend'; reason: string }
-  /** The provider reports it stopped. */
-  | { type: 'stopped'; hibernated: boolean }
+  /** The provider reports it stopped, and whether it really hibernated. */
+  | { type: 'stopped'; hibernated: boolean; reason: string }
   | { type: 'fail'; reason: string }
   | { type: 'terminated'; reason: string };
 

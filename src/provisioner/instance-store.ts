@@ -92,7 +92,7 @@ export class InstanceStore {
    * Moves the instance along `transition()`'s table, atomically: only if its current state is
    * one `event` may leave from (`launch` only if it does not exist yet, and creates it). Sets
    * `since`, bumps `version`, sets the event's own fields (`registered` → agent, `jobs-done` →
-   * lastJobEndedAt, `drain`/`suspend`/`fail`/`terminated` → reason, `stopped` → hibernated)
+   * lastJobEndedAt, `stopped` → hibernated, and every event → reason, its own or null)
    * over `fields`, and publishes the change. A refusal changes nothing.
    */
   async apply(pool: string, id: string, event: InstanceEvent, fields: InstanceFields = {}): Promise<ApplyResult> {
@@ -245,13 +245,13 @@ function nextState(event: InstanceEvent): InstanceState {
   return t.next;
 }
 
+/** Every event sets `reason`, so it always explains the state the event leads to and never an earlier one. */
 function eventFields(event: InstanceEvent): InstanceFields {
   switch (event.type) {
     case 'registered':
-      // A fresh start: whatever explained an earlier failure or suspension no longer applies.
       return { agent: event.agent, reason: null };
     case 'jobs-done':
-      return { lastJobEndedAt: event.at };
+      return { lastJobEndedAt: event.at, reason: null };
     case 'notice':
       return { reason: event.notice };
     case 'drain':
@@ -260,14 +260,13 @@ function eventFields(event: InstanceEvent): InstanceFields {
     case 'terminated':
       return { reason: event.reason };
     case 'stopped':
-      return { hibernated: event.hibernated };
+      return { hibernated: event.hibernated, reason: event.reason };
     case 'wake':
     case 'launch':
     case 'undrain':
-      return { reason: null };
     case 'started':
     case 'job-started':
-      return {};
+      return { reason: null };
   }
 }
 

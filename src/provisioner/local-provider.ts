@@ -1,7 +1,7 @@
 import * as child_process from 'node:child_process';
 import type { PoolConfig } from '../config';
 import type { Clock, Logger } from '../lib';
-import { ProviderError, type LaunchRequest, type Machine, type MachineState, type Provider, type SuspendMode } from './provider';
+import { ProviderError, type LaunchRequest, type Machine, type MachineState, type Provider, type SuspendMode, type SuspendOutcome } from './provider';
 
 export interface LocalProviderOptions {
   pool: string;
@@ -76,22 +76,26 @@ export class LocalProvider implements Provider {
     }
   }
 
-  async suspend(ids: readonly string[], mode: SuspendMode): Promise<void> {
-    for (const id of ids) {
-      const m = this.get(id);
+  /** A machine whose agent process has not started yet cannot be frozen: it is stopped. */
+  async suspend(ids: readonly string[], mode: SuspendMode): Promise<SuspendOutcome[]> {
+    const machines = ids.map((id) => this.get(id));
+    return machines.map((m): SuspendOutcome => {
       m.boot?.abort();
       if (mode === 'terminate') {
         this.kill(m, 'SIGTERM');
         m.state = 'terminated';
-      } else if (mode === 'hibernate' && m.child) {
+        return { id: m.id, did: 'terminated', reason: null };
+      }
+      if (mode === 'hibernate' && m.child) {
         m.child.kill('SIGSTOP');
         m.state = 'stopped';
         m.hibernated = true;
-      } else {
-        m.state = m.child ? 'stopping' : 'stopped';
-        this.kill(m, 'SIGTERM');
+        return { id: m.id, did: 'hibernated', reason: null };
       }
-    }
+      m.state = m.child ? 'stopping' : 'stopped';
+      this.kill(m, 'SIGTERM');
+      return { id: m.id, did: 'stopped', reason: mode === 'hibernate' ? 'no agent process to freeze yet, stopped instead' : null };
+    });
   }
 
   async launch(req: LaunchRequest): Promise<Machine[]> {

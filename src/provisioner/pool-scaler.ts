@@ -6,7 +6,7 @@ import { decideCapacity, type CapacityDecision, type TypeDemand } from './capaci
 import { bootVerdict, idleVerdict } from './idle-verdict';
 import type { InstanceRecord } from './instance';
 import { noticeOf, type InstanceEvent } from './instance-state';
-import { ProviderError, type LaunchRequest, type Provider } from './provider';
+import { ProviderError, type LaunchRequest, type Provider, type SuspendOutcome } from './provider';
 import { launchMarkets, spotFallback, type SpotFallback } from './spot-fallback';
 import type { WarmWindows } from './warm-windows';
 
@@ -51,6 +51,8 @@ export interface Instances {
   list(pool: string): Promise<InstanceRecord[]>;
   apply(pool: string, id: string, event: InstanceEvent, fields?: Partial<InstanceRecord>): Promise<{ ok: boolean; record?: InstanceRecord; reason?: string }>;
   claimWake(pool: string, count: number): Promise<InstanceRecord[]>;
+  /** Forgets an instance (its machine was terminated). */
+  remove(pool: string, id: string): Promise<void>;
 }
 
 /** Only one master at a time decides a pool's scale-up; the loser skips its turn. */
@@ -248,7 +250,7 @@ export class PoolScaler {
    */
   private async suspendFailed(id: string, reason: string, signal: AbortSignal): Promise<void> {
     const res = await this.d.instances.apply(this.d.name, id, { type: 'suspend', reason });
-    if (res.ok) await this.suspendNow(id, signal, 'stop');
+    if (res.ok) await this.suspendNow(id, reason, signal, 'stop');
   }
 
   /**
@@ -293,7 +295,7 @@ export class PoolScaler {
       stillAwake--;
       this.log.info('instance.draining', { instanceId: r.id, agent: r.agent, reason: v.reason });
       const sus = await this.d.instances.apply(this.d.name, r.id, { type: 'suspend', reason: v.reason });
-      if (sus.ok) await this.suspendNow(r.id, signal);
+      if (sus.ok) await this.suspendNow(r.id, v.reason, signal);
     }
   }
 
@@ -310,24 +312,45 @@ export class PoolScaler {
       if (!notice || running === undefined) continue;
       this.d.fleet.notice(r.id, notice);
       if (running > 0) continue;
-      const res = await this.d.instances.apply(this.d.name, r.id, { type: 'suspend', reason: `retired after a ${notice} notice` });
+      const why = `retired after a ${notice} notice`;
+      const res = await this.d.instances.apply(this.d.name, r.id, { type: 'suspend', reason: why });
       if (!res.ok) continue;
       this.log.info('instance.retired', { instanceId: r.id, agent: r.agent, notice });
-      await this.suspendNow(r.id, signal, 'terminate');
+      await this.suspendNow(r.id, why, signal, 'terminate');
     }
   }
 
-  private async suspendNow(id: string, signal: AbortSignal, mode = this.d.config.suspend): Promise<void> {
+  /**
+   * Asks the provider to suspend the instance and records what it did, not what was asked: a
+   * refused hibernation is a plain stop (the next wake is a cold boot), and a machine that was
+   * terminated (spot instances that cannot stop) is recorded as terminated and forgotten, so
+   * no wake ever picks it.
+   */
+  private async suspendNow(id: string, why: string, signal: AbortSignal, mode = this.d.config.suspend): Promise<void> {
+    let outcome: SuspendOutcome | undefined;
     try {
       // An expected goodbye: otherwise a hibernated agent's silence reads as "agent lost".
       this.d.fleet.disconnect(id, `instance ${mode === 'terminate' ? 'terminated' : 'suspended'}`);
-      await this.d.provider.suspend([id], mode, signal);
-      if (mode === 'terminate') await this.d.instances.apply(this.d.name, id, { type: 'terminated', reason: 'suspended by termination' });
-      else await this.d.instances.apply(this.d.name, id, { type: 'stopped', hibernated: mode === 'hibernate' }, { hibernated: mode === 'hibernate' });
-      this.log.info('instance.suspended', { instanceId: id, mode });
+      outcome = (await this.d.provider.suspend([id], mode, signal)).find((o) => o.id === id);
     } catch (err) {
-      this.log.error('instance.suspend-failed', { instanceId: id, error: (err as Error).message });
+      this.log.error('instance.suspend-failed', { instanceId: id, mode, error: (err as Error).message });
       await this.d.instances.apply(this.d.name, id, { type: 'fail', reason: `suspend failed: ${(err as Error).message}` });
+      return;
     }
+    const did = outcome?.did ?? 'failed';
+    const detail = outcome ? outcome.reason : 'the provider did not report on it';
+    const reason = detail ? `${why}; ${detail}` : why;
+    if (did === 'failed') {
+      this.log.error('instance.suspend-failed', { instanceId: id, mode, error: detail });
+      await this.d.instances.apply(this.d.name, id, { type: 'fail', reason: `suspend failed: ${detail}` });
+      return;
+    }
+    if (did === 'terminated') {
+      await this.d.instances.apply(this.d.name, id, { type: 'terminated', reason });
+      await this.d.instances.remove(this.d.name, id);
+    } else {
+      await this.d.instances.apply(this.d.name, id, { type: 'stopped', hibernated: did === 'hibernated', reason });
+    }
+    this.log.info('instance.suspended', { instanceId: id, mode, did, reason });
   }
 }

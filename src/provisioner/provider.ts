@@ -15,6 +15,18 @@ export interface Machine {
 
 export type SuspendMode = 'hibernate' | 'stop' | 'terminate';
 
+/**
+ * What a suspend call actually did to one machine, which is what its record must say: a pool
+ * that asked to hibernate may have got a plain stop (hibernation refused) or a termination
+ * (spot instances that cannot stop), and a machine the cloud did not act on has `failed`.
+ */
+export interface SuspendOutcome {
+  id: string;
+  did: 'hibernated' | 'stopped' | 'terminated' | 'failed';
+  /** Why it differs from the mode asked for (a fallback, a refusal); null when it does not. */
+  reason: string | null;
+}
+
 export interface LaunchRequest {
   count: number;
   /**
@@ -41,8 +53,12 @@ export interface Provider {
   list(signal: AbortSignal): Promise<Machine[]>;
   /** Starts stopped/hibernated machines. */
   start(ids: readonly string[], signal: AbortSignal): Promise<void>;
-  /** Suspends machines; `hibernate` falls back to a plain stop where the machine cannot hibernate. */
-  suspend(ids: readonly string[], mode: SuspendMode, signal: AbortSignal): Promise<void>;
+  /**
+   * Suspends machines; `hibernate` falls back to a plain stop where the machine cannot
+   * hibernate. Resolves with one outcome per id, in the order given; rejects only when the
+   * whole call failed.
+   */
+  suspend(ids: readonly string[], mode: SuspendMode, signal: AbortSignal): Promise<SuspendOutcome[]>;
   launch(req: LaunchRequest, signal: AbortSignal): Promise<Machine[]>;
   terminate(ids: readonly string[], signal: AbortSignal): Promise<void>;
   /**

@@ -43,6 +43,10 @@ interface FakeInstance {
   id: string;
   state: 'pending' | 'running' | 'stopping' | 'stopped' | 'terminated';
   hibernated: boolean;
+  /** A one-time spot instance: EC2 cannot stop it (UnsupportedOperation). */
+  spot: boolean;
+  /** Launched with hibernation enabled; without it a hibernating stop is refused. */
+  canHibernate: boolean;
   tags: Record<string, string>;
   privateIp: string;
   /** The ClientToken of the RunInstances that created it; undefined for pre-existing ones. */
@@ -96,10 +100,9 @@ export class FakeEc2 {
       [
         TerminateInstancesCommand.name,
         (input: { InstanceIds?: string[] }) =>
-          this.handle('TerminateInstances', input, () => {
-            for (const i of this.existing(input.InstanceIds ?? [])) i.state = 'terminated';
-            return {};
-          }),
+          this.handle('TerminateInstances', input, () => ({
+            TerminatingInstances: this.existing(input.InstanceIds ?? []).map((i) => this.change(i, 'shutting-down', 'terminated')),
+          })),
       ],
       [RunInstancesCommand.name, (input: RunInstancesCommandInput) => this.handle('RunInstances', input, () => this.run(input))],
     ]);
@@ -132,7 +135,22 @@ export class FakeEc2 {
 
   /** A stopped (optionally hibernated) instance of `pool` that existed before the test. */
   addStopped(id: string, pool: string, hibernated = false): this {
-    this.instances.set(id, { id, state: 'stopped', hibernated, tags: { 'spillway:pool': pool }, privateIp: `10.9.0.${this.instances.size + 1}`, clientToken: undefined });
+    return this.add(id, pool, 'stopped', { hibernated });
+  }
+
+  /** An instance of `pool` that existed before the test, in `state`. */
+  add(id: string, pool: string, state: FakeInstance['state'], over: Partial<Pick<FakeInstance, 'hibernated' | 'spot' | 'canHibernate'>> = {}): this {
+    this.instances.set(id, {
+      id,
+      state,
+      hibernated: false,
+      spot: false,
+      canHibernate: true,
+      ...over,
+      tags: { 'spillway:pool': pool },
+      privateIp: `10.9.0.${this.instances.size + 1}`,
+      clientToken: undefined,
+    });
     return this;
   }
 
@@ -204,6 +222,7 @@ export class FakeEc2 {
       InstanceId: i.id,
       State: { Name: i.state },
       PrivateIpAddress: i.privateIp,
+      ...(i.spot ? { InstanceLifecycle: 'spot' as const } : {}),
       ...(i.hibernated && (i.state === 'stopped' || i.state === 'stopping') ? { StateReason: { Code: 'Client.UserInitiatedHibernate', Message: 'hibernated' } } : {}),
       Tags: Object.entries(i.tags).map(([Key, Value]) => ({ Key, Value })),
     }));
@@ -213,15 +232,23 @@ export class FakeEc2 {
   private start(ids: string[]): unknown {
     const found = this.existing(ids);
     for (const i of found) if (i.state !== 'stopped') throw awsError('IncorrectInstanceState');
-    for (const i of found) Object.assign(i, { state: 'running', hibernated: false });
-    return { StartingInstances: found.map((i) => ({ InstanceId: i.id })) };
+    return { StartingInstances: found.map((i) => this.change(i, 'pending', 'running', { hibernated: false })) };
   }
 
+  /** All or nothing, as EC2 checks the whole request first; answers 'stopping' as EC2 does. */
   private stop(ids: string[], hibernate: boolean): unknown {
     const found = this.existing(ids);
     for (const i of found) if (i.state !== 'running') throw awsError('IncorrectInstanceState');
-    for (const i of found) Object.assign(i, { state: 'stopped', hibernated: hibernate });
-    return {};
+    if (found.some((i) => i.spot)) throw awsError('UnsupportedOperation');
+    if (hibernate && found.some((i) => !i.canHibernate)) throw awsError('UnsupportedHibernationConfiguration');
+    return { StoppingInstances: found.map((i) => this.change(i, 'stopping', 'stopped', { hibernated: hibernate })) };
+  }
+
+  /** Moves an instance on (to `settled`, at once) and answers with the change EC2 reports (`answered`). */
+  private change(i: FakeInstance, answered: string, settled: FakeInstance['state'], over: Partial<FakeInstance> = {}): object {
+    const previous = i.state;
+    Object.assign(i, over, { state: settled });
+    return { InstanceId: i.id, PreviousState: { Name: previous }, CurrentState: { Name: answered } };
   }
 
   private run(input: RunInstancesCommandInput): unknown {
@@ -238,7 +265,8 @@ export class FakeEc2 {
       earlier?.ids ??
       Array.from({ length: input.MinCount }, () => {
         const id = `i-0launched${String(++this.seq).padStart(4, '0')}`;
-        this.instances.set(id, { id, state: 'running', hibernated: false, tags, privateIp: `10.9.1.${this.seq}`, clientToken: token });
+        const spot = input.InstanceMarketOptions?.MarketType === 'spot';
+        this.instances.set(id, { id, state: 'running', hibernated: false, spot, canHibernate: !spot, tags, privateIp: `10.9.1.${this.seq}`, clientToken: token });
         return id;
       });
     this.launches.set(token, { ids, params });

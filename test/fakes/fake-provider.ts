@@ -1,4 +1,4 @@
-import { ProviderError, type LaunchRequest, type Machine, type MachineState, type Provider, type SuspendMode } from '../../src/provisioner';
+import { ProviderError, type LaunchRequest, type Machine, type MachineState, type Provider, type SuspendMode, type SuspendOutcome } from '../../src/provisioner';
 
 /** One call the code under test made, in call order; `error` is set when the call was rejected. */
 export type ProviderCall =
@@ -39,6 +39,11 @@ export class FakeProvider implements Provider {
   private readonly failures: Array<{ op: ProviderOp | undefined; error: Error }> = [];
   private readonly launches = new Map<string, string[]>();
   private seq = 0;
+  /**
+   * What the cloud does when asked to suspend a machine, instead of the mode asked for (a
+   * refused hibernation: `stopped`; a spot instance: `terminated`; a machine left as it was: `failed`).
+   */
+  readonly suspendAs = new Map<string, SuspendOutcome['did']>();
   /** See {@link FakeProviderOptions.during}; a test may set it at any time. */
   during: FakeProviderOptions['during'];
 
@@ -109,15 +114,23 @@ export class FakeProvider implements Provider {
     });
   }
 
-  async suspend(ids: readonly string[], mode: SuspendMode, signal: AbortSignal): Promise<void> {
+  async suspend(ids: readonly string[], mode: SuspendMode, signal: AbortSignal): Promise<SuspendOutcome[]> {
     const call: ProviderCall = { op: 'suspend', ids: [...ids], mode };
     await this.enter(call, signal);
+    let out: SuspendOutcome[] = [];
     this.check(call, () => {
       if (!['hibernate', 'stop', 'terminate'].includes(mode)) throw new ProviderError(`unknown suspend mode ${String(mode)}`, 'fatal', 'InvalidParameterValue');
       const ms = this.existing(ids);
       if (mode !== 'terminate') for (const m of ms) if (m.state !== 'running' && m.state !== 'pending') throw incorrectState(m, mode);
-      for (const m of ms) Object.assign(m, mode === 'terminate' ? { state: 'terminated' } : { state: 'stopped', hibernated: mode === 'hibernate' });
+      const asked = ({ hibernate: 'hibernated', stop: 'stopped', terminate: 'terminated' } as const)[mode];
+      out = ms.map((m) => {
+        const did = this.suspendAs.get(m.id) ?? asked;
+        if (did === 'terminated') m.state = 'terminated';
+        else if (did !== 'failed') Object.assign(m, { state: 'stopped', hibernated: did === 'hibernated' });
+        return { id: m.id, did, reason: did === asked ? null : `fake cloud: ${did} instead` };
+      });
     });
+    return out;
   }
 
   async launch(req: LaunchRequest, signal: AbortSignal): Promise<Machine[]> {

@@ -113,8 +113,9 @@ describe('spot notices from SQS, end to end through a real master', function () 
     assert.deepEqual(sqs.commandCalls(DeleteMessageBatchCommand)[0]?.args[0].input.Entries, [{ Id: '0', ReceiptHandle: 'rh-1' }]);
     await farm.logs.waitFor((e) => e.event === 'instance.retired' && e.instanceId === SPOT_ID);
     assert.deepEqual(ec2.commandCalls(TerminateInstancesCommand).map((c) => c.args[0].input.InstanceIds), [[SPOT_ID]]);
+    const suspended = await farm.logs.waitFor((e) => e.event === 'instance.suspended' && e.instanceId === SPOT_ID);
+    assert.equal(suspended.did, 'terminated');
     const pools = await farm.api<{ pools: Array<{ instances: Array<{ id: string; state: string; reason: string | null }> }> }>('/api/pools');
-    const inst = pools.pools[0]!.instances.find((i) => i.id === SPOT_ID)!;
-    assert.equal(inst.state, 'terminated');
+    assert.equal(pools.pools[0]!.instances.find((i) => i.id === SPOT_ID), undefined, 'a terminated instance is forgotten');
   });
 });

@@ -14,7 +14,7 @@ const EVENTS: { [T in InstanceEvent['type']]: Extract<InstanceEvent, { type: T }
   notice: { type: 'notice', notice: 'spot-interruption' },
   undrain: { type: 'undrain' },
   suspend: { type: 'suspend', reason: 'quiet' },
-  stopped: { type: 'stopped', hibernated: false },
+  stopped: { type: 'stopped', hibernated: false, reason: 'quiet' },
   fail: { type: 'fail', reason: 'boot timeout' },
   terminated: { type: 'terminated', reason: 'gone' },
 };

@@ -18,7 +18,7 @@ const EVENTS: InstanceEvent[] = [
   { type: 'drain', reason: 'quiet' },
   { type: 'undrain' },
   { type: 'suspend', reason: 'idle' },
-  { type: 'stopped', hibernated: true },
+  { type: 'stopped', hibernated: true, reason: 'idle' },
   { type: 'fail', reason: 'boot timeout' },
   { type: 'terminated', reason: 'spot' },
 ];
@@ -32,23 +32,25 @@ describe('InstanceStore: apply, adopt, list, remove', () => {
 
   describe('apply() follows the transition table', () => {
     const cases: { from: InstanceState; event: InstanceEvent; to?: InstanceState; set?: Record<string, unknown> }[] = [
-      // A new start clears the reason an earlier suspension or failure left.
+      // Every transition sets the reason: the seeded 'before' never outlives the state it explained.
       { from: 'suspended', event: { type: 'wake' }, to: 'waking', set: { reason: null } },
-      { from: 'waking', event: { type: 'started' }, to: 'booting' },
-      { from: 'launching', event: { type: 'started' }, to: 'booting' },
+      { from: 'waking', event: { type: 'started' }, to: 'booting', set: { reason: null } },
+      { from: 'launching', event: { type: 'started' }, to: 'booting', set: { reason: null } },
       { from: 'booting', event: { type: 'registered', agent: 'ec2-7' }, to: 'idle', set: { agent: 'ec2-7', reason: null } },
-      { from: 'idle', event: { type: 'job-started' }, to: 'busy' },
-      { from: 'busy', event: { type: 'jobs-done', at: 777 }, to: 'idle', set: { lastJobEndedAt: 777 } },
+      { from: 'idle', event: { type: 'job-started' }, to: 'busy', set: { reason: null } },
+      { from: 'booting', event: { type: 'job-started' }, to: 'busy', set: { reason: null } },
+      { from: 'busy', event: { type: 'jobs-done', at: 777 }, to: 'idle', set: { lastJobEndedAt: 777, reason: null } },
       { from: 'idle', event: { type: 'drain', reason: 'idle 61m' }, to: 'draining', set: { reason: 'idle 61m' } },
       { from: 'draining', event: { type: 'undrain' }, to: 'idle', set: { reason: null } },
       { from: 'draining', event: { type: 'suspend', reason: 'drained' }, to: 'suspending', set: { reason: 'drained' } },
-      { from: 'suspending', event: { type: 'stopped', hibernated: true }, to: 'suspended', set: { hibernated: true } },
+      { from: 'suspending', event: { type: 'stopped', hibernated: true, reason: 'idle 61m' }, to: 'suspended', set: { hibernated: true, reason: 'idle 61m' } },
+      { from: 'suspending', event: { type: 'stopped', hibernated: false, reason: 'idle 61m; hibernation refused' }, to: 'suspended', set: { hibernated: false, reason: 'idle 61m; hibernation refused' } },
       { from: 'busy', event: { type: 'fail', reason: 'agent lost' }, to: 'failed', set: { reason: 'agent lost' } },
       { from: 'suspended', event: { type: 'terminated', reason: 'gone' }, to: 'terminated', set: { reason: 'gone' } },
       { from: 'busy', event: { type: 'drain', reason: 'x' } },
       { from: 'idle', event: { type: 'wake' } },
       { from: 'suspended', event: { type: 'job-started' } },
-      { from: 'waking', event: { type: 'stopped', hibernated: false } },
+      { from: 'waking', event: { type: 'stopped', hibernated: false, reason: 'x' } },
       { from: 'terminated', event: { type: 'fail', reason: 'x' } },
       { from: 'terminated', event: { type: 'registered', agent: 'late' } },
       { from: 'idle', event: { type: 'launch' } },

@@ -3,7 +3,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { configSchema, type Config } from '../../src/config';
 import { createLogger, type LogEntry } from '../../src/lib';
-import { Provisioner, reconcilePool, RuleBook, type InstanceRecord, type LaunchRequest, type Machine, type Provider, type SuspendMode } from '../../src/provisioner';
+import { Provisioner, reconcilePool, RuleBook, type InstanceRecord, type LaunchRequest, type Machine, type Provider, type SuspendMode, type SuspendOutcome } from '../../src/provisioner';
 import { InstanceStore } from '../../src/provisioner/instance-store';
 import { FakeBacklog } from '../fakes/fake-backlog';
 import { FakeClock } from '../fakes/fake-clock';
@@ -57,7 +57,7 @@ class Via implements Provider {
   start(ids: readonly string[], signal: AbortSignal): Promise<void> {
     return this.cloud.start(ids, signal);
   }
-  suspend(ids: readonly string[], mode: SuspendMode, signal: AbortSignal): Promise<void> {
+  suspend(ids: readonly string[], mode: SuspendMode, signal: AbortSignal): Promise<SuspendOutcome[]> {
     return this.cloud.suspend(ids, mode, signal);
   }
   async launch(req: LaunchRequest, signal: AbortSignal): Promise<Machine[]> {

@@ -108,8 +108,9 @@ describe('Provisioner: spot notices, retiring instances, the on-demand fallback 
     backlog.set('b2g', 0);
     await pass();
     assert.deepEqual(provider.callsOf('suspend').map((c) => [c.ids, c.mode]), [[[A], 'terminate']]);
-    assert.equal((await store.get(POOL, A))?.state, 'terminated');
+    assert.equal(await store.get(POOL, A), undefined, 'terminated, then forgotten');
     assert.ok(logs.some((e) => e.event === 'instance.retired' && e.instanceId === A));
+    assert.ok(logs.some((e) => e.event === 'instance.suspended' && e.instanceId === A && e.did === 'terminated'));
   });
 
   it('a rebalance recommendation retires too, and the interruption after it is recorded; never the other way round', async () => {
