@@ -113,6 +113,17 @@ describe('Provisioner: spot notices, retiring instances, the on-demand fallback 
     assert.ok(logs.some((e) => e.event === 'instance.suspended' && e.instanceId === A && e.did === 'terminated'));
   });
 
+  it('the same notice from SQS and from the agent at once is recorded and logged once [BUG: logged twice]', async () => {
+    await Promise.all([
+      provisioner.onEc2Event(event(interruptionWarning(A))),
+      provisioner.onNotice(A, 'spot-interruption', { source: 'agent', agent: `agent-${A}` }),
+    ]);
+    const r = await store.get(POOL, A);
+    assert.deepEqual([r?.state, r?.reason], ['retiring', 'spot-interruption']);
+    assert.equal(r?.version, 2, 'one change after the seed');
+    assert.deepEqual(logs.filter((e) => e.event === 'instance.notice').map((e) => e.source), ['sqs']);
+  });
+
   it('a rebalance recommendation retires too, and the interruption after it is recorded; never the other way round', async () => {
     await provisioner.onEc2Event(event(rebalanceRecommendation(A)));
     assert.equal((await store.get(POOL, A))?.reason, 'rebalance');
