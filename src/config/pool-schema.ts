@@ -59,6 +59,11 @@ export const poolSchema = z
     quietPeriodMin: z.number({ error: 'expected a positive number' }).positive().default(60),
     /** A woken or launched instance whose agent has not registered by then has failed. @defaultValue 300 */
     bootTimeoutSec: posInt().default(300),
+    /**
+     * How often the pool's instance records are compared with the provider's own list (EC2's
+     * DescribeInstances: one paged call per pool each time). @defaultValue 60
+     */
+    reconcileSec: posInt().default(60),
     /** hibernate resumes fastest (falls back to stop where not supported). @defaultValue 'hibernate' */
     suspend: z.enum(['hibernate', 'stop', 'terminate']).default('hibernate'),
     /** Instances kept awake at all times. @defaultValue 0 */

@@ -32,8 +32,6 @@ export interface ProvisionerDeps {
   tickMs?: number;
   /** A pool's step (and the provider calls in it) is aborted past this. @defaultValue 120000 */
   stepTimeoutMs?: number;
-  /** How often Redis is compared with the provider's view. @defaultValue 60000 */
-  reconcileMs?: number;
   /** Pauses of a pool whose provider calls keep failing. @defaultValue 5 s doubling up to 120 s */
   backoff?: Partial<BackoffPolicy>;
   /** Jitter source for those pauses, in [0, 1). @defaultValue Math.random */
@@ -280,7 +278,7 @@ export class Provisioner implements Ec2EventSink {
       try {
         if (!p.ready && !(await this.setup(name, p, step))) continue;
         const now = this.d.clock.now();
-        if (p.reconciledAt === undefined || now - p.reconciledAt >= (this.d.reconcileMs ?? 60_000)) {
+        if (p.reconciledAt === undefined || now - p.reconciledAt >= this.d.config.pools[name]!.reconcileSec * 1000) {
           // Under the pool's lock, like scale-up: the provider's list is a snapshot, and a
           // launch or wake another master made after it would otherwise be read as a machine
           // gone or stopped, and undone. A busy lock means try again next step.

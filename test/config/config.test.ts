@@ -32,6 +32,14 @@ describe('config', () => {
     assert.equal(c.pools['ec2-builders']!.ec2?.launchTemplate.name, 'spillway-builder');
     assert.deepEqual(c.agents.allow, ['10.8.0.0/24', '192.168.10.0/24']);
     assert.equal(c.pools['ec2-builders']!.agentTokens.length, 1);
+    assert.equal(c.pools['ec2-builders']!.reconcileSec, 60);
+  });
+
+  it('pools.<name>.reconcileSec: 60 by default, a positive integer', () => {
+    const pool = (over: Record<string, unknown>) => ({ agents: { token: 'long-enough-token' }, jobTypes: { b2g: {} }, pools: { p: { provider: 'local', maxInstances: 1, ...over } } });
+    assert.equal(parseConfig(pool({}), {}).pools.p!.reconcileSec, 60);
+    assert.equal(parseConfig(pool({ reconcileSec: 15 }), {}).pools.p!.reconcileSec, 15);
+    assert.ok(problems(() => parseConfig(pool({ reconcileSec: 0 }), {})).includes('pools.p.reconcileSec: expected a positive integer'));
   });
 
   it('reports unknown pools, bad cron expressions and missing ec2 sections with their paths', () => {

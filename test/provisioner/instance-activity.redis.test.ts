@@ -46,7 +46,7 @@ describe('instance busy/idle under the master\'s event races (real redis)', func
       redis: { url: redisUrl(), keyPrefix: prefix },
       agents: { token: 'agent-token-0123456789' },
       jobTypes: { b2g: { overflow: { pool: POOL } } },
-      pools: { [POOL]: { provider: 'local', maxInstances: 1, quietPeriodMin: QUIET_MIN, suspend: 'stop' } },
+      pools: { [POOL]: { provider: 'local', maxInstances: 1, quietPeriodMin: QUIET_MIN, suspend: 'stop', reconcileSec: 3600 } },
     });
     const redis = new Redis(redisUrl(), { maxRetriesPerRequest: null });
     const clock = new FakeClock();
@@ -65,7 +65,6 @@ describe('instance busy/idle under the master\'s event races (real redis)', func
       clock,
       log: createLogger({ silent: true, level: 'debug', sink: (e) => logs.push(e) }),
       tickMs: TICK_MS,
-      reconcileMs: 3_600_000,
     });
     assert.ok((await store.adopt(POOL, instance('i-1', state, { pool: POOL, since: clock.now() }))).ok);
     const history = await watchStates(store, POOL);

@@ -235,6 +235,49 @@ describe('Provisioner across masters (real redis, one shared fake provider)', fu
   });
 });
 
+describe('Provisioner: pools.<name>.reconcileSec paces the reconciler', function () {
+  it('lists each pool\'s provider at its own reconcile interval, not a fixed 60 s [BUG: not configurable]', async () => {
+    const prefix = uniquePrefix('recsec');
+    const config = configSchema.parse({
+      redis: { url: redisUrl(), keyPrefix: prefix },
+      agents: { token: 'agent-token-0123456789' },
+      jobTypes: { b2g: { overflow: { pool: 'fast' } } },
+      pools: { fast: { provider: 'local', maxInstances: 1, reconcileSec: 5 }, slow: { provider: 'local', maxInstances: 1 } },
+    });
+    const clock = new FakeClock();
+    const providers = new Map(['fast', 'slow'].map((pool) => [pool, new FakeProvider({ now: () => clock.now() })]));
+    const redis = new Redis(redisUrl(), { maxRetriesPerRequest: null });
+    const store = new InstanceStore({ redis, keyPrefix: prefix, clock });
+    const provisioner = new Provisioner({
+      config,
+      redis,
+      instances: store,
+      providers,
+      fleet: new FakeFleet(),
+      backlog: new FakeBacklog(),
+      rules: new RuleBook(redis, prefix, config),
+      clock,
+      log: createLogger({ silent: true }),
+      tickMs: TICK_MS,
+    });
+    try {
+      provisioner.start();
+      for (let i = 0; i < 60; i++) {
+        await clock.sleeping(1);
+        clock.advance(TICK_MS);
+      }
+      await clock.sleeping(1);
+      // Steps at 0, 1, ..., 60 s: the fast pool lists at 0, 5, ..., 60; the slow one at 0 and 60.
+      assert.equal(providers.get('fast')!.callsOf('list').length, 13);
+      assert.equal(providers.get('slow')!.callsOf('list').length, 2);
+    } finally {
+      await provisioner.stop();
+      await store.close();
+      await redis.quit();
+    }
+  });
+});
+
 describe('reconcilePool (real redis, fake provider)', function () {
   let redis: Redis;
   let store: InstanceStore;
