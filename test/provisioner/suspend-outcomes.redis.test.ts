@@ -2,13 +2,14 @@ import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import { overflowSchema, poolSchema } from '../../src/config';
 import { createLogger, type LogEntry } from '../../src/lib';
-import { Ec2Provider, InstanceActivity, PoolScaler, PreemptionWindow, WarmWindows, type InstanceRecord, type InstanceState } from '../../src/provisioner';
+import { Ec2Provider, InstanceActivity, PoolScaler, PreemptionWindow, WarmWindows, type InstanceRecord, type InstanceState, type PoolReport } from '../../src/provisioner';
 import { InstanceStore } from '../../src/provisioner/instance-store';
 import { RedisPoolLock } from '../../src/provisioner/pool-lock';
 import { FakeBacklog } from '../fakes/fake-backlog';
 import { FakeClock } from '../fakes/fake-clock';
 import { FakeEc2 } from '../fakes/fake-ec2';
 import { FakeFleet } from '../fakes/fake-fleet';
+import { farmConfigRaw, TestFarm } from '../helpers/farm';
 import { redisUrl } from '../setup/root-hooks';
 import { uniquePrefix } from '../setup/unique';
 import { instance } from './instance-fixtures';
@@ -171,5 +172,44 @@ describe('suspend outcomes: what EC2 did is what the instance record says (real 
       [['i-warm'], ['i-warm']],
       [['i-cold'], []],
     ]);
+  });
+});
+
+describe('suspend outcomes through a real master: /api/pools says what EC2 did', function () {
+  this.timeout(30_000);
+  let farm: TestFarm | undefined;
+  let ec2: FakeEc2 | undefined;
+  afterEach(async () => {
+    await farm?.stop();
+    ec2?.restore();
+  });
+
+  it('an instance whose hibernation EC2 refused is listed as suspended, hibernated: false, with the reason [BUG: listed as hibernated]', async () => {
+    const id = 'i-nohibernate';
+    ec2 = new FakeEc2(() => Date.now()).add(id, POOL, 'running', { canHibernate: false });
+    const fake = ec2;
+    farm = await new TestFarm(
+      farmConfigRaw({
+        jobTypes: { b2g: { overflow: { pool: POOL, minBacklog: 50 } } },
+        pools: {
+          [POOL]: {
+            provider: 'ec2',
+            maxInstances: 1,
+            quietPeriodMin: 0.01,
+            suspend: 'hibernate',
+            ec2: { region: 'eu-west-1', launchTemplate: { name: 'builder' }, subnetIds: ['subnet-a'] },
+          },
+        },
+      }),
+      { ec2Client: () => fake.client },
+    ).start();
+    await farm.agent({ name: 'cloud-1', jobTypes: ['b2g'], location: 'cloud', instanceId: id });
+    const suspended = await farm.logs.waitFor((e) => e.event === 'instance.suspended' && e.instanceId === id);
+    assert.equal(suspended.did, 'stopped');
+    const { pools } = await farm.api<{ pools: PoolReport[] }>('/api/pools');
+    const listed = pools[0]!.instances.find((i) => i.id === id);
+    assert.deepEqual([listed?.state, listed?.hibernated], ['suspended', false]);
+    assert.match(listed?.reason ?? '', /hibernation refused \(UnsupportedHibernationConfiguration\), stopped instead$/);
+    assert.deepEqual([ec2.instance(id)?.state, ec2.instance(id)?.hibernated], ['stopped', false]);
   });
 });

@@ -193,7 +193,8 @@
         const building = agent ? agent.running.map((r) => `${r.type}/${r.id}`).join(', ') : '';
         return h('tr', { 'data-instance': i.id, 'data-state': i.state },
           h('td', {}, i.id),
-          h('td', { class: `state state-${i.state}` }, i.state, i.hibernated && i.state === 'suspended' ? ' (hibernated)' : ''),
+          // Which kind of suspended: a stopped one wakes with a cold boot, a hibernated one resumes.
+          h('td', { class: `state state-${i.state}` }, i.state, i.state === 'suspended' ? (i.hibernated ? ' (hibernated)' : ' (stopped)') : ''),
           h('td', {}, dur(overview.at - i.since), ' ago'),
           h('td', {}, building || h('span', { class: 'muted' }, '–')),
           h('td', {}, i.privateIp || '–'),
