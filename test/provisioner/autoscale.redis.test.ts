@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { Redis } from 'ioredis';
 import type { BuildRecord, JobView } from '../../src/master';
 import type { PoolReport } from '../../src/provisioner';
 import { CLI, farmConfigRaw, TestFarm } from '../helpers/farm';
@@ -109,5 +110,51 @@ describe('autoscale: backlog -> wake -> cloud builds -> quiet -> suspend (local 
     assert.equal(rules.b2g?.enabled, true);
     assert.equal(rules.linux64, undefined);
     assert.deepEqual(Object.keys(rules).sort(), ['b2g']);
+  });
+});
+
+describe('autoscale: a woken instance\'s records through real agent processes (local provider)', function () {
+  this.timeout(60_000);
+  const QUIET_MS = 1800;
+  let farm: TestFarm;
+  let sub: Redis;
+  /** Every state the instance went through, with when this process heard of it. */
+  const states: Array<{ state: string | null; at: number }> = [];
+  beforeEach(async () => {
+    states.length = 0;
+    const raw = farmConfigRaw({
+      pools: { cloud: { provider: 'local', maxInstances: 1, quietPeriodMin: QUIET_MS / 60_000, bootTimeoutSec: 30, suspend: 'stop', local: { bootDelayMs: 100 } } },
+    });
+    (raw.jobTypes as Record<string, Record<string, unknown>>).b2g!.overflow = { pool: 'cloud', minBacklog: 1 };
+    farm = new TestFarm(raw, { agentCommand: [process.execPath, CLI] });
+    sub = new Redis(farm.config.redis.url, { maxRetriesPerRequest: null });
+    sub.on('message', (_c: string, m: string) => states.push({ state: (JSON.parse(m) as { state: string | null }).state, at: Date.now() }));
+    await sub.subscribe(`${farm.config.redis.keyPrefix}:pool:cloud:changes`);
+    await farm.start();
+  });
+  afterEach(async () => {
+    await farm.stop();
+    await sub.quit();
+  });
+
+  it('the job that woke it and the one queued behind keep it busy until the last ends; the quiet period counts from that end [BUG: idle while building, stopped early]', async () => {
+    await farm.logs.waitFor((e) => e.event === 'instance.adopted');
+    const events = await farm.events('b2g');
+    const ids = [await farm.submit({ type: 'b2g', shell: 'sleep 0.6' }), await farm.submit({ type: 'b2g', shell: 'sleep 0.6' })];
+    for (const id of ids) await (await farm.queue('b2g').getJob(id))!.waitUntilFinished(events);
+    const builds = await Promise.all(ids.map((id) => farm.finished(id)));
+    assert.ok(builds.every((b) => b.instanceId === 'local-cloud-1'), 'both ran on the woken instance');
+    const firstStart = Math.min(...builds.map((b) => b.dispatchedAt));
+    const lastEnd = Math.max(...builds.map((b) => b.finishedAt!));
+
+    const drained = await farm.logs.waitFor((e) => e.event === 'instance.draining' && e.instanceId === 'local-cloud-1');
+    await farm.logs.waitFor((e) => e.event === 'instance.suspended' && e.instanceId === 'local-cloud-1');
+    await sub.ping();
+    // While any build ran, the record was never idle (it may say so only once the last ended).
+    const during = states.filter((s) => s.at > firstStart + 100 && s.at < lastEnd - 100).map((s) => s.state);
+    assert.ok(!during.includes('idle') && !during.includes('draining'), `states while building: ${during.join(', ')}`);
+    assert.ok(states.some((s) => s.state === 'busy'), `states: ${states.map((s) => s.state).join(', ')}`);
+    const drainAt = states.find((s) => s.state === 'draining')!.at;
+    assert.ok(drainAt - lastEnd >= QUIET_MS, `drained ${drainAt - lastEnd} ms after the last build ended (quiet period ${QUIET_MS} ms; ${String(drained.reason)})`);
   });
 });
