@@ -14,6 +14,9 @@ export const POOL = 'cloud';
 export const SAMPLES = intEnv('BENCH_SAMPLES', 40);
 export const WARMUP = intEnv('BENCH_WARMUP', 2);
 export const BOOT_DELAY_MS = intEnv('BENCH_BOOT_DELAY_MS', 50, true);
+/** The wake phase pool's quiet period (0.005 min), and the provisioner's default tick, which paces the reaper. */
+export const QUIET_PERIOD_MS = 300;
+export const REAP_INTERVAL_MS = 1000;
 /** Phase 1+2 stops taking samples past this (the samples taken so far are reported). */
 export const WAKE_PHASE_BUDGET_MS = intEnv('BENCH_WAKE_BUDGET_MS', 110_000);
 export const ROUNDS = intEnv('BENCH_ROUNDS', 5);

@@ -13,6 +13,11 @@
  * itself (wrapped here on the prototype, src untouched) -> the build record's startedAt (the
  * agent's clock, same machine).
  *
+ * The quiet period as served: from the build record's finishedAt (the sample's only, hence
+ * last, build; it was dispatched the moment the woken agent registered) to the
+ * `instance.draining` entry of its instance. It should be the pool's quiet period, plus at most
+ * one reap interval (the provisioner's tick).
+ *
  * Also counted, because they decide what a wake costs: how many instances one single-job
  * backlog starts (each sample should start exactly one), and how many jobs the master took and
  * gave back unrun (JobTypeQueue.giveBack, counted through a prototype wrapper).
@@ -27,7 +32,7 @@ import { JobTypeQueue } from '../src/master/job-type-queue';
 import { InstanceStore, LocalProvider } from '../src/provisioner';
 import { intEnv, say } from './harness';
 import { poll } from './procs';
-import { BOOT_DELAY_MS, CLI, POOL, SAMPLES, TOKEN, TYPE, WAKE_PHASE_BUDGET_MS, WARMUP } from './scale-knobs';
+import { BOOT_DELAY_MS, CLI, POOL, QUIET_PERIOD_MS, SAMPLES, TOKEN, TYPE, WAKE_PHASE_BUDGET_MS, WARMUP } from './scale-knobs';
 import { captureLogs } from './scale-logs';
 
 export interface WakeSample {
@@ -41,6 +46,8 @@ export interface WakeSample {
   bootedToRegistered: number;
   registeredToDispatched: number;
   dispatchedToStarted: number;
+  /** The build's finishedAt -> its instance's `instance.draining` entry. */
+  lastBuildEndToDrain: number;
   /** Instances woken for this one-job backlog. */
   woken: number;
   ranOnWoken: boolean;
@@ -62,7 +69,7 @@ export async function wakePhase(redisUrl: string, prefix: string, closers: Array
       [POOL]: {
         provider: 'local',
         maxInstances: instances,
-        quietPeriodMin: 0.005,
+        quietPeriodMin: QUIET_PERIOD_MS / 60_000,
         bootTimeoutSec: 30,
         suspend: 'terminate',
         local: { bootDelayMs: BOOT_DELAY_MS, preCreated: instances },
@@ -171,6 +178,7 @@ export async function wakePhase(redisUrl: string, prefix: string, closers: Array
       const registeredAt = addedAt.get(ids[0]!) ?? NaN;
       // Retired after the quiet period; its agent exits and disconnects.
       await logs.waitFrom(mark, `instance ${ids.join(',')} to be suspended`, 20_000, (e) => e.event === 'instance.suspended' && ids.includes(e.instanceId as string));
+      const drained = logs.find(mark, (e) => e.event === 'instance.draining' && e.instanceId === rec.instanceId);
       const woken = logs.entries
         .slice(mark)
         .reduce((n, e) => n + (e.event === 'instance.waking' ? (e.instanceIds as string[]).length : e.event === 'instance.launching' ? Number(e.count) : 0), 0);
@@ -188,6 +196,7 @@ export async function wakePhase(redisUrl: string, prefix: string, closers: Array
         bootedToRegistered: registeredAt - (booted?.at ?? NaN),
         registeredToDispatched: rec.dispatchedAt - registeredAt,
         dispatchedToStarted: startedAt - rec.dispatchedAt,
+        lastBuildEndToDrain: (drained?.at ?? NaN) - (rec.finishedAt ?? NaN),
         woken,
         ranOnWoken: rec.instanceId !== null && ids.includes(rec.instanceId),
       });

@@ -15,7 +15,7 @@ import { startRedisServer, type RedisServerHandle } from '../src/lib';
 import { f1, machineInfo, machineLine, ms, once, printTable, runBench, say, statsOf, statsRow, type Stats, type TableRow } from './harness';
 import { killChildren } from './procs';
 import { mmRound, mmRoundNoLock, type MmRound } from './scale-masters';
-import { BOOT_DELAY_MS, MM_DEMAND, MM_INSTANCES, MM_KICKS, MM_START_DELAY_MS, ROUNDS, RUN_BUDGET_MS, SAMPLES, WARMUP } from './scale-knobs';
+import { BOOT_DELAY_MS, MM_DEMAND, MM_INSTANCES, MM_KICKS, MM_START_DELAY_MS, QUIET_PERIOD_MS, REAP_INTERVAL_MS, ROUNDS, RUN_BUDGET_MS, SAMPLES, WARMUP } from './scale-knobs';
 import { wakePhase } from './scale-wake';
 
 const TARGET = { wakeP99Ms: 250, startsPerInstance: 1 };
@@ -44,7 +44,7 @@ async function main(): Promise<number> {
   say(`wake phase: ${WARMUP} + ${SAMPLES} samples, boot delay ${BOOT_DELAY_MS} ms, one job per sample, real agent processes`);
   const wake = await wakePhase(redis.url, `${prefix}-wake`, closers);
   const S = wake.samples;
-  const W = statsOf(S, ['toWakeLog', 'toStartCall', 'wakeToStarted', 'wakeToBooted', 'bootedToRegistered', 'registeredToDispatched', 'dispatchedToStarted']);
+  const W = statsOf(S, ['toWakeLog', 'toStartCall', 'wakeToStarted', 'wakeToBooted', 'bootedToRegistered', 'registeredToDispatched', 'dispatchedToStarted', 'lastBuildEndToDrain']);
   say(`wake phase: backlog->wake p50 ${W.toWakeLog.p50} ms p99 ${W.toWakeLog.p99} ms; wake->started p50 ${W.wakeToStarted.p50} ms p99 ${W.wakeToStarted.p99} ms`);
 
   say(`two masters: ${ROUNDS} rounds, ${MM_INSTANCES} suspended instances, backlog ${MM_DEMAND}, ${MM_KICKS} kicks each, start call ${MM_START_DELAY_MS} ms`);
@@ -62,7 +62,7 @@ async function main(): Promise<number> {
   console.log('spillway scale benchmark');
   console.log(machineLine(machine));
   console.log(
-    `wake phase: in-process master, local pool of ${wake.instances} (pre-created, stopped), boot delay ${BOOT_DELAY_MS} ms, agents = real CLI processes, quiet period 0.3 s, suspend=terminate (every sample a cold boot); ${S.length} samples after ${WARMUP} warm-up, worst cycle ${f1(wake.cycleMs / 1000)} s`,
+    `wake phase: in-process master, local pool of ${wake.instances} (pre-created, stopped), boot delay ${BOOT_DELAY_MS} ms, agents = real CLI processes, quiet period ${QUIET_PERIOD_MS / 1000} s, reap interval ${REAP_INTERVAL_MS / 1000} s, suspend=terminate (every sample a cold boot); ${S.length} samples after ${WARMUP} warm-up, worst cycle ${f1(wake.cycleMs / 1000)} s`,
   );
   console.log('');
   console.log(`backlog -> wake -> first job started (${S.length} samples, ms):`);
@@ -74,6 +74,7 @@ async function main(): Promise<number> {
   row('  spawned -> agent connected (hello)', W.bootedToRegistered);
   row('  connected -> job dispatched', W.registeredToDispatched);
   row('  dispatched -> job started (agent)', W.dispatchedToStarted);
+  row('quiet period from the last build end', W.lastBuildEndToDrain);
   const extraWakes = S.filter((s) => s.woken !== 1).length;
   const maxWoken = Math.max(0, ...S.map((s) => s.woken));
   const elsewhere = S.filter((s) => !s.ranOnWoken).length;
@@ -118,6 +119,12 @@ async function main(): Promise<number> {
     [`wake -> first job started p50 (boot delay ${BOOT_DELAY_MS} ms)`, ms(W.wakeToStarted.p50), '-', undefined],
     [`wake -> first job started p99 (boot delay ${BOOT_DELAY_MS} ms)`, ms(W.wakeToStarted.p99), '-', undefined],
     ['  of which agent spawn -> connected p50', ms(W.bootedToRegistered.p50), '-', undefined],
+    [
+      'quiet period measured from the last build end (min-max)',
+      `${ms(W.lastBuildEndToDrain.min)}-${ms(W.lastBuildEndToDrain.max)}`,
+      `${QUIET_PERIOD_MS}-${QUIET_PERIOD_MS + REAP_INTERVAL_MS} ms`,
+      haveWake ? W.lastBuildEndToDrain.min >= QUIET_PERIOD_MS && W.lastBuildEndToDrain.max <= QUIET_PERIOD_MS + REAP_INTERVAL_MS : false,
+    ],
     ['instances started per one-job backlog (max)', `${maxWoken} (${extraWakes}/${S.length} samples > 1)`, '= 1', haveWake ? maxWoken === 1 : false],
     ['wake samples taken / failed', `${S.length} / ${wake.errors.length}`, `${SAMPLES} / 0`, S.length === SAMPLES && wake.errors.length === 0],
     ['2 masters: max start calls per instance', String(maxPer), `= ${TARGET.startsPerInstance}`, maxPer === TARGET.startsPerInstance],
