@@ -27,6 +27,11 @@ export class InstanceActivity {
 
   constructor(private readonly d: InstanceActivityDeps) {}
 
+  /** A new agent connection from the instance: build ends of an earlier one are no news to its record. */
+  agentArrived(instanceId: string): void {
+    this.endedAt.delete(instanceId);
+  }
+
   /** The agent's last build ended at `at`; called in the order the dispatcher saw it. */
   buildsEnded(instanceId: string, at: number): void {
     this.endedAt.set(instanceId, Math.max(at, this.endedAt.get(instanceId) ?? 0));
@@ -77,10 +82,17 @@ export class InstanceActivity {
     }
     // Read again after the awaits: the count the record must follow is the latest one.
     const now = this.d.fleet.runningOn(id) ?? 0;
-    if (now > 0 && allowedFrom('job-started').includes(record.state)) {
-      await this.d.instances.apply(pool, id, { type: 'job-started' });
-    } else if (now === 0 && record.state === 'busy') {
-      const at = this.endedAt.get(id) ?? this.d.now();
+    const ended = this.endedAt.get(id);
+    const canStart = allowedFrom('job-started').includes(record.state);
+    // A build that started and ended between two updates still ran: the record goes through
+    // busy, so that its end is recorded and the quiet period counts from it.
+    const missed = now === 0 && ended !== undefined && ended > (record.lastJobEndedAt ?? 0);
+    if (canStart && (now > 0 || missed)) {
+      const res = await this.d.instances.apply(pool, id, { type: 'job-started' });
+      if (res.record) record = res.record;
+    }
+    if (now === 0 && record.state === 'busy') {
+      const at = ended ?? this.d.now();
       const res = await this.d.instances.apply(pool, id, { type: 'jobs-done', at }, { lastJobEndedAt: at });
       if (res.ok) this.endedAt.delete(id);
     }

@@ -147,6 +147,7 @@ export class Provisioner implements Ec2EventSink {
    * resolves once applied, in the order the events came in.
    */
   onRegistered(instanceId: string, agent: string): Promise<void> {
+    this.activity.agentArrived(instanceId);
     return this.activity.serial(instanceId, async () => {
       const found = await this.find(instanceId);
       if (!found) return;

@@ -121,6 +121,18 @@ describe('instance busy/idle under the master\'s event races (real redis)', func
     assert.deepEqual([r.state, r.agent], ['busy', 'agent-i-1']);
   });
 
+  it('a build that starts and ends before its busy is applied still records its end [BUG: lastJobEndedAt kept the older end]', async () => {
+    const f = await fixture('idle');
+    f.clock.advance(5 * MIN);
+    const end = f.clock.now();
+    agent(f).running = 1;
+    const busy = f.provisioner.onBusy('i-1');
+    agent(f).running = 0;
+    await Promise.all([busy, f.provisioner.onIdle('i-1', end)]);
+    const r = await f.get();
+    assert.deepEqual([r.state, r.lastJobEndedAt], ['idle', end]);
+  });
+
   it('back-to-back builds keep the instance busy until the last one ends, and the quiet period counts from that end [BUG: idle while building, stopped early]', async () => {
     const f = await fixture('idle');
     agent(f).running = 1;
