@@ -14,7 +14,6 @@ import {
   TerminateInstancesCommand,
   type Filter,
   type Instance,
-  type InstanceStateChange,
   type RunInstancesCommandInput,
   type Tag,
   type _InstanceType,
@@ -23,6 +22,7 @@ import { createHash } from 'node:crypto';
 import type { PoolConfig } from '../config';
 import type { Logger } from '../lib';
 import { classifyEc2Error, toProviderError, type Ec2Retrier } from './ec2-errors';
+import { suspendOutcomes } from './ec2-state-change';
 import { ProviderError, type Machine, type MachineState, type SuspendOutcome } from './provider';
 
 /** The SDK's client, named here so no other module imports the SDK. */
@@ -171,26 +171,6 @@ export async function startMachines(client: EC2Client, ids: readonly string[], s
 }
 
 /**
- * What EC2 says it did to each instance, from the state changes it answered with. An instance
- * it did not list was not acted on; one that was already stopped was not hibernated by this
- * call, whatever it was asked.
- */
-function outcomesOf(ids: readonly string[], changes: readonly InstanceStateChange[] | undefined, asked: 'hibernated' | 'stopped' | 'terminated', action: string, why: string | null): SuspendOutcome[] {
-  const byId = new Map((changes ?? []).map((c) => [c.InstanceId, c]));
-  return ids.map((id): SuspendOutcome => {
-    const c = byId.get(id);
-    const now = c?.CurrentState?.Name;
-    const before = c?.PreviousState?.Name;
-    if (!now) return { id, did: 'failed', reason: `${action} reported no state change for ${id}` };
-    if (now === 'shutting-down' || now === 'terminated') return { id, did: 'terminated', reason: asked === 'terminated' ? why : `EC2 reports ${now} after ${action}` };
-    if (asked === 'terminated') return { id, did: 'failed', reason: `EC2 reports ${now} after ${action}` };
-    if (now !== 'stopping' && now !== 'stopped') return { id, did: 'failed', reason: `EC2 reports ${now} after ${action}` };
-    if (before === 'stopping' || before === 'stopped') return { id, did: 'stopped', reason: `already ${before} (not hibernated by this call)` };
-    return { id, did: asked, reason: why };
-  });
-}
-
-/**
  * Stops instances, hibernating them when `hibernate` is set, and says per instance what EC2
  * did. EC2 refuses a hibernating stop for the whole request when any instance cannot
  * hibernate (not enabled at launch, not ready yet, a spot instance), and any other refusal of
@@ -213,7 +193,7 @@ export async function stopMachines(
         const out = await attempt('StopInstances', signal, opts, () =>
           client.send(new StopInstancesCommand({ InstanceIds: [...ids], Hibernate: true }), { abortSignal: signal }),
         );
-        return outcomesOf(ids, out.StoppingInstances, 'hibernated', 'StopInstances', null);
+        return suspendOutcomes(ids, out.StoppingInstances, 'hibernated', 'StopInstances', null);
       } catch (err) {
         const c = classifyEc2Error(err, signal);
         if (c.disposition !== 'fatal' || c.kind === 'not-found') throw err;
@@ -224,7 +204,7 @@ export async function stopMachines(
     const out = await attempt('StopInstances', signal, opts, () =>
       client.send(new StopInstancesCommand({ InstanceIds: [...ids] }), { abortSignal: signal }),
     );
-    return outcomesOf(ids, out.StoppingInstances, 'stopped', 'StopInstances', refused);
+    return suspendOutcomes(ids, out.StoppingInstances, 'stopped', 'StopInstances', refused);
   } catch (err) {
     throw toProviderError(err, 'StopInstances', signal);
   }
@@ -246,25 +226,21 @@ export async function terminateMachines(
     const out = await attempt('TerminateInstances', signal, opts, () =>
       client.send(new TerminateInstancesCommand({ InstanceIds: batch }), { abortSignal: signal }),
     );
-    return outcomesOf(batch, out.TerminatingInstances, 'terminated', 'TerminateInstances', why);
+    return suspendOutcomes(batch, out.TerminatingInstances, 'terminated', 'TerminateInstances', why);
   };
-  const gone = (id: string): SuspendOutcome => ({ id, did: 'terminated', reason: 'EC2 no longer knows it' });
+  const one = (id: string) =>
+    terminate([id]).catch((err: unknown): SuspendOutcome[] => {
+      if (classifyEc2Error(err, signal).kind !== 'not-found') throw err;
+      return [{ id, did: 'terminated', reason: 'EC2 no longer knows it' }];
+    });
   try {
-    if (ids.length === 0) return [];
+    if (ids.length <= 1) return ids.length ? await one(ids[0]!) : [];
     try {
       return await terminate([...ids]);
     } catch (err) {
       if (classifyEc2Error(err, signal).kind !== 'not-found') throw err;
-      if (ids.length === 1) return [gone(ids[0]!)];
       const out: SuspendOutcome[] = [];
-      for (const id of ids) {
-        out.push(
-          ...(await terminate([id]).catch((e: unknown) => {
-            if (classifyEc2Error(e, signal).kind !== 'not-found') throw e;
-            return [gone(id)];
-          })),
-        );
-      }
+      for (const id of ids) out.push(...(await one(id)));
       return out;
     }
   } catch (err) {

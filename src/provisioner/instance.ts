@@ -12,6 +12,11 @@
  *   any but suspended/failed/terminated -fail-> failed (boot timeout, provider error, agent lost)
  *   any but terminated -terminated-> terminated
  *
+ * `stopped` and `terminated` after a suspend record what the provider did, not what was asked
+ * (a refused hibernation is a plain stop; a spot instance that cannot stop is terminated), and
+ * a terminated record is then removed. Busy/idle follows the builds the dispatcher has placed
+ * on the instance's agent (see instance-activity.ts).
+ *
  * `retiring` is not `draining`: a quiet-period drain is undone when backlog returns, a notice
  * never is (the machine is going away), so no transition leads from it back to work.
  */
@@ -42,13 +47,13 @@ export interface InstanceRecord {
   /** Private address inside the VPC (over the VPN), when known. */
   privateIp: string | null;
   spot: boolean;
-  /** Suspended with hibernation: resumes fastest, so it is woken first. */
+  /** Suspended with hibernation, as the provider reported it: resumes fastest, so it is woken first. */
   hibernated: boolean;
   /** Name of the agent that registered from this instance. */
   agent: string | null;
   /** When the instance's last build ended; the quiet period counts from here. */
   lastJobEndedAt: number | null;
-  /** Why the instance is in its state (failures, suspensions), for humans. */
+  /** Why the instance is in its current state, for humans; every transition sets or clears it. */
   reason: string | null;
 }
 

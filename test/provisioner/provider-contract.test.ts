@@ -188,7 +188,7 @@ for (const [name, make] of SUBJECTS) {
     it('stops a running machine and wakes it again', async () => {
       const [m] = await launch(1);
       await s.settle();
-      await s.provider.suspend([m!.id], 'stop', signal);
+      assert.deepEqual(await s.provider.suspend([m!.id], 'stop', signal), [{ id: m!.id, did: 'stopped', reason: null }]);
       await s.settle();
       assert.deepEqual([(await state(m!.id))?.state, (await state(m!.id))?.hibernated], ['stopped', false]);
       await s.provider.start([m!.id], signal);
@@ -199,7 +199,7 @@ for (const [name, make] of SUBJECTS) {
     it('hibernates a running machine, says so, and wakes it again', async () => {
       const [m] = await launch(1);
       await s.settle();
-      await s.provider.suspend([m!.id], 'hibernate', signal);
+      assert.deepEqual(await s.provider.suspend([m!.id], 'hibernate', signal), [{ id: m!.id, did: 'hibernated', reason: null }]);
       await s.settle();
       assert.deepEqual([(await state(m!.id))?.state, (await state(m!.id))?.hibernated], ['stopped', true]);
       await s.provider.start([m!.id], signal);
