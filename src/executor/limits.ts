@@ -6,6 +6,8 @@ export interface ResourceLimits {
   memoryMb?: number;
   /** Maximum number of processes and threads alive at once in the build. */
   pids?: number;
+  /** Disk the build's work dir may use, in MiB; enforced through `RunSpec.disk`, not cgroups. */
+  diskMb?: number;
 }
 
 /** Which limits a mechanism actually enforces (false never means "probably"). */

@@ -2,7 +2,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CasClient, DiskStore } from '../cas';
 import type { AgentOptions } from '../config';
-import { ActionFailure, executeAction, type BuildIdentity, type Isolation, type OutputStream, type runProcess } from '../executor';
+import { ActionFailure, executeAction, type BuildIdentity, type DiskGuard, type Isolation, type OutputStream, type runProcess } from '../executor';
 import type { Clock, Logger } from '../lib';
 import { actionDigestOf, type AssignFrame, type BuildResult } from '../protocol';
 import { toBuildResult } from './build-result-of';
@@ -31,7 +31,7 @@ export class ActionSupport {
     return this.d.options.casUrl !== undefined;
   }
 
-  async run(assign: AssignFrame, workDir: string, onOutput: (stream: OutputStream, chunk: string) => void): Promise<BuildResult> {
+  async run(assign: AssignFrame, workDir: string, onOutput: (stream: OutputStream, chunk: string) => void, disk?: DiskGuard): Promise<BuildResult> {
     const { payload } = assign;
     const spec = payload.action!;
     const startedAt = this.d.clock.now();
@@ -79,6 +79,7 @@ export class ActionSupport {
           local,
           remote,
           workDir,
+          ...(disk && { disk }),
           runner: this.d.runner,
           ...(this.d.identity && { identity: this.d.identity }),
           ...(this.d.isolation && payload.resources && { isolation: this.d.isolation }),

@@ -3,7 +3,7 @@ import { rm } from 'node:fs/promises';
 import WebSocket from 'ws';
 import { version as packageVersion } from '../../package.json';
 import type { AgentOptions } from '../config';
-import { runProcess } from '../executor';
+import { detectDiskLimits, runProcess, type DiskLimits } from '../executor';
 import { fullJitterDelay, systemClock, type BackoffPolicy, type Clock, type Logger } from '../lib';
 import {
   outcomeOf,
@@ -66,6 +66,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private drainPromise: Promise<void> | undefined;
   private workDir = '';
   private ownsWorkDir = false;
+  private disk: DiskLimits | undefined;
   private readonly changes: StateChanges;
   /** Watches IMDS for spot notices, on EC2 only. */
   private readonly watch: NoticeWatch | undefined;
@@ -157,6 +158,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     const prepared = await prepareWorkDir({ workDir: this.options.workDir, name: this.options.name, identity: this.deps.identity, log: this.log });
     this.workDir = prepared.dir;
     this.ownsWorkDir = prepared.owned;
+    this.disk = this.deps.disk ?? (await detectDiskLimits({ workDir: this.workDir, pollMs: this.options.diskPollMs, log: this.log }));
   }
 
   private async connectLoop(): Promise<void> {
@@ -291,6 +293,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       baseEnv: this.baseEnv,
       ...(this.deps.isolation && { isolation: this.deps.isolation }),
       ...(this.deps.identity && { identity: this.deps.identity }),
+      ...(this.disk && { disk: this.disk }),
+      ...((frame.diskMb ?? this.options.buildDiskMb) !== undefined && { defaultDiskMb: frame.diskMb ?? this.options.buildDiskMb }),
       actions: this.actions,
       ...(this.deps.killGraceMs !== undefined && { killGraceMs: this.deps.killGraceMs }),
       onOutput: (stream, chunk) => {
@@ -303,6 +307,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.unsettled.add(build);
     void build.settled.then(() => {
       this.unsettled.delete(build);
+      this.emit('job-cleaned', build.held);
       this.changes.notify();
     });
     this.conn?.send({ type: 'started', ...build.held, startedAt: this.clock.now() });
