@@ -103,6 +103,17 @@ export class ActionSupport {
     return { ...toBuildResult(out.run), action: ref };
   }
 
+  /** The local cache's directory (it may not exist yet). */
+  get cacheDir(): string {
+    return this.d.options.cacheDir ?? join(tmpdir(), `spillway-agent-cache-${this.d.options.name}`);
+  }
+
+  /** Evicts from the local cache to free `bytes` on its disk; 0 for an agent without a CAS. */
+  async trimCache(bytes: number): Promise<number> {
+    if (!this.available) return 0;
+    return (await this.open()).local.trim(bytes);
+  }
+
   async close(): Promise<void> {
     if (this.opened) await (await this.opened).local.close();
   }
@@ -111,7 +122,7 @@ export class ActionSupport {
     this.opened ??= (async () => {
       const o = this.d.options;
       const local = await DiskStore.open({
-        root: o.cacheDir ?? join(tmpdir(), `spillway-agent-cache-${o.name}`),
+        root: this.cacheDir,
         maxBytes: o.cacheMaxMb * 1024 * 1024,
         clock: this.d.clock,
         log: this.d.log,

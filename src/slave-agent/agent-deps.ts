@@ -4,6 +4,7 @@ import type { BuildIdentity, DiskLimits, Isolation, runProcess } from '../execut
 import type { BackoffPolicy, Clock, Logger } from '../lib';
 import type { BuildResult, HeldJob, NoticeFrame } from '../protocol';
 import type { AgentRejectedError } from './agent-errors';
+import type { DiskState } from './disk-headroom';
 import type { HostInfo } from './host-info';
 import type { AgentTls } from './master-connection';
 
@@ -61,6 +62,8 @@ export interface AgentEvents {
   disconnected: [{ code: number; reason: string; retryInMs: number }];
   draining: [];
   drained: [];
+  /** Free disk crossed the agent's headroom (`full`: it takes no builds until it is back). */
+  disk: [DiskState];
   /** A spot interruption warning or rebalance recommendation read from IMDS. */
   notice: [NoticeFrame];
   fatal: [AgentRejectedError];

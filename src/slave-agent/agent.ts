@@ -23,6 +23,7 @@ import { Build } from './build';
 import { buildBaseEnv } from './build-env';
 import { heartbeat } from './heartbeat';
 import { helloFrame } from './hello';
+import { DiskHeadroom, diskFrame, type DiskState } from './disk-headroom';
 import { detectHostInfo, type HostInfo } from './host-info';
 import { keyOf, LogOutbox } from './log-outbox';
 import { MasterConnection, type ConnectionEnd } from './master-connection';
@@ -67,6 +68,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private workDir = '';
   private ownsWorkDir = false;
   private disk: DiskLimits | undefined;
+  private headroom: DiskHeadroom | undefined;
   private readonly changes: StateChanges;
   /** Watches IMDS for spot notices, on EC2 only. */
   private readonly watch: NoticeWatch | undefined;
@@ -135,6 +137,18 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   private async main(): Promise<void> {
     await this.prepareWorkDir();
+    this.headroom = new DiskHeadroom({
+      paths: () => [this.workDir, this.actions.cacheDir],
+      minFreeMb: this.options.minFreeMb,
+      everyMs: this.options.diskCheckSec * 1000,
+      trim: (bytes) => this.actions.trimCache(bytes),
+      onChange: (state) => this.onDiskChange(state),
+      clock: this.clock,
+      log: this.log,
+    });
+    // Known before the first hello, so a full agent is never offered a build.
+    await this.headroom.check().catch((err: unknown) => this.log.warn('agent.disk-check-failed', { error: String(err) }));
+    this.headroom.start();
     this.watch?.start();
     try {
       await this.connectLoop();
@@ -144,6 +158,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     } finally {
       this.stopping = true;
       await this.watch?.stop();
+      await this.headroom?.stop();
       for (const build of [...this.running.values()]) this.dropBuild(build, 'agent stopped');
       await Promise.all([...this.unsettled].map((b) => b.settled));
       this.outbox.close();
@@ -220,7 +235,13 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.reportedFinished = new Set(finished.map((f) => keyOf(f.queue, f.jobId)));
     const version = this.deps.version ?? packageVersion;
     // After a notice the agent says hello as draining: no build may reach it before the notice frame does.
-    return helloFrame(this.options, this.host, { version, running, finished, draining: this.draining || this.notice !== undefined });
+    return helloFrame(this.options, this.host, {
+      version,
+      running,
+      finished,
+      draining: this.draining || this.notice !== undefined,
+      diskFull: this.headroom?.state.full ?? false,
+    });
   }
 
   private onMessage(conn: MasterConnection, text: string): void {
@@ -270,6 +291,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       conn.send(f);
     }
     if (this.draining) conn.send({ type: 'draining' });
+    const disk = this.headroom?.state;
+    if (disk?.full) conn.send(diskFrame(disk));
     if (this.notice) conn.send(this.notice);
     this.outbox.flush();
     void heartbeat(conn, frame.heartbeatMs, { clock: this.clock, log: this.log, running: () => this.runningJobs().map((h) => h.jobId) });
@@ -283,6 +306,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     const refuse = (reason: string) => this.log.warn('agent.assign-refused', { queue, jobId, reason });
     if (this.draining || this.stopping) return refuse('draining');
     if (this.running.has(key)) return refuse('already running');
+    if (this.headroom?.state.full) return refuse('disk full');
     if (this.running.size >= this.options.executors) return refuse(`at capacity (${this.options.executors} executors)`);
     // A new attempt supersedes a result the master never acknowledged.
     this.finished.delete(key);
@@ -339,6 +363,13 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.conn?.send(frame);
     }
     this.emit('job-finished', build.held, result);
+    this.changes.notify();
+  }
+
+  /** Below its headroom the agent takes no builds; the master hears it at once, and again when space is back. */
+  private onDiskChange(state: DiskState): void {
+    this.emit('disk', state);
+    if (this.welcomed) this.conn?.send(diskFrame(state));
     this.changes.notify();
   }
 
@@ -400,3 +431,4 @@ export class Agent extends EventEmitter<AgentEvents> {
     await this.exited?.catch(() => undefined);
   }
 }
+
