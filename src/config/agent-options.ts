@@ -32,6 +32,8 @@ const agentOptionsSchema = z
     cacheMaxMb: z.number().int().positive().default(10_240),
     /** Disk limit (MiB) of a build when neither its job nor its job type names one. @defaultValue none */
     buildDiskMb: z.number({ error: 'expected a positive integer' }).int().positive().optional(),
+    /** `auto`: a loop-mounted image per build where the agent can mount one, else `watch`. @defaultValue 'auto' */
+    diskLimit: z.enum(['auto', 'watch'], { error: 'expected "auto" or "watch"' }).default('auto'),
     /** How often a build's disk use is measured against its limit. @defaultValue 1000 */
     diskPollMs: z.number({ error: 'expected a positive integer' }).int().positive().default(1000),
     /**

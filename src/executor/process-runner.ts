@@ -1,11 +1,12 @@
 import * as child_process from 'node:child_process';
 import { statSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { isAbsolute } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import { systemClock, type Clock, type Logger } from '../lib';
 import { launchAs, type BuildIdentity } from './build-identity';
 import type { DiskGuard } from './disk-limit';
-import type { Isolation, LimitGroup, ResourceLimits } from './limits';
+import { BUILD_NICE, type Isolation, type LimitGroup, type ResourceLimits } from './limits';
 import { signalMembers } from './cgroup-fs';
 import { groupGone, signalGroup } from './process-group';
 import { prepareSandbox, programExists, unenforcedReport, type LimitsReport } from './sandbox-launch';
@@ -118,6 +119,7 @@ export function runProcess(
       clock,
       now,
       startedAt,
+      renice: true,
       ...(as.uid !== undefined && { uid: as.uid }),
       ...(as.gid !== undefined && { gid: as.gid }),
       ...(spec.limits && { report: unenforcedReport(spec.limits) }),
@@ -178,6 +180,8 @@ interface SuperviseContext {
   log?: Logger;
   uid?: number;
   gid?: number;
+  /** Lower the build's priority after spawning it (the sandbox wrapper does it before, through nice). */
+  renice?: boolean;
 }
 
 /** Spawns `argv` in a new process group and watches it until it and its group are gone. */
@@ -221,6 +225,14 @@ function supervise(
     return failed(err instanceof Error ? err.message : String(err));
   }
   const pid = child.pid;
+  // Best effort: a child forked in the instant before this keeps the agent's priority.
+  if (ctx.renice && pid !== undefined) {
+    try {
+      setPriority(pid, BUILD_NICE);
+    } catch {
+      // gone already
+    }
+  }
 
   let timedOut = false;
   let exit: { code: number | null; signal: string | null } | undefined;

@@ -82,7 +82,7 @@ export class ActionSupport {
           ...(disk && { disk }),
           runner: this.d.runner,
           ...(this.d.identity && { identity: this.d.identity }),
-          ...(this.d.isolation && payload.resources && { isolation: this.d.isolation }),
+          ...(this.d.isolation && (payload.resources || this.d.isolation.buildsCpu) && { isolation: this.d.isolation }),
           baseEnv: this.d.baseEnv,
           onOutput,
           agent: this.d.options.name,

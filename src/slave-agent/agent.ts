@@ -173,7 +173,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     const prepared = await prepareWorkDir({ workDir: this.options.workDir, name: this.options.name, identity: this.deps.identity, log: this.log });
     this.workDir = prepared.dir;
     this.ownsWorkDir = prepared.owned;
-    this.disk = this.deps.disk ?? (await detectDiskLimits({ workDir: this.workDir, pollMs: this.options.diskPollMs, log: this.log }));
+    this.disk = this.deps.disk ?? (await detectDiskLimits({ workDir: this.workDir, mode: this.options.diskLimit, pollMs: this.options.diskPollMs, log: this.log }));
   }
 
   private async connectLoop(): Promise<void> {

@@ -139,10 +139,10 @@ export class Build {
       },
       this.deps.onOutput,
       // Confinement costs a wrapper exec and cgroup set-up per build, worth it where a job
-      // asks for limits; unconfined jobs keep the fast path.
+      // asks for limits or the agent keeps its builds in a cpu group; others keep the fast path.
       {
         clock: this.deps.clock,
-        ...(this.deps.isolation && payload.resources && { isolation: this.deps.isolation }),
+        ...(this.deps.isolation && (payload.resources || this.deps.isolation.buildsCpu) && { isolation: this.deps.isolation }),
         ...(this.deps.identity && { identity: this.deps.identity }),
       },
     );
