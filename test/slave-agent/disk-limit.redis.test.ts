@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { detectDiskLimits, type DiskLimits } from '../../src/executor';
 import { createLogger } from '../../src/lib';
-import { farmConfigRaw, TestFarm } from '../helpers/farm';
+import { farmConfigRaw, spawnCli, TestFarm, TOKEN } from '../helpers/farm';
 
 /** Writes 1 MiB at a time until the disk says no (loop) or the agent kills it (watch). */
 const FILL = 'i=0; while [ $i -lt 64 ]; do head -c 1048576 /dev/zero >>big || exit 3; i=$((i+1)); sleep 0.02; done; echo wrote-64-MiB';
@@ -72,6 +72,32 @@ for (const mode of ['loop', 'watch'] as const) {
       await farm.agent({ name: 'filler', workDir, buildDiskMb: 5, deps: { disk } });
       const id = await farm.submit({ type: 'linux64', shell: FILL });
       await expectDiskFailure(id, 5);
+    });
+
+    it('removes the dirs and images a crashed agent left behind when it starts again', async function () {
+      if (mode !== 'loop') this.skip();
+      const args = (name: string) => ['agent', '--master', farm.addr.agentUrl, '--name', name, '--job-types', 'linux64', '--work-dir', workDir, '--build-disk-mb', '8', '--log-format', 'json'];
+      const first = spawnCli(args('crashy'), { SPILLWAY_AGENT_TOKEN: TOKEN });
+      await farm.logs.waitFor((e) => e.event === 'agent.registered' && e.agent === 'crashy');
+      const id = await farm.submit({ type: 'linux64', attempts: 1, shell: 'echo pid=$$; head -c 1048576 /dev/zero >left-behind; exec sleep 300' });
+      let log = '';
+      while (!/pid=(\d+)/.test(log)) log += (await farm.master.jobs.logChunk(id, undefined, 1, log.length, 5_000)).data;
+      first.child.kill('SIGKILL');
+      await first.exited;
+      // The build outlived its agent; end it so only its dir and mounted image remain.
+      process.kill(Number(/pid=(\d+)/.exec(log)![1]), 'SIGKILL');
+      assert.equal(mountsBelow(workDir).length, 1, 'the image is still mounted');
+      const second = spawnCli(args('crashy-2'), { SPILLWAY_AGENT_TOKEN: TOKEN });
+      try {
+        await farm.logs.waitFor((e) => e.event === 'agent.registered' && e.agent === 'crashy-2');
+        assert.deepEqual(readdirSync(workDir), ['.spillway-agent']);
+        assert.deepEqual(mountsBelow(workDir), []);
+        assert.match(second.output(), /"event":"agent.workdir-swept".*"unmounted":1/);
+        assert.match(second.output(), /"event":"executor.disk-limit".*"mode":"loop"/);
+      } finally {
+        second.child.kill('SIGKILL');
+        await second.exited;
+      }
     });
 
     it('lets a build within its limit succeed', async () => {
