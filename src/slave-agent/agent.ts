@@ -23,7 +23,7 @@ import { Build } from './build';
 import { buildBaseEnv } from './build-env';
 import { heartbeat } from './heartbeat';
 import { helloFrame } from './hello';
-import { DiskHeadroom, diskFrame, type DiskState } from './disk-headroom';
+import { diskFrame, startHeadroom, type DiskHeadroom, type DiskState } from './disk-headroom';
 import { detectHostInfo, type HostInfo } from './host-info';
 import { keyOf, LogOutbox } from './log-outbox';
 import { MasterConnection, type ConnectionEnd } from './master-connection';
@@ -137,18 +137,7 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   private async main(): Promise<void> {
     await this.prepareWorkDir();
-    this.headroom = new DiskHeadroom({
-      paths: () => [this.workDir, this.actions.cacheDir],
-      minFreeMb: this.options.minFreeMb,
-      everyMs: this.options.diskCheckSec * 1000,
-      trim: (bytes) => this.actions.trimCache(bytes),
-      onChange: (state) => this.onDiskChange(state),
-      clock: this.clock,
-      log: this.log,
-    });
-    // Known before the first hello, so a full agent is never offered a build.
-    await this.headroom.check().catch((err: unknown) => this.log.warn('agent.disk-check-failed', { error: String(err) }));
-    this.headroom.start();
+    this.headroom = await startHeadroom(this.options, { workDir: this.workDir, actions: this.actions, clock: this.clock, log: this.log }, (state) => this.onDiskChange(state));
     this.watch?.start();
     try {
       await this.connectLoop();

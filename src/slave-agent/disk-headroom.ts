@@ -1,7 +1,9 @@
 import { promises as fs } from 'node:fs';
 import { dirname } from 'node:path';
 import { BackgroundLoop, type Clock, type Logger } from '../lib';
+import type { AgentOptions } from '../config';
 import type { DiskFrame } from '../protocol';
+import type { ActionSupport } from './action-support';
 
 const MIB = 1024 * 1024;
 
@@ -114,4 +116,27 @@ async function statfsFree(path: string): Promise<number> {
 /** What the master is told: before the first measurement `freeMb` is unknown, sent as 0. */
 export function diskFrame(s: DiskState): DiskFrame {
   return { type: 'disk', full: s.full, path: s.path, freeMb: Number.isFinite(s.freeMb) ? s.freeMb : 0, minFreeMb: s.minFreeMb };
+}
+
+/**
+ * The agent's headroom on its work and cache filesystems, measured once before it returns (so
+ * the first hello already tells a full agent) and then every `diskCheckSec`.
+ */
+export async function startHeadroom(
+  o: Pick<AgentOptions, 'minFreeMb' | 'diskCheckSec'>,
+  d: { workDir: string; actions: Pick<ActionSupport, 'cacheDir' | 'trimCache'>; clock: Clock; log: Logger },
+  onChange: (state: DiskState) => void,
+): Promise<DiskHeadroom> {
+  const headroom = new DiskHeadroom({
+    paths: () => [d.workDir, d.actions.cacheDir],
+    minFreeMb: o.minFreeMb,
+    everyMs: o.diskCheckSec * 1000,
+    trim: (bytes) => d.actions.trimCache(bytes),
+    onChange,
+    clock: d.clock,
+    log: d.log,
+  });
+  await headroom.check().catch((err: unknown) => d.log.warn('agent.disk-check-failed', { error: String(err) }));
+  headroom.start();
+  return headroom;
 }
