@@ -54,7 +54,11 @@ export async function createBuildCpuGroup(kind: 'v1' | 'v2', spillwayDir: string
   };
 }
 
-/** Groups of agents that are gone (crashed, or never closed): their leftover builds go with them. */
+/**
+ * Removes the groups of agents that are gone (crashed, or never closed) once they are empty.
+ * Nothing is killed: a pid that is dead here may be a live agent in another pid namespace
+ * sharing this cgroup tree.
+ */
 async function removeDeadAgentsGroups(spillwayDir: string): Promise<void> {
   const names = await fs.readdir(spillwayDir).catch(() => [] as string[]);
   for (const name of names) {
@@ -63,9 +67,9 @@ async function removeDeadAgentsGroups(spillwayDir: string): Promise<void> {
     const dir = join(spillwayDir, name);
     // The builds' own groups first: a parent with children cannot be removed.
     for (const child of await fs.readdir(dir, { withFileTypes: true }).catch(() => [])) {
-      if (child.isDirectory()) await killAndRemove(join(dir, child.name), 1000);
+      if (child.isDirectory()) await fs.rmdir(join(dir, child.name)).catch(() => undefined);
     }
-    await killAndRemove(dir, 1000);
+    await fs.rmdir(dir).catch(() => undefined);
   }
 }
 
