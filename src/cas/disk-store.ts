@@ -289,6 +289,13 @@ export class DiskStore {
     return had;
   }
 
+  /** Evicts the least recently used blobs until `bytes` are freed (or the store is empty); returns the bytes freed. */
+  async trim(bytes: number): Promise<number> {
+    const before = this.index.bytes;
+    await this.evictWhile(() => before - this.index.bytes < bytes);
+    return before - this.index.bytes;
+  }
+
   private async withCommitLock<T>(hash: string, fn: () => Promise<T>): Promise<T> {
     for (let prev = this.committing.get(hash); prev; prev = this.committing.get(hash)) {
       await prev.catch(() => undefined);

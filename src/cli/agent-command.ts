@@ -31,6 +31,12 @@ export interface AgentFlags {
   logLevel?: 'error' | 'warn' | 'info' | 'debug';
   logFormat?: 'json' | 'pretty' | 'auto';
   isolation?: 'auto' | 'off';
+  buildDiskMb?: string;
+  diskLimit?: 'auto' | 'watch';
+  diskPollMs?: string;
+  minFreeMb?: string;
+  diskCheckSec?: string;
+  buildCpuMax?: string;
 }
 
 /** `spillway agent`: serves builds until SIGTERM, then drains (finishes running builds) and exits 0. */
@@ -57,6 +63,12 @@ export async function agentCommand(flags: AgentFlags, env: NodeJS.ProcessEnv): P
     cacheDir: flags.cacheDir,
     inputMaxDepth: flags.inputMaxDepth === undefined ? undefined : Number(flags.inputMaxDepth),
     inputMaxEntries: flags.inputMaxEntries === undefined ? undefined : Number(flags.inputMaxEntries),
+    buildDiskMb: num(flags.buildDiskMb),
+    diskLimit: flags.diskLimit,
+    diskPollMs: num(flags.diskPollMs),
+    minFreeMb: num(flags.minFreeMb),
+    diskCheckSec: num(flags.diskCheckSec),
+    buildCpuMax: share(flags.buildCpuMax),
     caFile: flags.ca,
     certFile: flags.cert,
     keyFile: flags.key,
@@ -68,7 +80,10 @@ export async function agentCommand(flags: AgentFlags, env: NodeJS.ProcessEnv): P
   for (const [k, v] of Object.entries(env)) if (v !== undefined && k !== 'SPILLWAY_AGENT_TOKEN' && k !== 'SPILLWAY_CAS_TOKEN') baseEnv[k] = v;
   // Detected once: who builds run as, and which limits this machine can enforce for jobs that ask.
   const identity = await detectBuildIdentity({ log, ...(flags.buildUser !== undefined && { buildUser: flags.buildUser }) });
-  const isolation = flags.isolation === 'off' ? undefined : await detectIsolation({ log, ...(identity.kind === 'user' && { uid: identity.uid }) });
+  const isolation =
+    flags.isolation === 'off'
+      ? undefined
+      : await detectIsolation({ log, ...(identity.kind === 'user' && { uid: identity.uid }), ...(options.buildCpuMax !== undefined && { buildCpuMax: options.buildCpuMax }) });
   const tls = readAgentTls(options);
   const agent = new Agent({ options, log, baseEnv, identity, ...(isolation && { isolation }), ...(tls && { tls }) });
   const running = agent.start();
@@ -78,7 +93,17 @@ export async function agentCommand(flags: AgentFlags, env: NodeJS.ProcessEnv): P
     await agent.drain();
   }
   await running;
+  await isolation?.close().catch(() => undefined);
   return 0;
+}
+
+const num = (s: string | undefined): number | undefined => (s === undefined ? undefined : Number(s));
+
+/** "95%" or "0.95"; anything else goes to the schema as is, to be refused with its reason. */
+function share(s: string | undefined): number | string | undefined {
+  if (s === undefined) return undefined;
+  const m = /^(\d+(?:\.\d+)?)%$/.exec(s.trim());
+  return m ? Number(m[1]) / 100 : Number.isNaN(Number(s)) ? s : Number(s);
 }
 
 /**

@@ -58,6 +58,12 @@ async function run(argv: string[]): Promise<number> {
     .addOption(
       new Option('--isolation <mode>', 'confine builds that ask for resources (cgroups, else rlimits)').choices(['auto', 'off']).default('auto'),
     )
+    .option('--build-disk-mb <mib>', "disk limit of a build whose job and job type name none (default: none)")
+    .addOption(new Option('--disk-limit <mode>', 'auto: a loop-mounted image per build where root can mount one, else watch the work dir').choices(['auto', 'watch']).default('auto'))
+    .addOption(new Option('--disk-poll-ms <ms>', "how often a build's disk use is checked").default('1000').hideHelp())
+    .option('--min-free-mb <mib>', 'free space kept on the work and cache filesystems: below it the cache evicts, then the agent takes no builds', '1024')
+    .addOption(new Option('--disk-check-sec <sec>', 'how often free space is checked').default('5').hideHelp())
+    .option('--build-cpu-max <share>', "CPU ceiling for all builds together, e.g. 95% of the machine's cores (cgroup; default: none)")
     .addOption(new Option('--log-level <level>').choices(['error', 'warn', 'info', 'debug']).default('info'))
     .addOption(new Option('--log-format <format>', 'auto: readable on a terminal, JSON lines otherwise').choices(['json', 'pretty', 'auto']).default('auto'))
     .action(async (o) => {

@@ -30,6 +30,25 @@ const agentOptionsSchema = z
     cacheDir: z.string().min(1).optional(),
     /** Size of the local cache. @defaultValue 10240 */
     cacheMaxMb: z.number().int().positive().default(10_240),
+    /** Disk limit (MiB) of a build when neither its job nor its job type names one. @defaultValue none */
+    buildDiskMb: z.number({ error: 'expected a positive integer' }).int().positive().optional(),
+    /** `auto`: a loop-mounted image per build where the agent can mount one, else `watch`. @defaultValue 'auto' */
+    diskLimit: z.enum(['auto', 'watch'], { error: 'expected "auto" or "watch"' }).default('auto'),
+    /** How often a build's disk use is measured against its limit. @defaultValue 1000 */
+    diskPollMs: z.number({ error: 'expected a positive integer' }).int().positive().default(1000),
+    /**
+     * Free space (MiB) the agent keeps on its work and cache filesystems: below it the local
+     * cache evicts, and if that is not enough the agent takes no builds until space is back.
+     * @defaultValue 1024
+     */
+    minFreeMb: z.number({ error: 'expected a non-negative integer' }).int().nonnegative().default(1024),
+    /** How often free space is checked. @defaultValue 5 */
+    diskCheckSec: z.number({ error: 'expected a positive number' }).positive().default(5),
+    /**
+     * CPU ceiling for all builds of this agent together, as a share of the machine's cores
+     * (0.95 = 95%), enforced by a cgroup. @defaultValue none
+     */
+    buildCpuMax: z.number({ error: 'expected a number in (0, 1]' }).positive().max(1, 'at most 1 (100% of the cores)').optional(),
     /** An action whose input tree is deeper than this fails (a hostile tree is cheap to send). @defaultValue 256 */
     inputMaxDepth: z.number({ error: 'expected a positive integer' }).int().positive().default(256),
     /** An action whose input tree has more files, directories and symlinks than this fails. @defaultValue 1000000 */

@@ -14,6 +14,8 @@ const jobTypeSchema = z
     description: z.string().optional(),
     /** Timeout for a build whose payload names none. @defaultValue 3600 */
     timeoutSec: posInt().default(3600),
+    /** Disk limit (MiB) of a build whose payload names none (`resources.diskMb`). @defaultValue the agent's `--build-disk-mb` */
+    diskMb: posInt().optional(),
     /** Attempts for jobs submitted through the API or `spillway submit`. @defaultValue 3 */
     attempts: posInt().default(3),
     /** Without a rule the type never gets cloud capacity. */

@@ -2,6 +2,7 @@ import { constants as osConstants, tmpdir } from 'node:os';
 import { createReadStream, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { EMPTY_DIGEST, materializeTree, type ActionResult, type MaterializeLimits, type CasClient, type Digest, type DiskStore, type OutputFile, type UploadItem } from '../cas';
+import type { DiskGuard } from './disk-limit';
 import { runProcess, type OutputStream, type RunResult } from './process-runner';
 import type { Isolation, ResourceLimits } from './limits';
 import { cachingTreeFetcher, type InputFetchStats } from './action-inputs';
@@ -44,6 +45,8 @@ export interface ActionDeps {
   workDir: string;
   runner?: typeof runProcess;
   isolation?: Isolation;
+  /** `workDir`'s disk limit, set up by the caller before the inputs arrive. */
+  disk?: DiskGuard;
   baseEnv?: Record<string, string>;
   onOutput: (stream: OutputStream, chunk: string) => void;
   /** Name recorded in the result. */
@@ -141,6 +144,7 @@ export async function executeAction(input: ActionInput, deps: ActionDeps): Promi
               timeoutMs: input.timeoutSec * 1000,
               ...(deps.killGraceMs !== undefined && { killGraceMs: deps.killGraceMs }),
               ...(input.resources && { limits: input.resources }),
+              ...(deps.disk && { disk: deps.disk }),
             },
             (stream, chunk) => {
               (stream === 'stdout' ? stdout : stderr).write(chunk);

@@ -42,10 +42,12 @@ export async function createCgroupV1Group(
   rawName: string,
   limits: ResourceLimits,
   clock?: Clock,
+  cpuParent?: string,
 ): Promise<LimitGroup> {
   const name = safeGroupName(rawName);
   const wanted: Enforcement = {
-    cpu: usable.cpu && limits.cpus !== undefined,
+    // Below the agent's builds group every build needs a cpu group, for the weight and ceiling.
+    cpu: usable.cpu && (limits.cpus !== undefined || cpuParent !== undefined),
     memory: usable.memory && limits.memoryMb !== undefined,
     pids: usable.pids && limits.pids !== undefined,
   };
@@ -63,7 +65,7 @@ export async function createCgroupV1Group(
   try {
     for (const c of CONTROLLERS) {
       if (!wanted[c]) continue;
-      const dir = join(root, V1[c].dir, 'spillway', name);
+      const dir = c === 'cpu' && cpuParent ? join(cpuParent, name) : join(root, V1[c].dir, 'spillway', name);
       await fs.mkdir(dir);
       dirs[c] = dir;
     }
@@ -88,7 +90,8 @@ export async function createCgroupV1Group(
   const procsFiles = Object.values(dirs).map((d) => join(d, 'cgroup.procs'));
   return {
     name,
-    enforced: wanted,
+    // A cpu group only for the agent's weight and ceiling enforces no limit of the build's own.
+    enforced: { ...wanted, cpu: wanted.cpu && limits.cpus !== undefined },
     ...(wanted.memory && { memoryLimitMb: limits.memoryMb }),
     procsFiles,
     async add(pid) {

@@ -16,3 +16,4 @@ export {
   type BuildIdentity,
   type DetectBuildIdentityOptions,
 } from './build-identity';
+export { detectDiskLimits, unmountBelow, type DiskGuard, type DiskLimits, type DiskLimitMode, type DetectDiskLimitsOptions } from './disk-limit';

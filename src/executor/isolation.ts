@@ -4,7 +4,8 @@ import type { Clock, Logger } from '../lib';
 import { exists } from './cgroup-fs';
 import { createCgroupV1Group, probeCgroupV1 } from './cgroup-v1';
 import { createCgroupV2Group, probeCgroupV2 } from './cgroup-v2';
-import type { Enforcement, Isolation, LimitGroup } from './limits';
+import { createBuildCpuGroup, type BuildCpuGroup } from './build-cpu-group';
+import { BUILD_NICE, type Enforcement, type Isolation, type LimitGroup } from './limits';
 
 export interface DetectIsolationOptions {
   /** Where the cgroup filesystems are mounted; point it at an empty dir to get `none`. @defaultValue '/sys/fs/cgroup' */
@@ -15,6 +16,8 @@ export interface DetectIsolationOptions {
   binDirs?: string[];
   /** The uid builds run as: RLIMIT_NPROC does not bind root. @defaultValue process.getuid() */
   uid?: number;
+  /** A ceiling for all builds together, as a share of the machine's cores (0.95 = 95%). @defaultValue none */
+  buildCpuMax?: number;
   /** Paces the kill-and-remove polling of a build's cgroup when it ends. @defaultValue systemClock */
   clock?: Clock;
   log: Logger;
@@ -34,17 +37,21 @@ export async function detectIsolation(options: DetectIsolationOptions): Promise<
   const oomScoreAdj = await exists(join(procRoot, 'self', 'oom_score_adj'));
   const prlimit = await findProgram('prlimit', options.binDirs ?? ['/usr/bin', '/bin', '/usr/sbin', '/sbin']);
   const uid = options.uid ?? process.getuid?.() ?? -1;
-  const base = { oomScoreAdj, prlimit, nprocRlimit: prlimit !== undefined && uid !== 0 };
+  const nice = await findProgram('nice', options.binDirs ?? ['/usr/bin', '/bin', '/usr/sbin', '/sbin']);
+  const base = { oomScoreAdj, prlimit, nprocRlimit: prlimit !== undefined && uid !== 0, nice };
 
   let isolation: Isolation;
   const v2 = await probeCgroupV2(root).catch(() => undefined);
   const v1 = v2 ? NONE : await probeCgroupV1(root).catch(() => NONE);
+  const builds = await buildsGroup(v2 ? 'v2' : v1.cpu ? 'v1' : undefined, v2?.parent ?? join(root, 'cpu', 'spillway'), options);
+  const common = { ...base, buildsCpu: builds && { dir: builds.dir, maxCores: builds.maxCores }, close: async () => builds?.remove() };
   if (v2) {
-    isolation = { kind: 'cgroup-v2', cgroups: v2.enabled, ...base, create: (name, limits) => createCgroupV2Group(v2, name, limits, options.clock) };
+    const probe = builds ? { ...v2, parent: builds.dir } : v2;
+    isolation = { kind: 'cgroup-v2', cgroups: v2.enabled, ...common, create: (name, limits) => createCgroupV2Group(probe, name, limits, options.clock) };
   } else if (v1.cpu || v1.memory || v1.pids) {
-    isolation = { kind: 'cgroup-v1', cgroups: v1, ...base, create: (name, limits) => createCgroupV1Group(root, v1, name, limits, options.clock) };
+    isolation = { kind: 'cgroup-v1', cgroups: v1, ...common, create: (name, limits) => createCgroupV1Group(root, v1, name, limits, options.clock, builds?.dir) };
   } else {
-    isolation = { kind: 'none', cgroups: NONE, ...base, create: async (name) => noGroup(name) };
+    isolation = { kind: 'none', cgroups: NONE, ...common, create: async (name) => noGroup(name) };
   }
   const { cgroups } = isolation;
   const fallback = {
@@ -57,10 +64,31 @@ export async function detectIsolation(options: DetectIsolationOptions): Promise<
     cgroupRoot: root,
     cgroups,
     enforce: { ...fallback, time: 'timeout, process-group kill' },
+    buildPriority: {
+      nice: nice ? BUILD_NICE : 'not set (no nice binary)',
+      cpuWeight: builds ? 'low (all builds share one group)' : 'not set (no cpu cgroup)',
+      cpuCeilingCores: builds?.maxCores ?? (options.buildCpuMax === undefined ? 'off' : 'not enforced (no cpu cgroup)'),
+    },
     oomScoreAdj,
     prlimit: prlimit ?? null,
   });
   return isolation;
+}
+
+/** The agent's builds group in the cpu controller, or undefined where there is none to make. */
+async function buildsGroup(kind: 'v1' | 'v2' | undefined, spillwayDir: string, o: DetectIsolationOptions): Promise<BuildCpuGroup | undefined> {
+  if (!kind) {
+    if (o.buildCpuMax !== undefined) o.log.warn('executor.cpu-ceiling', { enforced: false, reason: 'no writable cpu cgroup' });
+    return undefined;
+  }
+  try {
+    const group = await createBuildCpuGroup(kind, spillwayDir, o.buildCpuMax);
+    o.log.info('executor.cpu-ceiling', { enforced: group.maxCores !== undefined, maxCores: group.maxCores ?? null, group: group.dir });
+    return group;
+  } catch (err) {
+    o.log.warn('executor.cpu-ceiling', { enforced: false, reason: err instanceof Error ? err.message : String(err) });
+    return undefined;
+  }
 }
 
 /** The group of a machine without usable cgroups: nothing to join, nothing enforced. */

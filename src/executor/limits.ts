@@ -6,6 +6,8 @@ export interface ResourceLimits {
   memoryMb?: number;
   /** Maximum number of processes and threads alive at once in the build. */
   pids?: number;
+  /** Disk the build's work dir may use, in MiB; enforced through `RunSpec.disk`, not cgroups. */
+  diskMb?: number;
 }
 
 /** Which limits a mechanism actually enforces (false never means "probably"). */
@@ -53,6 +55,18 @@ export interface Isolation {
    * (needs `prlimit`; never for root, whom the kernel exempts from it).
    */
   readonly nprocRlimit: boolean;
+  /**
+   * The cpu group all of this agent's builds run below (low weight, optional ceiling); when
+   * set, every build is confined, whether it asks for limits or not.
+   */
+  readonly buildsCpu: { dir: string; maxCores: number | undefined } | undefined;
+  /** The `nice` binary builds are started through (at {@link BUILD_NICE}), when found. */
+  readonly nice: string | undefined;
   /** Creates the group(s) for one build under the `spillway` parent. Rejects on failure. */
   create(name: string, limits: ResourceLimits): Promise<LimitGroup>;
+  /** Removes the agent's builds group (at agent stop). */
+  close(): Promise<void>;
 }
+
+/** Builds run at this nice level, below the agent's own, so the agent keeps getting the CPU. */
+export const BUILD_NICE = 10;

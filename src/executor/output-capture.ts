@@ -16,6 +16,9 @@ export class OutputCapture {
   private bytes = 0;
   private fd: number | undefined;
   private spillPath: string | undefined;
+  private written = 0;
+  private dropped = 0;
+  private broken = false;
 
   constructor(
     private readonly spillDir: string,
@@ -27,17 +30,42 @@ export class OutputCapture {
     return this.bytes;
   }
 
+  /** Bytes lost because the spill file could not take them (a full disk); they are counted in `size`. */
+  get droppedBytes(): number {
+    return this.dropped;
+  }
+
+  /**
+   * Never throws: it runs inside the runner's output callback, where an exception would take
+   * the agent down. A spill file that cannot be created or written (ENOSPC from a build that
+   * filled the disk) ends the capture; what came before is kept, the rest counted as dropped.
+   */
   write(chunk: string): void {
     const buf = Buffer.from(chunk, 'utf8');
     this.bytes += buf.length;
-    if (this.fd === undefined && this.bytes > this.memoryLimit) {
-      this.spillPath = path.join(this.spillDir, `spillway-${this.label}-${randomBytes(6).toString('hex')}`);
-      this.fd = openSync(this.spillPath, 'wx', 0o600);
-      for (const c of this.chunks) writeAll(this.fd, c);
-      this.chunks = [];
+    if (this.broken) {
+      this.dropped += buf.length;
+      return;
     }
-    if (this.fd !== undefined) writeAll(this.fd, buf);
-    else this.chunks.push(buf);
+    try {
+      if (this.fd === undefined && this.bytes > this.memoryLimit) {
+        const spillPath = path.join(this.spillDir, `spillway-${this.label}-${randomBytes(6).toString('hex')}`);
+        this.fd = openSync(spillPath, 'wx', 0o600);
+        this.spillPath = spillPath;
+        for (const c of this.chunks) this.written += writeAll(this.fd, c);
+        this.chunks = [];
+      }
+      if (this.fd !== undefined) this.written += writeAll(this.fd, buf);
+      else this.chunks.push(buf);
+    } catch (err) {
+      this.broken = true;
+      if (this.fd !== undefined) {
+        this.written += (err as { written?: number }).written ?? 0;
+        this.chunks = [];
+      }
+      const kept = this.fd !== undefined ? this.written : this.chunks.reduce((n, c) => n + c.length, 0);
+      this.dropped = this.bytes - kept;
+    }
   }
 
   /** The captured bytes: in memory, or the path of the spill file (closed, complete). */
@@ -60,7 +88,13 @@ export class OutputCapture {
   }
 }
 
-function writeAll(fd: number, buf: Buffer): void {
+/** Writes all of `buf`; on a failure part-way, `written` of the error says how much got out. */
+function writeAll(fd: number, buf: Buffer): number {
   let off = 0;
-  while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+  try {
+    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+  } catch (err) {
+    throw Object.assign(err as Error, { written: off });
+  }
+  return off;
 }

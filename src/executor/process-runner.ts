@@ -1,10 +1,12 @@
 import * as child_process from 'node:child_process';
 import { statSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { isAbsolute } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import { systemClock, type Clock, type Logger } from '../lib';
 import { launchAs, type BuildIdentity } from './build-identity';
-import type { Isolation, LimitGroup, ResourceLimits } from './limits';
+import type { DiskGuard } from './disk-limit';
+import { BUILD_NICE, type Isolation, type LimitGroup, type ResourceLimits } from './limits';
 import { signalMembers } from './cgroup-fs';
 import { groupGone, signalGroup } from './process-group';
 import { prepareSandbox, programExists, unenforcedReport, type LimitsReport } from './sandbox-launch';
@@ -26,6 +28,8 @@ export interface RunSpec {
   killGraceMs?: number;
   /** CPU, memory and pids limits; enforced only as far as `deps.isolation` allows (see `RunResult.limits`). */
   limits?: ResourceLimits;
+  /** The work dir's disk limit (from `DiskLimits.limit`): the run is killed once it is exceeded. */
+  disk?: DiskGuard;
 }
 
 export type OutputStream = 'stdout' | 'stderr';
@@ -44,6 +48,8 @@ export interface RunResult {
   timeoutMs?: number;
   /** True when the kernel's OOM killer killed a process of the build (cgroup memory limit). */
   oomKilled?: boolean;
+  /** The disk limit (MiB) the work dir reached, when that ended the run (or it ended at it). */
+  diskLimitMb?: number;
   /** What limits were requested and which were in force; absent when none were requested and no isolation was given. */
   limits?: LimitsReport;
   startedAt: number;
@@ -113,6 +119,7 @@ export function runProcess(
       clock,
       now,
       startedAt,
+      renice: true,
       ...(as.uid !== undefined && { uid: as.uid }),
       ...(as.gid !== undefined && { gid: as.gid }),
       ...(spec.limits && { report: unenforcedReport(spec.limits) }),
@@ -173,6 +180,8 @@ interface SuperviseContext {
   log?: Logger;
   uid?: number;
   gid?: number;
+  /** Lower the build's priority after spawning it (the sandbox wrapper does it before, through nice). */
+  renice?: boolean;
 }
 
 /** Spawns `argv` in a new process group and watches it until it and its group are gone. */
@@ -182,7 +191,8 @@ function supervise(
   onOutput: (stream: OutputStream, chunk: string) => void,
   ctx: SuperviseContext,
 ): RunHandle {
-  const { spawn, now, startedAt, group, report } = ctx;
+  const { spawn, now, startedAt, group } = ctx;
+  const report = ctx.report && spec.disk ? withDiskNote(ctx.report, spec.disk) : ctx.report;
   /** A timer on the injected clock; returns its cancel. */
   const after = (ms: number, fn: () => void): Timer => {
     const abort = new AbortController();
@@ -215,6 +225,14 @@ function supervise(
     return failed(err instanceof Error ? err.message : String(err));
   }
   const pid = child.pid;
+  // Best effort: a child forked in the instant before this keeps the agent's priority.
+  if (ctx.renice && pid !== undefined) {
+    try {
+      setPriority(pid, BUILD_NICE);
+    } catch {
+      // gone already
+    }
+  }
 
   let timedOut = false;
   let exit: { code: number | null; signal: string | null } | undefined;
@@ -251,6 +269,9 @@ function supervise(
     // Whatever survived the leader goes now, even if it let go of our pipes; the result
     // promises that nothing of the build runs any more, so wait for the kill to land.
     if (pid !== undefined && !groupEmpty && signalGroup(pid, 'SIGKILL')) await groupGone(pid, 2000, ctx.clock);
+    diskAbort.abort();
+    // A build that hit ENOSPC in its image, or overshot between two polls, ends at its limit too.
+    if (spec.disk && !diskExceeded) diskExceeded = await spec.disk.exceeded();
     let oomKilled: boolean | undefined;
     if (group) {
       if (group.enforced.memory) oomKilled = (await group.memoryEvents().catch(() => ({ oomKills: 0 }))).oomKills > 0;
@@ -263,6 +284,7 @@ function supervise(
       timedOut,
       ...(timedOut && { timeoutMs: spec.timeoutMs }),
       ...(oomKilled !== undefined && { oomKilled }),
+      ...(diskExceeded && spec.disk && { diskLimitMb: spec.disk.limitMb }),
       ...(spawnError !== undefined && { error: spawnError }),
       ...(report && { limits: report }),
       startedAt,
@@ -310,6 +332,25 @@ function supervise(
     maybeFinish();
   });
 
+  const diskAbort = new AbortController();
+  let diskExceeded = false;
+  const disk = spec.disk;
+  if (disk && pid !== undefined) {
+    void (async () => {
+      while (!finishing) {
+        await ctx.clock.sleep(disk.pollMs, diskAbort.signal);
+        if (finishing || !(await disk.exceeded())) continue;
+        diskExceeded = true;
+        ctx.log?.warn('executor.disk-exceeded', { pid, limitMb: disk.limitMb, mode: disk.mode });
+        // No grace: every second of it is more disk written.
+        termTimer?.abort();
+        signalGroup(pid, 'SIGKILL');
+        if (group) void signalMembers(group.procsFiles, 'SIGKILL');
+        return;
+      }
+    })().catch(() => undefined);
+  }
+
   if (pid !== undefined) {
     // setTimeout (behind the system clock) fires at once for delays past 2^31-1 ms (~24.8 days).
     termTimer = after(Math.min(spec.timeoutMs, 2 ** 31 - 1), () => {
@@ -330,6 +371,11 @@ function supervise(
 }
 
 type Timer = AbortController;
+
+function withDiskNote(report: LimitsReport, disk: DiskGuard): LimitsReport {
+  const how = `disk ${disk.limitMb} MiB (${disk.mode === 'loop' ? 'loop-mounted image' : `watched every ${disk.pollMs} ms`})`;
+  return { ...report, note: report.note === 'no limits requested' ? how : `${report.note}; ${how}` };
+}
 
 function checkSpec(spec: RunSpec): string | undefined {
   if ((spec.argv === undefined) === (spec.shell === undefined)) return 'exactly one of argv or shell is required';

@@ -3,7 +3,7 @@ import { accessSync, constants } from 'node:fs';
 import { delimiter, join, resolve } from 'node:path';
 import type { Logger } from '../lib';
 import { launchAs, type BuildIdentity } from './build-identity';
-import type { Enforcement, Isolation, IsolationKind, LimitGroup, ResourceLimits } from './limits';
+import { BUILD_NICE, type Enforcement, type Isolation, type IsolationKind, type LimitGroup, type ResourceLimits } from './limits';
 
 /** What a run's limits came to: requested, and by what (if anything) each one is enforced. */
 export interface LimitsReport {
@@ -68,7 +68,7 @@ export async function prepareSandbox(
 ): Promise<SandboxLaunch> {
   let group: LimitGroup | undefined;
   let groupProblem: string | undefined;
-  const wantsAny = limits.cpus !== undefined || limits.memoryMb !== undefined || limits.pids !== undefined;
+  const wantsAny = limits.cpus !== undefined || limits.memoryMb !== undefined || limits.pids !== undefined || isolation.buildsCpu !== undefined;
   if (wantsAny && isolation.kind !== 'none') {
     try {
       group = await isolation.create(`run-${process.pid}-${randomBytes(6).toString('hex')}`, limits);
@@ -84,6 +84,7 @@ export async function prepareSandbox(
   };
   let build = argv;
   if (rlimit.pids && isolation.prlimit) build = [isolation.prlimit, `--nproc=${Math.floor(limits.pids as number)}`, '--', ...argv];
+  if (isolation.nice) build = [isolation.nice, '-n', String(BUILD_NICE), '--', ...build];
   // The wrapper joins the cgroups with the agent's rights; the build user takes over after it.
   const as = launchAs(identity, build, true);
   const asKiB = rlimit.memory ? String(Math.round((limits.memoryMb as number) * 1024)) : '-';

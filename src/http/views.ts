@@ -66,6 +66,8 @@ export function agentsView(master: Pick<MasterView, 'agents'>) {
     executors: a.executors,
     busy: a.running.size,
     draining: a.draining,
+    /** Too little free disk to take builds: which filesystem, how much is free of the minimum. */
+    diskFull: a.diskFull ?? null,
     os: a.os,
     arch: a.arch,
     cpus: a.cpus,

@@ -3,6 +3,13 @@ import type { HelloFrame, MasterFrame, Notice } from '../protocol';
 
 export type Location = 'onprem' | 'cloud';
 
+/** The filesystem an agent is short on, as it reported it. */
+export interface DiskShortage {
+  path: string;
+  freeMb: number;
+  minFreeMb: number;
+}
+
 /** A connected, authenticated agent as the master sees it; changed only through the `AgentRegistry`. */
 export interface ConnectedAgent {
   /** Unique per connection: a reconnect of the same name is a new id. */
@@ -26,6 +33,8 @@ export interface ConnectedAgent {
   readonly unknownJobTypes: readonly string[];
   readonly lastSeen: number;
   readonly draining: boolean;
+  /** Set while the agent reports too little free disk: it gets no builds until space is back. */
+  readonly diskFull: DiskShortage | undefined;
   /** A spot notice for its machine: draining for good, its builds preempted if it vanishes. */
   readonly notice: Notice | undefined;
   /** Build keys (`queue/jobId`) this agent is running. */
@@ -71,6 +80,8 @@ export function agentFromHello(
     unknownJobTypes: conn.unknownJobTypes ?? [],
     lastSeen: conn.now,
     draining: hello.draining,
+    // The details follow in a `disk` frame right after the welcome.
+    diskFull: hello.diskFull ? { path: '', freeMb: 0, minFreeMb: 0 } : undefined,
     notice: undefined,
     running: new Set(),
     send: conn.send,
@@ -80,7 +91,10 @@ export function agentFromHello(
   return agent;
 }
 
-export const freeExecutors = (a: ConnectedAgent): number => (a.draining ? 0 : a.executors - a.running.size);
+/** Whether the agent takes new builds at all now (not draining, not short of disk). */
+export const takesWork = (a: ConnectedAgent): boolean => !a.draining && a.diskFull === undefined;
+
+export const freeExecutors = (a: ConnectedAgent): number => (takesWork(a) ? a.executors - a.running.size : 0);
 
 export interface AgentRegistryEvents {
   added: [ConnectedAgent];
@@ -128,6 +142,10 @@ export class AgentRegistry extends EventEmitter<AgentRegistryEvents> {
     (agent as MutableAgent).draining = draining;
   }
 
+  setDiskFull(agent: ConnectedAgent, shortage: DiskShortage | undefined): void {
+    (agent as MutableAgent).diskFull = shortage;
+  }
+
   /**
    * A spot notice for the agent's machine: it drains for good. Returns whether this is news
    * (an interruption notice is final, a later rebalance recommendation changes nothing).
@@ -171,7 +189,7 @@ export class AgentRegistry extends EventEmitter<AgentRegistryEvents> {
     let free = 0;
     let serving = false;
     for (const a of this.byId.values()) {
-      if (!a.jobTypes.has(queue) || a.draining) continue;
+      if (!a.jobTypes.has(queue) || !takesWork(a)) continue;
       serving = true;
       free += freeExecutors(a);
     }

@@ -9,7 +9,7 @@ import type { BuildRecords } from './build-store';
 import { BuildSettlement } from './build-settlement';
 import type { DispatcherEvents } from './dispatcher-events';
 import { chooseAgent } from './executor-choice';
-import { agentKeyOf, attemptOf, identityOf, lockOf, timeoutOf, type HeldJob } from './held-jobs/held-job';
+import { agentKeyOf, attemptOf, diskDefault, identityOf, lockOf, timeoutOf, type HeldJob } from './held-jobs/held-job';
 import { HeldJobs } from './held-jobs/held-jobs';
 import type { JobQueue, QueuedJob } from './job-queue';
 import { LockRenewal } from './held-jobs/lock-renewal';
@@ -184,6 +184,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       attempt: h.attempt,
       payload: h.payload,
       timeoutSec: h.timeoutSec,
+      ...diskDefault(this.d.config, h.queue, h.payload),
     });
     this.emit('build-dispatched', build);
     this.log.info('job.dispatched', {
@@ -246,3 +247,4 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     return this.jobs.list();
   }
 }
+

@@ -1,5 +1,5 @@
 import type { Requirements } from '../protocol';
-import { freeExecutors, type ConnectedAgent } from './agent-registry';
+import { freeExecutors, takesWork, type ConnectedAgent } from './agent-registry';
 
 export type Choice = { agent: ConnectedAgent; reason: string } | { agent: undefined; reason: string };
 
@@ -41,7 +41,7 @@ export function chooseAgent(queue: string, req: Requirements | undefined, agents
   }
   if (best) return { agent: best, reason: `${best.location} agent ${best.name} has ${freeExecutors(best)} free executor(s)` };
   if (serving === 0) return { agent: undefined, reason: `no connected agent serves job type ${queue}` };
-  if (unmet.length === 0) return { agent: undefined, reason: `all ${busy} agent(s) serving ${queue} are busy or draining` };
+  if (unmet.length === 0) return { agent: undefined, reason: `all ${busy} agent(s) serving ${queue} are busy, draining or short of disk` };
   return { agent: undefined, reason: `no free agent meets the requirements (${unmet.join('; ')})` };
 }
 
@@ -56,10 +56,10 @@ function better(a: ConnectedAgent, b: ConnectedAgent): boolean {
 /**
  * Why no agent connected here could ever run a job of `queue` with these requirements, busy or
  * not, or undefined if one could (or none serves the type at all: that is backlog, and the
- * autoscaler's to answer). Draining agents take no new work, so they do not count.
+ * autoscaler's to answer). Draining agents and agents short of disk take no new work, so they do not count.
  */
 export function whyUnrunnable(queue: string, req: Requirements | undefined, agents: Iterable<ConnectedAgent>): string | undefined {
-  const serving = [...agents].filter((a) => a.jobTypes.has(queue) && !a.draining);
+  const serving = [...agents].filter((a) => a.jobTypes.has(queue) && takesWork(a));
   if (serving.length === 0 || serving.some((a) => unmetRequirement(a, req) === undefined)) return undefined;
   const r = req ?? {};
   const missing = (r.labels ?? []).filter((l) => !serving.some((a) => a.labels.has(l)));

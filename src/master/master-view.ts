@@ -11,7 +11,7 @@ import type { JobService } from './job-service';
 export type AgentInfo = Readonly<Omit<ConnectedAgent, 'send' | 'close' | 'alive' | 'running'>> & {
   /** Build keys (`queue/jobId`) it is running. */
   readonly running: ReadonlySet<string>;
-  /** Executors it would take a build on now (0 while draining). */
+  /** Executors it would take a build on now (0 while draining or short of disk). */
   readonly freeExecutors: number;
 };
 
@@ -96,6 +96,7 @@ export function agentInfo(a: ConnectedAgent): AgentInfo {
     connectedAt: a.connectedAt,
     lastSeen: a.lastSeen,
     draining: a.draining,
+    diskFull: a.diskFull && { ...a.diskFull },
     notice: a.notice,
     running: new Set(a.running),
     freeExecutors: freeExecutors(a),

@@ -16,6 +16,8 @@ export const buildResultSchema = z
     failure: z.string().max(4096).optional(),
     /** The kernel's OOM killer ended the build (its memory limit). */
     oomKilled: z.boolean().optional(),
+    /** The build's work dir grew past its disk limit (this many MiB) and the build was ended. */
+    diskLimitMb: z.number().int().positive().optional(),
     /** Which resource limits were in force, in words (never claims one that was not). */
     limits: z.string().optional(),
     /** For an action: its digest, and whether its result went into the action cache. */
@@ -27,10 +29,11 @@ export const buildResultSchema = z
 
 export type BuildResult = z.output<typeof buildResultSchema>;
 
-export type BuildOutcome = 'success' | 'failure' | 'timeout' | 'signal' | 'oom' | 'error';
+export type BuildOutcome = 'success' | 'failure' | 'timeout' | 'signal' | 'oom' | 'disk' | 'error';
 
 export function outcomeOf(r: BuildResult): BuildOutcome {
   if (r.error !== undefined) return 'error';
+  if (r.diskLimitMb !== undefined) return 'disk';
   if (r.timedOut) return 'timeout';
   if (r.oomKilled) return 'oom';
   if (r.signal !== null) return 'signal';
@@ -50,6 +53,8 @@ export function describeResult(r: BuildResult, timeoutSec?: number): string {
       return `killed by ${r.signal}`;
     case 'oom':
       return `out of memory${r.limits ? ` (${r.limits})` : ''}`;
+    case 'disk':
+      return `disk limit ${r.diskLimitMb} MiB exceeded`;
     case 'error':
       return `could not start: ${r.error}`;
   }

@@ -55,6 +55,21 @@ const noticeFrame = z
   })
   .strict();
 
+/**
+ * The agent's free space on its work or cache filesystem crossed its headroom: below it
+ * (`full`) the master sends it no builds, until a frame with `full: false`.
+ */
+const diskFrame = z
+  .object({
+    type: z.literal('disk'),
+    full: z.boolean(),
+    /** The filesystem that is short (or the work dir's, when none is). */
+    path: z.string().max(4096),
+    freeMb: z.number().nonnegative(),
+    minFreeMb: z.number().nonnegative(),
+  })
+  .strict();
+
 const agentFrameSchema = z.discriminatedUnion('type', [
   z
     .object({
@@ -77,6 +92,8 @@ const agentFrameSchema = z.discriminatedUnion('type', [
       /** Builds that finished while the master was unreachable, not yet acknowledged. */
       finished: z.array(finishedFrame),
       draining: z.boolean(),
+      /** Too little free disk to take builds (see the `disk` frame); absent from older agents. */
+      diskFull: z.boolean().optional(),
     })
     .strict(),
   z.object({ type: z.literal('heartbeat'), running: z.array(z.string()) }).strict(),
@@ -93,6 +110,7 @@ const agentFrameSchema = z.discriminatedUnion('type', [
   finishedFrame,
   z.object({ type: z.literal('draining') }).strict(),
   noticeFrame,
+  diskFrame,
 ]);
 
 const masterFrameSchema = z.discriminatedUnion('type', [
@@ -112,6 +130,8 @@ const masterFrameSchema = z.discriminatedUnion('type', [
       payload: jobPayloadSchema,
       /** Resolved from the payload or the job type's default. */
       timeoutSec: z.number().int().positive(),
+      /** The job type's disk limit (MiB) when the payload names none; the agent's own default applies otherwise. */
+      diskMb: z.number().int().positive().optional(),
     })
     .strict(),
   z.object({ type: z.literal('cancel'), queue: z.string(), jobId: z.string(), reason: z.string() }).strict(),
@@ -126,6 +146,7 @@ export type MasterFrame = z.output<typeof masterFrameSchema>;
 export type HelloFrame = Extract<AgentFrame, { type: 'hello' }>;
 export type FinishedFrame = Extract<AgentFrame, { type: 'finished' }>;
 export type NoticeFrame = Extract<AgentFrame, { type: 'notice' }>;
+export type DiskFrame = Extract<AgentFrame, { type: 'disk' }>;
 export type AssignFrame = Extract<MasterFrame, { type: 'assign' }>;
 
 export type FrameParse<T> = { ok: true; frame: T } | { ok: false; reason: string };

@@ -55,6 +55,8 @@ export const jobPayloadSchema = z
         cpus: z.number().positive().optional(),
         memoryMb: z.number().int().positive().optional(),
         pids: z.number().int().positive().optional(),
+        /** How far the build's work dir may grow, in MiB; past it the build ends with outcome `disk`. */
+        diskMb: z.number().int().positive().optional(),
       })
       .strict()
       .optional(),

@@ -2,7 +2,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CasClient, DiskStore } from '../cas';
 import type { AgentOptions } from '../config';
-import { ActionFailure, executeAction, type BuildIdentity, type Isolation, type OutputStream, type runProcess } from '../executor';
+import { ActionFailure, executeAction, type BuildIdentity, type DiskGuard, type Isolation, type OutputStream, type runProcess } from '../executor';
 import type { Clock, Logger } from '../lib';
 import { actionDigestOf, type AssignFrame, type BuildResult } from '../protocol';
 import { toBuildResult } from './build-result-of';
@@ -31,7 +31,7 @@ export class ActionSupport {
     return this.d.options.casUrl !== undefined;
   }
 
-  async run(assign: AssignFrame, workDir: string, onOutput: (stream: OutputStream, chunk: string) => void): Promise<BuildResult> {
+  async run(assign: AssignFrame, workDir: string, onOutput: (stream: OutputStream, chunk: string) => void, disk?: DiskGuard): Promise<BuildResult> {
     const { payload } = assign;
     const spec = payload.action!;
     const startedAt = this.d.clock.now();
@@ -79,9 +79,10 @@ export class ActionSupport {
           local,
           remote,
           workDir,
+          ...(disk && { disk }),
           runner: this.d.runner,
           ...(this.d.identity && { identity: this.d.identity }),
-          ...(this.d.isolation && payload.resources && { isolation: this.d.isolation }),
+          ...(this.d.isolation && (payload.resources || this.d.isolation.buildsCpu) && { isolation: this.d.isolation }),
           baseEnv: this.d.baseEnv,
           onOutput,
           agent: this.d.options.name,
@@ -102,6 +103,17 @@ export class ActionSupport {
     return { ...toBuildResult(out.run), action: ref };
   }
 
+  /** The local cache's directory (it may not exist yet). */
+  get cacheDir(): string {
+    return this.d.options.cacheDir ?? join(tmpdir(), `spillway-agent-cache-${this.d.options.name}`);
+  }
+
+  /** Evicts from the local cache to free `bytes` on its disk; 0 for an agent without a CAS. */
+  async trimCache(bytes: number): Promise<number> {
+    if (!this.available) return 0;
+    return (await this.open()).local.trim(bytes);
+  }
+
   async close(): Promise<void> {
     if (this.opened) await (await this.opened).local.close();
   }
@@ -110,7 +122,7 @@ export class ActionSupport {
     this.opened ??= (async () => {
       const o = this.d.options;
       const local = await DiskStore.open({
-        root: o.cacheDir ?? join(tmpdir(), `spillway-agent-cache-${o.name}`),
+        root: this.cacheDir,
         maxBytes: o.cacheMaxMb * 1024 * 1024,
         clock: this.d.clock,
         log: this.d.log,

@@ -1,9 +1,10 @@
 import type WebSocket from 'ws';
 import type { AgentOptions } from '../config';
-import type { BuildIdentity, Isolation, runProcess } from '../executor';
+import type { BuildIdentity, DiskLimits, Isolation, runProcess } from '../executor';
 import type { BackoffPolicy, Clock, Logger } from '../lib';
 import type { BuildResult, HeldJob, NoticeFrame } from '../protocol';
 import type { AgentRejectedError } from './agent-errors';
+import type { DiskState } from './disk-headroom';
 import type { HostInfo } from './host-info';
 import type { AgentTls } from './master-connection';
 
@@ -19,6 +20,8 @@ export interface AgentDeps {
   runner?: typeof runProcess;
   /** Confinement for builds that ask for resource limits (cgroups, else rlimits). @defaultValue none */
   isolation?: Isolation;
+  /** How builds' disk limits are enforced. @defaultValue detected at start (`detectDiskLimits`) */
+  disk?: DiskLimits;
   /**
    * Who builds run as (from `detectBuildIdentity`): another user when the agent is root, its
    * own user in private namespaces otherwise. @defaultValue the agent's own user, nothing in between
@@ -54,9 +57,13 @@ export interface AgentEvents {
   'job-finished': [HeldJob, BuildResult];
   'job-cancelled': [HeldJob, string];
   'job-acked': [{ queue: string; jobId: string }];
+  /** A build's processes are gone and its directory (and disk image) removed. */
+  'job-cleaned': [HeldJob];
   disconnected: [{ code: number; reason: string; retryInMs: number }];
   draining: [];
   drained: [];
+  /** Free disk crossed the agent's headroom (`full`: it takes no builds until it is back). */
+  disk: [DiskState];
   /** A spot interruption warning or rebalance recommendation read from IMDS. */
   notice: [NoticeFrame];
   fatal: [AgentRejectedError];

@@ -3,7 +3,7 @@ import { rm } from 'node:fs/promises';
 import WebSocket from 'ws';
 import { version as packageVersion } from '../../package.json';
 import type { AgentOptions } from '../config';
-import { runProcess } from '../executor';
+import { detectDiskLimits, runProcess, type DiskLimits } from '../executor';
 import { fullJitterDelay, systemClock, type BackoffPolicy, type Clock, type Logger } from '../lib';
 import {
   outcomeOf,
@@ -23,6 +23,7 @@ import { Build } from './build';
 import { buildBaseEnv } from './build-env';
 import { heartbeat } from './heartbeat';
 import { helloFrame } from './hello';
+import { diskFrame, startHeadroom, type DiskHeadroom, type DiskState } from './disk-headroom';
 import { detectHostInfo, type HostInfo } from './host-info';
 import { keyOf, LogOutbox } from './log-outbox';
 import { MasterConnection, type ConnectionEnd } from './master-connection';
@@ -66,6 +67,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   private drainPromise: Promise<void> | undefined;
   private workDir = '';
   private ownsWorkDir = false;
+  private disk: DiskLimits | undefined;
+  private headroom: DiskHeadroom | undefined;
   private readonly changes: StateChanges;
   /** Watches IMDS for spot notices, on EC2 only. */
   private readonly watch: NoticeWatch | undefined;
@@ -134,6 +137,7 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   private async main(): Promise<void> {
     await this.prepareWorkDir();
+    this.headroom = await startHeadroom(this.options, { workDir: this.workDir, actions: this.actions, clock: this.clock, log: this.log }, (state) => this.onDiskChange(state));
     this.watch?.start();
     try {
       await this.connectLoop();
@@ -143,6 +147,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     } finally {
       this.stopping = true;
       await this.watch?.stop();
+      await this.headroom?.stop();
       for (const build of [...this.running.values()]) this.dropBuild(build, 'agent stopped');
       await Promise.all([...this.unsettled].map((b) => b.settled));
       this.outbox.close();
@@ -157,6 +162,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     const prepared = await prepareWorkDir({ workDir: this.options.workDir, name: this.options.name, identity: this.deps.identity, log: this.log });
     this.workDir = prepared.dir;
     this.ownsWorkDir = prepared.owned;
+    this.disk = this.deps.disk ?? (await detectDiskLimits({ workDir: this.workDir, mode: this.options.diskLimit, pollMs: this.options.diskPollMs, log: this.log }));
   }
 
   private async connectLoop(): Promise<void> {
@@ -218,7 +224,13 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.reportedFinished = new Set(finished.map((f) => keyOf(f.queue, f.jobId)));
     const version = this.deps.version ?? packageVersion;
     // After a notice the agent says hello as draining: no build may reach it before the notice frame does.
-    return helloFrame(this.options, this.host, { version, running, finished, draining: this.draining || this.notice !== undefined });
+    return helloFrame(this.options, this.host, {
+      version,
+      running,
+      finished,
+      draining: this.draining || this.notice !== undefined,
+      diskFull: this.headroom?.state.full ?? false,
+    });
   }
 
   private onMessage(conn: MasterConnection, text: string): void {
@@ -268,6 +280,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       conn.send(f);
     }
     if (this.draining) conn.send({ type: 'draining' });
+    const disk = this.headroom?.state;
+    if (disk?.full) conn.send(diskFrame(disk));
     if (this.notice) conn.send(this.notice);
     this.outbox.flush();
     void heartbeat(conn, frame.heartbeatMs, { clock: this.clock, log: this.log, running: () => this.runningJobs().map((h) => h.jobId) });
@@ -281,6 +295,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     const refuse = (reason: string) => this.log.warn('agent.assign-refused', { queue, jobId, reason });
     if (this.draining || this.stopping) return refuse('draining');
     if (this.running.has(key)) return refuse('already running');
+    if (this.headroom?.state.full) return refuse('disk full');
     if (this.running.size >= this.options.executors) return refuse(`at capacity (${this.options.executors} executors)`);
     // A new attempt supersedes a result the master never acknowledged.
     this.finished.delete(key);
@@ -291,6 +306,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       baseEnv: this.baseEnv,
       ...(this.deps.isolation && { isolation: this.deps.isolation }),
       ...(this.deps.identity && { identity: this.deps.identity }),
+      ...(this.disk && { disk: this.disk }),
+      ...((frame.diskMb ?? this.options.buildDiskMb) !== undefined && { defaultDiskMb: frame.diskMb ?? this.options.buildDiskMb }),
       actions: this.actions,
       ...(this.deps.killGraceMs !== undefined && { killGraceMs: this.deps.killGraceMs }),
       onOutput: (stream, chunk) => {
@@ -303,6 +320,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.unsettled.add(build);
     void build.settled.then(() => {
       this.unsettled.delete(build);
+      this.emit('job-cleaned', build.held);
       this.changes.notify();
     });
     this.conn?.send({ type: 'started', ...build.held, startedAt: this.clock.now() });
@@ -334,6 +352,13 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.conn?.send(frame);
     }
     this.emit('job-finished', build.held, result);
+    this.changes.notify();
+  }
+
+  /** Below its headroom the agent takes no builds; the master hears it at once, and again when space is back. */
+  private onDiskChange(state: DiskState): void {
+    this.emit('disk', state);
+    if (this.welcomed) this.conn?.send(diskFrame(state));
     this.changes.notify();
   }
 
@@ -395,3 +420,4 @@ export class Agent extends EventEmitter<AgentEvents> {
     await this.exited?.catch(() => undefined);
   }
 }
+

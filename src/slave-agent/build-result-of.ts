@@ -9,6 +9,7 @@ export function toBuildResult(r: RunResult): BuildResult {
     timedOut: r.timedOut,
     ...(r.error !== undefined && { error: r.error }),
     ...(r.oomKilled && { oomKilled: true }),
+    ...(r.diskLimitMb !== undefined && { diskLimitMb: r.diskLimitMb }),
     ...(r.limits && { limits: r.limits.note }),
     startedAt: r.startedAt,
     finishedAt: r.finishedAt,

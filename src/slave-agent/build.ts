@@ -1,6 +1,17 @@
 import { chmod, mkdir, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { buildOwner, handOver, identityEnv, type BuildIdentity, type Isolation, type OutputStream, type RunHandle, type runProcess } from '../executor';
+import {
+  buildOwner,
+  handOver,
+  identityEnv,
+  type BuildIdentity,
+  type DiskGuard,
+  type DiskLimits,
+  type Isolation,
+  type OutputStream,
+  type RunHandle,
+  type runProcess,
+} from '../executor';
 import type { Clock } from '../lib';
 import type { ActionSupport } from './action-support';
 import { toBuildResult } from './build-result-of';
@@ -18,6 +29,10 @@ export interface BuildDeps {
   actions?: ActionSupport;
   /** cgroup limits and oom_score_adj for builds; without it builds run unconfined. */
   isolation?: Isolation;
+  /** How a disk limit is enforced; without it `diskMb` is not enforced. */
+  disk?: DiskLimits;
+  /** The disk limit (MiB) when the payload names none: the job type's, else the agent's. */
+  defaultDiskMb?: number;
   /** Who builds run as; a build user owns the build's directory. @defaultValue the agent's user */
   identity?: BuildIdentity;
   /** The build directory could not be removed afterwards (the build's result stands). */
@@ -38,6 +53,7 @@ export class Build {
   /** Settles after `result`, once the build directory has been removed as well. */
   readonly settled: Promise<void>;
   private handle: RunHandle | undefined;
+  private disk: DiskGuard | undefined;
 
   constructor(
     readonly assign: AssignFrame,
@@ -47,9 +63,11 @@ export class Build {
     this.attempt = assign.attempt;
     this.dir = join(deps.workDir, `${safe(assign.queue)}-${safe(assign.jobId)}-${assign.attempt}`);
     this.result = this.run().catch((err: unknown) => this.failed(err));
-    this.settled = this.result.then(() =>
-      removeDir(this.dir).catch((err: unknown) => deps.onCleanupError(this.dir, err)),
-    );
+    this.settled = this.result.then(async () => {
+      // The image goes first: removing the dir's contents through a live mount would leave it behind.
+      await this.disk?.release().catch((err: unknown) => deps.onCleanupError(this.dir, err));
+      await removeDir(this.dir).catch((err: unknown) => deps.onCleanupError(this.dir, err));
+    });
   }
 
   get cancelled(): boolean {
@@ -77,8 +95,11 @@ export class Build {
     const { payload } = this.assign;
     const startedAt = this.deps.clock.now();
     const cwd = payload.cwd ? join(this.dir, payload.cwd) : this.dir;
+    const diskMb = payload.resources?.diskMb ?? this.deps.defaultDiskMb;
+    const limits = diskMb === undefined ? payload.resources : { ...payload.resources, diskMb };
     try {
       await freshDir(this.dir);
+      if (diskMb !== undefined && this.deps.disk) this.disk = await this.deps.disk.limit(this.dir, diskMb);
       // An action's cwd comes with its input tree, materialized below.
       if (cwd !== this.dir && !payload.action) await mkdir(cwd, { recursive: true });
       const owner = buildOwner(this.deps.identity);
@@ -98,7 +119,7 @@ export class Build {
       if (!this.deps.actions) {
         return { exitCode: null, signal: null, timedOut: false, error: 'this agent cannot run actions', startedAt, finishedAt: this.deps.clock.now() };
       }
-      return this.deps.actions.run(this.assign, this.dir, this.deps.onOutput);
+      return this.deps.actions.run(this.assign, this.dir, this.deps.onOutput, this.disk);
     }
     this.handle = this.deps.runner(
       {
@@ -112,15 +133,16 @@ export class Build {
         },
         cwd,
         timeoutMs: this.assign.timeoutSec * 1000,
-        ...(payload.resources && { limits: payload.resources }),
+        ...(limits && { limits }),
+        ...(this.disk && { disk: this.disk }),
         ...(this.deps.killGraceMs !== undefined && { killGraceMs: this.deps.killGraceMs }),
       },
       this.deps.onOutput,
       // Confinement costs a wrapper exec and cgroup set-up per build, worth it where a job
-      // asks for limits; unconfined jobs keep the fast path.
+      // asks for limits or the agent keeps its builds in a cpu group; others keep the fast path.
       {
         clock: this.deps.clock,
-        ...(this.deps.isolation && payload.resources && { isolation: this.deps.isolation }),
+        ...(this.deps.isolation && (payload.resources || this.deps.isolation.buildsCpu) && { isolation: this.deps.isolation }),
         ...(this.deps.identity && { identity: this.deps.identity }),
       },
     );

@@ -7,6 +7,7 @@ export interface HelloState {
   running: HeldJob[];
   finished: FinishedFrame[];
   draining: boolean;
+  diskFull: boolean;
 }
 
 /** The first frame of every connection: who we are, what we run, what we still hold. */
@@ -29,5 +30,6 @@ export function helloFrame(o: AgentOptions, host: HostInfo, state: HelloState): 
     running: state.running,
     finished: state.finished,
     draining: state.draining,
+    ...(state.diskFull && { diskFull: true }),
   };
 }

@@ -1,7 +1,7 @@
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildOwner, unreachableBy, type BuildIdentity } from '../executor';
+import { buildOwner, unmountBelow, unreachableBy, type BuildIdentity } from '../executor';
 import type { Logger } from '../lib';
 
 /** Names the agent that uses a work dir: its pid, so a later start can tell a crash from a neighbour. */
@@ -59,9 +59,12 @@ async function claim(dir: string, log: Logger, explicit: boolean): Promise<boole
     log.warn('agent.workdir-not-swept', { dir, reason: 'not an agent work dir (no marker) and not empty', entries: entries.length });
     return true;
   }
+  // A crashed agent's builds may still have their disk images mounted here.
+  const unmounted = entries.length > 0 ? await unmountBelow(dir) : [];
   for (const name of entries) await rm(join(dir, name), { recursive: true, force: true });
-  if (entries.length > 0) log.warn('agent.workdir-swept', { dir, removed: entries.length, reason: `left by agent process ${holder}, which is gone` });
-  await writeFile(marker, `${process.pid}\n`);
+  if (entries.length > 0) log.warn('agent.workdir-swept', { dir, removed: entries.length, unmounted: unmounted.length, reason: `left by agent process ${holder}, which is gone` });
+  // A full disk must not stop the agent: without the marker a later start only sweeps less.
+  await writeFile(marker, `${process.pid}\n`).catch((err: unknown) => log.warn('agent.state-write-failed', { file: marker, error: String(err) }));
   return true;
 }
 

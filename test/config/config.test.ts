@@ -158,4 +158,20 @@ describe('config', () => {
     assert.ok(p.includes('master: --ca, --cert and --key need a wss:// master URL'), p.join('\n'));
     assert.equal(parseAgentOptions({ ...base, master: 'wss://m:8081', caFile: '/ca.pem' }).caFile, '/ca.pem');
   });
+
+  it('disk and cpu options of agents and job types: defaults and problems', () => {
+    const base = { master: 'ws://m:8081', token: 't', name: 'a', jobTypes: ['b2g'] };
+    const o = parseAgentOptions(base);
+    assert.equal(o.minFreeMb, 1024);
+    assert.equal(o.diskLimit, 'auto');
+    assert.equal(o.buildDiskMb, undefined);
+    assert.equal(o.buildCpuMax, undefined);
+    const p = problems(() => parseAgentOptions({ ...base, buildDiskMb: 0, buildCpuMax: 1.5, minFreeMb: -1, diskLimit: 'quota' }));
+    assert.ok(p.some((x) => x.startsWith('buildDiskMb: ')), p.join('\n'));
+    assert.ok(p.includes('buildCpuMax: at most 1 (100% of the cores)'), p.join('\n'));
+    assert.ok(p.some((x) => x.startsWith('minFreeMb: ')), p.join('\n'));
+    assert.ok(p.some((x) => x.startsWith('diskLimit: expected "auto" or "watch"')), p.join('\n'));
+    assert.equal(parseConfig({ agents: { token: 'test-token-0123456789' }, jobTypes: { b2g: { diskMb: 2048 } } }, {}).jobTypes.b2g!.diskMb, 2048);
+    assert.ok(problems(() => parseConfig({ agents: { token: 'test-token-0123456789' }, jobTypes: { b2g: { diskMb: -5 } } }, {})).some((x) => x.startsWith('jobTypes.b2g.diskMb')));
+  });
 });

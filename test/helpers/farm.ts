@@ -8,7 +8,7 @@ import { parseAgentOptions, parseConfig, type Config } from '../../src/config';
 import { createLogger, type LogEntry, type Logger } from '../../src/lib';
 import { startDaemon, type Daemon, type DaemonAddresses, type DaemonOptions } from '../../src/cli/daemon';
 import type { BuildRecord, Master } from '../../src/master';
-import { Agent, type AgentTls } from '../../src/slave-agent';
+import { Agent, type AgentDeps, type AgentTls } from '../../src/slave-agent';
 import { redisUrl } from '../setup/root-hooks';
 import { uniquePrefix } from '../setup/unique';
 
@@ -107,10 +107,21 @@ export class TestFarm {
     instanceId?: string;
     imdsUrl?: string;
     noticePollSec?: number;
+    workDir?: string;
+    cacheDir?: string;
+    casUrl?: string;
+    buildDiskMb?: number;
+    diskPollMs?: number;
+    minFreeMb?: number;
+    diskCheckSec?: number;
+    buildCpuMax?: number;
+    /** Dependencies beyond the options (isolation, disk limits...). */
+    deps?: Partial<Omit<AgentDeps, 'options' | 'log'>>;
   }): Promise<Agent> {
-    const { tls, ...options } = o;
+    const { tls, deps, ...options } = o;
     const agent = new Agent({
       options: parseAgentOptions({ master: this.addr.agentUrl, token: TOKEN, jobTypes: ['b2g', 'linux64'], ...options }),
+      ...deps,
       ...(tls && { tls }),
       log: this.logs.log.child({ agent: o.name }),
       backoff: { baseMs: 50, maxMs: 500 },

@@ -35,12 +35,15 @@ describe('resource limits: a job that asks for them runs confined on a real agen
     assert.match(view.failedReason ?? '', /memory 64 MiB/);
   });
 
-  it('runs a job without resources unconfined, as before', async () => {
+  it('runs a job without resources below the agent: nice 10, in the low-weight builds group where there is a cpu cgroup', async () => {
     const events = await farm.events('b2g');
-    const id = await farm.submit({ type: 'b2g', shell: 'cat /proc/self/oom_score_adj' });
+    const id = await farm.submit({ type: 'b2g', shell: 'nice; grep -c "spillway/builds-" /proc/self/cgroup || true' });
     await (await farm.queue('b2g').getJob(id))!.waitUntilFinished(events);
     const view = await farm.api<JobView>(`/api/jobs/${id}`);
     assert.equal(view.state, 'completed');
-    assert.equal((view.log ?? '').trim(), '0');
+    const [nice, inGroup] = (view.log ?? '').trim().split('\n');
+    assert.equal(nice, '10');
+    const cpuCgroup = /"event":"executor.cpu-ceiling"[^\n]*"group"/.test(agent.output());
+    assert.equal(inGroup, cpuCgroup ? '1' : '0');
   });
 });

@@ -215,7 +215,8 @@
   function renderAgents() {
     const rows = overview.agents.map((a) =>
       h('tr', { 'data-agent': a.name, 'data-location': a.location },
-        h('td', {}, a.name, a.draining ? h('span', { class: 'muted' }, ' (draining)') : null),
+        h('td', {}, a.name, a.draining ? h('span', { class: 'muted' }, ' (draining)') : null,
+          a.diskFull ? h('span', { class: 'result-failed', 'data-disk-full': '' }, ` (disk full: ${a.diskFull.freeMb} MiB free < ${a.diskFull.minFreeMb} MiB)`) : null),
         h('td', {}, whereBadge(a.location, a.instanceId)),
         h('td', { class: 'num' }, `${a.busy}/${a.executors}`),
         h('td', {}, a.running.map((r) => `${r.type}/${r.id}`).join(', ') || h('span', { class: 'muted' }, 'idle'))));

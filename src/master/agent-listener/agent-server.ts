@@ -215,6 +215,13 @@ export class AgentServer {
           return;
         case 'notice':
           return this.d.dispatcher.notice(agent, f.notice, { source: 'imds', action: f.action, at: f.at });
+        case 'disk': {
+          const shortage = f.full ? { path: f.path, freeMb: f.freeMb, minFreeMb: f.minFreeMb } : undefined;
+          this.d.registry.setDiskFull(agent, shortage);
+          log[f.full ? 'warn' : 'info'](f.full ? 'agent.disk-full' : 'agent.disk-ok', { agent: agent.name, path: f.path, freeMb: f.freeMb, minFreeMb: f.minFreeMb });
+          this.d.dispatcher.capacityChanged();
+          return;
+        }
       }
     };
     // A bug in handling one connection's frame must cost that connection, never the master

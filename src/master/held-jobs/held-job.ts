@@ -250,3 +250,9 @@ export async function attemptOf(queue: string, job: QueuedJob, builds: { preempt
 export function timeoutOf(config: Pick<Config, 'jobTypes'>, queue: string, fromPayload: number | undefined): number {
   return fromPayload ?? config.jobTypes[queue]?.timeoutSec ?? 3600;
 }
+
+/** The job type's disk limit, sent beside the payload (which an action's digest covers, so it is never rewritten). */
+export function diskDefault(config: Pick<Config, 'jobTypes'>, queue: string, payload: JobPayload): { diskMb?: number } {
+  const diskMb = config.jobTypes[queue]?.diskMb;
+  return payload.resources?.diskMb === undefined && diskMb !== undefined ? { diskMb } : {};
+}

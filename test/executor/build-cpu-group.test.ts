@@ -1,0 +1,65 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { detectIsolation, runProcess, type Isolation } from '../../src/executor';
+import { captureLogs } from '../helpers/farm';
+
+const PATH = '/usr/local/bin:/usr/bin:/bin';
+
+describe('the agent builds cpu group (low weight, optional ceiling), on the machine cgroups', () => {
+  let isolation: Isolation;
+  let cwd: string;
+  const logs = captureLogs();
+  before(async function () {
+    isolation = await detectIsolation({ log: logs.log, buildCpuMax: 0.5 });
+    if (!isolation.buildsCpu) {
+      console.log('      (skipped: no writable cpu cgroup here)');
+      this.skip();
+    }
+    cwd = mkdtempSync(join(tmpdir(), 'spillway-cpu-'));
+  });
+  after(async () => {
+    if (cwd) rmSync(cwd, { recursive: true, force: true });
+  });
+
+  it('writes the low weight and a ceiling of half the cores for all builds together, and says so', () => {
+    const dir = isolation.buildsCpu!.dir;
+    const period = 100_000;
+    const want = Math.round(0.5 * availableParallelism() * period);
+    if (isolation.kind === 'cgroup-v1') {
+      assert.equal(readFileSync(join(dir, 'cpu.shares'), 'utf8').trim(), '102');
+      assert.equal(readFileSync(join(dir, 'cpu.cfs_quota_us'), 'utf8').trim(), String(want));
+    } else {
+      assert.equal(readFileSync(join(dir, 'cpu.weight'), 'utf8').trim(), '10');
+      assert.equal(readFileSync(join(dir, 'cpu.max'), 'utf8').trim(), `${want} ${period}`);
+    }
+    assert.equal(isolation.buildsCpu!.maxCores, 0.5 * availableParallelism());
+    const ev = logs.entries.find((e) => e.event === 'executor.cpu-ceiling');
+    assert.equal(ev?.enforced, true);
+  });
+
+  it('runs a build that asks for no limits inside that group, at nice 10', async () => {
+    let out = '';
+    const handle = runProcess({ cwd, timeoutMs: 20_000, baseEnv: { PATH }, shell: 'nice; cat /proc/self/cgroup' }, (_s, c) => (out += c), { isolation });
+    const r = await handle.result;
+    assert.equal(r.exitCode, 0, out);
+    assert.match(out, /^10\n/);
+    assert.ok(out.includes(`builds-${process.pid}/`), out);
+  });
+
+  it('throttles builds that want more than the ceiling', async () => {
+    const throttled = () => Number(/nr_throttled (\d+)/.exec(readFileSync(join(isolation.buildsCpu!.dir, 'cpu.stat'), 'utf8'))?.[1] ?? 0);
+    const before = throttled();
+    const shell = 'pids=; for i in $(seq $(($(nproc) + 1))); do sh -c "while :; do :; done" & pids="$pids $!"; done; sleep 1; kill $pids';
+    const r = await runProcess({ cwd, timeoutMs: 20_000, baseEnv: { PATH }, shell }, () => undefined, { isolation }).result;
+    assert.equal(r.exitCode, 0);
+    assert.ok(throttled() > before, 'the ceiling held the builds back');
+  });
+
+  it('removes the group when closed', async () => {
+    const dir = isolation.buildsCpu!.dir;
+    await isolation.close();
+    assert.equal(existsSync(dir), false);
+  });
+});
