@@ -1,9 +1,9 @@
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 import type { Config } from '../config';
 import { Dashboard, createHttpApi } from '../http';
-import { systemClock, urlHost, type Clock, type Logger } from '../lib';
+import { RedisProbe, RepeatLog, systemClock, urlHost, type Clock, type Logger } from '../lib';
 import { Master } from '../master';
 import {
   createEc2Client,
@@ -49,6 +49,7 @@ export interface DaemonAddresses {
 export class Daemon {
   private redis: Redis | undefined;
   private recordsRedis: Redis | undefined;
+  private apiRedis: Redis | undefined;
   private cas: CasService | undefined;
   private _master: Master | undefined;
   private autoscale: Autoscale | undefined;
@@ -76,14 +77,28 @@ export class Daemon {
   async start(): Promise<DaemonAddresses> {
     const { config } = this.opts;
     const { clock, log } = this;
+    // One line per kind of error and window for all connections: each reconnect attempt repeats it.
+    const repeats = new RepeatLog(log, clock, config.log.repeatWindowSec * 1000);
     // BullMQ's blocking commands need maxRetriesPerRequest: null; a Redis outage then waits instead of failing jobs.
-    this.redis = await connect(config.redis.url, { maxRetriesPerRequest: null }, log);
+    this.redis = await connect(config.redis.url, { maxRetriesPerRequest: null }, repeats, 'queues');
     // Build records get their own connection with auto-pipelining: their small writes from
     // concurrent builds then share socket writes, which dominated the master's CPU per build.
-    this.recordsRedis = await connect(config.redis.url, { maxRetriesPerRequest: null, enableAutoPipelining: true });
+    this.recordsRedis = await connect(config.redis.url, { maxRetriesPerRequest: null, enableAutoPipelining: true }, repeats, 'records');
+    // The API's: no offline queue and a command timeout, so a call fails fast while Redis is
+    // down or hung and the API can answer 503 (BullMQ's Queue allows this; only its Worker's
+    // blocking connection must wait). A submission is then never queued in the client to run
+    // minutes after its caller was told it failed.
+    const bound = config.http.redisTimeoutMs;
+    this.apiRedis = await connect(
+      config.redis.url,
+      { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: bound, connectTimeout: bound },
+      repeats,
+      'api',
+    );
+    const redisProbe = new RedisProbe({ redis: this.apiRedis, clock, timeoutMs: Math.min(1000, bound) });
     this.cas = await openCas(config, clock, log);
 
-    const master = new Master({ config, redis: this.redis, recordsRedis: this.recordsRedis, clock, log: this.opts.log });
+    const master = new Master({ config, redis: this.redis, recordsRedis: this.recordsRedis, apiRedis: this.apiRedis, clock, log: this.opts.log });
     this._master = master;
     const agentUrl = await master.listen();
 
@@ -126,7 +141,8 @@ export class Daemon {
     this.http = createHttpApi({
       config,
       jobs: master.jobs,
-      builds: master.builds,
+      builds: master.history,
+      redisProbe,
       master,
       clock,
       log,
@@ -171,7 +187,7 @@ export class Daemon {
     await this.http?.close();
     await this.autoscale?.stop();
     await this._master?.stop();
-    for (const r of [this.recordsRedis, this.redis]) await r?.quit().catch(() => r.disconnect());
+    for (const r of [this.apiRedis, this.recordsRedis, this.redis]) await r?.quit().catch(() => r.disconnect());
     await this.cas?.close();
     this.log.info('master.stopped', { id });
   }
@@ -190,18 +206,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
 }
 
 /**
- * A connected ioredis client. ioredis repeats an error on every reconnect attempt: with `log`,
- * each distinct error is logged once until the connection is ready again; without, the
- * connection is one whose outage another connection already reports.
+ * A connected ioredis client. ioredis repeats an error on every reconnect attempt; `repeats`
+ * folds them into one line per kind and window, reported in full once the connection is back.
  */
-async function connect(url: string, options: { maxRetriesPerRequest: null; enableAutoPipelining?: boolean }, log?: Logger): Promise<Redis> {
+async function connect(url: string, options: RedisOptions, repeats: RepeatLog, name: string): Promise<Redis> {
   const redis = new Redis(url, { ...options, lazyConnect: true });
-  let last = '';
-  redis.on('error', (err: Error) => {
-    if (log && err.message !== last) log.error('redis.error', { error: err.message });
-    last = err.message;
-  });
-  redis.on('ready', () => (last = ''));
+  redis.on('error', (err: Error) => repeats.error('redis.error', err.message, { connection: name, error: err.message }));
+  redis.on('ready', () => repeats.flush());
   try {
     await redis.connect();
   } catch (err) {

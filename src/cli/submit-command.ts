@@ -12,6 +12,8 @@ export interface SubmitFlags {
   timeout?: number;
   attempts?: number;
   label?: string[];
+  /** Client-chosen job id: a retried submit with the same id never runs the build twice. */
+  jobId?: string;
 }
 
 /**
@@ -34,8 +36,10 @@ export async function submitCommand(command: string[], flags: SubmitFlags, out: 
     ...(flags.timeout ? { timeoutSec: flags.timeout } : {}),
     ...(flags.attempts ? { attempts: flags.attempts } : {}),
     ...(flags.label?.length ? { requirements: { labels: flags.label } } : {}),
+    ...(flags.jobId !== undefined ? { jobId: flags.jobId } : {}),
   };
-  const created = await client.post<{ id: string; type: string }>('/api/jobs', body);
+  const created = await client.post<{ id: string; type: string; created: boolean; state: string }>('/api/jobs', body);
+  if (created.created === false) err.write(`spillway: job ${created.id} was submitted before (${created.state}); not queued again\n`);
   if (!flags.wait) {
     out.write(`${created.id}\n`);
     return 0;
