@@ -5,7 +5,7 @@ export interface ProbeConnection {
   readonly status: string;
   ping(): Promise<string>;
   on(event: 'error', listener: (err: Error) => void): unknown;
-  on(event: 'ready', listener: () => void): unknown;
+  on(event: 'ready' | 'close', listener: () => void): unknown;
 }
 
 export type RedisHealth = { ok: true; latencyMs: number } | { ok: false; reason: string };
@@ -30,6 +30,8 @@ export class RedisProbe {
     // failure, a TLS problem); the command's own error would only say the stream is closed.
     d.redis.on('error', (err) => (this.lastError = err.message));
     d.redis.on('ready', () => (this.lastError = undefined));
+    // Until the first reconnect attempt fails, all that is known is that the server went away.
+    d.redis.on('close', () => (this.lastError ??= 'connection closed'));
   }
 
   async check(): Promise<RedisHealth> {
