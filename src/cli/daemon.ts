@@ -210,7 +210,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
  * folds them into one line per kind and window, reported in full once the connection is back.
  */
 async function connect(url: string, options: RedisOptions, repeats: RepeatLog, name: string): Promise<Redis> {
-  const redis = new Redis(url, { ...options, lazyConnect: true });
+  const redis = new Redis(url, { ...options, retryStrategy: reconnectDelay, lazyConnect: true });
   redis.on('error', (err: Error) => repeats.error('redis.error', err.message, { connection: name, error: err.message }));
   redis.on('ready', () => repeats.flush());
   try {
@@ -220,6 +220,17 @@ async function connect(url: string, options: RedisOptions, repeats: RepeatLog, n
     throw err;
   }
   return redis;
+}
+
+/**
+ * ioredis backs off to 5 s between reconnect attempts. After an outage the connections then
+ * come back seconds apart, and one that is late is harmful: the queues connection renews the
+ * locks of running builds, so a build taken on the (already back) blocking connection lost its
+ * lock while it waited and ran a second time. A try every second at most costs a refused
+ * connect per connection and second while Redis is down. BullMQ's duplicates inherit it.
+ */
+function reconnectDelay(times: number): number {
+  return Math.min(50 * 2 ** (times - 1), 1000);
 }
 
 /** One client per region and endpoint, shared by everything there. */

@@ -8,6 +8,9 @@ export interface ProbeConnection {
   on(event: 'ready' | 'close', listener: () => void): unknown;
 }
 
+/** Until the first reconnect attempt fails, all that is known is that the server went away. */
+const CLOSED = 'connection closed';
+
 export type RedisHealth = { ok: true; latencyMs: number } | { ok: false; reason: string };
 
 /**
@@ -30,8 +33,7 @@ export class RedisProbe {
     // failure, a TLS problem); the command's own error would only say the stream is closed.
     d.redis.on('error', (err) => (this.lastError = err.message));
     d.redis.on('ready', () => (this.lastError = undefined));
-    // Until the first reconnect attempt fails, all that is known is that the server went away.
-    d.redis.on('close', () => (this.lastError ??= 'connection closed'));
+    d.redis.on('close', () => (this.lastError ??= CLOSED));
   }
 
   async check(): Promise<RedisHealth> {
@@ -47,7 +49,10 @@ export class RedisProbe {
       if (outcome === 'ok') return { ok: true, latencyMs: this.d.clock.now() - started };
       return { ok: false, reason: outcome ?? 'no answer to PING' };
     } catch (err) {
-      const why = this.d.redis.status === 'ready' ? (err as Error).message : (this.lastError ?? (err as Error).message);
+      // While the connection is down (or going down: its status may still say ready), the
+      // command's own error only says the client would not queue it.
+      const down = this.d.redis.status !== 'ready' || /enableOfflineQueue/.test((err as Error).message);
+      const why = this.lastError ?? (down ? CLOSED : (err as Error).message);
       return { ok: false, reason: `unreachable: ${why}` };
     } finally {
       ac.abort();

@@ -24,7 +24,7 @@ export class RepeatLog {
   /** @param windowMs how long repeats are folded into one line. @defaultValue 60000 */
   constructor(
     private readonly log: Logger,
-    private readonly clock: Clock,
+    private readonly clock: Pick<Clock, 'now'>,
     private readonly windowMs = 60_000,
   ) {}
 

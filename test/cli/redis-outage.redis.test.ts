@@ -38,7 +38,14 @@ describe('faults: Redis stopped and restarted under a running master process', f
     const runs = join(runsDir, 'runs.txt');
     redis = await startRedisServer({ dir, persistence: true });
     const p = uniquePrefix('out');
-    const raw = farmConfigRaw({ redis: { url: redis.url, queuePrefix: `${p}-bull`, keyPrefix: `${p}-sw` }, log: { format: 'json', level: 'info' } });
+    // A cloud pool that never launches (its backlog threshold is out of reach) brings the queue
+    // monitor and the instance store, and their connections, into the outage too.
+    const raw = farmConfigRaw({
+      redis: { url: redis.url, queuePrefix: `${p}-bull`, keyPrefix: `${p}-sw` },
+      log: { format: 'json', level: 'info' },
+      pools: { cloud: { provider: 'local', maxInstances: 1 } },
+      jobTypes: { b2g: { attempts: 3, overflow: { pool: 'cloud', minBacklog: 1000 } }, linux64: { attempts: 2 } },
+    });
     (raw.http as Record<string, unknown>).redisTimeoutMs = BOUND_MS;
     const master = spawnCli(['master', '--config', writeConfigFile(raw)]);
     procs.push(master);
@@ -78,7 +85,7 @@ describe('faults: Redis stopped and restarted under a running master process', f
     // Routes on the fail-fast connection answer at once; those on BullMQ's waiting connections at the bound.
     const post = { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ type: 'b2g', shell: `echo lost >> ${runs}`, jobId: 'during-1' }) };
     const answers: Array<[string, Answer]> = [['POST /api/jobs', await call('/api/jobs', post)]];
-    for (const path of ['/api/jobs/before-1', '/api/jobs/before-1/log?waitMs=0', '/api/builds', '/api/queues', '/api/overview', '/metrics']) {
+    for (const path of ['/api/jobs/before-1', '/api/jobs/before-1/log?waitMs=0', '/api/builds', '/api/queues', '/api/overview', '/api/pools', '/metrics']) {
       answers.push([path, await call(path)]);
     }
     for (const [what, a] of answers) {
@@ -125,10 +132,11 @@ describe('faults: Redis stopped and restarted under a running master process', f
       'every line is a JSON log line (no stack traces)',
     );
     const entries = outage.map((l) => JSON.parse(l) as Record<string, unknown>);
-    const errors = entries.filter((e) => ['queue.error', 'redis.error', 'http.redis-unavailable'].includes(e.event as string));
+    const errors = entries.filter((e) => ['queue.error', 'redis.error', 'http.redis-unavailable', 'queue-monitor.redis-error', 'instance.changes-error'].includes(e.event as string));
     const firsts = new Map<string, number>();
     for (const e of errors.filter((x) => x.repeated === undefined)) {
-      const kind = `${String(e.event)} ${String(e.queue ?? e.url ?? '')} ${String(e.error ?? e.reason)}`;
+      const error = typeof e.error === 'object' ? (e.error as { message?: string }).message : e.error;
+      const kind = `${String(e.event)} ${String(e.queue ?? e.type ?? e.url ?? '')} ${String(error ?? e.reason)}`;
       firsts.set(kind, (firsts.get(kind) ?? 0) + 1);
     }
     for (const [kind, n] of firsts) assert.equal(n, 1, `${kind}: ${n} lines in one window`);
