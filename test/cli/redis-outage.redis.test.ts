@@ -95,6 +95,10 @@ describe('faults: Redis stopped and restarted under a running master process', f
       assert.ok(a.ms < BOUND_MS + 1000, `${what} answered after ${a.ms} ms (bound ${BOUND_MS} ms)`);
     }
 
+    const agents = await call('/api/agents');
+    assert.equal(agents.status, 200, 'what the master knows without Redis is still answered');
+    assert.deepEqual((agents.body as { agents?: Array<{ name: string }> }).agents?.map((a) => a.name), ['rack-1']);
+
     const cli = submit('--job-id', 'during-1', ...build('during'));
     assert.equal((await cli.exited).code, 75, cli.output());
     assert.match(cli.output(), /the master at http:\/\/127\.0\.0\.1:\d+ is up but its Redis is unreachable \(unreachable: connect ECONNREFUSED/);
