@@ -80,10 +80,11 @@ export class Daemon {
     // One line per kind of error and window for all connections: each reconnect attempt repeats it.
     const repeats = new RepeatLog(log, clock, config.log.repeatWindowSec * 1000);
     // BullMQ's blocking commands need maxRetriesPerRequest: null; a Redis outage then waits instead of failing jobs.
-    this.redis = await connect(config.redis.url, { maxRetriesPerRequest: null }, repeats, 'queues');
+    const named = (name: string) => ({ name, connectionName: `${config.redis.keyPrefix}:master-${name}` });
+    this.redis = await connect(config.redis.url, { maxRetriesPerRequest: null }, repeats, named('queues'));
     // Build records get their own connection with auto-pipelining: their small writes from
     // concurrent builds then share socket writes, which dominated the master's CPU per build.
-    this.recordsRedis = await connect(config.redis.url, { maxRetriesPerRequest: null, enableAutoPipelining: true }, repeats, 'records');
+    this.recordsRedis = await connect(config.redis.url, { maxRetriesPerRequest: null, enableAutoPipelining: true }, repeats, named('records'));
     // The API's: no offline queue and a command timeout, so a call fails fast while Redis is
     // down or hung and the API can answer 503 (BullMQ's Queue allows this; only its Worker's
     // blocking connection must wait). A submission is then never queued in the client to run
@@ -93,7 +94,7 @@ export class Daemon {
       config.redis.url,
       { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: bound, connectTimeout: bound },
       repeats,
-      'api',
+      named('api'),
     );
     const redisProbe = new RedisProbe({ redis: this.apiRedis, clock, timeoutMs: Math.min(1000, bound) });
     this.cas = await openCas(config, clock, log);
@@ -206,12 +207,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
 }
 
 /**
- * A connected ioredis client. ioredis repeats an error on every reconnect attempt; `repeats`
- * folds them into one line per kind and window, reported in full once the connection is back.
+ * A connected ioredis client, named so CLIENT LIST tells an operator which connection is
+ * which. ioredis repeats an error on every reconnect attempt; `repeats` folds them into one
+ * line per kind and window, reported in full once the connection is back.
  */
-async function connect(url: string, options: RedisOptions, repeats: RepeatLog, name: string): Promise<Redis> {
-  const redis = new Redis(url, { ...options, retryStrategy: reconnectDelay, lazyConnect: true });
-  redis.on('error', (err: Error) => repeats.error('redis.error', err.message, { connection: name, error: err.message }));
+async function connect(url: string, options: RedisOptions, repeats: RepeatLog, id: { name: string; connectionName: string }): Promise<Redis> {
+  const redis = new Redis(url, { ...options, connectionName: id.connectionName, retryStrategy: reconnectDelay, lazyConnect: true });
+  redis.on('error', (err: Error) => repeats.error('redis.error', err.message, { connection: id.name, error: err.message }));
   redis.on('ready', () => repeats.flush());
   try {
     await redis.connect();

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import { startRedisServer, type RedisServerHandle } from '../../src/lib';
 import { farmConfigRaw, spawnCli, TOKEN, writeConfigFile, type CliProcess } from '../helpers/farm';
 import { waitUntil } from '../helpers/wait-until';
@@ -112,6 +113,22 @@ describe('faults: Redis stopped and restarted under a running master process', f
     assert.match(later.body.redis!, /^unreachable: connect ECONNREFUSED 127\.0\.0\.1:\d+$/, 'names the cause once a reconnect was refused');
 
     redis = await startRedisServer({ dir, port: redis.port, persistence: true });
+    // Every connection is back within about a second: a late queues connection would let the
+    // locks of builds taken on the others lapse (and the builds run twice).
+    const restarted = Date.now();
+    const admin = new Redis(redis.url);
+    const names = ['queues', 'records', 'api'].map((n) => `${p}-sw:master-${n}`);
+    const connected = async () => {
+      const list = String(await admin.client('LIST'));
+      return names.every((n) => list.includes(`name=${n} `));
+    };
+    await waitUntil(connected, {
+      timeoutMs: 10_000,
+      everyMs: 20,
+      what: 'the master connections back',
+    }).finally(() => admin.quit());
+    const reconnectMs = Date.now() - restarted;
+    assert.ok(reconnectMs < 2000, `the master's connections came back ${reconnectMs} ms after Redis`);
     await waitUntil(async () => (await call('/healthz')).status === 200, { timeoutMs: 15_000, everyMs: 100, what: 'healthz 200 after the restart' });
 
     // The submission refused during the outage was never queued: retried with its id, it runs once.
