@@ -40,6 +40,11 @@ export async function submitCommand(command: string[], flags: SubmitFlags, out: 
   };
   const created = await client.post<{ id: string; type: string; created: boolean; state: string }>('/api/jobs', body);
   if (created.created === false) err.write(`spillway: job ${created.id} was submitted before (${created.state}); not queued again\n`);
+  if (flags.wait && created.state === 'removed') {
+    // It ran (or failed) long enough ago that its queue let it go: there is nothing to follow.
+    err.write(`spillway: job ${created.id} finished long ago and its result is no longer kept; use a new --job-id to run it again\n`);
+    return 1;
+  }
   if (!flags.wait) {
     out.write(`${created.id}\n`);
     return 0;

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { farmConfigRaw, TestFarm } from '../helpers/farm';
+import { farmConfigRaw, spawnCli, TestFarm } from '../helpers/farm';
 
 interface Answer {
   status: number;
@@ -49,6 +49,10 @@ describe('http: idempotent submission with a client-chosen jobId', function () {
     const late = await post(build);
     assert.equal(late.status, 200, JSON.stringify(late.body));
     assert.equal(late.body.state, 'removed');
+    const cli = spawnCli(['submit', '--master', farm.addr.httpUrl, '--type', 'b2g', '--wait', '--job-id', 'ci-1234.build-7', '--env', 'A=1', '--env', 'B=2', '--shell', '--', build.shell]);
+    assert.equal((await cli.exited).code, 1, cli.output());
+    assert.match(cli.output(), /job ci-1234\.build-7 was submitted before \(removed\); not queued again/);
+    assert.match(cli.output(), /its result is no longer kept; use a new --job-id to run it again/);
     assert.equal(readFileSync(runs, 'utf8'), 'ran\n', 'the build ran once');
   });
 
