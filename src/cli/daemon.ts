@@ -19,6 +19,8 @@ import {
 import { Autoscale } from './autoscale';
 import { openCas, type CasService } from './cas-service';
 
+const QUIT_WITHIN_MS = 1000;
+
 export interface DaemonOptions {
   config: Config;
   log: Logger;
@@ -179,6 +181,17 @@ export class Daemon {
     return restartOnly;
   }
 
+  /**
+   * QUIT waits behind the commands queued for a Redis that is down (an API call abandoned at
+   * its deadline leaves some), so during an outage it would never return: it gets a moment.
+   */
+  private async close(r: Redis): Promise<void> {
+    const ac = new AbortController();
+    await Promise.race([r.quit(), this.clock.sleep(QUIT_WITHIN_MS, ac.signal)]).catch(() => undefined);
+    ac.abort();
+    r.disconnect();
+  }
+
   /** Graceful stop: no new jobs; agents are told to reconnect; builds keep running for the next master. */
   async stop(): Promise<void> {
     const id = this._master?.id;
@@ -188,7 +201,7 @@ export class Daemon {
     await this.http?.close();
     await this.autoscale?.stop();
     await this._master?.stop();
-    for (const r of [this.apiRedis, this.recordsRedis, this.redis]) await r?.quit().catch(() => r.disconnect());
+    for (const r of [this.apiRedis, this.recordsRedis, this.redis]) if (r) await this.close(r);
     await this.cas?.close();
     this.log.info('master.stopped', { id });
   }

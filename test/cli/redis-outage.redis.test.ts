@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { startRedisServer, type RedisServerHandle } from '../../src/lib';
-import { farmConfigRaw, spawnCli, TOKEN, writeConfigFile, type CliProcess } from '../helpers/farm';
+import { farmConfigRaw, spawnCli, TestFarm, TOKEN, writeConfigFile, type CliProcess } from '../helpers/farm';
 import { waitUntil } from '../helpers/wait-until';
 import { uniquePrefix } from '../setup/unique';
 
@@ -168,5 +168,20 @@ describe('faults: Redis stopped and restarted under a running master process', f
     agent.child.kill('SIGTERM');
     master.child.kill('SIGTERM');
     assert.equal((await master.exited).code, 0, master.output().slice(-2000));
+  });
+
+  it('a master stopped during an outage, with calls abandoned at their deadline, still stops', async () => {
+    redis = await startRedisServer();
+    const p = uniquePrefix('outstop');
+    const raw = farmConfigRaw({ redis: { url: redis.url, queuePrefix: `${p}-bull`, keyPrefix: `${p}-sw` } });
+    (raw.http as Record<string, unknown>).redisTimeoutMs = BOUND_MS;
+    const farm = await new TestFarm(raw).start();
+    await redis.stop();
+    assert.equal((await fetch(`${farm.addr.httpUrl}/api/queues`)).status, 503);
+    // QUIT waits behind the abandoned call's queued commands: it used to wait for Redis forever.
+    const t0 = Date.now();
+    await farm.daemon.stop();
+    assert.ok(Date.now() - t0 < 3000, `stopped after ${Date.now() - t0} ms`);
+    await farm.stop();
   });
 });
