@@ -1,9 +1,9 @@
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 import type { Config } from '../config';
 import { Dashboard, createHttpApi } from '../http';
-import { systemClock, urlHost, type Clock, type Logger } from '../lib';
+import { RedisProbe, RepeatLog, systemClock, urlHost, type Clock, type Logger } from '../lib';
 import { Master } from '../master';
 import {
   createEc2Client,
@@ -18,6 +18,8 @@ import {
 } from '../provisioner';
 import { Autoscale } from './autoscale';
 import { openCas, type CasService } from './cas-service';
+
+const QUIT_WITHIN_MS = 1000;
 
 export interface DaemonOptions {
   config: Config;
@@ -49,6 +51,7 @@ export interface DaemonAddresses {
 export class Daemon {
   private redis: Redis | undefined;
   private recordsRedis: Redis | undefined;
+  private apiRedis: Redis | undefined;
   private cas: CasService | undefined;
   private _master: Master | undefined;
   private autoscale: Autoscale | undefined;
@@ -76,14 +79,29 @@ export class Daemon {
   async start(): Promise<DaemonAddresses> {
     const { config } = this.opts;
     const { clock, log } = this;
+    // One line per kind of error and window for all connections: each reconnect attempt repeats it.
+    const repeats = new RepeatLog(log, clock, config.log.repeatWindowSec * 1000);
     // BullMQ's blocking commands need maxRetriesPerRequest: null; a Redis outage then waits instead of failing jobs.
-    this.redis = await connect(config.redis.url, { maxRetriesPerRequest: null }, log);
+    const named = (name: string) => ({ name, connectionName: `${config.redis.keyPrefix}:master-${name}` });
+    this.redis = await connect(config.redis.url, { maxRetriesPerRequest: null }, repeats, named('queues'));
     // Build records get their own connection with auto-pipelining: their small writes from
     // concurrent builds then share socket writes, which dominated the master's CPU per build.
-    this.recordsRedis = await connect(config.redis.url, { maxRetriesPerRequest: null, enableAutoPipelining: true });
+    this.recordsRedis = await connect(config.redis.url, { maxRetriesPerRequest: null, enableAutoPipelining: true }, repeats, named('records'));
+    // The API's: no offline queue and a command timeout, so a call fails fast while Redis is
+    // down or hung and the API can answer 503 (BullMQ's Queue allows this; only its Worker's
+    // blocking connection must wait). A submission is then never queued in the client to run
+    // minutes after its caller was told it failed.
+    const bound = config.http.redisTimeoutMs;
+    this.apiRedis = await connect(
+      config.redis.url,
+      { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: bound, connectTimeout: bound },
+      repeats,
+      named('api'),
+    );
+    const redisProbe = new RedisProbe({ redis: this.apiRedis, clock, timeoutMs: Math.min(1000, bound) });
     this.cas = await openCas(config, clock, log);
 
-    const master = new Master({ config, redis: this.redis, recordsRedis: this.recordsRedis, clock, log: this.opts.log });
+    const master = new Master({ config, redis: this.redis, recordsRedis: this.recordsRedis, apiRedis: this.apiRedis, clock, log: this.opts.log });
     this._master = master;
     const agentUrl = await master.listen();
 
@@ -126,7 +144,8 @@ export class Daemon {
     this.http = createHttpApi({
       config,
       jobs: master.jobs,
-      builds: master.builds,
+      builds: master.history,
+      redisProbe,
       master,
       clock,
       log,
@@ -162,6 +181,17 @@ export class Daemon {
     return restartOnly;
   }
 
+  /**
+   * QUIT waits behind the commands queued for a Redis that is down (an API call abandoned at
+   * its deadline leaves some), so during an outage it would never return: it gets a moment.
+   */
+  private async close(r: Redis): Promise<void> {
+    const ac = new AbortController();
+    await Promise.race([r.quit(), this.clock.sleep(QUIT_WITHIN_MS, ac.signal)]).catch(() => undefined);
+    ac.abort();
+    r.disconnect();
+  }
+
   /** Graceful stop: no new jobs; agents are told to reconnect; builds keep running for the next master. */
   async stop(): Promise<void> {
     const id = this._master?.id;
@@ -171,7 +201,7 @@ export class Daemon {
     await this.http?.close();
     await this.autoscale?.stop();
     await this._master?.stop();
-    for (const r of [this.recordsRedis, this.redis]) await r?.quit().catch(() => r.disconnect());
+    for (const r of [this.apiRedis, this.recordsRedis, this.redis]) if (r) await this.close(r);
     await this.cas?.close();
     this.log.info('master.stopped', { id });
   }
@@ -190,18 +220,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
 }
 
 /**
- * A connected ioredis client. ioredis repeats an error on every reconnect attempt: with `log`,
- * each distinct error is logged once until the connection is ready again; without, the
- * connection is one whose outage another connection already reports.
+ * A connected ioredis client, named so CLIENT LIST tells an operator which connection is
+ * which. ioredis repeats an error on every reconnect attempt; `repeats` folds them into one
+ * line per kind and window, reported in full once the connection is back.
  */
-async function connect(url: string, options: { maxRetriesPerRequest: null; enableAutoPipelining?: boolean }, log?: Logger): Promise<Redis> {
-  const redis = new Redis(url, { ...options, lazyConnect: true });
-  let last = '';
-  redis.on('error', (err: Error) => {
-    if (log && err.message !== last) log.error('redis.error', { error: err.message });
-    last = err.message;
-  });
-  redis.on('ready', () => (last = ''));
+async function connect(url: string, options: RedisOptions, repeats: RepeatLog, id: { name: string; connectionName: string }): Promise<Redis> {
+  const redis = new Redis(url, { ...options, connectionName: id.connectionName, retryStrategy: reconnectDelay, lazyConnect: true });
+  redis.on('error', (err: Error) => repeats.error('redis.error', err.message, { connection: id.name, error: err.message }));
+  redis.on('ready', () => repeats.flush());
   try {
     await redis.connect();
   } catch (err) {
@@ -209,6 +235,17 @@ async function connect(url: string, options: { maxRetriesPerRequest: null; enabl
     throw err;
   }
   return redis;
+}
+
+/**
+ * ioredis backs off to 5 s between reconnect attempts. After an outage the connections then
+ * come back seconds apart, and one that is late is harmful: the queues connection renews the
+ * locks of running builds, so a build taken on the (already back) blocking connection lost its
+ * lock while it waited and ran a second time. A try every second at most costs a refused
+ * connect per connection and second while Redis is down. BullMQ's duplicates inherit it.
+ */
+function reconnectDelay(times: number): number {
+  return Math.min(50 * 2 ** (times - 1), 1000);
 }
 
 /** One client per region and endpoint, shared by everything there. */

@@ -11,9 +11,14 @@ const positiveInt = (label: string) => (v: string) => {
   if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`${label} must be a positive integer`);
   return n;
 };
+/** EX_TEMPFAIL (sysexits.h): retry later, with the same --job-id. */
+const REDIS_UNAVAILABLE_EXIT = 75;
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
-/** Exit codes: 0 ok (or the build's own code for `submit --wait`), 2 bad usage or config, 1 anything else. */
+/**
+ * Exit codes: 0 ok (or the build's own code for `submit --wait`), 2 bad usage or config, 75
+ * (EX_TEMPFAIL) the master is up but its Redis is unreachable, 1 anything else.
+ */
 async function run(argv: string[]): Promise<number> {
   let code = 0;
   const program = new Command('spillway')
@@ -82,6 +87,7 @@ async function run(argv: string[]): Promise<number> {
     .option('--label <label>', 'required agent label (repeatable)', collect)
     .option('--timeout <sec>', 'build timeout in seconds', positiveInt('--timeout'))
     .option('--attempts <n>', 'attempts when an agent is lost', positiveInt('--attempts'))
+    .option('--job-id <id>', 'your own job id: submitting it again returns that job instead of running a second build')
     .argument('<command...>', 'the command, after --')
     .action(async (command: string[], o) => {
       code = await (await import('./submit-command.js')).submitCommand(command, o, process.stdout, process.stderr);
@@ -152,6 +158,7 @@ async function run(argv: string[]): Promise<number> {
       return e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? 0 : 2;
     }
     process.stderr.write(`spillway: ${e.message}\n`);
+    if (e instanceof SpillwayError && e.code === 'SPILLWAY_E_REDIS_UNAVAILABLE') return REDIS_UNAVAILABLE_EXIT;
     if (e instanceof SpillwayError) return e.disposition === 'fatal' && e.code !== 'SPILLWAY_E_MASTER_UNAVAILABLE' ? 2 : 1;
     return 1;
   }

@@ -1,4 +1,7 @@
-import { MasterUnavailableError, SpillwayError } from '../lib';
+import { MasterUnavailableError, RedisUnavailableError, SpillwayError } from '../lib';
+
+/** Longer than any answer the API gives (its Redis deadline plus a long poll's wait). */
+const ANSWER_WITHIN_MS = 60_000;
 
 /** A small client of the master's HTTP API for the CLI. */
 export class MasterClient {
@@ -31,8 +34,10 @@ export class MasterClient {
           ...(this.token && { authorization: `Bearer ${this.token}` }),
         },
         body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(ANSWER_WITHIN_MS),
       });
     } catch (err) {
+      if ((err as Error).name === 'TimeoutError') throw new MasterUnavailableError(`the master at ${this.base} did not answer within ${ANSWER_WITHIN_MS / 1000}s`);
       const cause = (err as Error & { cause?: Error }).cause?.message ?? (err as Error).message;
       throw new MasterUnavailableError(`cannot reach the master at ${this.base}: ${cause}`);
     }
@@ -44,7 +49,11 @@ export class MasterClient {
       json = undefined;
     }
     if (!res.ok) {
-      const msg = (json as { error?: { message?: string } } | undefined)?.error?.message ?? text.slice(0, 200);
+      const error = (json as { error?: { code?: string; message?: string } } | undefined)?.error;
+      const msg = error?.message ?? text.slice(0, 200);
+      if (error?.code === 'SPILLWAY_E_REDIS_UNAVAILABLE') {
+        throw new RedisUnavailableError(`the master at ${this.base} is up but its Redis is unreachable (${msg.replace(/^Redis unavailable: /, '')}); retry later`);
+      }
       if (res.status >= 500) throw new MasterUnavailableError(`master answered ${res.status}: ${msg}`);
       if (res.status === 401 && !this.token) throw new CliUsageError(`master answered 401: ${msg} (pass --token or set SPILLWAY_TOKEN)`);
       throw new CliUsageError(`master answered ${res.status}: ${msg}`);

@@ -12,6 +12,8 @@ export interface SubmitFlags {
   timeout?: number;
   attempts?: number;
   label?: string[];
+  /** Client-chosen job id: a retried submit with the same id never runs the build twice. */
+  jobId?: string;
 }
 
 /**
@@ -34,8 +36,15 @@ export async function submitCommand(command: string[], flags: SubmitFlags, out: 
     ...(flags.timeout ? { timeoutSec: flags.timeout } : {}),
     ...(flags.attempts ? { attempts: flags.attempts } : {}),
     ...(flags.label?.length ? { requirements: { labels: flags.label } } : {}),
+    ...(flags.jobId !== undefined ? { jobId: flags.jobId } : {}),
   };
-  const created = await client.post<{ id: string; type: string }>('/api/jobs', body);
+  const created = await client.post<{ id: string; type: string; created: boolean; state: string }>('/api/jobs', body);
+  if (created.created === false) err.write(`spillway: job ${created.id} was submitted before (${created.state}); not queued again\n`);
+  if (flags.wait && created.state === 'removed') {
+    // It ran (or failed) long enough ago that its queue let it go: there is nothing to follow.
+    err.write(`spillway: job ${created.id} finished long ago and its result is no longer kept; use a new --job-id to run it again\n`);
+    return 1;
+  }
   if (!flags.wait) {
     out.write(`${created.id}\n`);
     return 0;

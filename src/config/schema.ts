@@ -68,6 +68,12 @@ export const configSchema = z
          * @defaultValue false
          */
         openSubmit: z.boolean().default(false),
+        /**
+         * Longest wait of an API call for Redis: past it the call answers 503 "Redis
+         * unavailable" instead of waiting for the reconnect. Long polls get this on top of
+         * their own wait. @defaultValue 3000
+         */
+        redisTimeoutMs: z.number({ error: 'expected milliseconds (100-60000)' }).int().min(100).max(60_000).default(3000),
       })
       .strict()
       .prefault({}),
@@ -133,6 +139,11 @@ export const configSchema = z
         level: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
         /** auto: readable lines on a terminal, JSON lines otherwise. @defaultValue 'auto' */
         format: z.enum(['json', 'pretty', 'auto']).default('auto'),
+        /**
+         * Repeats of one error (every reconnect attempt during a Redis outage) are folded into
+         * one line per this many seconds, with their count. @defaultValue 60
+         */
+        repeatWindowSec: z.number({ error: 'expected a positive number' }).positive().default(60),
       })
       .strict()
       .prefault({}),

@@ -1,12 +1,13 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { Config } from '../config';
-import { guardRoutes, HttpRoles, RefusalLog, SpillwayError, type Clock, type Logger } from '../lib';
+import { guardRoutes, HttpRoles, RedisUnavailableError, RefusalLog, RepeatLog, SpillwayError, type Clock, type Logger, type RedisProbe } from '../lib';
 import { casRoutes, type CasRoutesOptions } from '../cas';
 import type { BuildHistory, JobApi, MasterView } from '../master';
 import type { Provisioner, RuleBook } from '../provisioner';
 import type { Dashboard } from './dashboard';
 import { registerDashboardRoutes } from './dashboard-routes';
+import { redisDeadline } from './redis-deadline';
 import { agentsView, queuesView } from './views';
 
 export interface HttpApiDeps {
@@ -14,6 +15,8 @@ export interface HttpApiDeps {
   jobs: JobApi;
   builds: BuildHistory;
   master: MasterView;
+  /** Asks Redis whether it answers, for /healthz and for telling a Redis outage from a bug. */
+  redisProbe: Pick<RedisProbe, 'check'>;
   clock: Clock;
   log: Logger;
   /** Present when the config has pools. */
@@ -26,7 +29,13 @@ export interface HttpApiDeps {
 const STATUS: Record<string, number> = {
   SPILLWAY_E_BAD_REQUEST: 400,
   SPILLWAY_E_NOT_FOUND: 404,
+  SPILLWAY_E_CONFLICT: 409,
+  SPILLWAY_E_REDIS_UNAVAILABLE: 503,
 };
+
+/** Routes with no deadline: the live stream stays open by design; the page and its files never touch Redis; /healthz bounds itself. */
+const NO_DEADLINE = new Set(['/api/events', '/healthz', '/', '/log', '/assets/:file']);
+const longPoll = z.object({ waitMs: z.coerce.number().int().min(0).max(30_000).catch(0) });
 
 const jobQuery = z.object({ type: z.string().optional(), log: z.enum(['0', '1']).optional() });
 const logQuery = z.object({
@@ -52,13 +61,21 @@ function parseQuery<T>(schema: z.ZodType<T>, q: unknown): T {
 /** The master's HTTP API: jobs, builds, queues, agents. Errors are `{ error: { code, message } }`. */
 export function createHttpApi(d: HttpApiDeps): FastifyInstance {
   const app = Fastify({ logger: false, bodyLimit: d.config.http.bodyLimitBytes });
+  const outages = new RepeatLog(d.log, d.clock, d.config.log.repeatWindowSec * 1000);
 
-  app.setErrorHandler((err, _req, reply) => {
-    const e = err as Error & { statusCode?: number; code?: string };
+  app.setErrorHandler(async (err, req, reply) => {
+    let e = err as Error & { statusCode?: number; code?: string };
+    if (!(e instanceof SpillwayError) && (e.statusCode ?? 500) >= 500) {
+      // A command failed: if Redis does not answer, that is the cause the caller should hear.
+      const health = await d.redisProbe.check();
+      if (!health.ok) e = new RedisUnavailableError(`Redis unavailable: ${health.reason}`, { cause: e });
+    }
     const status = e instanceof SpillwayError ? (STATUS[e.code] ?? 500) : (e.statusCode ?? 500);
     const code = e instanceof SpillwayError ? e.code : status < 500 ? 'SPILLWAY_E_BAD_REQUEST' : 'SPILLWAY_E_INTERNAL';
-    if (status >= 500) d.log.error('http.error', { error: e, url: _req.url });
-    void reply.status(status).send({ error: { code, message: e.message } });
+    const url = req.routeOptions.url ?? req.url.split('?')[0]!;
+    if (e instanceof RedisUnavailableError) outages.warn('http.redis-unavailable', `${url} ${e.message}`, { url, reason: e.message });
+    else if (status >= 500) d.log.error('http.error', { error: e, url: req.url });
+    return reply.status(status).send({ error: { code, message: e.message } });
   });
   app.setNotFoundHandler((req, reply) => {
     void reply.status(404).send({ error: { code: 'SPILLWAY_E_NOT_FOUND', message: `no route ${req.method} ${req.url}` } });
@@ -69,13 +86,21 @@ export function createHttpApi(d: HttpApiDeps): FastifyInstance {
   // authenticate with the cas tokens instead.
   const refusals = new RefusalLog(d.log, d.clock);
   void app.register(async (api) => {
+    redisDeadline(api, {
+      timeoutMs: d.config.http.redisTimeoutMs,
+      probe: d.redisProbe,
+      clock: d.clock,
+      exempt: (url) => NO_DEADLINE.has(url),
+      extraMs: (url, query) => (url === '/api/jobs/:id/log' ? longPoll.parse(query ?? {}).waitMs : 0),
+    });
     guardRoutes(api, new HttpRoles(d.config.http.tokens), (req, need, reason) =>
       refusals.warn('http.access-refused', req.ip, { method: req.method, url: req.url.split('?')[0], need, reason }),
     );
 
     api.post('/api/jobs', { config: { access: 'submit' } }, async (req, reply) => {
-      const created = await d.jobs.submit(req.body);
-      return reply.status(201).send({ ...created, state: 'waiting', url: `/api/jobs/${created.id}` });
+      // 200 for a job id submitted before: the job it made, not a second build.
+      const job = await d.jobs.submit(req.body);
+      return reply.status(job.created ? 201 : 200).send({ ...job, url: `/api/jobs/${job.id}` });
     });
 
     api.get<{ Params: { id: string } }>('/api/jobs/:id', async (req) => {
@@ -97,8 +122,13 @@ export function createHttpApi(d: HttpApiDeps): FastifyInstance {
 
     api.get('/api/agents', async () => ({ agents: agentsView(d.master) }));
 
-    // Load balancers and supervisors probe it without a token; it says nothing but "up".
-    api.get('/healthz', { config: { access: 'open' } }, async () => ({ ok: true }));
+    // Load balancers and supervisors probe it without a token: each part's state, no details
+    // beyond a failing part's reason. Redis is asked afresh every time (PING, bounded).
+    api.get('/healthz', { config: { access: 'open' } }, async (_req, reply) => {
+      const [redis, agents] = [await d.redisProbe.check(), d.master.agentListener()];
+      const ok = redis.ok && agents.ok;
+      return reply.status(ok ? 200 : 503).send({ ok, redis: redis.ok ? 'ok' : redis.reason, agentListener: agents.ok ? 'ok' : agents.detail });
+    });
 
     registerDashboardRoutes(api, d.dashboard, () => d.clock.now());
 

@@ -41,3 +41,15 @@ export class MasterUnavailableError extends SpillwayError {
   readonly code = 'SPILLWAY_E_MASTER_UNAVAILABLE';
   readonly disposition = 'retry';
 }
+
+/** The request names something that exists already in another form (a job id reused with another payload). */
+export class ConflictError extends SpillwayError {
+  readonly code = 'SPILLWAY_E_CONFLICT';
+  readonly disposition = 'fatal';
+}
+
+/** The master is up but cannot reach its Redis (or Redis did not answer in time); try again later. */
+export class RedisUnavailableError extends SpillwayError {
+  readonly code = 'SPILLWAY_E_REDIS_UNAVAILABLE';
+  readonly disposition = 'retry';
+}

@@ -13,3 +13,5 @@ export * from './http-roles';
 export * from './refusal-log';
 export * from './signal';
 export * from './rate-limiter';
+export * from './repeat-log';
+export * from './redis-probe';

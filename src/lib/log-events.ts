@@ -8,6 +8,7 @@ const LOG_EVENTS = [
   'master.stopped',
   'http.listening',
   'http.error',
+  'http.redis-unavailable',
   'http.access-refused',
   'http.open-submit',
   'agents.listening',

@@ -9,6 +9,8 @@ export interface RedisServerHandle {
   url: string;
   port: number;
   dir: string;
+  /** Sends the server a signal: SIGSTOP makes a hung Redis (connections open, no answers), SIGCONT ends it. */
+  signal(sig: NodeJS.Signals): void;
   /** Stops the server (SIGTERM, or SIGKILL to simulate a crash) and removes its dir unless kept. */
   stop(opts?: { kill?: boolean; keepDir?: boolean }): Promise<void>;
 }
@@ -63,6 +65,7 @@ export async function startRedisServer(opts: RedisServerOptions = {}): Promise<R
     url: `redis://127.0.0.1:${port}`,
     port,
     dir,
+    signal: (sig) => void child.kill(sig),
     stop: async ({ kill = false, keepDir = false } = {}) => {
       if (child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((r) => child.once('exit', r));

@@ -1,19 +1,39 @@
 import { randomUUID } from 'node:crypto';
-import type { Job } from 'bullmq';
+import { Job } from 'bullmq';
+import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { Config } from '../config';
-import { BadRequestError, NotFoundError, type Clock } from '../lib';
+import { BadRequestError, ConflictError, NotFoundError, type Clock } from '../lib';
 import { buildResultSchema, checkJobPayload, exitCodeOf } from '../protocol';
 import type { BuildRecord, BuildStore } from './build-store';
 import type { Dispatcher } from './dispatcher';
 import type { JobTypeQueue } from './job-type-queue';
+import { SubmissionKeys, submissionDigest, type SubmissionEntry } from './submission-keys';
+
+/** Letters, digits, "." "_" "-", up to 128; never all digits (BullMQ keeps those for its own ids). */
+const JOB_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 const submitOptions = z.object({
   type: z.string({ error: '"type" is required' }).min(1),
   attempts: z.number().int().positive().max(100).optional(),
   /** BullMQ priority: 1 is the highest; jobs without one go first. */
   priority: z.number().int().min(1).max(2_097_152).optional(),
+  /** Client-chosen id: submitting it again returns the job it made instead of a second build. */
+  jobId: z
+    .string({ error: '"jobId" must be a string' })
+    .regex(JOB_ID, '"jobId" is 1-128 letters, digits, ".", "_" or "-", starting with a letter or digit')
+    .refine((id) => !/^\d+$/.test(id), '"jobId" must not be all digits')
+    .optional(),
 });
+
+/** What `POST /api/jobs` did: `created` false when the job id was submitted before. */
+export interface Submitted {
+  id: string;
+  type: string;
+  created: boolean;
+  /** The job's state; `removed` when it finished and left its queue (builds.keep). */
+  state: string;
+}
 
 /** What `GET /api/jobs/:id` answers. */
 export interface JobView {
@@ -56,15 +76,21 @@ export class JobService {
       config: Config;
       queues: ReadonlyMap<string, JobTypeQueue>;
       builds: BuildStore;
+      /** Where client-chosen job ids are remembered (the API's connection). */
+      redis: Redis;
       dispatcher: Dispatcher;
       clock: Clock;
     },
-  ) {}
+  ) {
+    this.keys = new SubmissionKeys({ redis: d.redis, keyPrefix: d.config.redis.keyPrefix });
+  }
 
-  async submit(body: unknown): Promise<{ id: string; type: string }> {
+  private readonly keys: SubmissionKeys;
+
+  async submit(body: unknown): Promise<Submitted> {
     if (!body || typeof body !== 'object' || Array.isArray(body)) throw new BadRequestError('expected a JSON object');
-    const { type, attempts, priority, ...payload } = body as Record<string, unknown>;
-    const opts = submitOptions.safeParse({ type, attempts, priority });
+    const { type, attempts, priority, jobId, ...payload } = body as Record<string, unknown>;
+    const opts = submitOptions.safeParse({ type, attempts, priority, jobId });
     if (!opts.success) {
       throw new BadRequestError(opts.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
     }
@@ -72,15 +98,46 @@ export class JobService {
     if (!q) throw new BadRequestError(`unknown job type "${opts.data.type}" (known: ${[...this.d.queues.keys()].join(', ')})`);
     const check = checkJobPayload(payload, q.type);
     if (!check.ok) throw new BadRequestError(check.reason);
-    const id = randomUUID();
-    await q.queue.add('build', check.payload, {
+    const jobAttempts = opts.data.attempts ?? this.d.config.jobTypes[q.type]!.attempts;
+    const ours: SubmissionEntry = { type: q.type, digest: submissionDigest(q.type, check.payload, jobAttempts, opts.data.priority) };
+    const chosen = opts.data.jobId;
+    if (chosen !== undefined) {
+      const prior = await this.prior(chosen);
+      if (prior) return this.repeated(chosen, prior.entry, ours, prior.job);
+    }
+    const id = chosen ?? randomUUID();
+    await q.apiQueue.add('build', check.payload, {
       jobId: id,
-      attempts: opts.data.attempts ?? this.d.config.jobTypes[q.type]!.attempts,
+      attempts: jobAttempts,
       priority: opts.data.priority,
       removeOnComplete: { count: this.d.config.builds.keep },
       removeOnFail: { count: this.d.config.builds.keep },
     });
-    return { id, type: q.type };
+    if (chosen === undefined) return { id, type: q.type, created: true, state: 'waiting' };
+    // BullMQ dedupes on the id, so a concurrent submission of it may have added its job first:
+    // the stored job decides what the id stands for, and our add was then a no-op.
+    const stored = await Job.fromId(q.apiQueue, id);
+    const held = await this.keys.remember(id, stored ? entryOf(q.type, stored) : ours);
+    if (held.taken && held.entry.digest === ours.digest) return { id, type: q.type, created: true, state: 'waiting' };
+    return this.repeated(id, held.entry, ours, stored);
+  }
+
+  /** What a client-chosen id already stands for: its remembered entry, or a job of that id in any queue. */
+  private async prior(id: string): Promise<{ entry: SubmissionEntry; job: Job | undefined } | undefined> {
+    const [entry, found] = await Promise.all([this.keys.get(id), this.find(id).catch((err: unknown) => (err instanceof NotFoundError ? undefined : Promise.reject(err)))]);
+    if (entry) return { entry, job: found?.job };
+    if (found) return { entry: entryOf(found.q.type, found.job), job: found.job };
+    return undefined;
+  }
+
+  private async repeated(id: string, prior: SubmissionEntry, ours: SubmissionEntry, job: Job | undefined): Promise<Submitted> {
+    if (prior.type !== ours.type) {
+      throw new ConflictError(`job id "${id}" was already submitted as a ${prior.type} job; repeat that request to get its job, or choose a new id`);
+    }
+    if (prior.digest !== ours.digest) {
+      throw new ConflictError(`job id "${id}" was already submitted with a different payload; repeat that request to get its job, or choose a new id`);
+    }
+    return { id, type: prior.type, created: false, state: job ? await job.getState() : 'removed' };
   }
 
   /** Finds a job by id; ids from `submit` are unique, raw BullMQ ids may need the type. */
@@ -88,11 +145,11 @@ export class JobService {
     if (type !== undefined) {
       const q = this.d.queues.get(type);
       if (!q) throw new BadRequestError(`unknown job type "${type}"`);
-      const job = await q.getJob(id);
+      const job = await Job.fromId(q.apiQueue, id);
       if (job) return { job, q };
     } else {
       for (const q of this.d.queues.values()) {
-        const job = await q.getJob(id);
+        const job = await Job.fromId(q.apiQueue, id);
         if (job) return { job, q };
       }
     }
@@ -180,6 +237,10 @@ export class JobService {
       this.d.clock.sleep(waitMs, ac.signal).then(done, () => undefined);
     });
   }
+}
+
+function entryOf(type: string, job: Job): SubmissionEntry {
+  return { type, digest: submissionDigest(type, job.data, job.opts.attempts ?? 1, job.opts.priority) };
 }
 
 function stripOutcome(v: unknown): unknown {

@@ -6,6 +6,12 @@ import type { JobQueue, QueuedJob, QueuedJobEnd } from './job-queue';
 export interface JobTypeQueueOptions {
   type: string;
   connection: Redis;
+  /**
+   * The connection the API submits and looks jobs up through: one without an offline queue,
+   * so a call fails at once while Redis is down instead of waiting for the reconnect.
+   * @defaultValue `connection`
+   */
+  apiConnection?: Redis;
   prefix: string;
   /** How long a fetched job stays ours without renewal; a crashed master's jobs return after it. */
   lockMs: number;
@@ -20,6 +26,8 @@ export interface JobTypeQueueOptions {
  */
 export class JobTypeQueue implements JobQueue {
   readonly queue: Queue;
+  /** The same queue on the API's connection (see {@link JobTypeQueueOptions.apiConnection}). */
+  readonly apiQueue: Queue;
   readonly worker: Worker;
   /**
    * The BullMQ jobs taken and not yet settled: BullMQ decides retries from the attempt counts
@@ -29,6 +37,7 @@ export class JobTypeQueue implements JobQueue {
 
   constructor(readonly opts: JobTypeQueueOptions) {
     this.queue = new Queue(opts.type, { connection: opts.connection, prefix: opts.prefix });
+    this.apiQueue = opts.apiConnection ? new Queue(opts.type, { connection: opts.apiConnection, prefix: opts.prefix }) : this.queue;
     this.worker = new Worker(opts.type, null, {
       connection: opts.connection,
       prefix: opts.prefix,
@@ -128,6 +137,7 @@ export class JobTypeQueue implements JobQueue {
   async close(): Promise<void> {
     await this.worker.close(true);
     await this.queue.close();
+    if (this.apiQueue !== this.queue) await this.apiQueue.close();
     this.taken.clear();
   }
 

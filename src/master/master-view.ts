@@ -64,6 +64,8 @@ export interface MasterView {
   readonly jobs: JobApi;
   readonly builds: BuildHistory;
   queueCounts(type: string): Promise<QueueCounts>;
+  /** Whether agents can connect, and where (or why not). */
+  agentListener(): { ok: boolean; detail: string };
   agents(): AgentInfo[];
   agent(id: string): AgentInfo | undefined;
   /** Builds this master holds that an agent runs: their job type and the agent's connection id. */

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config';
-import { urlHost, type Clock, type Logger } from '../lib';
+import { RepeatLog, urlHost, type Clock, type Logger } from '../lib';
 import type { Fleet } from '../provisioner';
 import { AgentRegistry } from './agent-registry';
 import { AgentServer } from './agent-listener/agent-server';
@@ -12,7 +12,7 @@ import { RegistryFleet } from './fleet';
 import { placedOf } from './held-jobs/held-job';
 import { JobService } from './job-service';
 import { JobTypeQueue } from './job-type-queue';
-import { agentInfo, type AgentInfo, type MasterEvents, type MasterView, type QueueCounts } from './master-view';
+import { agentInfo, type AgentInfo, type BuildHistory, type MasterEvents, type MasterView, type QueueCounts } from './master-view';
 
 export interface MasterDeps {
   config: Config;
@@ -20,6 +20,11 @@ export interface MasterDeps {
   redis: Redis;
   /** The build records' connection (auto-pipelined), connected. */
   recordsRedis: Redis;
+  /**
+   * The API's connection, without an offline queue: submissions and lookups fail at once
+   * while Redis is down instead of waiting for it. @defaultValue `redis`
+   */
+  apiRedis?: Redis;
   clock: Clock;
   log: Logger;
 }
@@ -35,23 +40,34 @@ export class Master extends EventEmitter<MasterEvents> implements MasterView {
   readonly dispatcher: Dispatcher;
   readonly jobs: JobService;
   readonly builds: BuildStore;
+  /** The build records as the API reads them (on the API's connection). */
+  readonly history: BuildHistory;
   /** The provisioner's view of the agents connected here. */
   readonly fleet: Fleet;
   private readonly queues = new Map<string, JobTypeQueue>();
   private readonly agentServer: AgentServer;
   private readonly log: Logger;
+  private readonly repeats: RepeatLog;
 
   constructor(private readonly d: MasterDeps) {
     super();
     const { config, clock } = d;
     this.log = d.log.child({ component: 'master' });
+    this.repeats = new RepeatLog(this.log, clock, config.log.repeatWindowSec * 1000);
+    const api = d.apiRedis ?? d.redis;
     for (const type of Object.keys(config.jobTypes)) {
-      this.queues.set(type, new JobTypeQueue({ type, connection: d.redis, prefix: config.redis.queuePrefix, lockMs: config.builds.lockMs, masterId: this.id }));
+      this.queues.set(
+        type,
+        new JobTypeQueue({ type, connection: d.redis, apiConnection: api, prefix: config.redis.queuePrefix, lockMs: config.builds.lockMs, masterId: this.id }),
+      );
     }
-    this.builds = new BuildStore({ redis: d.recordsRedis, keyPrefix: config.redis.keyPrefix, keep: config.builds.keep, logMaxBytes: config.builds.logMaxBytes });
+    const stores = { keyPrefix: config.redis.keyPrefix, keep: config.builds.keep, logMaxBytes: config.builds.logMaxBytes };
+    this.builds = new BuildStore({ redis: d.recordsRedis, ...stores });
+    const apiBuilds = new BuildStore({ redis: api, ...stores });
+    this.history = apiBuilds;
     const dispatcher = new Dispatcher({ config, queues: this.queues, registry: this.registry, builds: this.builds, clock, log: this.log });
     this.dispatcher = dispatcher;
-    this.jobs = new JobService({ config, queues: this.queues, builds: this.builds, dispatcher, clock });
+    this.jobs = new JobService({ config, queues: this.queues, builds: apiBuilds, redis: api, dispatcher, clock });
     this.agentServer = new AgentServer({ config, registry: this.registry, dispatcher, clock, log: this.log.child({ component: 'agent-server' }) });
     const autoscaleLog = d.log.child({ component: 'autoscale' });
     this.fleet = new RegistryFleet(this.registry, dispatcher, (err) => autoscaleLog.error('pool.error', { error: (err as Error).message }));
@@ -75,7 +91,14 @@ export class Master extends EventEmitter<MasterEvents> implements MasterView {
   /** Readies the queues and opens the agent listener; returns the URL agents connect to. */
   async listen(): Promise<string> {
     await Promise.all([...this.queues.values()].map((q) => q.start()));
-    for (const q of this.queues.values()) q.worker.on('error', (err) => this.log.error('queue.error', { queue: q.type, error: err.message }));
+    // Every reconnect attempt of every queue's connections repeats the same error.
+    for (const q of this.queues.values()) {
+      const report = (err: Error) => this.repeats.error('queue.error', `${q.type} ${err.message}`, { queue: q.type, error: err.message });
+      q.worker.on('error', report);
+      q.queue.on('error', report);
+      if (q.apiQueue !== q.queue) q.apiQueue.on('error', report);
+    }
+    this.d.redis.on('ready', () => this.repeats.flush());
     const addr = await this.agentServer.listen();
     return `${addr.scheme}://${urlHost(addr.host)}:${addr.port}`;
   }
@@ -101,6 +124,10 @@ export class Master extends EventEmitter<MasterEvents> implements MasterView {
       failed: c.failed ?? 0,
       oldestQueuedAt: stamps.length ? Math.min(...stamps) : null,
     };
+  }
+
+  agentListener(): { ok: boolean; detail: string } {
+    return this.agentServer.health();
   }
 
   agents(): AgentInfo[] {

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import type { Logger } from '../lib';
+import type { RepeatLog } from '../lib';
 import type { InstanceState } from './instance';
 
 /** The message published on `changesChannel(pool)` after every change (`state: null` once removed). */
@@ -22,7 +22,8 @@ export class ChangeHub {
 
   constructor(
     private readonly connect: () => Redis,
-    private readonly log: Logger | undefined,
+    /** The subscriber repeats its error on every reconnect attempt during an outage. */
+    private readonly log: RepeatLog | undefined,
   ) {}
 
   async on(channel: string, listener: ChangeListener): Promise<void> {
@@ -61,8 +62,9 @@ export class ChangeHub {
     sub.on('ready', () => {
       if (connectedBefore) for (const entry of this.channels.values()) for (const listener of entry.listeners) listener(undefined);
       connectedBefore = true;
+      this.log?.flush();
     });
-    sub.on('error', (err: Error) => this.log?.warn('instance.changes-error', { err }));
+    sub.on('error', (err: Error) => this.log?.warn('instance.changes-error', err.message, { err }));
     this.sub = sub;
     return sub;
   }

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { NotFoundError, runScript, SpillwayError, type Clock, type Logger } from '../lib';
+import { NotFoundError, RepeatLog, runScript, SpillwayError, type Clock, type Logger } from '../lib';
 import { INSTANCE_STATES, type InstanceRecord, type InstanceState } from './instance';
 import { allowedFrom, transition, type InstanceEvent } from './instance-state';
 import { ChangeHub, type InstanceChange } from './change-hub';
@@ -59,7 +59,7 @@ export class InstanceStore {
     this.redis = opts.redis;
     this.prefix = opts.keyPrefix;
     this.clock = opts.clock;
-    this.changes = new ChangeHub(() => opts.redis.duplicate({ enableAutoPipelining: false }), opts.log);
+    this.changes = new ChangeHub(() => opts.redis.duplicate({ enableAutoPipelining: false }), opts.log && new RepeatLog(opts.log, opts.clock));
   }
 
   /** The pub/sub channel every change of `pool` is published on. */

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { Redis } from 'ioredis';
-import { BackgroundLoop, type Clock, type Logger } from '../lib';
+import { BackgroundLoop, RepeatLog, type Clock, type Logger } from '../lib';
 import type { BacklogSnapshot } from './backlog-snapshot';
 import { TypeWatch } from './type-watch';
 
@@ -119,7 +119,10 @@ export class QueueMonitor extends EventEmitter<QueueMonitorEvents> {
     if (isUrl(connection)) {
       // Named so CLIENT LIST tells an operator (and a test) which connections are ours.
       const client = new Redis(connection.url, { maxRetriesPerRequest: null, connectionName: `${this.opts.prefix}:queue-monitor` });
-      client.on('error', (error) => this.log.warn('queue-monitor.redis-error', { error }));
+      // Every reconnect attempt during an outage repeats the error: one line per window.
+      const repeats = new RepeatLog(this.log, this.opts.clock);
+      client.on('error', (error) => repeats.warn('queue-monitor.redis-error', error.message, { error }));
+      client.on('ready', () => repeats.flush());
       this.redis = { client, owned: true };
     } else {
       this.redis = { client: connection, owned: false };

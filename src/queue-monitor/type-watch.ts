@@ -1,6 +1,6 @@
 import { Queue, QueueEvents, type Job, type RedisOptions as BullRedisOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { Clock, Logger } from '../lib';
+import { RepeatLog, type Clock, type Logger } from '../lib';
 import { toSnapshot, type BacklogSnapshot } from './backlog-snapshot';
 
 /**
@@ -44,8 +44,11 @@ export class TypeWatch {
   private reading: Promise<void> | undefined;
   private rereading: Promise<void> | undefined;
   private closed = false;
+  /** Queue and QueueEvents repeat their error on every reconnect attempt during an outage. */
+  private readonly repeats: RepeatLog;
 
   constructor(private readonly opts: TypeWatchOptions) {
+    this.repeats = new RepeatLog(opts.log, opts.clock);
     this.queue = new Queue(opts.type, { connection: opts.connection, prefix: opts.prefix });
     this.queue.on('error', (error) => this.redisError(error));
   }
@@ -142,6 +145,8 @@ export class TypeWatch {
     if (this.closed) return;
     const queuedAt = [...heads, ...tails].map((job: Job) => job.timestamp);
     this.opts.onSnapshot(toSnapshot(this.opts.type, counts, queuedAt, this.opts.clock.now()));
+    // A read went through: Redis is back, so the errors counted meanwhile are reported.
+    this.repeats.flush();
   }
 
   /** Reports a failed read unless it failed because we were closing. */
@@ -152,7 +157,7 @@ export class TypeWatch {
 
   private redisError(error: unknown): void {
     if (this.closed) return;
-    this.opts.log.warn('queue-monitor.redis-error', { type: this.opts.type, error });
+    this.repeats.warn('queue-monitor.redis-error', (error as Error)?.message ?? String(error), { type: this.opts.type, error });
   }
 
   /**

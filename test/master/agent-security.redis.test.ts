@@ -126,7 +126,7 @@ describe('agent listener: allow-list, tokens, rate limit, TLS', function () {
     const line = await farm.logs.waitFor((e) => e.event === 'agent.rate-limited');
     assert.equal(line.address, '127.0.0.1');
     // The daemon is fine: its HTTP API answers.
-    assert.deepEqual(await farm.api('/healthz'), { ok: true });
+    assert.deepEqual(await farm.api('/healthz'), { ok: true, redis: 'ok', agentListener: 'ok' });
   });
 
   describe('wss', function () {

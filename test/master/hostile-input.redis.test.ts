@@ -135,7 +135,7 @@ describe('faults: hostile input against a running master (seeded fuzz)', functio
     // The master is still up and still right.
     assert.equal(master.child.exitCode, null, `the master exited (${replay}):\n${master.output().slice(-4000)}`);
     const health = await fetch(`${http}/healthz`);
-    assert.deepEqual([health.status, await health.json()], [200, { ok: true }]);
+    assert.deepEqual([health.status, await health.json()], [200, { ok: true, redis: 'ok', agentListener: 'ok' }]);
     const rules = (await (await fetch(`${http}/api/rules`)).json()) as { rules: Record<string, unknown> };
     assert.deepEqual(Object.keys(rules.rules).filter((t) => !JOB_TYPES.includes(t)), [], `rules exist only for configured job types (${replay})`);
 

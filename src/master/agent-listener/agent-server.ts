@@ -87,6 +87,13 @@ export class AgentServer {
     return { host: addr.address, port: addr.port, scheme };
   }
 
+  /** Whether agents can connect: the listener's address, or why not. */
+  health(): { ok: true; detail: string } | { ok: false; detail: string } {
+    const addr = this.server?.listening ? (this.server.address() as AddressInfo | null) : null;
+    if (!addr) return { ok: false, detail: this.server ? 'not listening' : 'not started' };
+    return { ok: true, detail: `listening on ${addr.address}:${addr.port}` };
+  }
+
   /**
    * Applies re-read tokens, allow-list, rate limit and certificate files (SIGHUP). Connected
    * agents whose address or token the new rules refuse are disconnected: a token taken out of
