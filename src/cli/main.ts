@@ -45,6 +45,7 @@ async function run(argv: string[]): Promise<number> {
     .addOption(new Option('--imds-url <url>', 'instance metadata base URL').default('http://169.254.169.254').hideHelp())
     .addOption(new Option('--notice-poll-sec <sec>', 'how often an agent on EC2 asks IMDS for spot notices').default('5').hideHelp())
     .option('--work-dir <dir>', 'where builds run (default: a temp dir)')
+    .option('--state-dir <dir>', "the agent's own files, e.g. build output the master has not confirmed yet (default: a temp dir)")
     .option('--cas <url>', "the master's CAS for actions, e.g. http://MASTER:8080/cache")
     .addOption(new Option('--cas-token <token>', 'token for the CAS routes').env('SPILLWAY_CAS_TOKEN'))
     .option('--cas-token-file <file>', 'read the CAS token from this file (mode 0600)')

@@ -28,7 +28,11 @@ import { keyOf, LogOutbox } from './log-outbox';
 import { MasterConnection, type ConnectionEnd } from './master-connection';
 import { noticeWatchFor, type NoticeWatch } from './notice-watch';
 import { StateChanges } from './state-changes';
+import { prepareStateDir } from './state-dir';
 import { prepareWorkDir, releaseWorkDir } from './work-dir';
+
+/** The master's default builds.logMaxBytes, until a welcome says otherwise. */
+const DEFAULT_LOG_MAX_BYTES = 1024 * 1024;
 
 const DEFAULT_RECONNECT_BACKOFF: Readonly<BackoffPolicy> = Object.freeze({ baseMs: 500, maxMs: 30_000 });
 
@@ -66,6 +70,10 @@ export class Agent extends EventEmitter<AgentEvents> {
   private drainPromise: Promise<void> | undefined;
   private workDir = '';
   private ownsWorkDir = false;
+  private stateDir = '';
+  private ownsStateDir = false;
+  /** How much of a build's log the master keeps (its welcome says); no more is kept for resending. */
+  private logMaxBytes = DEFAULT_LOG_MAX_BYTES;
   private readonly changes: StateChanges;
   /** Watches IMDS for spot notices, on EC2 only. */
   private readonly watch: NoticeWatch | undefined;
@@ -98,7 +106,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       clock: this.clock,
       canSend: () => this.welcomed && this.conn?.writable === true,
       send: (frame) => this.conn?.send(frame),
-      onDrop: (queue, jobId) => this.log.warn('agent.logs-dropped', { queue, jobId }),
+      spillDir: () => this.stateDir,
+      limitBytes: () => this.logMaxBytes,
     });
   }
 
@@ -134,6 +143,9 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   private async main(): Promise<void> {
     await this.prepareWorkDir();
+    const state = await prepareStateDir(this.options.stateDir, this.options.name);
+    this.stateDir = state.dir;
+    this.ownsStateDir = state.owned;
     this.watch?.start();
     try {
       await this.connectLoop();
@@ -146,6 +158,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       for (const build of [...this.running.values()]) this.dropBuild(build, 'agent stopped');
       await Promise.all([...this.unsettled].map((b) => b.settled));
       this.outbox.close();
+      if (this.ownsStateDir) await rm(this.stateDir, { recursive: true, force: true }).catch(() => undefined);
       if (this.ownsWorkDir) await rm(this.workDir, { recursive: true, force: true }).catch(() => undefined);
       else await releaseWorkDir(this.workDir).catch(() => undefined);
       await this.actions.close().catch(() => undefined);
@@ -237,6 +250,8 @@ export class Agent extends EventEmitter<AgentEvents> {
         return this.onCancel(frame.queue, frame.jobId, frame.reason);
       case 'ack':
         return this.onAck(frame.queue, frame.jobId);
+      case 'log-ack':
+        return this.outbox.confirm(frame.queue, frame.jobId, frame.offset);
       case 'drain':
         this.log.info('agent.drain-requested', { by: 'master' });
         void this.drain();
@@ -250,20 +265,26 @@ export class Agent extends EventEmitter<AgentEvents> {
   private onWelcome(conn: MasterConnection, frame: Extract<MasterFrame, { type: 'welcome' }>): void {
     if (this.conn !== conn || this.welcomed) return;
     this.welcomed = true;
+    this.logMaxBytes = frame.logMaxBytes ?? DEFAULT_LOG_MAX_BYTES;
     this.log.info('agent.welcomed', { agentId: frame.agentId, heartbeatMs: frame.heartbeatMs, reattached: frame.reattached });
     const reattached = new Set(frame.reattached.map((r) => keyOf(r.queue, r.jobId)));
     for (const key of this.reportedRunning) {
       const build = this.running.get(key);
-      if (build && !reattached.has(key)) this.dropBuild(build, 'not reattached by the master');
+      if (!build) continue;
+      if (reattached.has(key)) this.outbox.resend(build.held.queue, build.held.jobId);
+      else this.dropBuild(build, 'not reattached by the master');
     }
     for (const [key, f] of [...this.finished]) {
-      if (this.reportedFinished.has(key)) continue;
+      // The master settles those reported in hello from there, unless it took them back to
+      // hear their output first.
+      if (this.reportedFinished.has(key) && !reattached.has(key)) continue;
       // Reported as running in hello, finished before the welcome came.
       if (this.reportedRunning.has(key) && !reattached.has(key)) {
         this.finished.delete(key);
         this.outbox.forget(f.queue, f.jobId);
         continue;
       }
+      this.outbox.resend(f.queue, f.jobId);
       this.outbox.flush(f.queue, f.jobId);
       conn.send(f);
     }
@@ -282,8 +303,9 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (this.draining || this.stopping) return refuse('draining');
     if (this.running.has(key)) return refuse('already running');
     if (this.running.size >= this.options.executors) return refuse(`at capacity (${this.options.executors} executors)`);
-    // A new attempt supersedes a result the master never acknowledged.
+    // A new attempt supersedes a result the master never acknowledged, and its output.
     this.finished.delete(key);
+    this.outbox.forget(queue, jobId);
     const build: Build = new Build(frame, {
       runner: this.runner,
       clock: this.clock,
@@ -347,6 +369,7 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   private onAck(queue: string, jobId: string): void {
     if (!this.finished.delete(keyOf(queue, jobId))) return;
+    this.outbox.forget(queue, jobId);
     this.log.debug('agent.job-acked', { queue, jobId });
     this.emit('job-acked', { queue, jobId });
     this.changes.notify();

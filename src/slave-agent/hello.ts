@@ -29,5 +29,6 @@ export function helloFrame(o: AgentOptions, host: HostInfo, state: HelloState): 
     running: state.running,
     finished: state.finished,
     draining: state.draining,
+    logOffsets: true,
   };
 }
