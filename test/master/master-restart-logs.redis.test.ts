@@ -1,65 +1,10 @@
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Queue } from 'bullmq';
-import { freePort } from '../../src/lib';
-import type { BuildRecord, LogChunk } from '../../src/master';
+import type { CliProcess } from '../helpers/farm';
+import { gateDir, restartableFarm } from '../helpers/restartable-farm';
 import { waitUntil } from '../helpers/wait-until';
-import { farmConfigRaw, spawnCli, TOKEN, writeConfigFile, type CliProcess } from '../helpers/farm';
-
-/** A farm of real processes whose master can be SIGKILLed and started again on the same ports and Redis. */
-async function restartableFarm(procs: CliProcess[]) {
-  const httpPort = await freePort();
-  const agentPort = await freePort();
-  const raw = farmConfigRaw({ log: { level: 'info', format: 'json' } });
-  Object.assign(raw.http as object, { port: httpPort });
-  Object.assign(raw.agents as object, { port: agentPort, lostAfterSec: 20 });
-  // Longer than the outage, so the restarted master takes the running build back.
-  Object.assign(raw.builds as object, { lockMs: 20_000 });
-  const file = writeConfigFile(raw);
-  const redis = raw.redis as { url: string; queuePrefix: string };
-  const base = `http://127.0.0.1:${httpPort}`;
-  const startMaster = async (): Promise<CliProcess> => {
-    const p = spawnCli(['master', '--config', file]);
-    procs.push(p);
-    await p.waitForOutput(/HTTP API/);
-    return p;
-  };
-  const startAgent = async (name: string, extra: string[] = []): Promise<CliProcess> => {
-    const a = spawnCli(['agent', '--master', `ws://127.0.0.1:${agentPort}`, '--name', name, '--job-types', 'b2g', ...extra], { SPILLWAY_AGENT_TOKEN: TOKEN });
-    procs.push(a);
-    await a.waitForOutput(/agent\.welcomed/);
-    return a;
-  };
-  const queue = new Queue('b2g', { connection: { url: redis.url }, prefix: redis.queuePrefix });
-  /** Long-polls the job's stored log until `until` holds for it. */
-  const logUntil = async (id: string, until: (chunk: LogChunk, all: string) => boolean): Promise<string> => {
-    let all = '';
-    let offset = 0;
-    for (;;) {
-      const res = await fetch(`${base}/api/jobs/${id}/log?type=b2g&attempt=1&offset=${offset}&waitMs=2000`).catch(() => undefined);
-      if (!res?.ok) continue;
-      const chunk = (await res.json()) as LogChunk;
-      all += chunk.data;
-      offset = chunk.nextOffset;
-      if (until(chunk, all)) return all;
-    }
-  };
-  const fullLog = async (id: string): Promise<string> => ((await (await fetch(`${base}/api/jobs/${id}/log?type=b2g&attempt=1&offset=0`)).json()) as LogChunk).data;
-  const record = async (id: string): Promise<BuildRecord | undefined> => {
-    const { builds } = (await (await fetch(`${base}/api/builds?limit=100`)).json()) as { builds: BuildRecord[] };
-    return builds.find((b) => b.id === id);
-  };
-  return { startMaster, startAgent, queue, logUntil, fullLog, record };
-}
-
-/** A world-writable dir the build (run as nobody when the agent is root) sees the test's gate files in. */
-function gateDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'spillway-gates-'));
-  chmodSync(dir, 0o777);
-  return dir;
-}
 
 /** Lines "line 1".."line n" exactly once each, in order, and nothing else. */
 function assertNumberedLines(log: string, n: number): void {
@@ -77,7 +22,7 @@ describe('faults: build logs across a master SIGKILLed and restarted', function 
   });
 
   it('stores every line of a build printing through the outage exactly once, in order, and its result', async () => {
-    const farm = await restartableFarm(procs);
+    const farm = await restartableFarm(procs, { lostAfterSec: 20 });
     const gates = gateDir();
     let master = await farm.startMaster();
     await farm.startAgent('logger-1');
@@ -116,7 +61,7 @@ describe('faults: build logs across a master SIGKILLed and restarted', function 
   });
 
   it('delivers the result and the whole log of a build that finished while the master was down', async () => {
-    const farm = await restartableFarm(procs);
+    const farm = await restartableFarm(procs, { lostAfterSec: 20 });
     const gates = gateDir();
     const master = await farm.startMaster();
     const stateDir = mkdtempSync(join(tmpdir(), 'spillway-agent-state-'));
