@@ -48,6 +48,11 @@ describe('build logs by offset: resent output is stored once (real master, hand-
     assert.deepEqual((await agent.all('log-ack', 6)).map((f) => f.offset), [2, 4, 4, 6, 24, 24]);
   });
 
+  it('welcomes an agent of the previous version (no logOffsets) with only the fields it knows', async () => {
+    const agent = await connect('old-timer', { logOffsets: undefined });
+    assert.deepEqual(Object.keys(await agent.next('welcome')).sort(), ['agentId', 'heartbeatMs', 'reattached', 'type']);
+  });
+
   it('takes frames sent right after its welcome while it still settles the results the hello reported', async () => {
     // Results for jobs this master cannot find: each is looked up in Redis after the welcome.
     const finished = Array.from({ length: 50 }, (_, i) => ({ type: 'finished' as const, queue: 'b2g', jobId: `gone-${i}`, lockToken: 'x'.repeat(32), result }));

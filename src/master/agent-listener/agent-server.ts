@@ -293,7 +293,14 @@ export class AgentServer {
     this.d.registry.add(agent);
     // Frames may follow the welcome at once; they belong to this agent from now on.
     c.registered(agent);
-    c.send({ type: 'welcome', agentId: agent.id, heartbeatMs: this.d.config.agents.heartbeatSec * 1000, reattached, logMaxBytes: this.d.config.builds.logMaxBytes });
+    c.send({
+      type: 'welcome',
+      agentId: agent.id,
+      heartbeatMs: this.d.config.agents.heartbeatSec * 1000,
+      reattached,
+      // Agents of the previous version check welcomes strictly: only those that asked get it.
+      ...(hello.logOffsets && { logMaxBytes: this.d.config.builds.logMaxBytes }),
+    });
     c.log.info('agent.registered', {
       agent: agent.name,
       location: agent.location,
