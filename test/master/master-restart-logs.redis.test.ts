@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CliProcess } from '../helpers/farm';
@@ -76,7 +76,10 @@ describe('faults: build logs across a master SIGKILLed and restarted', function 
     await master.exited;
     writeFileSync(join(gates, 'go'), '');
     await agent.waitForOutput(/agent\.job-finished/);
-    assert.equal(readdirSync(stateDir).length, 1, 'the unconfirmed output went to a file in the state dir');
+    const spilled = readdirSync(stateDir);
+    assert.equal(spilled.length, 1, 'the unconfirmed output went to a file in the state dir');
+    assert.equal(statSync(stateDir).mode & 0o777, 0o700, 'builds cannot reach the state dir');
+    assert.equal(statSync(join(stateDir, spilled[0]!)).mode & 0o777, 0o600);
     await farm.startMaster();
     await farm.logUntil(id, (c) => c.done);
     assertNumberedLines(await farm.fullLog(id), n);
