@@ -83,6 +83,16 @@ describe('cli: spillway submit --wait across a master restart, and what its exit
     await farm.queue.close();
   });
 
+  it('exits 125 for a job no agent could run, failed after unrunnableFailAfterSec', async () => {
+    const farm = await restartableFarm(procs, { lostAfterSec: 20, jobTypes: { b2g: { attempts: 1, unrunnableFailAfterSec: 1 }, linux64: {} } });
+    await farm.startMaster();
+    await farm.startAgent('no-gpu');
+    const p = submit(farm.httpUrl, ['--label', 'gpu'], 'true');
+    assert.equal((await p.exited).code, 125, p.output());
+    assert.match(p.output(), /no connected agent can run it/);
+    await farm.queue.close();
+  });
+
   it('exits 125 for a job that failed without running, and 130 for one removed from its queue', async () => {
     const farm = await restartableFarm(procs, { lostAfterSec: 20 });
     await farm.startMaster();

@@ -7,10 +7,10 @@ import type { BuildRecord, LogChunk } from '../../src/master';
 import { farmConfigRaw, spawnCli, TOKEN, writeConfigFile, type CliProcess } from './farm';
 
 /** A farm of real processes whose master can be SIGKILLed and started again on the same ports and Redis. */
-export async function restartableFarm(procs: CliProcess[], o: { lostAfterSec: number }) {
+export async function restartableFarm(procs: CliProcess[], o: { lostAfterSec: number; jobTypes?: Record<string, unknown> }) {
   const httpPort = await freePort();
   const agentPort = await freePort();
-  const raw = farmConfigRaw({ log: { level: 'info', format: 'json' } });
+  const raw = farmConfigRaw({ log: { level: 'info', format: 'json' }, ...(o.jobTypes && { jobTypes: o.jobTypes }) });
   Object.assign(raw.http as object, { port: httpPort });
   Object.assign(raw.agents as object, { port: agentPort, lostAfterSec: o.lostAfterSec });
   // Longer than the outage, so the restarted master takes the running build back.
