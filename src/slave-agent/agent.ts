@@ -1,5 +1,4 @@
 import { EventEmitter } from 'node:events';
-import { rm } from 'node:fs/promises';
 import WebSocket from 'ws';
 import { version as packageVersion } from '../../package.json';
 import type { AgentOptions } from '../config';
@@ -17,6 +16,7 @@ import {
   type NoticeFrame,
 } from '../protocol';
 import { ActionSupport } from './action-support';
+import { prepareAgentDirs, type AgentDirs } from './agent-dirs';
 import { AgentRejectedError, fatalCloseHint } from './agent-errors';
 import type { AgentDeps, AgentEvents } from './agent-deps';
 import { Build } from './build';
@@ -28,8 +28,6 @@ import { keyOf, LogOutbox } from './log-outbox';
 import { MasterConnection, type ConnectionEnd } from './master-connection';
 import { noticeWatchFor, type NoticeWatch } from './notice-watch';
 import { StateChanges } from './state-changes';
-import { prepareStateDir } from './state-dir';
-import { prepareWorkDir, releaseWorkDir } from './work-dir';
 
 /** The master's default builds.logMaxBytes, until a welcome says otherwise. */
 const DEFAULT_LOG_MAX_BYTES = 1024 * 1024;
@@ -68,10 +66,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   private readonly loopAbort = new AbortController();
   private exited: Promise<void> | undefined;
   private drainPromise: Promise<void> | undefined;
-  private workDir = '';
-  private ownsWorkDir = false;
-  private stateDir = '';
-  private ownsStateDir = false;
+  /** Set once `start()` has made them; no build or log can come before. */
+  private dirs: AgentDirs | undefined;
   /** How much of a build's log the master keeps (its welcome says); no more is kept for resending. */
   private logMaxBytes = DEFAULT_LOG_MAX_BYTES;
   private readonly changes: StateChanges;
@@ -106,7 +102,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       clock: this.clock,
       canSend: () => this.welcomed && this.conn?.writable === true,
       send: (frame) => this.conn?.send(frame),
-      spillDir: () => this.stateDir,
+      spillDir: () => this.dirs!.state,
       limitBytes: () => this.logMaxBytes,
     });
   }
@@ -142,10 +138,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   private async main(): Promise<void> {
-    await this.prepareWorkDir();
-    const state = await prepareStateDir(this.options.stateDir, this.options.name);
-    this.stateDir = state.dir;
-    this.ownsStateDir = state.owned;
+    this.dirs = await prepareAgentDirs({ options: this.options, identity: this.deps.identity, log: this.log });
     this.watch?.start();
     try {
       await this.connectLoop();
@@ -158,18 +151,10 @@ export class Agent extends EventEmitter<AgentEvents> {
       for (const build of [...this.running.values()]) this.dropBuild(build, 'agent stopped');
       await Promise.all([...this.unsettled].map((b) => b.settled));
       this.outbox.close();
-      if (this.ownsStateDir) await rm(this.stateDir, { recursive: true, force: true }).catch(() => undefined);
-      if (this.ownsWorkDir) await rm(this.workDir, { recursive: true, force: true }).catch(() => undefined);
-      else await releaseWorkDir(this.workDir).catch(() => undefined);
+      await this.dirs.release();
       await this.actions.close().catch(() => undefined);
       this.log.info('agent.stopped', { unacknowledged: this.finished.size });
     }
-  }
-
-  private async prepareWorkDir(): Promise<void> {
-    const prepared = await prepareWorkDir({ workDir: this.options.workDir, name: this.options.name, identity: this.deps.identity, log: this.log });
-    this.workDir = prepared.dir;
-    this.ownsWorkDir = prepared.owned;
   }
 
   private async connectLoop(): Promise<void> {
@@ -309,7 +294,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     const build: Build = new Build(frame, {
       runner: this.runner,
       clock: this.clock,
-      workDir: this.workDir,
+      workDir: this.dirs!.work,
       baseEnv: this.baseEnv,
       ...(this.deps.isolation && { isolation: this.deps.isolation }),
       ...(this.deps.identity && { identity: this.deps.identity }),
