@@ -18,6 +18,7 @@ export interface AgentFlags {
   imdsUrl?: string;
   noticePollSec?: string;
   workDir?: string;
+  stateDir?: string;
   cas?: string;
   casToken?: string;
   casTokenFile?: string;
@@ -58,6 +59,7 @@ export async function agentCommand(flags: AgentFlags, env: NodeJS.ProcessEnv): P
     imdsUrl: flags.imdsUrl,
     noticePollSec: flags.noticePollSec === undefined ? undefined : Number(flags.noticePollSec),
     workDir: flags.workDir,
+    stateDir: flags.stateDir,
     casUrl: flags.cas,
     casToken,
     cacheDir: flags.cacheDir,

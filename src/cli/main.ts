@@ -16,8 +16,9 @@ const REDIS_UNAVAILABLE_EXIT = 75;
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 /**
- * Exit codes: 0 ok (or the build's own code for `submit --wait`), 2 bad usage or config, 75
- * (EX_TEMPFAIL) the master is up but its Redis is unreachable, 1 anything else.
+ * Exit codes: 0 ok (or the build's own code for `submit --wait`, see wait-exit.ts), 2 bad usage
+ * or config, 75 (EX_TEMPFAIL) the master is up but its Redis is unreachable (with `--wait`: the
+ * master or its Redis unreachable for longer than --wait-timeout), 1 anything else.
  */
 async function run(argv: string[]): Promise<number> {
   let code = 0;
@@ -50,6 +51,7 @@ async function run(argv: string[]): Promise<number> {
     .addOption(new Option('--imds-url <url>', 'instance metadata base URL').default('http://169.254.169.254').hideHelp())
     .addOption(new Option('--notice-poll-sec <sec>', 'how often an agent on EC2 asks IMDS for spot notices').default('5').hideHelp())
     .option('--work-dir <dir>', 'where builds run (default: a temp dir)')
+    .option('--state-dir <dir>', "the agent's own files, e.g. build output the master has not confirmed yet (default: a temp dir)")
     .option('--cas <url>', "the master's CAS for actions, e.g. http://MASTER:8080/cache")
     .addOption(new Option('--cas-token <token>', 'token for the CAS routes').env('SPILLWAY_CAS_TOKEN'))
     .option('--cas-token-file <file>', 'read the CAS token from this file (mode 0600)')
@@ -81,7 +83,8 @@ async function run(argv: string[]): Promise<number> {
     .requiredOption('--master <url>', "the master's HTTP API, http://HOST:PORT")
     .requiredOption('--type <type>', 'job type (queue)')
     .addOption(new Option('--token <token>', "the master's API token (submit or admin; needed once the master has any)").env('SPILLWAY_TOKEN'))
-    .option('--wait', 'wait for the build, stream its log, exit with its exit code')
+    .option('--wait', 'wait for the build, stream its log, exit with its exit code (see the README for the others)')
+    .option('--wait-timeout <sec>', 'with --wait: give up (exit 75) once the master has been unreachable this long (default 600)', positiveInt('--wait-timeout'))
     .option('--shell', 'run the command words through /bin/sh -c')
     .option('--env <NAME=VALUE>', 'environment for the build (repeatable)', collect)
     .option('--label <label>', 'required agent label (repeatable)', collect)

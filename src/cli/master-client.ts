@@ -1,4 +1,4 @@
-import { MasterUnavailableError, RedisUnavailableError, SpillwayError } from '../lib';
+import { MasterUnavailableError, NotFoundError, RedisUnavailableError, SpillwayError } from '../lib';
 
 /** Longer than any answer the API gives (its Redis deadline plus a long poll's wait). */
 const ANSWER_WITHIN_MS = 60_000;
@@ -16,15 +16,16 @@ export class MasterClient {
     this.base = base.replace(/\/+$/, '');
   }
 
-  async get<T>(path: string): Promise<T> {
-    return this.request<T>('GET', path);
+  /** @param signal aborts the request; it then counts as the master being unreachable */
+  async get<T>(path: string, signal?: AbortSignal): Promise<T> {
+    return this.request<T>('GET', path, undefined, signal);
   }
 
   async post<T>(path: string, body: unknown): Promise<T> {
     return this.request<T>('POST', path, body);
   }
 
-  private async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  private async request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
     let res: Response;
     try {
       res = await fetch(this.base + path, {
@@ -34,14 +35,20 @@ export class MasterClient {
           ...(this.token && { authorization: `Bearer ${this.token}` }),
         },
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(ANSWER_WITHIN_MS),
+        signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(ANSWER_WITHIN_MS)]) : AbortSignal.timeout(ANSWER_WITHIN_MS),
       });
     } catch (err) {
       if ((err as Error).name === 'TimeoutError') throw new MasterUnavailableError(`the master at ${this.base} did not answer within ${ANSWER_WITHIN_MS / 1000}s`);
       const cause = (err as Error & { cause?: Error }).cause?.message ?? (err as Error).message;
       throw new MasterUnavailableError(`cannot reach the master at ${this.base}: ${cause}`);
     }
-    const text = await res.text();
+    let text: string;
+    try {
+      text = await res.text();
+    } catch (err) {
+      // The master went away (or the request was aborted) halfway through its answer.
+      throw new MasterUnavailableError(`the master at ${this.base} stopped answering: ${(err as Error).message}`);
+    }
     let json: unknown;
     try {
       json = text ? JSON.parse(text) : undefined;
@@ -55,6 +62,7 @@ export class MasterClient {
         throw new RedisUnavailableError(`the master at ${this.base} is up but its Redis is unreachable (${msg.replace(/^Redis unavailable: /, '')}); retry later`);
       }
       if (res.status >= 500) throw new MasterUnavailableError(`master answered ${res.status}: ${msg}`);
+      if (res.status === 404) throw new NotFoundError(`master answered 404: ${msg}`);
       if (res.status === 401 && !this.token) throw new CliUsageError(`master answered 401: ${msg} (pass --token or set SPILLWAY_TOKEN)`);
       throw new CliUsageError(`master answered ${res.status}: ${msg}`);
     }

@@ -1,9 +1,11 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { buildTree, CasClient, type ActionResult, type UploadItem } from '../cas';
+import { systemClock } from '../lib';
 import { actionDigestOf } from '../protocol';
 import { followJob } from './job-follow';
 import { CliUsageError, MasterClient } from './master-client';
+import { DEFAULT_WAIT_TIMEOUT_SEC } from './submit-command';
 
 export interface RunFlags {
   master: string;
@@ -69,9 +71,9 @@ export async function runCommand(command: string[], flags: RunFlags, out: NodeJS
       action: { inputRoot: tree.root, outputFiles, outputDirs },
     });
     err.write(`spillway: action ${action.hash.slice(0, 12)} not cached; queued ${created.type} job ${created.id}\n`);
-    const view = await followJob(api, created, out, err);
+    const end = await followJob(api, created, out, err, { clock: systemClock, waitTimeoutMs: DEFAULT_WAIT_TIMEOUT_SEC * 1000 });
     result = await cas.getActionResult(action.hash);
-    if (!result) return view.exitCode ?? 1;
+    if (!result) return end.code;
   }
   for (const f of result.outputFiles) {
     const dest = resolve(inputs, f.path);

@@ -1,3 +1,4 @@
+import { systemClock, type Clock } from '../lib';
 import { followJob } from './job-follow';
 import { CliUsageError, MasterClient } from './master-client';
 
@@ -14,13 +15,25 @@ export interface SubmitFlags {
   label?: string[];
   /** Client-chosen job id: a retried submit with the same id never runs the build twice. */
   jobId?: string;
+  /** Seconds the master may be unreachable while waiting. @defaultValue 600 */
+  waitTimeout?: number;
 }
+
+/** How long `--wait` keeps trying a master that went away: long enough for a restart, and more. */
+export const DEFAULT_WAIT_TIMEOUT_SEC = 600;
 
 /**
  * `spillway submit`: enqueue a build. Without --wait prints the job id; with --wait streams
- * the log and resolves to the build's exit code.
+ * the log, across master restarts, and resolves to the build's exit code, or to
+ * one of `WaitExit`'s codes when the build did not run to an end.
  */
-export async function submitCommand(command: string[], flags: SubmitFlags, out: NodeJS.WritableStream, err: NodeJS.WritableStream): Promise<number> {
+export async function submitCommand(
+  command: string[],
+  flags: SubmitFlags,
+  out: NodeJS.WritableStream,
+  err: NodeJS.WritableStream,
+  clock: Clock = systemClock,
+): Promise<number> {
   if (command.length === 0) throw new CliUsageError('nothing to run: put the command after "--", e.g. spillway submit --type b2g -- make -j8');
   const client = new MasterClient(flags.master, flags.token);
   const env: Record<string, string> = {};
@@ -50,6 +63,6 @@ export async function submitCommand(command: string[], flags: SubmitFlags, out: 
     return 0;
   }
   err.write(`spillway: queued ${created.type} job ${created.id}\n`);
-  const view = await followJob(client, created, out, err);
-  return view.exitCode ?? 1;
+  const end = await followJob(client, created, out, err, { clock, waitTimeoutMs: (flags.waitTimeout ?? DEFAULT_WAIT_TIMEOUT_SEC) * 1000 });
+  return end.code;
 }

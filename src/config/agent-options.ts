@@ -23,6 +23,11 @@ const agentOptionsSchema = z
     memoryMb: z.number().int().positive().optional(),
     /** Where builds run; each gets a fresh directory below it. */
     workDir: z.string().min(1).optional(),
+    /**
+     * The agent's own files, out of builds' reach (0700): build output the master has not
+     * confirmed yet, once it is too large for memory. @defaultValue a temp dir, removed on stop
+     */
+    stateDir: z.string().min(1).optional(),
     /** The master's CAS (e.g. http://master:8080/cache): needed to run actions. */
     casUrl: z.string().regex(/^https?:\/\//, 'expected an http:// or https:// URL').optional(),
     casToken: z.string().min(1).optional(),

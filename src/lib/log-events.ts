@@ -65,7 +65,6 @@ const LOG_EVENTS = [
   'agent.master-error',
   'agent.master-silent',
   'agent.heartbeat-failed',
-  'agent.logs-dropped',
   'agent.workdir-error',
   'agent.build-error',
   'agent.workdir-swept',

@@ -1,6 +1,8 @@
 import type { Redis } from 'ioredis';
+import { runScript } from '../lib';
 import type { BuildOutcome } from '../protocol';
 import type { Location } from './agent-registry';
+import { APPEND_LOG_SCRIPT } from './lua/append-log-script';
 
 /** `preempted`: the machine went away after a spot notice; the job was requeued without using an attempt. */
 export type BuildResultName = BuildOutcome | 'lost' | 'cancelled' | 'preempted';
@@ -123,20 +125,14 @@ export class BuildStore {
     await this.r.multi().incrby(k, delta).expire(k, 30 * 24 * 3600).exec();
   }
 
-  /** Appends build output; past `logMaxBytes` the rest is dropped behind one marker line. */
-  async appendLog(type: string, id: string, attempt: number, data: string): Promise<void> {
-    const k = this.key(type, id, attempt);
-    const bytes = Buffer.byteLength(data);
-    const total = await this.r.hincrby(k, 'logBytes', bytes);
-    const before = total - bytes;
-    if (before >= this.opts.logMaxBytes) return;
-    const lk = this.logKey(type, id, attempt);
-    if (total <= this.opts.logMaxBytes) {
-      await this.r.rpush(lk, data);
-    } else {
-      const room = this.opts.logMaxBytes - before;
-      await this.r.rpush(lk, Buffer.from(data).subarray(0, room).toString(), TRUNCATED);
-    }
+  /**
+   * Appends build output; past `logMaxBytes` the rest is dropped behind one marker line. With
+   * `offset` (where `data` starts in the build's output, in bytes) output already stored is
+   * skipped. Resolves to how far the build's output is stored, the offset to confirm.
+   */
+  async appendLog(type: string, id: string, attempt: number, data: string, offset?: number): Promise<number> {
+    const keys = [this.key(type, id, attempt), this.logKey(type, id, attempt)];
+    return Number(await runScript(this.r, APPEND_LOG_SCRIPT, keys, [data, offset ?? '', this.opts.logMaxBytes, TRUNCATED]));
   }
 
   async readLog(type: string, id: string, attempt: number): Promise<string> {

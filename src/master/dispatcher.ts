@@ -203,16 +203,16 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.reports.onStarted(agent, f);
   }
 
-  onLog(agent: ConnectedAgent, queue: string, jobId: string, data: string): void {
-    this.reports.onLog(agent, queue, jobId, data);
+  onLog(agent: ConnectedAgent, queue: string, jobId: string, data: string, offset?: number): void {
+    this.reports.onLog(agent, queue, jobId, data, offset);
   }
 
   onFinished(agent: ConnectedAgent, f: FinishedFrame): Promise<void> {
     return this.reports.onFinished(agent, f);
   }
 
-  reattach(agent: ConnectedAgent, running: readonly AgentHeldJob[]): Promise<Array<{ queue: string; jobId: string }>> {
-    return this.reattacher.reattach(agent, running);
+  reattach(agent: ConnectedAgent, running: readonly AgentHeldJob[], finished: readonly AgentHeldJob[] = []): Promise<Array<{ queue: string; jobId: string }>> {
+    return this.reattacher.reattach(agent, running, finished);
   }
 
   orphan(agent: ConnectedAgent): void {

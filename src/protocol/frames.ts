@@ -94,6 +94,11 @@ const agentFrameSchema = z.discriminatedUnion('type', [
       draining: z.boolean(),
       /** Too little free disk to take builds (see the `disk` frame); absent from older agents. */
       diskFull: z.boolean().optional(),
+      /**
+       * This agent numbers its log output (`offset`), resends what the master did not confirm,
+       * and resends the `finished` frame of a build in `finished` that the master reattaches.
+       */
+      logOffsets: z.boolean().optional(),
     })
     .strict(),
   z.object({ type: z.literal('heartbeat'), running: z.array(z.string()) }).strict(),
@@ -105,6 +110,8 @@ const agentFrameSchema = z.discriminatedUnion('type', [
       jobId: z.string().min(1),
       stream: z.enum(['stdout', 'stderr']),
       data: z.string(),
+      /** Where `data` starts in the build's output, in UTF-8 bytes; output the master already stored is skipped. */
+      offset: z.number().int().nonnegative().optional(),
     })
     .strict(),
   finishedFrame,
@@ -119,8 +126,14 @@ const masterFrameSchema = z.discriminatedUnion('type', [
       type: z.literal('welcome'),
       agentId: z.string(),
       heartbeatMs: z.number().int().positive(),
-      /** Running builds the master took back; the agent cancels any others it reported. */
+      /**
+       * Running builds the master took back; the agent cancels any others it reported. For an
+       * agent that sent `logOffsets`, also finished builds the master holds again: the agent
+       * resends their unconfirmed output, then their `finished` frame.
+       */
       reattached: z.array(z.object({ queue: z.string(), jobId: z.string() }).strict()),
+      /** The master keeps this much of a build's log; output past it need not be kept for resending. */
+      logMaxBytes: z.number().int().positive().optional(),
     })
     .strict(),
   heldJob
@@ -137,6 +150,8 @@ const masterFrameSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('cancel'), queue: z.string(), jobId: z.string(), reason: z.string() }).strict(),
   /** The master recorded this finished build; the agent may forget it. */
   z.object({ type: z.literal('ack'), queue: z.string(), jobId: z.string() }).strict(),
+  /** The master stored the build's output up to `offset` (bytes): the agent need not resend it. */
+  z.object({ type: z.literal('log-ack'), queue: z.string(), jobId: z.string(), offset: z.number().int().nonnegative() }).strict(),
   z.object({ type: z.literal('drain') }).strict(),
   z.object({ type: z.literal('error'), code: z.string(), message: z.string() }).strict(),
 ]);

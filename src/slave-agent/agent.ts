@@ -1,5 +1,4 @@
 import { EventEmitter } from 'node:events';
-import { rm } from 'node:fs/promises';
 import WebSocket from 'ws';
 import { version as packageVersion } from '../../package.json';
 import type { AgentOptions } from '../config';
@@ -17,6 +16,7 @@ import {
   type NoticeFrame,
 } from '../protocol';
 import { ActionSupport } from './action-support';
+import { prepareAgentDirs, type AgentDirs } from './agent-dirs';
 import { AgentRejectedError, fatalCloseHint } from './agent-errors';
 import type { AgentDeps, AgentEvents } from './agent-deps';
 import { Build } from './build';
@@ -29,7 +29,9 @@ import { keyOf, LogOutbox } from './log-outbox';
 import { MasterConnection, type ConnectionEnd } from './master-connection';
 import { noticeWatchFor, type NoticeWatch } from './notice-watch';
 import { StateChanges } from './state-changes';
-import { prepareWorkDir, releaseWorkDir } from './work-dir';
+
+/** The master's default builds.logMaxBytes, until a welcome says otherwise. */
+const DEFAULT_LOG_MAX_BYTES = 1024 * 1024;
 
 const DEFAULT_RECONNECT_BACKOFF: Readonly<BackoffPolicy> = Object.freeze({ baseMs: 500, maxMs: 30_000 });
 
@@ -65,8 +67,10 @@ export class Agent extends EventEmitter<AgentEvents> {
   private readonly loopAbort = new AbortController();
   private exited: Promise<void> | undefined;
   private drainPromise: Promise<void> | undefined;
-  private workDir = '';
-  private ownsWorkDir = false;
+  /** Set once `start()` has made them; no build or log can come before. */
+  private dirs: AgentDirs | undefined;
+  /** How much of a build's log the master keeps (its welcome says); no more is kept for resending. */
+  private logMaxBytes = DEFAULT_LOG_MAX_BYTES;
   private disk: DiskLimits | undefined;
   private headroom: DiskHeadroom | undefined;
   private readonly changes: StateChanges;
@@ -101,7 +105,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       clock: this.clock,
       canSend: () => this.welcomed && this.conn?.writable === true,
       send: (frame) => this.conn?.send(frame),
-      onDrop: (queue, jobId) => this.log.warn('agent.logs-dropped', { queue, jobId }),
+      spillDir: () => this.dirs!.state,
+      limitBytes: () => this.logMaxBytes,
     });
   }
 
@@ -136,8 +141,10 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   private async main(): Promise<void> {
-    await this.prepareWorkDir();
-    this.headroom = await startHeadroom(this.options, { workDir: this.workDir, actions: this.actions, clock: this.clock, log: this.log }, (state) => this.onDiskChange(state));
+    const dirs = await prepareAgentDirs({ options: this.options, identity: this.deps.identity, log: this.log });
+    this.dirs = dirs;
+    this.disk = this.deps.disk ?? (await detectDiskLimits({ workDir: dirs.work, mode: this.options.diskLimit, pollMs: this.options.diskPollMs, log: this.log }));
+    this.headroom = await startHeadroom(this.options, { workDir: dirs.work, actions: this.actions, clock: this.clock, log: this.log }, (state) => this.onDiskChange(state));
     this.watch?.start();
     try {
       await this.connectLoop();
@@ -151,18 +158,10 @@ export class Agent extends EventEmitter<AgentEvents> {
       for (const build of [...this.running.values()]) this.dropBuild(build, 'agent stopped');
       await Promise.all([...this.unsettled].map((b) => b.settled));
       this.outbox.close();
-      if (this.ownsWorkDir) await rm(this.workDir, { recursive: true, force: true }).catch(() => undefined);
-      else await releaseWorkDir(this.workDir).catch(() => undefined);
+      await dirs.release();
       await this.actions.close().catch(() => undefined);
       this.log.info('agent.stopped', { unacknowledged: this.finished.size });
     }
-  }
-
-  private async prepareWorkDir(): Promise<void> {
-    const prepared = await prepareWorkDir({ workDir: this.options.workDir, name: this.options.name, identity: this.deps.identity, log: this.log });
-    this.workDir = prepared.dir;
-    this.ownsWorkDir = prepared.owned;
-    this.disk = this.deps.disk ?? (await detectDiskLimits({ workDir: this.workDir, mode: this.options.diskLimit, pollMs: this.options.diskPollMs, log: this.log }));
   }
 
   private async connectLoop(): Promise<void> {
@@ -249,6 +248,8 @@ export class Agent extends EventEmitter<AgentEvents> {
         return this.onCancel(frame.queue, frame.jobId, frame.reason);
       case 'ack':
         return this.onAck(frame.queue, frame.jobId);
+      case 'log-ack':
+        return this.outbox.confirm(frame.queue, frame.jobId, frame.offset);
       case 'drain':
         this.log.info('agent.drain-requested', { by: 'master' });
         void this.drain();
@@ -262,20 +263,26 @@ export class Agent extends EventEmitter<AgentEvents> {
   private onWelcome(conn: MasterConnection, frame: Extract<MasterFrame, { type: 'welcome' }>): void {
     if (this.conn !== conn || this.welcomed) return;
     this.welcomed = true;
+    this.logMaxBytes = frame.logMaxBytes ?? DEFAULT_LOG_MAX_BYTES;
     this.log.info('agent.welcomed', { agentId: frame.agentId, heartbeatMs: frame.heartbeatMs, reattached: frame.reattached });
     const reattached = new Set(frame.reattached.map((r) => keyOf(r.queue, r.jobId)));
     for (const key of this.reportedRunning) {
       const build = this.running.get(key);
-      if (build && !reattached.has(key)) this.dropBuild(build, 'not reattached by the master');
+      if (!build) continue;
+      if (reattached.has(key)) this.outbox.resend(build.held.queue, build.held.jobId);
+      else this.dropBuild(build, 'not reattached by the master');
     }
     for (const [key, f] of [...this.finished]) {
-      if (this.reportedFinished.has(key)) continue;
+      // The master settles those reported in hello from there, unless it took them back to
+      // hear their output first.
+      if (this.reportedFinished.has(key) && !reattached.has(key)) continue;
       // Reported as running in hello, finished before the welcome came.
       if (this.reportedRunning.has(key) && !reattached.has(key)) {
         this.finished.delete(key);
         this.outbox.forget(f.queue, f.jobId);
         continue;
       }
+      this.outbox.resend(f.queue, f.jobId);
       this.outbox.flush(f.queue, f.jobId);
       conn.send(f);
     }
@@ -297,12 +304,13 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (this.running.has(key)) return refuse('already running');
     if (this.headroom?.state.full) return refuse('disk full');
     if (this.running.size >= this.options.executors) return refuse(`at capacity (${this.options.executors} executors)`);
-    // A new attempt supersedes a result the master never acknowledged.
+    // A new attempt supersedes a result the master never acknowledged, and its output.
     this.finished.delete(key);
+    this.outbox.forget(queue, jobId);
     const build: Build = new Build(frame, {
       runner: this.runner,
       clock: this.clock,
-      workDir: this.workDir,
+      workDir: this.dirs!.work,
       baseEnv: this.baseEnv,
       ...(this.deps.isolation && { isolation: this.deps.isolation }),
       ...(this.deps.identity && { identity: this.deps.identity }),
@@ -372,6 +380,7 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   private onAck(queue: string, jobId: string): void {
     if (!this.finished.delete(keyOf(queue, jobId))) return;
+    this.outbox.forget(queue, jobId);
     this.log.debug('agent.job-acked', { queue, jobId });
     this.emit('job-acked', { queue, jobId });
     this.changes.notify();

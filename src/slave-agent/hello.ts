@@ -31,5 +31,6 @@ export function helloFrame(o: AgentOptions, host: HostInfo, state: HelloState): 
     finished: state.finished,
     draining: state.draining,
     ...(state.diskFull && { diskFull: true }),
+    logOffsets: true,
   };
 }

@@ -1,72 +1,63 @@
+import { join } from 'node:path';
 import type { Clock } from '../lib';
 import type { AgentFrame } from '../protocol';
+import { LogJournal, type LogStream } from './log-journal';
 
 export type LogFrame = Extract<AgentFrame, { type: 'log' }>;
-type Stream = LogFrame['stream'];
 
 export interface LogOutboxOptions {
   clock: Clock;
   /** Whether frames can go out now (connected, welcomed, socket not backed up). */
   canSend: () => boolean;
   send: (frame: LogFrame) => void;
-  /** Called once per gap when output had to be dropped. */
-  onDrop?: (queue: string, jobId: string, chars: number) => void;
+  /** The agent's own directory, out of builds' reach, where large unconfirmed output goes. */
+  spillDir: () => string;
+  /** A build's output past this is not kept: the master keeps no more (its builds.logMaxBytes). */
+  limitBytes: () => number;
   /** @defaultValue 50 */
   flushMs?: number;
   /** A build's output is sent at once when this much is waiting; also the largest frame. @defaultValue 32768 */
   flushChars?: number;
-  /** Output held across all builds while the master is unreachable. @defaultValue 8 MiB of characters */
-  maxBufferedChars?: number;
+  /** A build's unconfirmed output held in memory; more moves to a file. @defaultValue 262144 */
+  memoryBytes?: number;
 }
 
 interface Pending {
   queue: string;
   jobId: string;
-  segments: Array<{ stream: Stream; data: string }>;
-  chars: number;
-  /** Output thrown away since the last successful flush. */
-  dropped: number;
+  journal: LogJournal;
 }
 
 /**
- * Build output on its way to the master: coalesced into few frames, held while the socket is
- * down, and bounded so a chatty build on a disconnected agent cannot exhaust memory — the
- * build itself never waits for the master.
+ * Build output on its way to the master: coalesced into few frames, each numbered with its
+ * offset in the build's output, and kept until the master confirms storing it — across
+ * disconnects and master restarts, in memory while small and on disk when large. The build
+ * itself never waits for the master.
  */
 export class LogOutbox {
   private readonly pending = new Map<string, Pending>();
-  private buffered = 0;
   private timer: AbortController | undefined;
   private readonly flushMs: number;
   private readonly flushChars: number;
-  private readonly maxBuffered: number;
+  private readonly memoryBytes: number;
+  private files = 0;
 
   constructor(private readonly opts: LogOutboxOptions) {
     this.flushMs = opts.flushMs ?? 50;
     this.flushChars = opts.flushChars ?? 32 * 1024;
-    this.maxBuffered = opts.maxBufferedChars ?? 8 * 1024 * 1024;
+    this.memoryBytes = opts.memoryBytes ?? 256 * 1024;
   }
 
-  push(queue: string, jobId: string, stream: Stream, data: string): void {
+  push(queue: string, jobId: string, stream: LogStream, data: string): void {
     const key = keyOf(queue, jobId);
     let p = this.pending.get(key);
     if (!p) {
-      p = { queue, jobId, segments: [], chars: 0, dropped: 0 };
+      const file = join(this.opts.spillDir(), `log-${++this.files}.jsonl`);
+      p = { queue, jobId, journal: new LogJournal({ file, memoryBytes: this.memoryBytes, limitBytes: this.opts.limitBytes }) };
       this.pending.set(key, p);
     }
-    // Once a gap has opened, keep dropping until it is reported, so the marker sits where
-    // the output is missing rather than somewhere later.
-    if (p.dropped > 0 || this.buffered + data.length > this.maxBuffered) {
-      if (p.dropped === 0) this.opts.onDrop?.(queue, jobId, data.length);
-      p.dropped += data.length;
-      return;
-    }
-    const last = p.segments[p.segments.length - 1];
-    if (last && last.stream === stream && last.data.length + data.length <= this.flushChars) last.data += data;
-    else p.segments.push({ stream, data });
-    p.chars += data.length;
-    this.buffered += data.length;
-    if (p.chars >= this.flushChars) this.flushOne(key);
+    p.journal.append(stream, data);
+    if (p.journal.unsent >= this.flushChars) this.flushOne(key);
     else this.schedule();
   }
 
@@ -76,30 +67,43 @@ export class LogOutbox {
     for (const key of [...this.pending.keys()]) this.flushOne(key);
   }
 
-  /** Drops a build's waiting output (it was cancelled or taken away). */
+  /** The master stored a build's output up to `offset`. */
+  confirm(queue: string, jobId: string, offset: number): void {
+    this.pending.get(keyOf(queue, jobId))?.journal.confirm(offset);
+  }
+
+  /** On a new connection: a build's unconfirmed output is sent again. */
+  resend(queue: string, jobId: string): void {
+    this.pending.get(keyOf(queue, jobId))?.journal.resend();
+  }
+
+  /** Drops a build's output (it was acknowledged, cancelled or taken away). */
   forget(queue: string, jobId: string): void {
     const key = keyOf(queue, jobId);
-    const p = this.pending.get(key);
-    if (!p) return;
-    this.buffered -= p.chars;
+    this.pending.get(key)?.journal.close();
     this.pending.delete(key);
   }
 
   close(): void {
     this.timer?.abort();
     this.timer = undefined;
+    for (const p of this.pending.values()) p.journal.close();
+    this.pending.clear();
   }
 
   private flushOne(key: string): void {
     const p = this.pending.get(key);
-    if (!p || !this.opts.canSend()) return;
-    for (const s of p.segments) this.opts.send({ type: 'log', queue: p.queue, jobId: p.jobId, stream: s.stream, data: s.data });
-    if (p.dropped > 0) {
-      const marker = `\n[spillway: ${p.dropped} characters of output dropped while the master was unreachable]\n`;
-      this.opts.send({ type: 'log', queue: p.queue, jobId: p.jobId, stream: 'stderr', data: marker });
+    if (!p || p.journal.unsent === 0 || !this.opts.canSend()) return;
+    let frame: LogFrame | undefined;
+    for (const s of p.journal.take()) {
+      if (frame && frame.stream === s.stream && frame.data.length + s.data.length <= this.flushChars) {
+        frame.data += s.data;
+        continue;
+      }
+      if (frame) this.opts.send(frame);
+      frame = { type: 'log', queue: p.queue, jobId: p.jobId, stream: s.stream, data: s.data, offset: s.offset };
     }
-    this.buffered -= p.chars;
-    this.pending.delete(key);
+    if (frame) this.opts.send(frame);
   }
 
   private schedule(): void {
@@ -110,7 +114,7 @@ export class LogOutbox {
       () => {
         if (this.timer === timer) this.timer = undefined;
         this.flush();
-        if (this.pending.size > 0 && this.opts.canSend()) this.schedule();
+        if (this.opts.canSend() && [...this.pending.values()].some((p) => p.journal.unsent > 0)) this.schedule();
       },
       () => undefined,
     );

@@ -38,9 +38,13 @@ export class FakeBuildRecords implements BuildRecords {
     this.preempted.set(`${type}:${id}`, (this.preempted.get(`${type}:${id}`) ?? 0) + delta);
   }
 
-  async appendLog(type: string, id: string, attempt: number, data: string): Promise<void> {
+  async appendLog(type: string, id: string, attempt: number, data: string, offset?: number): Promise<number> {
     const k = this.key(type, id, attempt);
-    this.logs.set(k, (this.logs.get(k) ?? '') + data);
+    const stored = Buffer.from(this.logs.get(k) ?? '');
+    const skip = offset === undefined ? 0 : Math.max(0, stored.length - offset);
+    const next = Buffer.concat([stored, Buffer.from(data).subarray(skip)]);
+    this.logs.set(k, next.toString());
+    return next.length;
   }
 
   async get(type: string, id: string, attempt: number): Promise<BuildRecord | undefined> {

@@ -15,12 +15,12 @@ describe('agent listener: a failure handling one frame costs that connection, no
     const onLog = dispatcher.onLog.bind(dispatcher);
     let thrown = false;
     // A stand-in for a bug in frame handling: the first log frame from rack-1 throws.
-    dispatcher.onLog = (agent, queue, jobId, data) => {
+    dispatcher.onLog = (agent, queue, jobId, data, offset) => {
       if (!thrown && agent.name === 'rack-1') {
         thrown = true;
         throw new Error('boom (test)');
       }
-      return onLog(agent, queue, jobId, data);
+      return onLog(agent, queue, jobId, data, offset);
     };
     const finished: BuildRecord[] = [];
     dispatcher.on('build-finished', (r) => finished.push(r));

@@ -105,6 +105,7 @@ describe('slave-agent/agent', () => {
       running: [],
       finished: [],
       draining: false,
+      logOffsets: true,
     });
     side.welcome({ heartbeatMs: 30 });
     assert.deepEqual((await side.take('heartbeat')).running, []);

@@ -195,7 +195,7 @@ export class AgentServer {
           ws.close(CloseCode.badHello, 'first frame must be hello');
           return;
         }
-        this.onHello(ws, f, { connId, address, send, alive, log }).then(
+        this.onHello(ws, f, { connId, address, send, alive, log, registered: (a) => (agent = a) }).then(
           (a) => (agent = a),
           (err: unknown) => handlerFailed(err),
         );
@@ -211,7 +211,7 @@ export class AgentServer {
         case 'started':
           return this.d.dispatcher.onStarted(agent, f);
         case 'log':
-          return this.d.dispatcher.onLog(agent, f.queue, f.jobId, f.data);
+          return this.d.dispatcher.onLog(agent, f.queue, f.jobId, f.data, f.offset);
         case 'finished':
           void this.d.dispatcher.onFinished(agent, f);
           return;
@@ -260,7 +260,14 @@ export class AgentServer {
   private async onHello(
     ws: WebSocket,
     hello: HelloFrame,
-    c: { connId: string; address: string; send: (f: MasterFrame) => void; alive: (timeoutMs: number) => Promise<boolean>; log: Logger },
+    c: {
+      connId: string;
+      address: string;
+      send: (f: MasterFrame) => void;
+      alive: (timeoutMs: number) => Promise<boolean>;
+      log: Logger;
+      registered: (agent: ConnectedAgent) => void;
+    },
   ): Promise<ConnectedAgent | undefined> {
     const admission = this.access.admit(hello);
     if (!admission.ok) {
@@ -287,7 +294,10 @@ export class AgentServer {
     });
     if (!(await this.takeName(ws, agent, c.log))) return undefined;
     this.d.registry.joining(agent);
-    const reattached = await this.d.dispatcher.reattach(agent, hello.running);
+    // An agent that resends output takes its finished builds back first, so that output is
+    // stored before their results are.
+    const resent = hello.logOffsets ? hello.finished.map(({ queue, jobId, lockToken }) => ({ queue, jobId, lockToken })) : [];
+    const reattached = await this.d.dispatcher.reattach(agent, hello.running, resent);
     if (ws.readyState !== ws.OPEN) {
       this.d.registry.remove(agent);
       this.d.dispatcher.orphan(agent);
@@ -295,7 +305,16 @@ export class AgentServer {
     }
     this.credentials.set(agent, hello.token);
     this.d.registry.add(agent);
-    c.send({ type: 'welcome', agentId: agent.id, heartbeatMs: this.d.config.agents.heartbeatSec * 1000, reattached });
+    // Frames may follow the welcome at once; they belong to this agent from now on.
+    c.registered(agent);
+    c.send({
+      type: 'welcome',
+      agentId: agent.id,
+      heartbeatMs: this.d.config.agents.heartbeatSec * 1000,
+      reattached,
+      // Agents of the previous version check welcomes strictly: only those that asked get it.
+      ...(hello.logOffsets && { logMaxBytes: this.d.config.builds.logMaxBytes }),
+    });
     c.log.info('agent.registered', {
       agent: agent.name,
       location: agent.location,
@@ -312,7 +331,9 @@ export class AgentServer {
       // An error frame: every agent version logs it as a warning.
       c.send({ type: 'error', code: 'SPILLWAY_E_UNKNOWN_JOB_TYPES', message: `this master has no job types ${unknownJobTypes.join(', ')} (known: ${known}); no jobs of them will come` });
     }
-    for (const f of hello.finished) await this.d.dispatcher.onFinished(agent, f);
+    for (const f of hello.finished) {
+      if (!reattached.some((r) => r.queue === f.queue && r.jobId === f.jobId)) await this.d.dispatcher.onFinished(agent, f);
+    }
     this.d.dispatcher.capacityChanged();
     return agent;
   }

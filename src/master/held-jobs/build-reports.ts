@@ -38,14 +38,18 @@ export class BuildReports {
       .catch((err: unknown) => this.d.log.error('redis.error', { op: 'build.started', jobId: f.jobId, error: err }));
   }
 
-  onLog(agent: ConnectedAgent, queue: string, jobId: string, data: string): void {
+  /** Stores build output; output that carries its offset is confirmed to the agent once stored. */
+  onLog(agent: ConnectedAgent, queue: string, jobId: string, data: string, offset: number | undefined): void {
     // Log frames carry no token: the connection is what vouches for them.
     const h = this.accept(agent, 'log', queue, jobId, (held) => ({ type: 'log', by: reporter(agent, held.state.lock) }));
     if (!h) return;
     // Emitted once stored, so a follower woken by it reads the new output.
     h.writes = h.writes
-      .then(() => this.d.builds.appendLog(queue, jobId, h.attempt, data))
-      .then(() => void this.d.events.emit('build-log', queue, jobId, h.attempt, data))
+      .then(() => this.d.builds.appendLog(queue, jobId, h.attempt, data, offset))
+      .then((stored) => {
+        if (offset !== undefined) agent.send({ type: 'log-ack', queue, jobId, offset: stored });
+        this.d.events.emit('build-log', queue, jobId, h.attempt, data);
+      })
       .catch((err: unknown) => this.d.log.error('redis.error', { op: 'build.log', jobId, error: err }));
   }
 

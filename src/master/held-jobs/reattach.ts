@@ -33,10 +33,17 @@ export class Reattach {
   /**
    * A (re)connecting agent reports the builds it still runs. Those whose lock this master holds
    * for this agent, or can renew with the agent's token, continue; the agent cancels the rest.
+   * `finished` builds (whose output the agent still has to resend) are taken back the same way,
+   * so their output is accepted before their result; those not taken back are left to the
+   * caller, which settles them as unheld.
    */
-  async reattach(agent: ConnectedAgent, running: readonly AgentHeldJob[]): Promise<Array<{ queue: string; jobId: string }>> {
+  async reattach(
+    agent: ConnectedAgent,
+    running: readonly AgentHeldJob[],
+    finished: readonly AgentHeldJob[] = [],
+  ): Promise<Array<{ queue: string; jobId: string }>> {
     const kept: Array<{ queue: string; jobId: string }> = [];
-    for (const r of running) {
+    for (const r of [...running, ...finished]) {
       const h = this.d.jobs.get(r.queue, r.jobId);
       if (!h) {
         if (await this.takeBack(agent, r)) kept.push({ queue: r.queue, jobId: r.jobId });
