@@ -31,6 +31,7 @@ const LOG_EVENTS = [
   'agent.unknown-job-types',
   'job.invalid',
   'job.dispatched',
+  'job.declined',
   'job.started',
   'job.finished',
   'job.retried',

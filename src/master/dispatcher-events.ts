@@ -19,7 +19,7 @@ export interface DispatcherEvents {
   /** A build's machine went away after a notice; the job was requeued without using an attempt. */
   'build-preempted': [record: BuildRecord];
   /** A frame about a job came from an agent that does not hold it (or quoted a stale lock); it was ignored. */
-  'frame-refused': [agent: ConnectedAgent, frame: 'started' | 'log' | 'finished' | 'reattach', reason: FrameRefusal];
+  'frame-refused': [agent: ConnectedAgent, frame: 'started' | 'declined' | 'log' | 'finished' | 'reattach', reason: FrameRefusal];
 }
 
 /** How the dispatcher's parts announce what happened (the dispatcher is the emitter). */

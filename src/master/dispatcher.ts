@@ -170,8 +170,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     if (!this.d.registry.capacityFor(q.type).serving) this.giveBack(h);
   }
 
-  private place(h: HeldJob): boolean {
-    const choice = chooseAgent(h.queue, h.payload.requirements, this.d.registry.list());
+  /** `not` is the agent that just declined it: never straight back there, whatever the master thinks of it. */
+  private place(h: HeldJob, not?: ConnectedAgent): boolean {
+    const choice = chooseAgent(h.queue, h.payload.requirements, this.d.registry.list().filter((a) => a !== not));
     if (!choice.agent) return false;
     const agent = choice.agent;
     const build = identityOf(h, agent, this.d.clock.now());
@@ -201,6 +202,16 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
 
   onStarted(agent: ConnectedAgent, f: AgentHeldJob & { startedAt: number }): void {
     this.reports.onStarted(agent, f);
+  }
+
+  /**
+   * The agent will not run a job placed on it: placed on another agent at once, else it waits
+   * for the next change of capacity, or goes back to its queue when nobody here serves its type.
+   */
+  onDeclined(agent: ConnectedAgent, f: AgentHeldJob & { reason: string }): void {
+    const h = this.reports.onDeclined(agent, f);
+    if (!h || this.place(h, agent) || this.unrunnable.sideline(h)) return;
+    if (!this.d.registry.capacityFor(h.queue).serving) this.giveBack(h);
   }
 
   onLog(agent: ConnectedAgent, queue: string, jobId: string, data: string, offset?: number): void {

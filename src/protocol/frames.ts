@@ -34,6 +34,13 @@ export type HeldJob = z.output<typeof heldJob>;
 const finishedFrame = heldJob.extend({ type: z.literal('finished'), result: buildResultSchema }).strict();
 
 /**
+ * The agent will not run a job it was just assigned (draining, disk full, no free executor: it
+ * may have changed since the master chose it). The master puts the job back to be placed
+ * again; without this frame the job would sit assigned to an agent that never runs it.
+ */
+const declinedFrame = heldJob.extend({ type: z.literal('declined'), reason: z.string().max(500) }).strict();
+
+/**
  * Why a cloud instance is going away: EC2's two-minute spot interruption warning, or its
  * earlier rebalance recommendation (elevated risk of interruption).
  */
@@ -116,6 +123,7 @@ const agentFrameSchema = z.discriminatedUnion('type', [
     .strict(),
   finishedFrame,
   z.object({ type: z.literal('draining') }).strict(),
+  declinedFrame,
   noticeFrame,
   diskFrame,
 ]);
@@ -162,6 +170,7 @@ export type HelloFrame = Extract<AgentFrame, { type: 'hello' }>;
 export type FinishedFrame = Extract<AgentFrame, { type: 'finished' }>;
 export type NoticeFrame = Extract<AgentFrame, { type: 'notice' }>;
 export type DiskFrame = Extract<AgentFrame, { type: 'disk' }>;
+export type DeclinedFrame = Extract<AgentFrame, { type: 'declined' }>;
 export type AssignFrame = Extract<MasterFrame, { type: 'assign' }>;
 
 export type FrameParse<T> = { ok: true; frame: T } | { ok: false; reason: string };

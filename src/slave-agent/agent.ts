@@ -300,10 +300,16 @@ export class Agent extends EventEmitter<AgentEvents> {
     const { queue, jobId } = frame;
     const key = keyOf(queue, jobId);
     const refuse = (reason: string) => this.log.warn('agent.assign-refused', { queue, jobId, reason });
-    if (this.draining || this.stopping) return refuse('draining');
+    // Said back, so the master places the job elsewhere instead of holding it for a build that never starts.
+    const decline = (reason: string) => {
+      refuse(reason);
+      this.conn?.send({ type: 'declined', queue, jobId, lockToken: frame.lockToken, reason });
+    };
+    // A duplicate assign of a build this agent runs is not declined: the job is running here.
     if (this.running.has(key)) return refuse('already running');
-    if (this.headroom?.state.full) return refuse('disk full');
-    if (this.running.size >= this.options.executors) return refuse(`at capacity (${this.options.executors} executors)`);
+    if (this.draining || this.stopping) return decline('draining');
+    if (this.headroom?.state.full) return decline('disk full');
+    if (this.running.size >= this.options.executors) return decline(`at capacity (${this.options.executors} executors)`);
     // A new attempt supersedes a result the master never acknowledged, and its output.
     this.finished.delete(key);
     this.outbox.forget(queue, jobId);

@@ -165,3 +165,62 @@ describe('trust: agent names (real master, real sockets)', function () {
     assert.match(String(agentSide.message), /cobol/);
   });
 });
+
+describe('declined assignments: a job its agent will not run is placed again (real master, real sockets)', function () {
+  const fixture = farmWithRawAgents();
+  const raw = fixture.raw;
+  let farm: TestFarm;
+  beforeEach(() => (farm = fixture.farm()));
+
+  it('goes to another agent at once, same attempt and lock, and finishes there', async () => {
+    const full = await raw({ name: 'full', jobTypes: ['b2g'] });
+    const id = await farm.submit({ type: 'b2g', argv: ['true'] });
+    const first = await full.next('assign');
+    const other = await raw({ name: 'other', jobTypes: ['b2g'] });
+    full.send({ type: 'declined', queue: 'b2g', jobId: id, lockToken: first.lockToken, reason: 'disk full' });
+    const second = await other.next('assign');
+    assert.equal(second.jobId, id);
+    assert.equal(second.attempt, first.attempt, 'a declined placement uses no attempt');
+    const line = await farm.logs.waitFor((e) => e.event === 'job.declined');
+    assert.deepEqual([line.agent, line.reason], ['full', 'disk full']);
+    other.send({ type: 'finished', queue: 'b2g', jobId: id, lockToken: second.lockToken, result });
+    const rec = await farm.finished(id);
+    assert.equal(rec.agent, 'other');
+    assert.equal(rec.result, 'success');
+  });
+
+  it('with no other agent, waits and goes back to the same agent once it says it has room again', async () => {
+    const only = await raw({ name: 'only', jobTypes: ['b2g'] });
+    const id = await farm.submit({ type: 'b2g', argv: ['true'] });
+    const first = await only.next('assign');
+    // The race the frame exists for: the disk filled after the master chose this agent.
+    only.send({ type: 'disk', full: true, path: '/work', freeMb: 10, minFreeMb: 1024 });
+    only.send({ type: 'declined', queue: 'b2g', jobId: id, lockToken: first.lockToken, reason: 'disk full' });
+    await farm.logs.waitFor((e) => e.event === 'job.declined');
+    assert.equal(only.frames.filter((f) => f.type === 'assign').length, 1, 'not offered again while full');
+    only.send({ type: 'disk', full: false, path: '/work', freeMb: 4096, minFreeMb: 1024 });
+    const again = (await only.all('assign', 2))[1]!;
+    assert.equal(again.jobId, id);
+    only.send({ type: 'finished', queue: 'b2g', jobId: id, lockToken: again.lockToken, result });
+    assert.equal((await farm.finished(id)).agent, 'only');
+  });
+
+  it("refuses a decline from another agent, with the real token, or of a build that started; the holder's build stands", async () => {
+    const victim = await raw({ name: 'victim', jobTypes: ['b2g'] });
+    const id = await farm.submit({ type: 'b2g', argv: ['true'] });
+    const assign = await victim.next('assign');
+    const rogue = await raw({ name: 'rogue', jobTypes: ['b2g'] });
+    rogue.send({ type: 'declined', queue: 'b2g', jobId: id, lockToken: assign.lockToken, reason: 'forged' });
+    victim.send({ type: 'started', queue: 'b2g', jobId: id, lockToken: assign.lockToken, startedAt: 5 });
+    victim.send({ type: 'declined', queue: 'b2g', jobId: id, lockToken: assign.lockToken, reason: 'too late' });
+    victim.send({ type: 'finished', queue: 'b2g', jobId: id, lockToken: assign.lockToken, result: { ...result, startedAt: 5, finishedAt: 6 } });
+    const rec = await farm.finished(id);
+    assert.equal(rec.agent, 'victim');
+    assert.equal(rogue.frames.filter((f) => f.type === 'assign').length, 0, 'the rogue never got the job');
+    const refused = await metric(farm, 'spillway_frames_refused_total{');
+    const of = (reason: string) => refused.filter((l) => l.includes('frame="declined"') && l.includes(`reason="${reason}"`)).length;
+    assert.equal(of('not-holder'), 1, refused.join('\n'));
+    assert.equal(of('wrong-state'), 1, refused.join('\n'));
+    assert.ok(!farm.logs.entries.some((e) => e.event === 'job.declined'));
+  });
+});

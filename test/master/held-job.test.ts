@@ -34,6 +34,7 @@ const EVENTS: Record<HeldEventType, HeldEvent> = {
   start: { type: 'start', by: holder, at: 5 },
   log: { type: 'log', by: holder },
   finish: { type: 'finish', by: holder },
+  decline: { type: 'decline', by: holder },
   disconnect: { type: 'disconnect', connId: owner.connId, at: 9 },
   reattach: { type: 'reattach', by: { ...holder, connId: 'conn-2' }, build },
   notice: { type: 'notice', notice: 'rebalance' },
@@ -47,12 +48,12 @@ const EVENTS: Record<HeldEventType, HeldEvent> = {
 type Cell = HeldKind | '-';
 /** The whole table, written out: rows are states ("none" = not held), columns the events above. */
 const EXPECTED: Record<HeldKind | 'none', Record<HeldEventType, Cell>> = {
-  none: { take: 'pending', adopt: 'running', place: '-', start: '-', log: '-', finish: '-', disconnect: '-', reattach: '-', notice: '-', lose: '-', preempt: '-', 'lock-lost': '-', 'give-back': '-', park: '-' },
-  pending: { take: '-', adopt: '-', place: 'assigned', start: '-', log: '-', finish: '-', disconnect: '-', reattach: '-', notice: '-', lose: '-', preempt: '-', 'lock-lost': 'settled', 'give-back': 'settled', park: 'settled' },
-  assigned: { take: '-', adopt: '-', place: '-', start: 'running', log: 'assigned', finish: 'settled', disconnect: 'orphaned', reattach: 'assigned', notice: 'assigned', lose: 'settled', preempt: 'settled', 'lock-lost': 'settled', 'give-back': '-', park: '-' },
-  running: { take: '-', adopt: '-', place: '-', start: '-', log: 'running', finish: 'settled', disconnect: 'orphaned', reattach: 'running', notice: 'running', lose: 'settled', preempt: 'settled', 'lock-lost': 'settled', 'give-back': '-', park: '-' },
-  orphaned: { take: '-', adopt: '-', place: '-', start: '-', log: '-', finish: 'settled', disconnect: '-', reattach: 'running', notice: 'orphaned', lose: 'settled', preempt: 'settled', 'lock-lost': 'settled', 'give-back': '-', park: '-' },
-  settled: { take: '-', adopt: '-', place: '-', start: '-', log: '-', finish: '-', disconnect: '-', reattach: '-', notice: '-', lose: '-', preempt: '-', 'lock-lost': '-', 'give-back': '-', park: '-' },
+  none: { take: 'pending', adopt: 'running', place: '-', start: '-', decline: '-', log: '-', finish: '-', disconnect: '-', reattach: '-', notice: '-', lose: '-', preempt: '-', 'lock-lost': '-', 'give-back': '-', park: '-' },
+  pending: { take: '-', adopt: '-', place: 'assigned', start: '-', decline: '-', log: '-', finish: '-', disconnect: '-', reattach: '-', notice: '-', lose: '-', preempt: '-', 'lock-lost': 'settled', 'give-back': 'settled', park: 'settled' },
+  assigned: { take: '-', adopt: '-', place: '-', start: 'running', decline: 'pending', log: 'assigned', finish: 'settled', disconnect: 'orphaned', reattach: 'assigned', notice: 'assigned', lose: 'settled', preempt: 'settled', 'lock-lost': 'settled', 'give-back': '-', park: '-' },
+  running: { take: '-', adopt: '-', place: '-', start: '-', decline: '-', log: 'running', finish: 'settled', disconnect: 'orphaned', reattach: 'running', notice: 'running', lose: 'settled', preempt: 'settled', 'lock-lost': 'settled', 'give-back': '-', park: '-' },
+  orphaned: { take: '-', adopt: '-', place: '-', start: '-', decline: '-', log: '-', finish: 'settled', disconnect: '-', reattach: 'running', notice: 'orphaned', lose: 'settled', preempt: 'settled', 'lock-lost': 'settled', 'give-back': '-', park: '-' },
+  settled: { take: '-', adopt: '-', place: '-', start: '-', decline: '-', log: '-', finish: '-', disconnect: '-', reattach: '-', notice: '-', lose: '-', preempt: '-', 'lock-lost': '-', 'give-back': '-', park: '-' },
 };
 
 describe('held job: transition table', () => {
@@ -85,14 +86,20 @@ describe('held job: only the holder may report', () => {
   const stranger: Reporter = { connId: 'conn-9', agentKey: 'name:rogue', token: LOCK };
   const guessed: Reporter = { ...holder, token: 'lock-guess' };
 
-  for (const type of ['start', 'log', 'finish'] as const) {
+  for (const type of ['start', 'decline', 'log', 'finish'] as const) {
     it(`${type} from another agent's connection is refused (not-holder), even with the right token`, () => {
-      const from = type === 'start' ? STATES.assigned : STATES.running;
+      const from = type === 'start' || type === 'decline' ? STATES.assigned : STATES.running;
       const t = transition(from, { ...EVENTS[type], by: stranger } as HeldEvent);
       assert.ok(!t.ok);
       assert.equal(t.code, 'not-holder');
     });
   }
+
+  it('a decline quoting another lock token is refused even from the holder (wrong-token): a stale attempt cannot unplace the current one', () => {
+    const t = transition(STATES.assigned, { type: 'decline', by: guessed });
+    assert.ok(!t.ok);
+    assert.equal(t.code, 'wrong-token');
+  });
 
   it('a result quoting another lock token is refused even from the holder (wrong-token)', () => {
     const t = transition(STATES.running, { type: 'finish', by: guessed });

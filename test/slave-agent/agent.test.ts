@@ -226,7 +226,7 @@ describe('slave-agent/agent', () => {
     assert.deepEqual(a.unacknowledged(), []);
   });
 
-  it('ignores assignments beyond its executors and invalid frames', async () => {
+  it('declines assignments beyond its executors (so the master places them elsewhere) and ignores invalid frames', async () => {
     const a = makeAgent({}, { executors: 1 });
     const side = await connected(a, 0, 30);
     side.send(assign('a', gated('a')));
@@ -237,6 +237,7 @@ describe('slave-agent/agent', () => {
     await side.take('heartbeat');
     assert.deepEqual(side.of('started').map((s) => s.jobId), ['a']);
     assert.ok(entries.some((e) => e.event === 'agent.assign-refused' && e.jobId === 'b'));
+    assert.deepEqual(side.of('declined'), [{ type: 'declined', queue: 'b2g', jobId: 'b', lockToken: 'lock-b', reason: 'at capacity (1 executors)' }]);
     assert.equal(entries.filter((e) => e.event === 'agent.frame-invalid').length, 2);
     release('a');
     await side.take('finished');
@@ -279,6 +280,7 @@ describe('slave-agent/agent', () => {
     const draining = a.drain().then(() => (drained = true));
     await side.take('draining');
     side.send(assign('d2', { shell: 'echo no' }));
+    assert.equal((await side.take('declined')).reason, 'draining');
     release('d1');
     const finished = await side.take('finished');
     assert.equal(finished.jobId, 'd1');

@@ -210,6 +210,8 @@ export class AgentServer {
           return;
         case 'started':
           return this.d.dispatcher.onStarted(agent, f);
+        case 'declined':
+          return this.d.dispatcher.onDeclined(agent, f);
         case 'log':
           return this.d.dispatcher.onLog(agent, f.queue, f.jobId, f.data, f.offset);
         case 'finished':

@@ -39,6 +39,13 @@ export class BuildReports {
   }
 
   /** Stores build output; output that carries its offset is confirmed to the agent once stored. */
+  /** The held job back to pending if its holder declines it; the job, or undefined if refused. */
+  onDeclined(agent: ConnectedAgent, f: AgentHeldJob & { reason: string }): HeldJob | undefined {
+    const h = this.accept(agent, 'declined', f.queue, f.jobId, () => ({ type: 'decline', by: reporter(agent, f.lockToken) }));
+    if (h) this.d.log.info('job.declined', { queue: h.queue, jobId: f.jobId, attempt: h.attempt, agent: agent.name, reason: f.reason });
+    return h;
+  }
+
   onLog(agent: ConnectedAgent, queue: string, jobId: string, data: string, offset: number | undefined): void {
     // Log frames carry no token: the connection is what vouches for them.
     const h = this.accept(agent, 'log', queue, jobId, (held) => ({ type: 'log', by: reporter(agent, held.state.lock) }));

@@ -29,6 +29,7 @@ interface Placed {
  *
  *   (take) ─▶ pending ─place─▶ assigned ─start─▶ running ─finish/lose/preempt/lock-lost─▶ settled
  *   (assigned goes to settled by the same events; pending also by lock-lost)
+ *             pending ◀─decline── assigned     (its agent will not run it after all)
  *               │                  │  ▲             │  ▲
  *     give-back / park         disconnect│reattach  disconnect│reattach
  *               ▼                  ▼  │             ▼  │
@@ -61,6 +62,8 @@ export type HeldEvent =
   | { type: 'adopt'; lock: string; owner: Owner; build: BuildIdentity; startedAt: number | null }
   | { type: 'place'; owner: Owner; build: BuildIdentity }
   | { type: 'start'; by: Reporter; at: number }
+  /** The agent it was placed on will not run it (draining, disk full, no free executor). */
+  | { type: 'decline'; by: Reporter }
   | { type: 'log'; by: Reporter }
   | { type: 'finish'; by: Reporter }
   | { type: 'disconnect'; connId: string; at: number }
@@ -80,7 +83,7 @@ export type HeldEvent =
 
 export type HeldEventType = HeldEvent['type'];
 export const HELD_EVENTS: readonly HeldEventType[] = [
-  'take', 'adopt', 'place', 'start', 'log', 'finish', 'disconnect', 'reattach', 'notice', 'lose', 'preempt', 'lock-lost', 'give-back', 'park',
+  'take', 'adopt', 'place', 'start', 'decline', 'log', 'finish', 'disconnect', 'reattach', 'notice', 'lose', 'preempt', 'lock-lost', 'give-back', 'park',
 ];
 
 /**
@@ -110,6 +113,8 @@ export const HELD_TABLE: { readonly [E in HeldEventType]: readonly (HeldKind | u
   adopt: [undefined],
   place: ['pending'],
   start: ['assigned'],
+  // Only before it starts: a running build is never put back unnoticed.
+  decline: ['assigned'],
   log: ['assigned', 'running'],
   // From orphaned too: an agent back after a reconnect reports what finished meanwhile.
   finish: ['assigned', 'running', 'orphaned'],
@@ -159,6 +164,8 @@ export function transition(state: HeldState | undefined, event: HeldEvent): Held
   switch (event.type) {
     case 'start':
       return holderCheck(state, event.by) ?? { ok: true, next: { ...state, kind: 'running', startedAt: event.at } };
+    case 'decline':
+      return holderCheck(state, event.by) ?? { ok: true, next: { kind: 'pending', lock: state.lock } };
     case 'log':
       return holderCheck(state, event.by) ?? { ok: true, next: state };
     case 'finish':
