@@ -20,6 +20,12 @@ import { Autoscale } from './autoscale';
 import { openCas, type CasService } from './cas-service';
 
 const QUIT_WITHIN_MS = 1000;
+/**
+ * How long the parts may take to stop while Redis answers. Past it, as at once when Redis is
+ * unreachable at the stop, their connections are dropped: what they wait for (a loop's Redis
+ * call, queued until Redis returns) then fails, and they unwind instead of holding the stop.
+ */
+const PARTS_STOP_WITHIN_MS = 15_000;
 
 export interface DaemonOptions {
   config: Config;
@@ -192,6 +198,14 @@ export class Daemon {
     r.disconnect();
   }
 
+  /** Whether `p` settled within `ms`. */
+  private async within(p: Promise<unknown>, ms: number): Promise<boolean> {
+    const ac = new AbortController();
+    const settled = await Promise.race([p.then(() => true), this.clock.sleep(ms, ac.signal).then(() => false, () => true)]);
+    ac.abort();
+    return settled;
+  }
+
   /** Graceful stop: no new jobs; agents are told to reconnect; builds keep running for the next master. */
   async stop(): Promise<void> {
     const id = this._master?.id;
@@ -199,9 +213,30 @@ export class Daemon {
     // First: the pages' event streams would otherwise hold the HTTP server open.
     await this.dashboard?.stop();
     await this.http?.close();
-    await this.autoscale?.stop();
-    await this._master?.stop();
-    for (const r of [this.apiRedis, this.recordsRedis, this.redis]) if (r) await this.close(r);
+    const connections = [this.apiRedis, this.recordsRedis, this.redis].filter((r): r is Redis => r !== undefined);
+    let dropped = false;
+    const drop = (reason: string) => {
+      // Nothing is lost by not waiting: jobs not handed back stay active in BullMQ until their
+      // locks expire and any master takes them again; running builds reattach to the next one.
+      // ioredis does not reject what is queued while it reconnects (redis/ioredis#2169), so a
+      // part waiting on such a call would wait for ever: it is left behind, not awaited.
+      this.log.warn('master.stop-forced', { id, reason, action: 'dropping the Redis connections' });
+      for (const r of connections) r.disconnect();
+      dropped = true;
+    };
+    if (connections.some((r) => r.status !== 'ready')) drop('Redis unreachable');
+    const parts: Array<[string, (() => Promise<void>) | undefined]> = [
+      ['autoscale', this.autoscale && (() => this.autoscale!.stop())],
+      ['master', this._master && (() => this._master!.stop())],
+    ];
+    for (const [part, stop] of parts) {
+      if (!stop) continue;
+      const stopped = stop().catch((err: unknown) => this.log.warn('master.stop-failed', { id, part, error: err }));
+      if (await this.within(stopped, dropped ? QUIT_WITHIN_MS : PARTS_STOP_WITHIN_MS)) continue;
+      if (!dropped) drop(`${part} not stopped within ${PARTS_STOP_WITHIN_MS} ms`);
+      await this.within(stopped, QUIT_WITHIN_MS);
+    }
+    for (const r of connections) await this.close(r);
     await this.cas?.close();
     this.log.info('master.stopped', { id });
   }

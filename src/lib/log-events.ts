@@ -6,6 +6,8 @@ const LOG_EVENTS = [
   'master.started',
   'master.stopping',
   'master.stopped',
+  'master.stop-forced',
+  'master.stop-failed',
   'http.listening',
   'http.error',
   'http.redis-unavailable',

@@ -184,4 +184,22 @@ describe('faults: Redis stopped and restarted under a running master process', f
     assert.ok(Date.now() - t0 < 3000, `stopped after ${Date.now() - t0} ms`);
     await farm.stop();
   });
+
+  it('a master with an autoscaled pool stopped during an outage still stops (its loops wait on Redis)', async () => {
+    redis = await startRedisServer();
+    const p = uniquePrefix('outstop-pool');
+    const raw = farmConfigRaw({
+      redis: { url: redis.url, queuePrefix: `${p}-bull`, keyPrefix: `${p}-sw` },
+      jobTypes: { b2g: { overflow: { pool: 'cloud', minBacklog: 1 } }, linux64: {} },
+      pools: { cloud: { provider: 'local', maxInstances: 1, local: { preCreated: 1 } } },
+    });
+    (raw.http as Record<string, unknown>).redisTimeoutMs = BOUND_MS;
+    const farm = await new TestFarm(raw).start();
+    await redis.stop();
+    assert.equal((await fetch(`${farm.addr.httpUrl}/api/pools`)).status, 503);
+    await farm.daemon.stop();
+    assert.equal(farm.logs.entries.find((e) => e.event === 'master.stop-forced')?.reason, 'Redis unreachable');
+    assert.ok(farm.logs.entries.some((e) => e.event === 'master.stopped'));
+    await farm.stop();
+  });
 });
