@@ -2,6 +2,7 @@ import { promises as fs } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { CPU_PERIOD_US, exists, killAndRemove } from './cgroup-fs';
+import { processAlive } from '../lib';
 
 /**
  * cpu.shares (v1) / cpu.weight (v2) of the group all of one agent's builds share: a tenth of the
@@ -63,21 +64,12 @@ async function removeDeadAgentsGroups(spillwayDir: string): Promise<void> {
   const names = await fs.readdir(spillwayDir).catch(() => [] as string[]);
   for (const name of names) {
     const pid = Number(/^builds-(\d+)$/.exec(name)?.[1]);
-    if (!pid || pid === process.pid || alive(pid)) continue;
+    if (!pid || pid === process.pid || processAlive(pid)) continue;
     const dir = join(spillwayDir, name);
     // The builds' own groups first: a parent with children cannot be removed.
     for (const child of await fs.readdir(dir, { withFileTypes: true }).catch(() => [])) {
       if (child.isDirectory()) await fs.rmdir(join(dir, child.name)).catch(() => undefined);
     }
     await fs.rmdir(dir).catch(() => undefined);
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

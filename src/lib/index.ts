@@ -15,3 +15,4 @@ export * from './signal';
 export * from './rate-limiter';
 export * from './repeat-log';
 export * from './redis-probe';
+export * from './process-alive';

@@ -2,7 +2,7 @@ import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildOwner, unmountBelow, unreachableBy, type BuildIdentity } from '../executor';
-import type { Logger } from '../lib';
+import { processAlive, type Logger } from '../lib';
 
 /** Names the agent that uses a work dir: its pid, so a later start can tell a crash from a neighbour. */
 const MARKER = '.spillway-agent';
@@ -50,7 +50,7 @@ async function claim(dir: string, log: Logger, explicit: boolean): Promise<boole
   const marker = join(dir, MARKER);
   const holder = Number((await readFile(marker, 'utf8').catch(() => '')).trim());
   const entries = (await readdir(dir)).filter((n) => n !== MARKER);
-  if (Number.isInteger(holder) && holder > 0 && alive(holder)) {
+  if (Number.isInteger(holder) && holder > 0 && processAlive(holder)) {
     if (explicit) log.warn('agent.workdir-not-swept', { dir, reason: `in use by the agent process ${holder}` });
     return false;
   }
@@ -66,13 +66,4 @@ async function claim(dir: string, log: Logger, explicit: boolean): Promise<boole
   // A full disk must not stop the agent: without the marker a later start only sweeps less.
   await writeFile(marker, `${process.pid}\n`).catch((err: unknown) => log.warn('agent.state-write-failed', { file: marker, error: String(err) }));
   return true;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

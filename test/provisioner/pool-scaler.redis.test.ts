@@ -1,20 +1,16 @@
 import assert from 'node:assert/strict';
-import { Redis } from 'ioredis';
-import { overflowSchema, poolSchema, type OverflowRule, type PoolConfig } from '../../src/config';
-import { createLogger, type LogEntry } from '../../src/lib';
-import { InstanceActivity, PoolScaler, PreemptionWindow, ProviderError, WarmWindows, type InstanceRecord, type InstanceState, type MachineState } from '../../src/provisioner';
+import { poolSchema, type OverflowRule, type PoolConfig } from '../../src/config';
+import type { LogEntry } from '../../src/lib';
+import { PoolScaler, ProviderError, type InstanceRecord, type InstanceState, type MachineState } from '../../src/provisioner';
 import { InstanceStore } from '../../src/provisioner/instance-store';
-import { RedisPoolLock } from '../../src/provisioner/pool-lock';
 import { FakeBacklog } from '../fakes/fake-backlog';
 import { FakeClock } from '../fakes/fake-clock';
 import { FakeFleet } from '../fakes/fake-fleet';
 import { FakeProvider, type ProviderCall } from '../fakes/fake-provider';
-import { redisUrl } from '../setup/root-hooks';
-import { uniquePrefix } from '../setup/unique';
 import { instance } from './instance-fixtures';
-import { watchStates, type StateHistory } from './state-history';
+import { POOL, scalerFixture } from './scaler-fixture';
+import type { StateHistory } from './state-history';
 
-const POOL = 'cloud';
 const MIN = 60_000;
 
 /** Where a machine is, for an instance spillway records in `state` (the consistent picture). */
@@ -57,60 +53,17 @@ describe('PoolScaler.tick (real redis, fake provider, fake clock)', function () 
   });
 
   async function fixture(pool: Record<string, unknown> = {}): Promise<Fixture> {
-    const prefix = uniquePrefix('ps');
-    const redis = new Redis(redisUrl(), { maxRetriesPerRequest: null });
-    const clock = new FakeClock();
-    const store = new InstanceStore({ redis, keyPrefix: prefix, clock });
     const config = poolSchema.parse({ provider: 'local', maxInstances: 2, quietPeriodMin: 60, bootTimeoutSec: 300, suspend: 'hibernate', ...pool });
-    const warm = new WarmWindows(config);
-    const provider = new FakeProvider({ now: () => clock.now() });
-    const fleet = new FakeFleet();
-    const backlog = new FakeBacklog();
-    const logs: LogEntry[] = [];
-    const log = createLogger({ silent: true, level: 'debug', sink: (e) => logs.push(e) });
-    const scaler = new PoolScaler({
-      name: POOL,
+    const base = await scalerFixture({ name: 'ps', config, provider: ({ clock }) => new FakeProvider({ now: () => clock.now() }), disposers });
+    const { store, provider } = base;
+    return {
+      ...base,
       config,
-      jobTypes: ['b2g'],
-      provider,
-      instances: store,
-      activity: new InstanceActivity({ instances: store, fleet, now: () => clock.now(), log }),
-      lock: new RedisPoolLock(redis, prefix),
-      fleet,
-      preemptions: new PreemptionWindow(redis, prefix),
-      backlog,
-      warm,
-      clock,
-      log,
-    });
-    const history = await watchStates(store, POOL);
-    disposers.push(async () => {
-      warm.close();
-      await history.close();
-      await store.close();
-      await redis.quit();
-    });
-    const rules = { b2g: overflowSchema.parse({ pool: POOL }) };
-    const f: Fixture = {
-      clock,
-      store,
-      provider,
-      fleet,
-      backlog,
-      scaler,
-      config,
-      rules,
-      logs,
-      history,
       async seed(id, state, over = {}, machine = MACHINE_FOR[state]) {
-        const rec = instance(id, state, { pool: POOL, since: clock.now(), ...over });
+        const rec = instance(id, state, { pool: POOL, since: base.clock.now(), ...over });
         const res = await store.adopt(POOL, rec);
         assert.ok(res.ok, `seed ${id}`);
         provider.add(id, machine, { hibernated: rec.hibernated });
-      },
-      async tick() {
-        await scaler.tick(rules, AbortSignal.timeout(10_000));
-        await history.flush();
       },
       async get(id) {
         const r = await store.get(POOL, id);
@@ -121,7 +74,6 @@ describe('PoolScaler.tick (real redis, fake provider, fake clock)', function () 
         return Object.fromEntries((await store.list(POOL)).map((r) => [r.id, r.state]));
       },
     };
-    return f;
   }
 
   /** Provider calls that change something, without the `error` of accepted ones. */

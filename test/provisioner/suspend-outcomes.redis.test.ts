@@ -1,21 +1,17 @@
 import assert from 'node:assert/strict';
-import { Redis } from 'ioredis';
-import { overflowSchema, poolSchema } from '../../src/config';
-import { createLogger, type LogEntry } from '../../src/lib';
-import { Ec2Provider, InstanceActivity, PoolScaler, PreemptionWindow, WarmWindows, type InstanceRecord, type InstanceState, type PoolReport } from '../../src/provisioner';
+import { poolSchema } from '../../src/config';
+import type { LogEntry } from '../../src/lib';
+import { Ec2Provider, type InstanceRecord, type InstanceState, type PoolReport } from '../../src/provisioner';
 import { InstanceStore } from '../../src/provisioner/instance-store';
-import { RedisPoolLock } from '../../src/provisioner/pool-lock';
 import { FakeBacklog } from '../fakes/fake-backlog';
 import { FakeClock } from '../fakes/fake-clock';
 import { FakeEc2 } from '../fakes/fake-ec2';
 import { FakeFleet } from '../fakes/fake-fleet';
 import { farmConfigRaw, TestFarm } from '../helpers/farm';
-import { redisUrl } from '../setup/root-hooks';
-import { uniquePrefix } from '../setup/unique';
 import { instance } from './instance-fixtures';
-import { watchStates, type StateHistory } from './state-history';
+import { POOL, scalerFixture } from './scaler-fixture';
+import type { StateHistory } from './state-history';
 
-const POOL = 'cloud';
 const MIN = 60_000;
 
 /**
@@ -43,10 +39,6 @@ describe('suspend outcomes: what EC2 did is what the instance record says (real 
   }
 
   async function fixture(pool: { spot: boolean; suspend?: 'hibernate' | 'stop' }): Promise<Fixture> {
-    const prefix = uniquePrefix('susp');
-    const redis = new Redis(redisUrl(), { maxRetriesPerRequest: null });
-    const clock = new FakeClock();
-    const store = new InstanceStore({ redis, keyPrefix: prefix, clock });
     const config = poolSchema.parse({
       provider: 'ec2',
       maxInstances: 2,
@@ -55,51 +47,24 @@ describe('suspend outcomes: what EC2 did is what the instance record says (real 
       suspend: pool.suspend ?? 'hibernate',
       ec2: { region: 'eu-west-1', launchTemplate: { name: 'builder' }, subnetIds: ['subnet-a'], spot: pool.spot },
     });
-    const ec2 = new FakeEc2(() => clock.now());
-    const logs: LogEntry[] = [];
-    const log = createLogger({ silent: true, level: 'debug', sink: (e) => logs.push(e) });
-    const fleet = new FakeFleet();
-    const backlog = new FakeBacklog().set('b2g', 0);
-    const warm = new WarmWindows(config);
-    const provider = new Ec2Provider({ pool: POOL, config: config.ec2!, client: ec2.client, clock, log, random: () => 0 });
-    const scaler = new PoolScaler({
-      name: POOL,
+    let ec2!: FakeEc2;
+    const base = await scalerFixture({
+      name: 'susp',
       config,
-      jobTypes: ['b2g'],
-      provider,
-      instances: store,
-      activity: new InstanceActivity({ instances: store, fleet, now: () => clock.now(), log }),
-      lock: new RedisPoolLock(redis, prefix),
-      fleet,
-      preemptions: new PreemptionWindow(redis, prefix),
-      backlog,
-      warm,
-      clock,
-      log,
+      provider: ({ clock, log }) => {
+        ec2 = new FakeEc2(() => clock.now());
+        return new Ec2Provider({ pool: POOL, config: config.ec2!, client: ec2.client, clock, log, random: () => 0 });
+      },
+      disposers,
     });
-    const history = await watchStates(store, POOL);
-    disposers.push(async () => {
-      warm.close();
-      await history.close();
-      await store.close();
-      await redis.quit();
-      ec2.restore();
-    });
-    const rules = { b2g: overflowSchema.parse({ pool: POOL }) };
+    disposers.push(async () => ec2.restore());
+    base.backlog.set('b2g', 0);
+    const { store, clock } = base;
     return {
-      clock,
+      ...base,
       ec2,
-      store,
-      fleet,
-      backlog,
-      logs,
-      history,
       async seed(id, state, over = {}) {
         assert.ok((await store.adopt(POOL, instance(id, state, { pool: POOL, since: clock.now(), ...over }))).ok);
-      },
-      async tick() {
-        await scaler.tick(rules, AbortSignal.timeout(10_000));
-        await history.flush();
       },
       get: (id) => store.get(POOL, id),
     };
