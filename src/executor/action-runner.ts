@@ -175,6 +175,7 @@ export async function executeAction(input: ActionInput, deps: ActionDeps): Promi
       if (found instanceof OutputRejected) rejection = found.message;
       else collected = found;
     }
+    rejection ??= incompleteCapture(stdout, stderr);
     return await atStage('upload', 'cannot store or upload the results', run, () => store(run, ended, collected, rejection));
   } finally {
     await stdout.dispose();
@@ -189,7 +190,7 @@ export async function executeAction(input: ActionInput, deps: ActionDeps): Promi
       const digest =
         'data' in captured
           ? (await deps.local.putBuffer(captured.data)).digest
-          : (await deps.local.put(createReadStream(captured.path), { size: c.size })).digest;
+          : (await deps.local.put(createReadStream(captured.path), { size: c.size - c.droppedBytes })).digest;
       items.push({ digest, ...captured });
       return digest;
     };
@@ -223,6 +224,19 @@ export async function executeAction(input: ActionInput, deps: ActionDeps): Promi
     const cached = cacheable ? await deps.remote.putActionResult(input.actionHash, result, { allowFailed: input.cacheFailed }) : false;
     return { run, result, cached, inputs, uploaded, ...(rejection !== undefined && { rejected: rejection }) };
   }
+}
+
+/**
+ * A capture the disk could not hold is not the command's output: stored as a result, a cache
+ * hit would serve the truncated stdout as complete. What was kept is still stored, to be shown.
+ */
+function incompleteCapture(stdout: OutputCapture, stderr: OutputCapture): string | undefined {
+  const lost = [
+    ['stdout', stdout.droppedBytes],
+    ['stderr', stderr.droppedBytes],
+  ].filter(([, n]) => Number(n) > 0);
+  if (lost.length === 0) return undefined;
+  return `captured output incomplete: ${lost.map(([name, n]) => `${n} bytes of ${name}`).join(' and ')} could not be stored (disk full?)`;
 }
 
 function checkCwd(cwd: string | undefined): string | undefined {

@@ -1,4 +1,5 @@
 import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { buildTree, CasClient, DiskStore, digestOf, digestOfFile, type Digest, type UploadItem } from '../../src/cas';
@@ -202,6 +203,29 @@ describe('executor/action-runner', () => {
     assert.equal(ex.result.stdout.size, 300000);
     assert.equal(ex.result.stdout.hash, digestOf(Buffer.alloc(300000, 'a')).hash);
     assert.ok((await fsp.readdir(root)).every((n) => !n.startsWith('spillway-stdout')), 'spill file removed');
+  });
+
+  it('never caches output cut short by a full disk: the action fails saying so (a hit would serve the truncated stdout)', async function () {
+    const full = path.join(root, 'full');
+    await fsp.mkdir(full);
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', full], { stdio: 'ignore' });
+    } catch {
+      console.log('      (skipped: cannot mount a tmpfs here)');
+      return this.skip();
+    }
+    try {
+      const inputRoot = await uploadTree({ 'build.sh': ['#!/bin/sh\nhead -c 600000 /dev/zero | tr "\\0" a\n', 0o755] });
+      const a = action(inputRoot, { cacheFailed: true });
+      const ex = await executeAction(a, { ...deps(await freshWorkDir()), captureMemoryBytes: 1024, tmpDir: full });
+      assert.equal(ex.run.exitCode, 0, 'the command itself succeeded');
+      assert.match(ex.result.outcome ?? '', /captured output incomplete: \d+ bytes of stdout could not be stored \(disk full\?\)/);
+      assert.notEqual(ex.result.exitCode, 0);
+      assert.equal(ex.cached, false);
+      assert.equal(await remote.getActionResult(a.actionHash), undefined);
+    } finally {
+      execFileSync('umount', [full]);
+    }
   });
 
   it('copies rather than hardlinks when the cached blob has another mode', async () => {
