@@ -3,6 +3,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { farmConfigRaw, TestFarm } from '../helpers/farm';
+import { RawAgent } from '../helpers/raw-agent';
 
 const CHROMIUM = process.env.SPILLWAY_CHROMIUM ?? '/usr/bin/chromium';
 const ARTIFACTS = resolve(process.env.SPILLWAY_TEST_ARTIFACTS ?? join(__dirname, '..', '..', '..', 'test-artifacts'));
@@ -98,5 +99,46 @@ describe('dashboard in a real browser', function () {
 
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard.png'), fullPage: true });
+  });
+});
+
+describe('dashboard in a real browser: an agent short of disk', function () {
+  this.timeout(60_000);
+  let farm: TestFarm;
+  let browser: Browser;
+
+  before(async function () {
+    if (!existsSync(CHROMIUM)) {
+      if (process.env.SPILLWAY_SKIP_BROWSER === '1') return this.skip();
+      throw new Error(`${CHROMIUM} is missing: install Debian's chromium (.ci/run does), or set SPILLWAY_SKIP_BROWSER=1`);
+    }
+    farm = await new TestFarm(farmConfigRaw({ dashboard: { sampleSec: 1 } })).start();
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+    });
+  });
+
+  after(async () => {
+    await browser?.close();
+    await farm?.stop();
+  });
+
+  it('marks it "disk full" with its free space while it takes no work, and clears the mark once space is back', async () => {
+    const agent = await RawAgent.connect(farm.addr.agentUrl, { name: 'rack-9', jobTypes: ['b2g'] });
+    try {
+      const page = await browser.newPage();
+      await page.goto(`${farm.addr.httpUrl}/`);
+      const row = page.locator('#agents tr[data-agent="rack-9"]');
+      await row.waitFor();
+      assert.equal(await row.locator('[data-disk-full]').count(), 0);
+      agent.send({ type: 'disk', full: true, path: '/var/lib/spillway', freeMb: 312, minFreeMb: 1024 });
+      await row.locator('[data-disk-full]').waitFor();
+      assert.match(await row.innerText(), /disk full: 312 MiB free < 1024 MiB/);
+      agent.send({ type: 'disk', full: false, path: '/var/lib/spillway', freeMb: 4096, minFreeMb: 1024 });
+      await row.locator('[data-disk-full]').waitFor({ state: 'detached' });
+    } finally {
+      agent.ws.terminate();
+    }
   });
 });
