@@ -93,11 +93,13 @@ export class ActionCache {
     return a || b;
   }
 
-  /** Stores an opaque value under `key` (bytes go to the CAS). */
+  /** Stores an opaque value under `key` (bytes go to the CAS), replacing any result there. */
   async putRaw(key: string, source: AsyncIterable<Buffer | Uint8Array>, size?: number): Promise<Digest> {
     check(key);
     const { digest } = await this.opts.store.put(source, size === undefined ? {} : { size });
     await this.writeAtomically(this.rawPath(key), Buffer.from(JSON.stringify(digest)));
+    // Results are looked up first, so an older result under this key would shadow the new value.
+    await removeOptional(this.resultPath(key));
     return digest;
   }
 

@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import type { Logger } from '../lib';
 import { SpillwayError } from '../lib';
 import type { ActionCache } from './action-cache';
-import { parseActionResultBytes } from './action-result';
+import { parseOwnActionResultBytes } from './action-result';
 import { isDigest, isHash, type Digest } from './digest';
 import type { DiskStore } from './disk-store';
 import { BlobTooLargeError } from './errors';
@@ -34,7 +34,7 @@ const STATUS_BY_CODE: Record<string, number> = {
   SPILLWAY_E_CAS_FULL: 507,
 };
 
-/** `/ac/` bodies up to this size are inspected as possible action results; larger ones are raw. */
+/** `/ac/` bodies up to this size are inspected for spillway's result tag; larger ones are raw. */
 const AC_JSON_PEEK_BYTES = 1024 * 1024;
 const MAX_FIND_MISSING = 100_000;
 
@@ -144,7 +144,7 @@ function registerBlobRoutes(app: FastifyInstance, prefix: string, opts: CasRoute
     const size = declaredSize(request, opts.maxBlobBytes);
     const body = limitBody(request, opts.maxBlobBytes);
     const { head, rest } = await peek(body, AC_JSON_PEEK_BYTES);
-    const result = rest ? undefined : parseActionResultBytes(head);
+    const result = rest ? undefined : parseOwnActionResultBytes(head);
     if (result) {
       const allowFailed = request.headers['x-spillway-allow-failed'] === '1';
       const stored = await actionCache.put(key, result, { allowFailed });

@@ -8,3 +8,4 @@ export * from './http-auth';
 export * from './http-routes';
 export * from './cas-client';
 export * from './merkle-tree';
+export * from './route-hint';
