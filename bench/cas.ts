@@ -13,6 +13,7 @@
  *   BENCH_SIZES_MIB=1,64 BENCH_HIT_MS=3000 BENCH_AC_SAMPLES=5000 node dist/bench/cas.js
  *   BENCH_ONLY=nginx node dist/bench/cas.js   # only the 4 KiB wrk side by side with nginx
  *   BENCH_CAS_SERVER=/other/checkout/dist/bench/cas-server.js ...   # measure another build's server
+ *   BENCH_MEMORY_MB=0 ...             # the disk store without its memory tier (default 64, as cas.memoryCacheMb)
  *
  * With nginx and wrk on PATH (apt: nginx-light or nginx, wrk), 4 KiB GET hits are also measured
  * with wrk against spillway and against nginx WebDAV with 2 workers (bench/cas-nginx.ts), same
@@ -59,6 +60,8 @@ const RUN_BUDGET_MS = intEnv('BENCH_BUDGET_MS', 150_000);
 const TARGET = { ratio: 0.6, acP50Ms: 2 };
 const SERVER = process.env.BENCH_CAS_SERVER ?? resolve(__dirname, 'cas-server.js');
 const ONLY_NGINX = process.env.BENCH_ONLY === 'nginx';
+/** The server's memory tier, as `cas.memoryCacheMb` (its default); 0 measures the disk store alone. */
+const MEMORY_TIER_MB = intEnv('BENCH_MEMORY_MB', 64, true);
 const WRK = {
   count: HIT_BLOBS,
   bytes: HIT_BYTES,
@@ -98,7 +101,7 @@ async function startServer(maxBytes: number, maxBlobBytes: number): Promise<stri
   mkdirSync(storeRoot, { recursive: true });
   const env = { ...process.env };
   delete env.NODE_OPTIONS;
-  server = spawnLogged('cas-server', process.execPath, [SERVER, storeRoot, String(maxBytes), String(maxBlobBytes)], join(work, 'server.log'), env);
+  server = spawnLogged('cas-server', process.execPath, [SERVER, storeRoot, String(maxBytes), String(maxBlobBytes), String(MEMORY_TIER_MB * MiB)], join(work, 'server.log'), env);
   const s = server;
   const m = await poll('the CAS server to listen', 20_000, () => {
     if (s.child.exitCode !== null) throw new Error(`cas-server exited (${s.child.exitCode}):\n${s.log().slice(-2000)}`);

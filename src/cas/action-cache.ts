@@ -4,14 +4,14 @@ import * as path from 'node:path';
 import { isHash, type Digest } from './digest';
 import { parseActionResultBytes, referencedDigests, serializeActionResult, type ActionResult } from './action-result';
 import { BadDigestError } from './errors';
-import type { BlobReader } from './blob-store';
-import type { DiskStore } from './disk-store';
+import type { BlobReader, BlobStore } from './blob-store';
+
 
 /** Options of {@link ActionCache.open}. */
 export interface ActionCacheOptions {
-  /** Same root as the DiskStore: results under `ac/`, raw values under `ac-raw/`, temps in `tmp/`. */
+  /** Same root as the disk store: results under `ac/`, raw values under `ac-raw/`, temps in `tmp/`. */
   root: string;
-  store: DiskStore;
+  store: BlobStore;
 }
 
 /** Options of {@link ActionCache.get}. */

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
-import type { Digest } from './digest';
+import { digestOf, type Digest } from './digest';
 
 const CHUNK_BYTES = 1024 * 1024;
 
@@ -29,6 +29,19 @@ export async function openBlobFile(file: string, expected: Digest, hashFirst: bo
     await fh.close();
     throw err;
   }
+}
+
+/** Reads a whole (small) blob file, checking its size, and its hash too when `hashIt`. */
+export async function readBlobFile(file: string, expected: Digest, hashIt: boolean): Promise<{ kind: 'missing' } | { kind: 'corrupt'; actual: Digest } | { kind: 'data'; data: Buffer }> {
+  let data: Buffer;
+  try {
+    data = await fsp.readFile(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'missing' };
+    throw err;
+  }
+  const actual = hashIt ? digestOf(data) : { hash: expected.hash, size: data.length };
+  return actual.hash === expected.hash && actual.size === expected.size ? { kind: 'data', data } : { kind: 'corrupt', actual };
 }
 
 /** Hashes a whole open file from offset 0 by positional reads, leaving its position alone. */

@@ -3,13 +3,13 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import type { Clock, Logger } from '../lib';
-import { digestOf, EMPTY_DIGEST, isHash, type Digest } from './digest';
+import { EMPTY_DIGEST, isHash, type Digest } from './digest';
 import { writeHashedTemp } from './hashed-temp-file';
 import { DiskIndex, type IndexEntry } from './disk-index';
-import { openBlobFile } from './blob-file';
+import { openBlobFile, readBlobFile } from './blob-file';
 import { BadDigestError, CasFullError, DigestMismatchError } from './errors';
 import { VerifyStream } from './verify-stream';
-import type { BlobReader, ExpectedBlob, PutResult, Source } from './blob-store';
+import type { BlobReader, BlobStore, ExpectedBlob, PutResult, Source } from './blob-store';
 
 /** Options of {@link DiskStore.open}. */
 export interface DiskStoreOptions {
@@ -62,7 +62,7 @@ const VERIFY_FIRST_MAX_BYTES = 64 * 1024 * 1024;
  * above that while it streams (see {@link VerifyStream}). A corrupt file is removed and counted.
  * The empty blob is always present and never stored.
  */
-export class DiskStore {
+export class DiskStore implements BlobStore {
   private readonly sharedReads = new Map<string, Promise<Buffer | undefined>>();
   private reserved = 0;
   /** Hashes between index entry and rename; a reader must not mistake them for lost files. */
@@ -250,7 +250,7 @@ export class DiskStore {
       this.index.touch(hash, this.opts.clock.now());
       this.counters.hits++;
       this.counters.bytesServed += entry.size;
-      return { digest: { hash, size: entry.size }, stream: Readable.from([data]) };
+      return { digest: { hash, size: entry.size }, data, stream: Readable.from([data]) };
     }
     return this.openLarge(hash, entry);
   }
@@ -288,6 +288,15 @@ export class DiskStore {
       throw err;
     }
     return Buffer.concat(chunks);
+  }
+
+  /** Counts a hit served from a tier in front of this store and keeps the blob recent. */
+  touch(hash: string): void {
+    const entry = this.index.get(hash);
+    if (!entry) return;
+    this.index.touch(hash, this.opts.clock.now());
+    this.counters.hits++;
+    this.counters.bytesServed += entry.size;
   }
 
   /** Removes a blob; resolves true when it was present. The empty blob cannot be deleted. */
@@ -374,23 +383,12 @@ export class DiskStore {
     }
   }
 
-  /** A small blob read whole and checked before anyone sees a byte; undefined if gone or corrupt. */
+  /** A small blob read whole and checked (unless already verified) before anyone sees a byte. */
   private async readVerified(hash: string, size: number): Promise<Buffer | undefined> {
-    let data: Buffer;
-    try {
-      data = await fsp.readFile(this.blobPath(hash));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      await this.forget(hash, 'missing');
-      return undefined;
-    }
-    if (this.index.get(hash)?.verified && data.length === size) return data;
-    const actual = digestOf(data);
-    if (actual.hash !== hash || actual.size !== size) {
-      await this.corrupt({ hash, size }, actual);
-      return undefined;
-    }
-    return data;
+    const read = await readBlobFile(this.blobPath(hash), { hash, size }, !this.index.get(hash)?.verified);
+    if (read.kind === 'data') return read.data;
+    await (read.kind === 'missing' ? this.forget(hash, 'missing') : this.corrupt({ hash, size }, read.actual));
+    return undefined;
   }
 
   private async corrupt(expected: Digest, actual: Digest): Promise<void> {

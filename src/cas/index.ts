@@ -1,7 +1,8 @@
 export * from './digest';
 export * from './errors';
 export * from './disk-store';
-export type { BlobReader, ExpectedBlob, PutResult } from './blob-store';
+export type { BlobReader, BlobStore, ExpectedBlob, PutResult, Source } from './blob-store';
+export * from './memory-tier';
 export * from './action-result';
 export * from './action-cache';
 export * from './http-auth';

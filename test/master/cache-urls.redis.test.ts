@@ -80,6 +80,20 @@ describe('master: the build cache at the README URLs, byte for byte, never a cor
     assert.equal(await (await fetch(url, { headers: auth })).text(), 'raw now');
   });
 
+  it('serves a hot small blob from its verified in-memory copy, and forgets it on DELETE', async () => {
+    const data = randomBytes(4096);
+    const url = `${farm.addr.httpUrl}/cache/cas/${sha(data)}`;
+    await fetch(url, { method: 'PUT', body: data, headers: auth });
+    assert.deepEqual(Buffer.from(await (await fetch(url, { headers: auth })).arrayBuffer()), data);
+    // The disk copy rots after it was read: memory answers with the bytes it verified.
+    await fsp.writeFile(join(dir, 'cas', sha(data).slice(0, 2), sha(data)), randomBytes(4096));
+    const again = await fetch(url, { headers: auth });
+    assert.equal(again.status, 200);
+    assert.deepEqual(Buffer.from(await again.arrayBuffer()), data);
+    assert.equal((await fetch(url, { method: 'DELETE', headers: auth })).status, 200);
+    assert.equal((await fetch(url, { headers: auth })).status, 404);
+  });
+
   async function corrupt(data: Buffer): Promise<string> {
     const hash = sha(data);
     assert.equal((await fetch(`${farm.addr.httpUrl}/cache/cas/${hash}`, { method: 'PUT', body: data, headers: auth })).status, 200);
