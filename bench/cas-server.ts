@@ -4,21 +4,26 @@
  * on a fastify server at 127.0.0.1 port 0, registered the way the master does it. Prints
  * `listening http://127.0.0.1:<port>` once it accepts requests.
  *
- *   node dist/bench/cas-server.js ROOT MAX_BYTES MAX_BLOB_BYTES
+ *   node dist/bench/cas-server.js ROOT MAX_BYTES MAX_BLOB_BYTES [MEMORY_TIER_BYTES]
+ *
+ * With MEMORY_TIER_BYTES > 0 the store is a MemoryTier in front of the DiskStore, as the master
+ * composes it with `cas.memoryCacheMb`.
  *
  * Stops on SIGTERM/SIGINT, and on its own if the bench that started it goes away.
  */
 import Fastify from 'fastify';
 import type { AddressInfo } from 'node:net';
-import { ActionCache, DiskStore, casRoutes } from '../src/cas';
+import { ActionCache, DiskStore, MemoryTier, casRoutes, type BlobStore } from '../src/cas';
 import { createLogger, systemClock } from '../src/lib';
 
 async function main(): Promise<void> {
-  const [root, maxBytesArg, maxBlobArg] = process.argv.slice(2);
+  const [root, maxBytesArg, maxBlobArg, memoryArg] = process.argv.slice(2);
   if (!root || !maxBytesArg || !maxBlobArg) throw new Error('usage: cas-server ROOT MAX_BYTES MAX_BLOB_BYTES');
   // Warnings and errors (cas.http-error, cas.full...) go to stderr, i.e. the bench's log file.
   const log = createLogger({ level: 'warn', format: 'json' });
-  const store = await DiskStore.open({ root, maxBytes: Number(maxBytesArg), clock: systemClock, log });
+  const disk = await DiskStore.open({ root, maxBytes: Number(maxBytesArg), clock: systemClock, log });
+  const memory = Number(memoryArg ?? 0);
+  const store: BlobStore = memory > 0 ? new MemoryTier({ inner: disk, maxBytes: memory, log }) : disk;
   const actionCache = await ActionCache.open({ root, store });
   const app = Fastify({ bodyLimit: Number(maxBlobArg), keepAliveTimeout: 60_000 });
   await app.register(casRoutes, { store, actionCache, maxBlobBytes: Number(maxBlobArg), log });
@@ -33,7 +38,7 @@ async function main(): Promise<void> {
     hard.unref();
     void app
       .close()
-      .then(() => store.close())
+      .then(() => disk.close())
       .finally(() => process.exit(code));
   };
   process.once('SIGTERM', () => stop(0));

@@ -11,6 +11,13 @@
  *
  *   npm run bench:cas                 # or: node dist/bench/cas.js
  *   BENCH_SIZES_MIB=1,64 BENCH_HIT_MS=3000 BENCH_AC_SAMPLES=5000 node dist/bench/cas.js
+ *   BENCH_ONLY=nginx node dist/bench/cas.js   # only the 4 KiB wrk side by side with nginx
+ *   BENCH_CAS_SERVER=/other/checkout/dist/bench/cas-server.js ...   # measure another build's server
+ *   BENCH_MEMORY_MB=0 ...             # the disk store without its memory tier (default 64, as cas.memoryCacheMb)
+ *
+ * With nginx and wrk on PATH (apt: nginx-light or nginx, wrk), 4 KiB GET hits are also measured
+ * with wrk against spillway and against nginx WebDAV with 2 workers (bench/cas-nginx.ts), same
+ * blobs, same connections, rounds alternating, median of BENCH_WRK_ROUNDS (5).
  *
  * Throughput: the primary client is spillway's own CasClient (fetch; upload streams the file,
  * downloadToFile verifies the sha256 and fsyncs), which is what agents use. The raw baseline is
@@ -29,6 +36,7 @@ import { performance } from 'node:perf_hooks';
 import { pipeline } from 'node:stream/promises';
 import { CasClient, EMPTY_DIGEST, type ActionResult, type Digest } from '../src/cas';
 import { f1, f2, intEnv, machineInfo, machineLine, once, printTable, runBench, say, stats, type Stats, type TableRow } from './harness';
+import { haveNginxAndWrk, hitsSideBySide, startNginx, type SideBySide } from './cas-nginx';
 import { machineCpu, poll, procCpu, spawnLogged, stopChild, type LoggedChild } from './procs';
 
 const MiB = 1024 * 1024;
@@ -50,7 +58,20 @@ const AC_MAX_MS = intEnv('BENCH_AC_MAX_MS', 10_000);
 const RUN_BUDGET_MS = intEnv('BENCH_BUDGET_MS', 150_000);
 
 const TARGET = { ratio: 0.6, acP50Ms: 2 };
-const SERVER = resolve(__dirname, 'cas-server.js');
+const SERVER = process.env.BENCH_CAS_SERVER ?? resolve(__dirname, 'cas-server.js');
+const ONLY_NGINX = process.env.BENCH_ONLY === 'nginx';
+/** The server's memory tier, as `cas.memoryCacheMb` (its default); 0 measures the disk store alone. */
+const MEMORY_TIER_MB = intEnv('BENCH_MEMORY_MB', 64, true);
+const WRK = {
+  count: HIT_BLOBS,
+  bytes: HIT_BYTES,
+  rounds: intEnv('BENCH_WRK_ROUNDS', 5),
+  seconds: intEnv('BENCH_WRK_SEC', 5),
+  connections: HIT_CLIENTS,
+  threads: intEnv('BENCH_WRK_THREADS', 2),
+};
+/** The issue-13 goal: spillway's 4 KiB hit rate as a share of nginx's. */
+const NGINX_TARGET = 0.8;
 
 // ---------------------------------------------------------------------------------------------
 // Everything this run started, so any exit path can stop it.
@@ -59,11 +80,13 @@ const work = mkdtempSync(join(tmpdir(), 'spillway-bench-cas-'));
 const storeRoot = join(work, 'store');
 const filesDir = join(work, 'files');
 let server: LoggedChild | undefined;
+let nginx: LoggedChild | undefined;
 const agents: http.Agent[] = [];
 
 const cleanup = once(async () => {
   for (const a of agents.splice(0)) a.destroy();
   if (server) await stopChild(server, 5000).catch(() => undefined);
+  if (nginx) await stopChild(nginx, 5000).catch(() => undefined);
 });
 
 function removeWork(): void {
@@ -78,7 +101,7 @@ async function startServer(maxBytes: number, maxBlobBytes: number): Promise<stri
   mkdirSync(storeRoot, { recursive: true });
   const env = { ...process.env };
   delete env.NODE_OPTIONS;
-  server = spawnLogged('cas-server', process.execPath, [SERVER, storeRoot, String(maxBytes), String(maxBlobBytes)], join(work, 'server.log'), env);
+  server = spawnLogged('cas-server', process.execPath, [SERVER, storeRoot, String(maxBytes), String(maxBlobBytes), String(MEMORY_TIER_MB * MiB)], join(work, 'server.log'), env);
   const s = server;
   const m = await poll('the CAS server to listen', 20_000, () => {
     if (s.child.exitCode !== null) throw new Error(`cas-server exited (${s.child.exitCode}):\n${s.log().slice(-2000)}`);
@@ -379,6 +402,31 @@ async function acHits(base: string, client: CasClient): Promise<{ lat: Stats; bo
   return { lat: s, bodyBytes };
 }
 
+async function nginxSideBySide(base: string): Promise<SideBySide> {
+  const dir = join(work, 'nginx');
+  const started = await startNginx(dir);
+  nginx = started.proc;
+  say(`nginx WebDAV (2 workers) at ${started.base}; wrk ${WRK.rounds} rounds x ${WRK.seconds} s each side, ${WRK.connections} connections, ${WRK.count} x ${WRK.bytes} B blobs`);
+  const fig = await hitsSideBySide(base, started.base, dir, WRK);
+  await stopChild(started.proc, 5000);
+  nginx = undefined;
+  return fig;
+}
+
+function nginxRow(v: SideBySide): TableRow {
+  const ratio = v.spillway / v.nginx;
+  return [`4 KiB GET hits/s, ${WRK.connections} conns (wrk), spillway / nginx`, `${f2(ratio)} (${f1(v.spillway)} / ${f1(v.nginx)})`, `>= ${NGINX_TARGET}`, ratio >= NGINX_TARGET];
+}
+
+function printNginx(v: SideBySide): void {
+  console.log('');
+  console.log(`4 KiB GET hits/s with wrk (${WRK.connections} connections, ${WRK.threads} threads, ${WRK.seconds} s per round), rounds alternating:`);
+  for (const [i, r] of v.rounds.entries()) {
+    console.log(`  round ${i + 1}: spillway ${f1(r.spillway.perSec)} (${r.spillway.errors} errors)  nginx ${f1(r.nginx.perSec)} (${r.nginx.errors} errors)`);
+  }
+  printTable([nginxRow(v)]);
+}
+
 // ---------------------------------------------------------------------------------------------
 
 async function main(): Promise<number> {
@@ -392,6 +440,13 @@ async function main(): Promise<number> {
   const client = new CasClient({ baseUrl: base });
   const agent = keepAliveAgent(1);
 
+  const vsNginx = haveNginxAndWrk() ? await nginxSideBySide(base) : undefined;
+  if (!vsNginx) say('nginx or wrk not on PATH: no side-by-side figures');
+  if (ONLY_NGINX) {
+    await cleanup();
+    if (vsNginx) printNginx(vsNginx);
+    return vsNginx ? 0 : 1;
+  }
   const sizes: SizeFigures[] = [];
   for (const mib of SIZES_MIB) sizes.push(await throughput(base, client, agent, mib));
   const hit = await hits(base);
@@ -438,7 +493,9 @@ async function main(): Promise<number> {
   rows.push([`4 KiB GET hit latency p50 / p99`, `${f2(hit.lat.p50)} / ${f2(hit.lat.p99)} ms`, '-', undefined]);
   rows.push(['action-cache hit latency p50', `${f2(ac.lat.p50)} ms`, `<= ${TARGET.acP50Ms} ms`, ac.lat.p50 <= TARGET.acP50Ms]);
   rows.push(['action-cache hit latency p99', `${f2(ac.lat.p99)} ms`, '-', undefined]);
+  if (vsNginx) rows.push(nginxRow(vsNginx));
   printTable(rows);
+  if (vsNginx) printNginx(vsNginx);
   console.log(`sizes ${SIZES_MIB.join(', ')} MiB; nproc ${machine.nproc}, node ${machine.node}; bench took ${f1((Date.now() - t0) / 1000)} s`);
   return hit.errors > 0 ? 1 : 0;
 }
@@ -446,7 +503,10 @@ async function main(): Promise<number> {
 runBench(main, {
   budgetMs: RUN_BUDGET_MS,
   cleanup,
-  kill: () => server?.child.kill('SIGKILL'),
+  kill: () => {
+    server?.child.kill('SIGKILL');
+    nginx?.child.kill('SIGKILL');
+  },
   afterCleanup: removeWork,
   onError: () => {
     try {

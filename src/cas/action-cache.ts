@@ -4,14 +4,14 @@ import * as path from 'node:path';
 import { isHash, type Digest } from './digest';
 import { parseActionResultBytes, referencedDigests, serializeActionResult, type ActionResult } from './action-result';
 import { BadDigestError } from './errors';
-import type { BlobReader } from './blob-store';
-import type { DiskStore } from './disk-store';
+import type { BlobReader, BlobStore } from './blob-store';
+
 
 /** Options of {@link ActionCache.open}. */
 export interface ActionCacheOptions {
-  /** Same root as the DiskStore: results under `ac/`, raw values under `ac-raw/`, temps in `tmp/`. */
+  /** Same root as the disk store: results under `ac/`, raw values under `ac-raw/`, temps in `tmp/`. */
   root: string;
-  store: DiskStore;
+  store: BlobStore;
 }
 
 /** Options of {@link ActionCache.get}. */
@@ -93,11 +93,13 @@ export class ActionCache {
     return a || b;
   }
 
-  /** Stores an opaque value under `key` (bytes go to the CAS). */
+  /** Stores an opaque value under `key` (bytes go to the CAS), replacing any result there. */
   async putRaw(key: string, source: AsyncIterable<Buffer | Uint8Array>, size?: number): Promise<Digest> {
     check(key);
     const { digest } = await this.opts.store.put(source, size === undefined ? {} : { size });
     await this.writeAtomically(this.rawPath(key), Buffer.from(JSON.stringify(digest)));
+    // Results are looked up first, so an older result under this key would shadow the new value.
+    await removeOptional(this.resultPath(key));
     return digest;
   }
 

@@ -88,6 +88,23 @@ export function parseActionResultBytes(bytes: Buffer): ActionResult | undefined 
   }
 }
 
+/**
+ * Parses an `/ac/` upload as one of spillway's own results: only a document tagged with our
+ * `kind` (which {@link serializeActionResult} always writes). Any other value, even JSON with
+ * exactly our fields, belongs to the client and is kept byte for byte.
+ */
+export function parseOwnActionResultBytes(bytes: Buffer): ActionResult | undefined {
+  // The tag is checked on the parsed object below; this only skips JSON.parse for the rest.
+  if (!bytes.includes(ACTION_RESULT_KIND)) return undefined;
+  try {
+    const value = JSON.parse(bytes.toString('utf8')) as unknown;
+    if (value === null || typeof value !== 'object' || (value as Record<string, unknown>)['kind'] !== ACTION_RESULT_KIND) return undefined;
+    return parseActionResult(value);
+  } catch {
+    return undefined;
+  }
+}
+
 /** The stored JSON form. */
 export function serializeActionResult(result: ActionResult): Buffer {
   return Buffer.from(JSON.stringify({ kind: ACTION_RESULT_KIND, ...result }));

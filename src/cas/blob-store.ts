@@ -23,4 +23,31 @@ export interface PutResult {
 export interface BlobReader {
   digest: Digest;
   stream: Readable;
+  /** The whole blob, already verified, when the store holds it in memory (no stream needed). */
+  data?: Buffer;
+}
+
+/**
+ * The one interface of a content-addressed store (CONVENTIONS 5a): the disk store implements
+ * it, and each further feature (the in-memory tier, ...) is a decorator around another
+ * `BlobStore`, composed in the composition root and shared by the HTTP cache and the action
+ * cache.
+ */
+export interface BlobStore {
+  /**
+   * Streams `source` in; resolves once the blob is durable under its hash.
+   * @throws DigestMismatchError when the bytes do not match `expected`
+   */
+  put(source: Source, expected?: ExpectedBlob): Promise<PutResult>;
+  /** Opens a blob for reading, or undefined on a miss; never hands out unverified corrupt bytes. */
+  get(hash: string): Promise<BlobReader | undefined>;
+  has(digest: Digest): Promise<boolean>;
+  /** The stored size of `hash`, or undefined when absent. */
+  sizeOf(hash: string): Promise<number | undefined>;
+  /** The digests not present, deduplicated, in request order; present ones count as used. */
+  findMissing(digests: readonly Digest[]): Promise<Digest[]>;
+  /** Removes a blob; resolves true when it was present. */
+  delete(hash: string): Promise<boolean>;
+  /** Marks a blob recently used after a decorator served it without asking this store. */
+  touch(hash: string): void;
 }

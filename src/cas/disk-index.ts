@@ -6,6 +6,8 @@ import { isHash } from './digest';
 export interface IndexEntry {
   size: number;
   lastAccess: number;
+  /** The file hashed to its name since this process started (memory only, never persisted). */
+  verified?: boolean;
 }
 
 /**

@@ -3,12 +3,13 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import type { Clock, Logger } from '../lib';
-import { digestOf, EMPTY_DIGEST, isHash, type Digest } from './digest';
+import { EMPTY_DIGEST, isHash, type Digest } from './digest';
 import { writeHashedTemp } from './hashed-temp-file';
-import { DiskIndex } from './disk-index';
+import { DiskIndex, type IndexEntry } from './disk-index';
+import { openBlobFile, readBlobFile } from './blob-file';
 import { BadDigestError, CasFullError, DigestMismatchError } from './errors';
 import { VerifyStream } from './verify-stream';
-import type { BlobReader, ExpectedBlob, PutResult, Source } from './blob-store';
+import type { BlobReader, BlobStore, ExpectedBlob, PutResult, Source } from './blob-store';
 
 /** Options of {@link DiskStore.open}. */
 export interface DiskStoreOptions {
@@ -20,6 +21,13 @@ export interface DiskStoreOptions {
   lowWatermark?: number;
   /** Eviction starts once usage exceeds this after a PUT. @defaultValue 0.9 × maxBytes */
   highWatermark?: number;
+  /**
+   * Blobs up to this size are hashed before their first byte is sent, so a corrupt one is a
+   * plain miss; larger ones are verified while they stream and the response is aborted on a
+   * mismatch (hashing first would delay their first byte by the whole read).
+   * @defaultValue 64 MiB
+   */
+  verifyFirstMaxBytes?: number;
   clock: Clock;
   log: Logger;
 }
@@ -43,16 +51,18 @@ export interface DiskStoreStats {
 
 /** Blobs under this size are read whole, once for all concurrent readers; larger ones stream. */
 const SHARED_READ_MAX_BYTES = 1024 * 1024;
+const VERIFY_FIRST_MAX_BYTES = 64 * 1024 * 1024;
 
 /**
  * A content-addressed blob store on local disk with size-bounded LRU eviction.
  *
  * Writes stream to a temp file while hashing, are fsynced and renamed into place only when the
- * bytes match their digest. Reads are verified while streaming (see {@link VerifyStream})
- * rather than at startup, and a corrupt file is removed and counted. The empty blob is always
- * present and never stored.
+ * bytes match their digest. A blob is verified the first time it is read after `open()` (not at
+ * startup, not on every hit): up to `verifyFirstMaxBytes` before its first byte is handed out,
+ * above that while it streams (see {@link VerifyStream}). A corrupt file is removed and counted.
+ * The empty blob is always present and never stored.
  */
-export class DiskStore {
+export class DiskStore implements BlobStore {
   private readonly sharedReads = new Map<string, Promise<Buffer | undefined>>();
   private reserved = 0;
   /** Hashes between index entry and rename; a reader must not mistake them for lost files. */
@@ -61,6 +71,7 @@ export class DiskStore {
   readonly maxBytes: number;
   readonly lowWatermark: number;
   readonly highWatermark: number;
+  private readonly verifyFirstMaxBytes: number;
 
   private constructor(
     private readonly opts: DiskStoreOptions,
@@ -68,6 +79,7 @@ export class DiskStore {
   ) {
     this.maxBytes = opts.maxBytes;
     this.highWatermark = opts.highWatermark ?? Math.floor(opts.maxBytes * 0.9);
+    this.verifyFirstMaxBytes = opts.verifyFirstMaxBytes ?? VERIFY_FIRST_MAX_BYTES;
     this.lowWatermark = Math.min(opts.lowWatermark ?? Math.floor(opts.maxBytes * 0.8), this.highWatermark);
   }
 
@@ -234,33 +246,31 @@ export class DiskStore {
         this.counters.misses++;
         return undefined;
       }
+      entry.verified = true;
       this.index.touch(hash, this.opts.clock.now());
       this.counters.hits++;
       this.counters.bytesServed += entry.size;
-      return { digest: { hash, size: entry.size }, stream: Readable.from([data]) };
+      return { digest: { hash, size: entry.size }, data, stream: Readable.from([data]) };
     }
-    let fh: fsp.FileHandle;
-    try {
-      fh = await fsp.open(this.blobPath(hash), 'r');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      await this.forget(hash, 'missing');
-      this.counters.misses++;
-      return undefined;
-    }
+    return this.openLarge(hash, entry);
+  }
+
+  private async openLarge(hash: string, entry: IndexEntry): Promise<BlobReader | undefined> {
     const digest = { hash, size: entry.size };
-    const { size } = await fh.stat();
-    if (size !== entry.size) {
-      await fh.close();
-      await this.corrupt(digest, { hash: '(not read)', size });
+    const hashFirst = !entry.verified && entry.size <= this.verifyFirstMaxBytes;
+    const opened = await openBlobFile(this.blobPath(hash), digest, hashFirst);
+    if (opened.kind !== 'open') {
+      await (opened.kind === 'missing' ? this.forget(hash, 'missing') : this.corrupt(digest, opened.actual));
       this.counters.misses++;
       return undefined;
     }
+    if (hashFirst) entry.verified = true;
     this.index.touch(hash, this.opts.clock.now());
     this.counters.hits++;
     this.counters.bytesServed += entry.size;
-    const verify = new VerifyStream(digest, (actual) => this.corrupt(digest, actual));
-    const raw = fh.createReadStream({ highWaterMark: 1024 * 1024 });
+    const raw = opened.fh.createReadStream({ start: 0, highWaterMark: 1024 * 1024 });
+    if (entry.verified) return { digest, stream: raw };
+    const verify = new VerifyStream(digest, (actual) => this.corrupt(digest, actual), () => (entry.verified = true));
     raw.on('error', (err) => verify.destroy(err));
     verify.on('close', () => raw.destroy());
     return { digest, stream: raw.pipe(verify) };
@@ -278,6 +288,15 @@ export class DiskStore {
       throw err;
     }
     return Buffer.concat(chunks);
+  }
+
+  /** Counts a hit served from a tier in front of this store and keeps the blob recent. */
+  touch(hash: string): void {
+    const entry = this.index.get(hash);
+    if (!entry) return;
+    this.index.touch(hash, this.opts.clock.now());
+    this.counters.hits++;
+    this.counters.bytesServed += entry.size;
   }
 
   /** Removes a blob; resolves true when it was present. The empty blob cannot be deleted. */
@@ -364,22 +383,12 @@ export class DiskStore {
     }
   }
 
-  /** A small blob read whole and checked before anyone sees a byte; undefined if gone or corrupt. */
+  /** A small blob read whole and checked (unless already verified) before anyone sees a byte. */
   private async readVerified(hash: string, size: number): Promise<Buffer | undefined> {
-    let data: Buffer;
-    try {
-      data = await fsp.readFile(this.blobPath(hash));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      await this.forget(hash, 'missing');
-      return undefined;
-    }
-    const actual = digestOf(data);
-    if (actual.hash !== hash || actual.size !== size) {
-      await this.corrupt({ hash, size }, actual);
-      return undefined;
-    }
-    return data;
+    const read = await readBlobFile(this.blobPath(hash), { hash, size }, !this.index.get(hash)?.verified);
+    if (read.kind === 'data') return read.data;
+    await (read.kind === 'missing' ? this.forget(hash, 'missing') : this.corrupt({ hash, size }, read.actual));
+    return undefined;
   }
 
   private async corrupt(expected: Digest, actual: Digest): Promise<void> {

@@ -3,15 +3,15 @@ import { Readable } from 'node:stream';
 import type { Logger } from '../lib';
 import { SpillwayError } from '../lib';
 import type { ActionCache } from './action-cache';
-import { parseActionResultBytes } from './action-result';
+import { parseOwnActionResultBytes } from './action-result';
 import { isDigest, isHash, type Digest } from './digest';
-import type { DiskStore } from './disk-store';
+import type { BlobReader, BlobStore } from './blob-store';
 import { BlobTooLargeError } from './errors';
 import { CasAuth, type CasAuthOptions } from './http-auth';
 
 /** Options of {@link casRoutes}. */
 export interface CasRoutesOptions {
-  store: DiskStore;
+  store: BlobStore;
   actionCache: ActionCache;
   /**
    * Path prefix before `/cas/` and `/ac/`, e.g. `/cache`. This is fastify's own `register`
@@ -34,7 +34,7 @@ const STATUS_BY_CODE: Record<string, number> = {
   SPILLWAY_E_CAS_FULL: 507,
 };
 
-/** `/ac/` bodies up to this size are inspected as possible action results; larger ones are raw. */
+/** `/ac/` bodies up to this size are inspected for spillway's result tag; larger ones are raw. */
 const AC_JSON_PEEK_BYTES = 1024 * 1024;
 const MAX_FIND_MISSING = 100_000;
 
@@ -105,7 +105,7 @@ function registerBlobRoutes(app: FastifyInstance, prefix: string, opts: CasRoute
   app.get(`${prefix}/cas/:hash`, noHead, async (request, reply) => {
     const reader = await store.get(hashParam(request));
     if (!reader) return notFound(reply);
-    return sendBlob(reply, reader.digest.size, reader.stream);
+    return sendBlob(reply, reader);
   });
   app.head(`${prefix}/cas/:hash`, async (request, reply) => {
     const size = await store.sizeOf(hashParam(request));
@@ -128,7 +128,7 @@ function registerBlobRoutes(app: FastifyInstance, prefix: string, opts: CasRoute
     if (result) return reply.code(200).header('content-type', 'application/json').send(JSON.stringify(result));
     const reader = await actionCache.getRaw(key);
     if (!reader) return notFound(reply);
-    return sendBlob(reply, reader.digest.size, reader.stream);
+    return sendBlob(reply, reader);
   });
   app.head(`${prefix}/ac/:hash`, async (request, reply) => {
     const key = hashParam(request);
@@ -136,7 +136,7 @@ function registerBlobRoutes(app: FastifyInstance, prefix: string, opts: CasRoute
     if (result) return reply.code(200).header('content-type', 'application/json').send();
     const reader = await actionCache.getRaw(key);
     if (!reader) return notFound(reply);
-    reader.stream.destroy();
+    if (!reader.data) reader.stream.destroy();
     return reply.code(200).header('content-type', 'application/octet-stream').header('content-length', reader.digest.size).send();
   });
   app.put(`${prefix}/ac/:hash`, async (request, reply) => {
@@ -144,7 +144,7 @@ function registerBlobRoutes(app: FastifyInstance, prefix: string, opts: CasRoute
     const size = declaredSize(request, opts.maxBlobBytes);
     const body = limitBody(request, opts.maxBlobBytes);
     const { head, rest } = await peek(body, AC_JSON_PEEK_BYTES);
-    const result = rest ? undefined : parseActionResultBytes(head);
+    const result = rest ? undefined : parseOwnActionResultBytes(head);
     if (result) {
       const allowFailed = request.headers['x-spillway-allow-failed'] === '1';
       const stored = await actionCache.put(key, result, { allowFailed });
@@ -168,8 +168,8 @@ function notFound(reply: FastifyReply): FastifyReply {
   return reply.code(404).send({ error: 'SPILLWAY_E_NOT_FOUND' });
 }
 
-function sendBlob(reply: FastifyReply, size: number, stream: Readable): FastifyReply {
-  return reply.code(200).header('content-type', 'application/octet-stream').header('content-length', size).send(stream);
+function sendBlob(reply: FastifyReply, reader: BlobReader): FastifyReply {
+  return reply.code(200).header('content-type', 'application/octet-stream').header('content-length', reader.digest.size).send(reader.data ?? reader.stream);
 }
 
 function declaredSize(request: FastifyRequest, max: number): number | undefined {

@@ -1,10 +1,12 @@
 export * from './digest';
 export * from './errors';
 export * from './disk-store';
-export type { BlobReader, ExpectedBlob, PutResult } from './blob-store';
+export type { BlobReader, BlobStore, ExpectedBlob, PutResult, Source } from './blob-store';
+export * from './memory-tier';
 export * from './action-result';
 export * from './action-cache';
 export * from './http-auth';
 export * from './http-routes';
 export * from './cas-client';
 export * from './merkle-tree';
+export * from './route-hint';

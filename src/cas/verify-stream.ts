@@ -17,6 +17,7 @@ export class VerifyStream extends Transform {
   constructor(
     private readonly expected: Digest,
     private readonly onCorrupt: (actual: Digest) => Promise<void>,
+    private readonly onVerified: () => void = () => undefined,
   ) {
     super();
   }
@@ -34,6 +35,7 @@ export class VerifyStream extends Transform {
     const actual = this.hash.digest('hex');
     if (actual !== this.expected.hash || this.bytes !== this.expected.size) return this.fail(done, actual);
     if (this.held) this.push(this.held);
+    this.onVerified();
     done();
   }
 

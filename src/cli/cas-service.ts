@@ -1,11 +1,13 @@
 import { join } from 'node:path';
-import { ActionCache, DiskStore, type CasRoutesOptions } from '../cas';
+import { ActionCache, DiskStore, MemoryTier, type BlobStore, type CasRoutesOptions } from '../cas';
 import type { Config } from '../config';
 import { runEvery, type Clock, type Logger } from '../lib';
 
 /** The master's CAS and action cache, with the options its HTTP routes are registered with. */
 export interface CasService {
   routes: CasRoutesOptions;
+  /** The disk store under the tiers, for its stats. */
+  disk: DiskStore;
   close(): Promise<void>;
 }
 
@@ -17,11 +19,13 @@ export async function openCas(config: Config, clock: Clock, log: Logger): Promis
   const c = config.cas;
   if (!c.dir) return undefined;
   const casLog = log.child({ component: 'cas' });
-  const store = await DiskStore.open({ root: c.dir, maxBytes: c.maxSizeMb * 1024 * 1024, clock, log: casLog });
+  const disk = await DiskStore.open({ root: c.dir, maxBytes: c.maxSizeMb * 1024 * 1024, clock, log: casLog });
+  const store: BlobStore = c.memoryCacheMb > 0 ? new MemoryTier({ inner: disk, maxBytes: c.memoryCacheMb * 1024 * 1024, log: casLog }) : disk;
   const actionCache = await ActionCache.open({ root: join(c.dir, 'action-cache'), store });
   const abort = new AbortController();
-  const flusher = runEvery('cas-flush', FLUSH_MS, () => store.flush(), { clock, signal: abort.signal, log: casLog, errorEvent: 'cas.flush-failed' });
+  const flusher = runEvery('cas-flush', FLUSH_MS, () => disk.flush(), { clock, signal: abort.signal, log: casLog, errorEvent: 'cas.flush-failed' });
   return {
+    disk,
     routes: {
       store,
       actionCache,
@@ -33,7 +37,7 @@ export async function openCas(config: Config, clock: Clock, log: Logger): Promis
     close: async () => {
       abort.abort();
       await flusher;
-      await store.close();
+      await disk.close();
     },
   };
 }

@@ -145,7 +145,7 @@ export class Daemon {
       clock,
       log: log.child({ component: 'dashboard' }),
       ...(autoscale && { autoscale }),
-      ...(cas && { cas: { store: cas.routes.store, actionCache: cas.routes.actionCache } }),
+      ...(cas && { cas: { store: cas.disk, actionCache: cas.routes.actionCache } }),
     });
     this.http = createHttpApi({
       config,

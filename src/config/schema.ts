@@ -94,6 +94,11 @@ export const configSchema = z
         maxSizeMb: posInt().default(10_240),
         /** Largest single blob accepted (413 above). @defaultValue 1024 */
         maxBlobMb: posInt().default(1024),
+        /**
+         * Memory for hot small blobs (up to 1 MiB each) served without touching the disk; bounds
+         * the cache's share of the master's RSS. 0 turns it off. @defaultValue 64
+         */
+        memoryCacheMb: z.number().int().min(0).default(64),
         /** Path prefix before /cas/ and /ac/, e.g. "/cache". @defaultValue none */
         prefix: z.string().regex(/^\/[A-Za-z0-9_\/-]*[A-Za-z0-9_-]$/, 'a path like "/cache"').optional(),
         /** Read-write tokens (CI, agents), as Bearer or as the Basic password. Env: SPILLWAY_CAS_TOKEN. @defaultValue none */

@@ -2,7 +2,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { Config } from '../config';
 import { guardRoutes, HttpRoles, RedisUnavailableError, RefusalLog, RepeatLog, SpillwayError, type Clock, type Logger, type RedisProbe } from '../lib';
-import { casRoutes, type CasRoutesOptions } from '../cas';
+import { cacheRouteHint, casRoutes, type CasRoutesOptions } from '../cas';
 import type { BuildHistory, JobApi, MasterView } from '../master';
 import type { Provisioner, RuleBook } from '../provisioner';
 import type { Dashboard } from './dashboard';
@@ -77,7 +77,13 @@ export function createHttpApi(d: HttpApiDeps): FastifyInstance {
     else if (status >= 500) d.log.error('http.error', { error: e, url: req.url });
     return reply.status(status).send({ error: { code, message: e.message } });
   });
+  const routeHints = new RepeatLog(d.log, d.clock, d.config.log.repeatWindowSec * 1000);
+  const mount = { enabled: d.cas !== undefined, prefix: d.cas?.routes.prefix ?? '' };
   app.setNotFoundHandler((req, reply) => {
+    const path = req.url.split('?')[0]!;
+    const hint = cacheRouteHint(path, mount);
+    // One kind for every path: a misconfigured client sends thousands of these, one line says it.
+    if (hint !== undefined) routeHints.warn('cas.route-hint', 'route-miss', { method: req.method, path, hint });
     void reply.status(404).send({ error: { code: 'SPILLWAY_E_NOT_FOUND', message: `no route ${req.method} ${req.url}` } });
   });
 

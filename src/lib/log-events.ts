@@ -142,6 +142,7 @@ const LOG_EVENTS = [
   'cas.missing-file',
   'cas.http-error',
   'cas.flush-failed',
+  'cas.route-hint',
   'dashboard.snapshot-failed',
   'dashboard.sample-failed',
   'dashboard.usage-failed',

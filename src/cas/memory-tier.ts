@@ -1,0 +1,144 @@
+import { Readable } from 'node:stream';
+import type { Logger } from '../lib';
+import type { BlobReader, BlobStore, ExpectedBlob, PutResult, Source } from './blob-store';
+import { digestOf, type Digest } from './digest';
+
+/** Options of {@link MemoryTier}. */
+export interface MemoryTierOptions {
+  /** The store this tier sits in front of; it stays the authority on what exists. */
+  inner: BlobStore;
+  /** Bytes of blob data held in memory at most (0 disables the tier). */
+  maxBytes: number;
+  /** Largest blob held; bigger ones stream from `inner` every time. @defaultValue 1 MiB */
+  maxBlobBytes?: number;
+  log: Logger;
+}
+
+/** Counters for metrics and tests. */
+export interface MemoryTierStats {
+  entries: number;
+  bytes: number;
+  maxBytes: number;
+  hits: number;
+  misses: number;
+  /** Blobs that failed the hash check on their way into memory (removed from `inner`). */
+  corruptionsDetected: number;
+}
+
+const DEFAULT_MAX_BLOB_BYTES = 1024 * 1024;
+
+/**
+ * A bounded set of hot small blobs served from memory, in front of another store: a hit costs no
+ * file open, stat, read or hash. A blob is hashed when it enters memory, so what this tier
+ * serves is always verified; one that fails is removed from `inner` and never served.
+ *
+ * Reads that miss here fill the tier; writes, existence checks and find-missing go to `inner`
+ * unchanged, so the disk decides what is present. A hit is passed on as a `touch`, keeping the
+ * blob recent in the inner store's eviction order.
+ */
+export class MemoryTier implements BlobStore {
+  /** Least recently used first (a hit re-inserts), so eviction walks from the front. */
+  private readonly blobs = new Map<string, Buffer>();
+  private bytes = 0;
+  private readonly maxBlobBytes: number;
+  private readonly counters = { hits: 0, misses: 0, corruptionsDetected: 0 };
+
+  constructor(private readonly opts: MemoryTierOptions) {
+    this.maxBlobBytes = Math.min(opts.maxBlobBytes ?? DEFAULT_MAX_BLOB_BYTES, opts.maxBytes);
+  }
+
+  stats(): MemoryTierStats {
+    return { entries: this.blobs.size, bytes: this.bytes, maxBytes: this.opts.maxBytes, ...this.counters };
+  }
+
+  async get(hash: string): Promise<BlobReader | undefined> {
+    const held = this.blobs.get(hash);
+    if (held) {
+      this.blobs.delete(hash);
+      this.blobs.set(hash, held);
+      this.counters.hits++;
+      this.opts.inner.touch(hash);
+      return inMemory(hash, held);
+    }
+    this.counters.misses++;
+    const reader = await this.opts.inner.get(hash);
+    if (!reader || reader.digest.size > this.maxBlobBytes) return reader;
+    const data = reader.data ?? (await readWhole(reader.stream));
+    if (!data) return undefined;
+    const actual = digestOf(data);
+    if (actual.hash !== hash || actual.size !== reader.digest.size) {
+      this.counters.corruptionsDetected++;
+      this.opts.log.error('cas.corrupt-blob', { hash, size: reader.digest.size, actualHash: actual.hash, actualSize: actual.size, tier: 'memory' });
+      await this.opts.inner.delete(hash);
+      return undefined;
+    }
+    this.insert(hash, data);
+    return inMemory(hash, data);
+  }
+
+  put(source: Source, expected?: ExpectedBlob): Promise<PutResult> {
+    return this.opts.inner.put(source, expected);
+  }
+
+  has(digest: Digest): Promise<boolean> {
+    return this.opts.inner.has(digest);
+  }
+
+  sizeOf(hash: string): Promise<number | undefined> {
+    return this.opts.inner.sizeOf(hash);
+  }
+
+  findMissing(digests: readonly Digest[]): Promise<Digest[]> {
+    return this.opts.inner.findMissing(digests);
+  }
+
+  async delete(hash: string): Promise<boolean> {
+    this.drop(hash);
+    return this.opts.inner.delete(hash);
+  }
+
+  touch(hash: string): void {
+    this.opts.inner.touch(hash);
+  }
+
+  private insert(hash: string, data: Buffer): void {
+    if (this.blobs.has(hash)) return;
+    this.blobs.set(hash, data);
+    this.bytes += data.length;
+    for (const [oldest, buf] of this.blobs) {
+      if (this.bytes <= this.opts.maxBytes) break;
+      this.blobs.delete(oldest);
+      this.bytes -= buf.length;
+    }
+  }
+
+  private drop(hash: string): void {
+    const buf = this.blobs.get(hash);
+    if (!buf) return;
+    this.blobs.delete(hash);
+    this.bytes -= buf.length;
+  }
+}
+
+// The stream is made only if a caller asks for it: the HTTP routes send `data` directly.
+function inMemory(hash: string, data: Buffer): BlobReader {
+  return {
+    digest: { hash, size: data.length },
+    data,
+    get stream() {
+      return Readable.from([data]);
+    },
+  };
+}
+
+/** The whole stream, or undefined when the inner store found it corrupt while reading. */
+async function readWhole(stream: Readable): Promise<Buffer | undefined> {
+  const chunks: Buffer[] = [];
+  try {
+    for await (const chunk of stream) chunks.push(chunk as Buffer);
+  } catch (err) {
+    if ((err as { code?: string }).code === 'SPILLWAY_E_CAS_CORRUPT') return undefined;
+    throw err;
+  }
+  return Buffer.concat(chunks);
+}
