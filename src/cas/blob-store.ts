@@ -48,6 +48,9 @@ export interface BlobStore {
   findMissing(digests: readonly Digest[]): Promise<Digest[]>;
   /** Removes a blob; resolves true when it was present. */
   delete(hash: string): Promise<boolean>;
-  /** Marks a blob recently used after a decorator served it without asking this store. */
-  touch(hash: string): void;
+  /**
+   * Marks a blob recently used after a decorator served it without asking this store; false
+   * when this store no longer holds it (evicted or deleted), so the decorator forgets it too.
+   */
+  touch(hash: string): boolean;
 }

@@ -291,12 +291,13 @@ export class DiskStore implements BlobStore {
   }
 
   /** Counts a hit served from a tier in front of this store and keeps the blob recent. */
-  touch(hash: string): void {
+  touch(hash: string): boolean {
     const entry = this.index.get(hash);
-    if (!entry) return;
+    if (!entry) return false;
     this.index.touch(hash, this.opts.clock.now());
     this.counters.hits++;
     this.counters.bytesServed += entry.size;
+    return true;
   }
 
   /** Removes a blob; resolves true when it was present. The empty blob cannot be deleted. */

@@ -34,7 +34,8 @@ const DEFAULT_MAX_BLOB_BYTES = 1024 * 1024;
  *
  * Reads that miss here fill the tier; writes, existence checks and find-missing go to `inner`
  * unchanged, so the disk decides what is present. A hit is passed on as a `touch`, keeping the
- * blob recent in the inner store's eviction order.
+ * blob recent in the inner store's eviction order; a blob the inner store no longer holds is
+ * dropped here too, so GET never answers for a blob HEAD calls absent.
  */
 export class MemoryTier implements BlobStore {
   /** Least recently used first (a hit re-inserts), so eviction walks from the front. */
@@ -53,13 +54,15 @@ export class MemoryTier implements BlobStore {
 
   async get(hash: string): Promise<BlobReader | undefined> {
     const held = this.blobs.get(hash);
-    if (held) {
+    // Only while the disk still holds it: a blob it evicted is absent for HEAD and find-missing,
+    // so serving it from here would say "present" to GET alone.
+    if (held && this.opts.inner.touch(hash)) {
       this.blobs.delete(hash);
       this.blobs.set(hash, held);
       this.counters.hits++;
-      this.opts.inner.touch(hash);
       return inMemory(hash, held);
     }
+    if (held) this.drop(hash);
     this.counters.misses++;
     const reader = await this.opts.inner.get(hash);
     if (!reader || reader.digest.size > this.maxBlobBytes) return reader;
@@ -97,8 +100,8 @@ export class MemoryTier implements BlobStore {
     return this.opts.inner.delete(hash);
   }
 
-  touch(hash: string): void {
-    this.opts.inner.touch(hash);
+  touch(hash: string): boolean {
+    return this.opts.inner.touch(hash);
   }
 
   private insert(hash: string, data: Buffer): void {

@@ -30,7 +30,9 @@ class LyingStore implements BlobStore {
   findMissing(_d: readonly Digest[]): never {
     throw new Error('LyingStore.findMissing: not used by these tests');
   }
-  touch(): void {}
+  touch(hash: string): boolean {
+    return this.served.has(hash);
+  }
 }
 
 describe('cas MemoryTier', () => {
@@ -102,6 +104,18 @@ describe('cas MemoryTier', () => {
     const reader = await tier.get(big);
     assert.equal((await readAll(reader!.stream)).length, 6000);
     assert.deepEqual([tier.stats().entries, tier.stats().bytes], [held.entries, held.bytes], 'served from disk, not held');
+  });
+
+  it('never serves a blob the disk evicted behind it: GET agrees with HEAD and find-missing', async () => {
+    const tier = new MemoryTier({ inner: disk, maxBytes: 1024 * 1024, log: recordingLogger().log });
+    const data = randomBytes(100);
+    const d = digestOf(data);
+    await disk.putBuffer(data);
+    assert.ok(await tier.get(d.hash));
+    await disk.delete(d.hash); // as the disk's own eviction does, without going through the tier
+    assert.equal(await tier.has(d), false);
+    assert.equal(await tier.get(d.hash), undefined);
+    assert.equal(tier.stats().bytes, 0, 'and it is no longer held');
   });
 
   it('forgets a deleted blob', async () => {
