@@ -8,9 +8,12 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { createReadStream, mkdirSync, promises as fsp, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { pipeline } from 'node:stream/promises';
 import { poll, spawnLogged, type LoggedChild } from './procs';
 
 export interface WrkFigure {
@@ -151,4 +154,75 @@ export async function hitsSideBySide(
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   return { rounds, spillway: median(rounds.map((x) => x.spillway.perSec)), nginx: median(rounds.map((x) => x.nginx.perSec)) };
+}
+
+/** One server in a PUT side by side: a name for the table and its base URL. */
+export interface PutTarget {
+  name: string;
+  base: string;
+}
+
+/** Per size, each target's PUT MB/s (10^6 B/s): the median of its rounds, and every round. */
+export interface PutSideBySide {
+  mib: number;
+  medians: Record<string, number>;
+  rounds: Array<Record<string, number>>;
+}
+
+/** PUTs `file` to `url` with a bare node:http client (the same one for every server); resolves seconds. */
+function timedPut(url: string, file: string, size: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const req = http.request(url, { method: 'PUT', headers: { 'content-type': 'application/octet-stream', 'content-length': size } }, (res) => {
+      res.resume();
+      res.on('end', () => (res.statusCode !== undefined && res.statusCode < 300 ? resolve((performance.now() - t0) / 1000) : reject(new Error(`PUT ${url}: HTTP ${res.statusCode}`))));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    pipeline(createReadStream(file, { highWaterMark: 1024 * 1024 }), req).catch(reject);
+  });
+}
+
+/**
+ * Large PUTs side by side: per size, one file of random bytes PUT to every target in each round
+ * (after a DELETE, so each PUT really stores it), the order rotating per round so no server
+ * always gets the quieter moment. One unmeasured PUT each first (page cache, JIT).
+ */
+export async function putsSideBySide(targets: PutTarget[], dir: string, sizesMib: number[], rounds: number): Promise<PutSideBySide[]> {
+  const out: PutSideBySide[] = [];
+  for (const mib of sizesMib) {
+    const size = mib * 1024 * 1024;
+    const file = join(dir, `put-${mib}`);
+    const hasher = createHash('sha256');
+    const fh = await fsp.open(file, 'w');
+    for (let left = size; left > 0; left -= 4 * 1024 * 1024) {
+      const chunk = randomBytes(Math.min(left, 4 * 1024 * 1024));
+      hasher.update(chunk);
+      await fh.write(chunk);
+    }
+    await fh.close();
+    const path = `/cas/${hasher.digest('hex')}`;
+    const put = async (t: PutTarget): Promise<number> => {
+      await fetch(`${t.base}${path}`, { method: 'DELETE' });
+      return timedPut(`${t.base}${path}`, file, size);
+    };
+    try {
+      for (const t of targets) await put(t);
+      const all: Array<Record<string, number>> = [];
+      for (let r = 0; r < rounds; r++) {
+        const round: Record<string, number> = {};
+        for (let k = 0; k < targets.length; k++) {
+          const t = targets[(r + k) % targets.length]!;
+          round[t.name] = size / 1e6 / (await put(t));
+        }
+        all.push(round);
+      }
+      const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+      out.push({ mib, rounds: all, medians: Object.fromEntries(targets.map((t) => [t.name, median(all.map((x) => x[t.name]!))])) });
+    } finally {
+      for (const t of targets) await fetch(`${t.base}${path}`, { method: 'DELETE' }).catch(() => undefined);
+      await fsp.rm(file, { force: true });
+    }
+  }
+  return out;
 }

@@ -13,11 +13,16 @@
  *   BENCH_SIZES_MIB=1,64 BENCH_HIT_MS=3000 BENCH_AC_SAMPLES=5000 node dist/bench/cas.js
  *   BENCH_ONLY=nginx node dist/bench/cas.js   # only the 4 KiB wrk side by side with nginx
  *   BENCH_CAS_SERVER=/other/checkout/dist/bench/cas-server.js ...   # measure another build's server
+ *   BENCH_BASELINE_SERVER=/other/checkout/dist/bench/cas-server.js ...  # and another build next to this one
+ *   BENCH_ONLY=put node dist/bench/cas.js     # only the large PUTs side by side with nginx
  *   BENCH_MEMORY_MB=0 ...             # the disk store without its memory tier (default 64, as cas.memoryCacheMb)
  *
  * With nginx and wrk on PATH (apt: nginx-light or nginx, wrk), 4 KiB GET hits are also measured
  * with wrk against spillway and against nginx WebDAV with 2 workers (bench/cas-nginx.ts), same
- * blobs, same connections, rounds alternating, median of BENCH_WRK_ROUNDS (5).
+ * blobs, same connections, rounds alternating, median of BENCH_WRK_ROUNDS (5). Large PUTs
+ * (BENCH_PUT_SIZES_MIB, 64 and 256) are measured the same way against nginx WebDAV PUT, one bare
+ * node:http client for every server, median of BENCH_PUT_ROUNDS (5); with BENCH_BASELINE_SERVER
+ * a second spillway server (another build) takes part in the same rounds, for before/after.
  *
  * Throughput: the primary client is spillway's own CasClient (fetch; upload streams the file,
  * downloadToFile verifies the sha256 and fsyncs), which is what agents use. The raw baseline is
@@ -36,7 +41,7 @@ import { performance } from 'node:perf_hooks';
 import { pipeline } from 'node:stream/promises';
 import { CasClient, EMPTY_DIGEST, type ActionResult, type Digest } from '../src/cas';
 import { f1, f2, intEnv, machineInfo, machineLine, once, printTable, runBench, say, stats, type Stats, type TableRow } from './harness';
-import { haveNginxAndWrk, hitsSideBySide, startNginx, type SideBySide } from './cas-nginx';
+import { haveNginxAndWrk, hitsSideBySide, putsSideBySide, startNginx, type PutSideBySide, type PutTarget, type SideBySide } from './cas-nginx';
 import { machineCpu, poll, procCpu, spawnLogged, stopChild, type LoggedChild } from './procs';
 
 const MiB = 1024 * 1024;
@@ -60,6 +65,13 @@ const RUN_BUDGET_MS = intEnv('BENCH_BUDGET_MS', 150_000);
 const TARGET = { ratio: 0.6, acP50Ms: 2 };
 const SERVER = process.env.BENCH_CAS_SERVER ?? resolve(__dirname, 'cas-server.js');
 const ONLY_NGINX = process.env.BENCH_ONLY === 'nginx';
+const ONLY_PUT = process.env.BENCH_ONLY === 'put';
+const BASELINE_SERVER = process.env.BENCH_BASELINE_SERVER;
+const PUT_SIZES_MIB = (process.env.BENCH_PUT_SIZES_MIB ?? '64,256')
+  .split(',')
+  .map(Number)
+  .filter((n) => Number.isInteger(n) && n > 0);
+const PUT_ROUNDS = intEnv('BENCH_PUT_ROUNDS', 5);
 /** The server's memory tier, as `cas.memoryCacheMb` (its default); 0 measures the disk store alone. */
 const MEMORY_TIER_MB = intEnv('BENCH_MEMORY_MB', 64, true);
 const WRK = {
@@ -80,12 +92,14 @@ const work = mkdtempSync(join(tmpdir(), 'spillway-bench-cas-'));
 const storeRoot = join(work, 'store');
 const filesDir = join(work, 'files');
 let server: LoggedChild | undefined;
+let baseline: LoggedChild | undefined;
 let nginx: LoggedChild | undefined;
 const agents: http.Agent[] = [];
 
 const cleanup = once(async () => {
   for (const a of agents.splice(0)) a.destroy();
   if (server) await stopChild(server, 5000).catch(() => undefined);
+  if (baseline) await stopChild(baseline, 5000).catch(() => undefined);
   if (nginx) await stopChild(nginx, 5000).catch(() => undefined);
 });
 
@@ -98,16 +112,22 @@ function removeWork(): void {
 // Helpers
 
 async function startServer(maxBytes: number, maxBlobBytes: number): Promise<string> {
-  mkdirSync(storeRoot, { recursive: true });
+  const started = await startCasServer(SERVER, storeRoot, 'server', maxBytes, maxBlobBytes);
+  server = started.proc;
+  return started.base;
+}
+
+async function startCasServer(script: string, root: string, name: string, maxBytes: number, maxBlobBytes: number): Promise<{ base: string; proc: LoggedChild }> {
+  mkdirSync(root, { recursive: true });
   const env = { ...process.env };
   delete env.NODE_OPTIONS;
-  server = spawnLogged('cas-server', process.execPath, [SERVER, storeRoot, String(maxBytes), String(maxBlobBytes), String(MEMORY_TIER_MB * MiB)], join(work, 'server.log'), env);
-  const s = server;
+  const s = spawnLogged(name, process.execPath, [script, root, String(maxBytes), String(maxBlobBytes), String(MEMORY_TIER_MB * MiB)], join(work, `${name}.log`), env);
+  if (name === 'baseline') baseline = s;
   const m = await poll('the CAS server to listen', 20_000, () => {
     if (s.child.exitCode !== null) throw new Error(`cas-server exited (${s.child.exitCode}):\n${s.log().slice(-2000)}`);
     return /listening (http:\/\/\S+)/.exec(s.log()) ?? undefined;
   });
-  return m[1]!;
+  return { base: m[1]!, proc: s };
 }
 
 function keepAliveAgent(maxSockets: number): http.Agent {
@@ -418,6 +438,38 @@ function nginxRow(v: SideBySide): TableRow {
   return [`4 KiB GET hits/s, ${WRK.connections} conns (wrk), spillway / nginx`, `${f2(ratio)} (${f1(v.spillway)} / ${f1(v.nginx)})`, `>= ${NGINX_TARGET}`, ratio >= NGINX_TARGET];
 }
 
+/** Large PUTs against nginx WebDAV (and the baseline build, if given), in the same rotating rounds. */
+async function putSideBySide(base: string): Promise<PutSideBySide[]> {
+  const dir = join(work, 'nginx-put');
+  const started = await startNginx(dir);
+  nginx = started.proc;
+  const biggest = Math.max(...PUT_SIZES_MIB, 1) * MiB;
+  const targets: PutTarget[] = [{ name: 'spillway', base }, { name: 'nginx', base: started.base }];
+  if (BASELINE_SERVER) {
+    const b = await startCasServer(BASELINE_SERVER, join(work, 'baseline-store'), 'baseline', 4 * biggest + 256 * MiB, 2 * biggest);
+    targets.push({ name: 'baseline', base: b.base });
+  }
+  say(`large PUTs side by side (${targets.map((t) => t.name).join(', ')}): ${PUT_SIZES_MIB.join(', ')} MiB, ${PUT_ROUNDS} rounds, bare node:http client`);
+  const fig = await putsSideBySide(targets, filesDir, PUT_SIZES_MIB, PUT_ROUNDS);
+  await stopChild(started.proc, 5000);
+  nginx = undefined;
+  if (baseline) await stopChild(baseline, 5000);
+  baseline = undefined;
+  return fig;
+}
+
+function printPuts(figs: PutSideBySide[]): void {
+  console.log('');
+  console.log(`large PUT MB/s (10^6 B/s), bare node:http client, rounds rotating, median of ${PUT_ROUNDS}:`);
+  for (const f of figs) {
+    const names = Object.keys(f.medians);
+    for (const [i, r] of f.rounds.entries()) console.log(`  ${f.mib} MiB round ${i + 1}: ${names.map((n) => `${n} ${f1(r[n]!)}`).join('  ')}`);
+    const ratio = f.medians.spillway! / f.medians.nginx!;
+    const rest = names.filter((n) => n !== 'spillway' && n !== 'nginx').map((n) => `, ${n} ${f1(f.medians[n]!)}`).join('');
+    printTable([[`${f.mib} MiB PUT MB/s, spillway / nginx${rest}`, `${f2(ratio)} (${f1(f.medians.spillway!)} / ${f1(f.medians.nginx!)})`, `>= ${NGINX_TARGET}`, ratio >= NGINX_TARGET]]);
+  }
+}
+
 function printNginx(v: SideBySide): void {
   console.log('');
   console.log(`4 KiB GET hits/s with wrk (${WRK.connections} connections, ${WRK.threads} threads, ${WRK.seconds} s per round), rounds alternating:`);
@@ -440,6 +492,12 @@ async function main(): Promise<number> {
   const client = new CasClient({ baseUrl: base });
   const agent = keepAliveAgent(1);
 
+  if (ONLY_PUT) {
+    const puts = await putSideBySide(base);
+    await cleanup();
+    printPuts(puts);
+    return 0;
+  }
   const vsNginx = haveNginxAndWrk() ? await nginxSideBySide(base) : undefined;
   if (!vsNginx) say('nginx or wrk not on PATH: no side-by-side figures');
   if (ONLY_NGINX) {
@@ -447,6 +505,7 @@ async function main(): Promise<number> {
     if (vsNginx) printNginx(vsNginx);
     return vsNginx ? 0 : 1;
   }
+  const puts = vsNginx ? await putSideBySide(base) : undefined;
   const sizes: SizeFigures[] = [];
   for (const mib of SIZES_MIB) sizes.push(await throughput(base, client, agent, mib));
   const hit = await hits(base);
@@ -496,6 +555,7 @@ async function main(): Promise<number> {
   if (vsNginx) rows.push(nginxRow(vsNginx));
   printTable(rows);
   if (vsNginx) printNginx(vsNginx);
+  if (puts) printPuts(puts);
   console.log(`sizes ${SIZES_MIB.join(', ')} MiB; nproc ${machine.nproc}, node ${machine.node}; bench took ${f1((Date.now() - t0) / 1000)} s`);
   return hit.errors > 0 ? 1 : 0;
 }
@@ -505,6 +565,7 @@ runBench(main, {
   cleanup,
   kill: () => {
     server?.child.kill('SIGKILL');
+    baseline?.child.kill('SIGKILL');
     nginx?.child.kill('SIGKILL');
   },
   afterCleanup: removeWork,
