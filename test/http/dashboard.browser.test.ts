@@ -1,11 +1,11 @@
 import { strict as assert } from 'node:assert';
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { launchChromium } from '../helpers/chromium';
 import { farmConfigRaw, TestFarm } from '../helpers/farm';
 import { RawAgent } from '../helpers/raw-agent';
 
-const CHROMIUM = process.env.SPILLWAY_CHROMIUM ?? '/usr/bin/chromium';
 const ARTIFACTS = resolve(process.env.SPILLWAY_TEST_ARTIFACTS ?? join(__dirname, '..', '..', '..', 'test-artifacts'));
 const ADMIN = 'admin-token-0123456789';
 
@@ -20,13 +20,7 @@ describe('dashboard in a real browser', function () {
   let page: Page;
 
   before(async function () {
-    if (!existsSync(CHROMIUM)) {
-      if (process.env.SPILLWAY_SKIP_BROWSER === '1') {
-        console.log(`    (skipped: ${CHROMIUM} is missing and SPILLWAY_SKIP_BROWSER=1)`);
-        return this.skip();
-      }
-      throw new Error(`${CHROMIUM} is missing: install Debian's chromium (.ci/run does), or set SPILLWAY_SKIP_BROWSER=1`);
-    }
+    browser = await launchChromium(this);
     farm = await new TestFarm(
       farmConfigRaw({
         adminToken: ADMIN,
@@ -38,11 +32,6 @@ describe('dashboard in a real browser', function () {
     ).start();
     await farm.agent({ name: 'rack-7', jobTypes: ['b2g'], location: 'onprem' });
     await farm.agent({ name: 'ec2-builder', jobTypes: ['linux64'], location: 'cloud' });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      // As root in a container, and with no internet: Chromium's own background traffic is off.
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-    });
     page = await browser.newPage({ viewport: { width: 1400, height: 1200 } });
   });
 
@@ -108,15 +97,8 @@ describe('dashboard in a real browser: an agent short of disk', function () {
   let browser: Browser;
 
   before(async function () {
-    if (!existsSync(CHROMIUM)) {
-      if (process.env.SPILLWAY_SKIP_BROWSER === '1') return this.skip();
-      throw new Error(`${CHROMIUM} is missing: install Debian's chromium (.ci/run does), or set SPILLWAY_SKIP_BROWSER=1`);
-    }
+    browser = await launchChromium(this);
     farm = await new TestFarm(farmConfigRaw({ dashboard: { sampleSec: 1 } })).start();
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-    });
   });
 
   after(async () => {

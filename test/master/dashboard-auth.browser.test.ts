@@ -1,9 +1,8 @@
 import { strict as assert } from 'node:assert';
-import { existsSync } from 'node:fs';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
+import { launchChromium } from '../helpers/chromium';
 import { farmConfigRaw, TestFarm } from '../helpers/farm';
 
-const CHROMIUM = process.env.SPILLWAY_CHROMIUM ?? '/usr/bin/chromium';
 const READ = 'page-read-token-0123456789';
 const ADMIN = 'page-admin-token-0123456789';
 
@@ -18,10 +17,7 @@ describe('dashboard in a real browser, behind a read token', function () {
   let browser: Browser;
 
   before(async function () {
-    if (!existsSync(CHROMIUM)) {
-      if (process.env.SPILLWAY_SKIP_BROWSER === '1') return this.skip();
-      throw new Error(`${CHROMIUM} is missing: install Debian's chromium (.ci/run does), or set SPILLWAY_SKIP_BROWSER=1`);
-    }
+    browser = await launchChromium(this);
     farm = await new TestFarm(
       farmConfigRaw({
         http: { host: '127.0.0.1', port: 0, tokens: { read: [READ], admin: [ADMIN] } },
@@ -30,10 +26,6 @@ describe('dashboard in a real browser, behind a read token', function () {
       }),
     ).start();
     await farm.agent({ name: 'rack-7', jobTypes: ['b2g'], location: 'onprem' });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-    });
   });
 
   after(async () => {
