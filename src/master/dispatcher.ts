@@ -172,7 +172,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
 
   /** `not` is the agent that just declined it: never straight back there, whatever the master thinks of it. */
   private place(h: HeldJob, not?: ConnectedAgent): boolean {
-    const choice = chooseAgent(h.queue, h.payload.requirements, this.d.registry.list().filter((a) => a !== not));
+    const agents = this.d.registry.list();
+    const choice = chooseAgent(h.queue, h.payload.requirements, not ? agents.filter((a) => a !== not) : agents);
     if (!choice.agent) return false;
     const agent = choice.agent;
     const build = identityOf(h, agent, this.d.clock.now());
