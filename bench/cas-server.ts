@@ -6,14 +6,14 @@
  *
  *   node dist/bench/cas-server.js ROOT MAX_BYTES MAX_BLOB_BYTES [MEMORY_TIER_BYTES]
  *
- * With MEMORY_TIER_BYTES > 0 the store is a MemoryTier in front of the DiskStore, as the master
- * composes it with `cas.memoryCacheMb`.
+ * With MEMORY_TIER_BYTES > 0 the store is a MemoryTier in front of the DiskStore, its hits
+ * answered by CasHotPath before fastify, as the master composes it with `cas.memoryCacheMb`.
  *
  * Stops on SIGTERM/SIGINT, and on its own if the bench that started it goes away.
  */
 import Fastify from 'fastify';
 import type { AddressInfo } from 'node:net';
-import { ActionCache, DiskStore, MemoryTier, casRoutes, type BlobStore } from '../src/cas';
+import { ActionCache, CasAuth, CasHotPath, DiskStore, MemoryTier, casRoutes, type BlobStore } from '../src/cas';
 import { createLogger, systemClock } from '../src/lib';
 
 async function main(): Promise<void> {
@@ -23,9 +23,12 @@ async function main(): Promise<void> {
   const log = createLogger({ level: 'warn', format: 'json' });
   const disk = await DiskStore.open({ root, maxBytes: Number(maxBytesArg), clock: systemClock, log });
   const memory = Number(memoryArg ?? 0);
-  const store: BlobStore = memory > 0 ? new MemoryTier({ inner: disk, maxBytes: memory, log }) : disk;
+  const tier = memory > 0 ? new MemoryTier({ inner: disk, maxBytes: memory, log }) : undefined;
+  const store: BlobStore = tier ?? disk;
   const actionCache = await ActionCache.open({ root, store });
-  const app = Fastify({ bodyLimit: Number(maxBlobArg), keepAliveTimeout: 60_000 });
+  // The master's composition (src/cli/cas-service.ts): hot hits answered before fastify.
+  const hot = tier && new CasHotPath({ blobs: tier, auth: new CasAuth(undefined) });
+  const app = Fastify({ bodyLimit: Number(maxBlobArg), keepAliveTimeout: 60_000, ...(hot && { serverFactory: hot.serverFactory() }) });
   await app.register(casRoutes, { store, actionCache, maxBlobBytes: Number(maxBlobArg), log });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const { port } = app.server.address() as AddressInfo;

@@ -52,17 +52,29 @@ export class MemoryTier implements BlobStore {
     return { entries: this.blobs.size, bytes: this.bytes, maxBytes: this.opts.maxBytes, ...this.counters };
   }
 
-  async get(hash: string): Promise<BlobReader | undefined> {
+  /**
+   * The verified bytes of `hash` when this tier holds them, counted as a hit; undefined
+   * otherwise (not counted: the caller goes on to {@link get}, which counts the miss).
+   * Synchronous, so an HTTP server can answer a hot hit without a promise or a stream.
+   */
+  peek(hash: string): Buffer | undefined {
     const held = this.blobs.get(hash);
+    if (!held) return undefined;
     // Only while the disk still holds it: a blob it evicted is absent for HEAD and find-missing,
     // so serving it from here would say "present" to GET alone.
-    if (held && this.opts.inner.touch(hash)) {
-      this.blobs.delete(hash);
-      this.blobs.set(hash, held);
-      this.counters.hits++;
-      return inMemory(hash, held);
+    if (!this.opts.inner.touch(hash)) {
+      this.drop(hash);
+      return undefined;
     }
-    if (held) this.drop(hash);
+    this.blobs.delete(hash);
+    this.blobs.set(hash, held);
+    this.counters.hits++;
+    return held;
+  }
+
+  async get(hash: string): Promise<BlobReader | undefined> {
+    const held = this.peek(hash);
+    if (held) return inMemory(hash, held);
     this.counters.misses++;
     const reader = await this.opts.inner.get(hash);
     if (!reader || reader.digest.size > this.maxBlobBytes) return reader;

@@ -1,11 +1,13 @@
 import { join } from 'node:path';
-import { ActionCache, DiskStore, MemoryTier, type BlobStore, type CasRoutesOptions } from '../cas';
+import { ActionCache, CasAuth, CasHotPath, DiskStore, MemoryTier, type BlobStore, type CasRoutesOptions } from '../cas';
 import type { Config } from '../config';
 import { runEvery, type Clock, type Logger } from '../lib';
 
 /** The master's CAS and action cache, with the options its HTTP routes are registered with. */
 export interface CasService {
   routes: CasRoutesOptions;
+  /** Hits of the memory tier answered before fastify; absent when the tier is off. */
+  hotPath?: CasHotPath;
   /** The disk store under the tiers, for its stats. */
   disk: DiskStore;
   close(): Promise<void>;
@@ -20,19 +22,22 @@ export async function openCas(config: Config, clock: Clock, log: Logger): Promis
   if (!c.dir) return undefined;
   const casLog = log.child({ component: 'cas' });
   const disk = await DiskStore.open({ root: c.dir, maxBytes: c.maxSizeMb * 1024 * 1024, clock, log: casLog });
-  const store: BlobStore = c.memoryCacheMb > 0 ? new MemoryTier({ inner: disk, maxBytes: c.memoryCacheMb * 1024 * 1024, log: casLog }) : disk;
+  const memory = c.memoryCacheMb > 0 ? new MemoryTier({ inner: disk, maxBytes: c.memoryCacheMb * 1024 * 1024, log: casLog }) : undefined;
+  const store: BlobStore = memory ?? disk;
+  const auth = { tokens: [...c.tokens], readTokens: [...c.readTokens], anonymous: c.anonymous };
   const actionCache = await ActionCache.open({ root: join(c.dir, 'action-cache'), store });
   const abort = new AbortController();
   const flusher = runEvery('cas-flush', FLUSH_MS, () => disk.flush(), { clock, signal: abort.signal, log: casLog, errorEvent: 'cas.flush-failed' });
   return {
     disk,
+    ...(memory && { hotPath: new CasHotPath({ blobs: memory, auth: new CasAuth(auth), ...(c.prefix && { prefix: c.prefix }) }) }),
     routes: {
       store,
       actionCache,
       maxBlobBytes: c.maxBlobMb * 1024 * 1024,
       log: casLog,
       ...(c.prefix && { prefix: c.prefix }),
-      auth: { tokens: [...c.tokens], readTokens: [...c.readTokens], anonymous: c.anonymous },
+      auth,
     },
     close: async () => {
       abort.abort();

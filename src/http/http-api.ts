@@ -2,7 +2,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { Config } from '../config';
 import { guardRoutes, HttpRoles, RedisUnavailableError, RefusalLog, RepeatLog, SpillwayError, type Clock, type Logger, type RedisProbe } from '../lib';
-import { cacheRouteHint, casRoutes, type CasRoutesOptions } from '../cas';
+import { cacheRouteHint, casRoutes, type CasHotPath, type CasRoutesOptions } from '../cas';
 import type { BuildHistory, JobApi, MasterView } from '../master';
 import type { Provisioner, RuleBook } from '../provisioner';
 import type { Dashboard } from './dashboard';
@@ -22,7 +22,7 @@ export interface HttpApiDeps {
   /** Present when the config has pools. */
   autoscale?: { provisioner: Provisioner; rules: RuleBook };
   /** Present when the config has a CAS dir. */
-  cas?: { routes: CasRoutesOptions };
+  cas?: { routes: CasRoutesOptions; hotPath?: CasHotPath };
   dashboard: Dashboard;
 }
 
@@ -60,7 +60,8 @@ function parseQuery<T>(schema: z.ZodType<T>, q: unknown): T {
 
 /** The master's HTTP API: jobs, builds, queues, agents. Errors are `{ error: { code, message } }`. */
 export function createHttpApi(d: HttpApiDeps): FastifyInstance {
-  const app = Fastify({ logger: false, bodyLimit: d.config.http.bodyLimitBytes });
+  const hot = d.cas?.hotPath;
+  const app = Fastify({ logger: false, bodyLimit: d.config.http.bodyLimitBytes, ...(hot && { serverFactory: hot.serverFactory() }) });
   const outages = new RepeatLog(d.log, d.clock, d.config.log.repeatWindowSec * 1000);
 
   app.setErrorHandler(async (err, req, reply) => {
