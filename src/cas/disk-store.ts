@@ -5,10 +5,9 @@ import { Readable } from 'node:stream';
 import type { Clock, Logger } from '../lib';
 import { EMPTY_DIGEST, isHash, type Digest } from './digest';
 import { writeHashedTemp } from './hashed-temp-file';
-import { DiskIndex, type IndexEntry } from './disk-index';
-import { openBlobFile, readBlobFile } from './blob-file';
+import { DiskIndex } from './disk-index';
 import { BadDigestError, CasFullError, DigestMismatchError } from './errors';
-import { VerifyStream } from './verify-stream';
+import { VerifiedReads } from './verified-reads';
 import type { BlobReader, BlobStore, ExpectedBlob, PutResult, Source } from './blob-store';
 
 /** Options of {@link DiskStore.open}. */
@@ -49,8 +48,6 @@ export interface DiskStoreStats {
   bytesServed: number;
 }
 
-/** Blobs under this size are read whole, once for all concurrent readers; larger ones stream. */
-const SHARED_READ_MAX_BYTES = 1024 * 1024;
 const VERIFY_FIRST_MAX_BYTES = 64 * 1024 * 1024;
 
 /**
@@ -63,7 +60,8 @@ const VERIFY_FIRST_MAX_BYTES = 64 * 1024 * 1024;
  * The empty blob is always present and never stored.
  */
 export class DiskStore implements BlobStore {
-  private readonly sharedReads = new Map<string, Promise<Buffer | undefined>>();
+  private readonly reads: VerifiedReads;
+  private readonly removedListeners: Array<(hash: string) => void> = [];
   private reserved = 0;
   /** Hashes between index entry and rename; a reader must not mistake them for lost files. */
   private readonly committing = new Map<string, Promise<unknown>>();
@@ -71,7 +69,6 @@ export class DiskStore implements BlobStore {
   readonly maxBytes: number;
   readonly lowWatermark: number;
   readonly highWatermark: number;
-  private readonly verifyFirstMaxBytes: number;
 
   private constructor(
     private readonly opts: DiskStoreOptions,
@@ -79,7 +76,15 @@ export class DiskStore implements BlobStore {
   ) {
     this.maxBytes = opts.maxBytes;
     this.highWatermark = opts.highWatermark ?? Math.floor(opts.maxBytes * 0.9);
-    this.verifyFirstMaxBytes = opts.verifyFirstMaxBytes ?? VERIFY_FIRST_MAX_BYTES;
+    this.reads = new VerifiedReads(
+      {
+        blobPath: (hash) => this.blobPath(hash),
+        corrupt: (expected, actual) => this.corrupt(expected, actual),
+        missing: (hash) => this.forget(hash, 'missing'),
+        verified: (hash) => this.markVerified(hash),
+      },
+      opts.verifyFirstMaxBytes ?? VERIFY_FIRST_MAX_BYTES,
+    );
     this.lowWatermark = Math.min(opts.lowWatermark ?? Math.floor(opts.maxBytes * 0.8), this.highWatermark);
   }
 
@@ -138,7 +143,7 @@ export class DiskStore implements BlobStore {
       throw new BadDigestError(`bad blob size ${expected.size}`);
     }
     let reservation = 0;
-    const tmp = path.join(this.opts.root, 'tmp', `blob.${randomBytes(8).toString('hex')}`);
+    const tmp = this.tempPath();
     try {
       if (expected.size !== undefined) reservation = await this.reserve(expected.size, expected.hash ?? '(any)');
       const actual = await writeHashedTemp(source, tmp, expected.size);
@@ -148,21 +153,42 @@ export class DiskStore implements BlobStore {
           `upload does not match its digest: expected ${hash}/${expected.size ?? '?'}, got ${actual.hash}/${actual.size}`,
         );
       }
+      const held = reservation;
+      reservation = 0;
+      return await this.commitTemp(tmp, actual, held);
+    } finally {
+      this.release(reservation);
+      await fsp.rm(tmp, { force: true });
+    }
+  }
+
+  /** A fresh upload path under `tmp/` (emptied at every open, so a crashed writer leaves nothing). */
+  tempPath(): string {
+    return path.join(this.opts.root, 'tmp', `blob.${randomBytes(8).toString('hex')}`);
+  }
+
+  /**
+   * Stores a file already written (and fsynced) at `tmp` by a writer that hashed it to `actual`:
+   * the commit half of {@link put}, for cache workers that write uploads themselves. Takes over
+   * `reservation` (from {@link reserve}) and always removes `tmp`.
+   */
+  async commitTemp(tmp: string, actual: Digest, reservation: number): Promise<PutResult> {
+    try {
       if (actual.size === 0) return { digest: { ...EMPTY_DIGEST }, stored: false };
       // Concurrent uploads of one blob each hash their own temp file; only the commit is
       // serialized, so the second finds the first's file and succeeds without a second rename.
-      const stored = await this.withCommitLock(hash, async () => {
+      const stored = await this.withCommitLock(actual.hash, async () => {
         if (await this.has(actual)) {
-          this.index.touch(hash, this.opts.clock.now());
+          this.index.touch(actual.hash, this.opts.clock.now());
           return false;
         }
-        if (expected.size === undefined) reservation = await this.reserve(actual.size, hash);
+        if (reservation === 0) reservation = await this.reserve(actual.size, actual.hash);
         // Indexed before the rename: a crash in between leaves an index entry without a file,
         // which reads heal (has/get stat the file), rather than a file no index accounts for.
-        await this.index.add(hash, actual.size, this.opts.clock.now());
+        await this.index.add(actual.hash, actual.size, this.opts.clock.now());
         this.release(reservation);
         reservation = 0;
-        const final = this.blobPath(hash);
+        const final = this.blobPath(actual.hash);
         await fsp.mkdir(path.dirname(final), { recursive: true });
         await fsp.rename(tmp, final);
         return true;
@@ -171,7 +197,7 @@ export class DiskStore implements BlobStore {
         this.counters.bytesStored += actual.size;
         await this.evictAboveHighWatermark();
       }
-      return { digest: actual, stored };
+      return { digest: { hash: actual.hash, size: actual.size }, stored };
     } finally {
       this.release(reservation);
       await fsp.rm(tmp, { force: true });
@@ -229,51 +255,50 @@ export class DiskStore implements BlobStore {
       return { digest: { ...EMPTY_DIGEST }, stream: Readable.from([]) };
     }
     const entry = this.index.get(hash);
+    const reader = entry && (await this.reads.open({ hash, size: entry.size }, () => entry.verified === true));
+    if (!entry || !reader) {
+      this.counters.misses++;
+      return undefined;
+    }
+    this.index.touch(hash, this.opts.clock.now());
+    this.counters.hits++;
+    this.counters.bytesServed += entry.size;
+    return reader;
+  }
+
+  /**
+   * What the index knows of `hash` for a reader in another process, counted as a hit (or a
+   * miss) and kept recent as {@link get} would; the reader reports back through
+   * {@link markVerified}, {@link reportCorrupt} and {@link reportMissing}.
+   */
+  lookup(hash: string): { size: number; verified: boolean } | undefined {
+    const entry = this.index.get(checkHash(hash));
     if (!entry) {
       this.counters.misses++;
       return undefined;
     }
-    if (entry.size < SHARED_READ_MAX_BYTES) {
-      // Concurrent GETs of one small blob (a popular header, an action's stdout) share one
-      // read and one verification instead of each opening, statting and hashing the file.
-      let read = this.sharedReads.get(hash);
-      if (!read) {
-        read = this.readVerified(hash, entry.size).finally(() => this.sharedReads.delete(hash));
-        this.sharedReads.set(hash, read);
-      }
-      const data = await read;
-      if (!data) {
-        this.counters.misses++;
-        return undefined;
-      }
-      entry.verified = true;
-      this.index.touch(hash, this.opts.clock.now());
-      this.counters.hits++;
-      this.counters.bytesServed += entry.size;
-      return { digest: { hash, size: entry.size }, data, stream: Readable.from([data]) };
-    }
-    return this.openLarge(hash, entry);
-  }
-
-  private async openLarge(hash: string, entry: IndexEntry): Promise<BlobReader | undefined> {
-    const digest = { hash, size: entry.size };
-    const hashFirst = !entry.verified && entry.size <= this.verifyFirstMaxBytes;
-    const opened = await openBlobFile(this.blobPath(hash), digest, hashFirst);
-    if (opened.kind !== 'open') {
-      await (opened.kind === 'missing' ? this.forget(hash, 'missing') : this.corrupt(digest, opened.actual));
-      this.counters.misses++;
-      return undefined;
-    }
-    if (hashFirst) entry.verified = true;
     this.index.touch(hash, this.opts.clock.now());
     this.counters.hits++;
     this.counters.bytesServed += entry.size;
-    const raw = opened.fh.createReadStream({ start: 0, highWaterMark: 1024 * 1024 });
-    if (entry.verified) return { digest, stream: raw };
-    const verify = new VerifyStream(digest, (actual) => this.corrupt(digest, actual), () => (entry.verified = true));
-    raw.on('error', (err) => verify.destroy(err));
-    verify.on('close', () => raw.destroy());
-    return { digest, stream: raw.pipe(verify) };
+    return { size: entry.size, verified: entry.verified === true };
+  }
+
+  markVerified(hash: string): void {
+    const entry = this.index.get(hash);
+    if (entry) entry.verified = true;
+  }
+
+  reportCorrupt(expected: Digest, actual: Digest): Promise<void> {
+    return this.corrupt(expected, actual);
+  }
+
+  reportMissing(hash: string): Promise<void> {
+    return this.forget(hash, 'missing');
+  }
+
+  /** Calls `listener` with every blob that leaves the store (deleted, evicted, found corrupt or gone). */
+  onRemoved(listener: (hash: string) => void): void {
+    this.removedListeners.push(listener);
   }
 
   /** Reads a whole blob into memory (verified), or undefined on a miss or corruption. */
@@ -304,7 +329,7 @@ export class DiskStore implements BlobStore {
   async delete(hash: string): Promise<boolean> {
     checkHash(hash);
     if (hash === EMPTY_DIGEST.hash) return false;
-    const had = await this.index.remove(hash);
+    const had = await this.removeEntry(hash);
     await fsp.rm(this.blobPath(hash), { force: true });
     return had;
   }
@@ -330,7 +355,7 @@ export class DiskStore implements BlobStore {
   }
 
   /** Makes room for `bytes` under the hard limit and holds it until released. */
-  private async reserve(bytes: number, hash: string): Promise<number> {
+  async reserve(bytes: number, hash: string): Promise<number> {
     if (bytes === 0) return 0;
     const fits = () => this.index.bytes + this.reserved + bytes <= this.maxBytes;
     if (!fits()) await this.evictWhile(() => !fits());
@@ -344,7 +369,7 @@ export class DiskStore implements BlobStore {
     return bytes;
   }
 
-  private release(bytes: number): void {
+  release(bytes: number): void {
     this.reserved -= bytes;
   }
 
@@ -360,7 +385,7 @@ export class DiskStore implements BlobStore {
       const oldest = this.index.entries.entries().next();
       if (oldest.done) break;
       const [hash, entry] = oldest.value;
-      await this.index.remove(hash);
+      await this.removeEntry(hash);
       await fsp.rm(this.blobPath(hash), { force: true });
       count++;
       bytes += entry.size;
@@ -384,12 +409,10 @@ export class DiskStore implements BlobStore {
     }
   }
 
-  /** A small blob read whole and checked (unless already verified) before anyone sees a byte. */
-  private async readVerified(hash: string, size: number): Promise<Buffer | undefined> {
-    const read = await readBlobFile(this.blobPath(hash), { hash, size }, !this.index.get(hash)?.verified);
-    if (read.kind === 'data') return read.data;
-    await (read.kind === 'missing' ? this.forget(hash, 'missing') : this.corrupt({ hash, size }, read.actual));
-    return undefined;
+  private async removeEntry(hash: string): Promise<boolean> {
+    const had = await this.index.remove(hash);
+    if (had) for (const listener of this.removedListeners) listener(hash);
+    return had;
   }
 
   private async corrupt(expected: Digest, actual: Digest): Promise<void> {
@@ -401,7 +424,7 @@ export class DiskStore implements BlobStore {
   private async forget(hash: string, why: 'missing' | 'corrupt'): Promise<void> {
     if (why === 'missing' && this.committing.has(hash)) return;
     if (why === 'missing') this.opts.log.warn('cas.missing-file', { hash });
-    await this.index.remove(hash);
+    await this.removeEntry(hash);
     if (why === 'corrupt') await fsp.rm(this.blobPath(hash), { force: true });
   }
 }
