@@ -3,10 +3,10 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import type { Clock, Logger } from '../lib';
-import { EMPTY_DIGEST, isHash, type Digest } from './digest';
-import { writeHashedTemp } from './hashed-temp-file';
+import { EMPTY_DIGEST, type Digest } from './digest';
+import { checkExpected, checkHash, writeExpectedTemp } from './hashed-temp-file';
 import { DiskIndex } from './disk-index';
-import { BadDigestError, CasFullError, DigestMismatchError } from './errors';
+import { CasFullError } from './errors';
 import { VerifiedReads } from './verified-reads';
 import type { BlobReader, BlobStore, ExpectedBlob, PutResult, Source } from './blob-store';
 
@@ -138,21 +138,12 @@ export class DiskStore implements BlobStore {
    * @throws CasFullError when no room can be made within `maxBytes`
    */
   async put(source: Source, expected: ExpectedBlob = {}): Promise<PutResult> {
-    if (expected.hash !== undefined) checkHash(expected.hash);
-    if (expected.size !== undefined && !(Number.isSafeInteger(expected.size) && expected.size >= 0)) {
-      throw new BadDigestError(`bad blob size ${expected.size}`);
-    }
+    checkExpected(expected);
     let reservation = 0;
     const tmp = this.tempPath();
     try {
       if (expected.size !== undefined) reservation = await this.reserve(expected.size, expected.hash ?? '(any)');
-      const actual = await writeHashedTemp(source, tmp, expected.size);
-      const hash = expected.hash ?? actual.hash;
-      if (actual.hash !== hash || (expected.size !== undefined && actual.size !== expected.size)) {
-        throw new DigestMismatchError(
-          `upload does not match its digest: expected ${hash}/${expected.size ?? '?'}, got ${actual.hash}/${actual.size}`,
-        );
-      }
+      const actual = await writeExpectedTemp(source, tmp, expected);
       const held = reservation;
       reservation = 0;
       return await this.commitTemp(tmp, actual, held);
@@ -427,9 +418,4 @@ export class DiskStore implements BlobStore {
     await this.removeEntry(hash);
     if (why === 'corrupt') await fsp.rm(this.blobPath(hash), { force: true });
   }
-}
-
-function checkHash(hash: string): string {
-  if (!isHash(hash)) throw new BadDigestError(`bad blob hash (want 64 lower-case hex): ${String(hash).slice(0, 80)}`);
-  return hash;
 }

@@ -2,7 +2,9 @@ import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { BatchedWriter } from './batched-writer';
 import type { Digest } from './digest';
-import { DigestMismatchError } from './errors';
+import type { ExpectedBlob } from './blob-store';
+import { BadDigestError, DigestMismatchError } from './errors';
+import { isHash } from './digest';
 
 type Source = AsyncIterable<Buffer | Uint8Array>;
 
@@ -32,4 +34,27 @@ export async function writeHashedTemp(source: Source, tmp: string, expectedSize:
     await fh.close();
   }
   return { hash: hasher.digest('hex'), size };
+}
+
+/** Refuses a malformed expectation before any byte is written. */
+export function checkExpected(expected: ExpectedBlob): void {
+  if (expected.hash !== undefined) checkHash(expected.hash);
+  if (expected.size !== undefined && !(Number.isSafeInteger(expected.size) && expected.size >= 0)) {
+    throw new BadDigestError(`bad blob size ${expected.size}`);
+  }
+}
+
+/** Like {@link writeHashedTemp}, and fails unless what was written is `expected`. */
+export async function writeExpectedTemp(source: Source, tmp: string, expected: ExpectedBlob): Promise<Digest> {
+  const actual = await writeHashedTemp(source, tmp, expected.size);
+  const hash = expected.hash ?? actual.hash;
+  if (actual.hash !== hash || (expected.size !== undefined && actual.size !== expected.size)) {
+    throw new DigestMismatchError(`upload does not match its digest: expected ${hash}/${expected.size ?? '?'}, got ${actual.hash}/${actual.size}`);
+  }
+  return actual;
+}
+
+export function checkHash(hash: string): string {
+  if (!isHash(hash)) throw new BadDigestError(`bad blob hash (want 64 lower-case hex): ${String(hash).slice(0, 80)}`);
+  return hash;
 }

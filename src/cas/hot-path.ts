@@ -47,17 +47,23 @@ export class CasHotPath {
    * settings copied (a factory's server does not get them otherwise).
    */
   serverFactory(): (handler: http.RequestListener, options: HotServerOptions) => http.Server {
-    return (handler, options) => {
-      const server = http.createServer((req, res) => {
-        if (!this.handle(req, res)) handler(req, res);
-      });
-      if (options.keepAliveTimeout !== undefined) server.keepAliveTimeout = options.keepAliveTimeout;
-      if (options.requestTimeout !== undefined) server.requestTimeout = options.requestTimeout;
-      if (options.connectionTimeout !== undefined) server.setTimeout(options.connectionTimeout);
-      if (options.maxRequestsPerSocket) server.maxRequestsPerSocket = options.maxRequestsPerSocket;
-      return server;
-    };
+    return (handler, options) =>
+      withServerOptions(
+        http.createServer((req, res) => {
+          if (!this.handle(req, res)) handler(req, res);
+        }),
+        options,
+      );
   }
+}
+
+/** Gives a factory-made server the settings fastify gives the servers it makes itself. */
+export function withServerOptions(server: http.Server, options: HotServerOptions): http.Server {
+  if (options.keepAliveTimeout !== undefined) server.keepAliveTimeout = options.keepAliveTimeout;
+  if (options.requestTimeout !== undefined) server.requestTimeout = options.requestTimeout;
+  if (options.connectionTimeout !== undefined) server.setTimeout(options.connectionTimeout);
+  if (options.maxRequestsPerSocket) server.maxRequestsPerSocket = options.maxRequestsPerSocket;
+  return server;
 }
 
 /** The fastify options a server factory receives that node:http servers also have. */

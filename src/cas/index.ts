@@ -11,3 +11,7 @@ export * from './cas-client';
 export * from './merkle-tree';
 export * from './route-hint';
 export * from './hot-path';
+export * from './store-messages';
+export * from './store-host';
+export * from './remote-store';
+export * from './connection-router';

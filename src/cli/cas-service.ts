@@ -1,7 +1,8 @@
 import { join } from 'node:path';
-import { ActionCache, CasAuth, CasHotPath, DiskStore, MemoryTier, type BlobStore, type CasRoutesOptions } from '../cas';
+import { ActionCache, CacheConnectionRouter, CasAuth, CasHotPath, DiskStore, MemoryTier, type BlobStore, type CasRoutesOptions } from '../cas';
 import type { Config } from '../config';
 import { runEvery, type Clock, type Logger } from '../lib';
+import { CacheWorkers } from './cache-workers';
 
 /** The master's CAS and action cache, with the options its HTTP routes are registered with. */
 export interface CasService {
@@ -10,6 +11,10 @@ export interface CasService {
   hotPath?: CasHotPath;
   /** The disk store under the tiers, for its stats. */
   disk: DiskStore;
+  /** With `cas.workers`: hands cache connections of the master's HTTP server to the workers. */
+  router?: CacheConnectionRouter;
+  /** Starts the `cas.workers` processes (none without), once the master's HTTP listener is up. */
+  startWorkers(master: { host: string; port: number }): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -19,13 +24,15 @@ const FLUSH_MS = 60_000;
 /** Opens the store when the config names a CAS dir; the index is flushed periodically. */
 export async function openCas(config: Config, clock: Clock, log: Logger): Promise<CasService | undefined> {
   const c = config.cas;
-  if (!c.dir) return undefined;
+  const dir = c.dir;
+  if (!dir) return undefined;
   const casLog = log.child({ component: 'cas' });
-  const disk = await DiskStore.open({ root: c.dir, maxBytes: c.maxSizeMb * 1024 * 1024, clock, log: casLog });
+  const disk = await DiskStore.open({ root: dir, maxBytes: c.maxSizeMb * 1024 * 1024, clock, log: casLog });
   const memory = c.memoryCacheMb > 0 ? new MemoryTier({ inner: disk, maxBytes: c.memoryCacheMb * 1024 * 1024, log: casLog }) : undefined;
   const store: BlobStore = memory ?? disk;
   const auth = { tokens: [...c.tokens], readTokens: [...c.readTokens], anonymous: c.anonymous };
-  const actionCache = await ActionCache.open({ root: join(c.dir, 'action-cache'), store });
+  const actionCache = await ActionCache.open({ root: join(dir, 'action-cache'), store });
+  let workers: CacheWorkers | undefined;
   const abort = new AbortController();
   const flusher = runEvery('cas-flush', FLUSH_MS, () => disk.flush(), { clock, signal: abort.signal, log: casLog, errorEvent: 'cas.flush-failed' });
   return {
@@ -39,7 +46,29 @@ export async function openCas(config: Config, clock: Clock, log: Logger): Promis
       ...(c.prefix && { prefix: c.prefix }),
       auth,
     },
+    ...(c.workers > 0 && { router: new CacheConnectionRouter({ ...(c.prefix && { prefix: c.prefix }), targets: () => workers?.targets() ?? [] }) }),
+    startWorkers: async (master) => {
+      if (c.workers === 0) return;
+      workers = new CacheWorkers({
+        count: c.workers,
+        disk,
+        clock,
+        log: casLog,
+        init: {
+          storeRoot: dir,
+          actionCacheRoot: join(dir, 'action-cache'),
+          maxBlobBytes: c.maxBlobMb * 1024 * 1024,
+          memoryCacheBytes: c.memoryCacheMb * 1024 * 1024,
+          ...(c.prefix && { prefix: c.prefix }),
+          auth,
+          bodyLimitBytes: config.http.bodyLimitBytes,
+          master,
+        },
+      });
+      await workers.start();
+    },
     close: async () => {
+      await workers?.stop();
       abort.abort();
       await flusher;
       await disk.close();

@@ -159,9 +159,11 @@ export class Daemon {
       cas,
       dashboard: this.dashboard,
     });
+    cas?.router?.install(this.http.server);
     await this.http.listen({ host: config.http.host, port: config.http.port });
     const httpAddr = this.http.server.address() as AddressInfo;
     log.info('http.listening', { host: httpAddr.address, port: httpAddr.port });
+    await cas?.startWorkers({ host: reachableHost(httpAddr.address), port: httpAddr.port });
     // The config only allows this on loopback (or with http.openSubmit); say so once anyway.
     const { submit, admin } = config.http.tokens;
     if (submit.length + admin.length === 0) log.warn('http.open-submit', { host: httpAddr.address, reason: 'no submit or admin token: anyone who reaches the API may submit builds' });
@@ -292,4 +294,11 @@ function perRegion<C>(make: (region: string, endpoint: string | undefined) => C)
     if (!c) made.set(key, (c = make(region, endpoint)));
     return c;
   };
+}
+
+/** An address this machine can connect to for a listener bound to `address` (the wildcards are not). */
+function reachableHost(address: string): string {
+  if (address === '0.0.0.0') return '127.0.0.1';
+  if (address === '::') return '::1';
+  return address;
 }

@@ -99,6 +99,12 @@ export const configSchema = z
          * the cache's share of the master's RSS. 0 turns it off. @defaultValue 64
          */
         memoryCacheMb: z.number().int().min(0).default(64),
+        /**
+         * Processes that serve cache connections besides the master (which keeps the index and
+         * serves everything else), so the cache can use more than one core; each holds its own
+         * `memoryCacheMb`. 0 serves the cache in the master process. @defaultValue 0
+         */
+        workers: z.number().int().min(0).max(64).default(0),
         /** Path prefix before /cas/ and /ac/, e.g. "/cache". @defaultValue none */
         prefix: z.string().regex(/^\/[A-Za-z0-9_\/-]*[A-Za-z0-9_-]$/, 'a path like "/cache"').optional(),
         /** Read-write tokens (CI, agents), as Bearer or as the Basic password. Env: SPILLWAY_CAS_TOKEN. @defaultValue none */

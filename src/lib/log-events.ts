@@ -2,7 +2,7 @@
  * Every log event spillway emits, in one place, so operators can alert on them and tests can
  * assert on them. Names are `component.what-happened`.
  */
-const LOG_EVENTS = [
+export const LOG_EVENTS = [
   'master.started',
   'master.stopping',
   'master.stopped',
@@ -143,6 +143,11 @@ const LOG_EVENTS = [
   'cas.http-error',
   'cas.flush-failed',
   'cas.route-hint',
+  'cas.worker-bad-message',
+  'cas.worker-started',
+  'cas.worker-exited',
+  'cas.worker-failed',
+  'cas.worker-forward-failed',
   'dashboard.snapshot-failed',
   'dashboard.sample-failed',
   'dashboard.usage-failed',
