@@ -168,7 +168,8 @@ export async function hitsSideBySide(
   return { rounds, medians: Object.fromEntries(targets.map((t) => [t.name, median(rounds.map((x) => x[t.name]!.perSec))])) };
 }
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+/** The median of `xs` (the upper one of an even count). */
+export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** One server in a PUT side by side. */
 export type PutTarget = Target;
