@@ -1,8 +1,9 @@
 /**
  * Figure 4 of issue 13: Debian's Bazel (bazel-bootstrap 4.2.3) against each cache with
  * `--remote_cache=http://SERVER/`. A workspace of `rules` tiny genrules; one Bazel server
- * (fixed output_user_root and output_base in the bench's temp dir, HOME there too, no rc files,
- * nothing from the network) serves every build. Per cache, a first build fills it (the actions
+ * (output_user_root and output_base fixed in the bench's temp dir, HOME there too, no home or
+ * workspace rc file but the system one, which names Debian's install base; nothing from the
+ * network) serves every build. Per cache, a first build fills it (the actions
  * run locally and are uploaded); then in rounds rotating the caches: `bazel clean` (untimed) and
  * a build that must be all remote cache hits (checked from Bazel's process summary: a build
  * that ran anything is an error, never a figure), timed wall-clock.
@@ -34,7 +35,7 @@ export function bazelBench(dir: string, rules: number, say: (s: string) => void)
   const ws = join(dir, 'ws');
   const home = join(dir, 'home');
   const outputBase = join(dir, 'output-base');
-  const startup = [`--output_user_root=${join(dir, 'user-root')}`, `--output_base=${outputBase}`, '--ignore_all_rc_files', '--max_idle_secs=900'];
+  const startup = [`--output_user_root=${join(dir, 'user-root')}`, `--output_base=${outputBase}`, '--nohome_rc', '--noworkspace_rc', '--max_idle_secs=900'];
   const env = { ...process.env, HOME: home };
   let started = false;
 

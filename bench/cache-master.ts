@@ -4,7 +4,7 @@
  * read-write access (so nginx and spillway get byte-identical requests), and a sampler of its
  * peak RSS (VmHWM) and its children's.
  */
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { z } from 'zod';
@@ -65,6 +65,7 @@ export async function startMaster(
   work: string,
   o: { memoryMb: number; maxSizeMb: number; maxBlobMb: number; casYaml: string | undefined },
 ): Promise<StartedMaster> {
+  mkdirSync(join(work, 'redis'), { recursive: true });
   run.redis = await startRedisServer({ dir: join(work, 'redis') });
   let cas = deepMerge(
     { dir: join(work, 'cas'), maxSizeMb: o.maxSizeMb, maxBlobMb: o.maxBlobMb, memoryCacheMb: o.memoryMb, anonymous: 'read-write' },
