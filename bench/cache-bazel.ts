@@ -11,14 +11,11 @@
  * The Bazel server daemonizes (it is not this process's child): `stop()` runs `bazel shutdown`
  * and then kills the pid Bazel wrote, and `--max_idle_secs` ends it should both be skipped.
  */
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { promisify } from 'node:util';
 import { median, type Rates, type Target } from './cas-nginx';
-
-const run = promisify(execFile);
 
 export const haveBazel = (): boolean => spawnSync('sh', ['-c', 'command -v bazel']).status === 0;
 
@@ -38,16 +35,19 @@ export function bazelBench(dir: string, rules: number, say: (s: string) => void)
   const startup = [`--output_user_root=${join(dir, 'user-root')}`, `--output_base=${outputBase}`, '--nohome_rc', '--noworkspace_rc', '--max_idle_secs=900'];
   const env = { ...process.env, HOME: home };
   let started = false;
+  /** The Bazel client running now, if any (a cleanup interrupts it before the shutdown). */
+  let client: ChildProcess | undefined;
 
-  const bazel = async (args: string[], timeoutMs = 600_000): Promise<string> => {
-    try {
-      const { stderr } = await run('bazel', [...startup, ...args], { cwd: ws, env, maxBuffer: 64 * 1024 * 1024, timeout: timeoutMs });
-      return stderr;
-    } catch (err) {
-      const e = err as Error & { stderr?: string };
-      throw new Error(`bazel ${args.join(' ')} failed: ${e.message}\n${(e.stderr ?? '').slice(-3000)}`);
-    }
-  };
+  /** Resolves Bazel's stderr (where it reports); rejects with its tail when it fails. */
+  const bazel = (args: string[], timeoutMs = 600_000): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const c = execFile('bazel', [...startup, ...args], { cwd: ws, env, maxBuffer: 64 * 1024 * 1024, timeout: timeoutMs }, (err, _stdout, stderr) => {
+        if (client === c) client = undefined;
+        if (err) reject(new Error(`bazel ${args.join(' ')} failed: ${err.message}\n${stderr.slice(-3000)}`));
+        else resolve(stderr);
+      });
+      client = c;
+    });
 
   const build = (t: Target): Promise<string> =>
     bazel(['build', '//:all', `--remote_cache=${t.base.replace(/\/?$/, '/')}`, '--remote_upload_local_results=true', '--spawn_strategy=local', '--noshow_progress']);
@@ -105,10 +105,20 @@ export function bazelBench(dir: string, rules: number, say: (s: string) => void)
       if (!started) return;
       started = false;
       const pid = serverPid();
+      // Bazel runs one command at a time: an interrupted build first, then the shutdown.
+      if (client) {
+        const c = client;
+        const exited = new Promise<void>((r) => (c.exitCode !== null || c.signalCode !== null ? r() : c.once('exit', () => r())));
+        c.kill('SIGINT');
+        const hard = setTimeout(() => c.kill('SIGKILL'), 20_000);
+        await exited;
+        clearTimeout(hard);
+      }
       await bazel(['shutdown'], 60_000).catch(() => undefined);
       killServer(pid);
     },
     kill() {
+      client?.kill('SIGKILL');
       killServer(serverPid());
     },
   };

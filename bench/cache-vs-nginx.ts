@@ -32,7 +32,7 @@ import { bazelBench, haveBazel } from './cache-bazel';
 import { rssSampler, startMaster, type MasterRun, type RssPeak } from './cache-master';
 import { mixSideBySide } from './cache-mix';
 import { higherIsBetter, printReport, printRounds, type ReportRow } from './cache-report';
-import { haveNginxAndWrk, hitsSideBySide, putsSideBySide, startNginx, type Rates, type SideBySide, type Target } from './cas-nginx';
+import { haveNginxAndWrk, hitsSideBySide, killWrk, putsSideBySide, startNginx, type Rates, type SideBySide, type Target } from './cas-nginx';
 import { f1, f2, intEnv, machineInfo, machineLine, once, runBench, say } from './harness';
 import { killChildren, poll, spawnLogged, stopChild, type LoggedChild } from './procs';
 
@@ -71,6 +71,7 @@ const stopAnchors = async (): Promise<void> => {
 };
 
 const cleanup = once(async () => {
+  killWrk();
   await bazel.stop().catch(() => undefined);
   await stopAnchors();
   if (nginx) await stopChild(nginx, 5000).catch(() => undefined);
@@ -212,6 +213,7 @@ runBench(main, {
   budgetMs: BUDGET_MS,
   cleanup,
   kill: () => {
+    killWrk();
     bazel.kill();
     killChildren();
   },

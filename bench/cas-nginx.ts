@@ -7,7 +7,7 @@
  * on a free port, as the invoking user; it is stopped on every way out by the caller's cleanup.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createReadStream, mkdirSync, promises as fsp, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -98,20 +98,46 @@ ${temps}
   return { base, proc };
 }
 
-/** Runs wrk against `base` with GETs of random ones of `paths`; parses its summary. */
-export function runWrk(base: string, pathsFile: string, luaFile: string, o: { connections: number; threads: number; seconds: number }): WrkFigure {
-  const r = spawnSync('wrk', [`-t${o.threads}`, `-c${o.connections}`, `-d${o.seconds}s`, '-s', luaFile, base], {
-    encoding: 'utf8',
-    env: { ...process.env, WRK_PATHS: pathsFile },
-    timeout: (o.seconds + 30) * 1000,
+const running = new Set<ChildProcess>();
+
+/** SIGKILL to every wrk still running (a cleanup that stops the servers under it). */
+export function killWrk(): void {
+  for (const c of running) c.kill('SIGKILL');
+}
+
+/**
+ * Runs wrk against `base` with GETs of random ones of `paths`; parses its summary. Asynchronous,
+ * so the bench's signal handlers and run budget keep working while wrk runs.
+ */
+export function runWrk(base: string, pathsFile: string, luaFile: string, o: { connections: number; threads: number; seconds: number }): Promise<WrkFigure> {
+  return new Promise((resolve, reject) => {
+    const child: ChildProcess = spawn('wrk', [`-t${o.threads}`, `-c${o.connections}`, `-d${o.seconds}s`, '-s', luaFile, base], {
+      env: { ...process.env, WRK_PATHS: pathsFile },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (b: Buffer) => (stdout += b.toString()));
+    child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+    running.add(child);
+    const timer = setTimeout(() => child.kill('SIGKILL'), (o.seconds + 30) * 1000);
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      running.delete(child);
+      reject(err);
+    });
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      running.delete(child);
+      if (code !== 0) return reject(new Error(`wrk failed (${code ?? signal}): ${stderr}${stdout}`));
+      const num = (re: RegExp) => Number(re.exec(stdout)?.[1] ?? 0);
+      const requests = num(/(\d+) requests in/);
+      const non2xx = num(/Non-2xx or 3xx responses: (\d+)/);
+      const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout);
+      const sockErrors = sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0;
+      resolve({ perSec: num(/Requests\/sec:\s+([\d.]+)/), requests, errors: non2xx + sockErrors });
+    });
   });
-  if (r.status !== 0) throw new Error(`wrk failed (${r.status}): ${r.stderr}${r.stdout}`);
-  const num = (re: RegExp) => Number(re.exec(r.stdout)?.[1] ?? 0);
-  const requests = num(/(\d+) requests in/);
-  const non2xx = num(/Non-2xx or 3xx responses: (\d+)/);
-  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(r.stdout);
-  const sockErrors = sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0;
-  return { perSec: num(/Requests\/sec:\s+([\d.]+)/), requests, errors: non2xx + sockErrors };
 }
 
 const LUA = `
@@ -155,13 +181,13 @@ export async function hitsSideBySide(
     return { t, wrk: (seconds = o.seconds) => runWrk(url.origin, pathsFile, luaFile, { ...o, seconds }) };
   });
   // One short unmeasured pass each: page cache, JIT and (for spillway) first-read verification.
-  for (const r of runs) r.wrk(Math.min(2, o.seconds));
+  for (const r of runs) await r.wrk(Math.min(2, o.seconds));
   const rounds: SideBySide['rounds'] = [];
   for (let r = 0; r < o.rounds; r++) {
     const round: Record<string, WrkFigure> = {};
     for (let k = 0; k < runs.length; k++) {
       const run = runs[(r + k) % runs.length]!;
-      round[run.t.name] = run.wrk();
+      round[run.t.name] = await run.wrk();
     }
     rounds.push(round);
   }
