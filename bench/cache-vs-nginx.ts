@@ -17,7 +17,7 @@
  *
  *   npm run bench:cache                      # or: node dist/bench/cache-vs-nginx.js
  *   BENCH_QUICK=1 npm run bench:cache        # does it work: 1 round, 2 s wrk, 1 MiB only, 20 genrules
- *   BENCH_ROUNDS=5 BENCH_WRK_SEC=5 BENCH_MEMORY_MB=64 BENCH_BAZEL_RULES=200 ...
+ *   BENCH_ROUNDS=5 BENCH_WRK_SEC=5 BENCH_MEMORY_MB=64 BENCH_BAZEL_RULES=200 BENCH_SIZES_MIB=1,256 ...
  *   BENCH_CAS_YAML='{workers: 2, listen: {port: 0}}' ...   # merged into the master's `cas` section
  *
  * With `cas.listen.port` in the merged section the bench writes a free port there and targets
@@ -47,7 +47,10 @@ const WRK = {
   connections: 32,
   threads: 2,
 };
-const SIZES_MIB = QUICK ? [1] : [1, 256];
+const SIZES_MIB = (process.env.BENCH_SIZES_MIB ?? (QUICK ? '1' : '1,256'))
+  .split(',')
+  .map(Number)
+  .filter((n) => Number.isInteger(n) && n > 0);
 /** A 1 MiB round moves this much per server, so it is not one request's jitter. */
 const MIN_BYTES_PER_ROUND = 64 * MiB;
 const MIX = { clients: 8, perClient: 16, bytes: MiB, rounds: ROUNDS };
@@ -166,7 +169,7 @@ async function main(): Promise<number> {
   console.log(machineLine(machine));
   console.log(`load average at end ${endLoad}. The machine is shared: other work ran alongside, so compare the servers within this run, not with another run's figures.`);
   console.log(`spillway: spillway master (${m.base}), cas ${JSON.stringify({ ...m.cas, dir: '<tmp>' })}; nginx: WebDAV, 2 workers (${ng.base})`);
-  console.log(`${QUICK ? 'QUICK mode: ' : ''}${ROUNDS} round(s), order rotating per round${QUICK ? ', 2 s wrk, 1 MiB only, ' + BAZEL_RULES + ' genrules' : ''}`);
+  console.log(`${QUICK ? 'QUICK mode: ' : ''}${ROUNDS} round(s), order rotating per round${QUICK ? `, 2 s wrk, ${SIZES_MIB.join(', ')} MiB, ${BAZEL_RULES} genrules` : ''}`);
   console.log('');
   printHits(hits);
   for (const t of transfers) {
