@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { version } from '../../package.json';
+import { engines, version } from '../../package.json';
 import { SpillwayError } from '../lib';
+import { nodeVersionProblem } from './node-version';
 
 // Commands are loaded when run: an agent process then never loads the master's modules
 // (bullmq, fastify, ioredis), which keeps it small, and a smaller process forks builds faster.
@@ -14,6 +15,8 @@ const positiveInt = (label: string) => (v: string) => {
 /** EX_TEMPFAIL (sysexits.h): retry later, with the same --job-id. */
 const REDIS_UNAVAILABLE_EXIT = 75;
 const collect = (v: string, prev: string[] = []) => [...prev, v];
+/** The HTTP API's URL, for the commands that talk to it (the agent's `--master` is the websocket listener). */
+const masterUrlOption = () => new Option('--master <url>', "the master's HTTP API, http://HOST:PORT").env('SPILLWAY_MASTER').makeOptionMandatory();
 
 /**
  * Exit codes: 0 ok (or the build's own code for `submit --wait`, see wait-exit.ts), 2 bad usage
@@ -21,6 +24,11 @@ const collect = (v: string, prev: string[] = []) => [...prev, v];
  * master or its Redis unreachable for longer than --wait-timeout), 1 anything else.
  */
 async function run(argv: string[]): Promise<number> {
+  const tooOld = nodeVersionProblem(process.versions.node, engines.node);
+  if (tooOld) {
+    process.stderr.write(`spillway: ${tooOld}\n`);
+    return 1;
+  }
   let code = 0;
   const program = new Command('spillway')
     .version(version)
@@ -39,7 +47,7 @@ async function run(argv: string[]): Promise<number> {
   program
     .command('agent')
     .description('run a build agent that connects to a master')
-    .requiredOption('--master <url>', "the master's agent listener, ws://HOST:PORT or wss://HOST:PORT")
+    .addOption(new Option('--master <url>', "the master's agent listener, ws://HOST:PORT or wss://HOST:PORT").env('SPILLWAY_AGENT_MASTER').makeOptionMandatory())
     .addOption(new Option('--token <token>', 'agent token (visible to other users in the process list: prefer --token-file)').env('SPILLWAY_AGENT_TOKEN'))
     .option('--token-file <file>', 'read the agent token from this file (mode 0600), e.g. /etc/spillway/agent-token')
     .requiredOption('--name <name>', 'unique agent name')
@@ -80,7 +88,7 @@ async function run(argv: string[]): Promise<number> {
   program
     .command('submit')
     .description('submit a build; with --wait, stream its log and exit with its exit code')
-    .requiredOption('--master <url>', "the master's HTTP API, http://HOST:PORT")
+    .addOption(masterUrlOption())
     .requiredOption('--type <type>', 'job type (queue)')
     .addOption(new Option('--token <token>', "the master's API token (submit or admin; needed once the master has any)").env('SPILLWAY_TOKEN'))
     .option('--wait', 'wait for the build, stream its log, exit with its exit code (see the README for the others)')
@@ -99,7 +107,7 @@ async function run(argv: string[]): Promise<number> {
   program
     .command('run')
     .description('run a command as a cached action: upload inputs, run (or hit the cache), download outputs')
-    .requiredOption('--master <url>', "the master's HTTP API, http://HOST:PORT")
+    .addOption(masterUrlOption())
     .requiredOption('--inputs <dir>', 'the input tree (also where outputs are written)')
     .addOption(new Option('--token <token>', "the master's API token (submit or admin; needed once the master has any)").env('SPILLWAY_TOKEN'))
     .option('--output <path>', 'an output file, relative to --inputs (repeatable)', collect)
@@ -117,7 +125,7 @@ async function run(argv: string[]): Promise<number> {
   program
     .command('status')
     .description('show queues, agents and recent builds')
-    .requiredOption('--master <url>', "the master's HTTP API, http://HOST:PORT")
+    .addOption(masterUrlOption())
     .option('--json', 'print JSON')
     .addOption(new Option('--token <token>', "the master's API token (any role; needed once the master has read tokens)").env('SPILLWAY_TOKEN'))
     .option('--builds <n>', 'recent builds to show', positiveInt('--builds'), 10)
@@ -139,6 +147,17 @@ async function run(argv: string[]): Promise<number> {
     .option('--force', 'replace files that already exist')
     .action(async (o) => {
       code = (await import('./vpn-command.js')).vpnInitCommand(o, process.env, process.stdout);
+    });
+
+  program
+    .command('config')
+    .description('configuration tools')
+    .command('check')
+    .description('validate a master config offline (exit 2 listing every problem), print it with defaults filled in and secrets redacted, and the overflow decision for a backlog')
+    .argument('<file>', 'YAML config file')
+    .option('--backlog <list>', 'jobs waiting per type, TYPE=COUNT[:OLDEST_WAIT_SEC], comma-separated, e.g. b2g=12,linux64=0')
+    .action(async (file: string, o: { backlog?: string }) => {
+      code = (await import('./config-check-command.js')).configCheckCommand(file, o, process.env, process.stdout);
     });
 
   program

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { vpnFiles, writeVpnFiles, TOKEN_PLACEHOLDER } from '../vpn';
+import { vpnFiles, withAgentUnit, writeVpnFiles, TOKEN_PLACEHOLDER } from '../vpn';
 
 export interface VpnInitFlags {
   out: string;
@@ -13,12 +13,17 @@ export interface VpnInitFlags {
   force?: boolean;
 }
 
-/** The cloud-init template ships in the package's vpn/ folder. */
-const USER_DATA_TEMPLATE = resolve(__dirname, '../../../vpn/cloud-init.yaml');
+/** The package's root: the cloud-init template is its vpn/ folder's, the agent unit its deploy/ folder's. */
+const PACKAGE_ROOT = resolve(__dirname, '../../..');
+
+/** The user-data template with the agent unit on-prem agents run put in (see withAgentUnit). */
+export function userDataTemplate(root = PACKAGE_ROOT): string {
+  return withAgentUnit(readFileSync(resolve(root, 'vpn/cloud-init.yaml'), 'utf8'), readFileSync(resolve(root, 'deploy/spillway-agent.service'), 'utf8'));
+}
 
 /** `spillway vpn init`: WireGuard hub and peer configs plus per-peer EC2 user-data. */
 export function vpnInitCommand(flags: VpnInitFlags, env: NodeJS.ProcessEnv, out: NodeJS.WritableStream): number {
-  const template = readFileSync(USER_DATA_TEMPLATE, 'utf8');
+  const template = userDataTemplate();
   const token = env.SPILLWAY_AGENT_TOKEN || undefined;
   const { plan, files } = vpnFiles(
     {

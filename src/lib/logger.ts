@@ -42,6 +42,11 @@ const SECRET_KEY = /token|secret|password|authorization|credential|private.?key|
 // PEM private keys can turn up inside a string (an error message quoting a file, say).
 const PEM_PRIVATE_KEY = /-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----[\s\S]*?(?:-----END \1PRIVATE KEY-----|$)/g;
 
+/** Whether a field of this name holds a secret (the rule every log line is redacted by). */
+export function isSecretKey(key: string): boolean {
+  return SECRET_KEY.test(key);
+}
+
 /** Replaces the values of secret-looking keys, at any depth, so secrets never reach a log. */
 export function redact(value: unknown, depth = 0): unknown {
   if (typeof value === 'string') return value.includes('PRIVATE KEY-----') ? value.replace(PEM_PRIVATE_KEY, '[redacted private key]') : value;

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, promises as fsp, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
 import { parse } from 'yaml';
 import { farmConfigRaw, TestFarm } from '../helpers/farm';
 
@@ -36,6 +38,35 @@ describe('master: the build cache at the README URLs, byte for byte, never a cor
     const ac = `${farm.addr.httpUrl}/cache/ac/${sha('an action')}`;
     assert.equal((await fetch(ac, { method: 'PUT', body: Buffer.from([8, 1, 2]), headers: auth })).status, 200);
     assert.equal((await fetch(ac, { headers: auth })).status, 200);
+  });
+
+  it("ccache with the README's remote_storage line (bearer-token=, or the token as Basic password) hits the cache on a clean second build", async function () {
+    const run = promisify(execFile);
+    try {
+      if (!/http-storage/.test((await run('ccache', ['--version'])).stdout)) throw new Error('this ccache was built without http-storage');
+      await run('cc', ['--version']);
+    } catch (err) {
+      console.log(`      skipped: ccache with http-storage and a C compiler are needed (${(err as Error).message})`);
+      this.skip();
+    }
+    const work = mkdtempSync(join(tmpdir(), 'spillway-ccache-readme-'));
+    const host = farm.addr.httpUrl.replace('http://', '');
+    for (const [i, remote] of [`http://${host}/cache|layout=bazel|bearer-token=${TOKEN}`, `http://ci:${TOKEN}@${host}/cache|layout=bazel`].entries()) {
+      await fsp.writeFile(join(work, `f${i}.c`), `int f${i}(void) { return ${i}; }\n`);
+      const stats = async (local: string) => {
+        // ccache runs asynchronously: the master answering it is in this process.
+        const env = { ...process.env, CCACHE_DIR: join(work, local), CCACHE_REMOTE_STORAGE: remote, CCACHE_REMOTE_ONLY: 'true' };
+        await run('ccache', ['cc', '-c', `f${i}.c`, '-o', `${local}.o`], { cwd: work, env });
+        const { stdout } = await run('ccache', ['--print-stats'], { env });
+        return Object.fromEntries(stdout.trim().split('\n').map((l) => l.split('\t')).map(([k, v]) => [k, Number(v)]));
+      };
+      const first = await stats(`a${i}`);
+      assert.equal(first['remote_storage_error'], 0, JSON.stringify(first));
+      assert.ok((first['remote_storage_write'] ?? 0) >= 1, JSON.stringify(first));
+      const second = await stats(`b${i}`);
+      assert.equal(second['remote_storage_hit'], 1, `${remote}: ${JSON.stringify(second)}`);
+    }
+    await fsp.rm(work, { recursive: true, force: true });
   });
 
   it('logs one hint per window when requests miss every route under a cache-looking path', async () => {

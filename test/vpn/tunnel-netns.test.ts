@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { stringify } from 'yaml';
+import { userDataTemplate } from '../../src/cli/vpn-command';
 import { vpnFiles } from '../../src/vpn';
 import { CLI } from '../helpers/farm';
 
@@ -145,7 +146,7 @@ describe('VPN-only agents through a real WireGuard tunnel (network namespaces)',
     // The outside host can route to the tunnel network; only the allow-list keeps it out.
     ip('-n', ns.outside, 'route', 'add', '10.77.0.0/24', 'via', '198.51.100.1');
 
-    const template = readFileSync(resolve(__dirname, '../../../vpn/cloud-init.yaml'), 'utf8');
+    const template = userDataTemplate();
     const { files } = vpnFiles({ network: '10.77.0.0/24', hubEndpoint: '192.0.2.1:51820', peers: 1, jobTypes: ['b2g'] }, template);
     const tunnel = async (n: string, iface: string, conf: string, address: string) => {
       // Verbose, because only then does wireguard-go say when its control socket is ready.

@@ -4,9 +4,11 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parse } from 'yaml';
 import { ConfigError } from '../../src/lib';
-import { FilesExistError, planAddresses, publicKeyOf, vpnFiles, writeVpnFiles, type VpnInitOptions } from '../../src/vpn';
+import { userDataTemplate } from '../../src/cli/vpn-command';
+import { FilesExistError, planAddresses, publicKeyOf, vpnFiles, withAgentUnit, writeVpnFiles, type VpnInitOptions } from '../../src/vpn';
 
-const TEMPLATE = readFileSync(resolve(__dirname, '../../../vpn/cloud-init.yaml'), 'utf8');
+const TEMPLATE = userDataTemplate();
+const AGENT_UNIT = readFileSync(resolve(__dirname, '../../../deploy/spillway-agent.service'), 'utf8');
 const OPTIONS: VpnInitOptions = { network: '10.77.0.0/24', hubEndpoint: 'vpn.example.com:51820', peers: 2, jobTypes: ['b2g'], agentToken: 'pool-token-0123' };
 
 const problemsOf = (o: Partial<VpnInitOptions>): readonly string[] => {
@@ -95,12 +97,31 @@ describe('vpn init', () => {
     assert.equal(file('/etc/wireguard/wg-spillway.conf').permissions, '0600');
     assert.equal(file('/etc/spillway/agent-token').content, 'pool-token-0123\n');
     assert.equal(file('/etc/spillway/agent-token').permissions, '0600');
+    // The very unit on-prem agents run (deploy/spillway-agent.service), byte for byte.
     const unit = file('/etc/systemd/system/spillway-agent.service').content;
-    assert.match(unit, /--master ws:\/\/10\.77\.0\.1:8081 .*--location cloud --instance-id imds --job-types b2g/);
-    // The token reaches the agent through the root-only file, never its environment or argv.
-    assert.match(unit, /--token-file \/etc\/spillway\/agent-token --build-user nobody/);
-    assert.doesNotMatch(unit, /pool-token-0123|EnvironmentFile|SPILLWAY_AGENT_TOKEN/);
+    assert.equal(unit, AGENT_UNIT);
+    assert.equal(file('/etc/systemd/system/spillway-agent.service.d/wireguard.conf').content, '[Unit]\nRequires=wg-quick@wg-spillway.service\nAfter=wg-quick@wg-spillway.service\n');
+    const env = file('/etc/spillway/agent.env');
+    assert.equal(
+      env.content,
+      'SPILLWAY_AGENT_MASTER=ws://10.77.0.1:8081\nSPILLWAY_AGENT_LOCATION=cloud\nSPILLWAY_AGENT_JOB_TYPES=b2g\nSPILLWAY_AGENT_EXECUTORS=1\n' +
+        'SPILLWAY_AGENT_ARGS=--instance-id imds --build-user nobody\n',
+    );
+    assert.equal(env.permissions, '0644');
+    // The token reaches the agent through the root-only file (a systemd credential), never its environment or argv.
+    assert.match(unit, /^LoadCredential=agent-token:\/etc\/spillway\/agent-token$/m);
+    assert.match(unit, /--token-file %d\/agent-token /);
+    assert.doesNotMatch(unit + env.content, /pool-token-0123|SPILLWAY_AGENT_TOKEN/);
+    // The agent is named after the instance once cloud-init knows its id, before the unit starts.
+    const naming = doc.runcmd.findIndex((c) => c.join(' ').includes('SPILLWAY_AGENT_NAME=$(cat /var/lib/cloud/data/instance-id)'));
+    assert.ok(naming >= 0 && naming < doc.runcmd.length - 1, 'the name is written before the agent starts');
     assert.deepEqual(doc.runcmd.at(-1), ['systemctl', 'enable', '--now', 'spillway-agent.service']);
+  });
+
+  it('the agent unit goes in with its indentation, and a template without the placeholder is refused', () => {
+    assert.equal(withAgentUnit('a:\n  b: |\n    {{agentUnit}}\nc: 1', '[Unit]\n\nX=${Y} %d\n'), 'a:\n  b: |\n    [Unit]\n\n    X=${Y} %d\nc: 1');
+    assert.throws(() => withAgentUnit('no placeholder', '[Unit]\n'), /no \{\{agentUnit\}\} placeholder/);
+    assert.throws(() => withAgentUnit('{{agentUnit}}', 'X={{masterUrl}}\n'), /must not contain/);
   });
 
   it('writes private files 0600 and never overwrites without force', () => {
