@@ -144,7 +144,10 @@ export class Dashboard {
     const now = this.d.clock.now();
     const [queues, pools, builds] = await Promise.all([this.queues(), this.pools(), this.d.master.builds.recent(SCAN_BUILDS)]);
     const instances = pools.flatMap((p) => p.instances);
-    await this.usage.accrue(instances).catch((err: unknown) => this.d.log.error('dashboard.usage-failed', { error: err }));
+    await this.usage
+      .accrue(instances)
+      .then((charged) => this.metrics.instanceTime(charged, this.d.config.pools))
+      .catch((err: unknown) => this.d.log.error('dashboard.usage-failed', { error: err }));
     const from = now - this.d.config.dashboard.sampleSec * 1000;
     const started = builds.filter((b) => b.startedAt !== null && b.startedAt > from && b.startedAt <= now && b.waitMs !== null);
     const sample: HistorySample = {

@@ -1,5 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ActionCache, DiskStore } from '../cas';
+import type { Config } from '../config';
 import type { InstanceRecord, InstanceState, PoolReport } from '../provisioner';
 import type { AgentInfo, BuildIdentity, BuildRecord } from '../master';
 import type { QueueView } from './views';
@@ -37,6 +38,10 @@ export class MasterMetrics {
   private readonly builds: Counter<'type' | 'location' | 'result'>;
   private readonly instanceEvents: Counter<'pool' | 'event'>;
   private readonly framesRefused: Counter<'frame' | 'reason'>;
+  private readonly buildDuration: Histogram<'type' | 'location'>;
+  private readonly awsErrors: Counter<'service' | 'action' | 'code' | 'disposition'>;
+  private readonly instanceHours: Counter<'pool' | 'market'>;
+  private readonly instanceCost: Counter<'pool' | 'market'>;
   private pending: Promise<Snapshot> | undefined;
 
   constructor(private readonly sources: MetricsSources) {
@@ -66,6 +71,44 @@ export class MasterMetrics {
       help: 'Frames about a job refused because their agent does not hold it (not-holder, wrong-token, wrong-state, not-held).',
       labelNames: ['frame', 'reason'],
       registers,
+    });
+
+    this.buildDuration = new Histogram({
+      name: 'spillway_build_duration_seconds',
+      help: 'Run time of builds finished by this master (started to finished), by job type and location.',
+      labelNames: ['type', 'location'],
+      buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400],
+      registers,
+    });
+    this.awsErrors = new Counter({
+      name: 'spillway_aws_api_errors_total',
+      help: 'Failed EC2/SQS requests (every try), by service, action, AWS error code and what spillway made of it (retry|fatal).',
+      labelNames: ['service', 'action', 'code', 'disposition'],
+      registers,
+    });
+    this.instanceHours = new Counter({
+      name: 'spillway_instance_hours_total',
+      help: 'Cloud instance-hours billed (running or on the way up or down), by pool and market (spot|ondemand); each hour is counted by exactly one master.',
+      labelNames: ['pool', 'market'],
+      registers,
+    });
+    this.instanceCost = new Counter({
+      name: 'spillway_instance_cost_total',
+      help: "What those instance-hours cost at the pool's configured price (dashboard.currency), by pool and market; pools without a price are absent.",
+      labelNames: ['pool', 'market'],
+      registers,
+    });
+    new Gauge({
+      name: 'spillway_agents_connected',
+      help: 'Agents connected to this master, by location (onprem|cloud).',
+      labelNames: ['location'],
+      registers,
+      collect() {
+        this.reset();
+        this.set({ location: 'onprem' }, 0);
+        this.set({ location: 'cloud' }, 0);
+        for (const a of sources.agents()) this.inc({ location: a.location });
+      },
     });
 
     const snapshot = () => this.snapshot();
@@ -133,6 +176,28 @@ export class MasterMetrics {
 
   finished(b: BuildRecord): void {
     this.builds.inc({ type: b.type, location: b.location, result: b.result ?? 'unknown' });
+    if (b.durationMs !== null) this.buildDuration.observe({ type: b.type, location: b.location }, Math.max(0, b.durationMs) / 1000);
+  }
+
+  /** A failed AWS request, as the provisioner sorted it. */
+  awsError(e: { service: string; action: string; code: string; disposition: string }): void {
+    this.awsErrors.inc({ service: e.service, action: e.action, code: e.code, disposition: e.disposition });
+  }
+
+  /**
+   * Instance time this master charged in one accrual (usage-ledger fields
+   * `pool:<pool>:running:<spot|ondemand>` -> seconds), priced by the pools' `price`.
+   */
+  instanceTime(charged: ReadonlyMap<string, number>, pools: Config['pools']): void {
+    for (const [field, seconds] of charged) {
+      const m = /^pool:(.+):running:(spot|ondemand)$/.exec(field);
+      if (!m || !(seconds > 0)) continue;
+      const [, pool, market] = m as unknown as [string, string, 'spot' | 'ondemand'];
+      const hours = seconds / 3600;
+      this.instanceHours.inc({ pool, market }, hours);
+      const price = pools[pool]?.price;
+      if (price) this.instanceCost.inc({ pool, market }, hours * (market === 'spot' ? (price.spotPerHour ?? price.onDemandPerHour) : price.onDemandPerHour));
+    }
   }
 
   frameRefused(frame: string, reason: string): void {
