@@ -86,6 +86,12 @@ export class Daemon {
     return this._addresses;
   }
 
+  /** The HTTP server's fastify instance (its routes, e.g. `printRoutes()`), once started. */
+  get httpServer(): FastifyInstance {
+    if (!this.http) throw new Error('daemon not started');
+    return this.http;
+  }
+
   async start(): Promise<DaemonAddresses> {
     const { config } = this.opts;
     const { clock, log } = this;
