@@ -63,6 +63,7 @@ export class Dashboard {
       queues: () => this.queues(),
       pools: () => this.pools(),
       agents: () => d.master.agents(),
+      now: () => d.clock.now(),
       ...(d.cas && { cas: d.cas }),
     });
     this.live = new LiveUpdates({ snapshot: () => this.overview(), clock: d.clock, log: d.log });
@@ -84,6 +85,7 @@ export class Dashboard {
     d.master.on('frame-refused', (_agent, frame, reason) => this.metrics.frameRefused(frame, reason));
     d.master.on('agent-added', changed);
     d.master.on('agent-removed', changed);
+    d.master.on('agent-lost', (a) => this.metrics.agentLost(a.location));
   }
 
   /** Told of each instance change this master makes (wired to the instance store). */

@@ -11,6 +11,8 @@ export interface MetricsSources {
   pools(): Promise<PoolReport[]>;
   agents(): readonly AgentInfo[];
   cas?: { store: DiskStore; actionCache: ActionCache };
+  /** The clock for ages (instances' time in a state). @defaultValue Date.now */
+  now?: () => number;
 }
 
 /** Instance changes counted as events: the state entered names the event. */
@@ -42,6 +44,7 @@ export class MasterMetrics {
   private readonly awsErrors: Counter<'service' | 'action' | 'code' | 'disposition'>;
   private readonly instanceHours: Counter<'pool' | 'market'>;
   private readonly instanceCost: Counter<'pool' | 'market'>;
+  private readonly agentsLost: Counter<'location'>;
   private pending: Promise<Snapshot> | undefined;
 
   constructor(private readonly sources: MetricsSources) {
@@ -98,6 +101,14 @@ export class MasterMetrics {
       labelNames: ['pool', 'market'],
       registers,
     });
+    this.agentsLost = new Counter({
+      name: 'spillway_agents_lost_total',
+      help: 'Agents this master dropped after they went silent past agents.lostAfterSec, by location.',
+      labelNames: ['location'],
+      registers,
+    });
+    this.agentsLost.inc({ location: 'onprem' }, 0);
+    this.agentsLost.inc({ location: 'cloud' }, 0);
     new Gauge({
       name: 'spillway_agents_connected',
       help: 'Agents connected to this master, by location (onprem|cloud).',
@@ -155,6 +166,41 @@ export class MasterMetrics {
       },
     });
     new Gauge({
+      name: 'spillway_instances_oldest_seconds',
+      help: 'How long the pool\'s longest-standing instance in each state has been in it (e.g. booting for 600 s).',
+      labelNames: ['pool', 'state'],
+      registers,
+      async collect() {
+        this.reset();
+        const now = (sources.now ?? Date.now)();
+        for (const p of (await snapshot()).pools) {
+          const oldest = new Map<string, number>();
+          for (const i of p.instances) oldest.set(i.state, Math.min(oldest.get(i.state) ?? Infinity, i.since));
+          for (const [state, since] of oldest) this.set({ pool: p.name, state }, Math.max(0, now - since) / 1000);
+        }
+      },
+    });
+    new Gauge({
+      name: 'spillway_overflow_over_threshold',
+      help: "1 while a job type's backlog is over its overflow rule's threshold (its pool's latest decision), else 0.",
+      labelNames: ['pool', 'type'],
+      registers,
+      async collect() {
+        this.reset();
+        for (const p of (await snapshot()).pools) for (const t of p.decision?.types ?? []) this.set({ pool: p.name, type: t.type }, t.overThreshold ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'spillway_pool_launch_failing',
+      help: "1 while the pool's latest launch failed (its launchError in /api/pools: EC2 refused, the VPN address plan is exhausted...), else 0.",
+      labelNames: ['pool'],
+      registers,
+      async collect() {
+        this.reset();
+        for (const p of (await snapshot()).pools) this.set({ pool: p.name }, p.launchError ? 1 : 0);
+      },
+    });
+    new Gauge({
       name: 'spillway_executors',
       help: 'Executors of the agents connected to this master, by location and busy/free.',
       labelNames: ['location', 'state'],
@@ -177,6 +223,10 @@ export class MasterMetrics {
   finished(b: BuildRecord): void {
     this.builds.inc({ type: b.type, location: b.location, result: b.result ?? 'unknown' });
     if (b.durationMs !== null) this.buildDuration.observe({ type: b.type, location: b.location }, Math.max(0, b.durationMs) / 1000);
+  }
+
+  agentLost(location: string): void {
+    this.agentsLost.inc({ location });
   }
 
   /** A failed AWS request, as the provisioner sorted it. */
@@ -249,6 +299,14 @@ export class MasterMetrics {
       registers,
       collect() {
         this.set(cas.store.stats().usedBytes);
+      },
+    });
+    new Gauge({
+      name: 'spillway_cas_max_bytes',
+      help: 'The CAS size bound (cas.maxBytes); eviction keeps used bytes under it.',
+      registers,
+      collect() {
+        this.set(cas.store.stats().maxBytes);
       },
     });
   }
