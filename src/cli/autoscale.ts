@@ -8,6 +8,7 @@ import {
   Provisioner,
   RuleBook,
   SpotNoticeConsumer,
+  type AwsErrorObserver,
   type Fleet,
   type InstanceRecord,
   type InstanceState,
@@ -31,6 +32,8 @@ export interface AutoscaleDeps {
   log: Logger;
   /** Told of every instance change this master makes (metrics, live page). */
   onInstanceChange?: (pool: string, record: InstanceRecord, previous: InstanceState | undefined) => void;
+  /** Told of every failed SQS request (the notice queues). */
+  onAwsError?: AwsErrorObserver;
 }
 
 /** The overflow machinery of a master with pools: queue monitor, rules, provisioner, spot notice consumers. */
@@ -85,7 +88,7 @@ export class Autoscale {
 
     for (const q of noticeQueues(config)) {
       const client = d.sqsClient(q.region, q.endpoint);
-      this.notices.push(new SpotNoticeConsumer({ client, queueUrl: q.queueUrl, pools: q.pools, sink: this.provisioner, clock, log }));
+      this.notices.push(new SpotNoticeConsumer({ client, queueUrl: q.queueUrl, pools: q.pools, sink: this.provisioner, clock, log, ...(d.onAwsError && { onAwsError: d.onAwsError }) }));
     }
   }
 

@@ -16,7 +16,9 @@ import {
   type ProviderFactory,
   type SqsClient,
 } from '../provisioner';
+import type { HubCommandRunner } from '../vpn';
 import { Autoscale } from './autoscale';
+import { vpnPeerIssuers } from './vpn-peers';
 import { openCas, type CasService } from './cas-service';
 
 const QUIT_WITHIN_MS = 1000;
@@ -40,6 +42,8 @@ export interface DaemonOptions {
   sqsClient?: (o: CreateSqsClientOptions) => SqsClient;
   /** The provider kinds pools may name. @defaultValue PROVIDERS (`local`, `ec2`) */
   providers?: Readonly<Record<string, ProviderFactory>>;
+  /** Runs VPN pools' hub commands (`pools.<name>.vpn.hubAddPeer` / `hubRemovePeer`). @defaultValue execFile, no shell */
+  runHubCommand?: HubCommandRunner;
 }
 
 export interface DaemonAddresses {
@@ -82,6 +86,12 @@ export class Daemon {
     return this._addresses;
   }
 
+  /** The HTTP server's fastify instance (its routes, e.g. `printRoutes()`), once started. */
+  get httpServer(): FastifyInstance {
+    if (!this.http) throw new Error('daemon not started');
+    return this.http;
+  }
+
   async start(): Promise<DaemonAddresses> {
     const { config } = this.opts;
     const { clock, log } = this;
@@ -120,6 +130,8 @@ export class Daemon {
           log: providerLog,
           agentCommand: this.opts.agentCommand ?? [],
           masterUrl: () => agentUrl,
+          peers: vpnPeerIssuers({ config, redis: this.redis, clock, log: providerLog, ...(this.opts.runHubCommand && { run: this.opts.runHubCommand }) }),
+          onAwsError: (e) => this.dashboard?.metrics.awsError(e),
           ec2Client: perRegion((region, endpoint) => (this.opts.ec2Client ?? createEc2Client)({ region, endpoint })),
         },
         this.opts.providers ?? PROVIDERS,
@@ -134,6 +146,7 @@ export class Daemon {
         clock,
         log,
         onInstanceChange: (pool, record, previous) => this.dashboard?.instanceChanged(pool, record, previous),
+        onAwsError: (e) => this.dashboard?.metrics.awsError(e),
       });
     }
     const autoscale = this.autoscale;

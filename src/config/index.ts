@@ -11,3 +11,4 @@ export {
   type NoticeQueue,
   type SpotNoticesConfig,
 } from './spot-notices';
+export { vpnPoolSchema, HUB_COMMAND_PLACEHOLDERS, type VpnPoolConfig } from './vpn-pool-schema';

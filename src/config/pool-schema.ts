@@ -2,6 +2,7 @@ import cron from 'node-cron';
 import { z } from 'zod';
 import { secretToken } from './secret-token';
 import { regionOfQueueUrl, spotFallbackSchema, spotNoticesSchema } from './spot-notices';
+import { vpnPoolSchema } from './vpn-pool-schema';
 
 export const posInt = () => z.number({ error: 'expected a positive integer' }).int().positive();
 
@@ -106,6 +107,11 @@ export const poolSchema = z
       })
       .strict()
       .optional(),
+    /**
+     * An EC2 pool reached only over WireGuard whose launches each get their own peer (keys,
+     * address, user-data), added to the hub and removed again on termination.
+     */
+    vpn: vpnPoolSchema.optional(),
     /** EC2's events for this pool's instances, from SQS (off without it; see also the global one). */
     spotNotices: spotNoticesSchema.optional(),
     /** When repeated preemption sends a job type's launches on-demand (spot pools that allow on-demand). */
@@ -114,6 +120,7 @@ export const poolSchema = z
   .strict()
   .superRefine((p, ctx) => {
     if (p.provider === 'ec2' && !p.ec2) ctx.addIssue({ code: 'custom', path: ['ec2'], message: 'required for provider "ec2"' });
+    if (p.vpn && p.provider !== 'ec2') ctx.addIssue({ code: 'custom', path: ['vpn'], message: 'only for provider "ec2" (its launches carry the peer in their user-data)' });
     const n = p.spotNotices;
     if (n && !n.region && !p.ec2?.region && !regionOfQueueUrl(n.queueUrl)) {
       ctx.addIssue({ code: 'custom', path: ['spotNotices', 'region'], message: 'required: the queue URL names no region' });

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { z } from 'zod';
+import { historyQuery } from './api-schemas';
 import type { Dashboard } from './dashboard';
 
 /** The page's files, served from memory: the dashboard works with no internet (no CDN). */
@@ -22,7 +22,6 @@ function assetsDir(): string {
   return found;
 }
 
-const historyQuery = z.object({ hours: z.coerce.number().positive().max(24 * 14).default(24) });
 
 /** `GET /` (the page), its assets, the JSON behind it, the live stream and `/metrics`. */
 export function registerDashboardRoutes(app: FastifyInstance, dashboard: Dashboard, now: () => number): void {

@@ -63,6 +63,7 @@ export class Dashboard {
       queues: () => this.queues(),
       pools: () => this.pools(),
       agents: () => d.master.agents(),
+      now: () => d.clock.now(),
       ...(d.cas && { cas: d.cas }),
     });
     this.live = new LiveUpdates({ snapshot: () => this.overview(), clock: d.clock, log: d.log });
@@ -84,6 +85,7 @@ export class Dashboard {
     d.master.on('frame-refused', (_agent, frame, reason) => this.metrics.frameRefused(frame, reason));
     d.master.on('agent-added', changed);
     d.master.on('agent-removed', changed);
+    d.master.on('agent-lost', (a) => this.metrics.agentLost(a.location));
   }
 
   /** Told of each instance change this master makes (wired to the instance store). */
@@ -144,7 +146,10 @@ export class Dashboard {
     const now = this.d.clock.now();
     const [queues, pools, builds] = await Promise.all([this.queues(), this.pools(), this.d.master.builds.recent(SCAN_BUILDS)]);
     const instances = pools.flatMap((p) => p.instances);
-    await this.usage.accrue(instances).catch((err: unknown) => this.d.log.error('dashboard.usage-failed', { error: err }));
+    await this.usage
+      .accrue(instances)
+      .then((charged) => this.metrics.instanceTime(charged, this.d.config.pools))
+      .catch((err: unknown) => this.d.log.error('dashboard.usage-failed', { error: err }));
     const from = now - this.d.config.dashboard.sampleSec * 1000;
     const started = builds.filter((b) => b.startedAt !== null && b.startedAt > from && b.startedAt <= now && b.waitMs !== null);
     const sample: HistorySample = {

@@ -8,6 +8,8 @@ import type { Provisioner, RuleBook } from '../provisioner';
 import type { Dashboard } from './dashboard';
 import { registerDashboardRoutes } from './dashboard-routes';
 import { redisDeadline } from './redis-deadline';
+import { buildsQuery, jobQuery, logQuery, longPoll } from './api-schemas';
+import { openApiDocument, type RegisteredRoute } from './openapi';
 import { agentsView, queuesView } from './views';
 
 export interface HttpApiDeps {
@@ -35,20 +37,6 @@ const STATUS: Record<string, number> = {
 
 /** Routes with no deadline: the live stream stays open by design; the page and its files never touch Redis; /healthz bounds itself. */
 const NO_DEADLINE = new Set(['/api/events', '/healthz', '/', '/log', '/assets/:file']);
-const longPoll = z.object({ waitMs: z.coerce.number().int().min(0).max(30_000).catch(0) });
-
-const jobQuery = z.object({ type: z.string().optional(), log: z.enum(['0', '1']).optional() });
-const logQuery = z.object({
-  type: z.string().optional(),
-  attempt: z.coerce.number().int().min(0).default(0),
-  offset: z.coerce.number().int().min(0).default(0),
-  waitMs: z.coerce.number().int().min(0).max(30_000).default(0),
-});
-const buildsQuery = z.object({
-  limit: z.coerce.number().int().min(1).max(1000).default(50),
-  offset: z.coerce.number().int().min(0).default(0),
-});
-
 function parseQuery<T>(schema: z.ZodType<T>, q: unknown): T {
   const r = schema.safeParse(q);
   if (r.success) return r.data;
@@ -92,6 +80,11 @@ export function createHttpApi(d: HttpApiDeps): FastifyInstance {
   // can do what") in front of every route. The CAS routes sit outside: cache clients
   // authenticate with the cas tokens instead.
   const refusals = new RefusalLog(d.log, d.clock);
+  // Every route as registered (method, url, its access): what /api/openapi.json describes.
+  const registered: RegisteredRoute[] = [];
+  app.addHook('onRoute', (r) => {
+    for (const method of [r.method].flat()) registered.push({ method, url: r.url, access: r.config?.access });
+  });
   void app.register(async (api) => {
     redisDeadline(api, {
       timeoutMs: d.config.http.redisTimeoutMs,
@@ -138,6 +131,10 @@ export function createHttpApi(d: HttpApiDeps): FastifyInstance {
     });
 
     registerDashboardRoutes(api, d.dashboard, () => d.clock.now());
+
+    // Built once, on first request: every route is registered by then.
+    let openapi: object | undefined;
+    api.get('/api/openapi.json', async () => (openapi ??= openApiDocument(registered)));
 
     api.get('/api/pools', async () => ({ pools: d.autoscale ? await d.autoscale.provisioner.report() : [] }));
 

@@ -1,5 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ActionCache, DiskStore } from '../cas';
+import type { Config } from '../config';
 import type { InstanceRecord, InstanceState, PoolReport } from '../provisioner';
 import type { AgentInfo, BuildIdentity, BuildRecord } from '../master';
 import type { QueueView } from './views';
@@ -10,6 +11,8 @@ export interface MetricsSources {
   pools(): Promise<PoolReport[]>;
   agents(): readonly AgentInfo[];
   cas?: { store: DiskStore; actionCache: ActionCache };
+  /** The clock for ages (instances' time in a state). @defaultValue Date.now */
+  now?: () => number;
 }
 
 /** Instance changes counted as events: the state entered names the event. */
@@ -37,6 +40,11 @@ export class MasterMetrics {
   private readonly builds: Counter<'type' | 'location' | 'result'>;
   private readonly instanceEvents: Counter<'pool' | 'event'>;
   private readonly framesRefused: Counter<'frame' | 'reason'>;
+  private readonly buildDuration: Histogram<'type' | 'location'>;
+  private readonly awsErrors: Counter<'service' | 'action' | 'code' | 'disposition'>;
+  private readonly instanceHours: Counter<'pool' | 'market'>;
+  private readonly instanceCost: Counter<'pool' | 'market'>;
+  private readonly agentsLost: Counter<'location'>;
   private pending: Promise<Snapshot> | undefined;
 
   constructor(private readonly sources: MetricsSources) {
@@ -66,6 +74,52 @@ export class MasterMetrics {
       help: 'Frames about a job refused because their agent does not hold it (not-holder, wrong-token, wrong-state, not-held).',
       labelNames: ['frame', 'reason'],
       registers,
+    });
+
+    this.buildDuration = new Histogram({
+      name: 'spillway_build_duration_seconds',
+      help: 'Run time of builds finished by this master (started to finished), by job type and location.',
+      labelNames: ['type', 'location'],
+      buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400],
+      registers,
+    });
+    this.awsErrors = new Counter({
+      name: 'spillway_aws_api_errors_total',
+      help: 'Failed EC2/SQS requests (every try), by service, action, AWS error code and what spillway made of it (retry|fatal).',
+      labelNames: ['service', 'action', 'code', 'disposition'],
+      registers,
+    });
+    this.instanceHours = new Counter({
+      name: 'spillway_instance_hours_total',
+      help: 'Cloud instance-hours billed (running or on the way up or down), by pool and market (spot|ondemand); each hour is counted by exactly one master.',
+      labelNames: ['pool', 'market'],
+      registers,
+    });
+    this.instanceCost = new Counter({
+      name: 'spillway_instance_cost_total',
+      help: "What those instance-hours cost at the pool's configured price (dashboard.currency), by pool and market; pools without a price are absent.",
+      labelNames: ['pool', 'market'],
+      registers,
+    });
+    this.agentsLost = new Counter({
+      name: 'spillway_agents_lost_total',
+      help: 'Agents this master dropped after they went silent past agents.lostAfterSec, by location.',
+      labelNames: ['location'],
+      registers,
+    });
+    this.agentsLost.inc({ location: 'onprem' }, 0);
+    this.agentsLost.inc({ location: 'cloud' }, 0);
+    new Gauge({
+      name: 'spillway_agents_connected',
+      help: 'Agents connected to this master, by location (onprem|cloud).',
+      labelNames: ['location'],
+      registers,
+      collect() {
+        this.reset();
+        this.set({ location: 'onprem' }, 0);
+        this.set({ location: 'cloud' }, 0);
+        for (const a of sources.agents()) this.inc({ location: a.location });
+      },
     });
 
     const snapshot = () => this.snapshot();
@@ -112,6 +166,41 @@ export class MasterMetrics {
       },
     });
     new Gauge({
+      name: 'spillway_instances_oldest_seconds',
+      help: 'How long the pool\'s longest-standing instance in each state has been in it (e.g. booting for 600 s).',
+      labelNames: ['pool', 'state'],
+      registers,
+      async collect() {
+        this.reset();
+        const now = (sources.now ?? Date.now)();
+        for (const p of (await snapshot()).pools) {
+          const oldest = new Map<string, number>();
+          for (const i of p.instances) oldest.set(i.state, Math.min(oldest.get(i.state) ?? Infinity, i.since));
+          for (const [state, since] of oldest) this.set({ pool: p.name, state }, Math.max(0, now - since) / 1000);
+        }
+      },
+    });
+    new Gauge({
+      name: 'spillway_overflow_over_threshold',
+      help: "1 while a job type's backlog is over its overflow rule's threshold (its pool's latest decision), else 0.",
+      labelNames: ['pool', 'type'],
+      registers,
+      async collect() {
+        this.reset();
+        for (const p of (await snapshot()).pools) for (const t of p.decision?.types ?? []) this.set({ pool: p.name, type: t.type }, t.overThreshold ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'spillway_pool_launch_failing',
+      help: "1 while the pool's latest launch failed (its launchError in /api/pools: EC2 refused, the VPN address plan is exhausted...), else 0.",
+      labelNames: ['pool'],
+      registers,
+      async collect() {
+        this.reset();
+        for (const p of (await snapshot()).pools) this.set({ pool: p.name }, p.launchError ? 1 : 0);
+      },
+    });
+    new Gauge({
       name: 'spillway_executors',
       help: 'Executors of the agents connected to this master, by location and busy/free.',
       labelNames: ['location', 'state'],
@@ -133,6 +222,32 @@ export class MasterMetrics {
 
   finished(b: BuildRecord): void {
     this.builds.inc({ type: b.type, location: b.location, result: b.result ?? 'unknown' });
+    if (b.durationMs !== null) this.buildDuration.observe({ type: b.type, location: b.location }, Math.max(0, b.durationMs) / 1000);
+  }
+
+  agentLost(location: string): void {
+    this.agentsLost.inc({ location });
+  }
+
+  /** A failed AWS request, as the provisioner sorted it. */
+  awsError(e: { service: string; action: string; code: string; disposition: string }): void {
+    this.awsErrors.inc({ service: e.service, action: e.action, code: e.code, disposition: e.disposition });
+  }
+
+  /**
+   * Instance time this master charged in one accrual (usage-ledger fields
+   * `pool:<pool>:running:<spot|ondemand>` -> seconds), priced by the pools' `price`.
+   */
+  instanceTime(charged: ReadonlyMap<string, number>, pools: Config['pools']): void {
+    for (const [field, seconds] of charged) {
+      const m = /^pool:(.+):running:(spot|ondemand)$/.exec(field);
+      if (!m || !(seconds > 0)) continue;
+      const [, pool, market] = m as unknown as [string, string, 'spot' | 'ondemand'];
+      const hours = seconds / 3600;
+      this.instanceHours.inc({ pool, market }, hours);
+      const price = pools[pool]?.price;
+      if (price) this.instanceCost.inc({ pool, market }, hours * (market === 'spot' ? (price.spotPerHour ?? price.onDemandPerHour) : price.onDemandPerHour));
+    }
   }
 
   frameRefused(frame: string, reason: string): void {
@@ -184,6 +299,14 @@ export class MasterMetrics {
       registers,
       collect() {
         this.set(cas.store.stats().usedBytes);
+      },
+    });
+    new Gauge({
+      name: 'spillway_cas_max_bytes',
+      help: 'The CAS size bound (cas.maxBytes); eviction keeps used bytes under it.',
+      registers,
+      collect() {
+        this.set(cas.store.stats().maxBytes);
       },
     });
   }

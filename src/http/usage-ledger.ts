@@ -71,12 +71,19 @@ export class UsageLedger {
     this.ttlSec = (opts.retentionDays ?? 15) * 24 * 3600;
   }
 
-  /** Charges the time since the last accrual of each instance to its current state. */
-  async accrue(instances: ReadonlyArray<Pick<InstanceRecord, 'pool' | 'id' | 'state' | 'spot'>>): Promise<void> {
+  /**
+   * Charges the time since the last accrual of each instance to its current state; resolves
+   * with the seconds this call charged per field (`pool:<pool>:running:<spot|ondemand>`, ...).
+   */
+  async accrue(instances: ReadonlyArray<Pick<InstanceRecord, 'pool' | 'id' | 'state' | 'spot'>>): Promise<Map<string, number>> {
     const now = this.opts.clock.now();
     const args: Array<string | number> = [now, this.opts.maxGapMs, this.ttlSec];
     for (const i of instances) args.push(`${i.pool}/${i.id}`, bucketOf(i));
-    await runScript(this.r, ACCRUE_USAGE_SCRIPT, [this.key('accrued'), this.dayKey(now)], args);
+    const out = await runScript(this.r, ACCRUE_USAGE_SCRIPT, [this.key('accrued'), this.dayKey(now)], args);
+    const charged = new Map<string, number>();
+    const flat = Array.isArray(out) ? (out as unknown[]).map(String) : [];
+    for (let i = 0; i + 1 < flat.length; i += 2) charged.set(flat[i]!, Number(flat[i + 1]));
+    return charged;
   }
 
   /** Records a cloud build's share of an instance: `seconds` of one executor out of `executors`. */

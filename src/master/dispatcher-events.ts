@@ -14,6 +14,8 @@ export interface DispatcherEvents {
   'agent-busy': [agent: ConnectedAgent];
   /** An agent's last build ended (its instance's quiet period starts). */
   'agent-idle': [agent: ConnectedAgent, at: number];
+  /** An agent went silent past `agents.lostAfterSec` and was dropped (its builds are lost or preempted). */
+  'agent-lost': [agent: ConnectedAgent];
   /** A spot notice reached an agent here (from the agent itself or from SQS). */
   'agent-notice': [agent: ConnectedAgent, notice: Notice];
   /** A build's machine went away after a notice; the job was requeued without using an attempt. */

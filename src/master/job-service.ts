@@ -13,7 +13,8 @@ import { SubmissionKeys, submissionDigest, type SubmissionEntry } from './submis
 /** Letters, digits, "." "_" "-", up to 128; never all digits (BullMQ keeps those for its own ids). */
 const JOB_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
-const submitOptions = z.object({
+/** The submission's own fields of a `POST /api/jobs` body, beside the job payload. */
+export const submitOptionsSchema = z.object({
   type: z.string({ error: '"type" is required' }).min(1),
   attempts: z.number().int().positive().max(100).optional(),
   /** BullMQ priority: 1 is the highest; jobs without one go first. */
@@ -90,7 +91,7 @@ export class JobService {
   async submit(body: unknown): Promise<Submitted> {
     if (!body || typeof body !== 'object' || Array.isArray(body)) throw new BadRequestError('expected a JSON object');
     const { type, attempts, priority, jobId, ...payload } = body as Record<string, unknown>;
-    const opts = submitOptions.safeParse({ type, attempts, priority, jobId });
+    const opts = submitOptionsSchema.safeParse({ type, attempts, priority, jobId });
     if (!opts.success) {
       throw new BadRequestError(opts.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
     }

@@ -37,6 +37,8 @@ export interface MasterEvents {
   'build-preempted': [record: BuildRecord];
   'agent-added': [agent: AgentInfo];
   'agent-removed': [agent: AgentInfo];
+  /** An agent went silent past `agents.lostAfterSec` and was dropped (also followed by agent-removed). */
+  'agent-lost': [agent: AgentInfo];
   /** An agent went from no builds to one (its instance is busy). */
   'agent-busy': [agent: AgentInfo];
   /** An agent's last build ended (its instance's quiet period starts). */

@@ -78,6 +78,7 @@ export class Master extends EventEmitter<MasterEvents> implements MasterView {
     dispatcher.on('build-preempted', (r) => this.emit('build-preempted', r));
     dispatcher.on('agent-busy', (a) => this.emit('agent-busy', agentInfo(a)));
     dispatcher.on('agent-idle', (a, at) => this.emit('agent-idle', agentInfo(a), at));
+    dispatcher.on('agent-lost', (a) => this.emit('agent-lost', agentInfo(a)));
     dispatcher.on('agent-notice', (a, notice) => this.emit('agent-notice', agentInfo(a), notice));
     dispatcher.on('frame-refused', (a, frame, reason) => this.emit('frame-refused', agentInfo(a), frame, reason));
     this.registry.on('added', (a) => this.emit('agent-added', agentInfo(a)));

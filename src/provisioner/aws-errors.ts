@@ -58,3 +58,10 @@ export function isServerFault(err: unknown): boolean {
   return typeof err === 'object' && err !== null && (err as { $fault?: unknown }).$fault === 'server';
 }
 
+
+/**
+ * Told of each failed AWS request (every try, aborted ones excepted): which service and action,
+ * the AWS error code (`unknown` when there is none) and what spillway made of it. The
+ * composition root counts them; the provisioner stays free of any metrics library.
+ */
+export type AwsErrorObserver = (e: { service: 'ec2' | 'sqs'; action: string; code: string; disposition: 'retry' | 'fatal' }) => void;

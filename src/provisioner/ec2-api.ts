@@ -264,7 +264,15 @@ export interface Ec2LaunchRequest {
   clientToken: string;
   /** On-demand only, whatever the pool's spot setting (the preemption fallback). */
   onDemand?: boolean;
+  /**
+   * The instances' user-data (raw text; sent base64-encoded, as RunInstances wants it), in place
+   * of the launch template's. Every instance of one request gets the same.
+   */
+  userData?: string;
 }
+
+/** RunInstances' limit on user-data, before base64 encoding. */
+export const USER_DATA_MAX_BYTES = 16 * 1024;
 
 /** A successful launch and the capacity refusals met on the way. */
 export interface Ec2LaunchResult {
@@ -328,6 +336,7 @@ function runInput(req: Ec2LaunchRequest, candidate: LaunchCandidate, clientToken
       { ResourceType: 'instance', Tags: tags },
       { ResourceType: 'volume', Tags: tags },
     ],
+    ...(req.userData !== undefined && { UserData: Buffer.from(req.userData, 'utf8').toString('base64') }),
     ClientToken: clientToken,
   };
 }
@@ -340,6 +349,10 @@ function runInput(req: Ec2LaunchRequest, candidate: LaunchCandidate, clientToken
  * is chosen here (EC2 refuses both on one request).
  */
 export async function launchMachines(client: EC2Client, req: Ec2LaunchRequest, signal: AbortSignal, opts?: Ec2CallOptions): Promise<Ec2LaunchResult> {
+  if (req.userData !== undefined && Buffer.byteLength(req.userData, 'utf8') > USER_DATA_MAX_BYTES) {
+    // https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/user-data.html: "limited to 16 KB, in raw form, before it is base64-encoded"
+    throw new ProviderError(`user-data is ${Buffer.byteLength(req.userData, 'utf8')} bytes; EC2 takes at most ${USER_DATA_MAX_BYTES} before base64`, 'fatal', 'InvalidParameterValue');
+  }
   const candidates = launchCandidates(req.config, req.clientToken, req.onDemand);
   const refusals: Ec2LaunchResult['refusals'] = [];
   let lastRefusal: unknown;

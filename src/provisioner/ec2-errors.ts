@@ -1,5 +1,5 @@
 import { equalJitterDelay, type Clock, type Logger } from '../lib';
-import { AWS_THROTTLED, AWS_TRANSIENT, awsErrorCode, isServerFault } from './aws-errors';
+import { AWS_THROTTLED, AWS_TRANSIENT, awsErrorCode, isServerFault, type AwsErrorObserver } from './aws-errors';
 import { ProviderError } from './provider';
 
 /*
@@ -133,6 +133,8 @@ export interface Ec2RetrierDeps {
   policy?: Partial<Ec2RetryPolicy>;
   /** Source of jitter in [0, 1). @defaultValue Math.random */
   random?: () => number;
+  /** Told of every failed try, as sorted here. */
+  onError?: AwsErrorObserver;
 }
 
 /**
@@ -145,8 +147,10 @@ export class Ec2Retrier {
   private readonly clock: Clock;
   private readonly log: Logger | undefined;
   private readonly random: () => number;
+  private readonly onError: AwsErrorObserver | undefined;
 
   constructor(deps: Ec2RetrierDeps) {
+    this.onError = deps.onError;
     this.policy = { ...DEFAULT_EC2_RETRY, ...deps.policy };
     this.clock = deps.clock;
     this.log = deps.log;
@@ -165,6 +169,7 @@ export class Ec2Retrier {
         return await call();
       } catch (err) {
         const c = classifyEc2Error(err, signal);
+        if (c.kind !== 'aborted') this.onError?.({ service: 'ec2', action, code: c.code ?? 'unknown', disposition: c.disposition });
         const retryable = c.kind === 'throttled' || c.kind === 'transient';
         if (!retryable || attempt >= this.policy.attempts) throw err;
         const delayMs = this.delay(attempt);

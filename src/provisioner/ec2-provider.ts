@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import type { Clock, Logger } from '../lib';
+import type { AwsErrorObserver } from './aws-errors';
 import {
   describeMachines,
   describePoolMachines,
@@ -13,6 +15,7 @@ import {
   type Ec2PoolConfig,
 } from './ec2-api';
 import { Ec2Retrier, type Ec2RetryPolicy } from './ec2-errors';
+import type { PeerIssuer } from './peer-issuer';
 import { ProviderError, type LaunchRequest, type Machine, type Provider, type SuspendMode, type SuspendOutcome } from './provider';
 
 /** What an {@link Ec2Provider} is built from. */
@@ -29,6 +32,14 @@ export interface Ec2ProviderDeps {
   retry?: Partial<Ec2RetryPolicy>;
   /** Jitter source for the retry backoff, in [0, 1). @defaultValue Math.random */
   random?: () => number;
+  /**
+   * A VPN pool's peers: each launched instance gets its own (one RunInstances per instance,
+   * its user-data carrying the peer), and a terminated one gives it back.
+   * @defaultValue none: every instance gets the launch template's user-data
+   */
+  peers?: PeerIssuer;
+  /** Told of every failed EC2 request (each try), for the API-error metrics. */
+  onAwsError?: AwsErrorObserver;
 }
 
 /**
@@ -43,6 +54,7 @@ export class Ec2Provider implements Provider {
   private readonly client: Ec2Client;
   private readonly log: Logger;
   private readonly opts: Ec2CallOptions;
+  private readonly peers: PeerIssuer | undefined;
 
   constructor(deps: Ec2ProviderDeps) {
     this.pool = deps.pool;
@@ -54,7 +66,9 @@ export class Ec2Provider implements Provider {
       log: this.log,
       ...(deps.retry ? { policy: deps.retry } : {}),
       ...(deps.random ? { random: deps.random } : {}),
+      ...(deps.onAwsError ? { onError: deps.onAwsError } : {}),
     });
+    this.peers = deps.peers;
     this.opts = { retrier, log: this.log };
   }
 
@@ -69,8 +83,11 @@ export class Ec2Provider implements Provider {
     }
   }
 
-  list(signal: AbortSignal): Promise<Machine[]> {
-    return describePoolMachines(this.client, this.pool, signal, this.opts);
+  /** In a VPN pool, the listing also gives back the peers of instances gone behind spillway's back. */
+  async list(signal: AbortSignal): Promise<Machine[]> {
+    const machines = await describePoolMachines(this.client, this.pool, signal, this.opts);
+    await this.peers?.sweep(machines.map((m) => m.id));
+    return machines;
   }
 
   start(ids: readonly string[], signal: AbortSignal): Promise<void> {
@@ -85,7 +102,7 @@ export class Ec2Provider implements Provider {
    */
   async suspend(ids: readonly string[], mode: SuspendMode, signal: AbortSignal): Promise<SuspendOutcome[]> {
     if (ids.length === 0) return [];
-    if (mode === 'terminate') return terminateMachines(this.client, ids, signal, this.opts);
+    if (mode === 'terminate') return this.released(await terminateMachines(this.client, ids, signal, this.opts));
     const out: SuspendOutcome[] = [];
     let stoppable = ids;
     if (this.config.spot) {
@@ -93,7 +110,7 @@ export class Ec2Provider implements Provider {
       if (spot.size > 0) {
         const why = 'one-time spot instances cannot be stopped';
         this.log.info('ec2.spot-terminated', { instances: [...spot], reason: why });
-        out.push(...(await terminateMachines(this.client, [...spot], signal, this.opts, `terminated: ${why}`)));
+        out.push(...(await this.released(await terminateMachines(this.client, [...spot], signal, this.opts, `terminated: ${why}`))));
         stoppable = ids.filter((id) => !spot.has(id));
       }
     }
@@ -108,9 +125,58 @@ export class Ec2Provider implements Provider {
 
   async launch(req: LaunchRequest, signal: AbortSignal): Promise<Machine[]> {
     if (req.count <= 0) return [];
+    if (this.peers) return this.launchPeers(this.peers, req, signal);
+    return this.launchOnce(req, signal);
+  }
+
+  /**
+   * One RunInstances per instance, since every instance of a request gets the same user-data
+   * and each needs its own peer. Each has a token derived from the launch's, so a retried
+   * launch retries each instance with its own peer. What launched is returned even when a later
+   * instance fails; only a launch that made nothing rejects.
+   */
+  private async launchPeers(peers: PeerIssuer, req: LaunchRequest, signal: AbortSignal): Promise<Machine[]> {
+    const out: Machine[] = [];
+    for (let i = 0; i < req.count; i++) {
+      const token = `spillway-${createHash('sha256').update(`${req.clientToken}\n${i}`).digest('hex').slice(0, 40)}`;
+      try {
+        let peer;
+        try {
+          peer = await peers.issue(token, signal);
+        } catch (err) {
+          const disposition = (err as { disposition?: unknown }).disposition === 'fatal' ? 'fatal' : 'retry';
+          throw new ProviderError(`pool "${this.pool}": no VPN peer for the launch: ${(err as Error).message}`, disposition, undefined, { cause: err });
+        }
+        let machines: Machine[];
+        try {
+          machines = await this.launchOnce({ ...req, count: 1, clientToken: token }, signal, peer.userData);
+        } catch (err) {
+          if (err instanceof ProviderError && err.disposition === 'fatal') await peers.abandon(token);
+          throw err;
+        }
+        for (const m of machines) await peers.bind(token, m.id);
+        this.log.info('vpn.peer-launched', { instances: machines.map((m) => m.id), address: peer.address, publicKey: peer.publicKey });
+        out.push(...machines);
+      } catch (err) {
+        if (out.length === 0) throw err;
+        this.log.error('ec2.launch-partial', { launched: out.map((m) => m.id), wanted: req.count, error: (err as Error).message });
+        break;
+      }
+    }
+    return out;
+  }
+
+  private async launchOnce(req: LaunchRequest, signal: AbortSignal, userData?: string): Promise<Machine[]> {
     const out = await launchMachines(
       this.client,
-      { pool: this.pool, config: this.config, count: req.count, clientToken: req.clientToken, onDemand: req.onDemand === true },
+      {
+        pool: this.pool,
+        config: this.config,
+        count: req.count,
+        clientToken: req.clientToken,
+        onDemand: req.onDemand === true,
+        ...(userData !== undefined && { userData }),
+      },
       signal,
       this.opts,
     );
@@ -126,7 +192,14 @@ export class Ec2Provider implements Provider {
   }
 
   async terminate(ids: readonly string[], signal: AbortSignal): Promise<void> {
-    await terminateMachines(this.client, ids, signal, this.opts);
+    await this.released(await terminateMachines(this.client, ids, signal, this.opts));
+  }
+
+  /** Terminated instances' peers go back (VPN pools); the outcomes pass through. */
+  private async released(outcomes: SuspendOutcome[]): Promise<SuspendOutcome[]> {
+    const gone = outcomes.filter((o) => o.did === 'terminated').map((o) => o.id);
+    if (this.peers && gone.length > 0) await this.peers.release(gone);
+    return outcomes;
   }
 
   /** Nothing to let go: the client is shared by the region's pools and owned by whoever made it. */

@@ -19,3 +19,6 @@ export { spotFallback, launchMarkets, type SpotFallback, type SpotFallbackInput 
 export { parseEc2Event, type Ec2Event, type Ec2EventParse } from './ec2-event';
 export { SpotNoticeConsumer, type Ec2EventSink, type SpotNoticeConsumerDeps } from './spot-notice-consumer';
 export { createSqsClient, type CreateSqsClientOptions, type SqsClient } from './sqs-api';
+export type { PeerIssuer, IssuedPeer } from './peer-issuer';
+export type { AwsErrorObserver } from './aws-errors';
+export { USER_DATA_MAX_BYTES } from './ec2-api';

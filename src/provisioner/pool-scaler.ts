@@ -87,6 +87,8 @@ export class PoolScaler {
   lastDecision: CapacityDecision | undefined;
   /** The latest on-demand fallback verdict and the preemption counts behind it (spot pools). */
   lastFallback: (SpotFallback & { preemptions: Record<string, number> }) | undefined;
+  /** Why the latest launch failed (the provider's message); null once one succeeds. */
+  lastLaunchError: string | null = null;
   /** A launch per market whose outcome is not known yet (see `launch`). */
   private readonly launchIntents = new Map<'on-demand' | 'usual', LaunchRequest>();
   private readonly log: Logger;
@@ -214,13 +216,17 @@ export class PoolScaler {
     try {
       const machines = await this.d.provider.launch(intent, signal);
       this.launchIntents.delete(market);
+      this.lastLaunchError = null;
       for (const m of machines) {
         await this.d.instances.apply(this.d.name, m.id, { type: 'launch' }, { privateIp: m.privateIp, spot: m.spot });
         await this.d.instances.apply(this.d.name, m.id, { type: 'started' });
       }
     } catch (err) {
       if (err instanceof ProviderError && err.disposition === 'fatal') this.launchIntents.delete(market);
-      this.log.error('instance.launch-failed', { count: intent.count, error: (err as Error).message });
+      const message = (err as Error).message;
+      // The same refusal every step (an exhausted address plan) is one line, not one a second.
+      if (message !== this.lastLaunchError) this.log.error('instance.launch-failed', { count: intent.count, error: message });
+      this.lastLaunchError = message;
     }
   }
 

@@ -1,7 +1,9 @@
 import type { spawn } from 'node:child_process';
 import type { Config, PoolConfig } from '../config';
 import type { Clock, Logger } from '../lib';
+import type { AwsErrorObserver } from './aws-errors';
 import type { Ec2Client } from './ec2-api';
+import type { PeerIssuer } from './peer-issuer';
 import { Ec2Provider } from './ec2-provider';
 import { LocalProvider } from './local-provider';
 import type { Provider } from './provider';
@@ -19,6 +21,10 @@ export interface ProviderEnv {
   ec2Client(region: string, endpoint: string | undefined): Ec2Client;
   /** Starts local pools' agent processes. @defaultValue child_process.spawn */
   spawn?: typeof spawn;
+  /** A VPN pool's peer issuer (pools with a `vpn` section); absent: launches use the template's user-data. */
+  peers?(pool: string): PeerIssuer | undefined;
+  /** Told of every failed AWS request. */
+  onAwsError?: AwsErrorObserver;
 }
 
 /** Makes one pool's provider. Must not fail or do I/O: checks belong in `setup()`, which is retried. */
@@ -44,7 +50,16 @@ export const PROVIDERS: Readonly<Record<PoolConfig['provider'], ProviderFactory>
   ec2: (pool, config, env) => {
     // The config schema requires `ec2` for provider "ec2".
     const ec2 = config.pools[pool]!.ec2!;
-    return new Ec2Provider({ pool, config: ec2, client: env.ec2Client(ec2.region, ec2.endpoint), clock: env.clock, log: env.log });
+    const peers = env.peers?.(pool);
+    return new Ec2Provider({
+      pool,
+      config: ec2,
+      client: env.ec2Client(ec2.region, ec2.endpoint),
+      clock: env.clock,
+      log: env.log,
+      ...(peers && { peers }),
+      ...(env.onAwsError && { onAwsError: env.onAwsError }),
+    });
   },
 });
 

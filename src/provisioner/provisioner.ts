@@ -44,6 +44,8 @@ export interface PoolReport {
   provider: string;
   ready: boolean;
   setupError: string | null;
+  /** Why the pool's latest launch failed (e.g. its VPN address plan is exhausted); null after a success. */
+  launchError: string | null;
   maxInstances: number;
   instances: InstanceRecord[];
   decision: CapacityDecision | null;
@@ -244,6 +246,7 @@ export class Provisioner implements Ec2EventSink {
         provider: p.provider.kind,
         ready: p.ready,
         setupError: p.setupError,
+        launchError: p.scaler.lastLaunchError,
         maxInstances: this.d.config.pools[name]!.maxInstances,
         instances: await this.d.instances.list(name),
         decision: p.scaler.lastDecision ?? null,

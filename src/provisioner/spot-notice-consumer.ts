@@ -1,4 +1,5 @@
 import { BackgroundLoop, equalJitterDelay, type BackoffPolicy, type Clock, type LoopNext, type Logger } from '../lib';
+import type { AwsErrorObserver } from './aws-errors';
 import { parseEc2Event, type Ec2Event } from './ec2-event';
 import { classifySqsError, deleteMessages, receiveMessages, type QueueMessage, type SqsClient } from './sqs-api';
 
@@ -31,6 +32,8 @@ export interface SpotNoticeConsumerDeps {
   backoff?: Partial<BackoffPolicy>;
   /** Jitter source in [0, 1). @defaultValue Math.random */
   random?: () => number;
+  /** Told of every failed SQS request, for the API-error metrics. */
+  onAwsError?: AwsErrorObserver;
 }
 
 /**
@@ -46,6 +49,8 @@ export class SpotNoticeConsumer {
   private readonly visibilityMs: number;
   private failures = 0;
   private started = false;
+  /** The SQS action in flight, so a failure names it. */
+  private action: 'ReceiveMessage' | 'DeleteMessageBatch' = 'ReceiveMessage';
 
   constructor(private readonly d: SpotNoticeConsumerDeps) {
     this.log = d.log.child({ component: 'spot-notices', queueUrl: d.queueUrl });
@@ -74,6 +79,7 @@ export class SpotNoticeConsumer {
 
   /** One receive, handle, delete round; returns how many messages came. Throws what SQS threw. */
   async poll(signal: AbortSignal): Promise<number> {
+    this.action = 'ReceiveMessage';
     const messages = await untilAborted(receiveMessages(this.d.client, this.d.queueUrl, this.visibilityMs / 1000, signal), signal);
     const receivedAt = this.d.clock.now();
     const done: QueueMessage[] = [];
@@ -82,6 +88,7 @@ export class SpotNoticeConsumer {
       this.log.warn('notice.delete-skipped', { messages: done.length, reason: 'handled after the visibility timeout: they will be delivered again' });
       return messages.length;
     }
+    this.action = 'DeleteMessageBatch';
     for (const f of await untilAborted(deleteMessages(this.d.client, this.d.queueUrl, done, signal), signal)) {
       this.log.warn('notice.delete-failed', { messageId: f.messageId, code: f.code });
     }
@@ -97,6 +104,7 @@ export class SpotNoticeConsumer {
     } catch (err) {
       const c = classifySqsError(err, signal);
       if (c.kind === 'aborted') return 'done';
+      this.d.onAwsError?.({ service: 'sqs', action: this.action, code: c.code ?? 'unknown', disposition: c.kind === 'fatal' ? 'fatal' : 'retry' });
       this.failures++;
       const { baseMs, maxMs } = { ...DEFAULT_RECEIVE_BACKOFF, ...this.d.backoff };
       // A configuration problem will not clear in a second: ask again only at the slowest pace.

@@ -34,3 +34,31 @@ export function planAddresses(cidr: string, peers: number): { ok: true; plan: Ad
     },
   };
 }
+
+/** A grown pool's plan beyond this would be a config mistake (a /8), and HKEYS would carry it on every launch. */
+const MAX_POOL_PEERS = 65_536;
+
+/**
+ * The addresses a growing VPN pool hands out: the host addresses of `peerNetwork` (default:
+ * the whole `network`), minus the hub (the network's first host address) and, for IPv4, the
+ * network's own network and broadcast addresses.
+ */
+export function poolAddresses(network: string, peerNetwork?: string): { hub: string; peers: string[] } {
+  const net = parseCidr(network);
+  if (!net.ok) throw new RangeError(net.reason);
+  const range = peerNetwork ? parseCidr(peerNetwork) : net;
+  if (!range.ok) throw new RangeError(range.reason);
+  const n = net.network;
+  const r = range.network;
+  const hubAt = 1n;
+  const last = networkSize(n) - 1n;
+  const start = r.base - n.base;
+  const peers: string[] = [];
+  for (let off = start; off < start + networkSize(r) && peers.length < MAX_POOL_PEERS; off++) {
+    if (off === 0n && (n.family === 4 || networkSize(n) > 1n)) continue;
+    if (off === hubAt) continue;
+    if (n.family === 4 && off === last && networkSize(n) > 2n) continue;
+    peers.push(formatIp(addressAt(n, off)));
+  }
+  return { hub: formatIp(addressAt(n, hubAt)), peers };
+}

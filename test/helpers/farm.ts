@@ -66,7 +66,7 @@ export class TestFarm {
 
   constructor(
     raw: Record<string, unknown> = farmConfigRaw(),
-    private readonly opts: Pick<DaemonOptions, 'sqsClient' | 'ec2Client' | 'providers'> & { agentCommand?: string[] } = {},
+    private readonly opts: Pick<DaemonOptions, 'sqsClient' | 'ec2Client' | 'providers' | 'runHubCommand'> & { agentCommand?: string[] } = {},
   ) {
     this.config = parseConfig(raw, {});
   }

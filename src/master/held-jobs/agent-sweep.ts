@@ -30,6 +30,7 @@ export class AgentSweep {
       this.d.log.warn('agent.lost', { agent: a.name, silentMs: now - a.lastSeen, running: a.running.size });
       this.d.registry.remove(a);
       a.close(4408, 'lost: no heartbeat');
+      this.d.events.emit('agent-lost', a);
       for (const h of this.d.jobs.ownedBy(a.id)) await this.lose(h);
     }
     for (const h of this.d.jobs.list()) {

@@ -1,0 +1,29 @@
+import { z } from 'zod';
+
+/*
+ * The query schemas of the HTTP API: the routes validate with them and the OpenAPI document
+ * (route-docs.ts) is generated from them, so the two cannot drift apart.
+ */
+
+export const longPoll = z.object({ waitMs: z.coerce.number().int().min(0).max(30_000).catch(0) });
+
+export const jobQuery = z.object({
+  /** The job type, when raw BullMQ ids clash between queues. */
+  type: z.string().optional(),
+  /** `0` leaves the latest attempt's log out. */
+  log: z.enum(['0', '1']).optional(),
+});
+
+export const logQuery = z.object({
+  type: z.string().optional(),
+  attempt: z.coerce.number().int().min(0).default(0),
+  offset: z.coerce.number().int().min(0).default(0),
+  waitMs: z.coerce.number().int().min(0).max(30_000).default(0),
+});
+
+export const buildsQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(1000).default(50),
+  offset: z.coerce.number().int().min(0).default(0),
+});
+
+export const historyQuery = z.object({ hours: z.coerce.number().positive().max(24 * 14).default(24) });

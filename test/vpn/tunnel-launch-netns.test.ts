@@ -1,0 +1,171 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Redis } from 'ioredis';
+import { parse as parseYaml, stringify } from 'yaml';
+import { createLogger } from '../../src/lib';
+import { Ec2Provider } from '../../src/provisioner';
+import { generateKeyPair, hubConfig, LaunchPeers, runHubCommand } from '../../src/vpn';
+import { FakeEc2 } from '../fakes/fake-ec2';
+import { CLI } from '../helpers/farm';
+import { NsProcess, whyNoNetns } from '../helpers/netns';
+import { redisUrl } from '../setup/root-hooks';
+import { uniquePrefix } from '../setup/unique';
+
+const TOKEN = 'netns-launch-token-0123';
+const AGENT_PORT = 8081;
+
+/**
+ * One peer a VPN pool launches, end to end: the hub starts with no peers; a launch through the
+ * EC2 provider (EC2 faked at the SDK's middleware) adds the new peer to the real hub with the
+ * configured `wg set` command; the user-data sent with RunInstances is all the "instance" gets:
+ * its WireGuard config brings up the tunnel and its agent settings connect the agent through
+ * it. Terminating the instance takes the peer off the hub.
+ */
+describe('a launched VPN peer through a real WireGuard tunnel (network namespaces)', function () {
+  this.timeout(25_000);
+  const id = randomBytes(3).toString('hex');
+  const ns = { hub: `swlh-${id}`, cloud: `swlc-${id}` };
+  const wg = { hub: `swlwh${id}`, cloud: `swlwc${id}` };
+  const procs: NsProcess[] = [];
+  const closers: Array<() => Promise<unknown>> = [];
+  let dir = '';
+
+  const ip = (...args: string[]) => execFileSync('ip', args, { stdio: 'pipe' });
+  const inNs = (n: string, ...argv: string[]) => execFileSync('ip', ['netns', 'exec', n, ...argv], { stdio: 'pipe' }).toString();
+  const start = (n: string, argv: string[], env?: Record<string, string>) => {
+    const p = new NsProcess(n, argv, env);
+    procs.push(p);
+    return p;
+  };
+
+  before(function () {
+    const reason = whyNoNetns();
+    if (reason) {
+      console.log(`      skipped: ${reason}`);
+      this.skip();
+    }
+  });
+
+  after(async () => {
+    for (const c of closers.reverse()) await c().catch(() => undefined);
+    for (const p of procs.reverse()) await p.stop().catch(() => undefined);
+    for (const n of Object.values(ns)) {
+      try {
+        ip('netns', 'del', n);
+      } catch {
+        // never created
+      }
+    }
+    for (const w of Object.values(wg)) rmSync(`/var/run/wireguard/${w}.sock`, { force: true });
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('adds the launched peer to the hub, and the user-data alone brings the agent up through the tunnel; terminate removes it', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'spillway-netns-launch-'));
+    for (const n of Object.values(ns)) {
+      ip('netns', 'add', n);
+      ip('-n', n, 'link', 'set', 'lo', 'up');
+    }
+    ip('link', 'add', `swlv${id}`, 'netns', ns.hub, 'type', 'veth', 'peer', 'name', `swlx${id}`, 'netns', ns.cloud);
+    ip('-n', ns.hub, 'addr', 'add', '192.0.2.1/24', 'dev', `swlv${id}`);
+    ip('-n', ns.cloud, 'addr', 'add', '192.0.2.2/24', 'dev', `swlx${id}`);
+    ip('-n', ns.hub, 'link', 'set', `swlv${id}`, 'up');
+    ip('-n', ns.cloud, 'link', 'set', `swlx${id}`, 'up');
+
+    const tunnel = async (n: string, iface: string, conf: string, address: string) => {
+      const p = start(n, ['wireguard-go', '-f', iface], { LOG_LEVEL: 'verbose' });
+      await p.waitFor(/UAPI listener started/);
+      const path = join(dir, `${iface}.conf`);
+      writeFileSync(path, conf, { mode: 0o600 });
+      writeFileSync(`${path}.wg`, inNs(n, 'wg-quick', 'strip', path), { mode: 0o600 });
+      inNs(n, 'wg', 'setconf', iface, `${path}.wg`);
+      ip('-n', n, 'addr', 'add', address, 'dev', iface);
+      ip('-n', n, 'link', 'set', iface, 'up');
+    };
+    const hubKeys = generateKeyPair();
+    await tunnel(ns.hub, wg.hub, hubConfig({ address: '10.77.0.1', prefix: 24, listenPort: 51820, keys: hubKeys, peers: [] }), '10.77.0.1/24');
+    assert.equal(inNs(ns.hub, 'wg', 'show', wg.hub, 'peers').trim(), '', 'the hub starts without peers');
+
+    const redisProc = start(ns.hub, ['redis-server', '--port', '6379', '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir]);
+    await redisProc.waitFor(/Ready to accept connections/);
+    const configFile = join(dir, 'master.yaml');
+    writeFileSync(
+      configFile,
+      stringify({
+        redis: { url: 'redis://127.0.0.1:6379' },
+        http: { host: '127.0.0.1', port: 0 },
+        agents: { host: '10.77.0.1', port: AGENT_PORT, token: TOKEN, allow: ['10.77.0.0/24'], heartbeatSec: 1 },
+        jobTypes: { b2g: {} },
+      }),
+    );
+    const master = start(ns.hub, [process.execPath, CLI, 'master', '--config', configFile]);
+    await master.waitFor(/agents connect to ws:\/\/10\.77\.0\.1:8081/);
+
+    // The provider side, as a master with a VPN pool runs it: leases in Redis, the real hub command.
+    const redis = new Redis(redisUrl(), { maxRetriesPerRequest: null });
+    closers.push(() => redis.quit());
+    const log = createLogger({ silent: true });
+    const peers = new LaunchPeers({
+      pool: 'vpn-builders',
+      vpn: {
+        network: '10.77.0.0/24',
+        hubEndpoint: '192.0.2.1:51820',
+        hubPublicKey: hubKeys.publicKey,
+        agentPort: AGENT_PORT,
+        hubAddPeer: ['ip', 'netns', 'exec', ns.hub, 'wg', 'set', wg.hub, 'peer', '{publicKey}', 'allowed-ips', '{allowedIps}'],
+        hubRemovePeer: ['ip', 'netns', 'exec', ns.hub, 'wg', 'set', wg.hub, 'peer', '{publicKey}', 'remove'],
+        hubCommandTimeoutMs: 10_000,
+      },
+      userDataTemplate: readFileSync(resolve(__dirname, '../../../vpn/cloud-init.yaml'), 'utf8'),
+      agentToken: TOKEN,
+      jobTypes: ['b2g'],
+      executors: 1,
+      redis,
+      keyPrefix: uniquePrefix('netns-launch'),
+      run: runHubCommand,
+      clock: { now: () => Date.now() },
+      log,
+    });
+    const ec2 = new FakeEc2(() => Date.now(), 'middleware');
+    const provider = new Ec2Provider({
+      pool: 'vpn-builders',
+      config: { region: 'eu-west-1', launchTemplate: { name: 'builder', version: '$Latest' }, subnetIds: ['subnet-a'], instanceTypes: [], spot: false, spotFallbackToOnDemand: true, tags: {} },
+      client: ec2.client,
+      clock: { now: () => Date.now(), sleep: async () => {} },
+      log,
+      peers,
+    });
+    const signal = new AbortController().signal;
+    const [instance] = await provider.launch({ count: 1, clientToken: `spillway-netns-${id}` }, signal);
+    const hubPeers = inNs(ns.hub, 'wg', 'show', wg.hub, 'allowed-ips');
+    assert.match(hubPeers, /^\S+\t10\.77\.0\.2\/32$/m, `the hub has the launched peer: ${hubPeers}`);
+
+    // The "instance": nothing but the user-data RunInstances carried.
+    const userData = Buffer.from(ec2.callsOf('RunInstances')[0]!.input.UserData as string, 'base64').toString('utf8');
+    const files = (parseYaml(userData) as { write_files: Array<{ path: string; content: string }> }).write_files;
+    const file = (path: string) => files.find((f) => f.path === path)!.content;
+    const wgConf = file('/etc/wireguard/wg-spillway.conf');
+    const address = /^Address = (\S+)$/m.exec(wgConf)![1]!;
+    await tunnel(ns.cloud, wg.cloud, wgConf, address);
+    ip('-n', ns.cloud, 'route', 'add', /^AllowedIPs = (\S+)$/m.exec(wgConf)![1]!, 'dev', wg.cloud);
+    const unit = file('/etc/systemd/system/spillway-agent.service');
+    const masterUrl = /--master (\S+)/.exec(unit)![1]!;
+    const jobTypes = /--job-types (\S+)/.exec(unit)![1]!;
+    const agent = start(ns.cloud, [
+      process.execPath, CLI, 'agent', '--master', masterUrl, '--name', instance!.id, '--location', 'cloud',
+      '--job-types', jobTypes, '--token', file('/etc/spillway/agent-token').trim(), '--isolation', 'off',
+    ]);
+    const registered = JSON.parse((await master.waitFor(/\{[^\n]*"event":"agent\.registered"[^\n]*\}/))[0]) as { agent: string; address: string };
+    assert.equal(registered.agent, instance!.id);
+    assert.equal(registered.address, '10.77.0.2', 'the agent came through the tunnel from its leased address');
+    await agent.waitFor(/"event":"agent\.welcomed"/);
+    await agent.stop();
+
+    await provider.terminate([instance!.id], signal);
+    assert.equal(inNs(ns.hub, 'wg', 'show', wg.hub, 'peers').trim(), '', 'terminating the instance took its peer off the hub');
+  });
+});
