@@ -1,13 +1,10 @@
 import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config';
 import type { Clock, Logger } from '../lib';
 import { poolJobTypes, type PeerIssuer } from '../provisioner';
 import { LaunchPeers, runHubCommand, type HubCommandRunner } from '../vpn';
-
-/** The cloud-init template spillway ships (the one `spillway vpn init` renders too). */
-export const SHIPPED_USER_DATA_TEMPLATE = resolve(__dirname, '../../../vpn/cloud-init.yaml');
+import { userDataTemplate } from './vpn-command';
 
 /**
  * The peer issuer of every pool with a `vpn` section, made once per pool. The template is read
@@ -22,7 +19,8 @@ export function vpnPeerIssuers(o: { config: Config; redis: Redis; clock: Clock; 
       new LaunchPeers({
         pool,
         vpn: p.vpn,
-        userDataTemplate: readFileSync(p.vpn.userDataTemplate ?? SHIPPED_USER_DATA_TEMPLATE, 'utf8'),
+        // The shipped template (the one `spillway vpn init` renders too) carries the agent unit on-prem agents run.
+        userDataTemplate: p.vpn.userDataTemplate ? readFileSync(p.vpn.userDataTemplate, 'utf8') : userDataTemplate(),
         agentToken: p.agentTokens[0] ?? o.config.agents.token,
         jobTypes: poolJobTypes(o.config, pool),
         executors: p.executorsPerInstance,
