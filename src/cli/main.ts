@@ -71,6 +71,7 @@ async function run(argv: string[]): Promise<number> {
     .option('--min-free-mb <mib>', 'free space kept on the work and cache filesystems: below it the cache evicts, then the agent takes no builds', '1024')
     .addOption(new Option('--disk-check-sec <sec>', 'how often free space is checked').default('5').hideHelp())
     .option('--build-cpu-max <share>', "CPU ceiling for all builds together, e.g. 95% of the machine's cores (cgroup; default: none)")
+    .option('--kill-grace-sec <sec>', 'a cancelled or timed-out build gets SIGTERM, then SIGKILL this much later', '10')
     .addOption(new Option('--log-level <level>').choices(['error', 'warn', 'info', 'debug']).default('info'))
     .addOption(new Option('--log-format <format>', 'auto: readable on a terminal, JSON lines otherwise').choices(['json', 'pretty', 'auto']).default('auto'))
     .action(async (o) => {
