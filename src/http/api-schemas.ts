@@ -14,6 +14,20 @@ export const jobQuery = z.object({
   log: z.enum(['0', '1']).optional(),
 });
 
+export const typeQuery = z.object({
+  /** The job type, when raw BullMQ ids clash between queues. */
+  type: z.string().optional(),
+});
+
+export const logTextQuery = z.object({
+  type: z.string().optional(),
+  /** Which attempt's log (1 is the first). @defaultValue the latest */
+  attempt: z.coerce.number().int().min(1).optional(),
+});
+
+/** Optional: a cancel may say why. */
+export const cancelBody = z.object({ reason: z.string().max(500, 'reason: at most 500 characters').optional() }).strict();
+
 export const logQuery = z.object({
   type: z.string().optional(),
   attempt: z.coerce.number().int().min(0).default(0),

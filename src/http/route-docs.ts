@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { overflowSchema } from '../config';
 import { submitOptionsSchema } from '../master';
 import { jobPayloadSchema } from '../protocol';
-import { buildsQuery, historyQuery, jobQuery, logQuery } from './api-schemas';
+import { buildsQuery, cancelBody, historyQuery, jobQuery, logQuery, logTextQuery, typeQuery } from './api-schemas';
 
 /** What the OpenAPI document says of one route; who may call it comes from the route itself. */
 export interface RouteDoc {
@@ -41,6 +41,29 @@ export const ROUTE_DOCS: Readonly<Record<string, RouteDoc>> = {
     summary: "The latest attempt's log from a byte offset, long-polling for more",
     query: logQuery,
     responses: { 200: '`{ attempt, offset, nextOffset, data, done, state }`', 404: 'no such job', ...errors },
+  },
+  'GET /api/jobs/:id/log.txt': {
+    summary: "An attempt's whole log as text, for download",
+    query: logTextQuery,
+    produces: 'text/plain',
+    responses: { 200: 'the log, byte for byte (`content-disposition: attachment`)', 404: 'no such job or attempt', ...errors },
+  },
+  'POST /api/jobs/:id/cancel': {
+    summary: 'Cancel a job: a waiting one is removed, a running build is killed (SIGTERM, then SIGKILL after the grace)',
+    query: typeQuery,
+    body: [cancelBody],
+    responses: {
+      200: '`{ id, type, state: "cancelled", was, by, reason }`',
+      202: '`{ ..., state: "cancelling" }`: the master holding it has not confirmed yet; the cancel is kept and done by whichever master takes the job',
+      404: 'no such job',
+      409: 'already finished (`SPILLWAY_E_JOB_FINISHED`)',
+      ...errors,
+    },
+  },
+  'POST /api/jobs/:id/retry': {
+    summary: 'Submit a finished job again with the same payload, linked both ways (once per job)',
+    query: typeQuery,
+    responses: { 201: '`{ id, retryOf, created: true, url }`', 200: 'retried before: that retry, `created: false`', 404: 'no such job', 409: 'still waiting or running (`SPILLWAY_E_JOB_NOT_FINISHED`)', ...errors },
   },
   'GET /api/builds': { summary: 'Recent builds, newest first', query: buildsQuery, responses: { 200: '`{ builds: [...] }`', ...errors } },
   'GET /api/queues': { summary: 'Per job type: counts, oldest wait, running on-prem / cloud, executors', responses: { 200: '`{ queues: [...] }`', 503: errors[503] } },
