@@ -57,9 +57,13 @@ describe('spillway master with a growing VPN pool: a backlog launches an instanc
     assert.match(wg, /^Address = 10\.77\.0\.64\/32$/m, 'the first address of peerNetwork');
     const privateKey = /^PrivateKey = (\S+)$/m.exec(wg)![1]!;
     assert.equal(files.find((f) => f.path === '/etc/spillway/agent-token')!.content.trim(), 'vpn-pool-token-0123456789');
+    // The agent unit on-prem agents run, with this instance's part in the file it reads.
     const unit = files.find((f) => f.path === '/etc/systemd/system/spillway-agent.service')!.content;
-    assert.match(unit, /--master ws:\/\/10\.77\.0\.1:8081 /);
-    assert.match(unit, /--job-types b2g --executors 3/);
+    assert.match(unit, /--master \$\{SPILLWAY_AGENT_MASTER\} /);
+    const env = files.find((f) => f.path === '/etc/spillway/agent.env')!.content;
+    assert.match(env, /^SPILLWAY_AGENT_MASTER=ws:\/\/10\.77\.0\.1:8081$/m);
+    assert.match(env, /^SPILLWAY_AGENT_JOB_TYPES=b2g$/m);
+    assert.match(env, /^SPILLWAY_AGENT_EXECUTORS=3$/m);
     assert.deepEqual(hubCalls, [['ssh', 'hub', 'wg', 'set', 'wg-spillway', 'peer', publicKeyOf(privateKey), 'allowed-ips', '10.77.0.64/32']]);
     const pools = await farm.api<{ pools: Array<{ name: string; launchError: string | null }> }>('/api/pools');
     assert.equal(pools.pools.find((p) => p.name === 'vpn')!.launchError, null);

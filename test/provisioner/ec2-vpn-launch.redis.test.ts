@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { userDataTemplate } from '../../src/cli/vpn-command';
 import { Redis } from 'ioredis';
 import { parse as parseYaml } from 'yaml';
 import { configSchema, type Config } from '../../src/config';
@@ -17,7 +16,7 @@ import { redisUrl } from '../setup/root-hooks';
 import { uniquePrefix } from '../setup/unique';
 
 const POOL = 'vpn-builders';
-const TEMPLATE = readFileSync(resolve(__dirname, '../../../vpn/cloud-init.yaml'), 'utf8');
+const TEMPLATE = userDataTemplate();
 const HUB_PUBLIC = publicKeyOf(Buffer.alloc(32, 7).toString('base64'));
 const ADD = ['wg', 'set', 'wg-spillway', 'peer', '{publicKey}', 'allowed-ips', '{allowedIps}'];
 const REMOVE = ['wg', 'set', 'wg-spillway', 'peer', '{publicKey}', 'remove'];
@@ -72,12 +71,12 @@ function peerOf(userDataBase64: unknown): { address: string; privateKey: string;
   const wg = doc.write_files.find((f) => f.path === '/etc/wireguard/wg-spillway.conf')!.content;
   const token = doc.write_files.find((f) => f.path === '/etc/spillway/agent-token')!.content.trim();
   assert.equal(token, 'pool-token-0123456789abcdef', "the pool's agent token");
-  const unit = doc.write_files.find((f) => f.path === '/etc/systemd/system/spillway-agent.service')!.content;
+  const env = doc.write_files.find((f) => f.path === '/etc/spillway/agent.env')!.content;
   return {
     address: /^Address = (.+)\/32$/m.exec(wg)![1]!,
     privateKey: /^PrivateKey = (.+)$/m.exec(wg)![1]!,
     hubKey: /\[Peer\]\nPublicKey = (.+)$/m.exec(wg)![1]!,
-    masterUrl: /--master (\S+)/.exec(unit)![1]!,
+    masterUrl: /^SPILLWAY_AGENT_MASTER=(\S+)$/m.exec(env)![1]!,
     raw,
   };
 }

@@ -1,15 +1,16 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { parse as parseYaml, stringify } from 'yaml';
 import { createLogger } from '../../src/lib';
 import { Ec2Provider } from '../../src/provisioner';
 import { generateKeyPair, hubConfig, LaunchPeers, runHubCommand } from '../../src/vpn';
 import { FakeEc2 } from '../fakes/fake-ec2';
+import { userDataTemplate } from '../../src/cli/vpn-command';
 import { CLI } from '../helpers/farm';
 import { NsProcess, whyNoNetns } from '../helpers/netns';
 import { redisUrl } from '../setup/root-hooks';
@@ -120,7 +121,7 @@ describe('a launched VPN peer through a real WireGuard tunnel (network namespace
         hubRemovePeer: ['ip', 'netns', 'exec', ns.hub, 'wg', 'set', wg.hub, 'peer', '{publicKey}', 'remove'],
         hubCommandTimeoutMs: 10_000,
       },
-      userDataTemplate: readFileSync(resolve(__dirname, '../../../vpn/cloud-init.yaml'), 'utf8'),
+      userDataTemplate: userDataTemplate(),
       agentToken: TOKEN,
       jobTypes: ['b2g'],
       executors: 1,
@@ -152,9 +153,9 @@ describe('a launched VPN peer through a real WireGuard tunnel (network namespace
     const address = /^Address = (\S+)$/m.exec(wgConf)![1]!;
     await tunnel(ns.cloud, wg.cloud, wgConf, address);
     ip('-n', ns.cloud, 'route', 'add', /^AllowedIPs = (\S+)$/m.exec(wgConf)![1]!, 'dev', wg.cloud);
-    const unit = file('/etc/systemd/system/spillway-agent.service');
-    const masterUrl = /--master (\S+)/.exec(unit)![1]!;
-    const jobTypes = /--job-types (\S+)/.exec(unit)![1]!;
+    const env = file('/etc/spillway/agent.env');
+    const masterUrl = /^SPILLWAY_AGENT_MASTER=(\S+)$/m.exec(env)![1]!;
+    const jobTypes = /^SPILLWAY_AGENT_JOB_TYPES=(\S+)$/m.exec(env)![1]!;
     const agent = start(ns.cloud, [
       process.execPath, CLI, 'agent', '--master', masterUrl, '--name', instance!.id, '--location', 'cloud',
       '--job-types', jobTypes, '--token', file('/etc/spillway/agent-token').trim(), '--isolation', 'off',
