@@ -6,7 +6,7 @@
  */
 import Fastify from 'fastify';
 import http from 'node:http';
-import type { Socket } from 'node:net';
+import net, { type Socket } from 'node:net';
 import { ActionCache, CasAuth, CasHotPath, MemoryTier, RemoteStore, casRoutes, withServerOptions, type BlobStore, type ToOwner } from '../cas';
 import { createLogger, type Logger } from '../lib';
 import { workerConnection, workerInit, type WorkerInit, type WorkerNotice } from './cache-worker-messages';
@@ -57,7 +57,8 @@ async function serve(init: WorkerInit): Promise<void> {
   process.on('message', (m, handle) => {
     if (handle === undefined) return;
     const conn = workerConnection.safeParse(m);
-    const socket = handle as Socket;
+    // The master sends the raw TCP handle (see CacheWorkers); the bytes it read go back in front.
+    const socket = new net.Socket({ handle: handle as unknown as Socket, readable: true, writable: true } as net.SocketConstructorOpts);
     if (!conn.success) return socket.destroy();
     socket.pause();
     socket.unshift(Buffer.from(conn.data.head, 'base64'));

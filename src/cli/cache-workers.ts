@@ -26,10 +26,14 @@ class Worker implements ConnectionTarget {
 
   take(socket: Socket, head: Buffer): boolean {
     if (!this.ready || !this.child.connected) return false;
-    // The socket's handle moves to the worker; what the master already read of it goes along.
-    this.child.send({ t: 'conn', head: head.toString('base64') }, socket, (err) => {
-      if (err) socket.destroy();
-    });
+    // The raw handle moves to the worker, and what the master already read of it goes along.
+    // Not the net.Socket: node would keep it here until the send, and a socket that still has
+    // its handle reads again on its own (stream read-ahead), into bytes the worker never gets.
+    const handle = (socket as unknown as { _handle: { close(): void } | null })._handle;
+    if (!handle) return false;
+    (socket as unknown as { _handle: null })._handle = null;
+    socket.destroy();
+    this.child.send({ t: 'conn', head: head.toString('base64') }, handle as unknown as Socket, () => handle.close());
     return true;
   }
 }

@@ -111,6 +111,29 @@ describe('cas.workers: cache connections served by worker processes on the maste
     assert.match(text, /^HTTP\/1\.1 200[^]*HTTP\/1\.1 200 OK\r\n(?![^]*x-spillway-cache-worker)[^]*content-length: 4096/);
   });
 
+  it('loses no byte of uploads arriving on many connections at once (each worker takes several)', async () => {
+    // Regression: a connection handed over while its worker was busy lost a 64 KiB chunk of its
+    // PUT body, read ahead by the master's copy of the socket, and the upload hung.
+    const client = async () => {
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      const blobs = Array.from({ length: 4 }, () => randomBytes(1024 * 1024 + 3));
+      const call = (method: string, blob: Buffer) =>
+        new Promise<Answer>((resolve, reject) => {
+          const req = http.request(`${base}/cache/cas/${sha(blob)}`, { method, agent, headers: { ...auth, ...(method === 'PUT' && { 'content-length': blob.length }) } }, (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, worker: res.headers['x-spillway-cache-worker'] as string | undefined, body: Buffer.concat(chunks) }));
+          });
+          req.on('error', reject);
+          req.end(method === 'PUT' ? blob : undefined);
+        });
+      for (const b of blobs) assert.equal((await call('PUT', b)).status, 200);
+      for (const b of blobs) assert.ok((await call('GET', b)).body.equals(b));
+      agent.destroy();
+    };
+    await Promise.all(Array.from({ length: 8 }, client));
+  });
+
   it('answers a request that is not the cache\'s on a worker\'s connection by asking the master', async () => {
     const blob = randomBytes(100);
     assert.equal((await request(base, 'PUT', `/cache/cas/${sha(blob)}`, blob)).status, 200);
