@@ -10,3 +10,4 @@ export * from './http-routes';
 export * from './cas-client';
 export * from './merkle-tree';
 export * from './route-hint';
+export * from './reapi-directory';

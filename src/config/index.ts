@@ -11,3 +11,4 @@ export {
   type NoticeQueue,
   type SpotNoticesConfig,
 } from './spot-notices';
+export { remoteExecutionSchema, type RemoteExecutionConfig } from './remote-execution-schema';

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { actionSchema } from './action';
+import { actionSchema, remoteActionSchema } from './action';
 
 const requirementsSchema = z
   .object({
@@ -49,6 +49,8 @@ export const jobPayloadSchema = z
     requirements: requirementsSchema.optional(),
     /** Run as a cacheable action: inputs from and outputs to the CAS, result in the action cache. */
     action: actionSchema.optional(),
+    /** Run as a REAPI action (see remoteActionSchema); the Execution service submits these. */
+    remoteAction: remoteActionSchema.optional(),
     /** Limits the build runs under on the agent (cgroups where available, else rlimits). */
     resources: z
       .object({
@@ -65,7 +67,9 @@ export const jobPayloadSchema = z
   .refine((p) => (p.argv === undefined) !== (p.shell === undefined), {
     message: 'exactly one of "argv" or "shell" is required',
   })
-  .refine((p) => !p.action || p.argv !== undefined, { message: 'an action needs "argv" (its digest covers the exact command)' });
+  .refine((p) => !p.action || p.argv !== undefined, { message: 'an action needs "argv" (its digest covers the exact command)' })
+  .refine((p) => !p.remoteAction || p.argv !== undefined, { message: 'a remote action needs "argv" (its Command\'s arguments)' })
+  .refine((p) => !(p.action && p.remoteAction), { message: 'a job is either an "action" or a "remoteAction", not both' });
 
 export type JobPayload = z.output<typeof jobPayloadSchema>;
 export type Requirements = z.output<typeof requirementsSchema>;
