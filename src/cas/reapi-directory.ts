@@ -1,12 +1,12 @@
 import protobuf from 'protobufjs';
-import { digestOf, isDigest, type Digest } from './digest';
+import { isDigest, type Digest } from './digest';
 import { InvalidTreeError } from './errors';
 import { checkDirectoryNode, type DirectoryNode } from './merkle-tree';
 
 /*
- * The REAPI v2 messages an agent needs to read an input tree and a master needs to write an
- * output Tree, declared with protobufjs's reflection API. They live here, below the gRPC
- * services, because agents may import cas but not remote-execution; the field numbers are
+ * The REAPI v2 messages an agent needs to read an input tree, declared with protobufjs's
+ * reflection API. They live here, below the gRPC services (whose loader reads the whole
+ * .proto files), because agents may import cas but not remote-execution; the field numbers are
  * those of build/bazel/remote/execution/v2/remote_execution.proto (node_properties is read
  * and dropped: spillway sets no mtimes or modes beyond the executable bit).
  */
@@ -22,7 +22,6 @@ const DirectoryType = new Type('Directory')
   .add(new Field('files', 1, 'FileNode', 'repeated'))
   .add(new Field('directories', 2, 'DirectoryNode', 'repeated'))
   .add(new Field('symlinks', 3, 'SymlinkNode', 'repeated'));
-const TreeType = new Type('Tree').add(new Field('root', 1, 'Directory')).add(new Field('children', 2, 'Directory', 'repeated'));
 new protobuf.Root()
   .define('build.bazel.remote.execution.v2')
   .add(DigestType)
@@ -30,7 +29,6 @@ new protobuf.Root()
   .add(DirectoryNodeType)
   .add(SymlinkNodeType)
   .add(DirectoryType)
-  .add(TreeType)
   .resolveAll();
 
 interface WireDigest {
@@ -69,64 +67,4 @@ export function decodeReapiDirectory(data: Buffer): DirectoryNode {
     directories: wire.directories.map((d) => ({ name: d.name, digest: digestFrom(d.digest, `directory ${JSON.stringify(d.name)}`) })),
     symlinks: wire.symlinks.map((s) => ({ name: s.name, target: s.target })),
   });
-}
-
-function wireOf(node: DirectoryNode): WireDirectory & Record<string, unknown> {
-  const checked = checkDirectoryNode(node);
-  return {
-    files: checked.files.map((f) => ({ name: f.name, digest: { hash: f.digest.hash, sizeBytes: f.digest.size }, isExecutable: f.executable })),
-    directories: checked.directories.map((d) => ({ name: d.name, digest: { hash: d.digest.hash, sizeBytes: d.digest.size } })),
-    symlinks: checked.symlinks.map((s) => ({ name: s.name, target: s.target })),
-  };
-}
-
-/** The canonical REAPI `Directory` bytes of a node (entries sorted by name). @throws InvalidTreeError */
-export function encodeReapiDirectory(node: DirectoryNode): Buffer {
-  return Buffer.from(DirectoryType.encode(DirectoryType.fromObject(wireOf(node))).finish());
-}
-
-/** A file of an output directory, relative to that directory (`sub/file`). */
-export interface TreeFile {
-  path: string;
-  digest: Digest;
-  executable: boolean;
-}
-
-/**
- * Builds the REAPI `Tree` of an output directory from the files found under it: the root
- * `Directory` and every descendant once (by digest). Returns the Tree's bytes.
- * @throws InvalidTreeError for a path with an empty, `.` or `..` component, or a name used as both file and directory
- */
-export function encodeReapiTree(files: readonly TreeFile[]): Buffer {
-  interface Dir {
-    files: DirectoryNode['files'];
-    dirs: Map<string, Dir>;
-  }
-  const root: Dir = { files: [], dirs: new Map() };
-  for (const f of files) {
-    const parts = f.path.split('/');
-    let dir = root;
-    for (const part of parts.slice(0, -1)) {
-      let next = dir.dirs.get(part);
-      if (!next) dir.dirs.set(part, (next = { files: [], dirs: new Map() }));
-      dir = next;
-    }
-    dir.files.push({ name: parts[parts.length - 1]!, digest: f.digest, executable: f.executable });
-  }
-  const children = new Map<string, Buffer>();
-  const encode = (d: Dir): { bytes: Buffer; digest: Digest } => {
-    const directories = [...d.dirs].map(([name, sub]) => {
-      const child = encode(sub);
-      children.set(child.digest.hash, child.bytes);
-      return { name, digest: child.digest };
-    });
-    const bytes = encodeReapiDirectory({ files: d.files, directories, symlinks: [] });
-    return { bytes, digest: digestOf(bytes) };
-  };
-  const top = encode(root);
-  const tree = {
-    root: DirectoryType.decode(top.bytes),
-    children: [...children.values()].map((b) => DirectoryType.decode(b)),
-  };
-  return Buffer.from(TreeType.encode(TreeType.fromObject(tree)).finish());
 }

@@ -83,6 +83,8 @@ export function cachingTreeFetcher(
 
   return {
     async directory(hash) {
+      // An empty directory node is the empty blob, which no store holds as a file.
+      if (hash === EMPTY_DIGEST.hash && sizes.get(hash) === 0) return Buffer.alloc(0);
       const cached = await local.getBuffer(hash);
       if (cached) {
         stats.localHits++;

@@ -5,6 +5,10 @@ const requirementsSchema = z
   .object({
     /** `process.platform` of the agent, e.g. "linux". */
     os: z.string().min(1).optional(),
+    /** `process.arch` of the agent, e.g. "x64", "arm64". */
+    arch: z.string().min(1).optional(),
+    /** The pool the agent came from (its pool token); on-prem agents with a default token have none. */
+    pool: z.string().min(1).optional(),
     cpus: z.number().int().positive().optional(),
     memoryMb: z.number().int().positive().optional(),
     /** Every label must be among the agent's labels. */

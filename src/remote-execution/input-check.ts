@@ -1,0 +1,69 @@
+import { DEFAULT_MATERIALIZE_LIMITS, EMPTY_DIGEST, decodeReapiDirectory, InvalidTreeError, type BlobReader, type BlobStore, type Digest } from '../cas';
+
+/** Bounds on the input tree checked before a job is submitted (the agent enforces its own too). */
+export interface InputCheckLimits {
+  /** @defaultValue 256 */
+  maxDepth?: number;
+  /** Distinct directories plus their entries. @defaultValue 1,000,000 */
+  maxEntries?: number;
+}
+
+/** Reads a blob whole (directory nodes and Action/Command protos are small). */
+export async function readBlob(store: BlobStore, digest: Digest): Promise<Buffer | undefined> {
+  // The store never holds the empty blob; clients (an empty Directory, an empty Command field) do name it.
+  if (digest.size === 0 && digest.hash === EMPTY_DIGEST.hash) return Buffer.alloc(0);
+  const reader: BlobReader | undefined = await store.get(digest.hash);
+  if (!reader) return undefined;
+  if (reader.digest.size !== digest.size) {
+    reader.stream.destroy();
+    return undefined;
+  }
+  if (reader.data) {
+    reader.stream.destroy();
+    return reader.data;
+  }
+  const chunks: Buffer[] = [];
+  for await (const chunk of reader.stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/**
+ * The blobs of the input tree `root` that the CAS lacks: directories first (a missing one
+ * hides its subtree), then every file, in one FindMissing. Each distinct directory is read
+ * once; its names and symlinks go through the same checks the agent applies, so a hostile
+ * tree is refused here, before it costs an agent anything.
+ * @throws InvalidTreeError for a malformed or hostile directory, or a tree over the limits
+ */
+export async function missingInputs(store: BlobStore, root: Digest, limits: InputCheckLimits = {}): Promise<Digest[]> {
+  const maxDepth = limits.maxDepth ?? DEFAULT_MATERIALIZE_LIMITS.maxDepth;
+  const maxEntries = limits.maxEntries ?? DEFAULT_MATERIALIZE_LIMITS.maxEntries;
+  const missing: Digest[] = [];
+  const files = new Map<string, Digest>();
+  const seen = new Set<string>();
+  let entries = 0;
+  let level: Digest[] = [root];
+  for (let depth = 0; level.length > 0; depth++) {
+    if (depth > maxDepth) throw new InvalidTreeError(`input tree is deeper than ${maxDepth} directories`);
+    const next: Digest[] = [];
+    const blobs = await Promise.all(level.map(async (d) => [d, await readBlob(store, d)] as const));
+    for (const [d, blob] of blobs) {
+      if (!blob) {
+        missing.push(d);
+        continue;
+      }
+      const node = decodeReapiDirectory(blob);
+      entries += 1 + node.files.length + node.directories.length + node.symlinks.length;
+      if (entries > maxEntries) throw new InvalidTreeError(`input tree has more than ${maxEntries} entries`);
+      for (const f of node.files) if (f.digest.size > 0) files.set(`${f.digest.hash}/${f.digest.size}`, f.digest);
+      for (const sub of node.directories) {
+        const key = `${sub.digest.hash}/${sub.digest.size}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        next.push(sub.digest);
+      }
+    }
+    level = next;
+  }
+  if (files.size > 0) missing.push(...(await store.findMissing([...files.values()])));
+  return missing;
+}
