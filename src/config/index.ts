@@ -11,3 +11,4 @@ export {
   type NoticeQueue,
   type SpotNoticesConfig,
 } from './spot-notices';
+export { grpcSchema, type GrpcConfig } from './grpc-schema';
