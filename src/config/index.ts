@@ -11,4 +11,5 @@ export {
   type NoticeQueue,
   type SpotNoticesConfig,
 } from './spot-notices';
+export { grpcSchema, type GrpcConfig } from './grpc-schema';
 export { remoteExecutionSchema, type RemoteExecutionConfig } from './remote-execution-schema';

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { agentsSchema } from './agents-schema';
+import { grpcSchema } from './grpc-schema';
 import { JOB_TYPE_NAME, overflowSchema, poolSchema, POOL_NAME, posInt } from './pool-schema';
 import { crossCheck } from './cross-checks';
 import { secretToken } from './secret-token';
@@ -114,6 +115,7 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    grpc: grpcSchema,
     /** REAPI Execute: which job type remote actions become (README: "Remote execution"). */
     remoteExecution: remoteExecutionSchema,
     /** EC2's events for every pool's instances, from SQS (off without it). */

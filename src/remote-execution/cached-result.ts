@@ -1,5 +1,5 @@
 import type { ActionCache, BlobStore, Digest } from '../cas';
-import { readBlob } from './input-check';
+import { readBlob } from './blob-read';
 import { reapiProtos } from './reapi-protos';
 import type { ActionResult, ActionResult__Output } from './reapi-types';
 

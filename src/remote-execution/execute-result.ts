@@ -3,7 +3,7 @@ import { status as grpcStatus } from '@grpc/grpc-js';
 import { digestOf, parseOwnActionResultBytes, parseDigestString, type ActionCache, type ActionResult as SpillwayResult, type BlobStore, type Digest } from '../cas';
 import type { BuildRecord } from '../master';
 import type { RemoteAction } from '../protocol';
-import { readBlob } from './input-check';
+import { readBlob } from './blob-read';
 import { reapiProtos } from './reapi-protos';
 import type { ActionResult, Directory, ExecuteResponse, OutputDirectory, OutputFile } from './reapi-types';
 

@@ -1,4 +1,5 @@
-import { DEFAULT_MATERIALIZE_LIMITS, EMPTY_DIGEST, decodeReapiDirectory, InvalidTreeError, type BlobReader, type BlobStore, type Digest } from '../cas';
+import { DEFAULT_MATERIALIZE_LIMITS, EMPTY_DIGEST, decodeReapiDirectory, InvalidTreeError, type BlobStore, type Digest } from '../cas';
+import { readBlob } from './blob-read';
 
 /** Bounds on the input tree checked before a job is submitted (the agent enforces its own too). */
 export interface InputCheckLimits {
@@ -6,25 +7,6 @@ export interface InputCheckLimits {
   maxDepth?: number;
   /** Distinct directories plus their entries. @defaultValue 1,000,000 */
   maxEntries?: number;
-}
-
-/** Reads a blob whole (directory nodes and Action/Command protos are small). */
-export async function readBlob(store: BlobStore, digest: Digest): Promise<Buffer | undefined> {
-  // The store never holds the empty blob; clients (an empty Directory, an empty Command field) do name it.
-  if (digest.size === 0 && digest.hash === EMPTY_DIGEST.hash) return Buffer.alloc(0);
-  const reader: BlobReader | undefined = await store.get(digest.hash);
-  if (!reader) return undefined;
-  if (reader.digest.size !== digest.size) {
-    reader.stream.destroy();
-    return undefined;
-  }
-  if (reader.data) {
-    reader.stream.destroy();
-    return reader.data;
-  }
-  const chunks: Buffer[] = [];
-  for await (const chunk of reader.stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
 }
 
 /**
@@ -45,7 +27,8 @@ export async function missingInputs(store: BlobStore, root: Digest, limits: Inpu
   for (let depth = 0; level.length > 0; depth++) {
     if (depth > maxDepth) throw new InvalidTreeError(`input tree is deeper than ${maxDepth} directories`);
     const next: Digest[] = [];
-    const blobs = await Promise.all(level.map(async (d) => [d, await readBlob(store, d)] as const));
+    // The store never holds the empty blob, and an empty Directory is exactly that.
+    const blobs = await Promise.all(level.map(async (d) => [d, d.size === 0 && d.hash === EMPTY_DIGEST.hash ? Buffer.alloc(0) : await readBlob(store, d)] as const));
     for (const [d, blob] of blobs) {
       if (!blob) {
         missing.push(d);
