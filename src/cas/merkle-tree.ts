@@ -333,12 +333,13 @@ function checkName(name: unknown): asserts name is string {
 }
 
 /**
- * Rejects a symlink target that is absolute or could resolve outside the root. `depth` is how
+ * Rejects a symlink target that is absolute or could resolve outside the root (@throws
+ * InvalidTreeError). `depth` is how
  * many directories the link sits below the root. `..` is allowed only as a leading run: after a
  * name it cannot be judged lexically, because that name may itself be a symlink (`s/..` with
  * `s -> ..` climbs two levels), so `a/../b` is refused even though it usually is harmless.
  */
-function checkSymlinkTarget(target: unknown, depth: number, where: string): asserts target is string {
+export function checkSymlinkTarget(target: unknown, depth: number, where: string): asserts target is string {
   const bad = (why: string): never => {
     throw new InvalidTreeError(`symlink ${where} -> ${JSON.stringify(target)}: ${why}`);
   };

@@ -92,8 +92,9 @@ async function execute(deps: ExecutionServiceDeps, call: ServerWritableStream<Ex
 
   const rec: OperationRecord = { type: job.type, action: job.payload.remoteAction!, doNotCache: job.doNotCache, submittedAt: deps.clock.now() };
   await deps.operations.create(name, rec);
-  // Subscribed before the job exists, so its dispatch cannot slip past.
+  // Subscribed and QUEUED before the job exists, so its dispatch cannot slip past or come first.
   const follower = new Follower(deps, call, name, rec);
+  follower.advance('QUEUED');
   try {
     await deps.master.jobs.submit({ type: job.type, jobId: name, attempts: 1, ...job.payload });
   } catch (err) {
@@ -102,7 +103,7 @@ async function execute(deps: ExecutionServiceDeps, call: ServerWritableStream<Ex
     throw err;
   }
   deps.log.info('execution.submitted', { operation: name, type: job.type, action: actionDigest.hash, instance });
-  await follower.run('QUEUED');
+  await follower.run(undefined);
 }
 
 async function waitExecution(deps: ExecutionServiceDeps, call: ServerWritableStream<WaitExecutionRequest__Output, Operation>): Promise<void> {
@@ -172,7 +173,7 @@ class Follower {
     w?.();
   }
 
-  private advance(stage: Stage): void {
+  advance(stage: Stage): void {
     if (this.closed || this.stage === stage || (this.stage === 'EXECUTING' && stage === 'QUEUED')) return;
     this.stage = stage;
     send(this.call, operation(this.name, stage, this.rec.action.actionDigest)).catch(() => this.close());

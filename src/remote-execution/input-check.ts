@@ -1,4 +1,4 @@
-import { DEFAULT_MATERIALIZE_LIMITS, EMPTY_DIGEST, decodeReapiDirectory, InvalidTreeError, type BlobStore, type Digest } from '../cas';
+import { checkSymlinkTarget, DEFAULT_MATERIALIZE_LIMITS, EMPTY_DIGEST, decodeReapiDirectory, InvalidTreeError, type BlobStore, type Digest } from '../cas';
 import { readBlob } from './blob-read';
 
 /** Bounds on the input tree checked before a job is submitted (the agent enforces its own too). */
@@ -35,6 +35,8 @@ export async function missingInputs(store: BlobStore, root: Digest, limits: Inpu
         continue;
       }
       const node = decodeReapiDirectory(blob);
+      // Breadth first, so a node shared by several places is checked at its shallowest, the strictest.
+      for (const l of node.symlinks) checkSymlinkTarget(l.target, depth, l.name);
       entries += 1 + node.files.length + node.directories.length + node.symlinks.length;
       if (entries > maxEntries) throw new InvalidTreeError(`input tree has more than ${maxEntries} entries`);
       for (const f of node.files) if (f.digest.size > 0) files.set(`${f.digest.hash}/${f.digest.size}`, f.digest);

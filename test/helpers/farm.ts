@@ -111,6 +111,7 @@ export class TestFarm {
     workDir?: string;
     cacheDir?: string;
     casUrl?: string;
+    casToken?: string;
     buildDiskMb?: number;
     diskPollMs?: number;
     minFreeMb?: number;
