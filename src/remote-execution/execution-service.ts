@@ -35,8 +35,8 @@ export interface ExecutionServiceDeps {
 type Stage = 'QUEUED' | 'EXECUTING' | 'COMPLETED';
 type OperationCall = ServerWritableStream<unknown, Operation>;
 
-/** protobufjs and proto-loader (both camelCase here) name Any's field typeUrl; the generated types spell type_url. */
-const any = (typeUrl: string, value: Buffer) => ({ typeUrl, value }) as unknown as { type_url: string; value: Buffer };
+/** An Any; grpc-js's serializer and the protobufjs codecs both want the field spelled type_url (a typeUrl is dropped silently). */
+const any = (typeUrl: string, value: Buffer) => ({ type_url: typeUrl, value });
 
 /**
  * Execution.Execute and WaitExecution. An Execute is answered from the action cache when it

@@ -50,8 +50,11 @@ describe('remote-execution/Execution (a master with real agents)', function () {
     );
   }
 
-  const preconditionViolations = (r: { status: { details: Array<{ value: Buffer }> } | null }) =>
-    reapiProtos().preconditionFailure.decode(r.status!.details[0]!.value).violations.map((v) => `${v.type} ${v.subject}`);
+  function preconditionViolations(r: { status: { details: Array<{ value: Buffer }> } | null }): string[] {
+    const [detail] = r.status!.details;
+    assert.equal((detail as unknown as { type_url: string }).type_url, 'type.googleapis.com/google.rpc.PreconditionFailure');
+    return reapiProtos().preconditionFailure.decode(detail!.value).violations.map((v) => `${v.type} ${v.subject}`);
+  }
 
   it('refuses a call without a token, with a wrong one, and with a read-only one', async () => {
     const a = await shAction('true', { salt: 'auth' });
@@ -118,6 +121,8 @@ describe('remote-execution/Execution (a master with real agents)', function () {
     const r = await client.execute(a);
     assert.equal(r.status.code, Code.OK, r.status.details);
     assert.deepEqual(r.stages, ['QUEUED', 'EXECUTING', 'COMPLETED']);
+    const v2 = 'type.googleapis.com/build.bazel.remote.execution.v2';
+    assert.deepEqual(r.typeUrls, [`${v2}.ExecuteOperationMetadata`, `${v2}.ExecuteOperationMetadata`, `${v2}.ExecuteOperationMetadata`, `${v2}.ExecuteResponse`]);
     const res = r.response!;
     assert.equal(res.status?.code ?? 0, Code.OK);
     assert.equal(res.cachedResult, false);

@@ -8,6 +8,8 @@ export const wire = (d: Digest) => ({ hash: d.hash, sizeBytes: d.size });
 export interface Streamed {
   name: string | undefined;
   stages: string[];
+  /** The type_url of every Any received (metadata, then the response): what a real client checks. */
+  typeUrls: string[];
   response: ExecuteResponse__Output | undefined;
   status: grpc.StatusObject;
   /** google.rpc.Status details of a failed call, decoded from grpc-status-details-bin. */
@@ -68,10 +70,12 @@ export class ReapiClient {
 /** Reads a stream to its end, or cancels it once `until` holds for a stage (a client that goes away). */
 function collect(call: grpc.ClientReadableStream<Operation__Output>, until?: (stage: string) => boolean): Promise<Streamed> {
   const codecs = reapiProtos();
-  const out: Streamed = { name: undefined, stages: [], response: undefined, status: { code: 0, details: '', metadata: new grpc.Metadata() }, errorDetails: undefined };
+  const out: Streamed = { name: undefined, stages: [], typeUrls: [], response: undefined, status: { code: 0, details: '', metadata: new grpc.Metadata() }, errorDetails: undefined };
   return new Promise((resolve) => {
     call.on('data', (op: Operation__Output) => {
       out.name = op.name;
+      if (op.metadata) out.typeUrls.push(op.metadata.type_url);
+      if (op.response) out.typeUrls.push(op.response.type_url);
       if (op.metadata) out.stages.push(codecs.executeOperationMetadata.decode(op.metadata.value).stage);
       if (op.done && op.response) out.response = codecs.executeResponse.decode(op.response.value);
       if (until && until(out.stages[out.stages.length - 1] ?? '')) call.cancel();
