@@ -1,12 +1,15 @@
 import { strict as assert } from 'node:assert';
-import { mkdtempSync, promises as fsp } from 'node:fs';
+import { existsSync, mkdtempSync, promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import { status as Code } from '@grpc/grpc-js';
 import { digestOf, type Digest } from '../../src/cas';
 import type { BuildRecord } from '../../src/master';
-import { reapiProtos } from '../../src/remote-execution';
+import { reapiProtos, type ServerCapabilities__Output } from '../../src/remote-execution';
+import { freePort } from '../../src/lib';
 import { farmConfigRaw, TestFarm } from '../helpers/farm';
+import { waitUntil } from '../helpers/wait-until';
 import { ReapiClient, wire } from './reapi-client';
 
 const CAS_TOKEN = 'reapi-exec-token-0123456789';
@@ -55,6 +58,20 @@ describe('remote-execution/Execution (a master with real agents)', function () {
     assert.equal((detail as unknown as { type_url: string }).type_url, 'type.googleapis.com/google.rpc.PreconditionFailure');
     return reapiProtos().preconditionFailure.decode(detail!.value).violations.map((v) => `${v.type} ${v.subject}`);
   }
+
+  it('is announced by Capabilities (exec_enabled) once registered', async () => {
+    const v2 = reapiProtos().grpc.build.bazel.remote.execution.v2;
+    const caps = new v2.Capabilities(farm.addr.grpcUrl!.replace('grpc://', ''), grpc.credentials.createInsecure());
+    try {
+      const got = await new Promise<ServerCapabilities__Output>((resolve, reject) =>
+        caps.getCapabilities({ instanceName: '' }, client.metadata(), (err, res) => (err ? reject(err) : resolve(res!))),
+      );
+      assert.equal(got.executionCapabilities!.execEnabled, true);
+      assert.equal(got.executionCapabilities!.digestFunction, 'SHA256');
+    } finally {
+      caps.close();
+    }
+  });
 
   it('refuses a call without a token, with a wrong one, and with a read-only one', async () => {
     const a = await shAction('true', { salt: 'auth' });
@@ -190,5 +207,48 @@ describe('remote-execution/Execution (a master with real agents)', function () {
     const late = await client.wait(first.name);
     assert.deepEqual(late.stages, ['COMPLETED']);
     assert.equal(late.response!.result!.exitCode, 0);
+  });
+
+  it('keeps an operation across a master restart: WaitExecution on the restarted master gets the result once', async () => {
+    const raw = farmConfigRaw({
+      cas: { dir: path.join(dir, 'cas-restart'), prefix: '/cache', tokens: [CAS_TOKEN] },
+      jobTypes: { remote: { attempts: 1, timeoutSec: 60 }, b2g: {} },
+      remoteExecution: { defaultJobType: 'remote' },
+    });
+    const [httpPort, agentPort, grpcPort] = [await freePort(), await freePort(), await freePort()];
+    Object.assign(raw.http as object, { port: httpPort });
+    Object.assign(raw.agents as object, { port: agentPort });
+    raw.grpc = { host: '127.0.0.1', port: grpcPort };
+    const first = await new TestFarm(raw).start();
+    let second: TestFarm | undefined;
+    const c = new ReapiClient(first.addr.grpcUrl!, `${first.addr.httpUrl}/cache`, CAS_TOKEN);
+    try {
+      await first.agent({ name: 'survivor', jobTypes: ['remote'], casUrl: `${first.addr.httpUrl}/cache`, casToken: CAS_TOKEN, workDir: path.join(dir, 'work-restart') });
+      const gate = path.join(dir, 'gate-restart');
+      const input = await c.put('restart\n');
+      const root = await c.directory({ files: [{ name: 'in.txt', digest: wire(input) }] });
+      const running = path.join(dir, 'running-restart');
+      const a = await c.action({ arguments: [SH, '-c', `touch ${running}; while [ ! -e ${gate} ]; do sleep 0.05; done; cat in.txt`], environmentVariables: [PATH] }, root);
+      const started = await c.execute(a, { until: (s) => s === 'EXECUTING' });
+      assert.ok(started.name);
+      // The command runs (its inputs are on the agent) before the master goes away.
+      await waitUntil(() => existsSync(running), { what: 'the command started', timeoutMs: 20_000 });
+      await first.daemon.stop();
+      second = await new TestFarm(raw).start();
+      const waited = c.wait(started.name);
+      await fsp.writeFile(gate, '');
+      const w = await waited;
+      assert.equal(w.status.code, Code.OK, w.status.details);
+      assert.equal(w.stages.filter((s) => s === 'COMPLETED').length, 1);
+      assert.equal(w.response!.status?.code ?? 0, Code.OK, JSON.stringify(w.response!.status));
+      assert.equal(w.response!.result!.exitCode, 0);
+      assert.equal(w.response!.result!.executionMetadata!.worker, 'survivor');
+      const out = w.response!.result!.stdoutDigest!;
+      assert.equal((await c.cas.getBlob({ hash: out.hash, size: out.sizeBytes }))!.toString(), 'restart\n');
+    } finally {
+      c.close();
+      await first.stop();
+      await second?.stop();
+    }
   });
 });
