@@ -74,6 +74,19 @@ describe('REAPI gRPC: hostile clients', () => {
     assert.equal(reads.code, status.INVALID_ARGUMENT);
   });
 
+  it('a batch of thousands of tiny blobs is stored with bounded concurrency, every blob answered', async () => {
+    const blobs = Array.from({ length: 3000 }, (_, i) => Buffer.from(`tiny blob ${i}`));
+    const res = await call<{ responses: Array<{ digest: { hash: string }; status: { code: number } }> }>(
+      f.cas.BatchUpdateBlobs.bind(f.cas),
+      { requests: blobs.map((data) => ({ digest: wire(digestOf(data)), data })) },
+      w,
+    );
+    assert.equal(res.responses.length, blobs.length);
+    assert.ok(res.responses.every((x, i) => x.status.code === status.OK && x.digest.hash === digestOf(blobs[i]!).hash));
+    const missing = await call<{ missingBlobDigests: unknown[] }>(f.cas.FindMissingBlobs.bind(f.cas), { blobDigests: blobs.map((b) => wire(digestOf(b))) }, r);
+    assert.equal(missing.missingBlobDigests.length, 0);
+  });
+
   it('ByteStream.Write with the wrong hash, a short or long body, a bad offset or no finish_write fails and commits nothing', async () => {
     const data = randomBytes(200 * 1024);
     const d = digestOf(data);
@@ -175,6 +188,10 @@ describe('REAPI gRPC: hostile clients', () => {
       assert.equal(got.code, status.INVALID_ARGUMENT, got.details);
     }
     assert.equal((await codeOf(tree(wire(digestOf('no such dir'))))).code, status.NOT_FOUND);
+    // A root digest far larger than any Directory is refused without reading the blob.
+    const huge = await codeOf(tree({ hash: digestOf('x').hash, sizeBytes: 1 << 30 }));
+    assert.equal(huge.code, status.INVALID_ARGUMENT);
+    assert.match(huge.details, /too large/);
     for (const token of ['abc', '-1', '0', '1e9', '12345678901']) assert.equal((await codeOf(tree(wire(digestOf(text)), token))).code, status.INVALID_ARGUMENT, token);
   });
 
