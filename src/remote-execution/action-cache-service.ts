@@ -10,6 +10,8 @@ import type { ActionCacheHandlers, ActionResult, ActionResult__Output, Digest__O
 
 /** Output directories whose Tree is larger than this are not opened for the completeness check. */
 const MAX_TREE_BYTES = 64 * 1024 * 1024;
+/** Larger /ac/ values are opaque client data (ccache), never read into memory here. */
+const MAX_RESULT_BYTES = 16 * 1024 * 1024;
 
 /**
  * ActionCache over the existing action cache's raw namespace: a result is the serialized REAPI
@@ -32,8 +34,9 @@ export function actionCacheService(deps: CacheServiceDeps): ActionCacheHandlers 
       const miss = () => notFound(`no action result for ${action.hash}/${action.size}`);
       const reader = await actionCache.getRaw(action.hash);
       if (!reader) throw miss();
-      const bytes = await readBlob(deps.store, reader.digest);
       reader.stream.destroy();
+      if (reader.digest.size > MAX_RESULT_BYTES) throw miss(); // not an ActionResult anyone wrote over REAPI
+      const bytes = await readBlob(deps.store, reader.digest);
       if (!bytes) throw miss();
       let result: ActionResult__Output;
       try {

@@ -14,6 +14,8 @@ const PAGE_BYTES = 2 * 1024 * 1024;
 /** A tree with more distinct directories than this is refused rather than walked. */
 const MAX_DIRECTORIES = 200_000;
 const TOKEN = /^[1-9][0-9]{0,8}$/;
+/** No Directory proto comes near this; a bigger blob is not read into memory to find that out. */
+const MAX_DIRECTORY_BYTES = 16 * 1024 * 1024;
 
 /**
  * ContentAddressableStorage.GetTree: every Directory below the root, breadth first (a stable
@@ -43,6 +45,7 @@ export function directoryTree(deps: CacheServiceDeps) {
     while (queue.length > 0) {
       if (call.cancelled) return;
       const digest = queue.shift()!;
+      if (digest.size > MAX_DIRECTORY_BYTES) throw invalidArgument(`blob ${digest.hash}/${digest.size} is too large to be a Directory`);
       const bytes = await readBlob(deps.store, digest);
       if (!bytes) {
         if (digest === root) throw notFound(`root directory ${digest.hash}/${digest.size} not found`);

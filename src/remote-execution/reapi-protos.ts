@@ -38,6 +38,8 @@ const PROTO_FILES = [
  * How decoded messages look (the `__Output` types in proto-types/ were generated with
  * the same settings: `npm run proto:types`): camelCase fields, int64 as number (sizes
  * stay far below 2^53), enums as their names, every field present with its default.
+ * google.protobuf.Any is the exception to camelCase: `{ type_url, value }` (protobufjs bundles
+ * it with snake_case names), in the generated types and in {@link MessageCodec} alike.
  */
 export const CONVERSION = { longs: Number, enums: String, defaults: true, oneofs: true } as const;
 

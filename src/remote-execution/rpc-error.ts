@@ -20,8 +20,8 @@ export class RpcError extends Error implements Partial<ServiceError> {
     this.details = message;
     this.metadata = new Metadata();
     if (statusDetails.length > 0) {
-      // protobufjs names Any's fields in camelCase; the generated type spells proto-loader's type_url.
-      const details = statusDetails.map((d) => ({ typeUrl: d.typeUrl, value: d.value })) as unknown as Status['details'];
+      // google.protobuf.Any comes from protobufjs's bundled definitions, which keep snake_case.
+      const details = statusDetails.map((d) => ({ type_url: d.typeUrl, value: d.value }));
       const bytes = reapiProtos().status.encode({ code, message, details });
       this.metadata.set('grpc-status-details-bin', bytes);
     }

@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import { readBlob } from './blob-read';
+import { boundedMap } from './bounded-map';
 import type { CacheServiceDeps } from './cache-deps';
 import { unary } from './grpc-handlers';
 import { directoryTree } from './directory-tree';
@@ -10,6 +11,8 @@ import type { BatchReadBlobsResponse, BatchUpdateBlobsResponse, ContentAddressab
 
 /** More digests than this in one FindMissingBlobs is refused (gRPC's message limit bounds it anyway). */
 const MAX_FIND_MISSING = 100_000;
+/** Blobs of one batch stored or read at once. */
+const BATCH_CONCURRENCY = 16;
 
 /** ContentAddressableStorage: FindMissingBlobs, BatchUpdateBlobs, BatchReadBlobs, GetTree. */
 export function storageService(deps: CacheServiceDeps): ContentAddressableStorageHandlers {
@@ -35,20 +38,18 @@ export function storageService(deps: CacheServiceDeps): ContentAddressableStorag
       if (total > deps.maxBatchBytes) {
         throw invalidArgument(`batch of ${total} bytes exceeds max_batch_total_size_bytes ${deps.maxBatchBytes}: use ByteStream.Write`);
       }
-      const responses = await Promise.all(
-        req.requests.map(async (r, i) => {
-          const echo = r.digest ? { hash: r.digest.hash, sizeBytes: r.digest.sizeBytes } : null;
-          try {
-            const digest = requestDigest(r.digest, `requests[${i}].digest`);
-            if (r.compressor !== 'IDENTITY') throw invalidArgument(`requests[${i}]: compressor ${r.compressor} is not supported`);
-            if (r.data.length !== digest.size) throw invalidArgument(`requests[${i}]: ${r.data.length} bytes sent for a digest of size ${digest.size}`);
-            await store.put(Readable.from([r.data]), { hash: digest.hash, size: digest.size });
-            return { digest: echo, status: OK_STATUS };
-          } catch (err) {
-            return { digest: echo, status: statusOf(err) };
-          }
-        }),
-      );
+      const responses = await boundedMap(req.requests, BATCH_CONCURRENCY, async (r, i) => {
+        const echo = r.digest ? { hash: r.digest.hash, sizeBytes: r.digest.sizeBytes } : null;
+        try {
+          const digest = requestDigest(r.digest, `requests[${i}].digest`);
+          if (r.compressor !== 'IDENTITY') throw invalidArgument(`requests[${i}]: compressor ${r.compressor} is not supported`);
+          if (r.data.length !== digest.size) throw invalidArgument(`requests[${i}]: ${r.data.length} bytes sent for a digest of size ${digest.size}`);
+          await store.put(Readable.from([r.data]), { hash: digest.hash, size: digest.size });
+          return { digest: echo, status: OK_STATUS };
+        } catch (err) {
+          return { digest: echo, status: statusOf(err) };
+        }
+      });
       return { responses };
     }),
 
@@ -62,17 +63,15 @@ export function storageService(deps: CacheServiceDeps): ContentAddressableStorag
       if (total > deps.maxBatchBytes) {
         throw invalidArgument(`batch of ${total} bytes exceeds max_batch_total_size_bytes ${deps.maxBatchBytes}: use ByteStream.Read`);
       }
-      const responses = await Promise.all(
-        digests.map(async (digest) => {
-          try {
-            const data = await readBlob(store, digest);
-            if (!data) return { digest: wireDigest(digest), data: Buffer.alloc(0), status: { code: Code.NOT_FOUND, message: `blob ${digest.hash}/${digest.size} not found` } };
-            return { digest: wireDigest(digest), data, compressor: 'IDENTITY' as const, status: OK_STATUS };
-          } catch (err) {
-            return { digest: wireDigest(digest), data: Buffer.alloc(0), status: statusOf(err) };
-          }
-        }),
-      );
+      const responses = await boundedMap(digests, BATCH_CONCURRENCY, async (digest) => {
+        try {
+          const data = await readBlob(store, digest);
+          if (!data) return { digest: wireDigest(digest), data: Buffer.alloc(0), status: { code: Code.NOT_FOUND, message: `blob ${digest.hash}/${digest.size} not found` } };
+          return { digest: wireDigest(digest), data, compressor: 'IDENTITY' as const, status: OK_STATUS };
+        } catch (err) {
+          return { digest: wireDigest(digest), data: Buffer.alloc(0), status: statusOf(err) };
+        }
+      });
       return { responses };
     }),
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { PROTO_DIR, reapiProtos } from '../../src/remote-execution';
+import { Code, PROTO_DIR, reapiProtos, RpcError } from '../../src/remote-execution';
 
 describe('REAPI protos', () => {
   it('are found relative to the package root from dist', () => {
@@ -51,5 +51,20 @@ describe('REAPI protos', () => {
     assert.equal(Buffer.from(ar.stderrRaw).toString(), 'boom');
     assert.equal(ar.executionMetadata?.worker, 'w1');
     assert.throws(() => p.directory.decode(Buffer.from('ffffffff', 'hex')));
+  });
+});
+
+describe('RpcError status details', () => {
+  it('carry typed details (PreconditionFailure) as grpc-status-details-bin, with Any type_url intact', () => {
+    const p = reapiProtos();
+    const violation = p.preconditionFailure.encode({ violations: [{ type: 'MISSING', subject: `blobs/${'a'.repeat(64)}/3` }] });
+    const err = new RpcError(Code.FAILED_PRECONDITION, 'missing inputs', [{ typeUrl: p.preconditionFailure.typeUrl, value: violation }]);
+    const [bin] = err.metadata.get('grpc-status-details-bin');
+    assert.ok(Buffer.isBuffer(bin));
+    const st = p.status.decode(bin);
+    assert.equal(st.code, Code.FAILED_PRECONDITION);
+    assert.equal(st.details[0]?.type_url, 'type.googleapis.com/google.rpc.PreconditionFailure');
+    const back = p.preconditionFailure.decode(st.details[0]!.value as Buffer);
+    assert.equal(back.violations[0]?.subject, `blobs/${'a'.repeat(64)}/3`);
   });
 });
