@@ -20,7 +20,7 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, promises as fsp, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, promises as fsp, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -42,6 +42,8 @@ const AGENT_TOKEN = randomBytes(16).toString('hex');
 const CLI = resolve(__dirname, '../src/cli/main.js');
 
 const dir = mkdtempSync(join(tmpdir(), 'spillway-bench-remote-'));
+// A root agent runs builds as its build user (nobody), who must pass through to the work dir.
+chmodSync(dir, 0o711);
 let redis: RedisServerHandle | undefined;
 let daemon: Daemon | undefined;
 let agent: LoggedChild | undefined;
@@ -114,7 +116,7 @@ async function main(): Promise<number> {
     SPILLWAY_CAS_TOKEN: TOKEN,
   });
   await new Promise<void>((ok, fail) => {
-    const deadline = Date.now() + 20_000;
+    const deadline = Date.now() + 60_000;
     const check = () => (daemon!.master.agents().length > 0 ? ok() : Date.now() > deadline ? fail(new Error('the agent did not connect')) : setTimeout(check, 50));
     check();
   });
@@ -179,4 +181,11 @@ runBench(main, {
   cleanup,
   kill: () => agent?.child.kill('SIGKILL'),
   afterCleanup: () => rmSync(dir, { recursive: true, force: true }),
+  onError: () => {
+    try {
+      process.stderr.write(`agent log:\n${readFileSync(join(dir, 'agent.log'), 'utf8').slice(-4000)}\n`);
+    } catch {
+      // no log yet
+    }
+  },
 });

@@ -96,7 +96,8 @@ async function execute(deps: ExecutionServiceDeps, call: ServerWritableStream<Ex
   const follower = new Follower(deps, call, name, rec);
   follower.advance('QUEUED');
   try {
-    await deps.master.jobs.submit({ type: job.type, jobId: name, attempts: 1, ...job.payload });
+    // The job type's attempts: a build lost with its agent runs again elsewhere (a failing command never does).
+    await deps.master.jobs.submit({ type: job.type, jobId: name, ...job.payload });
   } catch (err) {
     follower.close();
     if (err instanceof BadRequestError) throw new RpcError(Code.INVALID_ARGUMENT, err.message);
