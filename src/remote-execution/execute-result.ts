@@ -69,7 +69,6 @@ async function loadResult(store: BlobStore, digestText: string): Promise<Spillwa
 
 /** The REAPI ActionResult of an agent's result; output directories' Trees are stored in `store`. */
 export async function toReapiResult(r: SpillwayResult, action: RemoteAction, store: BlobStore, rec: Pick<BuildRecord, 'agent' | 'queuedAt'>): Promise<ActionResult> {
-  const declaredDirs = new Set(action.outputDirs);
   const outputFiles: OutputFile[] = [];
   const underDir = new Map<string, Array<{ path: string; digest: Digest; executable: boolean }>>();
   const dirOf = (p: string): string | undefined => {
@@ -77,7 +76,7 @@ export async function toReapiResult(r: SpillwayResult, action: RemoteAction, sto
     return undefined;
   };
   for (const f of r.outputFiles) {
-    const dir = declaredDirs.has(f.path) ? undefined : dirOf(f.path);
+    const dir = dirOf(f.path);
     if (dir === undefined) {
       outputFiles.push({ path: f.path, digest: wire(f.digest), isExecutable: (f.mode & 0o111) !== 0 });
       continue;
