@@ -49,16 +49,39 @@ const any = (typeUrl: string, value: Buffer) => ({ type_url: typeUrl, value });
 export function executionService(deps: ExecutionServiceDeps): ReapiService {
   const { log } = deps;
   const v2 = reapiProtos().grpc.build.bazel.remote.execution.v2;
+  const followers = new Followers(deps.master);
   return {
     definition: v2.Execution.service,
     implementation: {
-      Execute: serverStream(log, 'Execute', (call: ServerWritableStream<ExecuteRequest__Output, Operation>) => execute(deps, call)),
-      WaitExecution: serverStream(log, 'WaitExecution', (call: ServerWritableStream<WaitExecutionRequest__Output, Operation>) => waitExecution(deps, call)),
+      Execute: serverStream(log, 'Execute', (call: ServerWritableStream<ExecuteRequest__Output, Operation>) => execute(deps, followers, call)),
+      WaitExecution: serverStream(log, 'WaitExecution', (call: ServerWritableStream<WaitExecutionRequest__Output, Operation>) => waitExecution(deps, followers, call)),
     },
   };
 }
 
-async function execute(deps: ExecutionServiceDeps, call: ServerWritableStream<ExecuteRequest__Output, Operation>): Promise<void> {
+/** The streams following each operation, behind one pair of master listeners (not two per stream). */
+class Followers {
+  private readonly byName = new Map<string, Set<Follower>>();
+
+  constructor(master: ExecutionServiceDeps['master']) {
+    master.on('build-dispatched', (b) => this.byName.get(b.id)?.forEach((f) => f.advance('EXECUTING')));
+    master.on('job-settled', (_q, id) => this.byName.get(id)?.forEach((f) => f.nudge()));
+  }
+
+  add(name: string, f: Follower): void {
+    let set = this.byName.get(name);
+    if (!set) this.byName.set(name, (set = new Set()));
+    set.add(f);
+  }
+
+  remove(name: string, f: Follower): void {
+    const set = this.byName.get(name);
+    set?.delete(f);
+    if (set?.size === 0) this.byName.delete(name);
+  }
+}
+
+async function execute(deps: ExecutionServiceDeps, followers: Followers, call: ServerWritableStream<ExecuteRequest__Output, Operation>): Promise<void> {
   // Running work writes results: the cache's read-write tokens, as for UpdateActionResult.
   deps.auth.require(call.metadata, 'read-write');
   const req = call.request;
@@ -93,7 +116,7 @@ async function execute(deps: ExecutionServiceDeps, call: ServerWritableStream<Ex
   const rec: OperationRecord = { type: job.type, action: job.payload.remoteAction!, doNotCache: job.doNotCache, submittedAt: deps.clock.now() };
   await deps.operations.create(name, rec);
   // Subscribed and QUEUED before the job exists, so its dispatch cannot slip past or come first.
-  const follower = new Follower(deps, call, name, rec);
+  const follower = new Follower(deps, followers, call, name, rec);
   follower.advance('QUEUED');
   try {
     // The job type's attempts: a build lost with its agent runs again elsewhere (a failing command never does).
@@ -107,12 +130,12 @@ async function execute(deps: ExecutionServiceDeps, call: ServerWritableStream<Ex
   await follower.run(undefined);
 }
 
-async function waitExecution(deps: ExecutionServiceDeps, call: ServerWritableStream<WaitExecutionRequest__Output, Operation>): Promise<void> {
+async function waitExecution(deps: ExecutionServiceDeps, followers: Followers, call: ServerWritableStream<WaitExecutionRequest__Output, Operation>): Promise<void> {
   deps.auth.require(call.metadata, 'read-write');
   const name = call.request.name;
   const rec = OPERATION_NAME.test(name) ? await deps.operations.get(name) : undefined;
   if (!rec) throw new RpcError(Code.NOT_FOUND, `no operation ${name.slice(0, 80)} (unknown, or finished over ${deps.config.remoteExecution.operationTtlSec} s ago)`);
-  await new Follower(deps, call, name, rec).run(undefined);
+  await new Follower(deps, followers, call, name, rec).run(undefined);
 }
 
 /**
@@ -125,25 +148,22 @@ class Follower {
   private wake: (() => void) | undefined;
   private closed = false;
   private readonly abort = new AbortController();
-  private readonly onDispatched = (b: { id: string }) => b.id === this.name && this.advance('EXECUTING');
-  private readonly onSettled = (_q: string, id: string) => id === this.name && this.nudge();
 
   constructor(
     private readonly deps: ExecutionServiceDeps,
+    private readonly followers: Followers,
     private readonly call: OperationCall,
     private readonly name: string,
     private readonly rec: OperationRecord,
   ) {
-    deps.master.on('build-dispatched', this.onDispatched);
-    deps.master.on('job-settled', this.onSettled);
+    followers.add(name, this);
     call.on('cancelled', () => this.close());
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.deps.master.off('build-dispatched', this.onDispatched);
-    this.deps.master.off('job-settled', this.onSettled);
+    this.followers.remove(this.name, this);
     this.abort.abort();
     this.nudge();
   }
@@ -168,7 +188,7 @@ class Follower {
     }
   }
 
-  private nudge(): void {
+  nudge(): void {
     const w = this.wake;
     this.wake = undefined;
     w?.();

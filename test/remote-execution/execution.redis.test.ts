@@ -171,6 +171,23 @@ describe('remote-execution/Execution (a master with real agents)', function () {
     assert.deepEqual(skipped.stages, ['QUEUED', 'EXECUTING', 'COMPLETED']);
   });
 
+  it('follows many concurrent operations behind one pair of master listeners', async () => {
+    const before = farm.master.listenerCount('build-dispatched');
+    // Counted while the streams are open: each dispatch happens with its stream (and others) waiting.
+    let most = 0;
+    const count = () => (most = Math.max(most, farm.master.listenerCount('build-dispatched')));
+    farm.master.on('build-dispatched', count);
+    try {
+      const actions = await Promise.all(Array.from({ length: 16 }, (_, i) => shAction(`echo ${i}`, { salt: `many-${i}` })));
+      const results = await Promise.all(actions.map((a) => client.execute(a)));
+      assert.deepEqual(results.map((r) => r.response?.result?.exitCode), actions.map(() => 0));
+    } finally {
+      farm.master.off('build-dispatched', count);
+    }
+    assert.equal(most, before + 1, 'no listener per stream');
+    assert.equal(farm.master.listenerCount('build-dispatched'), before);
+  });
+
   it('returns a failing action with its exit code and stderr, and does not cache it', async () => {
     const a = await shAction('echo "compile error: bad.c:1" >&2; exit 3', { salt: 'fails' });
     const r = await client.execute(a);
