@@ -14,8 +14,8 @@ const PAGE_BYTES = 2 * 1024 * 1024;
 /** A tree with more distinct directories than this is refused rather than walked. */
 const MAX_DIRECTORIES = 200_000;
 const TOKEN = /^[1-9][0-9]{0,8}$/;
-/** No Directory proto comes near this; a bigger blob is not read into memory to find that out. */
-const MAX_DIRECTORY_BYTES = 16 * 1024 * 1024;
+/** No real Directory comes near this (it is ~20k entries); with PAGE_BYTES it keeps a page under 4 MiB. */
+const MAX_DIRECTORY_BYTES = 2 * 1024 * 1024;
 
 /**
  * ContentAddressableStorage.GetTree: every Directory below the root, breadth first (a stable
