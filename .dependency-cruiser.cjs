@@ -34,7 +34,8 @@ module.exports = {
       from: { path: '^src/http/' },
       to: { path: '^src/provisioner/', dependencyTypesNot: ['type-only'] },
     },
-    layer('cli', ['config', 'protocol', 'queue-monitor', 'provisioner', 'master', 'http', 'slave-agent', 'executor', 'cas', 'vpn']),
+    layer('remote-execution', ['config', 'protocol', 'master', 'cas']),
+    layer('cli', ['config', 'protocol', 'queue-monitor', 'provisioner', 'master', 'http', 'remote-execution', 'slave-agent', 'executor', 'cas', 'vpn']),
     {
       name: 'only-through-index',
       comment: "another folder's public surface is its index.ts",

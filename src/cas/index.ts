@@ -15,3 +15,4 @@ export * from './store-messages';
 export * from './store-host';
 export * from './remote-store';
 export * from './connection-router';
+export * from './reapi-directory';

@@ -107,6 +107,23 @@ const byName = (a: { name: string }, b: { name: string }): number =>
  * @throws InvalidTreeError for bad names, duplicate names, malformed digests or symlink targets
  */
 export function encodeDirectory(node: DirectoryNode): Buffer {
+  const { files, directories, symlinks } = checkDirectoryNode(node);
+  const str = JSON.stringify;
+  const dig = (d: Digest): string => `{"hash":${str(d.hash)},"size":${d.size}}`;
+  const text =
+    `{"files":[${files.map((f) => `{"name":${str(f.name)},"digest":${dig(f.digest)},"executable":${f.executable}}`).join(',')}],` +
+    `"directories":[${directories.map((d) => `{"name":${str(d.name)},"digest":${dig(d.digest)}}`).join(',')}],` +
+    `"symlinks":[${symlinks.map((s) => `{"name":${str(s.name)},"target":${str(s.target)}}`).join(',')}]}`;
+  return Buffer.from(text, 'utf8');
+}
+
+/**
+ * Checks what every directory node must satisfy, whatever its encoding (ours, or a REAPI
+ * `Directory` proto): names are single path components, no name twice, digests well-formed,
+ * symlink targets relative and not climbing out. Returns the lists sorted by name.
+ * @throws InvalidTreeError
+ */
+export function checkDirectoryNode(node: DirectoryNode): DirectoryNode {
   const files = [...node.files].sort(byName);
   const directories = [...node.directories].sort(byName);
   const symlinks = [...node.symlinks].sort(byName);
@@ -123,14 +140,11 @@ export function encodeDirectory(node: DirectoryNode): Buffer {
     if (typeof f.executable !== 'boolean') throw new InvalidTreeError(`file ${JSON.stringify(f.name)}: executable must be a boolean`);
   }
   for (const s of symlinks) checkSymlinkTarget(s.target, Infinity, s.name);
-  const str = JSON.stringify;
-  const dig = (d: Digest): string => `{"hash":${str(d.hash)},"size":${d.size}}`;
-  const text =
-    `{"files":[${files.map((f) => `{"name":${str(f.name)},"digest":${dig(f.digest)},"executable":${f.executable}}`).join(',')}],` +
-    `"directories":[${directories.map((d) => `{"name":${str(d.name)},"digest":${dig(d.digest)}}`).join(',')}],` +
-    `"symlinks":[${symlinks.map((s) => `{"name":${str(s.name)},"target":${str(s.target)}}`).join(',')}]}`;
-  return Buffer.from(text, 'utf8');
+  return { files, directories, symlinks };
 }
+
+/** Turns the bytes of a directory blob into a checked node; one per tree encoding. @throws InvalidTreeError */
+export type DirectoryDecoder = (data: Buffer) => DirectoryNode;
 
 /** The digest of a directory node: SHA-256 of its canonical encoding. */
 export function digestOfDirectory(node: DirectoryNode): Digest {
@@ -239,9 +253,17 @@ async function walk(
  * Directories are created 0755, files get mode 0755 or 0644, symlinks are created as links.
  * Every directory blob is verified against its digest and every name and symlink target is
  * checked before anything is created for it, so a hostile tree cannot write outside `dest`.
+ * `decode` reads the directory blobs: ours by default, REAPI `Directory` protos with
+ * {@link decodeReapiDirectory}; both go through {@link checkDirectoryNode}.
  * @throws InvalidTreeError for a hostile or malformed tree, a tree over `limits`, or a non-empty `dest`
  */
-export async function materializeTree(root: Digest, dest: string, fetch: TreeFetcher, limits: MaterializeLimits = {}): Promise<void> {
+export async function materializeTree(
+  root: Digest,
+  dest: string,
+  fetch: TreeFetcher,
+  limits: MaterializeLimits = {},
+  decode: DirectoryDecoder = decodeDirectory,
+): Promise<void> {
   const base = path.resolve(dest);
   await fsp.mkdir(base, { recursive: true, mode: 0o755 });
   if ((await fsp.readdir(base)).length > 0) throw new InvalidTreeError(`cannot materialize into non-empty ${base}`);
@@ -254,7 +276,7 @@ export async function materializeTree(root: Digest, dest: string, fetch: TreeFet
         if (got.hash !== d.hash || got.size !== d.size) {
           throw new InvalidTreeError(`directory blob ${d.hash} does not match its digest (got ${got.hash}/${got.size})`);
         }
-        return decodeDirectory(buf);
+        return decode(buf);
       });
       nodes.set(d.hash, p);
     }
@@ -311,12 +333,13 @@ function checkName(name: unknown): asserts name is string {
 }
 
 /**
- * Rejects a symlink target that is absolute or could resolve outside the root. `depth` is how
+ * Rejects a symlink target that is absolute or could resolve outside the root (@throws
+ * InvalidTreeError). `depth` is how
  * many directories the link sits below the root. `..` is allowed only as a leading run: after a
  * name it cannot be judged lexically, because that name may itself be a symlink (`s/..` with
  * `s -> ..` climbs two levels), so `a/../b` is refused even though it usually is harmless.
  */
-function checkSymlinkTarget(target: unknown, depth: number, where: string): asserts target is string {
+export function checkSymlinkTarget(target: unknown, depth: number, where: string): asserts target is string {
   const bad = (why: string): never => {
     throw new InvalidTreeError(`symlink ${where} -> ${JSON.stringify(target)}: ${why}`);
   };

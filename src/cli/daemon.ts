@@ -20,6 +20,8 @@ import type { HubCommandRunner } from '../vpn';
 import { Autoscale } from './autoscale';
 import { vpnPeerIssuers } from './vpn-peers';
 import { openCas, type CasService } from './cas-service';
+import { openGrpc } from './grpc-service';
+import { CallAuth, executionService, OperationStore, type ReapiServer } from '../remote-execution';
 
 const QUIT_WITHIN_MS = 1000;
 /**
@@ -51,6 +53,8 @@ export interface DaemonAddresses {
   httpUrl: string;
   /** URL agents connect to, e.g. ws://127.0.0.1:8081 */
   agentUrl: string;
+  /** The REAPI listener for Bazel (`--remote_cache=`), e.g. grpc://127.0.0.1:8980; absent without a CAS. */
+  grpcUrl?: string;
 }
 
 /**
@@ -68,6 +72,7 @@ export class Daemon {
   private autoscale: Autoscale | undefined;
   private dashboard: Dashboard | undefined;
   private http: FastifyInstance | undefined;
+  private grpc: ReapiServer | undefined;
   private _addresses: DaemonAddresses | undefined;
   private readonly clock: Clock;
   private readonly log: Logger;
@@ -193,10 +198,30 @@ export class Daemon {
     const { submit, admin } = config.http.tokens;
     if (submit.length + admin.length === 0) log.warn('http.open-submit', { host: httpAddr.address, reason: 'no submit or admin token: anyone who reaches the API may submit builds' });
 
+    const re = config.remoteExecution;
+    // Execution only where remote actions have a job type to become; Capabilities then says exec_enabled.
+    const execution =
+      cas && (re.defaultJobType !== undefined || Object.keys(re.instances).length > 0)
+        ? [
+            executionService({
+              config,
+              master,
+              store: cas.routes.store,
+              actionCache: cas.routes.actionCache,
+              operations: new OperationStore({ redis: this.apiRedis, keyPrefix: config.redis.keyPrefix, ttlSec: re.operationTtlSec }),
+              auth: new CallAuth(cas.routes.auth),
+              clock,
+              log: log.child({ component: 'execution' }),
+            }),
+          ]
+        : [];
+    this.grpc = await openGrpc(config, cas, clock, log, execution);
+    const grpcUrl = this.grpc && `${config.grpc.tls ? 'grpcs' : 'grpc'}://${urlHost(config.grpc.host)}:${this.grpc.boundPort}`;
+
     master.start();
     await autoscale?.start();
     this.dashboard.start();
-    this._addresses = { httpUrl: `http://${urlHost(httpAddr.address)}:${httpAddr.port}`, agentUrl };
+    this._addresses = { httpUrl: `http://${urlHost(httpAddr.address)}:${httpAddr.port}`, agentUrl, ...(grpcUrl && { grpcUrl }) };
     log.info('master.started', { id: master.id, ...this._addresses, jobTypes: master.jobTypes });
     return this._addresses;
   }
@@ -240,6 +265,7 @@ export class Daemon {
     // First: the pages' event streams would otherwise hold the HTTP server open.
     await this.dashboard?.stop();
     await this.http?.close();
+    await this.grpc?.stop();
     const connections = [this.apiRedis, this.recordsRedis, this.redis, this.subscriber].filter((r): r is Redis => r !== undefined);
     let dropped = false;
     const drop = (reason: string) => {

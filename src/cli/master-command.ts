@@ -11,6 +11,7 @@ export async function masterCommand(flags: { config: string }): Promise<number> 
   const daemon = await startDaemon({ config, log, agentCommand: [process.execPath, resolve(__dirname, 'main.js')] });
   const addresses = daemon.addresses;
   process.stderr.write(`spillway master: HTTP API ${addresses.httpUrl}, agents connect to ${addresses.agentUrl}\n`);
+  if (addresses.grpcUrl) process.stderr.write(`spillway master: REAPI (Bazel --remote_cache=) ${addresses.grpcUrl}\n`);
   // SIGHUP re-reads the file: overflow rules change without restarting anything.
   process.on('SIGHUP', () => {
     try {

@@ -22,6 +22,14 @@ export function crossCheck(value: unknown, ctx: Ctx): void {
       ctx.addIssue({ code: 'custom', path: ['jobTypes', type, 'overflow', 'pool'], message: `unknown pool "${pool}"` });
     }
   }
+  const remote = record(c.remoteExecution);
+  const remoteTypes: Array<[Array<string>, unknown]> = [
+    [['remoteExecution', 'defaultJobType'], remote.defaultJobType],
+    ...Object.entries(record(remote.instances)).map(([name, t]): [string[], unknown] => [['remoteExecution', 'instances', name], t]),
+  ];
+  for (const [path, t] of remoteTypes) {
+    if (typeof t === 'string' && !Object.hasOwn(jobTypes, t)) ctx.addIssue({ code: 'custom', path, message: `unknown job type "${t}"` });
+  }
   const spot = record(c.spotNotices);
   if (typeof spot.queueUrl === 'string' && !spot.region && !regionOfQueueUrl(spot.queueUrl)) {
     ctx.addIssue({ code: 'custom', path: ['spotNotices', 'region'], message: 'required: the queue URL names no region' });

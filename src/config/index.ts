@@ -12,3 +12,5 @@ export {
   type SpotNoticesConfig,
 } from './spot-notices';
 export { vpnPoolSchema, HUB_COMMAND_PLACEHOLDERS, type VpnPoolConfig } from './vpn-pool-schema';
+export { grpcSchema, type GrpcConfig } from './grpc-schema';
+export { remoteExecutionSchema, type RemoteExecutionConfig } from './remote-execution-schema';

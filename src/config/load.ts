@@ -11,6 +11,7 @@ const OVERRIDES: ReadonlyArray<{ name: string; path: readonly string[]; kind: 's
   { name: 'REDIS_URL', path: ['redis', 'url'], kind: 'string' },
   { name: 'SPILLWAY_HTTP_PORT', path: ['http', 'port'], kind: 'port' },
   { name: 'SPILLWAY_AGENT_PORT', path: ['agents', 'port'], kind: 'port' },
+  { name: 'SPILLWAY_GRPC_PORT', path: ['grpc', 'port'], kind: 'port' },
   { name: 'SPILLWAY_AGENT_TOKEN', path: ['agents', 'token'], kind: 'string' },
   // Lists, comma-separated ("new,old" during a rotation); they replace the file's list.
   { name: 'SPILLWAY_READ_TOKEN', path: ['http', 'tokens', 'read'], kind: 'list' },

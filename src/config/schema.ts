@@ -1,9 +1,11 @@
 import { z } from 'zod';
 import { agentsSchema } from './agents-schema';
+import { grpcSchema } from './grpc-schema';
 import { JOB_TYPE_NAME, overflowSchema, poolSchema, POOL_NAME, posInt } from './pool-schema';
 import { crossCheck } from './cross-checks';
 import { secretToken } from './secret-token';
 import { spotNoticesSchema } from './spot-notices';
+import { remoteExecutionSchema } from './remote-execution-schema';
 
 const port = () =>
   z.number({ error: 'expected a port number (0-65535)' }).int().min(0).max(65535);
@@ -119,6 +121,9 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    grpc: grpcSchema,
+    /** REAPI Execute: which job type remote actions become (README: "Remote execution"). */
+    remoteExecution: remoteExecutionSchema,
     /** EC2's events for every pool's instances, from SQS (off without it). */
     spotNotices: spotNoticesSchema.optional(),
     /** The older spelling of one `http.tokens.admin` entry; added to that list. */

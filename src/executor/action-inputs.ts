@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createReadStream, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { SpillwayError } from '../lib';
-import { EMPTY_DIGEST, decodeDirectory, type CasClient, type Digest, type DiskStore, type TreeFetcher } from '../cas';
+import { EMPTY_DIGEST, decodeDirectory, type CasClient, type Digest, type DirectoryDecoder, type DiskStore, type TreeFetcher } from '../cas';
 
 /** A blob the input tree names is neither in the local cache nor on the master. */
 export class MissingInputError extends SpillwayError {
@@ -35,6 +35,7 @@ export interface InputFetchStats {
  * corrupt, dropped and fetched again, never served wrong.
  *
  * `tmpDir` receives partial downloads; it should be on the same filesystem as the store.
+ * `decode` must be the decoder `materializeTree` is given (it reads the nodes for their sizes).
  */
 export function cachingTreeFetcher(
   root: Digest,
@@ -42,12 +43,13 @@ export function cachingTreeFetcher(
   remote: CasClient,
   tmpDir: string,
   stats: InputFetchStats,
+  decode: DirectoryDecoder = decodeDirectory,
 ): TreeFetcher {
   // The TreeFetcher API names directories by hash only, but a download is verified against
   // hash and size: sizes are learnt from the parent nodes (materializeTree loads parents first).
   const sizes = new Map<string, number>([[root.hash, root.size]]);
   const learn = (buf: Buffer): void => {
-    for (const d of decodeDirectory(buf).directories) sizes.set(d.digest.hash, d.digest.size);
+    for (const d of decode(buf).directories) sizes.set(d.digest.hash, d.digest.size);
   };
   // Several files of a tree may share one blob: download it once.
   const fetching = new Map<string, Promise<void>>();
@@ -81,6 +83,8 @@ export function cachingTreeFetcher(
 
   return {
     async directory(hash) {
+      // An empty directory node is the empty blob, which no store holds as a file.
+      if (hash === EMPTY_DIGEST.hash && sizes.get(hash) === 0) return Buffer.alloc(0);
       const cached = await local.getBuffer(hash);
       if (cached) {
         stats.localHits++;

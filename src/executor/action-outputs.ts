@@ -38,6 +38,8 @@ export async function collectOutputs(
   cwd: string,
   outputFiles: readonly string[],
   outputDirs: readonly string[],
+  /** Outputs of either kind (REAPI's `output_paths`): a directory is walked, a file taken. */
+  outputPaths: readonly string[] = [],
 ): Promise<CollectedOutput[]> {
   const realWork = await fsp.realpath(workDir);
   const inside = (real: string): boolean => real === realWork || real.startsWith(realWork + path.sep);
@@ -79,6 +81,13 @@ export async function collectOutputs(
     if (!found) continue;
     if (!found.st.isDirectory()) throw new OutputRejected('declared output directory is not a directory', rel);
     await walk(found.abs, rel);
+  }
+  for (const rel of outputPaths) {
+    const found = await declared(rel);
+    if (!found) continue;
+    if (found.st.isDirectory()) await walk(found.abs, rel);
+    else if (found.st.isFile()) out.set(rel, { path: rel, abs: found.abs, mode: modeOf(found.st) });
+    else throw new OutputRejected('declared output is neither a regular file nor a directory', rel);
   }
   return [...out.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 

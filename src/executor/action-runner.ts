@@ -1,7 +1,7 @@
 import { constants as osConstants, tmpdir } from 'node:os';
 import { createReadStream, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { EMPTY_DIGEST, materializeTree, type ActionResult, type MaterializeLimits, type CasClient, type Digest, type DiskStore, type OutputFile, type UploadItem } from '../cas';
+import { EMPTY_DIGEST, decodeReapiDirectory, materializeTree, serializeActionResult, type ActionResult, type MaterializeLimits, type CasClient, type Digest, type DiskStore, type OutputFile, type UploadItem } from '../cas';
 import type { DiskGuard } from './disk-limit';
 import { runProcess, type OutputStream, type RunResult } from './process-runner';
 import type { Isolation, ResourceLimits } from './limits';
@@ -34,6 +34,18 @@ export interface ActionInput {
   cacheFailed: boolean;
   /** When the action was queued (epoch ms), copied into the result's timings. */
   queuedAt?: number;
+  /** How the input tree's directory blobs are encoded: ours, or REAPI `Directory` protos. @defaultValue 'spillway' */
+  treeFormat?: 'spillway' | 'reapi';
+  /** Relative to `cwd`; each stored as a file or as the files under it, whichever it turns out to be. */
+  outputPaths?: string[];
+  /** Creates the parent directories of every declared output before the run, as REAPI workers must. @defaultValue false */
+  createOutputParents?: boolean;
+  /**
+   * Where the result goes: the master's action cache under `actionHash`, or only a CAS blob
+   * (its JSON form) whose digest {@link ActionExecution.resultDigest} returns, for a caller
+   * that stores results in another format (the REAPI service). @defaultValue 'action-cache'
+   */
+  resultTo?: 'action-cache' | 'blob';
 }
 
 export interface ActionDeps {
@@ -83,6 +95,8 @@ export interface ActionExecution {
   uploaded: Digest[];
   /** Why the outputs were refused (the result's exit code is then non-zero); absent when accepted. */
   rejected?: string;
+  /** With `resultTo: 'blob'`: the digest of the result's JSON form, uploaded to the master's CAS. */
+  resultDigest?: Digest;
 }
 
 /** Exit code recorded for a run that timed out (as timeout(1) does). */
@@ -118,7 +132,10 @@ export async function executeAction(input: ActionInput, deps: ActionDeps): Promi
   // (1) Inputs.
   const inputs: InputFetchStats = { localHits: 0, downloaded: 0, downloadedBytes: 0, linked: 0, copied: 0 };
   await atStage('inputs', 'cannot materialize the input tree', undefined, () =>
-    materializeTree(input.inputRoot, workDir, cachingTreeFetcher(input.inputRoot, deps.local, deps.remote, tmp, inputs), deps.inputLimits),
+    {
+      const decode = input.treeFormat === 'reapi' ? decodeReapiDirectory : undefined;
+      return materializeTree(input.inputRoot, workDir, cachingTreeFetcher(input.inputRoot, deps.local, deps.remote, tmp, inputs, decode), deps.inputLimits, decode);
+    },
   );
 
   // (2) Run.
@@ -132,13 +149,17 @@ export async function executeAction(input: ActionInput, deps: ActionDeps): Promi
       const t = now();
       run = { exitCode: null, signal: null, timedOut: false, error: cwdProblem, startedAt: t, finishedAt: t };
     } else {
-      const [realCwd, realWork] = await atStage('run', 'cannot prepare the working directory', undefined, async () => {
+      const [realCwd, realWork, escapedParent] = await atStage('run', 'cannot prepare the working directory', undefined, async () => {
         await fsp.mkdir(cwd, { recursive: true });
+        const escaped = input.createOutputParents ? await createOutputParents(workDir, cwd, declaredOutputs(input)) : undefined;
         const owner = buildOwner(deps.identity);
         if (owner) await handOver(workDir, owner);
-        return [await fsp.realpath(cwd), await fsp.realpath(workDir)];
+        return [await fsp.realpath(cwd), await fsp.realpath(workDir), escaped] as const;
       });
-      if (realCwd !== realWork && !realCwd.startsWith(realWork + path.sep)) {
+      if (escapedParent !== undefined) {
+        const t = now();
+        run = { exitCode: null, signal: null, timedOut: false, error: `the parent directory of output ${escapedParent} escapes the work directory`, startedAt: t, finishedAt: t };
+      } else if (realCwd !== realWork && !realCwd.startsWith(realWork + path.sep)) {
         const t = now();
         run = { exitCode: null, signal: null, timedOut: false, error: `working directory ${input.cwd} escapes the work directory`, startedAt: t, finishedAt: t };
       } else {
@@ -185,7 +206,7 @@ export async function executeAction(input: ActionInput, deps: ActionDeps): Promi
     let rejection: string | undefined;
     if (ended) {
       const found = await atStage('outputs', 'cannot collect the outputs', run, () =>
-        collectOutputs(workDir, cwd, input.outputFiles, input.outputDirs).catch((err: unknown) => {
+        collectOutputs(workDir, cwd, input.outputFiles, input.outputDirs, input.outputPaths ?? []).catch((err: unknown) => {
           if (err instanceof OutputRejected) return err;
           throw err;
         }),
@@ -238,9 +259,16 @@ export async function executeAction(input: ActionInput, deps: ActionDeps): Promi
     // (the agent maps it onto the protocol's BuildResult, whose describeResult is the one wording).
     if (rejection !== undefined) result.outcome = rejection;
 
+    const done = { run, result, inputs, uploaded, ...(rejection !== undefined && { rejected: rejection }) };
+    if (input.resultTo === 'blob') {
+      const data = serializeActionResult(result);
+      const { digest } = await deps.local.putBuffer(data);
+      uploaded.push(...(await deps.remote.uploadMissing([{ digest, data }])));
+      return { ...done, cached: false, resultDigest: digest };
+    }
     const cacheable = ended && rejection === undefined && (run.exitCode === 0 || input.cacheFailed);
     const cached = cacheable ? await deps.remote.putActionResult(input.actionHash, result, { allowFailed: input.cacheFailed }) : false;
-    return { run, result, cached, inputs, uploaded, ...(rejection !== undefined && { rejected: rejection }) };
+    return { ...done, cached };
   }
 }
 
@@ -255,6 +283,32 @@ function incompleteCapture(stdout: OutputCapture, stderr: OutputCapture): string
   ].filter(([, n]) => Number(n) > 0);
   if (lost.length === 0) return undefined;
   return `captured output incomplete: ${lost.map(([name, n]) => `${n} bytes of ${name}`).join(' and ')} could not be stored (disk full?)`;
+}
+
+function declaredOutputs(input: ActionInput): string[] {
+  return [...input.outputFiles, ...input.outputDirs, ...(input.outputPaths ?? [])];
+}
+
+/**
+ * Makes the parent directories of the declared outputs below `cwd`; returns the first output
+ * whose parent would lie outside `workDir` (through a symlink of the input tree), after which
+ * nothing more is created. Paths are plain relative ones (the payload schema says so).
+ */
+async function createOutputParents(workDir: string, cwd: string, outputs: readonly string[]): Promise<string | undefined> {
+  const realWork = await fsp.realpath(workDir);
+  for (const out of outputs) {
+    if (out.startsWith('/') || out.split('/').includes('..')) return out;
+    const parts = out.split('/').slice(0, -1);
+    let dir = cwd;
+    for (const part of parts) {
+      dir = path.join(dir, part);
+      const st = await fsp.lstat(dir).catch(() => undefined);
+      if (!st) await fsp.mkdir(dir, { mode: 0o755 });
+      const real = await fsp.realpath(dir);
+      if (real !== realWork && !real.startsWith(realWork + path.sep)) return out;
+    }
+  }
+  return undefined;
 }
 
 function checkCwd(cwd: string | undefined): string | undefined {

@@ -165,6 +165,7 @@ export class BuildSettlement {
       exitCode: r.exitCode,
       signal: r.signal,
       reason: outcome === 'success' ? null : describeResult(r),
+      ...(r.action?.result && { actionResult: `${r.action.result.hash}/${r.action.result.size}` }),
     });
     this.d.log.info('job.finished', {
       queue: rec.type,

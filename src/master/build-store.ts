@@ -27,6 +27,8 @@ export interface BuildRecord {
   signal: string | null;
   reason: string | null;
   logBytes: number;
+  /** A remote (REAPI) action's result, `hash/size` of its CAS blob, when the agent reported one. */
+  actionResult?: string;
 }
 
 /** What is known of a build when it is handed to an agent. */
@@ -39,6 +41,8 @@ export interface BuildEnding {
   exitCode: number | null;
   signal: string | null;
   reason: string | null;
+  /** `hash/size` of a remote action's result blob. */
+  actionResult?: string;
 }
 
 /** What the dispatcher writes and reads of build records (the store, or a fake in tests). */
@@ -100,6 +104,7 @@ export class BuildStore {
     for (const key of ['startedAt', 'finishedAt', 'waitMs', 'durationMs', 'result', 'exitCode', 'signal', 'reason'] as const) {
       fields[key] = rec[key] ?? '';
     }
+    if (f.actionResult !== undefined) fields.actionResult = f.actionResult;
     const res = await this.r
       .multi()
       .hset(k, fields)
@@ -218,6 +223,7 @@ function fromHash(h: Record<string, string>): BuildRecord {
     signal: h.signal || null,
     reason: h.reason || null,
     logBytes: Number(h.logBytes ?? 0),
+    ...(h.actionResult && { actionResult: h.actionResult }),
   };
 }
 
@@ -235,5 +241,6 @@ export function finishedRecord(b: BuildIdentity, f: BuildEnding, logBytes: numbe
     signal: f.signal,
     reason: f.reason,
     logBytes,
+    ...(f.actionResult !== undefined && { actionResult: f.actionResult }),
   };
 }

@@ -7,6 +7,8 @@ export type Choice = { agent: ConnectedAgent; reason: string } | { agent: undefi
 function unmetRequirement(agent: ConnectedAgent, req: Requirements | undefined): string | undefined {
   if (!req) return undefined;
   if (req.os !== undefined && req.os !== agent.os) return `os ${agent.os} != ${req.os}`;
+  if (req.arch !== undefined && req.arch !== agent.arch) return `arch ${agent.arch} != ${req.arch}`;
+  if (req.pool !== undefined && req.pool !== agent.pool) return `pool ${agent.pool ?? '(none)'} != ${req.pool}`;
   if (req.cpus !== undefined && agent.cpus < req.cpus) return `cpus ${agent.cpus} < ${req.cpus}`;
   if (req.memoryMb !== undefined && agent.memoryMb < req.memoryMb) return `memory ${agent.memoryMb} MiB < ${req.memoryMb} MiB`;
   const missing = (req.labels ?? []).filter((l) => !agent.labels.has(l));
@@ -65,6 +67,8 @@ export function whyUnrunnable(queue: string, req: Requirements | undefined, agen
   const missing = (r.labels ?? []).filter((l) => !serving.some((a) => a.labels.has(l)));
   if (missing.length) return `no agent offers label${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`;
   if (r.os !== undefined && !serving.some((a) => a.os === r.os)) return `no agent runs os ${r.os}`;
+  if (r.arch !== undefined && !serving.some((a) => a.arch === r.arch)) return `no agent has arch ${r.arch}`;
+  if (r.pool !== undefined && !serving.some((a) => a.pool === r.pool)) return `no agent of pool ${r.pool} is connected`;
   if (r.cpus !== undefined && !serving.some((a) => a.cpus >= r.cpus!)) return `no agent has ${r.cpus} cpus (most: ${Math.max(...serving.map((a) => a.cpus))})`;
   if (r.memoryMb !== undefined && !serving.some((a) => a.memoryMb >= r.memoryMb!)) {
     return `no agent has ${r.memoryMb} MiB of memory (most: ${Math.max(...serving.map((a) => a.memoryMb))} MiB)`;

@@ -24,6 +24,27 @@ export const actionSchema = z
   })
   .strict();
 
+/**
+ * Makes a job a REAPI v2 action (from the gRPC Execution service): the master has read the
+ * Action and Command protos and checked that the inputs are in its CAS; the agent materializes
+ * the input root (REAPI `Directory` protos), creates the outputs' parent directories, runs the
+ * command, uploads the outputs and reports its result as a CAS blob, which the master turns
+ * into the REAPI ActionResult. Paths are relative to the job's `cwd` (the working directory).
+ */
+export const remoteActionSchema = z
+  .object({
+    /** The Action's digest (the REAPI action-cache key); names the action in logs and results. */
+    actionDigest: digestSchema,
+    inputRoot: digestSchema,
+    outputFiles: z.array(relPath).default([]),
+    outputDirs: z.array(relPath).default([]),
+    /** REAPI v2.1 `output_paths`: a file or a directory, whichever the command makes. */
+    outputPaths: z.array(relPath).default([]),
+  })
+  .strict();
+
+export type RemoteAction = z.output<typeof remoteActionSchema>;
+
 /** What an action's digest covers: everything that can change what it produces. */
 export interface ActionKey {
   argv: readonly string[];

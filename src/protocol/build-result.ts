@@ -21,7 +21,15 @@ export const buildResultSchema = z
     /** Which resource limits were in force, in words (never claims one that was not). */
     limits: z.string().optional(),
     /** For an action: its digest, and whether its result went into the action cache. */
-    action: z.object({ hash: z.string(), cached: z.boolean() }).strict().optional(),
+    action: z
+      .object({
+        hash: z.string(),
+        cached: z.boolean(),
+        /** A remote action's result (its JSON form, a CAS blob), for the master to turn into a REAPI ActionResult. */
+        result: z.object({ hash: z.string().regex(/^[0-9a-f]{64}$/), size: z.number().int().min(0) }).strict().optional(),
+      })
+      .strict()
+      .optional(),
     startedAt: z.number(),
     finishedAt: z.number(),
   })

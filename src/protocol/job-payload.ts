@@ -1,10 +1,14 @@
 import { z } from 'zod';
-import { actionSchema } from './action';
+import { actionSchema, remoteActionSchema } from './action';
 
 const requirementsSchema = z
   .object({
     /** `process.platform` of the agent, e.g. "linux". */
     os: z.string().min(1).optional(),
+    /** `process.arch` of the agent, e.g. "x64", "arm64". */
+    arch: z.string().min(1).optional(),
+    /** The pool the agent came from (its pool token); on-prem agents with a default token have none. */
+    pool: z.string().min(1).optional(),
     cpus: z.number().int().positive().optional(),
     memoryMb: z.number().int().positive().optional(),
     /** Every label must be among the agent's labels. */
@@ -49,6 +53,8 @@ export const jobPayloadSchema = z
     requirements: requirementsSchema.optional(),
     /** Run as a cacheable action: inputs from and outputs to the CAS, result in the action cache. */
     action: actionSchema.optional(),
+    /** Run as a REAPI action (see remoteActionSchema); the Execution service submits these. */
+    remoteAction: remoteActionSchema.optional(),
     /** Limits the build runs under on the agent (cgroups where available, else rlimits). */
     resources: z
       .object({
@@ -65,7 +71,9 @@ export const jobPayloadSchema = z
   .refine((p) => (p.argv === undefined) !== (p.shell === undefined), {
     message: 'exactly one of "argv" or "shell" is required',
   })
-  .refine((p) => !p.action || p.argv !== undefined, { message: 'an action needs "argv" (its digest covers the exact command)' });
+  .refine((p) => !p.action || p.argv !== undefined, { message: 'an action needs "argv" (its digest covers the exact command)' })
+  .refine((p) => !p.remoteAction || p.argv !== undefined, { message: 'a remote action needs "argv" (its Command\'s arguments)' })
+  .refine((p) => !(p.action && p.remoteAction), { message: 'a job is either an "action" or a "remoteAction", not both' });
 
 export type JobPayload = z.output<typeof jobPayloadSchema>;
 export type Requirements = z.output<typeof requirementsSchema>;

@@ -2,7 +2,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CasClient, DiskStore } from '../cas';
 import type { AgentOptions } from '../config';
-import { ActionFailure, executeAction, type BuildIdentity, type DiskGuard, type Isolation, type OutputStream, type runProcess } from '../executor';
+import { ActionFailure, executeAction, type ActionInput, type BuildIdentity, type DiskGuard, type Isolation, type OutputStream, type runProcess } from '../executor';
 import type { Clock, Logger } from '../lib';
 import { actionDigestOf, type AssignFrame, type BuildResult } from '../protocol';
 import { toBuildResult } from './build-result-of';
@@ -36,11 +36,12 @@ export class ActionSupport {
   /** Runs the action; `signal` cancels it (its command is killed, its result never cached). */
   async run(assign: AssignFrame, workDir: string, onOutput: (stream: OutputStream, chunk: string) => void, disk?: DiskGuard, signal?: AbortSignal): Promise<BuildResult> {
     const { payload } = assign;
-    const spec = payload.action!;
     const startedAt = this.d.clock.now();
     if (!this.available || !payload.argv) {
       return { exitCode: null, signal: null, timedOut: false, error: 'this agent has no CAS to run actions with (start it with --cas)', startedAt, finishedAt: this.d.clock.now() };
     }
+    if (payload.remoteAction) return this.runRemote(assign, payload.argv, workDir, onOutput, disk);
+    const spec = payload.action!;
     const env = payload.env ?? {};
     const action = actionDigestOf({
       argv: payload.argv,
@@ -52,7 +53,7 @@ export class ActionSupport {
       timeoutSec: payload.timeoutSec,
       resources: payload.resources,
     });
-    const { local, remote } = await this.open();
+    const { remote } = await this.open();
     // The same action already ran somewhere: its result stands, nothing runs again.
     const hit = await remote.getActionResult(action.hash);
     if (hit) {
@@ -63,21 +64,75 @@ export class ActionSupport {
       const now = this.d.clock.now();
       return { exitCode: hit.exitCode, signal: null, timedOut: false, action: { hash: action.hash, cached: true }, startedAt: now, finishedAt: now };
     }
+    return this.execute(
+      {
+        actionHash: action.hash,
+        argv: payload.argv,
+        env,
+        ...(payload.cwd && { cwd: payload.cwd }),
+        inputRoot: spec.inputRoot,
+        outputFiles: spec.outputFiles,
+        outputDirs: spec.outputDirs,
+        timeoutSec: assign.timeoutSec,
+        ...(payload.resources && { resources: payload.resources }),
+        cacheFailed: spec.cacheFailed,
+      },
+      assign,
+      workDir,
+      onOutput,
+      startedAt,
+      disk,
+    );
+  }
+
+  /**
+   * A REAPI action: the master looked up its action cache before submitting, so it always runs;
+   * its result goes back as a CAS blob the master turns into a REAPI ActionResult (also when the
+   * command failed or timed out: the client is owed its exit code and output either way).
+   */
+  private runRemote(assign: AssignFrame, argv: string[], workDir: string, onOutput: (stream: OutputStream, chunk: string) => void, disk?: DiskGuard): Promise<BuildResult> {
+    const { payload } = assign;
+    const spec = payload.remoteAction!;
+    return this.execute(
+      {
+        actionHash: spec.actionDigest.hash,
+        argv,
+        env: payload.env ?? {},
+        ...(payload.cwd && { cwd: payload.cwd }),
+        inputRoot: spec.inputRoot,
+        outputFiles: spec.outputFiles,
+        outputDirs: spec.outputDirs,
+        outputPaths: spec.outputPaths,
+        timeoutSec: assign.timeoutSec,
+        ...(payload.resources && { resources: payload.resources }),
+        cacheFailed: false,
+        treeFormat: 'reapi',
+        createOutputParents: true,
+        resultTo: 'blob',
+      },
+      assign,
+      workDir,
+      onOutput,
+      this.d.clock.now(),
+      disk,
+    );
+  }
+
+  private async execute(
+    input: ActionInput,
+    assign: AssignFrame,
+    workDir: string,
+    onOutput: (stream: OutputStream, chunk: string) => void,
+    startedAt: number,
+    disk: DiskGuard | undefined,
+  ): Promise<BuildResult> {
+    const { payload } = assign;
+    const { local, remote } = await this.open();
+    const action = { hash: input.actionHash };
     let out: Awaited<ReturnType<typeof executeAction>>;
     try {
       out = await executeAction(
-        {
-          actionHash: action.hash,
-          argv: payload.argv,
-          env,
-          ...(payload.cwd && { cwd: payload.cwd }),
-          inputRoot: spec.inputRoot,
-          outputFiles: spec.outputFiles,
-          outputDirs: spec.outputDirs,
-          timeoutSec: assign.timeoutSec,
-          ...(payload.resources && { resources: payload.resources }),
-          cacheFailed: spec.cacheFailed,
-        },
+        input,
         {
           local,
           remote,
@@ -103,7 +158,7 @@ export class ActionSupport {
       if (!err.run) return { exitCode: null, signal: null, timedOut: false, error: err.message, action: ref, startedAt, finishedAt: this.d.clock.now() };
       return { ...toBuildResult(err.run), exitCode: nonZero(err.run.exitCode), failure: err.message, action: ref };
     }
-    const ref = { hash: action.hash, cached: out.cached };
+    const ref = { hash: action.hash, cached: out.cached, ...(out.resultDigest && { result: out.resultDigest }) };
     if (out.rejected !== undefined) return { ...toBuildResult(out.run), exitCode: out.result.exitCode, failure: out.rejected, action: ref };
     return { ...toBuildResult(out.run), action: ref };
   }

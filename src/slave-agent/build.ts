@@ -104,7 +104,7 @@ export class Build {
       await freshDir(this.dir);
       if (diskMb !== undefined && this.deps.disk) this.disk = await this.deps.disk.limit(this.dir, diskMb);
       // An action's cwd comes with its input tree, materialized below.
-      if (cwd !== this.dir && !payload.action) await mkdir(cwd, { recursive: true });
+      if (cwd !== this.dir && !payload.action && !payload.remoteAction) await mkdir(cwd, { recursive: true });
       const owner = buildOwner(this.deps.identity);
       if (owner) {
         // Private to the build user: other builds (same user) are kept out only by the 0711 parent.
@@ -118,7 +118,7 @@ export class Build {
     if (this.cancelReason !== undefined) {
       return { exitCode: null, signal: null, timedOut: false, error: `cancelled before start: ${this.cancelReason}`, startedAt, finishedAt: this.deps.clock.now() };
     }
-    if (payload.action) {
+    if (payload.action || payload.remoteAction) {
       if (!this.deps.actions) {
         return { exitCode: null, signal: null, timedOut: false, error: 'this agent cannot run actions', startedAt, finishedAt: this.deps.clock.now() };
       }

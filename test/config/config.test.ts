@@ -17,6 +17,9 @@ describe('config', () => {
     assert.ok(Object.isFrozen(c.jobTypes.b2g));
     assert.equal(c.agents.host, '127.0.0.1');
     assert.deepEqual(c.http.tokens, { read: [], submit: [], admin: [] });
+    // A Bazel with --remote_executor works with the example plus cas.dir: its actions have a job type.
+    assert.equal(c.remoteExecution.defaultJobType, 'remote');
+    assert.ok(c.jobTypes.remote);
   });
 
   it('loads the hybrid EC2 example: overflow rules, pools, warm windows (its example tokens replaced)', () => {

@@ -21,6 +21,7 @@ export function farmConfigRaw(overrides: Record<string, unknown> = {}): Record<s
   return {
     redis: { url: redisUrl(), queuePrefix: `${p}-bull`, keyPrefix: `${p}-sw` },
     http: { host: '127.0.0.1', port: 0 },
+    grpc: { host: '127.0.0.1', port: 0 },
     agents: { host: '127.0.0.1', port: 0, token: TOKEN, heartbeatSec: 0.2, lostAfterSec: 1.5, helloTimeoutSec: 2 },
     jobTypes: { b2g: { attempts: 3 }, linux64: { attempts: 2 } },
     builds: { lockMs: 3000 },
@@ -110,6 +111,7 @@ export class TestFarm {
     workDir?: string;
     cacheDir?: string;
     casUrl?: string;
+    casToken?: string;
     buildDiskMb?: number;
     diskPollMs?: number;
     minFreeMb?: number;

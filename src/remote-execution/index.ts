@@ -1,0 +1,15 @@
+export { reapiProtos, PROTO_DIR, CONVERSION } from './reapi-protos';
+export type { ReapiProtos, MessageCodec } from './reapi-protos';
+export type * from './reapi-types';
+export { ReapiServer, type ReapiServerOptions, type ReapiService } from './reapi-server';
+export { cacheServices, EXECUTION_SERVICE, BATCH_OVERHEAD_BYTES } from './cache-services';
+export type { CacheServiceDeps } from './cache-deps';
+export { CallAuth } from './call-auth';
+export { RpcError, Code, toRpcError, statusOf } from './rpc-error';
+export { requestDigest, requestInstance, requireSha256, wireDigest } from './request-digest';
+export { parseReadResource, parseWriteResource, type BlobResource } from './resource-name';
+export { unary, serverStream, clientStream, send, CallReader } from './grpc-handlers';
+export { readBlob } from './blob-read';
+export { executionService, type ExecutionServiceDeps } from './execution-service';
+export { OperationStore, OPERATION_NAME, type OperationRecord } from './operation-store';
+export { PLATFORM_PROPERTIES } from './action-job';

@@ -1,0 +1,10 @@
+// Original file: proto/google/bytestream/bytestream.proto
+
+
+export interface QueryWriteStatusRequest {
+  'resourceName'?: (string);
+}
+
+export interface QueryWriteStatusRequest__Output {
+  'resourceName': (string);
+}

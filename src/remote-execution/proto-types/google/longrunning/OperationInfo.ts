@@ -1,0 +1,12 @@
+// Original file: proto/google/longrunning/operations.proto
+
+
+export interface OperationInfo {
+  'responseType'?: (string);
+  'metadataType'?: (string);
+}
+
+export interface OperationInfo__Output {
+  'responseType': (string);
+  'metadataType': (string);
+}
