@@ -40,7 +40,7 @@ export class ActionSupport {
     if (!this.available || !payload.argv) {
       return { exitCode: null, signal: null, timedOut: false, error: 'this agent has no CAS to run actions with (start it with --cas)', startedAt, finishedAt: this.d.clock.now() };
     }
-    if (payload.remoteAction) return this.runRemote(assign, payload.argv, workDir, onOutput, disk);
+    if (payload.remoteAction) return this.runRemote(assign, payload.argv, workDir, onOutput, disk, signal);
     const spec = payload.action!;
     const env = payload.env ?? {};
     const action = actionDigestOf({
@@ -82,6 +82,7 @@ export class ActionSupport {
       onOutput,
       startedAt,
       disk,
+      signal,
     );
   }
 
@@ -90,7 +91,7 @@ export class ActionSupport {
    * its result goes back as a CAS blob the master turns into a REAPI ActionResult (also when the
    * command failed or timed out: the client is owed its exit code and output either way).
    */
-  private runRemote(assign: AssignFrame, argv: string[], workDir: string, onOutput: (stream: OutputStream, chunk: string) => void, disk?: DiskGuard): Promise<BuildResult> {
+  private runRemote(assign: AssignFrame, argv: string[], workDir: string, onOutput: (stream: OutputStream, chunk: string) => void, disk?: DiskGuard, signal?: AbortSignal): Promise<BuildResult> {
     const { payload } = assign;
     const spec = payload.remoteAction!;
     return this.execute(
@@ -115,6 +116,7 @@ export class ActionSupport {
       onOutput,
       this.d.clock.now(),
       disk,
+      signal,
     );
   }
 
@@ -125,6 +127,7 @@ export class ActionSupport {
     onOutput: (stream: OutputStream, chunk: string) => void,
     startedAt: number,
     disk: DiskGuard | undefined,
+    signal: AbortSignal | undefined,
   ): Promise<BuildResult> {
     const { payload } = assign;
     const { local, remote } = await this.open();
