@@ -29,6 +29,12 @@ export interface BuildRecord {
   logBytes: number;
 }
 
+/** A piece of a stored log: where it starts (bytes) and when the master received it (ms). */
+export interface LogMark {
+  offset: number;
+  at: number;
+}
+
 /** What is known of a build when it is handed to an agent. */
 export type BuildIdentity = Pick<BuildRecord, 'id' | 'type' | 'attempt' | 'agent' | 'location' | 'instanceId' | 'queuedAt' | 'dispatchedAt'>;
 
@@ -67,6 +73,7 @@ export class BuildStore {
 
   private key = (type: string, id: string, attempt: number) => `${this.p}:build:${type}:${id}:${attempt}`;
   private logKey = (type: string, id: string, attempt: number) => `${this.p}:log:${type}:${id}:${attempt}`;
+  private marksKey = (type: string, id: string, attempt: number) => `${this.p}:logmarks:${type}:${id}:${attempt}`;
   private attemptsKey = (type: string, id: string) => `${this.p}:attempts:${type}:${id}`;
   private preemptionsKey = (type: string, id: string) => `${this.p}:preemptions:${type}:${id}`;
   private get indexKey() {
@@ -78,7 +85,7 @@ export class BuildStore {
     const k = this.key(b.type, b.id, b.attempt);
     await this.r
       .multi()
-      .del(k, this.logKey(b.type, b.id, b.attempt))
+      .del(k, this.logKey(b.type, b.id, b.attempt), this.marksKey(b.type, b.id, b.attempt))
       .hset(k, { ...identityFields(b), state: 'running', startedAt, waitMs: Math.max(0, startedAt - b.queuedAt), logBytes: 0 })
       .zadd(this.indexKey, b.dispatchedAt, `${b.type}:${b.id}:${b.attempt}`)
       .hset(this.attemptsKey(b.type, b.id), String(b.attempt), b.agent)
@@ -128,11 +135,26 @@ export class BuildStore {
   /**
    * Appends build output; past `logMaxBytes` the rest is dropped behind one marker line. With
    * `offset` (where `data` starts in the build's output, in bytes) output already stored is
-   * skipped. Resolves to how far the build's output is stored, the offset to confirm.
+   * skipped. `at` (when it arrived) is kept beside the log as a time mark, see `logMarks`.
+   * Resolves to how far the build's output is stored, the offset to confirm.
    */
-  async appendLog(type: string, id: string, attempt: number, data: string, offset?: number): Promise<number> {
-    const keys = [this.key(type, id, attempt), this.logKey(type, id, attempt)];
-    return Number(await runScript(this.r, APPEND_LOG_SCRIPT, keys, [data, offset ?? '', this.opts.logMaxBytes, TRUNCATED]));
+  async appendLog(type: string, id: string, attempt: number, data: string, offset: number | undefined, at: number): Promise<number> {
+    const keys = [this.key(type, id, attempt), this.logKey(type, id, attempt), this.marksKey(type, id, attempt)];
+    return Number(await runScript(this.r, APPEND_LOG_SCRIPT, keys, [data, offset ?? '', this.opts.logMaxBytes, TRUNCATED, at]));
+  }
+
+  /**
+   * When each piece of the stored log arrived: byte offsets into `readLog`'s text (as UTF-8),
+   * ascending. A line's time is that of the mark at or before its first byte.
+   */
+  async logMarks(type: string, id: string, attempt: number): Promise<LogMark[]> {
+    const raw = await this.r.lrange(this.marksKey(type, id, attempt), 0, -1);
+    const out: LogMark[] = [];
+    for (const m of raw) {
+      const [offset, at] = m.split(' ').map(Number);
+      if (Number.isFinite(offset) && Number.isFinite(at)) out.push({ offset: offset!, at: at! });
+    }
+    return out;
   }
 
   async readLog(type: string, id: string, attempt: number): Promise<string> {
@@ -173,7 +195,7 @@ export class BuildStore {
       const cut = m.lastIndexOf(':');
       const head = m.slice(0, cut);
       const sep = head.indexOf(':');
-      pipe.del(`${this.p}:build:${m}`, `${this.p}:log:${m}`);
+      pipe.del(`${this.p}:build:${m}`, `${this.p}:log:${m}`, `${this.p}:logmarks:${m}`);
       pipe.hdel(this.attemptsKey(head.slice(0, sep), head.slice(sep + 1)), m.slice(cut + 1));
     }
     pipe.zrem(this.indexKey, ...old);
