@@ -44,10 +44,18 @@ const logQuery = z.object({
   offset: z.coerce.number().int().min(0).default(0),
   waitMs: z.coerce.number().int().min(0).max(30_000).default(0),
 });
-const buildsQuery = z.object({
-  limit: z.coerce.number().int().min(1).max(1000).default(50),
-  offset: z.coerce.number().int().min(0).default(0),
-});
+const RESULTS = ['success', 'failure', 'timeout', 'signal', 'oom', 'disk', 'error', 'lost', 'cancelled', 'preempted', 'running'] as const;
+const buildsQuery = z
+  .object({
+    limit: z.coerce.number().int().min(1).max(1000).default(50),
+    offset: z.coerce.number().int().min(0).max(100_000).default(0),
+    /** A previous page's `next`: "<dispatchedAt>:<type>:<id>:<attempt>". */
+    before: z.string().max(400).regex(/^\d{1,16}:[^:]+:[^:]+:\d{1,6}$/, 'not a cursor of GET /api/builds (its "next")').optional(),
+    type: z.string().min(1).max(200).optional(),
+    location: z.enum(['onprem', 'cloud']).optional(),
+    result: z.enum(RESULTS).optional(),
+  })
+  .refine((q) => q.before === undefined || q.offset === 0, { message: 'use "before" or "offset", not both', path: ['before'] });
 
 function parseQuery<T>(schema: z.ZodType<T>, q: unknown): T {
   const r = schema.safeParse(q);
@@ -121,7 +129,8 @@ export function createHttpApi(d: HttpApiDeps): FastifyInstance {
 
     api.get('/api/builds', async (req) => {
       const q = parseQuery(buildsQuery, req.query);
-      return { builds: await d.builds.recent(q.limit, q.offset) };
+      const filter = { ...(q.type !== undefined && { type: q.type }), ...(q.location && { location: q.location }), ...(q.result && { result: q.result }) };
+      return d.builds.page(q.limit, q.before, filter, q.offset);
     });
 
     api.get('/api/queues', async () => ({ queues: await queuesView(d.master, d.clock.now()) }));

@@ -35,6 +35,23 @@ export interface LogMark {
   at: number;
 }
 
+/** Which builds a page of `GET /api/builds` shows; `result` "running" for builds not finished. */
+export interface BuildFilter {
+  type?: string;
+  location?: Location;
+  result?: BuildResultName | 'running';
+}
+
+/** A page of builds, newest first; `next` continues after its last row (null: no more). */
+export interface BuildPage {
+  builds: BuildRecord[];
+  next: string | null;
+}
+
+/** Index entries read per round trip while filtering, and at most per page (a page may come back short, with `next`). */
+const PAGE_BATCH = 200;
+const PAGE_SCAN = 5000;
+
 /** What is known of a build when it is handed to an agent. */
 export type BuildIdentity = Pick<BuildRecord, 'id' | 'type' | 'attempt' | 'agent' | 'location' | 'instanceId' | 'queuedAt' | 'dispatchedAt'>;
 
@@ -186,6 +203,45 @@ export class BuildStore {
     return rows.map(([, h]) => h as Record<string, string>).filter((h) => h && h.id).map(fromHash);
   }
 
+  /**
+   * Builds older than the cursor `before` (a previous page's `next`), filtered, newest first.
+   * The cursor names the last row shown, so builds started meanwhile never shift the pages.
+   * Without a cursor, `offset` index entries are skipped first (the older API's paging).
+   */
+  async page(limit: number, before: string | undefined, filter: BuildFilter = {}, offset = 0): Promise<BuildPage> {
+    let start = offset;
+    if (before !== undefined) {
+      const cut = before.indexOf(':');
+      const score = before.slice(0, cut);
+      const rank = await this.r.zrevrank(this.indexKey, before.slice(cut + 1));
+      // Gone (trimmed as too old): continue after every build dispatched at or after it.
+      start = rank !== null ? rank + 1 : await this.r.zcount(this.indexKey, score, '+inf');
+    }
+    const out: BuildRecord[] = [];
+    let last: string | null = null;
+    for (let scanned = 0; scanned < PAGE_SCAN && out.length < limit; scanned += PAGE_BATCH) {
+      const raw = await this.r.zrevrange(this.indexKey, start + scanned, start + scanned + PAGE_BATCH - 1, 'WITHSCORES');
+      if (raw.length === 0) return { builds: out, next: null };
+      const members: Array<{ member: string; score: string }> = [];
+      for (let i = 0; i < raw.length; i += 2) members.push({ member: raw[i]!, score: raw[i + 1]! });
+      const wanted = filter.type === undefined ? members : members.filter((m) => m.member.startsWith(`${filter.type}:`));
+      const pipe = this.r.pipeline();
+      for (const m of wanted) pipe.hgetall(`${this.p}:build:${m.member}`);
+      const rows = (await pipe.exec()) ?? [];
+      const byMember = new Map(wanted.map((m, i) => [m.member, rows[i]?.[1] as Record<string, string> | undefined]));
+      for (const m of members) {
+        last = `${m.score}:${m.member}`;
+        const h = byMember.get(m.member);
+        if (!h?.id) continue;
+        const rec = fromHash(h);
+        if (matches(rec, filter)) out.push(rec);
+        if (out.length >= limit) return { builds: out, next: last };
+      }
+      if (raw.length < PAGE_BATCH * 2) return { builds: out, next: null };
+    }
+    return { builds: out, next: last };
+  }
+
   private async trim(): Promise<void> {
     const excess = (await this.r.zcard(this.indexKey)) - this.opts.keep;
     if (excess <= 0) return;
@@ -214,6 +270,13 @@ function identityFields(b: BuildIdentity): Record<string, string | number> {
     queuedAt: b.queuedAt,
     dispatchedAt: b.dispatchedAt,
   };
+}
+
+function matches(r: BuildRecord, f: BuildFilter): boolean {
+  if (f.type !== undefined && r.type !== f.type) return false;
+  if (f.location !== undefined && r.location !== f.location) return false;
+  if (f.result !== undefined && (f.result === 'running' ? r.state !== 'running' : r.result !== f.result)) return false;
+  return true;
 }
 
 function num(v: string | undefined): number | null {

@@ -51,7 +51,7 @@ export interface MasterEvents {
 export type JobApi = Pick<JobService, 'submit' | 'view' | 'logChunk'>;
 
 /** The build records, newest first. */
-export type BuildHistory = Pick<BuildStore, 'recent'>;
+export type BuildHistory = Pick<BuildStore, 'recent' | 'page'>;
 
 /**
  * The read side of a master, for src/http and the composition root: what it holds and what
