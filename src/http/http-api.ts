@@ -34,7 +34,7 @@ const STATUS: Record<string, number> = {
 };
 
 /** Routes with no deadline: the live stream stays open by design; the page and its files never touch Redis; /healthz bounds itself. */
-const NO_DEADLINE = new Set(['/api/events', '/healthz', '/', '/log', '/assets/:file']);
+const NO_DEADLINE = new Set(['/api/events', '/healthz', '/', '/log', '/jobs/:id', '/assets/:file']);
 const longPoll = z.object({ waitMs: z.coerce.number().int().min(0).max(30_000).catch(0) });
 
 const jobQuery = z.object({ type: z.string().optional(), log: z.enum(['0', '1']).optional() });
