@@ -245,12 +245,11 @@
         const building = agent ? agent.running.map((r) => `${r.type}/${r.id}`).join(', ') : '';
         const details = [i.privateIp ? `address ${i.privateIp}` : null, i.reason ? `why: ${i.reason}` : null].filter(Boolean).join('\n');
         return h('tr', { 'data-instance': i.id, 'data-state': i.state, title: details },
-          h('td', { class: 'name' }, shortId(i.id, 12)),
+          h('td', { class: 'name' }, shortId(i.id, 16), i.spot ? h('span', { class: 'muted' }, ' spot') : null),
           // Which kind of suspended: a stopped one wakes with a cold boot, a hibernated one resumes.
           h('td', { class: `state state-${i.state}` }, i.state, i.state === 'suspended' ? (i.hibernated ? ' (hib.)' : ' (stopped)') : ''),
           h('td', { class: 'num' }, dur(overview.at - i.since)),
           h('td', { class: 'clip', title: building }, building || h('span', { class: 'muted' }, '–')),
-          h('td', {}, i.spot ? 'spot' : 'on-dem.'),
           h('td', { class: 'muted clip', title: i.reason || '' }, i.reason || ''));
       });
       const decision = p.decision ? p.decision.reason : '';
@@ -259,8 +258,8 @@
           p.setupError ? h('span', { class: 'result-failed' }, ` ${p.setupError}`) : null),
         decision ? h('div', { class: 'muted clip decision', title: decision }, decision) : null,
         h('table', {},
-          h('thead', {}, h('tr', {}, ...['instance', 'state', 'since', 'building', 'pricing', 'why'].map((t) => h('th', {}, t)))),
-          h('tbody', {}, rows.length ? rows : h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'no instances')))));
+          h('thead', {}, h('tr', {}, ...['instance', 'state', 'since', 'building', 'why'].map((t) => h('th', {}, t)))),
+          h('tbody', {}, rows.length ? rows : h('tr', {}, h('td', { colspan: 5, class: 'muted' }, 'no instances')))));
     });
     $('#pools').replaceChildren(...(blocks.length ? blocks : [h('p', { class: 'muted' }, 'no cloud pools configured')]));
   }
