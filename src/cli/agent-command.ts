@@ -38,6 +38,7 @@ export interface AgentFlags {
   minFreeMb?: string;
   diskCheckSec?: string;
   buildCpuMax?: string;
+  killGraceSec?: string;
 }
 
 /** `spillway agent`: serves builds until SIGTERM, then drains (finishes running builds) and exits 0. */
@@ -71,6 +72,7 @@ export async function agentCommand(flags: AgentFlags, env: NodeJS.ProcessEnv): P
     minFreeMb: num(flags.minFreeMb),
     diskCheckSec: num(flags.diskCheckSec),
     buildCpuMax: share(flags.buildCpuMax),
+    killGraceSec: num(flags.killGraceSec),
     caFile: flags.ca,
     certFile: flags.cert,
     keyFile: flags.key,

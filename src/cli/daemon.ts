@@ -58,6 +58,7 @@ export class Daemon {
   private redis: Redis | undefined;
   private recordsRedis: Redis | undefined;
   private apiRedis: Redis | undefined;
+  private subscriber: Redis | undefined;
   private cas: CasService | undefined;
   private _master: Master | undefined;
   private autoscale: Autoscale | undefined;
@@ -104,10 +105,20 @@ export class Daemon {
       repeats,
       named('api'),
     );
+    // Cancels made through any master's API reach the master holding the job through it.
+    this.subscriber = await connect(config.redis.url, { maxRetriesPerRequest: null }, repeats, named('cancels'));
     const redisProbe = new RedisProbe({ redis: this.apiRedis, clock, timeoutMs: Math.min(1000, bound) });
     this.cas = await openCas(config, clock, log);
 
-    const master = new Master({ config, redis: this.redis, recordsRedis: this.recordsRedis, apiRedis: this.apiRedis, clock, log: this.opts.log });
+    const master = new Master({
+      config,
+      redis: this.redis,
+      recordsRedis: this.recordsRedis,
+      apiRedis: this.apiRedis,
+      subscriber: this.subscriber,
+      clock,
+      log: this.opts.log,
+    });
     this._master = master;
     const agentUrl = await master.listen();
 
@@ -150,6 +161,7 @@ export class Daemon {
     this.http = createHttpApi({
       config,
       jobs: master.jobs,
+      control: master.control,
       builds: master.history,
       redisProbe,
       master,
@@ -213,7 +225,7 @@ export class Daemon {
     // First: the pages' event streams would otherwise hold the HTTP server open.
     await this.dashboard?.stop();
     await this.http?.close();
-    const connections = [this.apiRedis, this.recordsRedis, this.redis].filter((r): r is Redis => r !== undefined);
+    const connections = [this.apiRedis, this.recordsRedis, this.redis, this.subscriber].filter((r): r is Redis => r !== undefined);
     let dropped = false;
     const drop = (reason: string) => {
       // Nothing is lost by not waiting: jobs not handed back stay active in BullMQ until their

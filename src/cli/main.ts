@@ -71,6 +71,7 @@ async function run(argv: string[]): Promise<number> {
     .option('--min-free-mb <mib>', 'free space kept on the work and cache filesystems: below it the cache evicts, then the agent takes no builds', '1024')
     .addOption(new Option('--disk-check-sec <sec>', 'how often free space is checked').default('5').hideHelp())
     .option('--build-cpu-max <share>', "CPU ceiling for all builds together, e.g. 95% of the machine's cores (cgroup; default: none)")
+    .option('--kill-grace-sec <sec>', 'a cancelled or timed-out build gets SIGTERM, then SIGKILL this much later', '10')
     .addOption(new Option('--log-level <level>').choices(['error', 'warn', 'info', 'debug']).default('info'))
     .addOption(new Option('--log-format <format>', 'auto: readable on a terminal, JSON lines otherwise').choices(['json', 'pretty', 'auto']).default('auto'))
     .action(async (o) => {
@@ -90,10 +91,51 @@ async function run(argv: string[]): Promise<number> {
     .option('--label <label>', 'required agent label (repeatable)', collect)
     .option('--timeout <sec>', 'build timeout in seconds', positiveInt('--timeout'))
     .option('--attempts <n>', 'attempts when an agent is lost', positiveInt('--attempts'))
+    .option('--priority <n>', 'queue priority, 1 the highest (jobs without one go first; up to 2097152)', positiveInt('--priority'))
     .option('--job-id <id>', 'your own job id: submitting it again returns that job instead of running a second build')
     .argument('<command...>', 'the command, after --')
     .action(async (command: string[], o) => {
       code = await (await import('./submit-command.js')).submitCommand(command, o, process.stdout, process.stderr);
+    });
+
+  const apiToken = (what: string) => new Option('--token <token>', `the master's API token (${what})`).env('SPILLWAY_TOKEN');
+  program
+    .command('cancel')
+    .description('cancel a job: a waiting one never runs, a running build is killed on its agent')
+    .argument('<id>', 'the job id')
+    .requiredOption('--master <url>', "the master's HTTP API, http://HOST:PORT")
+    .addOption(apiToken('submit or admin; needed once the master has any'))
+    .option('--reason <text>', 'why (kept with the job, shown with it)')
+    .option('--type <type>', 'the job type, for a raw BullMQ id used in more than one queue')
+    .action(async (id: string, o) => {
+      code = await (await import('./cancel-command.js')).cancelCommand(id, o, process.stdout, process.stderr);
+    });
+
+  program
+    .command('retry')
+    .description('submit a finished or cancelled job again: same payload, a new id linked to the old one')
+    .argument('<id>', 'the job id')
+    .requiredOption('--master <url>', "the master's HTTP API, http://HOST:PORT")
+    .addOption(apiToken('submit or admin; needed once the master has any'))
+    .option('--wait', 'wait for the new build, stream its log, exit with its exit code (as submit --wait)')
+    .option('--wait-timeout <sec>', 'with --wait: give up (exit 75) once the master has been unreachable this long (default 600)', positiveInt('--wait-timeout'))
+    .option('--type <type>', 'the job type, for a raw BullMQ id used in more than one queue')
+    .action(async (id: string, o) => {
+      code = await (await import('./retry-command.js')).retryCommand(id, o, process.stdout, process.stderr);
+    });
+
+  program
+    .command('logs')
+    .description("print a job's log (raw, the latest attempt); --follow streams it live until the job finishes")
+    .argument('<id>', 'the job id')
+    .requiredOption('--master <url>', "the master's HTTP API, http://HOST:PORT")
+    .addOption(apiToken('any role; needed once the master has read tokens'))
+    .option('--follow', 'stream the live log until the job finishes, then exit as submit --wait does')
+    .option('--attempt <n>', 'an earlier attempt (without --follow)', positiveInt('--attempt'))
+    .option('--wait-timeout <sec>', 'with --follow: give up (exit 75) once the master has been unreachable this long (default 600)', positiveInt('--wait-timeout'))
+    .option('--type <type>', 'the job type, for a raw BullMQ id used in more than one queue')
+    .action(async (id: string, o) => {
+      code = await (await import('./logs-command.js')).logsCommand(id, o, process.stdout, process.stderr);
     });
 
   program
@@ -116,13 +158,16 @@ async function run(argv: string[]): Promise<number> {
 
   program
     .command('status')
-    .description('show queues, agents and recent builds')
+    .description('show queues, agents and recent builds; with a job id, that job')
+    .argument('[job]', 'a job id: its state, priority, attempts, who cancelled it, its retries')
     .requiredOption('--master <url>', "the master's HTTP API, http://HOST:PORT")
     .option('--json', 'print JSON')
     .addOption(new Option('--token <token>', "the master's API token (any role; needed once the master has read tokens)").env('SPILLWAY_TOKEN'))
     .option('--builds <n>', 'recent builds to show', positiveInt('--builds'), 10)
-    .action(async (o) => {
-      code = await (await import('./status-command.js')).statusCommand(o, process.stdout);
+    .option('--type <type>', 'with a job id: the job type, for a raw BullMQ id used in more than one queue')
+    .action(async (job: string | undefined, o) => {
+      const status = await import('./status-command.js');
+      code = job === undefined ? await status.statusCommand(o, process.stdout) : await status.jobStatusCommand(job, o, process.stdout);
     });
 
   const vpn = program.command('vpn').description('WireGuard tooling for a VPN-only cloud pool');

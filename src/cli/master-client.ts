@@ -25,7 +25,12 @@ export class MasterClient {
     return this.request<T>('POST', path, body);
   }
 
-  private async request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+  /** A route that answers text (a build log), as it is. */
+  async getText(path: string): Promise<string> {
+    return this.request<string>('GET', path, undefined, undefined, true);
+  }
+
+  private async request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal, asText = false): Promise<T> {
     let res: Response;
     try {
       res = await fetch(this.base + path, {
@@ -51,7 +56,7 @@ export class MasterClient {
     }
     let json: unknown;
     try {
-      json = text ? JSON.parse(text) : undefined;
+      json = text && !(asText && res.ok) ? JSON.parse(text) : undefined;
     } catch {
       json = undefined;
     }
@@ -66,7 +71,7 @@ export class MasterClient {
       if (res.status === 401 && !this.token) throw new CliUsageError(`master answered 401: ${msg} (pass --token or set SPILLWAY_TOKEN)`);
       throw new CliUsageError(`master answered ${res.status}: ${msg}`);
     }
-    return json as T;
+    return (asText ? text : json) as T;
   }
 }
 
@@ -74,4 +79,21 @@ export class MasterClient {
 export class CliUsageError extends SpillwayError {
   readonly code = 'SPILLWAY_E_USAGE';
   readonly disposition = 'fatal';
+}
+
+/** EX_TEMPFAIL (sysexits.h): the master (or its Redis) could not be reached; try again later. */
+export const UNREACHABLE_EXIT = 75;
+
+/**
+ * Runs one request-and-answer command: a master that cannot be reached, or whose Redis is
+ * away, is said on `err` and exits 75, so a script can retry later; anything else propagates.
+ */
+export async function orUnreachable(err: NodeJS.WritableStream, command: () => Promise<number>): Promise<number> {
+  try {
+    return await command();
+  } catch (e) {
+    if (!(e instanceof MasterUnavailableError || e instanceof RedisUnavailableError)) throw e;
+    err.write(`spillway: ${e.message}\n`);
+    return UNREACHABLE_EXIT;
+  }
 }

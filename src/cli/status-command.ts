@@ -1,5 +1,5 @@
 import type { QueueView } from '../http';
-import type { BuildRecord } from '../master';
+import type { BuildRecord, JobView } from '../master';
 import type { PoolReport } from '../provisioner';
 import { MasterClient } from './master-client';
 
@@ -96,6 +96,49 @@ export async function statusCommand(flags: { master: string; token?: string; jso
           ]),
         ),
   );
+  return 0;
+}
+
+/** `spillway status JOB`: one job: its state, priority, attempts, who cancelled it, its retries; --json prints the API's view. */
+export async function jobStatusCommand(id: string, flags: { master: string; token?: string; json?: boolean; type?: string }, out: NodeJS.WritableStream): Promise<number> {
+  const client = new MasterClient(flags.master, flags.token);
+  const v = await client.get<JobView>(`/api/jobs/${encodeURIComponent(id)}?log=0${flags.type ? `&type=${encodeURIComponent(flags.type)}` : ''}`);
+  if (flags.json) {
+    out.write(JSON.stringify(v, null, 2) + '\n');
+    return 0;
+  }
+  const where = (b: { location: string | null; instanceId: string | null }) => (b.location === 'cloud' ? `cloud${b.instanceId ? ` ${b.instanceId}` : ''}` : 'on-prem');
+  const rows: Array<[string, string | null]> = [
+    ['job', `${v.id} (${v.type})`],
+    ['state', v.cancelledBy ? `${v.state} (cancelled)` : v.state],
+    ['priority', v.priority === null ? '-' : String(v.priority)],
+    ['attempts', `${v.attemptsMade} failed of ${v.attempts}`],
+    ['agent', v.agent && `${v.agent} (${where(v)})`],
+    ['exit code', v.exitCode === null ? null : String(v.exitCode)],
+    ['reason', v.failedReason],
+    ['cancelled by', v.cancelledBy && `${v.cancelledBy}${v.cancelReason ? ` (${v.cancelReason})` : ''}`],
+    ['retry of', v.retryOf],
+    ['retried as', v.retriedAs],
+    ['unrunnable', v.unrunnable],
+  ];
+  for (const [k, val] of rows) if (val !== null) out.write(`${k.padEnd(13)}${val}\n`);
+  if (v.builds.length > 0) {
+    out.write('\nATTEMPTS\n');
+    out.write(
+      table(
+        ['attempt', 'agent', 'where', 'wait', 'duration', 'result', 'reason'],
+        v.builds.map((b) => [
+          String(b.attempt),
+          b.agent,
+          where(b),
+          b.waitMs === null ? '-' : ms(b.waitMs),
+          b.durationMs === null ? '-' : ms(b.durationMs),
+          b.result ?? b.state,
+          b.reason ?? '',
+        ]),
+      ),
+    );
+  }
   return 0;
 }
 

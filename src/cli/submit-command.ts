@@ -12,6 +12,8 @@ export interface SubmitFlags {
   env?: string[];
   timeout?: number;
   attempts?: number;
+  /** BullMQ priority: 1 is the highest; jobs without one go first. */
+  priority?: number;
   label?: string[];
   /** Client-chosen job id: a retried submit with the same id never runs the build twice. */
   jobId?: string;
@@ -48,6 +50,7 @@ export async function submitCommand(
     ...(Object.keys(env).length ? { env } : {}),
     ...(flags.timeout ? { timeoutSec: flags.timeout } : {}),
     ...(flags.attempts ? { attempts: flags.attempts } : {}),
+    ...(flags.priority ? { priority: flags.priority } : {}),
     ...(flags.label?.length ? { requirements: { labels: flags.label } } : {}),
     ...(flags.jobId !== undefined ? { jobId: flags.jobId } : {}),
   };

@@ -54,6 +54,11 @@ const agentOptionsSchema = z
      * (0.95 = 95%), enforced by a cgroup. @defaultValue none
      */
     buildCpuMax: z.number({ error: 'expected a number in (0, 1]' }).positive().max(1, 'at most 1 (100% of the cores)').optional(),
+    /**
+     * Between SIGTERM and SIGKILL to a build's process group when it is cancelled or times
+     * out: the time a build has to clean up. @defaultValue 10
+     */
+    killGraceSec: z.number({ error: 'expected a positive number of seconds' }).positive().max(3600).default(10),
     /** An action whose input tree is deeper than this fails (a hostile tree is cheap to send). @defaultValue 256 */
     inputMaxDepth: z.number({ error: 'expected a positive integer' }).int().positive().default(256),
     /** An action whose input tree has more files, directories and symlinks than this fails. @defaultValue 1000000 */

@@ -22,7 +22,7 @@ export function signalGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
  * and run no code, and where PID 1 does not reap orphans (minimal containers, microVMs) they
  * stay group members indefinitely.
  */
-function groupHasLiveMembers(pgid: number): boolean {
+export function groupHasLiveMembers(pgid: number): boolean {
   if (!signalGroup(pgid, 0)) return false;
   if (process.platform !== 'linux') return true;
   let entries: string[];

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { Config } from '../config';
 import { guardRoutes, HttpRoles, RedisUnavailableError, RefusalLog, RepeatLog, SpillwayError, type Clock, type Logger, type RedisProbe } from '../lib';
 import { cacheRouteHint, casRoutes, type CasRoutesOptions } from '../cas';
-import type { BuildHistory, JobApi, MasterView } from '../master';
+import { CANCEL_WAIT_MS, type BuildHistory, type JobApi, type JobControlApi, type MasterView } from '../master';
 import type { Provisioner, RuleBook } from '../provisioner';
 import type { Dashboard } from './dashboard';
 import { registerDashboardRoutes } from './dashboard-routes';
@@ -13,6 +13,8 @@ import { agentsView, queuesView } from './views';
 export interface HttpApiDeps {
   config: Config;
   jobs: JobApi;
+  /** Cancel and retry. */
+  control: JobControlApi;
   builds: BuildHistory;
   master: MasterView;
   /** Asks Redis whether it answers, for /healthz and for telling a Redis outage from a bug. */
@@ -30,6 +32,8 @@ const STATUS: Record<string, number> = {
   SPILLWAY_E_BAD_REQUEST: 400,
   SPILLWAY_E_NOT_FOUND: 404,
   SPILLWAY_E_CONFLICT: 409,
+  SPILLWAY_E_JOB_FINISHED: 409,
+  SPILLWAY_E_JOB_NOT_FINISHED: 409,
   SPILLWAY_E_REDIS_UNAVAILABLE: 503,
 };
 
@@ -38,6 +42,10 @@ const NO_DEADLINE = new Set(['/api/events', '/healthz', '/', '/log', '/jobs/:id'
 const longPoll = z.object({ waitMs: z.coerce.number().int().min(0).max(30_000).catch(0) });
 
 const jobQuery = z.object({ type: z.string().optional(), log: z.enum(['0', '1']).optional() });
+const typeQuery = z.object({ type: z.string().optional() });
+const logTextQuery = z.object({ type: z.string().optional(), attempt: z.coerce.number().int().min(1).optional() });
+/** Optional: a cancel may say why. */
+const cancelBody = z.object({ reason: z.string().max(500, 'reason: at most 500 characters').optional() }).strict();
 const logQuery = z.object({
   type: z.string().optional(),
   attempt: z.coerce.number().int().min(0).default(0),
@@ -56,6 +64,9 @@ const buildsQuery = z
     result: z.enum(RESULTS).optional(),
   })
   .refine((q) => q.before === undefined || q.offset === 0, { message: 'use "before" or "offset", not both', path: ['before'] });
+
+/** A job id as a download's file name: ids from the API are safe already, raw BullMQ ids may not be. */
+const fileNameOf = (id: string) => id.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '_');
 
 function parseQuery<T>(schema: z.ZodType<T>, q: unknown): T {
   const r = schema.safeParse(q);
@@ -105,9 +116,10 @@ export function createHttpApi(d: HttpApiDeps): FastifyInstance {
       probe: d.redisProbe,
       clock: d.clock,
       exempt: (url) => NO_DEADLINE.has(url),
-      extraMs: (url, query) => (url === '/api/jobs/:id/log' ? longPoll.parse(query ?? {}).waitMs : 0),
+      extraMs: (url, query) => (url === '/api/jobs/:id/log' ? longPoll.parse(query ?? {}).waitMs : url === '/api/jobs/:id/cancel' ? CANCEL_WAIT_MS : 0),
     });
-    guardRoutes(api, new HttpRoles(d.config.http.tokens), (req, need, reason) =>
+    const roles = new HttpRoles(d.config.http.tokens);
+    guardRoutes(api, roles, (req, need, reason) =>
       refusals.warn('http.access-refused', req.ip, { method: req.method, url: req.url.split('?')[0], need, reason }),
     );
 
@@ -125,6 +137,31 @@ export function createHttpApi(d: HttpApiDeps): FastifyInstance {
     api.get<{ Params: { id: string } }>('/api/jobs/:id/log', async (req) => {
       const q = parseQuery(logQuery, req.query);
       return d.jobs.logChunk(req.params.id, q.type, q.attempt, q.offset, q.waitMs);
+    });
+
+    api.get<{ Params: { id: string } }>('/api/jobs/:id/log.txt', async (req, reply) => {
+      const q = parseQuery(logTextQuery, req.query);
+      const log = await d.jobs.logText(req.params.id, q.type, q.attempt);
+      return reply
+        .type('text/plain; charset=utf-8')
+        .header('content-disposition', `attachment; filename=${fileNameOf(log.id)}.log`)
+        .header('x-spillway-attempt', String(log.attempt))
+        .send(log.text);
+    });
+
+    // 200 once the job failed as cancelled; 202 while its master has not confirmed it yet.
+    api.post<{ Params: { id: string } }>('/api/jobs/:id/cancel', { config: { access: 'submit' } }, async (req, reply) => {
+      const q = parseQuery(typeQuery, req.query);
+      const body = parseQuery(cancelBody, req.body ?? {});
+      const done = await d.control.cancel(req.params.id, q.type, roles.caller(req.headers.authorization), body.reason || null);
+      return reply.status(done.state === 'cancelled' ? 200 : 202).send(done);
+    });
+
+    // 201 for the new job; 200 with the retry made before, for a job retried already.
+    api.post<{ Params: { id: string } }>('/api/jobs/:id/retry', { config: { access: 'submit' } }, async (req, reply) => {
+      const q = parseQuery(typeQuery, req.query);
+      const job = await d.control.retry(req.params.id, q.type);
+      return reply.status(job.created ? 201 : 200).send(job);
     });
 
     api.get('/api/builds', async (req) => {

@@ -53,3 +53,15 @@ export class RedisUnavailableError extends SpillwayError {
   readonly code = 'SPILLWAY_E_REDIS_UNAVAILABLE';
   readonly disposition = 'retry';
 }
+
+/** The job has finished (completed, failed or cancelled): it cannot be cancelled any more. */
+export class JobFinishedError extends SpillwayError {
+  readonly code = 'SPILLWAY_E_JOB_FINISHED';
+  readonly disposition = 'fatal';
+}
+
+/** The job is still waiting or running: it cannot be retried until it has finished (or been cancelled). */
+export class JobNotFinishedError extends SpillwayError {
+  readonly code = 'SPILLWAY_E_JOB_NOT_FINISHED';
+  readonly disposition = 'fatal';
+}

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { sameSecret } from './secret';
 
 /**
@@ -69,4 +70,13 @@ export class TokenGrants<G> {
     }
     return found;
   }
+}
+
+/**
+ * What names a token in records and logs without revealing it: the first 8 hex digits of its
+ * SHA-256 (`printf %s "$TOKEN" | sha256sum | cut -c1-8` tells an operator which one it was).
+ * Tokens are long random secrets, so 32 bits of their hash help no one guess them.
+ */
+export function tokenFingerprint(token: string): string {
+  return createHash('sha256').update(token).digest('hex').slice(0, 8);
 }

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify';
-import { readAuthorization, TokenGrants } from './http-credentials';
+import { readAuthorization, tokenFingerprint, TokenGrants } from './http-credentials';
 
 /**
  * The roles of the master's HTTP API, each including the ones before it: `read` (dashboard,
@@ -78,9 +78,24 @@ export class HttpRoles {
       return refuse(401, need === 'admin' ? 'wrong admin token' : need === 'submit' ? `wrong token: job submission needs a ${what}` : 'wrong token');
     }
     if (RANK[role] < RANK[need]) {
-      return refuse(403, need === 'admin' ? `a ${role} token cannot change settings: an admin token is required` : `a ${role} token cannot submit jobs: use a ${what}`);
+      return refuse(403, need === 'admin' ? `a ${role} token cannot change settings: an admin token is required` : `a ${role} token cannot submit, cancel or retry jobs: use a ${what}`);
     }
     return { ok: true };
+  }
+
+  /**
+   * Who made a request that `check` let through, for records such as who cancelled a job:
+   * the role of its token and the token's fingerprint ("submit token 3f9a1c2e"), never the
+   * token itself; "anonymous (open API)" where the route was open and no token was sent.
+   */
+  caller(header: string | readonly string[] | undefined): string {
+    const given = readAuthorization(header);
+    const candidates = given.kind === 'bearer' ? [given.token] : given.kind === 'basic' ? given.pairs.map((p) => p.password) : [];
+    for (const token of candidates) {
+      const role = this.grants.find(token);
+      if (role !== undefined) return `${role} token ${tokenFingerprint(token)}`;
+    }
+    return 'anonymous (open API)';
   }
 }
 

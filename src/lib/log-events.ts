@@ -41,6 +41,7 @@ const LOG_EVENTS = [
   'job.stale-result',
   'job.frame-refused',
   'job.cancelled',
+  'job.resubmitted',
   'job.lock-lost',
   'job.preempted',
   'job.unrunnable',

@@ -2,6 +2,7 @@ import { describeResult, outcomeOf, type BuildResult, type FinishedFrame } from 
 import type { Logger } from '../lib';
 import type { ConnectedAgent } from './agent-registry';
 import type { BuildIdentity, BuildRecord, BuildRecords } from './build-store';
+import { isCancelReason } from './cancel-store';
 import { attemptOf, lockOf, placedOf, RefusedFrame, type HeldJob } from './held-jobs/held-job';
 import type { JobQueue } from './job-queue';
 
@@ -46,6 +47,13 @@ export class BuildSettlement {
     try {
       await this.settle(f.queue, f.jobId, f.lockToken, f.result, timeoutSec);
     } catch (err) {
+      // Cancelled while its master was away (or the master that cancelled it died before the
+      // agent reported the kill): the job failed as cancelled already; the record says so.
+      const end = await q.endOf(f.jobId);
+      if (rec?.state === 'running' && end.state === 'failed' && isCancelReason(end.failedReason)) {
+        const ending = { startedAt: f.result.startedAt, finishedAt: f.result.finishedAt, result: 'cancelled' as const, exitCode: f.result.exitCode, signal: f.result.signal, reason: end.failedReason };
+        return this.d.builds.finished(rec, ending);
+      }
       // The previous master may have settled the job and died before writing the build
       // record; the agent's repeated report is then what completes the record.
       if (!(await this.settledWith(q, f.jobId, f.result, timeoutSec))) throw err;

@@ -5,8 +5,10 @@ import { checkJobPayload, type FinishedFrame, type HeldJob as AgentHeldJob, type
 import { AgentSweep } from './held-jobs/agent-sweep';
 import type { AgentRegistry, ConnectedAgent } from './agent-registry';
 import { BuildReports } from './held-jobs/build-reports';
+import { Cancellation } from './held-jobs/cancellation';
 import type { BuildRecords } from './build-store';
 import { BuildSettlement } from './build-settlement';
+import type { CancelRequest, CancelStore } from './cancel-store';
 import type { DispatcherEvents } from './dispatcher-events';
 import { chooseAgent } from './executor-choice';
 import { agentKeyOf, attemptOf, diskDefault, identityOf, lockOf, timeoutOf, type HeldJob } from './held-jobs/held-job';
@@ -33,6 +35,8 @@ export interface DispatcherDeps {
   queues: ReadonlyMap<string, JobQueue>;
   registry: AgentRegistry;
   builds: BuildRecords;
+  /** Where cancel requests are read (see `cancel`); without it only `cancel` calls cancel. */
+  cancels?: Pick<CancelStore, 'get'>;
   clock: Clock;
   log: Logger;
 }
@@ -52,6 +56,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   private readonly sweeper: AgentSweep;
   private readonly renewal: LockRenewal;
   private readonly unrunnable: UnrunnableJobs;
+  private readonly cancellation: Cancellation;
   private readonly capacity = new Signal();
   private readonly abort = new AbortController();
   private loops: Promise<void>[] = [];
@@ -66,10 +71,12 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       onBusy: (a) => this.emit('agent-busy', a),
       onIdle: (a) => this.emit('agent-idle', a, clock.now()),
       onFreed: () => this.capacityChanged(),
+      onCancelEnded: (h, last) => void this.cancellation.ended(h, last),
     });
     const settlement = new BuildSettlement({ queues: d.queues, builds: d.builds, log });
     const common = { jobs: this.jobs, settlement, events: this, clock, log };
-    this.reports = new BuildReports({ ...common, builds: d.builds, refusals: new RefusalLog(log, clock) });
+    this.cancellation = new Cancellation({ jobs: this.jobs, queues: d.queues, registry, builds: d.builds, requests: d.cancels, events: this, clock, log });
+    this.reports = new BuildReports({ ...common, builds: d.builds, cancellation: this.cancellation, refusals: new RefusalLog(log, clock) });
     this.reattacher = new Reattach({ ...common, config: d.config, queues: d.queues, builds: d.builds, reports: this.reports });
     this.preemption = new Preemption({ ...common, registry, capacityChanged: () => this.capacityChanged() });
     this.sweeper = new AgentSweep({ ...common, config: d.config, registry, preemption: this.preemption });
@@ -166,6 +173,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const h = this.jobs.hold({ queue: q.type, job, payload: check.payload, attempt, timeoutSec }, { type: 'take', lock: token });
     if (!h) throw new Error('job is held already');
     this.unrunnable.taken(q.type, job.id);
+    // Not awaited: placing waits for no Redis round trip. A cancel whose request this read
+    // misses is announced after it, when the job is held here already (see `cancel`).
+    void this.cancellation.check(h).catch((err: unknown) => this.log.error('redis.error', { op: 'cancel.check', jobId: job.id, error: err }));
     if (this.place(h) || this.unrunnable.sideline(h)) return;
     if (!this.d.registry.capacityFor(q.type).serving) this.giveBack(h);
   }
@@ -211,7 +221,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    */
   onDeclined(agent: ConnectedAgent, f: AgentHeldJob & { reason: string }): void {
     const h = this.reports.onDeclined(agent, f);
-    if (!h || this.place(h, agent) || this.unrunnable.sideline(h)) return;
+    // A cancelled job's decline ended it.
+    if (!h || this.jobs.get(h.queue, h.job.id) !== h || this.place(h, agent) || this.unrunnable.sideline(h)) return;
     if (!this.d.registry.capacityFor(h.queue).serving) this.giveBack(h);
   }
 
@@ -223,8 +234,42 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     return this.reports.onFinished(agent, f);
   }
 
-  reattach(agent: ConnectedAgent, running: readonly AgentHeldJob[], finished: readonly AgentHeldJob[] = []): Promise<Array<{ queue: string; jobId: string }>> {
-    return this.reattacher.reattach(agent, running, finished);
+  async reattach(agent: ConnectedAgent, running: readonly AgentHeldJob[], finished: readonly AgentHeldJob[] = []): Promise<Array<{ queue: string; jobId: string }>> {
+    const kept = await this.reattacher.reattach(agent, running, finished);
+    // A build taken back may have been cancelled while nobody held it (its master restarted).
+    for (const k of kept) {
+      const h = this.jobs.get(k.queue, k.jobId);
+      if (h) void this.cancellation.check(h).catch((err: unknown) => this.log.error('redis.error', { op: 'cancel.check', jobId: k.jobId, error: err }));
+    }
+    return kept;
+  }
+
+  /**
+   * Cancels a job if this master holds it: waiting for an executor, it ends at once; on an
+   * agent, the build is killed there. False if it is not held here (or is being cancelled).
+   *
+   * Why no job is both cancelled and run, or lost: the API stores the request first, then
+   * fails the job in its queue if no master holds it — atomically with BullMQ's take — and
+   * otherwise announces it to every master. A master reads the request right after taking a
+   * job; a request stored after that read is announced after it, so it reaches a master that
+   * holds the job by then. A master that missed announcements (its subscription dropped)
+   * checks every job it holds once it is subscribed again (`cancelsMissed`).
+   */
+  cancel(queue: string, jobId: string, request: CancelRequest): boolean {
+    const h = this.jobs.get(queue, jobId);
+    return h !== undefined && this.cancellation.cancel(h, request);
+  }
+
+  /** Cancel announcements may have been missed: every held job is checked against the stored requests. */
+  cancelsMissed(): Promise<void> {
+    return this.cancellation.checkAll();
+  }
+
+  /** What a job held here is doing, for the cancel's answer; undefined if it is not held here. */
+  heldState(queue: string, jobId: string): 'waiting' | 'running' | 'cancelling' | undefined {
+    const s = this.jobs.get(queue, jobId)?.state.kind;
+    if (s === undefined) return undefined;
+    return s === 'pending' ? 'waiting' : s === 'cancelling' ? 'cancelling' : 'running';
   }
 
   orphan(agent: ConnectedAgent): void {

@@ -6,7 +6,9 @@ import type { Config } from '../config';
 import { BadRequestError, ConflictError, NotFoundError, type Clock } from '../lib';
 import { buildResultSchema, checkJobPayload, exitCodeOf } from '../protocol';
 import type { BuildRecord, BuildStore } from './build-store';
+import { CancelStore, isCancelReason } from './cancel-store';
 import type { Dispatcher } from './dispatcher';
+import { JobLinkStore } from './job-links';
 import type { JobTypeQueue } from './job-type-queue';
 import { SubmissionKeys, submissionDigest, type SubmissionEntry } from './submission-keys';
 
@@ -55,6 +57,16 @@ export interface JobView {
   builds: BuildRecord[];
   /** While not done: why no connected agent can run it ("no agent offers label gpu"); null if one can. */
   unrunnable: string | null;
+  /** BullMQ priority (1 is the highest); null for none. */
+  priority: number | null;
+  /** Who cancelled it ("submit token 3f9a1c2e"), once it ended cancelled; else null. */
+  cancelledBy: string | null;
+  /** The reason given with the cancel, if any. */
+  cancelReason: string | null;
+  /** The job this one retries (`POST /api/jobs/:id/retry`). */
+  retryOf: string | null;
+  /** The job that retries this one. */
+  retriedAs: string | null;
   log?: string;
 }
 
@@ -87,10 +99,15 @@ export class JobService {
       clock: Clock;
     },
   ) {
-    this.keys = new SubmissionKeys({ redis: d.redis, keyPrefix: d.config.redis.keyPrefix });
+    const stores = { redis: d.redis, keyPrefix: d.config.redis.keyPrefix };
+    this.keys = new SubmissionKeys(stores);
+    this.cancels = new CancelStore(stores);
+    this.links = new JobLinkStore(stores);
   }
 
   private readonly keys: SubmissionKeys;
+  private readonly cancels: CancelStore;
+  private readonly links: JobLinkStore;
 
   async submit(body: unknown): Promise<Submitted> {
     if (!body || typeof body !== 'object' || Array.isArray(body)) throw new BadRequestError('expected a JSON object');
@@ -163,10 +180,10 @@ export class JobService {
 
   async view(id: string, type?: string, withLog = true): Promise<JobView> {
     const { job, q } = await this.find(id, type);
-    const state = await job.getState();
-    const builds = await this.d.builds.attempts(q.type, id);
+    const [state, builds, links] = await Promise.all([job.getState(), this.d.builds.attempts(q.type, id), this.links.get(q.type, id)]);
     const last = builds[builds.length - 1];
     const done = DONE.has(state);
+    const cancel = state === 'failed' && isCancelReason(job.failedReason) ? await this.cancels.get(q.type, id) : undefined;
     const view: JobView = {
       id,
       type: q.type,
@@ -184,6 +201,11 @@ export class JobService {
       finishedAt: last?.finishedAt ?? null,
       builds,
       unrunnable: done || state === 'active' ? null : this.d.dispatcher.unrunnableReason(q.type, job.data),
+      priority: job.opts.priority || null,
+      cancelledBy: cancel?.by ?? null,
+      cancelReason: cancel?.reason ?? null,
+      retryOf: links.retryOf,
+      retriedAs: links.retriedAs,
     };
     if (withLog) view.log = last ? await this.d.builds.readLog(q.type, id, last.attempt) : '';
     return view;
@@ -199,6 +221,15 @@ export class JobService {
       if (last.result === 'timeout') return 124;
     }
     return 1;
+  }
+
+  /** One attempt's whole log as stored (the latest by default), for download. */
+  async logText(id: string, type: string | undefined, attempt?: number): Promise<{ id: string; type: string; attempt: number; text: string }> {
+    const { q } = await this.find(id, type);
+    const builds = await this.d.builds.attempts(q.type, id);
+    const which = attempt ?? builds[builds.length - 1]?.attempt;
+    if (attempt !== undefined && !builds.some((b) => b.attempt === attempt)) throw new NotFoundError(`job ${id} has no attempt ${attempt}`);
+    return { id, type: q.type, attempt: which ?? 0, text: which === undefined ? '' : await this.d.builds.readLog(q.type, id, which) };
   }
 
   /**

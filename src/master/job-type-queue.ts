@@ -1,7 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { runScript } from '../lib';
 import type { JobQueue, QueuedJob, QueuedJobEnd } from './job-queue';
+import { CANCEL_WAITING_SCRIPT } from './lua/cancel-waiting-script';
+
+/** What `cancelWaiting` found: the first three it cancelled; the others it left alone. */
+export type CancelWaitingOutcome = 'waiting' | 'prioritized' | 'delayed' | 'active' | 'completed' | 'failed' | 'missing' | 'unknown';
+const OUTCOMES: ReadonlySet<string> = new Set<CancelWaitingOutcome>(['waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed', 'missing', 'unknown']);
 
 export interface JobTypeQueueOptions {
   type: string;
@@ -96,6 +102,19 @@ export class JobTypeQueue implements JobQueue {
     if (job && state === 'completed') return { state, returnValue: job.returnvalue };
     if (job && state === 'failed') return { state, failedReason: job.failedReason };
     return { state: 'other' };
+  }
+
+  /**
+   * Fails the job with `reason` if no master holds it (waiting, prioritized, delayed), on the
+   * API's connection, atomically with BullMQ taking jobs: a job taken at this very moment is
+   * left alone (`active`), for its master to cancel.
+   */
+  async cancelWaiting(jobId: string, reason: string, now: number): Promise<CancelWaitingOutcome> {
+    const k = this.apiQueue.keys;
+    const keys = [k.wait!, k.paused!, k.prioritized!, k.delayed!, k.failed!, k.completed!, k.active!, this.apiQueue.toKey(jobId), k.events!, k.meta!];
+    const out = String(await runScript(this.opts.apiConnection ?? this.opts.connection, CANCEL_WAITING_SCRIPT, keys, [jobId, now, reason, k['']!]));
+    if (!OUTCOMES.has(out)) throw new Error(`cancel script answered ${out}`);
+    return out as CancelWaitingOutcome;
   }
 
   async stopTaking(): Promise<void> {

@@ -2,6 +2,7 @@ import type { Notice } from '../protocol';
 import { freeExecutors, type ConnectedAgent } from './agent-registry';
 import type { BuildIdentity, BuildRecord, BuildStore } from './build-store';
 import type { DispatcherEvents } from './dispatcher-events';
+import type { JobControl } from './job-control';
 import type { JobService } from './job-service';
 
 /**
@@ -48,7 +49,10 @@ export interface MasterEvents {
 }
 
 /** Submitting and looking up jobs. */
-export type JobApi = Pick<JobService, 'submit' | 'view' | 'logChunk'>;
+export type JobApi = Pick<JobService, 'submit' | 'view' | 'logChunk' | 'logText'>;
+
+/** Cancelling and retrying jobs (submit or admin token). */
+export type JobControlApi = Pick<JobControl, 'cancel' | 'retry'>;
 
 /** The build records, newest first. */
 export type BuildHistory = Pick<BuildStore, 'recent' | 'page'>;

@@ -7,9 +7,12 @@ import type { Fleet } from '../provisioner';
 import { AgentRegistry } from './agent-registry';
 import { AgentServer } from './agent-listener/agent-server';
 import { BuildStore } from './build-store';
+import { CancelFeed } from './cancel-feed';
+import { CancelStore } from './cancel-store';
 import { Dispatcher } from './dispatcher';
 import { RegistryFleet } from './fleet';
 import { placedOf } from './held-jobs/held-job';
+import { JobControl } from './job-control';
 import { JobService } from './job-service';
 import { JobTypeQueue } from './job-type-queue';
 import { agentInfo, type AgentInfo, type BuildHistory, type MasterEvents, type MasterView, type QueueCounts } from './master-view';
@@ -25,6 +28,12 @@ export interface MasterDeps {
    * while Redis is down instead of waiting for it. @defaultValue `redis`
    */
   apiRedis?: Redis;
+  /**
+   * A connection for subscribing to the farm's cancel announcements, so a job cancelled through
+   * another master's API is cancelled here if this master holds it. Without it only cancels
+   * through this master's API reach the jobs it holds (a single master needs no more).
+   */
+  subscriber?: Redis;
   clock: Clock;
   log: Logger;
 }
@@ -39,6 +48,8 @@ export class Master extends EventEmitter<MasterEvents> implements MasterView {
   /** Build events (finished builds, logs) for the demo and embedders. */
   readonly dispatcher: Dispatcher;
   readonly jobs: JobService;
+  /** Cancel and retry. */
+  readonly control: JobControl;
   readonly builds: BuildStore;
   /** The build records as the API reads them (on the API's connection). */
   readonly history: BuildHistory;
@@ -46,6 +57,7 @@ export class Master extends EventEmitter<MasterEvents> implements MasterView {
   readonly fleet: Fleet;
   private readonly queues = new Map<string, JobTypeQueue>();
   private readonly agentServer: AgentServer;
+  private readonly feed: CancelFeed | undefined;
   private readonly log: Logger;
   private readonly repeats: RepeatLog;
 
@@ -65,9 +77,20 @@ export class Master extends EventEmitter<MasterEvents> implements MasterView {
     this.builds = new BuildStore({ redis: d.recordsRedis, ...stores });
     const apiBuilds = new BuildStore({ redis: api, ...stores });
     this.history = apiBuilds;
-    const dispatcher = new Dispatcher({ config, queues: this.queues, registry: this.registry, builds: this.builds, clock, log: this.log });
+    const cancels = new CancelStore({ redis: d.recordsRedis, keyPrefix: config.redis.keyPrefix });
+    const dispatcher = new Dispatcher({ config, queues: this.queues, registry: this.registry, builds: this.builds, cancels, clock, log: this.log });
     this.dispatcher = dispatcher;
     this.jobs = new JobService({ config, queues: this.queues, builds: apiBuilds, redis: api, dispatcher, clock });
+    this.control = new JobControl({ config, jobs: this.jobs, builds: apiBuilds, dispatcher, redis: api, clock, log: this.log });
+    this.feed =
+      d.subscriber &&
+      new CancelFeed({
+        subscriber: d.subscriber,
+        keyPrefix: config.redis.keyPrefix,
+        log: this.log,
+        onAnnouncement: (a) => void dispatcher.cancel(a.type, a.id, a.request),
+        onResubscribed: () => void dispatcher.cancelsMissed().catch((err: unknown) => this.log.error('redis.error', { op: 'cancel.check', error: err })),
+      });
     this.agentServer = new AgentServer({ config, registry: this.registry, dispatcher, clock, log: this.log.child({ component: 'agent-server' }) });
     const autoscaleLog = d.log.child({ component: 'autoscale' });
     this.fleet = new RegistryFleet(this.registry, dispatcher, (err) => autoscaleLog.error('pool.error', { error: (err as Error).message }));
@@ -91,6 +114,8 @@ export class Master extends EventEmitter<MasterEvents> implements MasterView {
   /** Readies the queues and opens the agent listener; returns the URL agents connect to. */
   async listen(): Promise<string> {
     await Promise.all([...this.queues.values()].map((q) => q.start()));
+    // Before any job is taken: an announcement for it must not find this master deaf.
+    await this.feed?.start();
     // Every reconnect attempt of every queue's connections repeats the same error.
     for (const q of this.queues.values()) {
       const report = (err: Error) => this.repeats.error('queue.error', `${q.type} ${err.message}`, { queue: q.type, error: err.message });

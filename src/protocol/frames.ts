@@ -155,7 +155,14 @@ const masterFrameSchema = z.discriminatedUnion('type', [
       diskMb: z.number().int().positive().optional(),
     })
     .strict(),
-  z.object({ type: z.literal('cancel'), queue: z.string(), jobId: z.string(), reason: z.string() }).strict(),
+  /**
+   * Kill the build (its process group: SIGTERM, then SIGKILL after the agent's grace). With
+   * `report` (a user cancelled it; the master still holds the job) the agent keeps the
+   * executor until the build's processes are gone and then sends its `finished` frame; without
+   * (the master no longer holds the job: its lock was lost, it was not taken back) the agent
+   * forgets the build at once.
+   */
+  z.object({ type: z.literal('cancel'), queue: z.string(), jobId: z.string(), reason: z.string(), report: z.boolean().optional() }).strict(),
   /** The master recorded this finished build; the agent may forget it. */
   z.object({ type: z.literal('ack'), queue: z.string(), jobId: z.string() }).strict(),
   /** The master stored the build's output up to `offset` (bytes): the agent need not resend it. */

@@ -54,6 +54,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   private readonly outbox: LogOutbox;
 
   private readonly running = new Map<string, Build>();
+  /** Cancelled builds whose end the master waits to hear (a cancel frame with `report`). */
+  private readonly reportingCancel = new WeakSet<Build>();
   /** Every build until its processes are gone and its directory removed. */
   private readonly unsettled = new Set<Build>();
   private readonly finished = new Map<string, FinishedFrame>();
@@ -245,7 +247,10 @@ export class Agent extends EventEmitter<AgentEvents> {
       case 'assign':
         return this.onAssign(frame);
       case 'cancel':
-        return this.onCancel(frame.queue, frame.jobId, frame.reason);
+        // Only from the connection this agent opened to its master (it listens on no port):
+        // a frame of a connection it has since replaced is about a build that is not its any more.
+        if (conn !== this.conn) return;
+        return this.onCancel(frame.queue, frame.jobId, frame.reason, frame.report === true);
       case 'ack':
         return this.onAck(frame.queue, frame.jobId);
       case 'log-ack':
@@ -323,9 +328,9 @@ export class Agent extends EventEmitter<AgentEvents> {
       ...(this.disk && { disk: this.disk }),
       ...((frame.diskMb ?? this.options.buildDiskMb) !== undefined && { defaultDiskMb: frame.diskMb ?? this.options.buildDiskMb }),
       actions: this.actions,
-      ...(this.deps.killGraceMs !== undefined && { killGraceMs: this.deps.killGraceMs }),
+      killGraceMs: this.deps.killGraceMs ?? this.options.killGraceSec * 1000,
       onOutput: (stream, chunk) => {
-        if (!build.cancelled) this.outbox.push(queue, jobId, stream, chunk);
+        if (!build.cancelled || this.reportingCancel.has(build)) this.outbox.push(queue, jobId, stream, chunk);
       },
       onCleanupError: (dir, err) => this.log.warn('agent.workdir-error', { queue, jobId, dir, error: err }),
       onInternalError: (err) => this.log.error('agent.build-error', { queue, jobId, error: err instanceof Error ? err.message : String(err) }),
@@ -348,7 +353,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private onBuildResult(build: Build, result: BuildResult): void {
     const { queue, jobId } = build.held;
     const key = keyOf(queue, jobId);
-    if (this.running.get(key) !== build || build.cancelled) return;
+    if (this.running.get(key) !== build || (build.cancelled && !this.reportingCancel.has(build))) return;
     this.running.delete(key);
     const frame: FinishedFrame = { type: 'finished', ...build.held, result };
     this.finished.set(key, frame);
@@ -376,10 +381,21 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.changes.notify();
   }
 
-  private onCancel(queue: string, jobId: string, reason: string): void {
+  private onCancel(queue: string, jobId: string, reason: string, report: boolean): void {
     const key = keyOf(queue, jobId);
     const build = this.running.get(key);
+    if (build && report) {
+      // The executor stays taken until the build's processes are gone; then its result goes
+      // to the master like any other (onBuildResult).
+      this.reportingCancel.add(build);
+      build.cancel(reason);
+      this.log.info('agent.job-cancelled', { queue, jobId, reason, graceMs: this.deps.killGraceMs ?? this.options.killGraceSec * 1000 });
+      this.emit('job-cancelled', build.held, reason);
+      return;
+    }
     if (build) return this.dropBuild(build, reason);
+    // Finished before the cancel came: its result, sent or about to be, is the report.
+    if (report) return;
     if (this.finished.delete(key)) this.outbox.forget(queue, jobId);
     this.changes.notify();
   }

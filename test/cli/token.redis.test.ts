@@ -20,7 +20,7 @@ describe('cli: --token and SPILLWAY_TOKEN against a master with role tokens', fu
 
     const read = spawnCli(['submit', '--master', farm.addr.httpUrl, '--type', 'b2g', '--token', READ, '--', 'true']);
     assert.equal((await read.exited).code, 2);
-    assert.match(read.output(), /master answered 403: a read token cannot submit jobs/);
+    assert.match(read.output(), /master answered 403: a read token cannot submit, cancel or retry jobs/);
 
     const flag = spawnCli(['submit', '--master', farm.addr.httpUrl, '--type', 'b2g', '--wait', '--token', SUBMIT, '--', 'sh', '-c', 'echo via-flag']);
     assert.equal((await flag.exited).code, 0, flag.output());

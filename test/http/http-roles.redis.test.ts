@@ -75,7 +75,7 @@ describe('HTTP API: who may do what (read, submit, admin tokens)', function () {
     for (const path of READS) assert.equal((await call('GET', path, `Bearer ${READ}`)).status, 200, path);
     const s = await submit(`Bearer ${READ}`);
     assert.equal(s.status, 403);
-    assert.equal(s.message, 'a read token cannot submit jobs: use a submit or admin token');
+    assert.equal(s.message, 'a read token cannot submit, cancel or retry jobs: use a submit or admin token');
     const r = await rule(`Bearer ${READ}`);
     assert.equal(r.status, 403);
     assert.equal(r.message, 'a read token cannot change settings: an admin token is required');

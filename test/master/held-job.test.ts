@@ -17,12 +17,14 @@ const owner = { connId: 'conn-1', agentKey: 'name:rack-1' };
 const holder: Reporter = { ...owner, token: LOCK };
 const build: BuildIdentity = { id: '7', type: 'b2g', attempt: 1, agent: 'rack-1', location: 'onprem', instanceId: null, queuedAt: 1, dispatchedAt: 2 };
 const placed = { lock: LOCK, owner, build, startedAt: null, notice: null };
+const request = { by: 'submit token 3f9a1c2e', reason: 'superseded', at: 7 };
 
 const STATES: Record<HeldKind, HeldState> = {
   pending: { kind: 'pending', lock: LOCK },
   assigned: { kind: 'assigned', ...placed },
   running: { kind: 'running', ...placed, startedAt: 5 },
   orphaned: { kind: 'orphaned', ...placed, startedAt: 5, since: 9 },
+  cancelling: { kind: 'cancelling', ...placed, startedAt: 5, cancel: request },
   settled: { kind: 'settled', how: 'finished' },
 };
 
@@ -43,17 +45,19 @@ const EVENTS: Record<HeldEventType, HeldEvent> = {
   'lock-lost': { type: 'lock-lost' },
   'give-back': { type: 'give-back' },
   park: { type: 'park' },
+  cancel: { type: 'cancel', request },
 };
 
 type Cell = HeldKind | '-';
 /** The whole table, written out: rows are states ("none" = not held), columns the events above. */
 const EXPECTED: Record<HeldKind | 'none', Record<HeldEventType, Cell>> = {
-  none: { take: 'pending', adopt: 'running', place: '-', start: '-', decline: '-', log: '-', finish: '-', disconnect: '-', reattach: '-', notice: '-', lose: '-', preempt: '-', 'lock-lost': '-', 'give-back': '-', park: '-' },
-  pending: { take: '-', adopt: '-', place: 'assigned', start: '-', decline: '-', log: '-', finish: '-', disconnect: '-', reattach: '-', notice: '-', lose: '-', preempt: '-', 'lock-lost': 'settled', 'give-back': 'settled', park: 'settled' },
-  assigned: { take: '-', adopt: '-', place: '-', start: 'running', decline: 'pending', log: 'assigned', finish: 'settled', disconnect: 'orphaned', reattach: 'assigned', notice: 'assigned', lose: 'settled', preempt: 'settled', 'lock-lost': 'settled', 'give-back': '-', park: '-' },
-  running: { take: '-', adopt: '-', place: '-', start: '-', decline: '-', log: 'running', finish: 'settled', disconnect: 'orphaned', reattach: 'running', notice: 'running', lose: 'settled', preempt: 'settled', 'lock-lost': 'settled', 'give-back': '-', park: '-' },
-  orphaned: { take: '-', adopt: '-', place: '-', start: '-', decline: '-', log: '-', finish: 'settled', disconnect: '-', reattach: 'running', notice: 'orphaned', lose: 'settled', preempt: 'settled', 'lock-lost': 'settled', 'give-back': '-', park: '-' },
-  settled: { take: '-', adopt: '-', place: '-', start: '-', decline: '-', log: '-', finish: '-', disconnect: '-', reattach: '-', notice: '-', lose: '-', preempt: '-', 'lock-lost': '-', 'give-back': '-', park: '-' },
+  none: { take: 'pending', adopt: 'running', place: '-', start: '-', decline: '-', log: '-', finish: '-', disconnect: '-', reattach: '-', notice: '-', lose: '-', preempt: '-', 'lock-lost': '-', 'give-back': '-', park: '-', cancel: '-' },
+  pending: { take: '-', adopt: '-', place: 'assigned', start: '-', decline: '-', log: '-', finish: '-', disconnect: '-', reattach: '-', notice: '-', lose: '-', preempt: '-', 'lock-lost': 'settled', 'give-back': 'settled', park: 'settled', cancel: 'settled' },
+  assigned: { take: '-', adopt: '-', place: '-', start: 'running', decline: 'pending', log: 'assigned', finish: 'settled', disconnect: 'orphaned', reattach: 'assigned', notice: 'assigned', lose: 'settled', preempt: 'settled', 'lock-lost': 'settled', 'give-back': '-', park: '-', cancel: 'cancelling' },
+  running: { take: '-', adopt: '-', place: '-', start: '-', decline: '-', log: 'running', finish: 'settled', disconnect: 'orphaned', reattach: 'running', notice: 'running', lose: 'settled', preempt: 'settled', 'lock-lost': 'settled', 'give-back': '-', park: '-', cancel: 'cancelling' },
+  orphaned: { take: '-', adopt: '-', place: '-', start: '-', decline: '-', log: '-', finish: 'settled', disconnect: '-', reattach: 'running', notice: 'orphaned', lose: 'settled', preempt: 'settled', 'lock-lost': 'settled', 'give-back': '-', park: '-', cancel: 'settled' },
+  cancelling: { take: '-', adopt: '-', place: '-', start: 'cancelling', decline: 'settled', log: 'cancelling', finish: 'settled', disconnect: 'settled', reattach: '-', notice: 'cancelling', lose: 'settled', preempt: 'settled', 'lock-lost': 'settled', 'give-back': '-', park: '-', cancel: '-' },
+  settled: { take: '-', adopt: '-', place: '-', start: '-', decline: '-', log: '-', finish: '-', disconnect: '-', reattach: '-', notice: '-', lose: '-', preempt: '-', 'lock-lost': '-', 'give-back': '-', park: '-', cancel: '-' },
 };
 
 describe('held job: transition table', () => {
@@ -133,5 +137,49 @@ describe('held job: only the holder may report', () => {
   it('an interruption notice is not softened by a later rebalance recommendation', () => {
     const t = transition({ ...STATES.running, notice: 'spot-interruption' } as HeldState, { type: 'notice', notice: 'rebalance' });
     assert.ok(t.ok && 'notice' in t.next && t.next.notice === 'spot-interruption');
+  });
+});
+
+describe('held job: cancel', () => {
+  const stranger: Reporter = { connId: 'conn-9', agentKey: 'name:rogue', token: LOCK };
+
+  it('every way out of cancelling settles the job as cancelled, never as finished, lost or preempted (so it is never retried)', () => {
+    for (const type of ['finish', 'decline', 'disconnect', 'lose', 'preempt', 'lock-lost'] as const) {
+      const t = transition(STATES.cancelling, EVENTS[type]);
+      assert.ok(t.ok && t.next.kind === 'settled', type);
+      assert.equal(t.ok && t.next.kind === 'settled' && t.next.how, 'cancelled', type);
+    }
+  });
+
+  it('a waiting (pending) or orphaned job is cancelled at once; one on its agent waits there for the kill, keeping its owner and who cancelled it', () => {
+    for (const from of ['pending', 'orphaned'] as const) {
+      const t = transition(STATES[from], EVENTS.cancel);
+      assert.ok(t.ok && t.next.kind === 'settled' && t.next.how === 'cancelled', from);
+    }
+    const t = transition(STATES.running, EVENTS.cancel);
+    assert.ok(t.ok && t.next.kind === 'cancelling');
+    assert.ok(t.ok && t.next.kind === 'cancelling' && t.next.owner.connId === owner.connId && t.next.cancel.by === request.by);
+  });
+
+  for (const type of ['finish', 'decline', 'start', 'log'] as const) {
+    it(`a cancelled build's ${type} counts only from its holder: another agent's (even with the right token) is refused, the job stays cancelling`, () => {
+      const t = transition(STATES.cancelling, { ...EVENTS[type], by: stranger } as HeldEvent);
+      assert.ok(!t.ok);
+      assert.equal(t.code, 'not-holder');
+      const stale = transition(STATES.cancelling, { ...EVENTS[type], by: { ...holder, token: 'lock-guess' } } as HeldEvent);
+      assert.ok(!stale.ok);
+      assert.equal(stale.code, 'wrong-token');
+    });
+  }
+
+  it('the disconnect of a connection that does not hold the cancelled build changes nothing', () => {
+    const t = transition(STATES.cancelling, { type: 'disconnect', connId: 'conn-9', at: 1 });
+    assert.ok(!t.ok);
+    assert.equal(t.code, 'not-holder');
+  });
+
+  it('a "started" crossing the cancel on the wire keeps the job cancelling and notes when it started', () => {
+    const t = transition({ ...STATES.cancelling, startedAt: null } as HeldState, { type: 'start', by: holder, at: 42 });
+    assert.ok(t.ok && t.next.kind === 'cancelling' && t.next.startedAt === 42);
   });
 });

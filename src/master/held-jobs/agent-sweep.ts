@@ -42,6 +42,8 @@ export class AgentSweep {
    * used), otherwise lost (retried while attempts remain, then failed).
    */
   private async lose(h: HeldJob): Promise<void> {
+    // Cancelled already: it ends cancelled (HeldJobs' onCancelEnded records it), never retried.
+    if (h.state.kind === 'cancelling') return void this.d.jobs.apply(h, { type: 'lose' });
     const notice = placedOf(h.state)?.notice;
     if (notice) return this.d.preemption.preempt(h, `preempted: ${notice} notice, then its agent was lost`);
     if (!this.d.jobs.apply(h, { type: 'lose' }).ok) return;

@@ -3,6 +3,7 @@ import type { FinishedFrame, HeldJob as AgentHeldJob } from '../../protocol';
 import type { ConnectedAgent } from '../agent-registry';
 import type { BuildRecords } from '../build-store';
 import type { BuildSettlement } from '../build-settlement';
+import type { Cancellation } from './cancellation';
 import type { DispatcherEvents, DispatchEmitter } from '../dispatcher-events';
 import { agentKeyOf, placedOf, RefusedFrame, type HeldEvent, type HeldJob, type Reporter } from './held-job';
 import type { HeldJobs } from './held-jobs';
@@ -11,6 +12,7 @@ export interface BuildReportsDeps {
   jobs: HeldJobs;
   builds: BuildRecords;
   settlement: BuildSettlement;
+  cancellation: Pick<Cancellation, 'ended'>;
   events: DispatchEmitter;
   /** Where refused frames are logged, once per agent and window. */
   refusals: RefusalLog;
@@ -69,8 +71,11 @@ export class BuildReports {
     const h = this.d.jobs.get(f.queue, f.jobId);
     try {
       if (h) {
-        const placed = placedOf(h.state);
+        const before = h.state;
+        const placed = placedOf(before);
         if (!this.accept(agent, 'finished', f.queue, f.jobId, () => ({ type: 'finish', by: reporter(agent, f.lockToken) }))) return;
+        // Killed after a cancel (or done just before it): the job failed as cancelled already.
+        if (before.kind === 'cancelling') return void (await this.d.cancellation.ended(h, before, f.result));
         await h.writes;
         await this.d.settlement.settle(f.queue, h.job.id, f.lockToken, f.result, h.timeoutSec);
         this.d.events.emit('build-finished', await this.d.settlement.record(placed!.build, f.result));

@@ -1,6 +1,7 @@
 import type { Config } from '../../config';
 import type { JobPayload, Notice } from '../../protocol';
 import type { BuildIdentity } from '../build-store';
+import type { CancelRequest } from '../cancel-store';
 import type { QueuedJob } from '../job-queue';
 
 /**
@@ -35,6 +36,11 @@ interface Placed {
  *               ▼                  ▼  │             ▼  │
  *            settled              orphaned ──lose/preempt/lock-lost/finish─▶ settled
  *   (adopt) ─▶ assigned | running    (a restarted master takes back a build its agent reports)
+ *
+ *   cancel: pending ─▶ settled (never ran); orphaned ─▶ settled (its agent is away; the agent
+ *   drops the build when it is back and not taken back); assigned | running ─▶ cancelling, the
+ *   agent kills the build and reports: cancelling ─finish/decline/disconnect/lose/preempt─▶ settled.
+ *   Every way out of cancelling settles `cancelled`: a cancelled job is never run again.
  */
 export type HeldState =
   | { readonly kind: 'pending'; readonly lock: string }
@@ -42,11 +48,13 @@ export type HeldState =
   | ({ readonly kind: 'running'; readonly lock: string } & Placed)
   /** The owner's connection dropped at `since`; it has lostAfter to come back. */
   | ({ readonly kind: 'orphaned'; readonly lock: string; readonly since: number } & Placed)
+  /** Cancelled while on its agent: the agent was told to kill the build; its executor stays taken until it reports. */
+  | ({ readonly kind: 'cancelling'; readonly lock: string; readonly cancel: CancelRequest } & Placed)
   | { readonly kind: 'settled'; readonly how: SettledHow };
 
 export type HeldKind = HeldState['kind'];
-export const HELD_KINDS: readonly HeldKind[] = ['pending', 'assigned', 'running', 'orphaned', 'settled'];
-export type SettledHow = 'given-back' | 'parked' | 'finished' | 'lost' | 'preempted' | 'lock-lost';
+export const HELD_KINDS: readonly HeldKind[] = ['pending', 'assigned', 'running', 'orphaned', 'cancelling', 'settled'];
+export type SettledHow = 'given-back' | 'parked' | 'finished' | 'lost' | 'preempted' | 'lock-lost' | 'cancelled';
 
 /** Who sent a frame about a job: its connection, its agent key and the lock token it quoted. */
 export interface Reporter {
@@ -79,11 +87,13 @@ export type HeldEvent =
   /** Returned to its queue unrun (no agent here serves it, or the master stops). */
   | { type: 'give-back' }
   /** Put aside in its queue for a while: no connected agent can run it. */
-  | { type: 'park' };
+  | { type: 'park' }
+  /** Someone with a submit or admin token cancelled it (`POST /api/jobs/:id/cancel`). */
+  | { type: 'cancel'; request: CancelRequest };
 
 export type HeldEventType = HeldEvent['type'];
 export const HELD_EVENTS: readonly HeldEventType[] = [
-  'take', 'adopt', 'place', 'start', 'decline', 'log', 'finish', 'disconnect', 'reattach', 'notice', 'lose', 'preempt', 'lock-lost', 'give-back', 'park',
+  'take', 'adopt', 'place', 'start', 'decline', 'log', 'finish', 'disconnect', 'reattach', 'notice', 'lose', 'preempt', 'lock-lost', 'give-back', 'park', 'cancel',
 ];
 
 /**
@@ -112,20 +122,23 @@ export const HELD_TABLE: { readonly [E in HeldEventType]: readonly (HeldKind | u
   take: [undefined],
   adopt: [undefined],
   place: ['pending'],
-  start: ['assigned'],
-  // Only before it starts: a running build is never put back unnoticed.
-  decline: ['assigned'],
-  log: ['assigned', 'running'],
+  // Cancelling too: the cancel may cross the agent's "started" on the wire.
+  start: ['assigned', 'cancelling'],
+  // Only before it starts: a running build is never put back unnoticed. A cancelled one it ends.
+  decline: ['assigned', 'cancelling'],
+  log: ['assigned', 'running', 'cancelling'],
   // From orphaned too: an agent back after a reconnect reports what finished meanwhile.
-  finish: ['assigned', 'running', 'orphaned'],
-  disconnect: ['assigned', 'running'],
+  finish: ['assigned', 'running', 'orphaned', 'cancelling'],
+  disconnect: ['assigned', 'running', 'cancelling'],
   reattach: ['assigned', 'running', 'orphaned'],
-  notice: ['assigned', 'running', 'orphaned'],
-  lose: ['assigned', 'running', 'orphaned'],
-  preempt: ['assigned', 'running', 'orphaned'],
-  'lock-lost': ['pending', 'assigned', 'running', 'orphaned'],
+  notice: ['assigned', 'running', 'orphaned', 'cancelling'],
+  lose: ['assigned', 'running', 'orphaned', 'cancelling'],
+  preempt: ['assigned', 'running', 'orphaned', 'cancelling'],
+  'lock-lost': ['pending', 'assigned', 'running', 'orphaned', 'cancelling'],
   'give-back': ['pending'],
   park: ['pending'],
+  // Not cancelling: a second cancel changes nothing.
+  cancel: ['pending', 'assigned', 'running', 'orphaned'],
 };
 
 /**
@@ -159,8 +172,10 @@ export function transition(state: HeldState | undefined, event: HeldEvent): Held
     if (event.type === 'place') return { ok: true, next: { kind: 'assigned', lock: state.lock, owner: event.owner, build: event.build, startedAt: null, notice: null } };
     if (event.type === 'give-back') return { ok: true, next: { kind: 'settled', how: 'given-back' } };
     if (event.type === 'park') return { ok: true, next: { kind: 'settled', how: 'parked' } };
+    if (event.type === 'cancel') return { ok: true, next: { kind: 'settled', how: 'cancelled' } };
     return { ok: true, next: { kind: 'settled', how: 'lock-lost' } };
   }
+  if (state.kind === 'cancelling') return fromCancelling(state, event);
   switch (event.type) {
     case 'start':
       return holderCheck(state, event.by) ?? { ok: true, next: { ...state, kind: 'running', startedAt: event.at } };
@@ -189,8 +204,38 @@ export function transition(state: HeldState | undefined, event: HeldEvent): Held
       return { ok: true, next: { kind: 'settled', how: 'preempted' } };
     case 'lock-lost':
       return { ok: true, next: { kind: 'settled', how: 'lock-lost' } };
+    case 'cancel':
+      // An orphaned build's agent is away: nobody can be told to kill it until it is back,
+      // and then it is not taken back, so the agent drops it.
+      if (state.kind === 'orphaned') return { ok: true, next: { kind: 'settled', how: 'cancelled' } };
+      return { ok: true, next: { ...state, kind: 'cancelling', cancel: event.request } };
     default:
       return { ok: false, code: 'wrong-state', reason: `${event.type} is not allowed in state ${state.kind}` };
+  }
+}
+
+/** A cancelled build on its agent: only its holder reports on it, and whatever ends it ends it cancelled. */
+function fromCancelling(state: Extract<HeldState, { kind: 'cancelling' }>, event: HeldEvent): HeldTransition {
+  const cancelled: HeldTransition = { ok: true, next: { kind: 'settled', how: 'cancelled' } };
+  switch (event.type) {
+    case 'start':
+      return holderCheck(state, event.by) ?? { ok: true, next: { ...state, startedAt: state.startedAt ?? event.at } };
+    case 'log':
+      return holderCheck(state, event.by) ?? { ok: true, next: state };
+    case 'finish':
+    case 'decline':
+      return holderCheck(state, event.by) ?? cancelled;
+    case 'disconnect':
+      if (state.owner.connId !== event.connId) return { ok: false, code: 'not-holder', reason: 'job is not assigned to this connection' };
+      return cancelled;
+    case 'notice':
+      return { ok: true, next: { ...state, notice: state.notice === 'spot-interruption' ? state.notice : event.notice } };
+    case 'lose':
+    case 'preempt':
+    case 'lock-lost':
+      return cancelled;
+    default:
+      return { ok: false, code: 'wrong-state', reason: `${event.type} is not allowed in state cancelling` };
   }
 }
 
@@ -214,9 +259,9 @@ export const buildKey = (queue: string, jobId: string): string => `${queue}/${jo
 /** The lock token of a held job. */
 export const lockOf = (h: Pick<HeldJob, 'state'>): string => h.state.lock;
 
-/** The owner and run of a placed job; undefined while it waits for an executor. */
-export function placedOf(s: HeldState): (Placed & { kind: 'assigned' | 'running' | 'orphaned' }) | undefined {
-  return s.kind === 'assigned' || s.kind === 'running' || s.kind === 'orphaned' ? s : undefined;
+/** The owner and run of a placed job (a cancelled one until its agent reports); undefined while it waits for an executor. */
+export function placedOf(s: HeldState): (Placed & { kind: 'assigned' | 'running' | 'orphaned' | 'cancelling' }) | undefined {
+  return s.kind === 'assigned' || s.kind === 'running' || s.kind === 'orphaned' || s.kind === 'cancelling' ? s : undefined;
 }
 
 /** Who an agent is across reconnects (see `Owner.agentKey`). */

@@ -1,6 +1,6 @@
 import type { JobPayload } from '../../protocol';
 import type { AgentRegistry, ConnectedAgent } from '../agent-registry';
-import { buildKey, placedOf, transition, type HeldEvent, type HeldJob, type HeldTransition } from './held-job';
+import { buildKey, placedOf, transition, type HeldEvent, type HeldJob, type HeldState, type HeldTransition } from './held-job';
 import type { QueuedJob } from '../job-queue';
 
 export interface HeldJobsDeps {
@@ -11,6 +11,11 @@ export interface HeldJobsDeps {
   onIdle(agent: ConnectedAgent): void;
   /** A held job ended, so an executor or a pending slot may be free. */
   onFreed(): void;
+  /**
+   * A cancelled build ended other than by its agent's report (which brings its result and is
+   * recorded where it arrives): its agent declined it, disconnected, was lost or preempted.
+   */
+  onCancelEnded?(h: HeldJob, last: Extract<HeldState, { kind: 'cancelling' }>): void;
 }
 
 type Mutable = { -readonly [K in keyof HeldJob]: HeldJob[K] };
@@ -79,6 +84,8 @@ export class HeldJobs {
       const agent = this.d.registry.get(after);
       if (busy && event.type === 'place' && agent) this.d.onBusy(agent);
     }
+    // The state before settling: a settled job keeps its last one.
+    if (t.next.kind === 'settled' && h.state.kind === 'cancelling' && event.type !== 'finish') this.d.onCancelEnded?.(h, h.state);
     // A job handed back or parked frees nothing: that happens while capacity is being recounted.
     if (t.next.kind === 'settled' && t.next.how !== 'given-back' && t.next.how !== 'parked') this.d.onFreed();
     return t;

@@ -14,7 +14,8 @@ export class LockRenewal {
 
   async run(): Promise<void> {
     for (const q of this.d.queues.values()) {
-      const mine = this.d.jobs.list().filter((h) => h.queue === q.type);
+      // A cancelling job failed in its queue already: it has no lock left to renew.
+      const mine = this.d.jobs.list().filter((h) => h.queue === q.type && h.state.kind !== 'cancelling');
       const lost = await q.renew(mine.map((h) => ({ jobId: h.job.id, token: lockOf(h) })));
       for (const id of lost) {
         const h = this.d.jobs.get(q.type, id);

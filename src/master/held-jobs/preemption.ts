@@ -56,6 +56,8 @@ export class Preemption {
 
   /** Requeues a placed build without using an attempt; a no-op for a job no longer held. */
   async preempt(h: HeldJob, reason: string): Promise<void> {
+    // Cancelled already: it ends cancelled, and is not requeued.
+    if (h.state.kind === 'cancelling') return void this.d.jobs.apply(h, { type: 'preempt' });
     if (!this.d.jobs.apply(h, { type: 'preempt' }).ok) return;
     const rec = await this.d.settlement.preempted(h, reason, this.d.clock.now());
     if (!rec) return;
