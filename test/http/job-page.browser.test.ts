@@ -1,10 +1,16 @@
 import { strict as assert } from 'node:assert';
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import type { JobView } from '../../src/master';
 import { launchChromium } from '../helpers/chromium';
 import { farmConfigRaw, TestFarm } from '../helpers/farm';
 import { RawAgent } from '../helpers/raw-agent';
 import { waitUntil } from '../helpers/wait-until';
+import { controlFarm, READ, running, SUBMIT } from '../helpers/control-farm';
+import type { CliProcess } from '../helpers/farm';
+
+const ARTIFACTS = resolve(process.env.SPILLWAY_TEST_ARTIFACTS ?? join(__dirname, '..', '..', '..', 'test-artifacts'));
 
 /** Markup that runs script if it is ever parsed as HTML instead of shown as text. */
 const HOSTILE = `<img src=x onerror="window.__pwned=1"><script>window.__pwned=1</script>"onerror=window.__pwned=1 x="`;
@@ -69,6 +75,8 @@ describe('job page in a real browser', function () {
     for (const t of at) assert.ok(t >= started - 1000 && t <= view.builds[1]!.finishedAt! + 1000, `line time ${t} not within the attempt`);
     assert.match(await lines.first().locator('.ts').innerText(), /^\d\d:\d\d:\d\d\.\d{3}$/);
     assert.equal(await page.locator('[data-testid=log-raw]').getAttribute('href'), `/api/jobs/${id}/log.txt?type=b2g`);
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: join(ARTIFACTS, 'job-page.png') });
     // No token entered: no controls.
     assert.equal(await page.locator('[data-testid=job-retry]').isVisible(), false);
     assert.equal(await page.locator('[data-testid=job-cancel]').isVisible(), false);
@@ -114,5 +122,73 @@ describe('job page in a real browser', function () {
     await page.locator('[data-testid=job-title]', { hasText: 'onerror' }).waitFor();
     await page.locator('[data-testid=job-message].error').waitFor();
     await notPwned(page);
+  });
+});
+
+/** Cancel and retry from the job page: a real master and a real agent process, behind tokens. */
+describe('job page in a real browser: cancel and retry', function () {
+  this.timeout(90_000);
+  let browser: Browser;
+  const procs: CliProcess[] = [];
+
+  before(async function () {
+    browser = await launchChromium(this);
+  });
+  after(async () => {
+    await browser?.close();
+    for (const p of procs) p.child.kill('SIGKILL');
+  });
+
+  it('a cancel from the job page stops a running build (its process is gone, the job is recorded cancelled by the token\'s caller), and retry makes a linked new job', async () => {
+    const farm = await controlFarm(procs);
+    await farm.startAgent('rack-1');
+    const id = await farm.submit({ shell: 'echo "pid $$"; exec sleep 600' });
+    const pid = Number((await farm.logUntil(id, /pid (\d+)/))[1]);
+    assert.ok(running(pid), 'the build runs');
+
+    const context = await browser.newContext({ httpCredentials: { username: 'ops', password: READ }, viewport: { width: 1400, height: 1000 } });
+    const page = await context.newPage();
+    await page.goto(`${farm.base}/jobs/${id}?type=b2g`);
+    await page.locator('#log .line .text', { hasText: `pid ${pid}` }).waitFor();
+    await page.locator('[data-testid=job-state][data-state=running]').waitFor();
+    // Read-only until a token is entered; a wrong one is refused and said so.
+    assert.equal(await page.locator('[data-testid=job-cancel]').isVisible(), false);
+    await page.fill('[data-testid=admin-token]', 'not-a-token');
+    await page.click('[data-testid=admin-unlock]');
+    await page.click('[data-testid=job-cancel]');
+    await page.locator('[data-testid=job-message].error').waitFor();
+    assert.ok(running(pid), 'a refused cancel stops nothing');
+
+    await page.fill('[data-testid=admin-token]', SUBMIT);
+    await page.click('[data-testid=admin-unlock]');
+    await page.click('[data-testid=job-cancel]');
+    await page.locator('[data-testid=job-state][data-state=cancelled]').waitFor({ timeout: 20_000 });
+    await waitUntil(async () => !running(pid), { timeoutMs: 15_000, what: `build process ${pid} gone` });
+    const v = await farm.recorded(id);
+    assert.equal(v.builds.length, 1, 'not retried');
+    assert.equal(v.builds[0]!.result, 'cancelled');
+    assert.ok(v.cancelledBy, 'who cancelled is recorded');
+    assert.equal(v.cancelReason, 'from the job page');
+    await page.locator('[data-testid=job-reason]', { hasText: 'cancel' }).waitFor();
+    await page.locator('#summary', { hasText: v.cancelledBy! }).waitFor();
+    await page.locator('#attempts tr[data-attempt="1"] [data-result=cancelled]').waitFor();
+
+    // Retry: a new job with a link both ways.
+    await page.click('[data-testid=job-retry]');
+    const link = page.locator('[data-testid=retried-as]');
+    await link.waitFor();
+    const newId = await link.innerText();
+    assert.notEqual(newId, id);
+    assert.equal((await farm.view(newId)).retryOf, id);
+    await link.click();
+    await page.waitForURL(`**/jobs/${newId}?type=b2g`);
+    await page.locator('#summary', { hasText: 'retry of' }).waitFor();
+    await farm.call('POST', `/api/jobs/${newId}/cancel`, {});
+
+    // The raw download is the log's bytes.
+    const raw = await page.request.get(`${farm.base}/api/jobs/${id}/log.txt?type=b2g`);
+    assert.equal(raw.status(), 200);
+    assert.equal(await raw.text(), `pid ${pid}\n`);
+    await context.close();
   });
 });

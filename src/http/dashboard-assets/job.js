@@ -65,7 +65,7 @@
   $('#cancel').addEventListener('click', async () => {
     try {
       const r = await send('POST', `${api}/cancel${typeQuery}`, { reason: 'from the job page' });
-      say(`cancelled (was ${r.was})`);
+      say(r.state === 'cancelled' ? `cancelled by ${r.by} (was ${r.was})` : `cancel sent to its agent by ${r.by} (was ${r.was})`);
     } catch (err) {
       say(`cancel: ${err.message}`, true);
     }
@@ -76,7 +76,7 @@
   $('#retry').addEventListener('click', async () => {
     try {
       const r = await send('POST', `${api}/retry${typeQuery}`);
-      say('retried as ');
+      say(r.created ? 'retried as ' : 'retried before as ');
       $('#job-message').append(h('a', { href: jobHref(view.type, r.id), 'data-testid': 'retried-as' }, r.id));
     } catch (err) {
       say(`retry: ${err.message}`, true);
