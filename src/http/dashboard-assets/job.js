@@ -32,7 +32,7 @@
   function attemptReason(b) {
     if (b.state === 'running') return '';
     const words = RESULT_WORDS[b.result] || b.result || '';
-    const extra = [b.signal ? `signal ${b.signal}` : null, b.reason].filter(Boolean).join(', ');
+    const extra = [b.signal ? `signal ${b.signal}` : null, b.reason === words ? null : b.reason].filter(Boolean).join(', ');
     return extra ? `${words}: ${extra}` : words;
   }
 
@@ -100,7 +100,7 @@
     if (view.cancelReason) reasons.push(`cancel reason: ${view.cancelReason}`);
     const wait = b && b.waitMs !== null ? b.waitMs : view.done ? null : Date.now() - view.queuedAt;
     const duration = b ? (b.state === 'running' && b.startedAt ? Date.now() - b.startedAt : b.durationMs) : null;
-    $('#summary').replaceChildren(
+    const fields = [
       field('type', view.type),
       field('state', h('span', { class: `result-${state}`, 'data-testid': 'job-state', 'data-state': state }, state)),
       field('attempts', `${view.builds.length} run · ${view.attemptsMade}/${view.attempts} used`),
@@ -116,7 +116,8 @@
       view.cancelledBy ? field('cancelled by', view.cancelledBy) : null,
       view.retryOf ? field('retry of', h('a', { href: jobHref(view.type, view.retryOf) }, shortId(view.retryOf))) : null,
       view.retriedAs ? field('retried as', h('a', { href: jobHref(view.type, view.retriedAs) }, shortId(view.retriedAs))) : null,
-    );
+    ];
+    $('#summary').replaceChildren(...fields.filter(Boolean));
     const rows = view.builds.map((a) =>
       h('tr', { 'data-attempt': a.attempt, 'data-location': a.location },
         h('td', { class: 'num' }, a.attempt),
