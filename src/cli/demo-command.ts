@@ -50,7 +50,7 @@ export async function demoCommand(flags: DemoFlags, env: NodeJS.ProcessEnv, out:
   let redis: RedisServerHandle | undefined;
   let redisUrl = env.REDIS_URL;
   if (!redisUrl) {
-    redis = await startRedisServer();
+    redis = await startRedisServer({ ownProcessGroup: true });
     redisUrl = redis.url;
     out.write(`spillway demo: started a private redis-server on ${redisUrl} (removed on exit; set REDIS_URL to use yours)\n`);
   }

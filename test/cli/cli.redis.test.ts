@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { stringify } from 'yaml';
-import { farmConfigRaw, spawnCli, TestFarm, TOKEN, writeConfigFile } from '../helpers/farm';
+import { CLI, farmConfigRaw, spawnCli, TestFarm, TOKEN, writeConfigFile } from '../helpers/farm';
+import { waitUntil } from '../helpers/wait-until';
 import { redisUrl } from '../setup/root-hooks';
 
 describe('cli: the spillway command', function () {
@@ -115,6 +118,30 @@ describe('cli: the spillway command', function () {
     assert.ok(Number(last[2]) >= 1, last[0]);
     assert.match(last[0], /\d+ failed \(all deliberate\)/);
     assert.match(p.output(), /not successful \(all deliberate\); stopping/);
+  });
+
+  it('demo: a Ctrl-C (SIGINT to the whole process group, as a terminal sends it) stops it cleanly, its private Redis last', async () => {
+    const child = spawn(process.execPath, [CLI, 'demo', '--interval', '100'], {
+      env: { ...process.env, REDIS_URL: '', SPILLWAY_HTTP_PORT: '0', SPILLWAY_AGENT_PORT: '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (out += b.toString()));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    await waitUntil(() => /^ {2}\[ *\d+s\] builds: [1-9]/m.test(out), { timeoutMs: 20_000, what: 'a summary with builds' });
+    const redisPort = /private redis-server on redis:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1]!;
+    process.kill(-child.pid!, 'SIGINT');
+    assert.equal(await exited, 0, out);
+    assert.match(out, /build\(s\) finished/);
+    assert.doesNotMatch(out, /^ {2}(error|warn): /m, out);
+    // Its Redis is gone too: nothing listens on its port any more.
+    const listening = await new Promise<boolean>((r) => {
+      const sock = connect(Number(redisPort), '127.0.0.1', () => (sock.destroy(), r(true)));
+      sock.on('error', () => r(false));
+    });
+    assert.equal(listening, false, `redis-server still listens on ${redisPort}`);
   });
 
   it('demo --verbose: a line per build, the deliberate failure said to be deliberate', async () => {
