@@ -247,7 +247,7 @@
         return h('tr', { 'data-instance': i.id, 'data-state': i.state, title: details },
           h('td', { class: 'name' }, shortId(i.id, 16), i.spot ? h('span', { class: 'muted' }, ' spot') : null),
           // Which kind of suspended: a stopped one wakes with a cold boot, a hibernated one resumes.
-          h('td', { class: `state state-${i.state}` }, i.state, i.state === 'suspended' ? (i.hibernated ? ' (hib.)' : ' (stopped)') : ''),
+          h('td', { class: `state state-${i.state}`, title: i.state === 'suspended' ? (i.hibernated ? 'hibernated: resumes fast' : 'stopped: wakes with a cold boot') : i.state }, i.state, i.state === 'suspended' ? (i.hibernated ? ' (hibernated)' : ' (stopped)') : ''),
           h('td', { class: 'num' }, dur(overview.at - i.since)),
           h('td', { class: 'clip', title: building }, building || h('span', { class: 'muted' }, '–')),
           h('td', { class: 'muted clip', title: i.reason || '' }, i.reason || ''));
