@@ -75,6 +75,9 @@ describe('job page in a real browser', function () {
     for (const t of at) assert.ok(t >= started - 1000 && t <= view.builds[1]!.finishedAt! + 1000, `line time ${t} not within the attempt`);
     assert.match(await lines.first().locator('.ts').innerText(), /^\d\d:\d\d:\d\d\.\d{3}$/);
     assert.equal(await page.locator('[data-testid=log-raw]').getAttribute('href'), `/api/jobs/${id}/log.txt?type=b2g`);
+    // The lost attempt's own output stays reachable, raw, from its row.
+    const firstLog = await page.request.get(new URL((await page.locator('[data-testid=attempt-log-1]').getAttribute('href'))!, farm.addr.httpUrl).href);
+    assert.equal(await firstLog.text(), 'output of the lost attempt\n');
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: join(ARTIFACTS, 'job-page.png') });
     // No token entered: no controls.

@@ -131,8 +131,10 @@
         h('td', { class: 'num' }, dur(a.state === 'running' && a.startedAt ? Date.now() - a.startedAt : a.durationMs)),
         h('td', { class: `result-${a.state === 'running' ? 'running' : a.result}`, 'data-result': a.state === 'running' ? 'running' : a.result }, a.state === 'running' ? 'running' : a.result),
         h('td', { class: 'num' }, a.exitCode === null ? '–' : a.exitCode),
-        h('td', { class: 'muted' }, attemptReason(a))));
-    $('#attempts tbody').replaceChildren(...(rows.length ? rows : [h('tr', {}, h('td', { colspan: 12, class: 'muted' }, view.unrunnable ? `waiting: no agent can run it (${view.unrunnable})` : 'waiting for an agent'))]));
+        h('td', { class: 'muted' }, attemptReason(a)),
+        // Every attempt's own log, raw (the page follows the latest one's).
+        h('td', {}, h('a', { href: `${api}/log.txt?${new URLSearchParams({ ...(type ? { type } : {}), attempt: String(a.attempt) })}`, 'data-testid': `attempt-log-${a.attempt}` }, 'log.txt'))));
+    $('#attempts tbody').replaceChildren(...(rows.length ? rows : [h('tr', {}, h('td', { colspan: 13, class: 'muted' }, view.unrunnable ? `waiting: no agent can run it (${view.unrunnable})` : 'waiting for an agent'))]));
     showControls();
   }
 
@@ -243,8 +245,9 @@
   function connect() {
     const live = $('#live');
     const es = new EventSource('/api/events');
+    // A job can be done (cancelled) a moment before its agent's report closes the attempt's record.
     es.addEventListener('overview', () => {
-      if (!view || !view.done) void loadView();
+      if (!view || !view.done || view.builds.some((b) => b.state === 'running')) void loadView();
     });
     es.onopen = () => {
       live.textContent = 'live';
