@@ -9,7 +9,7 @@ import { cachingTreeFetcher, type InputFetchStats } from './action-inputs';
 import { collectOutputs, OutputRejected, type CollectedOutput } from './action-outputs';
 import { DEFAULT_CAPTURE_MEMORY_BYTES, OutputCapture } from './output-capture';
 import type { Clock } from '../lib';
-import { atStage } from './action-failure';
+import { ActionFailure, atStage } from './action-failure';
 import { buildOwner, handOver, identityEnv, type BuildIdentity } from './build-identity';
 
 /**
@@ -63,6 +63,12 @@ export interface ActionDeps {
   inputLimits?: MaterializeLimits;
   /** Who the command runs as; a build user is given the materialized tree. @defaultValue the agent's own user */
   identity?: BuildIdentity;
+  /**
+   * Cancels the action: its command's process group is terminated (SIGTERM, then SIGKILL
+   * after the grace), and whatever it produced is neither collected nor cached (an
+   * ActionFailure): a cancelled run's result must never stand for the action.
+   */
+  signal?: AbortSignal;
 }
 
 export interface ActionExecution {
@@ -107,6 +113,8 @@ export async function executeAction(input: ActionInput, deps: ActionDeps): Promi
   const tmp = deps.tmpDir ?? tmpdir();
   const workDir = path.resolve(deps.workDir);
 
+  const cancelled = (run: RunResult | undefined) => new ActionFailure(run ? 'run' : 'inputs', `cancelled: ${String(deps.signal?.reason ?? 'aborted')}`, run);
+  if (deps.signal?.aborted) throw cancelled(undefined);
   // (1) Inputs.
   const inputs: InputFetchStats = { localHits: 0, downloaded: 0, downloadedBytes: 0, linked: 0, copied: 0 };
   await atStage('inputs', 'cannot materialize the input tree', undefined, () =>
@@ -157,7 +165,17 @@ export async function executeAction(input: ActionInput, deps: ActionDeps): Promi
               ...(deps.identity && { identity: deps.identity }),
             },
           );
-        run = await (await atStage('run', 'cannot start the command', undefined, spawnRun)).result;
+        if (deps.signal?.aborted) throw cancelled(undefined);
+        const handle = await atStage('run', 'cannot start the command', undefined, spawnRun);
+        const onAbort = () => handle.cancel(String(deps.signal?.reason ?? 'cancelled'));
+        deps.signal?.addEventListener('abort', onAbort, { once: true });
+        if (deps.signal?.aborted) onAbort();
+        try {
+          run = await handle.result;
+        } finally {
+          deps.signal?.removeEventListener('abort', onAbort);
+        }
+        if (deps.signal?.aborted) throw cancelled(run);
       }
     }
 

@@ -3,7 +3,7 @@ import { readAuthorization, tokenFingerprint, TokenGrants } from './http-credent
 
 /**
  * The roles of the master's HTTP API, each including the ones before it: `read` (dashboard,
- * GET routes, /metrics, the event stream), `submit` (`POST /api/jobs`) and `admin` (rules and
+ * GET routes, /metrics, the event stream), `submit` (`POST /api/jobs`, cancel, retry) and `admin` (rules and
  * every other route that changes something).
  */
 export type HttpRole = 'read' | 'submit' | 'admin';

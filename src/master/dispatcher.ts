@@ -266,10 +266,10 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   }
 
   /** What a job held here is doing, for the cancel's answer; undefined if it is not held here. */
-  heldState(queue: string, jobId: string): 'waiting' | 'running' | 'cancelling' | undefined {
+  heldState(queue: string, jobId: string): 'waiting' | 'running' | undefined {
     const s = this.jobs.get(queue, jobId)?.state.kind;
     if (s === undefined) return undefined;
-    return s === 'pending' ? 'waiting' : s === 'cancelling' ? 'cancelling' : 'running';
+    return s === 'pending' ? 'waiting' : 'running';
   }
 
   orphan(agent: ConnectedAgent): void {

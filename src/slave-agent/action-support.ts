@@ -24,6 +24,8 @@ export class ActionSupport {
       isolation?: Isolation;
       identity?: BuildIdentity;
       baseEnv: Record<string, string>;
+      /** Between SIGTERM and SIGKILL to a cancelled or timed-out action. @defaultValue options.killGraceSec */
+      killGraceMs?: number;
     },
   ) {}
 
@@ -31,7 +33,8 @@ export class ActionSupport {
     return this.d.options.casUrl !== undefined;
   }
 
-  async run(assign: AssignFrame, workDir: string, onOutput: (stream: OutputStream, chunk: string) => void, disk?: DiskGuard): Promise<BuildResult> {
+  /** Runs the action; `signal` cancels it (its command is killed, its result never cached). */
+  async run(assign: AssignFrame, workDir: string, onOutput: (stream: OutputStream, chunk: string) => void, disk?: DiskGuard, signal?: AbortSignal): Promise<BuildResult> {
     const { payload } = assign;
     const spec = payload.action!;
     const startedAt = this.d.clock.now();
@@ -89,6 +92,8 @@ export class ActionSupport {
           now: () => this.d.clock.now(),
           clock: this.d.clock,
           inputLimits: { maxDepth: this.d.options.inputMaxDepth, maxEntries: this.d.options.inputMaxEntries },
+          ...(signal && { signal }),
+          killGraceMs: this.d.killGraceMs ?? this.d.options.killGraceSec * 1000,
         },
       );
     } catch (err) {

@@ -101,6 +101,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       baseEnv: this.baseEnv,
       ...(deps.isolation && { isolation: deps.isolation }),
       ...(deps.identity && { identity: deps.identity }),
+      ...(deps.killGraceMs !== undefined && { killGraceMs: deps.killGraceMs }),
     });
     this.watch = noticeWatchFor(deps.options, this.clock, this.log, (frame) => this.onNotice(frame));
     this.outbox = new LogOutbox({

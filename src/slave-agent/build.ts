@@ -53,6 +53,8 @@ export class Build {
   /** Settles after `result`, once the build directory has been removed as well. */
   readonly settled: Promise<void>;
   private handle: RunHandle | undefined;
+  /** Reaches an action's run, which has no handle of its own here. */
+  private readonly abort = new AbortController();
   private disk: DiskGuard | undefined;
 
   constructor(
@@ -77,6 +79,7 @@ export class Build {
   cancel(reason: string): void {
     if (this.cancelReason !== undefined) return;
     this.cancelReason = reason;
+    this.abort.abort(reason);
     this.handle?.cancel(reason);
   }
 
@@ -119,7 +122,7 @@ export class Build {
       if (!this.deps.actions) {
         return { exitCode: null, signal: null, timedOut: false, error: 'this agent cannot run actions', startedAt, finishedAt: this.deps.clock.now() };
       }
-      return this.deps.actions.run(this.assign, this.dir, this.deps.onOutput, this.disk);
+      return this.deps.actions.run(this.assign, this.dir, this.deps.onOutput, this.disk, this.abort.signal);
     }
     this.handle = this.deps.runner(
       {

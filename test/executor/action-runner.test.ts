@@ -242,4 +242,24 @@ describe('executor/action-runner', () => {
     assert.equal(ex.inputs.linked + ex.inputs.copied, 2);
     assert.ok(ex.inputs.copied >= 1);
   });
+
+  it('kills a cancelled action\'s command and never caches what it produced, even a clean exit on SIGTERM', async () => {
+    // The build exits 0 when terminated: were its result kept, the action cache would serve a half-done build.
+    const script = '#!/bin/sh\ntrap "echo partial > out.txt; exit 0" TERM\necho started\nwhile :; do sleep 0.05; done\n';
+    const inputRoot = await uploadTree({ 'build.sh': [script, 0o755] });
+    const ac = new AbortController();
+    const out: string[] = [];
+    const input = action(inputRoot, { outputFiles: ['out.txt'] });
+    const d = { ...deps(await freshWorkDir(), out), signal: ac.signal, onOutput: (_s: string, c: string) => (out.push(c), c.includes('started') && ac.abort('cancelled by submit token 3f9a1c2e')) };
+    await assert.rejects(executeAction(input, d), (err: Error & { stage?: string; run?: { exitCode: number | null } }) => {
+      assert.match(err.message, /^cancelled: cancelled by submit token 3f9a1c2e$/);
+      assert.equal(err.stage, 'run');
+      assert.equal(err.run?.exitCode, 0, 'its trap ran: SIGTERM reached it');
+      return true;
+    });
+    assert.equal(await remote.getActionResult(input.actionHash), undefined, 'nothing cached');
+    const already = new AbortController();
+    already.abort('early');
+    await assert.rejects(executeAction(action(inputRoot), { ...deps(await freshWorkDir()), signal: already.signal }), /cancelled: early/);
+  });
 });

@@ -77,7 +77,8 @@ export async function controlFarm(procs: CliProcess[], o: { masters?: number; jo
     await waitUntil(async () => ((v = await view(id, at)), v.builds.length > 0 && v.builds.every((b) => b.state === 'finished')), { timeoutMs: 20_000, what: `job ${id}'s build record finished` });
     return v!;
   };
-  return { masters, base, startAgent, call, submit, view, logUntil, recorded };
+  const redis = raw.redis as { url: string; queuePrefix: string };
+  return { masters, base, redis, startAgent, call, submit, view, logUntil, recorded };
 }
 
 /** Whether the process runs (a zombie waiting for its reaper does not: it runs no code and holds nothing). */

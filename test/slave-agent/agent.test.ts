@@ -226,6 +226,24 @@ describe('slave-agent/agent', () => {
     assert.deepEqual(a.unacknowledged(), []);
   });
 
+  it('on a cancel with report, kills the build, keeps its executor until its processes are gone, then reports how it ended', async () => {
+    const a = makeAgent({}, { executors: 1 });
+    const side = await connected(a, 0, 30);
+    // It ignores SIGTERM: the executor stays taken through the grace, then SIGKILL ends it.
+    side.send(assign('r1', { shell: 'trap "" TERM; echo go; while :; do sleep 0.02; done' }));
+    await side.take('log', (l) => l.data.includes('go'));
+    side.send({ type: 'cancel', queue: 'b2g', jobId: 'r1', reason: 'cancelled by submit token 3f9a1c2e', report: true });
+    await once(a, 'job-cancelled');
+    side.send(assign('r2', { shell: 'echo next' }));
+    const declined = await side.take('declined');
+    assert.deepEqual([declined.jobId, declined.reason], ['r2', 'at capacity (1 executors)'], 'the cancelled build still holds the executor');
+    const finished = await side.take('finished');
+    assert.deepEqual([finished.jobId, finished.lockToken, finished.result.signal], ['r1', 'lock-r1', 'SIGKILL']);
+    side.send({ type: 'ack', queue: 'b2g', jobId: 'r1' });
+    side.send(assign('r3', { shell: 'echo next' }));
+    assert.equal((await side.take('finished', (f) => f.jobId === 'r3')).result.exitCode, 0, 'the executor is free again');
+  });
+
   it('declines assignments beyond its executors (so the master places them elsewhere) and ignores invalid frames', async () => {
     const a = makeAgent({}, { executors: 1 });
     const side = await connected(a, 0, 30);
