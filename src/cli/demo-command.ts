@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import { parseAgentOptions, parseConfig } from '../config';
-import { createLogger, startRedisServer, type LogEntry, type RedisServerHandle } from '../lib';
-import type { BuildRecord } from '../master';
+import { createLogger, startRedisServer, type RedisServerHandle } from '../lib';
 import { Agent } from '../slave-agent';
 import { startDaemon } from './daemon';
+import { DemoNarrator } from './demo-narrator';
 import { MasterClient } from './master-client';
 import { onShutdownSignal } from './shutdown';
 
@@ -19,26 +19,25 @@ export interface DemoFlags {
   burstSize?: number;
   /** The cloud pool's quiet period, in seconds (compressed from the real default of 60 minutes). */
   quietSec?: number;
+  /** A line for every build instead of a summary every few seconds. */
+  verbose?: boolean;
+  /** Seconds between summary lines. @defaultValue 5 */
+  summaryEvery?: number;
 }
+
+/** Why the sample load's failures fail: a newcomer should not think the farm broke. */
+const DELIBERATE_FAILURE = 'sample load exits 3';
 
 const SAMPLES: Record<string, (n: number) => string> = {
   b2g: (n) => `echo "b2g: building gaia profile #${n}"; sleep 0.${3 + (n % 5)}; echo "b2g: flashed image ok"`,
   linux64: (n) =>
-    n % 7 === 6
-      ? `echo "linux64: compiling"; sleep 0.2; echo "error: test_sandbox failed" >&2; exit 3`
+    failsOnPurpose(n)
+      ? `echo "linux64: compiling"; sleep 0.2; echo "error: test_sandbox failed (deliberate: the demo's sample load fails every 4th linux64 build)" >&2; exit 3`
       : `echo "linux64: make -j4 (build #${n})"; sleep 0.${2 + (n % 4)}; echo "linux64: 1342 tests passed"`,
 };
+/** Every 4th linux64 job of the trickle (they take the odd numbers). */
+const failsOnPurpose = (n: number) => n % 8 === 7;
 const BURST = (n: number) => `echo "b2g: full device build #${n}"; sleep 2.${n % 5}; echo "b2g: done"`;
-
-/** Provisioner events a newcomer should see, as one friendly line each. */
-const NARRATION: Partial<Record<string, (e: LogEntry) => string>> = {
-  'instance.waking': (e) => `  cloud: waking ${(e.instanceIds as string[]).join(', ')} (${String(e.reason)})`,
-  'instance.launching': (e) => `  cloud: launching ${String(e.count)} new instance(s)`,
-  'instance.registered': (e) => `  cloud: ${String(e.instanceId)} is up, its agent registered`,
-  'instance.draining': (e) => `  cloud: draining ${String(e.instanceId)} (${String(e.reason)})`,
-  'instance.suspended': (e) => `  cloud: ${String(e.instanceId)} suspended (${String(e.mode)})`,
-  'instance.boot-timeout': (e) => `  cloud: ${String(e.instanceId)} failed to boot (${String(e.reason)})`,
-};
 
 /**
  * `spillway demo`: the embedded local farm. A master, two on-prem agents, a local cloud pool of
@@ -51,7 +50,7 @@ export async function demoCommand(flags: DemoFlags, env: NodeJS.ProcessEnv, out:
   let redis: RedisServerHandle | undefined;
   let redisUrl = env.REDIS_URL;
   if (!redisUrl) {
-    redis = await startRedisServer();
+    redis = await startRedisServer({ ownProcessGroup: true });
     redisUrl = redis.url;
     out.write(`spillway demo: started a private redis-server on ${redisUrl} (removed on exit; set REDIS_URL to use yours)\n`);
   }
@@ -88,19 +87,23 @@ export async function demoCommand(flags: DemoFlags, env: NodeJS.ProcessEnv, out:
     { ...env, REDIS_URL: redisUrl, SPILLWAY_AGENT_TOKEN: token, SPILLWAY_SUBMIT_TOKEN: submitToken, SPILLWAY_ADMIN_TOKEN: adminToken },
     'demo config',
   );
-  const log = createLogger({
-    level: 'info',
-    silent: true,
-    sink: (e) => {
-      if (e.level === 'error' || e.level === 'warn') out.write(`  ${e.level}: ${e.event} ${JSON.stringify(e)}\n`);
-      const line = NARRATION[e.event]?.(e);
-      if (line) out.write(line + '\n');
-    },
-  });
+  const deliberate = new Map<string, string>();
+  let narrator: DemoNarrator | undefined;
+  const log = createLogger({ level: 'info', silent: true, sink: (e) => narrator?.logEntry(e) });
   const daemon = await startDaemon({ config, log, agentCommand: [process.execPath, resolve(__dirname, 'main.js')] });
   const addr = daemon.addresses;
-  out.write(`spillway demo: HTTP API ${addr.httpUrl}, dashboard ${addr.httpUrl}/ (admin token ${adminToken}; try also: spillway status --master ${addr.httpUrl})\n`);
-  out.write(`spillway demo: submit token ${submitToken}: SPILLWAY_TOKEN=${submitToken} spillway submit --master ${addr.httpUrl} --type linux64 -- make\n`);
+  const master = daemon.master;
+  narrator = new DemoNarrator({
+    out,
+    verbose: flags.verbose ?? false,
+    deliberate,
+    now: () => Date.now(),
+    waiting: async () => (await Promise.all(master.jobTypes.map((t) => master.queueCounts(t)))).reduce((n, c) => n + c.waiting + c.prioritized, 0),
+  });
+  const narrate = narrator;
+  out.write(`spillway demo: HTTP API ${addr.httpUrl}, dashboard ${addr.httpUrl}/ (admin token ${adminToken})\n`);
+  out.write(`spillway demo: in another terminal: npx spillway status --master ${addr.httpUrl}\n`);
+  out.write(`spillway demo: submit a build: SPILLWAY_TOKEN=${submitToken} npx spillway submit --master ${addr.httpUrl} --type linux64 --wait -- echo hello\n`);
 
   const agents = [
     { name: 'onprem-1', jobTypes: ['b2g', 'linux64'], executors: 2 },
@@ -117,18 +120,20 @@ export async function demoCommand(flags: DemoFlags, env: NodeJS.ProcessEnv, out:
   await Promise.all(welcomed);
   out.write('spillway demo: on-prem agents onprem-1 (b2g,linux64 x2) and onprem-2 (linux64 x1) connected\n');
   out.write(`spillway demo: cloud pool "cloud": 3 suspended local instances; b2g overflows there when 2+ jobs wait 1s+, idle ones hibernate after ${flags.quietSec ?? 15}s\n`);
-  out.write('spillway demo: a trickle of jobs, and a burst of b2g jobs now and then; Ctrl-C stops\n');
+  const every = flags.summaryEvery ?? 5;
+  out.write(
+    flags.verbose
+      ? 'spillway demo: a trickle of jobs, and a burst of b2g jobs now and then; every build is printed; Ctrl-C stops\n'
+      : `spillway demo: a trickle of jobs, and a burst of b2g jobs now and then; a summary every ${every}s and every cloud event (--verbose: every build); Ctrl-C stops\n`,
+  );
 
-  let finished = 0;
-  let failed = 0;
   const enough = new Promise<void>((resolveEnough) => {
-    daemon.master.on('build-finished', (b) => {
-      out.write(formatBuild(b) + '\n');
-      finished++;
-      if (b.result !== 'success') failed++;
-      if (flags.jobs !== undefined && finished >= flags.jobs) resolveEnough();
+    master.on('build-finished', (b) => {
+      narrate.build(b);
+      if (flags.jobs !== undefined && narrate.finished >= flags.jobs) resolveEnough();
     });
   });
+  const summaries = setInterval(() => void narrate.summary(), every * 1000);
 
   const client = new MasterClient(addr.httpUrl, submitToken);
   const total = flags.jobs;
@@ -136,8 +141,11 @@ export async function demoCommand(flags: DemoFlags, env: NodeJS.ProcessEnv, out:
   const types = Object.keys(SAMPLES);
   const submit = (type: string, shell: string) => {
     if (total !== undefined && n >= total) return;
+    // Ids chosen here, so a deliberate failure is known as one before its build can end.
+    const jobId = `${run}-${n}`;
+    if (type === 'linux64' && failsOnPurpose(n)) deliberate.set(jobId, DELIBERATE_FAILURE);
     n++;
-    client.post('/api/jobs', { type, shell }).catch((err: Error) => out.write(`spillway demo: submit failed: ${err.message}\n`));
+    client.post('/api/jobs', { type, shell, jobId }).catch((err: Error) => out.write(`spillway demo: submit failed: ${err.message}\n`));
   };
   const trickle = setInterval(() => submit(types[n % types.length]!, SAMPLES[types[n % types.length]!]!(n)), flags.interval ?? 700);
   const burst = () => {
@@ -152,19 +160,12 @@ export async function demoCommand(flags: DemoFlags, env: NodeJS.ProcessEnv, out:
   clearInterval(trickle);
   clearInterval(bursts);
   clearTimeout(firstBurst);
-  out.write(`spillway demo: ${finished} build(s) finished, ${failed} not successful; stopping\n`);
+  clearInterval(summaries);
+  await narrate.summary(true);
+  out.write(narrate.closing() + '\n');
   await Promise.all(agents.map((a) => a.drain()));
   await Promise.allSettled(running);
   await daemon.stop();
   await redis?.stop();
   return 0;
-}
-
-function formatBuild(b: BuildRecord): string {
-  const mark = b.result === 'success' ? 'ok  ' : 'FAIL';
-  const where = b.location === 'cloud' ? `CLOUD ${b.instanceId ?? ''}`.trim() : 'on-prem';
-  const wait = b.waitMs === null ? '-' : `${b.waitMs}ms`;
-  const ran = b.durationMs === null ? '-' : `${b.durationMs}ms`;
-  const result = b.result === 'success' ? 'exited 0' : (b.reason ?? b.result ?? '');
-  return `  ${mark} ${b.type.padEnd(8)} ${b.id.slice(0, 8)}  ${b.agent.padEnd(14)} ${where.padEnd(21)} waited ${wait.padStart(6)}  ran ${ran.padStart(6)}  ${result}`;
 }

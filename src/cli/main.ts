@@ -213,6 +213,8 @@ async function run(argv: string[]): Promise<number> {
     .option('--burst-every <sec>', 'seconds between bursts of b2g jobs (the first after 3 s)', positiveInt('--burst-every'), 45)
     .option('--burst-size <n>', 'jobs per burst', positiveInt('--burst-size'), 8)
     .option('--quiet-sec <sec>', "the cloud pool's quiet period, compressed to seconds", positiveInt('--quiet-sec'), 15)
+    .option('--verbose', 'a line for every build (default: a summary every few seconds, plus every cloud event)')
+    .option('--summary-every <sec>', 'seconds between summary lines', positiveInt('--summary-every'), 5)
     .action(async (o) => {
       code = await (await import('./demo-command.js')).demoCommand(o, process.env, process.stdout);
     });

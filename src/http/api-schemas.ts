@@ -35,9 +35,18 @@ export const logQuery = z.object({
   waitMs: z.coerce.number().int().min(0).max(30_000).default(0),
 });
 
-export const buildsQuery = z.object({
-  limit: z.coerce.number().int().min(1).max(1000).default(50),
-  offset: z.coerce.number().int().min(0).default(0),
-});
+const RESULTS = ['success', 'failure', 'timeout', 'signal', 'oom', 'disk', 'error', 'lost', 'cancelled', 'preempted', 'running'] as const;
+
+export const buildsQuery = z
+  .object({
+    limit: z.coerce.number().int().min(1).max(1000).default(50),
+    offset: z.coerce.number().int().min(0).max(100_000).default(0),
+    /** A previous page's `next`: "<dispatchedAt>:<type>:<id>:<attempt>". */
+    before: z.string().max(400).regex(/^\d{1,16}:[^:]+:[^:]+:\d{1,6}$/, 'not a cursor of GET /api/builds (its "next")').optional(),
+    type: z.string().min(1).max(200).optional(),
+    location: z.enum(['onprem', 'cloud']).optional(),
+    result: z.enum(RESULTS).optional(),
+  })
+  .refine((q) => q.before === undefined || q.offset === 0, { message: 'use "before" or "offset", not both', path: ['before'] });
 
 export const historyQuery = z.object({ hours: z.coerce.number().positive().max(24 * 14).default(24) });

@@ -8,6 +8,9 @@ import type { Dashboard } from './dashboard';
 const ASSETS: Record<string, string> = {
   'index.html': 'text/html; charset=utf-8',
   'log.html': 'text/html; charset=utf-8',
+  'job.html': 'text/html; charset=utf-8',
+  'common.js': 'text/javascript; charset=utf-8',
+  'job.js': 'text/javascript; charset=utf-8',
   'app.js': 'text/javascript; charset=utf-8',
   'log.js': 'text/javascript; charset=utf-8',
   'charts.js': 'text/javascript; charset=utf-8',
@@ -34,6 +37,8 @@ export function registerDashboardRoutes(app: FastifyInstance, dashboard: Dashboa
 
   app.get('/', send('index.html'));
   app.get('/log', send('log.html'));
+  // The id is read by the page from its own URL (as text), never put into the HTML.
+  app.get('/jobs/:id', send('job.html'));
   app.get<{ Params: { file: string } }>('/assets/:file', async (req, reply) => {
     const f = files.get(req.params.file);
     if (!f || req.params.file.endsWith('.html')) {
@@ -47,7 +52,8 @@ export function registerDashboardRoutes(app: FastifyInstance, dashboard: Dashboa
   app.get('/api/history', async (req, reply) => {
     const q = historyQuery.safeParse(req.query);
     if (!q.success) return reply.status(400).send({ error: { code: 'SPILLWAY_E_BAD_REQUEST', message: q.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') } });
-    return { samples: await dashboard.history.since(now() - q.data.hours * 3600 * 1000) };
+    // The interval lets the charts tell a gap (no samples: the master was down) from a flat line.
+    return { samples: await dashboard.history.since(now() - q.data.hours * 3600 * 1000), sampleMs: dashboard.sampleMs };
   });
   app.get('/api/events', (_req, reply) => {
     reply.hijack();

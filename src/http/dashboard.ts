@@ -54,11 +54,14 @@ export class Dashboard {
   readonly live: LiveUpdates;
   readonly history: History;
   readonly usage: UsageLedger;
+  /** How often the charts' history is sampled. */
+  readonly sampleMs: number;
   private readonly abort = new AbortController();
   private loop: Promise<void> | undefined;
 
   constructor(private readonly d: DashboardDeps) {
     const sampleMs = d.config.dashboard.sampleSec * 1000;
+    this.sampleMs = sampleMs;
     this.metrics = new MasterMetrics({
       queues: () => this.queues(),
       pools: () => this.pools(),

@@ -40,7 +40,7 @@ const STATUS: Record<string, number> = {
 };
 
 /** Routes with no deadline: the live stream stays open by design; the page and its files never touch Redis; /healthz bounds itself. */
-const NO_DEADLINE = new Set(['/api/events', '/healthz', '/', '/log', '/assets/:file']);
+const NO_DEADLINE = new Set(['/api/events', '/healthz', '/', '/log', '/jobs/:id', '/assets/:file']);
 
 /** A job id as a download's file name: ids from the API are safe already, raw BullMQ ids may not be. */
 const fileNameOf = (id: string) => id.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '_');
@@ -149,7 +149,8 @@ export function createHttpApi(d: HttpApiDeps): FastifyInstance {
 
     api.get('/api/builds', async (req) => {
       const q = parseQuery(buildsQuery, req.query);
-      return { builds: await d.builds.recent(q.limit, q.offset) };
+      const filter = { ...(q.type !== undefined && { type: q.type }), ...(q.location && { location: q.location }), ...(q.result && { result: q.result }) };
+      return d.builds.page(q.limit, q.before, filter, q.offset);
     });
 
     api.get('/api/queues', async () => ({ queues: await queuesView(d.master, d.clock.now()) }));

@@ -23,6 +23,12 @@ export interface RedisServerOptions {
   /** Turn on the append-only file so a restart keeps the data. @defaultValue false */
   persistence?: boolean;
   port?: number;
+  /**
+   * Runs the server in a process group of its own, so a Ctrl-C in the terminal (SIGINT to the
+   * whole foreground group) reaches only its owner, which then stops it last, after its own
+   * clean shutdown. It is ended when its owner exits, even by a crash. @defaultValue false
+   */
+  ownProcessGroup?: boolean;
 }
 
 export async function freePort(): Promise<number> {
@@ -43,7 +49,12 @@ export async function startRedisServer(opts: RedisServerOptions = {}): Promise<R
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--daemonize', 'no'];
   args.push('--appendonly', opts.persistence ? 'yes' : 'no');
   if (opts.persistence) args.push('--appendfsync', 'always');
-  const child: ChildProcess = spawn(opts.binary ?? 'redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn(opts.binary ?? 'redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'], detached: opts.ownProcessGroup ?? false });
+  if (opts.ownProcessGroup) {
+    const orphan = () => void child.kill('SIGTERM');
+    process.once('exit', orphan);
+    child.once('exit', () => process.off('exit', orphan));
+  }
   let output = '';
   await new Promise<void>((resolve, reject) => {
     const onData = (b: Buffer) => {

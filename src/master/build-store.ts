@@ -31,6 +31,29 @@ export interface BuildRecord {
   actionResult?: string;
 }
 
+/** A piece of a stored log: where it starts (bytes) and when the master received it (ms). */
+export interface LogMark {
+  offset: number;
+  at: number;
+}
+
+/** Which builds a page of `GET /api/builds` shows; `result` "running" for builds not finished. */
+export interface BuildFilter {
+  type?: string;
+  location?: Location;
+  result?: BuildResultName | 'running';
+}
+
+/** A page of builds, newest first; `next` continues after its last row (null: no more). */
+export interface BuildPage {
+  builds: BuildRecord[];
+  next: string | null;
+}
+
+/** Index entries read per round trip while filtering, and at most per page (a page may come back short, with `next`). */
+const PAGE_BATCH = 200;
+const PAGE_SCAN = 5000;
+
 /** What is known of a build when it is handed to an agent. */
 export type BuildIdentity = Pick<BuildRecord, 'id' | 'type' | 'attempt' | 'agent' | 'location' | 'instanceId' | 'queuedAt' | 'dispatchedAt'>;
 
@@ -71,6 +94,7 @@ export class BuildStore {
 
   private key = (type: string, id: string, attempt: number) => `${this.p}:build:${type}:${id}:${attempt}`;
   private logKey = (type: string, id: string, attempt: number) => `${this.p}:log:${type}:${id}:${attempt}`;
+  private marksKey = (type: string, id: string, attempt: number) => `${this.p}:logmarks:${type}:${id}:${attempt}`;
   private attemptsKey = (type: string, id: string) => `${this.p}:attempts:${type}:${id}`;
   private preemptionsKey = (type: string, id: string) => `${this.p}:preemptions:${type}:${id}`;
   private get indexKey() {
@@ -82,7 +106,7 @@ export class BuildStore {
     const k = this.key(b.type, b.id, b.attempt);
     await this.r
       .multi()
-      .del(k, this.logKey(b.type, b.id, b.attempt))
+      .del(k, this.logKey(b.type, b.id, b.attempt), this.marksKey(b.type, b.id, b.attempt))
       .hset(k, { ...identityFields(b), state: 'running', startedAt, waitMs: Math.max(0, startedAt - b.queuedAt), logBytes: 0 })
       .zadd(this.indexKey, b.dispatchedAt, `${b.type}:${b.id}:${b.attempt}`)
       .hset(this.attemptsKey(b.type, b.id), String(b.attempt), b.agent)
@@ -133,11 +157,26 @@ export class BuildStore {
   /**
    * Appends build output; past `logMaxBytes` the rest is dropped behind one marker line. With
    * `offset` (where `data` starts in the build's output, in bytes) output already stored is
-   * skipped. Resolves to how far the build's output is stored, the offset to confirm.
+   * skipped. `at` (when it arrived) is kept beside the log as a time mark, see `logMarks`.
+   * Resolves to how far the build's output is stored, the offset to confirm.
    */
-  async appendLog(type: string, id: string, attempt: number, data: string, offset?: number): Promise<number> {
-    const keys = [this.key(type, id, attempt), this.logKey(type, id, attempt)];
-    return Number(await runScript(this.r, APPEND_LOG_SCRIPT, keys, [data, offset ?? '', this.opts.logMaxBytes, TRUNCATED]));
+  async appendLog(type: string, id: string, attempt: number, data: string, offset: number | undefined, at: number): Promise<number> {
+    const keys = [this.key(type, id, attempt), this.logKey(type, id, attempt), this.marksKey(type, id, attempt)];
+    return Number(await runScript(this.r, APPEND_LOG_SCRIPT, keys, [data, offset ?? '', this.opts.logMaxBytes, TRUNCATED, at]));
+  }
+
+  /**
+   * When each piece of the stored log arrived: byte offsets into `readLog`'s text (as UTF-8),
+   * ascending. A line's time is that of the mark at or before its first byte.
+   */
+  async logMarks(type: string, id: string, attempt: number): Promise<LogMark[]> {
+    const raw = await this.r.lrange(this.marksKey(type, id, attempt), 0, -1);
+    const out: LogMark[] = [];
+    for (const m of raw) {
+      const [offset, at] = m.split(' ').map(Number);
+      if (Number.isFinite(offset) && Number.isFinite(at)) out.push({ offset: offset!, at: at! });
+    }
+    return out;
   }
 
   async readLog(type: string, id: string, attempt: number): Promise<string> {
@@ -169,6 +208,45 @@ export class BuildStore {
     return rows.map(([, h]) => h as Record<string, string>).filter((h) => h && h.id).map(fromHash);
   }
 
+  /**
+   * Builds older than the cursor `before` (a previous page's `next`), filtered, newest first.
+   * The cursor names the last row shown, so builds started meanwhile never shift the pages.
+   * Without a cursor, `offset` index entries are skipped first (the older API's paging).
+   */
+  async page(limit: number, before: string | undefined, filter: BuildFilter = {}, offset = 0): Promise<BuildPage> {
+    let start = offset;
+    if (before !== undefined) {
+      const cut = before.indexOf(':');
+      const score = before.slice(0, cut);
+      const rank = await this.r.zrevrank(this.indexKey, before.slice(cut + 1));
+      // Gone (trimmed as too old): continue after every build dispatched at or after it.
+      start = rank !== null ? rank + 1 : await this.r.zcount(this.indexKey, score, '+inf');
+    }
+    const out: BuildRecord[] = [];
+    let last: string | null = null;
+    for (let scanned = 0; scanned < PAGE_SCAN && out.length < limit; scanned += PAGE_BATCH) {
+      const raw = await this.r.zrevrange(this.indexKey, start + scanned, start + scanned + PAGE_BATCH - 1, 'WITHSCORES');
+      if (raw.length === 0) return { builds: out, next: null };
+      const members: Array<{ member: string; score: string }> = [];
+      for (let i = 0; i < raw.length; i += 2) members.push({ member: raw[i]!, score: raw[i + 1]! });
+      const wanted = filter.type === undefined ? members : members.filter((m) => m.member.startsWith(`${filter.type}:`));
+      const pipe = this.r.pipeline();
+      for (const m of wanted) pipe.hgetall(`${this.p}:build:${m.member}`);
+      const rows = (await pipe.exec()) ?? [];
+      const byMember = new Map(wanted.map((m, i) => [m.member, rows[i]?.[1] as Record<string, string> | undefined]));
+      for (const m of members) {
+        last = `${m.score}:${m.member}`;
+        const h = byMember.get(m.member);
+        if (!h?.id) continue;
+        const rec = fromHash(h);
+        if (matches(rec, filter)) out.push(rec);
+        if (out.length >= limit) return { builds: out, next: last };
+      }
+      if (raw.length < PAGE_BATCH * 2) return { builds: out, next: null };
+    }
+    return { builds: out, next: last };
+  }
+
   private async trim(): Promise<void> {
     const excess = (await this.r.zcard(this.indexKey)) - this.opts.keep;
     if (excess <= 0) return;
@@ -178,7 +256,7 @@ export class BuildStore {
       const cut = m.lastIndexOf(':');
       const head = m.slice(0, cut);
       const sep = head.indexOf(':');
-      pipe.del(`${this.p}:build:${m}`, `${this.p}:log:${m}`);
+      pipe.del(`${this.p}:build:${m}`, `${this.p}:log:${m}`, `${this.p}:logmarks:${m}`);
       pipe.hdel(this.attemptsKey(head.slice(0, sep), head.slice(sep + 1)), m.slice(cut + 1));
     }
     pipe.zrem(this.indexKey, ...old);
@@ -197,6 +275,13 @@ function identityFields(b: BuildIdentity): Record<string, string | number> {
     queuedAt: b.queuedAt,
     dispatchedAt: b.dispatchedAt,
   };
+}
+
+function matches(r: BuildRecord, f: BuildFilter): boolean {
+  if (f.type !== undefined && r.type !== f.type) return false;
+  if (f.location !== undefined && r.location !== f.location) return false;
+  if (f.result !== undefined && (f.result === 'running' ? r.state !== 'running' : r.result !== f.result)) return false;
+  return true;
 }
 
 function num(v: string | undefined): number | null {

@@ -76,6 +76,11 @@ export interface LogChunk {
   offset: number;
   nextOffset: number;
   data: string;
+  /**
+   * When the pieces of `data` arrived: [byte offset in the whole log, ms] ascending, starting
+   * with the mark that covers `offset` (which may lie before it).
+   */
+  marks: Array<[number, number]>;
   done: boolean;
   state: string;
 }
@@ -242,7 +247,11 @@ export class JobService {
       const text = latest ? await this.d.builds.readLog(q.type, id, latest) : '';
       const bytes = Buffer.from(text);
       const data = bytes.subarray(Math.min(from, bytes.length)).toString();
-      return { attempt: latest, offset: from, nextOffset: bytes.length, data, done: DONE.has(state), state };
+      const all = latest ? await this.d.builds.logMarks(q.type, id, latest) : [];
+      let first = 0;
+      while (first + 1 < all.length && all[first + 1]!.offset <= from) first++;
+      const marks = all.slice(first).filter((m) => m.offset < bytes.length).map((m): [number, number] => [m.offset, m.at]);
+      return { attempt: latest, offset: from, nextOffset: bytes.length, data, marks, done: DONE.has(state), state };
     };
     const first = await read();
     if (first.data || first.done || first.attempt !== attempt || waitMs <= 0) return first;

@@ -57,7 +57,7 @@ export type JobApi = Pick<JobService, 'submit' | 'view' | 'logChunk' | 'logText'
 export type JobControlApi = Pick<JobControl, 'cancel' | 'retry'>;
 
 /** The build records, newest first. */
-export type BuildHistory = Pick<BuildStore, 'recent'>;
+export type BuildHistory = Pick<BuildStore, 'recent' | 'page'>;
 
 /**
  * The read side of a master, for src/http and the composition root: what it holds and what

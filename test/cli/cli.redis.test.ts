@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { stringify } from 'yaml';
-import { farmConfigRaw, spawnCli, TestFarm, TOKEN, writeConfigFile } from '../helpers/farm';
+import { CLI, farmConfigRaw, spawnCli, TestFarm, TOKEN, writeConfigFile } from '../helpers/farm';
+import { waitUntil } from '../helpers/wait-until';
 import { redisUrl } from '../setup/root-hooks';
 
 describe('cli: the spillway command', function () {
@@ -88,14 +91,66 @@ describe('cli: the spillway command', function () {
     }
   });
 
-  it('demo: runs the embedded farm, prints each build and the HTTP API URL, and stops after --jobs', async () => {
-    const p = spawnCli(['demo', '--jobs', '4', '--interval', '50'], { REDIS_URL: redisUrl(), SPILLWAY_HTTP_PORT: '0', SPILLWAY_AGENT_PORT: '0' });
+  it('demo: quiet by default (summaries and cloud events, not every build), its hints run as printed, and it stops after --jobs', async () => {
+    const p = spawnCli(['demo', '--jobs', '16', '--interval', '250', '--summary-every', '1'], { REDIS_URL: redisUrl(), SPILLWAY_HTTP_PORT: '0', SPILLWAY_AGENT_PORT: '0' });
+    // The printed hint, run as shown (minus `npx`, which runs this same main.js): it reaches the demo's master.
+    await p.waitForOutput(/submit a build: .*\n/);
+    const hint = /in another terminal: npx spillway (status --master \S+)$/m.exec(p.output())!;
+    const submitHint = /submit a build: SPILLWAY_TOKEN=(\w+) npx spillway (submit .*)$/m.exec(p.output())!;
+    assert.ok(hint && submitHint, p.output());
+    const status = spawnCli(hint[1]!.split(' '));
+    const submit = spawnCli(submitHint[2]!.split(' '), { SPILLWAY_TOKEN: submitHint[1]! });
+    assert.equal((await status.exited).code, 0, status.output());
+    assert.match(status.output(), /b2g[\s\S]*linux64/);
+    assert.equal((await submit.exited).code, 0, submit.output());
+    assert.match(submit.output(), /hello/);
     const { code } = await p.exited;
     assert.equal(code, 0, p.output());
     assert.match(p.output(), /HTTP API http:\/\/127\.0\.0\.1:\d+/);
-    assert.equal(p.output().match(/^ {2}(ok|FAIL) /gm)?.length, 4, p.output());
-    assert.match(p.output(), /b2g/);
-    assert.match(p.output(), /linux64/);
+    assert.equal(p.output().match(/^ {2}(ok|FAIL) /gm), null, `no build lines without --verbose:\n${p.output()}`);
+    // Summaries: counts of builds, where they ran and what waits; the last one covers every build.
+    const summaries = [...p.output().matchAll(/^ {2}\[ *\d+s\] builds: (\d+) ok, (\d+) failed.* · ran on-prem (\d+), cloud (\d+) · waiting (\d+)$/gm)];
+    assert.ok(summaries.length >= 1, p.output());
+    const last = summaries[summaries.length - 1]!;
+    // 16 builds, the hint's among them (it counts too).
+    assert.ok(Number(last[1]) + Number(last[2]) >= 16 && Number(last[3]) + Number(last[4]) === Number(last[1]) + Number(last[2]), last[0]);
+    // Job 7 (the 4th linux64 one, before the first burst) fails on purpose, and the demo says so.
+    assert.ok(Number(last[2]) >= 1, last[0]);
+    assert.match(last[0], /\d+ failed \(all deliberate\)/);
+    assert.match(p.output(), /not successful \(all deliberate\); stopping/);
+  });
+
+  it('demo: a Ctrl-C (SIGINT to the whole process group, as a terminal sends it) stops it cleanly, its private Redis last', async () => {
+    const child = spawn(process.execPath, [CLI, 'demo', '--interval', '100'], {
+      env: { ...process.env, REDIS_URL: '', SPILLWAY_HTTP_PORT: '0', SPILLWAY_AGENT_PORT: '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (out += b.toString()));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    await waitUntil(() => /^ {2}\[ *\d+s\] builds: [1-9]/m.test(out), { timeoutMs: 20_000, what: 'a summary with builds' });
+    const redisPort = /private redis-server on redis:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1]!;
+    process.kill(-child.pid!, 'SIGINT');
+    assert.equal(await exited, 0, out);
+    assert.match(out, /build\(s\) finished/);
+    assert.doesNotMatch(out, /^ {2}(error|warn): /m, out);
+    // Its Redis is gone too: nothing listens on its port any more.
+    const listening = await new Promise<boolean>((r) => {
+      const sock = connect(Number(redisPort), '127.0.0.1', () => (sock.destroy(), r(true)));
+      sock.on('error', () => r(false));
+    });
+    assert.equal(listening, false, `redis-server still listens on ${redisPort}`);
+  });
+
+  it('demo --verbose: a line per build, the deliberate failure said to be deliberate', async () => {
+    const p = spawnCli(['demo', '--jobs', '8', '--interval', '50', '--verbose'], { REDIS_URL: redisUrl(), SPILLWAY_HTTP_PORT: '0', SPILLWAY_AGENT_PORT: '0' });
+    const { code } = await p.exited;
+    assert.equal(code, 0, p.output());
+    assert.equal(p.output().match(/^ {2}(ok|FAIL) /gm)?.length, 8, p.output());
+    assert.match(p.output(), /^ {2}FAIL linux64 .*\(deliberate: sample load exits 3\)$/m);
+    assert.equal(p.output().match(/^ {2}FAIL /gm)?.length, 1, p.output());
     assert.match(p.output(), /on-prem/);
   });
 

@@ -38,7 +38,7 @@ export class FakeBuildRecords implements BuildRecords {
     this.preempted.set(`${type}:${id}`, (this.preempted.get(`${type}:${id}`) ?? 0) + delta);
   }
 
-  async appendLog(type: string, id: string, attempt: number, data: string, offset?: number): Promise<number> {
+  async appendLog(type: string, id: string, attempt: number, data: string, offset?: number, _at?: number): Promise<number> {
     const k = this.key(type, id, attempt);
     const stored = Buffer.from(this.logs.get(k) ?? '');
     const skip = offset === undefined ? 0 : Math.max(0, stored.length - offset);

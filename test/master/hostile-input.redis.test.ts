@@ -368,6 +368,8 @@ async function httpCase(r: HostileInput, ctx: FuzzContext): Promise<void> {
       `/api/jobs/${enc(r.pick([...ctx.knownJobIds, r.string() || 'x']))}?type=${enc(r.string())}`,
       `/api/jobs/${enc(r.string() || 'x')}/log?attempt=${enc(r.string())}&offset=-1&waitMs=99999999`,
       `/api/builds?limit=${enc(r.string())}&offset=${enc(r.string())}`,
+      `/api/builds?before=${enc(r.pick([`${r.int(99)}:b2g:${r.string()}:1`, r.string()]))}&type=${enc(r.string())}&location=${enc(r.string())}&result=${enc(r.string())}`,
+      `/jobs/${enc(r.string() || 'x')}?type=${enc(r.string())}`,
       `/log?type=${enc(r.string())}&id=${enc(r.string())}`,
     ]);
   }

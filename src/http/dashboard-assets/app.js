@@ -3,49 +3,20 @@
 'use strict';
 
 (() => {
+  const { h, dur, shortId, whereBadge, jobHref, token: tabToken, send } = window.spillway;
   const $ = (sel) => document.querySelector(sel);
-  const TOKEN_KEY = 'spillway.adminToken';
   let overview = null;
   let historyAt;
   /** The builds of the previous render: a row not among them is new and is highlighted. */
   let shownBuilds = new Set();
   let firstRender = true;
 
-  // ---- formatting -------------------------------------------------------------------------
-
-  function dur(ms) {
-    if (ms === null || ms === undefined) return '–';
-    if (ms < 1000) return `${(ms / 1000).toFixed(1)} s`;
-    const s = Math.round(ms / 1000);
-    if (s < 60) return `${s} s`;
-    if (s < 3600) return `${Math.floor(s / 60)} m ${s % 60} s`;
-    return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} m`;
-  }
   const hours = (h) => (h >= 10 ? h.toFixed(0) : h.toFixed(2));
   const money = (v) => (v === null || v === undefined ? '–' : `${v.toFixed(2)} ${overview.cost.currency}`);
 
-  /** An element with attributes and children (strings become text nodes). */
-  function h(tag, attrs, ...children) {
-    const e = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (v === undefined || v === null || v === false) continue;
-      if (k === 'class') e.className = v;
-      else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
-      else e.setAttribute(k, v === true ? '' : String(v));
-    }
-    for (const c of children.flat()) if (c !== null && c !== undefined) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
-    return e;
-  }
-
-  function whereBadge(location, instanceId) {
-    return location === 'cloud'
-      ? h('span', { class: 'badge badge-cloud', 'data-location': 'cloud', title: instanceId || '' }, instanceId ? `CLOUD · ${instanceId}` : 'CLOUD')
-      : h('span', { class: 'badge badge-onprem', 'data-location': 'onprem' }, 'ON-PREM');
-  }
-
   // ---- admin token and rule changes -------------------------------------------------------
 
-  const token = () => sessionStorage.getItem(TOKEN_KEY) || '';
+  const token = tabToken.get;
 
   function showAdminState() {
     const editable = overview && overview.rulesEditable;
@@ -60,9 +31,7 @@
 
   $('#admin').addEventListener('submit', (ev) => {
     ev.preventDefault();
-    const v = $('#admin-token').value.trim();
-    if (v) sessionStorage.setItem(TOKEN_KEY, v);
-    else sessionStorage.removeItem(TOKEN_KEY);
+    tabToken.set($('#admin-token').value.trim());
     $('#admin-token').value = '';
     showAdminState();
     renderQueues(true);
@@ -75,17 +44,7 @@
   }
 
   async function putRule(type, patch) {
-    const res = await fetch(`/api/rules/${encodeURIComponent(type)}`, {
-      method: 'PUT',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${token()}` },
-      body: JSON.stringify(patch),
-    });
-    const body = await res.json().catch(() => ({}));
-    if (!res.ok) {
-      if (res.status === 401) sessionStorage.removeItem(TOKEN_KEY);
-      throw new Error((body.error && body.error.message) || `HTTP ${res.status}`);
-    }
-    return body.rule;
+    return (await send('PUT', `/api/rules/${encodeURIComponent(type)}`, patch)).rule;
   }
 
   function describeRule(r) {
@@ -134,6 +93,23 @@
 
   // ---- sections -----------------------------------------------------------------------------
 
+  /** The farm at a glance: what waits, what runs where, the instances, today's cost. */
+  function renderSummary() {
+    const sum = (f) => overview.queues.reduce((n, q) => n + f(q), 0);
+    const states = {};
+    for (const p of overview.pools) for (const i of p.instances) states[i.state] = (states[i.state] || 0) + 1;
+    const stateText = Object.keys(states).sort().map((s) => `${states[s]} ${s}`).join(', ') || 'none';
+    const item = (label, value, testid) => h('span', { class: 'item', 'data-testid': testid }, h('span', { class: 'label' }, label), ' ', h('b', {}, value));
+    $('#summary').replaceChildren(
+      item('waiting', sum((q) => q.waiting + q.prioritized), 'summary-waiting'),
+      item('running on-prem', sum((q) => q.runningOnprem), 'summary-onprem'),
+      item('running cloud', sum((q) => q.runningCloud), 'summary-cloud'),
+      item('instances', stateText, 'summary-instances'),
+      item('agents', overview.agents.length, 'summary-agents'),
+      item("today's cloud cost", money(overview.cost.today.totalCost), 'summary-cost'),
+    );
+  }
+
   const queueRows = new Map();
 
   function renderQueues(force) {
@@ -141,8 +117,8 @@
     for (const q of overview.queues) {
       let row = queueRows.get(q.type);
       const cells = [
-        h('td', {}, q.type, q.unrunnable && q.unrunnable.count
-          ? h('div', { class: 'muted', 'data-testid': `unrunnable-${q.type}` }, `${q.unrunnable.count} no agent can run: ${q.unrunnable.reason}`)
+        h('td', { class: 'name' }, h('span', { title: q.type }, q.type), q.unrunnable && q.unrunnable.count
+          ? h('div', { class: 'muted clip', title: q.unrunnable.reason || '', 'data-testid': `unrunnable-${q.type}` }, `${q.unrunnable.count} no agent can run: ${q.unrunnable.reason}`)
           : null),
         h('td', { class: 'num', 'data-testid': `waiting-${q.type}` }, q.waiting + q.prioritized),
         h('td', { class: 'num' }, q.oldestWaitMs === null ? '–' : dur(q.oldestWaitMs)),
@@ -159,30 +135,106 @@
       const keep = old && !force && (old.dataset.dirty || old.dataset.busy || old.contains(document.activeElement));
       row.replaceChildren(...cells, keep ? old : ruleCell(q));
     }
+    const select = $('#filter-type');
+    const known = new Set([...select.options].map((o) => o.value));
+    for (const q of overview.queues) if (!known.has(q.type)) select.append(h('option', { value: q.type }, q.type));
   }
+
+  // The builds table: the newest builds live from the pushed overview (or, with a filter, the
+  // first page of /api/builds read again on each push), then older pages on demand.
+  const filters = () => ({ type: $('#filter-type').value, location: $('#filter-location').value, result: $('#filter-result').value });
+  const filtered = () => Object.values(filters()).some(Boolean);
+  const cursorOf = (b) => `${b.dispatchedAt}:${b.type}:${b.id}:${b.attempt}`;
+  let head = [];
+  let older = [];
+  let olderDone = false;
+  let headRequest = 0;
+
+  async function fetchBuilds(before) {
+    const q = new URLSearchParams({ limit: '50' });
+    for (const [k, v] of Object.entries(filters())) if (v) q.set(k, v);
+    if (before) q.set('before', before);
+    const res = await fetch(`/api/builds?${q}`);
+    const body = await res.json();
+    if (!res.ok) throw new Error((body.error && body.error.message) || `HTTP ${res.status}`);
+    return body;
+  }
+
+  async function refreshHead() {
+    if (!filtered()) {
+      head = overview.builds;
+      renderBuilds();
+      return;
+    }
+    const mine = ++headRequest;
+    try {
+      const page = await fetchBuilds();
+      if (mine !== headRequest) return;
+      head = page.builds;
+      if (page.next === null && older.length === 0) olderDone = true;
+      renderBuilds();
+    } catch (err) {
+      $('#builds-state').textContent = err.message;
+    }
+  }
+
+  for (const sel of ['#filter-type', '#filter-location', '#filter-result']) {
+    $(sel).addEventListener('change', () => {
+      older = [];
+      olderDone = false;
+      head = [];
+      renderBuilds();
+      void refreshHead();
+    });
+  }
+
+  $('#older').addEventListener('click', async () => {
+    const shown = [...head, ...older];
+    const last = shown[shown.length - 1];
+    if (!last) return;
+    $('#builds-state').textContent = 'loading…';
+    try {
+      const page = await fetchBuilds(cursorOf(last));
+      older = older.concat(page.builds);
+      olderDone = page.next === null;
+      $('#builds-state').textContent = '';
+      renderBuilds();
+    } catch (err) {
+      $('#builds-state').textContent = err.message;
+    }
+  });
 
   function renderBuilds() {
     const previous = shownBuilds;
     shownBuilds = new Set();
-    const rows = overview.builds.map((b) => {
+    const seen = new Set();
+    const list = [...head, ...older].filter((b) => {
+      const key = `${b.type}/${b.id}/${b.attempt}`;
+      if (seen.has(key)) return false;
+      seen.add(key);
+      return true;
+    });
+    const rows = list.map((b) => {
       const key = `${b.type}/${b.id}/${b.attempt}`;
       const fresh = !firstRender && !previous.has(key);
       shownBuilds.add(key);
       const running = b.state === 'running';
       const result = running ? 'running' : b.result;
       const duration = running ? (b.startedAt ? overview.at - b.startedAt : null) : b.durationMs;
-      const log = `/log?type=${encodeURIComponent(b.type)}&id=${encodeURIComponent(b.id)}`;
+      const page = jobHref(b.type, b.id);
       return h('tr', { class: fresh ? 'fresh' : '', 'data-build': key, 'data-job': b.id, 'data-location': b.location },
-        h('td', {}, h('a', { href: log }, b.id), b.attempt > 1 ? h('span', { class: 'muted' }, ` #${b.attempt}`) : null),
-        h('td', {}, b.type),
-        h('td', {}, b.agent),
+        h('td', { class: 'name' }, h('a', { href: page, 'data-testid': 'job-link' }, shortId(b.id)), b.attempt > 1 ? h('span', { class: 'muted' }, ` #${b.attempt}`) : null),
+        h('td', { class: 'name' }, h('span', { title: b.type }, b.type)),
+        h('td', { class: 'name clip', title: b.agent }, b.agent),
         h('td', {}, whereBadge(b.location, b.instanceId)),
         h('td', { class: 'num' }, dur(b.waitMs)),
         h('td', { class: 'num' }, dur(duration)),
-        h('td', { class: `result-${result}`, 'data-result': result }, result, b.reason ? h('span', { class: 'muted' }, ` ${b.reason}`) : null),
-        h('td', {}, h('a', { href: log }, running ? 'live log' : 'log')));
+        h('td', { class: `clip result-${result}`, 'data-result': result, title: b.reason || '' }, result, b.reason ? h('span', { class: 'muted' }, ` ${b.reason}`) : null),
+        h('td', {}, h('a', { href: page }, running ? 'live log' : 'log')));
     });
-    $('#builds tbody').replaceChildren(...(rows.length ? rows : [h('tr', {}, h('td', { colspan: 8, class: 'muted' }, 'no builds yet'))]));
+    $('#builds tbody').replaceChildren(...(rows.length ? rows : [h('tr', {}, h('td', { colspan: 8, class: 'muted' }, filtered() ? 'no builds match' : 'no builds yet'))]));
+    $('#older').disabled = list.length === 0 || olderDone;
+    if (olderDone && list.length) $('#builds-state').textContent = 'no older builds';
   }
 
   function renderPools() {
@@ -191,35 +243,37 @@
       const rows = p.instances.map((i) => {
         const agent = byInstance.get(i.id);
         const building = agent ? agent.running.map((r) => `${r.type}/${r.id}`).join(', ') : '';
-        return h('tr', { 'data-instance': i.id, 'data-state': i.state },
-          h('td', {}, i.id),
+        const details = [i.privateIp ? `address ${i.privateIp}` : null, i.reason ? `why: ${i.reason}` : null].filter(Boolean).join('\n');
+        return h('tr', { 'data-instance': i.id, 'data-state': i.state, title: details },
+          h('td', { class: 'name' }, shortId(i.id, 16), i.spot ? h('span', { class: 'muted' }, ' spot') : null),
           // Which kind of suspended: a stopped one wakes with a cold boot, a hibernated one resumes.
-          h('td', { class: `state state-${i.state}` }, i.state, i.state === 'suspended' ? (i.hibernated ? ' (hibernated)' : ' (stopped)') : ''),
-          h('td', {}, dur(overview.at - i.since), ' ago'),
-          h('td', {}, building || h('span', { class: 'muted' }, '–')),
-          h('td', {}, i.privateIp || '–'),
-          h('td', {}, i.spot ? 'spot' : 'on-demand'),
-          h('td', { class: 'muted' }, i.reason || ''));
+          h('td', { class: `state state-${i.state}`, title: i.state === 'suspended' ? (i.hibernated ? 'hibernated: resumes fast' : 'stopped: wakes with a cold boot') : i.state }, i.state, i.state === 'suspended' ? (i.hibernated ? ' (hibernated)' : ' (stopped)') : ''),
+          h('td', { class: 'num' }, dur(overview.at - i.since)),
+          h('td', { class: 'clip', title: building }, building || h('span', { class: 'muted' }, '–')),
+          h('td', { class: 'muted clip', title: i.reason || '' }, i.reason || ''));
       });
-      const decision = p.decision ? ` · ${p.decision.reason}` : '';
+      const decision = p.decision ? p.decision.reason : '';
       return h('div', { class: 'pool', 'data-pool': p.name },
-        h('h3', {}, `${p.name} `, h('span', { class: 'muted' }, `${p.provider}, ${p.instances.length}/${p.maxInstances} instances${decision}`),
+        h('h3', {}, `${p.name} `, h('span', { class: 'muted' }, `${p.provider}, ${p.instances.length}/${p.maxInstances}`),
           p.setupError ? h('span', { class: 'result-failed' }, ` ${p.setupError}`) : null),
+        decision ? h('div', { class: 'muted clip decision', title: decision }, decision) : null,
         h('table', {},
-          h('thead', {}, h('tr', {}, ...['instance', 'state', 'since', 'building', 'private address', 'pricing', 'why'].map((t) => h('th', {}, t)))),
-          h('tbody', {}, rows.length ? rows : h('tr', {}, h('td', { colspan: 7, class: 'muted' }, 'no instances')))));
+          h('thead', {}, h('tr', {}, ...['instance', 'state', 'since', 'building', 'why'].map((t) => h('th', {}, t)))),
+          h('tbody', {}, rows.length ? rows : h('tr', {}, h('td', { colspan: 5, class: 'muted' }, 'no instances')))));
     });
     $('#pools').replaceChildren(...(blocks.length ? blocks : [h('p', { class: 'muted' }, 'no cloud pools configured')]));
   }
 
   function renderAgents() {
-    const rows = overview.agents.map((a) =>
-      h('tr', { 'data-agent': a.name, 'data-location': a.location },
-        h('td', {}, a.name, a.draining ? h('span', { class: 'muted' }, ' (draining)') : null,
+    const rows = overview.agents.map((a) => {
+      const building = a.running.map((r) => `${r.type}/${r.id}`).join(', ');
+      return h('tr', { 'data-agent': a.name, 'data-location': a.location },
+        h('td', { class: 'name clip', title: a.name }, a.name, a.draining ? h('span', { class: 'muted' }, ' (draining)') : null,
           a.diskFull ? h('span', { class: 'result-failed', 'data-disk-full': '' }, ` (disk full: ${a.diskFull.freeMb} MiB free < ${a.diskFull.minFreeMb} MiB)`) : null),
         h('td', {}, whereBadge(a.location, a.instanceId)),
         h('td', { class: 'num' }, `${a.busy}/${a.executors}`),
-        h('td', {}, a.running.map((r) => `${r.type}/${r.id}`).join(', ') || h('span', { class: 'muted' }, 'idle'))));
+        h('td', { class: 'clip', title: building }, building || h('span', { class: 'muted' }, 'idle')));
+    });
     $('#agents tbody').replaceChildren(...(rows.length ? rows : [h('tr', {}, h('td', { colspan: 4, class: 'muted' }, 'no agents connected'))]));
   }
 
@@ -254,22 +308,24 @@
   async function loadHistory() {
     const res = await fetch('/api/history?hours=24');
     if (!res.ok) return;
-    const { samples } = await res.json();
+    const { samples, sampleMs } = await res.json();
     const { lines } = window.spillwayCharts;
     $('#history-span').textContent = samples.length ? `(last ${dur(overview.at - samples[0].at)}, ${samples.length} samples)` : '';
+    const opts = (emptyText) => ({ gapMs: sampleMs * 1.5, emptyText: samples.length ? emptyText : undefined });
     const names = (pick) => [...new Set(samples.flatMap((s) => Object.keys(pick(s))))].sort();
     const backlogTypes = names((s) => s.backlog);
-    lines($('#chart-backlog'), backlogTypes.map((t) => ({ name: t, points: samples.map((s) => [s.at, s.backlog[t] || 0]) })), (v) => v.toFixed(0));
+    lines($('#chart-backlog'), backlogTypes.map((t) => ({ name: t, points: samples.map((s) => [s.at, s.backlog[t] || 0]) })), (v) => v.toFixed(0), opts());
     const states = [...new Set(samples.flatMap((s) => Object.values(s.instances).flatMap((m) => Object.keys(m))))].sort();
     const count = (s, state) => Object.values(s.instances).reduce((n, m) => n + (m[state] || 0), 0);
-    lines($('#chart-instances'), states.map((st) => ({ name: st, points: samples.map((s) => [s.at, count(s, st)]) })), (v) => v.toFixed(0), samples.length ? 'no cloud instances' : undefined);
+    lines($('#chart-instances'), states.map((st) => ({ name: st, points: samples.map((s) => [s.at, count(s, st)]) })), (v) => v.toFixed(0), opts('no cloud instances'));
     const waitSeries = [];
     for (const where of ['onprem', 'cloud']) {
       for (const [p, dashed] of [['p50Ms', false], ['p90Ms', true]]) {
-        waitSeries.push({ name: `${where === 'cloud' ? 'cloud' : 'on-prem'} ${p.slice(0, 3)}`, color: where === 'cloud' ? 1 : 0, dashed, points: samples.filter((s) => s.waits[where]).map((s) => [s.at, s.waits[where][p] / 1000]) });
+        // An interval in which no build started has no wait: a null point, so the line breaks there.
+        waitSeries.push({ name: `${where === 'cloud' ? 'cloud' : 'on-prem'} ${p.slice(0, 3)}`, color: where === 'cloud' ? 1 : 0, dashed, points: samples.map((s) => [s.at, s.waits[where] ? s.waits[where][p] / 1000 : null]) });
       }
     }
-    lines($('#chart-waits'), waitSeries, (v) => `${v.toFixed(v < 10 ? 1 : 0)} s`, samples.length ? 'no builds started yet' : undefined);
+    lines($('#chart-waits'), waitSeries, (v) => `${v.toFixed(v < 10 ? 1 : 0)} s`, opts('no builds started yet'));
   }
 
   // ---- live stream --------------------------------------------------------------------------
@@ -278,8 +334,9 @@
     overview = next;
     $('#master').textContent = `master ${next.masterId}`;
     showAdminState();
+    renderSummary();
     renderQueues(false);
-    renderBuilds();
+    void refreshHead();
     renderPools();
     renderAgents();
     renderCost();

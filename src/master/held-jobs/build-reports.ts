@@ -53,8 +53,9 @@ export class BuildReports {
     const h = this.accept(agent, 'log', queue, jobId, (held) => ({ type: 'log', by: reporter(agent, held.state.lock) }));
     if (!h) return;
     // Emitted once stored, so a follower woken by it reads the new output.
+    const at = this.d.clock.now();
     h.writes = h.writes
-      .then(() => this.d.builds.appendLog(queue, jobId, h.attempt, data, offset))
+      .then(() => this.d.builds.appendLog(queue, jobId, h.attempt, data, offset, at))
       .then((stored) => {
         if (offset !== undefined) agent.send({ type: 'log-ack', queue, jobId, offset: stored });
         this.d.events.emit('build-log', queue, jobId, h.attempt, data);
