@@ -66,7 +66,7 @@ describe('the npm package: packed, installed without dev dependencies, run from 
 
   it('ships the compiled code and the files it reads at run time, and no TypeScript or tests', () => {
     assert.ok(!existsSync(join(ROOT, 'npm-shrinkwrap.json')), 'postpack removed the copy of the lock file');
-    for (const f of ['dist/src/cli/main.js', 'dist/package.json', 'npm-shrinkwrap.json', 'config/example.yaml', 'vpn/cloud-init.yaml',
+    for (const f of ['dist/src/cli/main.js', 'dist/src/cli/cache-worker.js', 'proto/build/bazel/remote/execution/v2/remote_execution.proto', 'dist/package.json', 'npm-shrinkwrap.json', 'config/example.yaml', 'vpn/cloud-init.yaml',
       'src/http/dashboard-assets/index.html', 'deploy/spillway-master.service', 'deploy/spillway-agent.service', 'deploy/iam-policy.json', 'README.md']) {
       assert.ok(files.includes(f), `${f} not packed`);
     }
@@ -75,10 +75,14 @@ describe('the npm package: packed, installed without dev dependencies, run from 
 
   it('installs no dev dependency, and its prepare script compiles nothing where there is no source', () => {
     const installed = [...readdirSync(join(pkg, 'node_modules')), ...readdirSync(join(pkg, 'node_modules', '@types')).map((t) => `@types/${t}`)];
-    // Every devDependency of package.json (winston's logform does need @types/triple-beam at run time).
+    // Every devDependency of package.json that no run-time dependency needs too (winston's logform
+    // needs @types/triple-beam, protobufjs @types/node): the lock marks those `dev`.
     const { devDependencies } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { devDependencies: Record<string, string> };
-    assert.ok(Object.keys(devDependencies).includes('typescript'));
-    for (const dev of Object.keys(devDependencies)) assert.ok(!installed.includes(dev), `${dev} installed`);
+    const lock = JSON.parse(readFileSync(join(pkg, 'npm-shrinkwrap.json'), 'utf8')) as { packages: Record<string, { dev?: boolean }> };
+    const devOnly = Object.keys(devDependencies).filter((d) => lock.packages[`node_modules/${d}`]?.dev === true);
+    assert.ok(devOnly.includes('typescript') && devOnly.includes('mocha') && devOnly.includes('playwright-core'), devOnly.join(', '));
+    for (const dev of devOnly) assert.ok(!installed.includes(dev), `${dev} installed`);
+    for (const name of installed) assert.notEqual(lock.packages[`node_modules/${name}`]?.dev, true, `${name} is only a dev dependency`);
     assert.ok(installed.includes('fastify') && installed.includes('bullmq'));
     // What a first `npx spillway` or an install that runs scripts would do: no tsc needed.
     execFileSync('npm', ['run', 'prepare'], { cwd: pkg, stdio: 'pipe' });
@@ -100,7 +104,7 @@ describe('the npm package: packed, installed without dev dependencies, run from 
     assert.ok(!ok.out.includes(AGENT_TOKEN));
   });
 
-  it('vpn init and the master (dashboard included) find their templates and assets in the install', async () => {
+  it('vpn init and the master (dashboard, cache workers, gRPC included) find their templates, assets and protos in the install', async () => {
     const out = join(dir, 'vpn');
     const vpn = await spillway(bin, ['vpn', 'init', '--out', out, '--hub-endpoint', 'vpn.example.com:51820'], { SPILLWAY_AGENT_TOKEN: AGENT_TOKEN });
     assert.equal(vpn.code, 0, vpn.out);
@@ -109,7 +113,7 @@ describe('the npm package: packed, installed without dev dependencies, run from 
     const p = uniquePrefix();
     const config = join(dir, 'master.yaml');
     const { writeFileSync } = await import('node:fs');
-    writeFileSync(config, stringify({ redis: { url: redisUrl(), queuePrefix: `${p}-bull`, keyPrefix: `${p}-sw` }, http: { port: 0 }, agents: { port: 0, token: AGENT_TOKEN }, jobTypes: { b2g: {} } }));
+    writeFileSync(config, stringify({ redis: { url: redisUrl(), queuePrefix: `${p}-bull`, keyPrefix: `${p}-sw` }, http: { port: 0 }, agents: { port: 0, token: AGENT_TOKEN }, jobTypes: { b2g: {} }, cas: { dir: join(dir, 'cas'), anonymous: 'read', workers: 1 }, grpc: { port: 0 } }));
     const master = spawn(process.execPath, [bin, 'master', '--config', config], { cwd: tmpdir(), stdio: ['ignore', 'pipe', 'pipe'] });
     try {
       const url = await new Promise<string>((resolve, reject) => {
@@ -117,13 +121,18 @@ describe('the npm package: packed, installed without dev dependencies, run from 
         master.stderr.on('data', (b: Buffer) => {
           err += b.toString();
           const m = /HTTP API (\S+),/.exec(err);
-          if (m) resolve(m[1]!);
+          // The gRPC listener (its protos read from the install) is announced after the HTTP one.
+          if (m && /REAPI \(Bazel --remote_cache=\) grpc:\/\//.test(err)) resolve(m[1]!);
         });
         master.once('exit', (code) => reject(new Error(`master exited ${code}: ${err}`)));
       });
       const page = await fetch(`${url}/`);
       assert.equal(page.status, 200);
       assert.match(await page.text(), /<html/i);
+      // A cache request on a new connection: served by the cache worker process of the install.
+      const miss = await fetch(`${url}/cas/${'0'.repeat(64)}`, { headers: { connection: 'close' } });
+      assert.equal(miss.status, 404);
+      assert.equal(miss.headers.get('x-spillway-cache-worker'), '0');
     } finally {
       master.kill('SIGTERM');
       await new Promise((r) => master.once('exit', r));
