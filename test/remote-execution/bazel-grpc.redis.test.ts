@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { promisify } from 'node:util';
+import { needBazel, run } from '../helpers/bazel';
 import { farmConfigRaw, TestFarm } from '../helpers/farm';
 
-const run = promisify(execFile);
 const TOKEN = 'bazel-grpc-token-0123456789';
 
 /**
@@ -21,13 +19,7 @@ describe('the master\'s cache over gRPC with a real Bazel (--remote_cache=grpc:/
   let dir: string;
 
   before(async function () {
-    try {
-      await run('bazel', ['--version']);
-      await run('cc', ['--version']);
-    } catch (err) {
-      console.log(`      skipped: bazel and a C compiler are needed (${(err as Error).message}); apt-get install -y bazel-bootstrap gcc`);
-      this.skip();
-    }
+    await needBazel(this);
     dir = mkdtempSync(path.join(tmpdir(), 'spillway-bazel-grpc-'));
     farm = await new TestFarm(farmConfigRaw({ cas: { dir: path.join(dir, 'cas'), prefix: '/cache', tokens: [TOKEN] } })).start();
   });

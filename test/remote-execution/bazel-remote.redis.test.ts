@@ -1,13 +1,11 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { promisify } from 'node:util';
 import type { BuildRecord } from '../../src/master';
+import { needBazel, run } from '../helpers/bazel';
 import { farmConfigRaw, TestFarm } from '../helpers/farm';
 
-const run = promisify(execFile);
 const TOKEN = 'bazel-exec-token-0123456789';
 
 /**
@@ -48,13 +46,7 @@ describe('remote execution with a real Bazel (--remote_executor)', function () {
   let overrides: string[];
 
   before(async function () {
-    try {
-      await run('bazel', ['--version']);
-      await run('cc', ['--version']);
-    } catch (err) {
-      console.log(`      skipped: bazel and a C compiler are needed (${(err as Error).message}); apt-get install -y bazel-bootstrap gcc`);
-      this.skip();
-    }
+    await needBazel(this);
     dir = mkdtempSync(path.join(tmpdir(), 'spillway-bazel-exec-'));
     overrides = await offlineRules(path.join(dir, 'rules'));
     farm = await new TestFarm(
