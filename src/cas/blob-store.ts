@@ -54,3 +54,20 @@ export interface BlobStore {
    */
   touch(hash: string): boolean;
 }
+
+/**
+ * The whole of a blob being read: its bytes when the store already holds them, or its stream
+ * read to the end; undefined when the stream proved the blob corrupt (the store has removed it
+ * by then). For blobs small enough to hold in memory.
+ */
+export async function readBlobData(reader: BlobReader): Promise<Buffer | undefined> {
+  if (reader.data) return reader.data;
+  const chunks: Buffer[] = [];
+  try {
+    for await (const chunk of reader.stream) chunks.push(chunk as Buffer);
+  } catch (err) {
+    if ((err as { code?: string }).code === 'SPILLWAY_E_CAS_CORRUPT') return undefined;
+    throw err;
+  }
+  return Buffer.concat(chunks);
+}

@@ -7,7 +7,7 @@ import { checkExpected, checkHash, writeExpectedTemp } from './hashed-temp-file'
 import { DiskIndex } from './disk-index';
 import { CasFullError } from './errors';
 import { VerifiedReads } from './verified-reads';
-import type { BlobReader, BlobStore, ExpectedBlob, PutResult, Source } from './blob-store';
+import { readBlobData, type BlobReader, type BlobStore, type ExpectedBlob, type PutResult, type Source } from './blob-store';
 import type { DiskStoreOptions, DiskStoreStats } from './disk-store-options';
 
 export type { DiskStoreOptions, DiskStoreStats } from './disk-store-options';
@@ -259,15 +259,7 @@ export class DiskStore implements BlobStore {
   /** Reads a whole blob into memory (verified), or undefined on a miss or corruption. */
   async getBuffer(hash: string): Promise<Buffer | undefined> {
     const reader = await this.get(hash);
-    if (!reader) return undefined;
-    const chunks: Buffer[] = [];
-    try {
-      for await (const chunk of reader.stream) chunks.push(chunk as Buffer);
-    } catch (err) {
-      if ((err as { code?: string }).code === 'SPILLWAY_E_CAS_CORRUPT') return undefined;
-      throw err;
-    }
-    return Buffer.concat(chunks);
+    return reader && readBlobData(reader);
   }
 
   /** Counts a hit served from a tier in front of this store and keeps the blob recent. */

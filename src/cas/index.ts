@@ -1,7 +1,7 @@
 export * from './digest';
 export * from './errors';
 export * from './disk-store';
-export type { BlobReader, BlobStore, ExpectedBlob, PutResult, Source } from './blob-store';
+export { readBlobData, type BlobReader, type BlobStore, type ExpectedBlob, type PutResult, type Source } from './blob-store';
 export * from './memory-tier';
 export * from './action-result';
 export * from './action-cache';

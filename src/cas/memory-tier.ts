@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import type { Logger } from '../lib';
-import type { BlobReader, BlobStore, ExpectedBlob, PutResult, Source } from './blob-store';
+import { readBlobData, type BlobReader, type BlobStore, type ExpectedBlob, type PutResult, type Source } from './blob-store';
 import { digestOf, type Digest } from './digest';
 
 /** Options of {@link MemoryTier}. */
@@ -78,7 +78,7 @@ export class MemoryTier implements BlobStore {
     this.counters.misses++;
     const reader = await this.opts.inner.get(hash);
     if (!reader || reader.digest.size > this.maxBlobBytes) return reader;
-    const data = reader.data ?? (await readWhole(reader.stream));
+    const data = await readBlobData(reader);
     if (!data) return undefined;
     const actual = digestOf(data);
     if (actual.hash !== hash || actual.size !== reader.digest.size) {
@@ -144,16 +144,4 @@ function inMemory(hash: string, data: Buffer): BlobReader {
       return Readable.from([data]);
     },
   };
-}
-
-/** The whole stream, or undefined when the inner store found it corrupt while reading. */
-async function readWhole(stream: Readable): Promise<Buffer | undefined> {
-  const chunks: Buffer[] = [];
-  try {
-    for await (const chunk of stream) chunks.push(chunk as Buffer);
-  } catch (err) {
-    if ((err as { code?: string }).code === 'SPILLWAY_E_CAS_CORRUPT') return undefined;
-    throw err;
-  }
-  return Buffer.concat(chunks);
 }

@@ -62,11 +62,6 @@ export class CacheWorkers {
   /** The ready workers, for the connection router. */
   targets = (): readonly ConnectionTarget[] => this.live;
 
-  /** Process ids of the ready workers (for tests and the RSS figures). */
-  pids(): number[] {
-    return this.live.map((w) => w.child.pid ?? 0);
-  }
-
   async stop(): Promise<void> {
     this.stopping = true;
     const exits = this.workers.map((w) => (w.child.exitCode === null && w.child.signalCode === null ? new Promise((r) => w.child.once('exit', r)) : Promise.resolve()));

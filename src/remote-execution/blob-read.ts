@@ -1,4 +1,4 @@
-import type { BlobStore, Digest } from '../cas';
+import { readBlobData, type BlobStore, type Digest } from '../cas';
 
 /**
  * The whole blob of `digest`, or undefined when the store does not hold exactly it (a blob
@@ -12,13 +12,5 @@ export async function readBlob(store: BlobStore, digest: Digest): Promise<Buffer
     reader.stream.destroy();
     return undefined;
   }
-  if (reader.data) return reader.data;
-  const chunks: Buffer[] = [];
-  try {
-    for await (const chunk of reader.stream) chunks.push(chunk as Buffer);
-  } catch (err) {
-    if ((err as { code?: string }).code === 'SPILLWAY_E_CAS_CORRUPT') return undefined;
-    throw err;
-  }
-  return Buffer.concat(chunks);
+  return readBlobData(reader);
 }
