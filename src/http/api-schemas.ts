@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { BUILD_RESULT_NAMES } from '../master';
 
 /*
  * The query schemas of the HTTP API: the routes validate with them and the OpenAPI document
@@ -35,7 +36,7 @@ export const logQuery = z.object({
   waitMs: z.coerce.number().int().min(0).max(30_000).default(0),
 });
 
-const RESULTS = ['success', 'failure', 'timeout', 'signal', 'oom', 'disk', 'error', 'lost', 'cancelled', 'preempted', 'running'] as const;
+const RESULTS = [...BUILD_RESULT_NAMES, 'running'] as const;
 
 export const buildsQuery = z
   .object({

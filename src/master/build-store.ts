@@ -1,11 +1,12 @@
 import type { Redis } from 'ioredis';
 import { runScript } from '../lib';
-import type { BuildOutcome } from '../protocol';
+import { BUILD_OUTCOMES } from '../protocol';
 import type { Location } from './agent-registry';
 import { APPEND_LOG_SCRIPT } from './lua/append-log-script';
 
 /** `preempted`: the machine went away after a spot notice; the job was requeued without using an attempt. */
-export type BuildResultName = BuildOutcome | 'lost' | 'cancelled' | 'preempted';
+export const BUILD_RESULT_NAMES = [...BUILD_OUTCOMES, 'lost', 'cancelled', 'preempted'] as const;
+export type BuildResultName = (typeof BUILD_RESULT_NAMES)[number];
 
 /** One attempt of one job on one agent: the row of `GET /api/builds`. */
 export interface BuildRecord {

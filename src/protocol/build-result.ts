@@ -37,7 +37,8 @@ export const buildResultSchema = z
 
 export type BuildResult = z.output<typeof buildResultSchema>;
 
-export type BuildOutcome = 'success' | 'failure' | 'timeout' | 'signal' | 'oom' | 'disk' | 'error';
+export const BUILD_OUTCOMES = ['success', 'failure', 'timeout', 'signal', 'oom', 'disk', 'error'] as const;
+export type BuildOutcome = (typeof BUILD_OUTCOMES)[number];
 
 export function outcomeOf(r: BuildResult): BuildOutcome {
   if (r.error !== undefined) return 'error';
