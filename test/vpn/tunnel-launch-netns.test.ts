@@ -1,18 +1,14 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { parse as parseYaml, stringify } from 'yaml';
+import { parse as parseYaml } from 'yaml';
 import { createLogger } from '../../src/lib';
 import { Ec2Provider } from '../../src/provisioner';
 import { generateKeyPair, hubConfig, LaunchPeers, runHubCommand } from '../../src/vpn';
 import { FakeEc2 } from '../fakes/fake-ec2';
 import { userDataTemplate } from '../../src/cli/vpn-command';
 import { CLI } from '../helpers/farm';
-import { NsProcess, whyNoNetns } from '../helpers/netns';
+import { NetnsLab, whyNoNetns } from '../helpers/netns';
 import { redisUrl } from '../setup/root-hooks';
 import { uniquePrefix } from '../setup/unique';
 
@@ -31,17 +27,9 @@ describe('a launched VPN peer through a real WireGuard tunnel (network namespace
   const id = randomBytes(3).toString('hex');
   const ns = { hub: `swlh-${id}`, cloud: `swlc-${id}` };
   const wg = { hub: `swlwh${id}`, cloud: `swlwc${id}` };
-  const procs: NsProcess[] = [];
+  const lab = new NetnsLab();
   const closers: Array<() => Promise<unknown>> = [];
-  let dir = '';
-
-  const ip = (...args: string[]) => execFileSync('ip', args, { stdio: 'pipe' });
-  const inNs = (n: string, ...argv: string[]) => execFileSync('ip', ['netns', 'exec', n, ...argv], { stdio: 'pipe' }).toString();
-  const start = (n: string, argv: string[], env?: Record<string, string>) => {
-    const p = new NsProcess(n, argv, env);
-    procs.push(p);
-    return p;
-  };
+  const inNs = lab.inNs.bind(lab);
 
   before(function () {
     const reason = whyNoNetns();
@@ -53,58 +41,18 @@ describe('a launched VPN peer through a real WireGuard tunnel (network namespace
 
   after(async () => {
     for (const c of closers.reverse()) await c().catch(() => undefined);
-    for (const p of procs.reverse()) await p.stop().catch(() => undefined);
-    for (const n of Object.values(ns)) {
-      try {
-        ip('netns', 'del', n);
-      } catch {
-        // never created
-      }
-    }
-    for (const w of Object.values(wg)) rmSync(`/var/run/wireguard/${w}.sock`, { force: true });
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await lab.tearDown();
   });
 
   it('adds the launched peer to the hub, and the user-data alone brings the agent up through the tunnel; terminate removes it', async () => {
-    dir = mkdtempSync(join(tmpdir(), 'spillway-netns-launch-'));
-    for (const n of Object.values(ns)) {
-      ip('netns', 'add', n);
-      ip('-n', n, 'link', 'set', 'lo', 'up');
-    }
-    ip('link', 'add', `swlv${id}`, 'netns', ns.hub, 'type', 'veth', 'peer', 'name', `swlx${id}`, 'netns', ns.cloud);
-    ip('-n', ns.hub, 'addr', 'add', '192.0.2.1/24', 'dev', `swlv${id}`);
-    ip('-n', ns.cloud, 'addr', 'add', '192.0.2.2/24', 'dev', `swlx${id}`);
-    ip('-n', ns.hub, 'link', 'set', `swlv${id}`, 'up');
-    ip('-n', ns.cloud, 'link', 'set', `swlx${id}`, 'up');
+    lab.setUp('spillway-netns-launch-', Object.values(ns));
+    lab.link(ns.hub, `swlv${id}`, '192.0.2.1/24', ns.cloud, `swlx${id}`, '192.0.2.2/24');
 
-    const tunnel = async (n: string, iface: string, conf: string, address: string) => {
-      const p = start(n, ['wireguard-go', '-f', iface], { LOG_LEVEL: 'verbose' });
-      await p.waitFor(/UAPI listener started/);
-      const path = join(dir, `${iface}.conf`);
-      writeFileSync(path, conf, { mode: 0o600 });
-      writeFileSync(`${path}.wg`, inNs(n, 'wg-quick', 'strip', path), { mode: 0o600 });
-      inNs(n, 'wg', 'setconf', iface, `${path}.wg`);
-      ip('-n', n, 'addr', 'add', address, 'dev', iface);
-      ip('-n', n, 'link', 'set', iface, 'up');
-    };
     const hubKeys = generateKeyPair();
-    await tunnel(ns.hub, wg.hub, hubConfig({ address: '10.77.0.1', prefix: 24, listenPort: 51820, keys: hubKeys, peers: [] }), '10.77.0.1/24');
+    await lab.tunnel(ns.hub, wg.hub, hubConfig({ address: '10.77.0.1', prefix: 24, listenPort: 51820, keys: hubKeys, peers: [] }), '10.77.0.1/24');
     assert.equal(inNs(ns.hub, 'wg', 'show', wg.hub, 'peers').trim(), '', 'the hub starts without peers');
 
-    const redisProc = start(ns.hub, ['redis-server', '--port', '6379', '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir]);
-    await redisProc.waitFor(/Ready to accept connections/);
-    const configFile = join(dir, 'master.yaml');
-    writeFileSync(
-      configFile,
-      stringify({
-        redis: { url: 'redis://127.0.0.1:6379' },
-        http: { host: '127.0.0.1', port: 0 },
-        agents: { host: '10.77.0.1', port: AGENT_PORT, token: TOKEN, allow: ['10.77.0.0/24'], heartbeatSec: 1 },
-        jobTypes: { b2g: {} },
-      }),
-    );
-    const master = start(ns.hub, [process.execPath, CLI, 'master', '--config', configFile]);
-    await master.waitFor(/agents connect to ws:\/\/10\.77\.0\.1:8081/);
+    const master = await lab.startMaster(ns.hub, CLI, { host: '10.77.0.1', port: AGENT_PORT, token: TOKEN, allow: ['10.77.0.0/24'] });
 
     // The provider side, as a master with a VPN pool runs it: leases in Redis, the real hub command.
     const redis = new Redis(redisUrl(), { maxRetriesPerRequest: null });
@@ -151,12 +99,12 @@ describe('a launched VPN peer through a real WireGuard tunnel (network namespace
     const file = (path: string) => files.find((f) => f.path === path)!.content;
     const wgConf = file('/etc/wireguard/wg-spillway.conf');
     const address = /^Address = (\S+)$/m.exec(wgConf)![1]!;
-    await tunnel(ns.cloud, wg.cloud, wgConf, address);
-    ip('-n', ns.cloud, 'route', 'add', /^AllowedIPs = (\S+)$/m.exec(wgConf)![1]!, 'dev', wg.cloud);
+    await lab.tunnel(ns.cloud, wg.cloud, wgConf, address);
+    lab.ip('-n', ns.cloud, 'route', 'add', /^AllowedIPs = (\S+)$/m.exec(wgConf)![1]!, 'dev', wg.cloud);
     const env = file('/etc/spillway/agent.env');
     const masterUrl = /^SPILLWAY_AGENT_MASTER=(\S+)$/m.exec(env)![1]!;
     const jobTypes = /^SPILLWAY_AGENT_JOB_TYPES=(\S+)$/m.exec(env)![1]!;
-    const agent = start(ns.cloud, [
+    const agent = lab.start(ns.cloud, [
       process.execPath, CLI, 'agent', '--master', masterUrl, '--name', instance!.id, '--location', 'cloud',
       '--job-types', jobTypes, '--token', file('/etc/spillway/agent-token').trim(), '--isolation', 'off',
     ]);
