@@ -10,8 +10,6 @@ interface Seen {
   fields: LogFields;
 }
 
-const PRUNE_ABOVE = 1_000;
-
 /**
  * Errors that repeat while a dependency is down (every reconnect attempt of every Redis
  * connection and BullMQ queue raises one), logged as one line per kind and window: the first
@@ -21,11 +19,15 @@ const PRUNE_ABOVE = 1_000;
 export class RepeatLog {
   private readonly seen = new Map<string, Seen>();
 
-  /** @param windowMs how long repeats are folded into one line. @defaultValue 60000 */
+  /**
+   * @param windowMs how long repeats are folded into one line. @defaultValue 60000
+   * @param pruneAbove how many kinds are kept before those whose window is over are dropped. @defaultValue 1000
+   */
   constructor(
     private readonly log: Logger,
     private readonly clock: Pick<Clock, 'now'>,
     private readonly windowMs = 60_000,
+    private readonly pruneAbove = 1_000,
   ) {}
 
   /** `kind` tells repeats apart from new errors (e.g. the queue and the error's message). */
@@ -63,7 +65,7 @@ export class RepeatLog {
       this.seen.set(key, { since: now, repeated: 0, level, fields });
       return;
     }
-    if (this.seen.size > PRUNE_ABOVE) for (const [k, v] of this.seen) if (now - v.since >= this.windowMs) this.seen.delete(k);
+    if (this.seen.size > this.pruneAbove) for (const [k, v] of this.seen) if (now - v.since >= this.windowMs) this.seen.delete(k);
     this.seen.set(key, { since: now, repeated: 0, level, fields });
     this.log[level](event, fields);
   }
