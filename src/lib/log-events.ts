@@ -133,6 +133,7 @@ export const LOG_EVENTS = [
   'vpn.peer-launched',
   'vpn.peer-added',
   'vpn.peer-removed',
+  'vpn.peers-restored',
   'vpn.hub-command-failed',
   'vpn.peer-swept',
   'executor.isolation',

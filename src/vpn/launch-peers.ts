@@ -57,6 +57,9 @@ export interface LaunchPeersDeps {
 /** EC2's listing can lag a launch; a bound lease whose instance is not listed yet is kept this long. */
 const LISTING_LAG_MS = 2 * 60 * 1000;
 
+/** How often the leased peers are put back on the hub (see {@link LaunchPeers.sweep}). */
+const HUB_RESTORE_MS = 10 * 60 * 1000;
+
 interface Pending {
   address: string;
   raw: string;
@@ -75,6 +78,7 @@ export class LaunchPeers {
   private readonly plan: { hub: string; peers: string[] };
   private readonly pending = new Map<string, Pending>();
   private readonly log: Logger;
+  private restoredAt: number | undefined;
 
   constructor(private readonly d: LaunchPeersDeps) {
     this.leases = new PeerLeases(d.redis, `${d.keyPrefix}:vpn:${d.pool}:leases`);
@@ -152,15 +156,32 @@ export class LaunchPeers {
     }
   }
 
+  /**
+   * Frees the leases of instances gone from EC2 and of launches that never made one; then, at
+   * the first listing after start and every 10 minutes, puts every remaining bound peer back on
+   * the hub: peers added at run time (`wg set`) are not in the hub's config file, so a hub that
+   * restarted (a reboot, `systemctl restart wg-quick@...`) has lost them and its instances
+   * cannot reach the master. Adding a peer that is already there changes nothing.
+   */
   async sweep(liveInstanceIds: readonly string[]): Promise<void> {
     const live = new Set(liveInstanceIds);
     const now = this.d.clock.now();
     const staleMs = this.d.staleMs ?? 30 * 60 * 1000;
+    const kept: LeaseEntry[] = [];
     for (const e of await this.leases.all()) {
       const { instanceId, token, at } = e.lease;
       if (instanceId !== null && !live.has(instanceId) && now - at > LISTING_LAG_MS) await this.remove(e, 'instance gone from EC2');
       else if (instanceId === null && !this.pending.has(token) && now - at > staleMs) await this.remove(e, 'a launch that never made its instance');
+      else if (instanceId !== null) kept.push(e);
     }
+    if (this.restoredAt !== undefined && now - this.restoredAt < HUB_RESTORE_MS) return;
+    this.restoredAt = now;
+    let failed = 0;
+    for (const e of kept) {
+      const res = await this.hub('restore', this.d.vpn.hubAddPeer, { publicKey: e.lease.publicKey, address: e.address, instanceId: e.lease.instanceId ?? '' });
+      if (!res.ok) failed++;
+    }
+    if (kept.length > 0) this.log.info('vpn.peers-restored', { peers: kept.length, failed });
   }
 
   /** Takes the peer off the hub, then frees its address; a failed hub command keeps the lease for the next sweep. */
@@ -178,7 +199,7 @@ export class LaunchPeers {
     return all.find((e) => (p ? e.address === p.address && e.raw === p.raw : e.lease.token === token));
   }
 
-  private async hub(what: 'add' | 'remove', template: readonly string[], v: { publicKey: string; address: string; instanceId: string }): Promise<{ ok: true } | { ok: false; reason: string }> {
+  private async hub(what: 'add' | 'restore' | 'remove', template: readonly string[], v: { publicKey: string; address: string; instanceId: string }): Promise<{ ok: true } | { ok: false; reason: string }> {
     const argv = renderHubCommand(template, { ...v, pool: this.d.pool, allowedIps: `${v.address}/${v.address.includes(':') ? 128 : 32}` });
     let reason: string;
     try {

@@ -182,6 +182,30 @@ describe('provisioner/ec2 VPN pools grow: a peer per launch (EC2 through the SDK
     assert.deepEqual(await f.redis.hgetall(f.leaseKey), {});
   });
 
+  it('puts the leased peers back on a hub that lost them (restarted from its config file): at the first listing, then every 10 minutes', async () => {
+    const f = farm();
+    const [a, b] = await f.provider.launch({ count: 2, clientToken: 'spillway-vpn-builders-launch-restore' }, signal);
+    const expected = [0, 1].map((i) => {
+      const p = peerOf(f.ec2.callsOf('RunInstances')[i]!.input.UserData);
+      return ['wg', 'set', 'wg-spillway', 'peer', publicKeyOf(p.privateKey), 'allowed-ips', `${p.address}/32`];
+    });
+    f.hub.calls.length = 0; // the hub restarts with the peers of its config file only
+    await f.provider.list(signal);
+    assert.deepEqual([...f.hub.added()].sort(), [...expected].sort(), 'every bound peer is added again, with its own key and address');
+    assert.ok(f.logs.some((e) => e.event === 'vpn.peers-restored' && e.peers === 2 && e.failed === 0));
+    await f.provider.list(signal);
+    assert.equal(f.hub.added().length, 2, 'not at every listing');
+
+    f.ec2.set(b!.id, 'terminated');
+    f.clock.advance(10 * 60_000);
+    f.hub.failing = true;
+    await f.provider.list(signal);
+    assert.deepEqual(f.hub.added().slice(2), [expected[0]], "the vanished instance's peer is taken off, not restored");
+    assert.ok(f.logs.some((e) => e.event === 'vpn.peers-restored' && e.failed === 1), 'a failed restore is counted');
+    assert.ok(f.logs.some((e) => e.event === 'vpn.hub-command-failed' && e.command === 'restore'));
+    assert.ok(a);
+  });
+
   it('gives two masters launching at once distinct addresses', async () => {
     const prefix = uniquePrefix('vpn-race');
     const clock = new FakeClock();
