@@ -85,6 +85,7 @@ export const LOG_EVENTS = [
   'demo.build',
   'demo.redis-started',
   'redis.error',
+  'redis.primary-changed',
   'instance.changes-error',
   'instance.booted',
   'instance.exited',
