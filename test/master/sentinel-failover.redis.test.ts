@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import type { JobView } from '../../src/master';
-import { farmConfigRaw, TestFarm } from '../helpers/farm';
+import { CLI, farmConfigRaw, TestFarm } from '../helpers/farm';
 import { startSentinelTopology, type SentinelTopology } from '../helpers/sentinel-topology';
 import { waitUntil } from '../helpers/wait-until';
 import { uniquePrefix } from '../setup/unique';
@@ -120,5 +120,44 @@ describe('faults: the Redis primary killed under a running farm (Sentinel failov
     const moved = f.logs.entries.filter((e) => e.event === 'redis.primary-changed');
     assert.ok(moved.length > 0, 'redis.primary-changed logged');
     assert.ok(moved.every((e) => String(e.to).endsWith(`:${t.replica.port}`)), JSON.stringify(moved.slice(0, 2)));
+  });
+
+  it('keeps the overflow machinery (queue monitor, instance states, provisioner) working after a failover', async () => {
+    const t = (topology = await startSentinelTopology());
+    const p = uniquePrefix('sfa');
+    const raw = farmConfigRaw({
+      redis: { sentinel: { sentinels: t.sentinelAddresses, masterName: t.masterName, password: t.password, sentinelPassword: t.sentinelPassword }, queuePrefix: `${p}-bull`, keyPrefix: `${p}-sw` },
+      pools: { cloud: { provider: 'local', maxInstances: 1, quietPeriodMin: 10, bootTimeoutSec: 30, suspend: 'stop', local: { bootDelayMs: 100 } } },
+    });
+    (raw.jobTypes as Record<string, Record<string, unknown>>).b2g!.overflow = { pool: 'cloud', minBacklog: 1 };
+    farm = await new TestFarm(raw, { agentCommand: [process.execPath, CLI] }).start();
+    const f = farm;
+    await f.logs.waitFor((e) => e.event === 'queue-monitor.started');
+    const provisioned = (from: number) => f.logs.entries.slice(from).some((e) => e.event === 'instance.launching' || e.event === 'instance.waking');
+    assert.ok(!provisioned(0), 'no instance before the failover');
+    const killedAt = f.logs.entries.length;
+
+    await t.primary.kill();
+    await t.waitForPrimary(t.replica.port, 30_000);
+    // The only capacity for b2g is the cloud pool: the job runs only if the backlog is seen, the
+    // instance's states are written and a local instance is started, all on the new primary.
+    // The same client-chosen id on each try: a submission that timed out is not queued twice.
+    const jobId = `${p}-after-failover`;
+    await waitUntil(
+      async () => {
+        const res = await fetch(`${f.addr.httpUrl}/api/jobs`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ type: 'b2g', jobId, shell: 'echo built in the cloud' }),
+        }).catch(() => undefined);
+        return res?.status === 201 || res?.status === 200;
+      },
+      { timeoutMs: 15_000, everyMs: 100, what: 'a submission accepted by the new primary' },
+    );
+    assert.equal((await f.finished(jobId)).result, 'success');
+    const view = await f.api<JobView>(`/api/jobs/${jobId}`);
+    assert.equal(view.location, 'cloud');
+    assert.match(view.instanceId ?? '', /^local-cloud-\d$/);
+    assert.ok(provisioned(killedAt), 'the provisioner acted after the failover');
   });
 });
