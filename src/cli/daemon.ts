@@ -117,6 +117,7 @@ export class Daemon {
     this.apiRedis = await open('api', { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: bound, connectTimeout: bound });
     // Cancels made through any master's API reach the master holding the job through it.
     this.subscriber = await open('cancels', { maxRetriesPerRequest: null });
+    await redis.checkFailoverTime(config.builds.lockMs);
     const redisProbe = new RedisProbe({ redis: this.apiRedis, clock, timeoutMs: Math.min(1000, bound) });
     this.cas = await openCas(config, clock, log);
 

@@ -26,11 +26,13 @@ export interface RedisConnectionsOptions {
  */
 export class RedisConnections {
   private readonly base: { url: string | undefined; options: RedisOptions };
+  private readonly redis: RedisConfig;
   private readonly repeats: RepeatLog;
   private readonly log: Logger;
 
   constructor(opts: RedisConnectionsOptions) {
     this.base = redisTarget(opts.redis, opts.readPem ?? ((p) => readFileSync(p)));
+    this.redis = opts.redis;
     this.log = opts.log;
     // One line per kind of error and window for all connections: each reconnect attempt repeats it.
     this.repeats = new RepeatLog(opts.log, opts.clock, opts.repeatWindowMs ?? 60_000);
@@ -61,7 +63,57 @@ export class RedisConnections {
     }
     return redis;
   }
+
+  /**
+   * Warns when the sentinels would take longer to fail over than a running build's lock
+   * survives: the master renews locks every `lockMs / 2`, so an outage longer than that lets a
+   * lock run out and the build run a second time. Asks the first sentinel that answers (one that
+   * does not is only a debug line: the connections already found the primary through one).
+   */
+  async checkFailoverTime(lockMs: number): Promise<void> {
+    const s = this.redis.sentinel;
+    if (!s) return;
+    const { sentinelPassword: password, sentinelUsername: username } = s;
+    const tls = this.base.options.sentinelTLS;
+    for (const address of s.sentinels) {
+      const probe = new Redis({
+        ...address,
+        ...(password !== undefined && { password }),
+        ...(username !== undefined && { username }),
+        ...(tls && { tls }),
+        lazyConnect: true,
+        retryStrategy: () => null,
+        maxRetriesPerRequest: 0,
+        connectTimeout: 2000,
+        commandTimeout: 2000,
+      });
+      probe.on('error', () => undefined);
+      try {
+        await probe.connect();
+        const reply = (await probe.call('SENTINEL', 'MASTER', s.masterName)) as string[];
+        const i = reply.indexOf('down-after-milliseconds');
+        const downAfterMs = i >= 0 && i % 2 === 0 ? Number(reply[i + 1]) : NaN;
+        // The election and promotion took 1-2 s in the failover test, the reconnect up to 1 s.
+        if (downAfterMs + ELECTION_AND_RECONNECT_MS > lockMs / 2) {
+          this.log.warn('redis.failover-outlasts-locks', {
+            sentinel: `${address.host}:${address.port}`,
+            downAfterMs,
+            lockMs,
+            reason: `a failover (down-after-milliseconds ${downAfterMs} + ~${ELECTION_AND_RECONNECT_MS} ms) outlasts half of builds.lockMs (${lockMs / 2} ms): builds running across it may run twice; lower down-after-milliseconds or raise builds.lockMs`,
+          });
+        }
+        return;
+      } catch (err) {
+        this.log.debug('redis.sentinel-unanswered', { sentinel: `${address.host}:${address.port}`, error: (err as Error).message });
+      } finally {
+        probe.disconnect();
+      }
+    }
+  }
 }
+
+/** What a failover takes beyond the sentinels' down-after-milliseconds (measured: README). */
+const ELECTION_AND_RECONNECT_MS = 3000;
 
 /** The URL (none for Sentinel) and the ioredis options every connection starts from. */
 export function redisTarget(redis: RedisConfig, readPem: ReadPem): { url: string | undefined; options: RedisOptions } {

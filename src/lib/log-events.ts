@@ -86,6 +86,8 @@ export const LOG_EVENTS = [
   'demo.redis-started',
   'redis.error',
   'redis.primary-changed',
+  'redis.failover-outlasts-locks',
+  'redis.sentinel-unanswered',
   'instance.changes-error',
   'instance.booted',
   'instance.exited',

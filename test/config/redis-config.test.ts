@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { parseConfig } from '../../src/config';
+import { redactConfig } from '../../src/cli/config-report';
 import { redisTarget } from '../../src/cli/redis-connections';
 import { configProblems as problems } from '../helpers/config-problems';
 
@@ -67,6 +68,10 @@ describe('config: redis, by URL or through Sentinel', () => {
     assert.equal(options.enableTLSForSentinelMode, true);
     assert.deepEqual(options.sentinelTLS, {});
     assert.equal(options.failoverDetector, true);
+    // `config check` prints the effective config: neither password shows.
+    const shown = JSON.stringify(redactConfig(c));
+    assert.ok(!shown.includes('data-nodes-secret') && !shown.includes('sentinels-secret'), shown);
+    assert.match(shown, /"password":"\[redacted\]".*"sentinelPassword":"\[redacted\]"/);
 
     const env = parseConfig(base, { REDIS_SENTINELS: '10.0.0.1:26379, 10.0.0.2:26379', REDIS_SENTINEL_MASTER: 'farm' });
     assert.deepEqual(env.redis.sentinel?.sentinels, [

@@ -43,6 +43,8 @@ describe('faults: the Redis primary killed under a running farm (Sentinel failov
     Object.assign(raw.builds as object, { lockMs: 10_000 });
     farm = await new TestFarm(raw).start();
     const f = farm;
+    // 1 s down-after + ~3 s election and reconnect fits in half of the 10 s lock.
+    assert.ok(!f.logs.entries.some((e) => e.event === 'redis.failover-outlasts-locks'), 'no warning: the locks outlast a failover');
     await f.agent({ name: 'rack-1', jobTypes: ['b2g'], executors: 2 });
     await f.agent({ name: 'rack-2', jobTypes: ['b2g'], executors: 2 });
 
@@ -133,6 +135,10 @@ describe('faults: the Redis primary killed under a running farm (Sentinel failov
     farm = await new TestFarm(raw, { agentCommand: [process.execPath, CLI] }).start();
     const f = farm;
     await f.logs.waitFor((e) => e.event === 'queue-monitor.started');
+    // The farm's 3 s locks are renewed every 1.5 s: a failover (1 s down-after + the election) can outlast one.
+    const warned = f.logs.entries.find((e) => e.event === 'redis.failover-outlasts-locks');
+    assert.equal(warned?.downAfterMs, 1000);
+    assert.equal(warned?.lockMs, 3000);
     const provisioned = (from: number) => f.logs.entries.slice(from).some((e) => e.event === 'instance.launching' || e.event === 'instance.waking');
     assert.ok(!provisioned(0), 'no instance before the failover');
     const killedAt = f.logs.entries.length;
