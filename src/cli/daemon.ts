@@ -1,9 +1,9 @@
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import { Redis, type RedisOptions } from 'ioredis';
+import type { Redis, RedisOptions } from 'ioredis';
 import type { Config } from '../config';
 import { Dashboard, createHttpApi } from '../http';
-import { RedisProbe, RepeatLog, systemClock, urlHost, type Clock, type Logger } from '../lib';
+import { RedisProbe, systemClock, urlHost, type Clock, type Logger } from '../lib';
 import { Master } from '../master';
 import {
   createEc2Client,
@@ -18,6 +18,7 @@ import {
 } from '../provisioner';
 import type { HubCommandRunner } from '../vpn';
 import { Autoscale } from './autoscale';
+import { RedisConnections } from './redis-connections';
 import { vpnPeerIssuers } from './vpn-peers';
 import { openCas, type CasService } from './cas-service';
 import { openGrpc } from './grpc-service';
@@ -101,27 +102,22 @@ export class Daemon {
   async start(): Promise<DaemonAddresses> {
     const { config } = this.opts;
     const { clock, log } = this;
-    // One line per kind of error and window for all connections: each reconnect attempt repeats it.
-    const repeats = new RepeatLog(log, clock, config.log.repeatWindowSec * 1000);
+    const redis = new RedisConnections({ redis: config.redis, log, clock, repeatWindowMs: config.log.repeatWindowSec * 1000 });
     // BullMQ's blocking commands need maxRetriesPerRequest: null; a Redis outage then waits instead of failing jobs.
-    const named = (name: string) => ({ name, connectionName: `${config.redis.keyPrefix}:master-${name}` });
-    this.redis = await connect(config.redis.url, { maxRetriesPerRequest: null }, repeats, named('queues'));
+    const open = (name: string, options: RedisOptions) => redis.open(name, `${config.redis.keyPrefix}:master-${name}`, options);
+    this.redis = await open('queues', { maxRetriesPerRequest: null });
     // Build records get their own connection with auto-pipelining: their small writes from
     // concurrent builds then share socket writes, which dominated the master's CPU per build.
-    this.recordsRedis = await connect(config.redis.url, { maxRetriesPerRequest: null, enableAutoPipelining: true }, repeats, named('records'));
+    this.recordsRedis = await open('records', { maxRetriesPerRequest: null, enableAutoPipelining: true });
     // The API's: no offline queue and a command timeout, so a call fails fast while Redis is
     // down or hung and the API can answer 503 (BullMQ's Queue allows this; only its Worker's
     // blocking connection must wait). A submission is then never queued in the client to run
     // minutes after its caller was told it failed.
     const bound = config.http.redisTimeoutMs;
-    this.apiRedis = await connect(
-      config.redis.url,
-      { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: bound, connectTimeout: bound },
-      repeats,
-      named('api'),
-    );
+    this.apiRedis = await open('api', { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: bound, connectTimeout: bound });
     // Cancels made through any master's API reach the master holding the job through it.
-    this.subscriber = await connect(config.redis.url, { maxRetriesPerRequest: null }, repeats, named('cancels'));
+    this.subscriber = await open('cancels', { maxRetriesPerRequest: null });
+    await redis.checkFailoverTime(config.builds.lockMs);
     const redisProbe = new RedisProbe({ redis: this.apiRedis, clock, timeoutMs: Math.min(1000, bound) });
     this.cas = await openCas(config, clock, log);
 
@@ -305,35 +301,6 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     throw err;
   }
   return daemon;
-}
-
-/**
- * A connected ioredis client, named so CLIENT LIST tells an operator which connection is
- * which. ioredis repeats an error on every reconnect attempt; `repeats` folds them into one
- * line per kind and window, reported in full once the connection is back.
- */
-async function connect(url: string, options: RedisOptions, repeats: RepeatLog, id: { name: string; connectionName: string }): Promise<Redis> {
-  const redis = new Redis(url, { ...options, connectionName: id.connectionName, retryStrategy: reconnectDelay, lazyConnect: true });
-  redis.on('error', (err: Error) => repeats.error('redis.error', err.message, { connection: id.name, error: err.message }));
-  redis.on('ready', () => repeats.flush());
-  try {
-    await redis.connect();
-  } catch (err) {
-    redis.disconnect();
-    throw err;
-  }
-  return redis;
-}
-
-/**
- * ioredis backs off to 5 s between reconnect attempts. After an outage the connections then
- * come back seconds apart, and one that is late is harmful: the queues connection renews the
- * locks of running builds, so a build taken on the (already back) blocking connection lost its
- * lock while it waited and ran a second time. A try every second at most costs a refused
- * connect per connection and second while Redis is down. BullMQ's duplicates inherit it.
- */
-function reconnectDelay(times: number): number {
-  return Math.min(50 * 2 ** (times - 1), 1000);
 }
 
 /** One client per region and endpoint, shared by everything there. */

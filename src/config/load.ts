@@ -9,6 +9,11 @@ export type Env = Readonly<Record<string, string | undefined>>;
 /** Environment variables that override the file, and where they land. */
 const OVERRIDES: ReadonlyArray<{ name: string; path: readonly string[]; kind: 'string' | 'port' | 'list' }> = [
   { name: 'REDIS_URL', path: ['redis', 'url'], kind: 'string' },
+  // The sentinel form: REDIS_SENTINELS is "host:port,host:port"; passwords stay out of the file.
+  { name: 'REDIS_SENTINELS', path: ['redis', 'sentinel', 'sentinels'], kind: 'list' },
+  { name: 'REDIS_SENTINEL_MASTER', path: ['redis', 'sentinel', 'masterName'], kind: 'string' },
+  { name: 'REDIS_PASSWORD', path: ['redis', 'sentinel', 'password'], kind: 'string' },
+  { name: 'REDIS_SENTINEL_PASSWORD', path: ['redis', 'sentinel', 'sentinelPassword'], kind: 'string' },
   { name: 'SPILLWAY_HTTP_PORT', path: ['http', 'port'], kind: 'port' },
   { name: 'SPILLWAY_AGENT_PORT', path: ['agents', 'port'], kind: 'port' },
   { name: 'SPILLWAY_GRPC_PORT', path: ['grpc', 'port'], kind: 'port' },

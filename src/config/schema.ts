@@ -6,6 +6,7 @@ import { crossCheck } from './cross-checks';
 import { secretToken } from './secret-token';
 import { spotNoticesSchema } from './spot-notices';
 import { remoteExecutionSchema } from './remote-execution-schema';
+import { redisSchema } from './redis-schema';
 
 const port = () =>
   z.number({ error: 'expected a port number (0-65535)' }).int().min(0).max(65535);
@@ -32,16 +33,7 @@ const jobTypeSchema = z
 
 export const configSchema = z
   .object({
-    redis: z
-      .object({
-        url: z.string().regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL').default('redis://127.0.0.1:6379'),
-        /** BullMQ's key prefix; producers must use the same one. @defaultValue 'bull' */
-        queuePrefix: z.string().min(1).default('bull'),
-        /** Prefix of spillway's own keys (build records, logs). @defaultValue 'spillway' */
-        keyPrefix: z.string().min(1).default('spillway'),
-      })
-      .strict()
-      .prefault({}),
+    redis: redisSchema.prefault({}),
     http: z
       .object({
         host: z.string().min(1).default('127.0.0.1'),

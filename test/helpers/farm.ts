@@ -135,18 +135,25 @@ export class TestFarm {
     return agent;
   }
 
+  /** The farm's Redis server (its config names one by URL, never through Sentinel). */
+  get redisUrl(): string {
+    const { url } = this.config.redis;
+    if (url === undefined) throw new Error('TestFarm: the config finds Redis through Sentinel; it has no URL');
+    return url;
+  }
+
   get master(): Master {
     return this.daemon.master;
   }
 
   queue(type: string): Queue {
-    const q = new Queue(type, { connection: { url: this.config.redis.url }, prefix: this.config.redis.queuePrefix });
+    const q = new Queue(type, { connection: { url: this.redisUrl }, prefix: this.config.redis.queuePrefix });
     this.closers.push(() => q.close());
     return q;
   }
 
   async events(type: string): Promise<QueueEvents> {
-    const e = new QueueEvents(type, { connection: { url: this.config.redis.url }, prefix: this.config.redis.queuePrefix });
+    const e = new QueueEvents(type, { connection: { url: this.redisUrl }, prefix: this.config.redis.queuePrefix });
     await e.waitUntilReady();
     this.closers.push(() => e.close());
     return e;

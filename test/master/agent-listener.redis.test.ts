@@ -71,7 +71,7 @@ describe('agent listener: authentication and hostile frames', function () {
     // Another master holds the job (its lock, its token) while its agent builds it.
     const queue = farm.queue('b2g');
     await queue.add('build', { argv: ['true'] });
-    const other = new Worker('b2g', null, { connection: { url: farm.config.redis.url }, prefix: farm.config.redis.queuePrefix, autorun: false });
+    const other = new Worker('b2g', null, { connection: { url: farm.redisUrl }, prefix: farm.config.redis.queuePrefix, autorun: false });
     const job = (await other.getNextJob('master-other:1'))!;
     const c = await connect(farm.addr.agentUrl);
     c.ws.send(JSON.stringify(hello({ jobTypes: ['linux64'] })));

@@ -127,7 +127,7 @@ describe('autoscale: a woken instance\'s records through real agent processes (l
     });
     (raw.jobTypes as Record<string, Record<string, unknown>>).b2g!.overflow = { pool: 'cloud', minBacklog: 1 };
     farm = new TestFarm(raw, { agentCommand: [process.execPath, CLI] });
-    sub = new Redis(farm.config.redis.url, { maxRetriesPerRequest: null });
+    sub = new Redis(farm.redisUrl, { maxRetriesPerRequest: null });
     sub.on('message', (_c: string, m: string) => states.push({ state: (JSON.parse(m) as { state: string | null }).state, at: Date.now() }));
     await sub.subscribe(`${farm.config.redis.keyPrefix}:pool:cloud:changes`);
     await farm.start();
