@@ -163,7 +163,8 @@ export class S3Tier implements BlobStore {
   }
 
   private async fetchEntry(namespace: ActionEntryNamespace, key: string): Promise<Buffer | undefined> {
-    const obj = await this.call('GetObject', (signal) => this.o.objects.get(objectKey(this.o.prefix, namespace, key), signal));
+    const name = objectKey(this.o.prefix, namespace, key);
+    const obj = await this.call('GetObject', (signal) => this.o.objects.get(name, signal));
     if (!obj) return undefined;
     if (obj.size > this.o.maxEntryBytes) {
       obj.stream.destroy();
@@ -194,7 +195,8 @@ export class S3Tier implements BlobStore {
   }
 
   private async fetchInto(hash: string): Promise<boolean> {
-    const obj = await this.call('GetObject', (signal) => this.o.objects.get(objectKey(this.o.prefix, 'cas', hash), signal));
+    const name = objectKey(this.o.prefix, 'cas', hash);
+    const obj = await this.call('GetObject', (signal) => this.o.objects.get(name, signal));
     if (!obj) return false;
     try {
       await this.o.inner.put(obj.stream, { hash, size: obj.size });
@@ -220,7 +222,8 @@ export class S3Tier implements BlobStore {
     if (hash === EMPTY_DIGEST.hash) return undefined;
     const seen = this.known.get(hash);
     if (seen && this.o.clock.now() - seen.at < this.o.known.ttlMs) return seen.size;
-    const size = await this.call('HeadObject', (signal) => this.o.objects.head(objectKey(this.o.prefix, 'cas', hash), signal));
+    const name = objectKey(this.o.prefix, 'cas', hash);
+    const size = await this.call('HeadObject', (signal) => this.o.objects.head(name, signal));
     if (size === undefined) this.known.delete(hash);
     else this.remember(hash, size);
     return size;

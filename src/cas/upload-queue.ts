@@ -129,7 +129,10 @@ export class UploadQueue {
     const wait = this.pausedUntil - this.o.clock.now();
     if (wait > 0) return { afterMs: wait };
     const worker = async (): Promise<void> => {
-      for (let next = this.nextDue(); next && !signal.aborted && this.pausedUntil <= this.o.clock.now(); next = this.nextDue()) {
+      // Checked before taking an entry: one taken is in flight until its upload settles.
+      while (!signal.aborted && this.pausedUntil <= this.o.clock.now()) {
+        const next = this.nextDue();
+        if (!next) return;
         await this.uploadOne(next, signal);
       }
     };
