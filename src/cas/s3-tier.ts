@@ -104,7 +104,20 @@ export class S3Tier implements BlobStore {
   async put(source: Source, expected?: ExpectedBlob): Promise<PutResult> {
     const result = await this.o.inner.put(source, expected);
     if (result.stored) await this.queue.enqueue('cas', result.digest.hash);
+    else this.refresh(result.digest);
     return result;
+  }
+
+  /**
+   * A blob PUT again that was already local may be missing from S3 (stored before the tier was
+   * configured, or expired there by a lifecycle rule while in use here): queue it once more if
+   * S3 says it is not there. Not awaited: the blob was acknowledged durably long ago.
+   */
+  private refresh(d: Digest): void {
+    if (d.size === 0 || this.queue.isPending('cas', d.hash) || this.isKnown(d.hash)) return;
+    this.inS3(d.hash)
+      .then((size) => (size === d.size ? undefined : this.queue.enqueue('cas', d.hash)))
+      .catch((err: unknown) => this.o.log.warn('cas.s3-upload-skipped', { kind: 'cas', hash: d.hash, reason: (err as Error).message }));
   }
 
   async get(hash: string): Promise<BlobReader | undefined> {
@@ -220,13 +233,17 @@ export class S3Tier implements BlobStore {
   /** The size of `hash` in S3, or undefined when absent or S3 cannot say. */
   private async inS3(hash: string): Promise<number | undefined> {
     if (hash === EMPTY_DIGEST.hash) return undefined;
-    const seen = this.known.get(hash);
-    if (seen && this.o.clock.now() - seen.at < this.o.known.ttlMs) return seen.size;
+    if (this.isKnown(hash)) return this.known.get(hash)!.size;
     const name = objectKey(this.o.prefix, 'cas', hash);
     const size = await this.call('HeadObject', (signal) => this.o.objects.head(name, signal));
     if (size === undefined) this.known.delete(hash);
     else this.remember(hash, size);
     return size;
+  }
+
+  private isKnown(hash: string): boolean {
+    const seen = this.known.get(hash);
+    return seen !== undefined && this.o.clock.now() - seen.at < this.o.known.ttlMs;
   }
 
   private remember(hash: string, size: number): void {

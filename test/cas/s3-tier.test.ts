@@ -32,7 +32,8 @@ interface Node {
   close(): Promise<void>;
 }
 
-async function openNode(s3: TestS3, root: string, prefix = 'cache/'): Promise<Node> {
+async function openNode(s3: TestS3, root: string, maxQueued = 1000): Promise<Node> {
+  const prefix = 'cache/';
   const { log, entries } = recordingLogger();
   const disk = await DiskStore.open({ root, maxBytes: 64 * 1024 * 1024, clock: systemClock, log });
   const tier = new S3Tier({
@@ -40,7 +41,7 @@ async function openNode(s3: TestS3, root: string, prefix = 'cache/'): Promise<No
     objects: s3.objects(),
     journal: await UploadJournal.open(path.join(root, 's3-journal')),
     prefix,
-    uploads: { maxQueued: 1000, concurrency: 4, backoff: { baseMs: 20, maxMs: 200 } },
+    uploads: { maxQueued, concurrency: 4, backoff: { baseMs: 20, maxMs: 200 } },
     timeoutMs: 5000,
     known: { maxEntries: 1000, ttlMs: 60_000 },
     maxEntryBytes: 1024 * 1024,
@@ -91,14 +92,14 @@ describe('cas S3Tier (against s3rver through the SDK)', function () {
   const roots: Array<() => Promise<void>> = [];
   const nodes: Node[] = [];
 
-  async function node(root?: string): Promise<Node> {
+  async function node(root?: string, maxQueued?: number): Promise<Node> {
     let dir = root;
     if (!dir) {
       const t = await tempRoot('s3tier');
       roots.push(t.cleanup);
       dir = t.root;
     }
-    const n = await openNode(s3, dir);
+    const n = await openNode(s3, dir, maxQueued);
     nodes.push(n);
     return n;
   }
@@ -255,5 +256,45 @@ describe('cas S3Tier (against s3rver through the SDK)', function () {
     assert.equal(await a.ac.get(key), undefined);
     assert.equal(a.tier.stats().corruptObjects, 3);
     await assert.rejects(fsp.access(path.join(a.root, 'action-cache', 'ac', key.slice(0, 2), key)));
+  });
+
+  it('a bounded queue: past maxQueued a PUT still succeeds locally, the upload is dropped, counted and logged', async () => {
+    const a = await node(undefined, 2);
+    await s3.stop();
+    const blobs = [randomBytes(100), randomBytes(100), randomBytes(100)];
+    for (const blob of blobs) assert.equal((await a.store.put(Readable.from([blob]), {})).stored, true);
+    const st = a.tier.stats().uploads;
+    assert.equal(st.depth, 2);
+    assert.equal(st.dropped, 1);
+    assert.ok(a.entries.some((e) => e.event === 'cas.s3-queue-full' && e.hash === digestOf(blobs[2]!).hash));
+    assert.deepEqual(await readBlobData((await a.store.get(digestOf(blobs[2]!).hash))!), blobs[2]);
+  });
+
+  it('a blob that was local before the tier (or expired in S3) is uploaded when PUT again', async () => {
+    const { root, cleanup } = await tempRoot('s3tier');
+    roots.push(cleanup);
+    const blob = randomBytes(1234);
+    const { log } = recordingLogger();
+    const before = await DiskStore.open({ root, maxBytes: 1024 * 1024, clock: systemClock, log });
+    await before.putBuffer(blob);
+    await before.close();
+    const a = await node(root);
+    assert.equal((await a.store.put(Readable.from([blob]), {})).stored, false);
+    await waitUntil(() => a.tier.stats().uploads.uploaded === 1, { what: 'the refresh upload' });
+    assert.deepEqual(await objectBytes(bucket, `cache/cas/${digestOf(blob).hash}`), blob);
+  });
+
+  it('hostile: the journal replays only entries it wrote; a half-written one (tmp.*) and foreign names are not uploads', async () => {
+    const { root, cleanup } = await tempRoot('journal');
+    roots.push(cleanup);
+    const h = 'a'.repeat(64);
+    for (const name of ['tmp.123', 'README', `cas.${h.toUpperCase()}`, `cas.${h}.bak`, `xcas.${h}`, `s3.${h}`]) {
+      await fsp.writeFile(path.join(root, name), 'x');
+    }
+    await fsp.writeFile(path.join(root, `ac.${h}`), 'result bytes');
+    const journal = await UploadJournal.open(root);
+    assert.deepEqual((await journal.load()).map((e) => `${e.kind}.${e.hash}`), [`ac.${h}`]);
+    assert.equal((await fsp.readdir(root)).includes('tmp.123'), false);
+    assert.deepEqual(await journal.read('ac', h), Buffer.from('result bytes'));
   });
 });
