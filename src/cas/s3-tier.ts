@@ -260,13 +260,21 @@ export class S3Tier implements BlobStore {
     return reader && { body: reader.data ?? reader.stream, size: reader.digest.size };
   }
 
-  /** Runs one S3 read with the tier's timeout; a failure is counted, logged and read as a miss. */
+  /**
+   * Runs one S3 read; a failure is counted, logged and read as a miss. The timeout covers the
+   * call up to its answer, not the body that follows: a large blob may stream for longer (the
+   * client's socket timeout still ends a stalled one).
+   */
   private async call<T>(action: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T | undefined> {
+    const answer = new AbortController();
+    const timer = setTimeout(() => answer.abort(new S3TierError(`${action}: no answer within ${this.o.timeoutMs} ms`, 'TimeoutError', true)), this.o.timeoutMs);
     try {
-      return await fn(AbortSignal.any([this.abort.signal, AbortSignal.timeout(this.o.timeoutMs)]));
+      return await fn(AbortSignal.any([this.abort.signal, answer.signal]));
     } catch (err) {
       this.failed(action, err);
       return undefined;
+    } finally {
+      clearTimeout(timer);
     }
   }
 

@@ -18,7 +18,7 @@ export interface UploadQueueOptions {
   concurrency: number;
   /** Pause after failures in a row (the whole queue waits: S3 is down for all of it). */
   backoff: BackoffPolicy;
-  /** Longest one upload may take before it is aborted and retried. */
+  /** Longest one upload may take before it is aborted and retried, plus a second per MiB. */
   timeoutMs: number;
   clock: Clock;
   log: Logger;
@@ -42,6 +42,8 @@ export interface UploadQueueStats {
   goneLocally: number;
   failures: number;
 }
+
+const MIB_PER_SECOND = 1024 * 1024;
 
 interface Pending {
   kind: ObjectKind;
@@ -160,7 +162,8 @@ export class UploadQueue {
         this.counters.goneLocally++;
         this.o.log.warn('cas.s3-upload-skipped', { kind: p.kind, hash: p.hash, reason: 'gone from the local store before its upload' });
       } else {
-        const signal = AbortSignal.any([loopSignal, AbortSignal.timeout(this.o.timeoutMs)]);
+        // A large blob takes longer: the timeout allows at least 1 MiB/s on top of the base.
+        const signal = AbortSignal.any([loopSignal, AbortSignal.timeout(this.o.timeoutMs + Math.ceil(body.size / MIB_PER_SECOND) * 1000)]);
         await this.o.objects.put(objectKey(this.o.prefix, p.kind, p.hash), body.body, body.size, signal);
         this.counters.uploaded++;
         this.o.onUploaded?.(p.kind, p.hash, body.size);
