@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { isHash, type Digest } from './digest';
+import { isDigest, isHash, type Digest } from './digest';
 import { parseActionResultBytes, referencedDigests, serializeActionResult, type ActionResult } from './action-result';
 import { BadDigestError } from './errors';
 import type { BlobReader, BlobStore } from './blob-store';
@@ -12,6 +12,24 @@ export interface ActionCacheOptions {
   /** Same root as the disk store: results under `ac/`, raw values under `ac-raw/`, temps in `tmp/`. */
   root: string;
   store: BlobStore;
+  /** Where entries are also kept beyond this disk (the S3 tier). @defaultValue none */
+  mirror?: ActionEntryMirror;
+}
+
+/** The two kinds of entry: results under `ac/`, raw values' pointers under `ac-raw/`. */
+export type ActionEntryNamespace = 'ac' | 'ac-raw';
+
+/**
+ * A second home for action-cache entries, written through and read back on a local miss. The
+ * bytes it returns are untrusted: the cache validates them before storing or serving them and
+ * reports what it refused.
+ */
+export interface ActionEntryMirror {
+  /** `bytes` were durably written locally under `namespace/key`: copy them out (may be queued). */
+  written(namespace: ActionEntryNamespace, key: string, bytes: Buffer): Promise<void>;
+  fetch(namespace: ActionEntryNamespace, key: string): Promise<Buffer | undefined>;
+  /** What {@link fetch} returned is not a valid entry; it was neither stored nor served. */
+  rejected(namespace: ActionEntryNamespace, key: string, reason: string): void;
 }
 
 /** Options of {@link ActionCache.get}. */
@@ -59,7 +77,7 @@ export class ActionCache {
   }
 
   private async lookup(actionHash: string, options: ActionCacheGetOptions): Promise<ActionResult | undefined> {
-    const bytes = await readOptional(this.resultPath(check(actionHash)));
+    const bytes = (await readOptional(this.resultPath(check(actionHash)))) ?? (await this.fetchResult(actionHash));
     if (!bytes) return undefined;
     const result = parseActionResultBytes(bytes);
     if (!result) return undefined;
@@ -82,6 +100,7 @@ export class ActionCache {
     const bytes = serializeActionResult(result);
     if (!parseActionResultBytes(bytes)) throw new BadDigestError('not a valid action result');
     await this.writeAtomically(this.resultPath(actionHash), bytes);
+    await this.opts.mirror?.written('ac', actionHash, bytes);
     return true;
   }
 
@@ -97,29 +116,43 @@ export class ActionCache {
   async putRaw(key: string, source: AsyncIterable<Buffer | Uint8Array>, size?: number): Promise<Digest> {
     check(key);
     const { digest } = await this.opts.store.put(source, size === undefined ? {} : { size });
-    await this.writeAtomically(this.rawPath(key), Buffer.from(JSON.stringify(digest)));
+    const pointer = Buffer.from(JSON.stringify(digest));
+    await this.writeAtomically(this.rawPath(key), pointer);
     // Results are looked up first, so an older result under this key would shadow the new value.
     await removeOptional(this.resultPath(key));
+    await this.opts.mirror?.written('ac-raw', key, pointer);
     return digest;
   }
 
   /** Opens the opaque value under `key`, or undefined (also when its blob was evicted). */
   async getRaw(key: string): Promise<BlobReader | undefined> {
-    const bytes = await readOptional(this.rawPath(check(key)));
+    const local = await readOptional(this.rawPath(check(key)));
+    const bytes = local ?? (await this.opts.mirror?.fetch('ac-raw', key));
     if (!bytes) return undefined;
-    let digest: Digest;
-    try {
-      digest = JSON.parse(bytes.toString('utf8')) as Digest;
-    } catch {
+    const digest = parsePointer(bytes);
+    if (!digest) {
+      if (!local) this.opts.mirror?.rejected('ac-raw', key, 'not a digest');
       return undefined;
     }
-    if (!isHash(digest.hash)) return undefined;
+    if (!local) await this.writeAtomically(this.rawPath(key), bytes);
     const reader = await this.opts.store.get(digest.hash);
     if (!reader || reader.digest.size !== digest.size) {
       reader?.stream.destroy();
       return undefined;
     }
     return reader;
+  }
+
+  /** A result the mirror holds, validated and stored locally (without queueing it back out). */
+  private async fetchResult(actionHash: string): Promise<Buffer | undefined> {
+    const bytes = await this.opts.mirror?.fetch('ac', actionHash);
+    if (!bytes) return undefined;
+    if (!parseActionResultBytes(bytes)) {
+      this.opts.mirror?.rejected('ac', actionHash, 'not a valid action result');
+      return undefined;
+    }
+    await this.writeAtomically(this.resultPath(actionHash), bytes);
+    return bytes;
   }
 
   private resultPath(hash: string): string {
@@ -153,6 +186,15 @@ export class ActionCache {
 function check(hash: string): string {
   if (!isHash(hash)) throw new BadDigestError(`bad action key (want 64 lower-case hex): ${String(hash).slice(0, 80)}`);
   return hash;
+}
+
+function parsePointer(bytes: Buffer): Digest | undefined {
+  try {
+    const value: unknown = JSON.parse(bytes.toString('utf8'));
+    return isDigest(value) ? { hash: value.hash, size: value.size } : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 async function readOptional(file: string): Promise<Buffer | undefined> {

@@ -16,3 +16,8 @@ export * from './store-host';
 export * from './remote-store';
 export * from './connection-router';
 export * from './reapi-directory';
+export * from './object-keys';
+export * from './s3-objects';
+export * from './upload-journal';
+export * from './upload-queue';
+export * from './s3-tier';

@@ -21,6 +21,7 @@ import { Autoscale } from './autoscale';
 import { RedisConnections } from './redis-connections';
 import { vpnPeerIssuers } from './vpn-peers';
 import { openCas, type CasService } from './cas-service';
+import type { CreateS3ClientOptions, S3ClientHandle } from '../cas';
 import { openGrpc } from './grpc-service';
 import { CallAuth, executionService, OperationStore, type ReapiServer } from '../remote-execution';
 
@@ -43,6 +44,8 @@ export interface DaemonOptions {
   ec2Client?: (o: CreateEc2ClientOptions) => Ec2Client;
   /** Makes the SQS client of a notice queue's region; called once per region and endpoint. @defaultValue createSqsClient */
   sqsClient?: (o: CreateSqsClientOptions) => SqsClient;
+  /** Makes the client of the cache's S3 tier (`cas.s3`). @defaultValue createS3Client (the standard AWS credential chain) */
+  s3Client?: (o: CreateS3ClientOptions) => S3ClientHandle;
   /** The provider kinds pools may name. @defaultValue PROVIDERS (`local`, `ec2`) */
   providers?: Readonly<Record<string, ProviderFactory>>;
   /** Runs VPN pools' hub commands (`pools.<name>.vpn.hubAddPeer` / `hubRemovePeer`). @defaultValue execFile, no shell */
@@ -119,7 +122,7 @@ export class Daemon {
     this.subscriber = await open('cancels', { maxRetriesPerRequest: null });
     await redis.checkFailoverTime(config.builds.lockMs);
     const redisProbe = new RedisProbe({ redis: this.apiRedis, clock, timeoutMs: Math.min(1000, bound) });
-    this.cas = await openCas(config, clock, log);
+    this.cas = await openCas(config, clock, log, this.opts.s3Client);
 
     const master = new Master({
       config,
@@ -170,7 +173,7 @@ export class Daemon {
       clock,
       log: log.child({ component: 'dashboard' }),
       ...(autoscale && { autoscale }),
-      ...(cas && { cas: { store: cas.disk, actionCache: cas.routes.actionCache } }),
+      ...(cas && { cas: { store: cas.disk, actionCache: cas.routes.actionCache, ...(cas.memory && { memory: cas.memory }), ...(cas.s3 && { s3: cas.s3 }) } }),
     });
     this.http = createHttpApi({
       config,

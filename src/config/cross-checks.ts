@@ -80,6 +80,10 @@ export function crossCheck(value: unknown, ctx: Ctx): void {
         'commands on every agent: set http.tokens.submit (or SPILLWAY_SUBMIT_TOKEN), or http.openSubmit: true to accept that',
     });
   }
+  // Cache workers commit uploads and answer misses through the disk store's index alone.
+  if (cas.s3 !== undefined && typeof cas.workers === 'number' && cas.workers > 0) {
+    ctx.addIssue({ code: 'custom', path: ['cas', 's3'], message: 'cas.s3 cannot be used with cas.workers > 0 yet: set cas.workers to 0' });
+  }
   if (typeof cas.dir === 'string' && strings(cas.tokens).length + strings(cas.readTokens).length === 0 && (cas.anonymous ?? 'none') === 'none') {
     ctx.addIssue({
       code: 'custom',

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { agentsSchema } from './agents-schema';
 import { grpcSchema } from './grpc-schema';
 import { JOB_TYPE_NAME, overflowSchema, poolSchema, POOL_NAME, posInt } from './pool-schema';
+import { casS3Schema } from './cas-s3-schema';
 import { crossCheck } from './cross-checks';
 import { secretToken } from './secret-token';
 import { spotNoticesSchema } from './spot-notices';
@@ -110,6 +111,8 @@ export const configSchema = z
          * so writing needs an explicit "read-write". @defaultValue 'none'
          */
         anonymous: z.enum(['none', 'read', 'read-write'], { error: 'expected "none", "read" or "read-write"' }).default('none'),
+        /** A bucket behind the store, shared by every master that names it. @defaultValue none */
+        s3: casS3Schema.optional(),
       })
       .strict()
       .prefault({}),

@@ -1,12 +1,11 @@
 import type { Redis } from 'ioredis';
-import type { ActionCache, DiskStore } from '../cas';
 import type { Config, OverflowRule } from '../config';
 import { runEvery, type Clock, type Logger } from '../lib';
 import type { InstanceRecord, InstanceState, PoolReport, Provisioner, RuleBook } from '../provisioner';
 import type { BuildRecord, MasterView } from '../master';
 import { History, waitFigures, type HistorySample } from './history';
 import { LiveUpdates } from './live-updates';
-import { MasterMetrics } from './metrics';
+import { MasterMetrics, type MetricsSources } from './metrics';
 import { UsageLedger, type UsageReport } from './usage-ledger';
 import { agentsView, queuesView, type QueueView } from './views';
 
@@ -18,7 +17,7 @@ export interface DashboardDeps {
   clock: Clock;
   log: Logger;
   autoscale?: { provisioner: Provisioner; rules: RuleBook };
-  cas?: { store: DiskStore; actionCache: ActionCache };
+  cas?: NonNullable<MetricsSources['cas']>;
 }
 
 /** A queue row of the page: the queue, and its overflow rule as it is in force now. */

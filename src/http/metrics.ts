@@ -1,5 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { ActionCache, DiskStore } from '../cas';
+import type { ActionCache, DiskStore, MemoryTierStats, S3TierStats } from '../cas';
 import type { Config } from '../config';
 import type { InstanceRecord, InstanceState, PoolReport } from '../provisioner';
 import type { AgentInfo, BuildIdentity, BuildRecord } from '../master';
@@ -10,7 +10,7 @@ export interface MetricsSources {
   queues(): Promise<QueueView[]>;
   pools(): Promise<PoolReport[]>;
   agents(): readonly AgentInfo[];
-  cas?: { store: DiskStore; actionCache: ActionCache };
+  cas?: { store: DiskStore; actionCache: ActionCache; memory?: { stats(): MemoryTierStats }; s3?: { stats(): S3TierStats } };
   /** The clock for ages (instances' time in a state). @defaultValue Date.now */
   now?: () => number;
 }
@@ -214,6 +214,7 @@ export class MasterMetrics {
       },
     });
     if (sources.cas) this.casMetrics(sources.cas, registers);
+    if (sources.cas?.s3) this.s3TierMetrics(sources.cas.s3, sources.cas.memory, registers);
   }
 
   dispatched(b: BuildIdentity): void {
@@ -307,6 +308,62 @@ export class MasterMetrics {
       registers,
       collect() {
         this.set(cas.store.stats().maxBytes);
+      },
+    });
+  }
+
+  private s3TierMetrics(s3: { stats(): S3TierStats }, memory: { stats(): MemoryTierStats } | undefined, registers: Registry[]): void {
+    new Counter({
+      name: 'spillway_cas_tier_hits_total',
+      help: 'CAS reads served, by the tier that held the blob (memory, disk, s3: filled from the bucket); action-cache entries read back from S3 count as s3.',
+      labelNames: ['tier'],
+      registers,
+      collect() {
+        const st = s3.stats();
+        this.reset();
+        if (memory) this.inc({ tier: 'memory' }, memory.stats().hits);
+        this.inc({ tier: 'disk' }, st.localHits);
+        this.inc({ tier: 's3' }, st.s3Hits);
+      },
+    });
+    const total = (name: string, help: string, read: (st: S3TierStats) => number) =>
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          this.reset();
+          this.inc(read(s3.stats()));
+        },
+      });
+    total('spillway_cas_s3_misses_total', 'CAS reads found in neither the local store nor S3.', (st) => st.misses);
+    total('spillway_cas_s3_corrupt_objects_total', 'Objects in S3 that failed verification (never served, never stored).', (st) => st.corruptObjects);
+    total('spillway_cas_s3_uploads_total', 'Blobs and action-cache entries written through to S3.', (st) => st.uploads.uploaded);
+    total('spillway_cas_s3_uploads_dropped_total', 'Writes kept local only because the upload queue was full (cas.s3.maxQueued).', (st) => st.uploads.dropped);
+    new Counter({
+      name: 'spillway_cas_s3_errors_total',
+      help: 'Failed S3 calls (uploads, reads, heads) by S3 or network error code.',
+      labelNames: ['code'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [code, n] of Object.entries(s3.stats().errors)) this.inc({ code }, n);
+      },
+    });
+    new Gauge({
+      name: 'spillway_cas_s3_upload_queue_depth',
+      help: 'Uploads to S3 waiting (journaled on disk).',
+      registers,
+      collect() {
+        this.set(s3.stats().uploads.depth);
+      },
+    });
+    new Gauge({
+      name: 'spillway_cas_s3_upload_oldest_age_seconds',
+      help: 'Age of the oldest upload waiting: how far the bucket lags behind this master.',
+      registers,
+      collect() {
+        this.set(s3.stats().uploads.oldestAgeMs / 1000);
       },
     });
   }

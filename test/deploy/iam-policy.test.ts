@@ -19,6 +19,10 @@ const ACTIONS: Record<string, readonly string[]> = {
   TerminateInstancesCommand: ['ec2:TerminateInstances'],
   ReceiveMessageCommand: ['sqs:ReceiveMessage'],
   DeleteMessageBatchCommand: ['sqs:DeleteMessage'],
+  PutObjectCommand: ['s3:PutObject'],
+  GetObjectCommand: ['s3:GetObject'],
+  // HEAD is authorized as GetObject; without ListBucket S3 answers a missing key 403, not 404.
+  HeadObjectCommand: ['s3:GetObject', 's3:ListBucket'],
 };
 
 interface Statement {
@@ -44,7 +48,7 @@ function sdkCommandsSent(): Map<string, string[]> {
   for (const file of sources(join(ROOT, 'src'))) {
     const text = readFileSync(file, 'utf8');
     const fromSdk = new Set<string>();
-    for (const m of text.matchAll(/import\s*(?:type\s*)?\{([^}]*)\}\s*from\s*'@aws-sdk\/client-(?:ec2|sqs)'/g)) {
+    for (const m of text.matchAll(/import\s*(?:type\s*)?\{([^}]*)\}\s*from\s*'@aws-sdk\/client-(?:ec2|sqs|s3)'/g)) {
       for (const name of m[1]!.split(',').map((n) => n.trim().replace(/^type\s+/, '').split(/\s+as\s+/).pop()!)) fromSdk.add(name);
     }
     for (const m of text.matchAll(/new\s+(\w+Command)\s*\(/g)) {
@@ -62,6 +66,7 @@ describe('deploy/iam-policy.json: least privilege for the AWS calls spillway mak
     const sent = sdkCommandsSent();
     assert.ok(sent.get('RunInstancesCommand')?.includes(join('src', 'provisioner', 'ec2-api.ts')));
     assert.ok(sent.get('ReceiveMessageCommand')?.includes(join('src', 'provisioner', 'sqs-api.ts')));
+    assert.ok(sent.get('PutObjectCommand')?.includes(join('src', 'cas', 's3-objects.ts')));
   });
 
   it('grants exactly the actions the sent commands need: none missing, none unused', () => {
