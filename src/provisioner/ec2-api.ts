@@ -345,8 +345,10 @@ export function launchCandidates(config: Ec2PoolConfig, clientToken: string, onD
 }
 
 /**
- * The ClientToken of the n-th candidate. EC2 rejects a token reused with different parameters
- * (IdempotentParameterMismatch), so each candidate has its own; the first is the caller's token.
+ * The ClientToken of the n-th request of a launch: one per candidate, then one per candidate
+ * asked again for the rest (n from the candidates' count on). EC2 rejects a token reused with
+ * different parameters (IdempotentParameterMismatch), so each has its own; the first is the
+ * caller's token.
  */
 export function candidateToken(clientToken: string, index: number): string {
   if (index === 0) return clientToken.slice(0, 64);
@@ -437,6 +439,28 @@ export async function launchMachines(client: EC2Client, req: Ec2LaunchRequest, s
         lastRefusal = err;
         result.refusals.push({ candidate, code: c.code });
         opts?.log?.warn('ec2.launch-refused', { pool: req.pool, ...candidate, asked, code: c.code, reason: c.message });
+      }
+    }
+    // A candidate that gave all it was asked may have more: it is asked for the rest (each
+    // such request with a token of its own past the candidates'), so capacity that is left in
+    // one place is used now rather than over several steps of ever smaller shares.
+    for (const [k, p] of [...result.placements].entries()) {
+      if (remaining <= 0) break;
+      if (p.got < p.asked) continue;
+      const input = runInput(req, p.candidate, candidateToken(req.clientToken, candidates.length + k), remaining);
+      try {
+        const out = await attempt('RunInstances', signal, opts, () => client.send(new RunInstancesCommand(input), { abortSignal: signal }));
+        const machines = (out.Instances ?? []).map(machineFromInstance).filter((m): m is Machine => m !== undefined);
+        result.machines.push(...machines);
+        result.placements.push({ candidate: p.candidate, asked: remaining, got: machines.length });
+        remaining -= machines.length;
+      } catch (err) {
+        const c = classifyEc2Error(err, signal);
+        if (c.kind !== 'capacity' && c.kind !== 'spot-capacity') {
+          opts?.log?.error('ec2.launch-partial', { pool: req.pool, launched: result.machines.length, wanted: req.count, code: c.code, error: c.message });
+          break;
+        }
+        result.refusals.push({ candidate: p.candidate, code: c.code });
       }
     }
     if (result.machines.length === 0) throw lastRefusal;

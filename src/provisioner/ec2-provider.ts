@@ -107,7 +107,8 @@ export class Ec2Provider implements Provider {
    * (they are derived from it): how a launch recorded before a crash is settled.
    */
   async launched(clientTokens: readonly string[], signal: AbortSignal): Promise<Map<string, Machine[]>> {
-    const n = launchCandidates(this.config, '', false).length;
+    // Each candidate's request, and each asked again for the rest (see launchMachines).
+    const n = 2 * launchCandidates(this.config, '', false).length;
     const launchOf = new Map(clientTokens.flatMap((t) => Array.from({ length: n }, (_, i) => [candidateToken(t, i), t] as const)));
     const out = new Map(clientTokens.map((t) => [t, [] as Machine[]]));
     for (const m of await describeLaunched(this.client, [...launchOf.keys()], signal, this.opts)) {

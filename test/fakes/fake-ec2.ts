@@ -70,6 +70,8 @@ export type FakeEc2Via = 'client-mock' | 'middleware';
 export class FakeEc2 {
   readonly calls: Ec2Call[] = [];
   weather: Ec2Weather = 'ok';
+  /** Awaited before each request is answered (middleware way only): a test looks at the world mid-call. */
+  beforeRequest: ((action: string, input: Record<string, unknown>) => Promise<void>) | undefined;
   /** The next this many requests (any action) are refused with RequestLimitExceeded: a throttling storm. */
   throttleNext = 0;
   /** Instances each (subnet, instance type) can still launch; absent: unlimited. See {@link setCapacity}. */
@@ -132,6 +134,7 @@ export class FakeEc2 {
       (_next, context) => async (args) => {
         const handler = handlers.get(context.commandName ?? '');
         if (!handler) throw awsError('InvalidAction');
+        await this.beforeRequest?.(context.commandName?.replace(/Command$/, '') ?? '', args.input as Record<string, unknown>);
         return { response: {}, output: { $metadata: {}, ...(handler(args.input as never) as object) } as never };
       },
       { step: 'deserialize', priority: 'high', name: 'fakeEc2' },
