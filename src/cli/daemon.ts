@@ -7,6 +7,7 @@ import { RedisProbe, systemClock, urlHost, type Clock, type Logger } from '../li
 import { Master } from '../master';
 import {
   createEc2Client,
+  Ec2RequestBucket,
   createProviders,
   createSqsClient,
   PROVIDERS,
@@ -147,7 +148,11 @@ export class Daemon {
           masterUrl: () => agentUrl,
           peers: vpnPeerIssuers({ config, redis: this.redis, clock, log: providerLog, ...(this.opts.runHubCommand && { run: this.opts.runHubCommand }) }),
           onAwsError: (e) => this.dashboard?.metrics.awsError(e),
-          ec2Client: perRegion((region, endpoint) => (this.opts.ec2Client ?? createEc2Client)({ region, endpoint })),
+          onAwsRetry: (e) => this.dashboard?.metrics.awsRetry(e),
+          // maxAttempts 1: spillway's Ec2Retrier is the one retry policy (logged and counted).
+          ec2Client: perRegion((region, endpoint) => (this.opts.ec2Client ?? createEc2Client)({ region, endpoint, maxAttempts: 1 })),
+          // One bucket per region whatever the endpoint: EC2 throttles per account and region.
+          ec2Bucket: ((bucketOf) => (region: string) => bucketOf(region, undefined))(perRegion(() => new Ec2RequestBucket(config.ec2RequestRate, clock))),
         },
         this.opts.providers ?? PROVIDERS,
       );

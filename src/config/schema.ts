@@ -121,6 +121,21 @@ export const configSchema = z
     remoteExecution: remoteExecutionSchema,
     /** EC2's events for every pool's instances, from SQS (off without it). */
     spotNotices: spotNoticesSchema.optional(),
+    /**
+     * The pace of mutating EC2 requests (Start/Stop/Terminate/RunInstances, every try) per
+     * account and region, a token bucket shared by the region's pools. The defaults are EC2's
+     * own bucket for mutating actions (200, refilled at 5/s); lower them when other tools
+     * spend the same account's allowance.
+     */
+    ec2RequestRate: z
+      .object({
+        /** Requests allowed in a burst. @defaultValue 200 */
+        burst: posInt().default(200),
+        /** Requests earned back per second. @defaultValue 5 */
+        perSecond: z.number({ error: 'expected a positive number' }).positive().default(5),
+      })
+      .strict()
+      .prefault({}),
     /** The older spelling of one `http.tokens.admin` entry; added to that list. */
     adminToken: secretToken().optional(),
     builds: z

@@ -42,6 +42,7 @@ export class MasterMetrics {
   private readonly framesRefused: Counter<'frame' | 'reason'>;
   private readonly buildDuration: Histogram<'type' | 'location'>;
   private readonly awsErrors: Counter<'service' | 'action' | 'code' | 'disposition'>;
+  private readonly awsRetries: Counter<'service' | 'action' | 'code'>;
   private readonly instanceHours: Counter<'pool' | 'market'>;
   private readonly instanceCost: Counter<'pool' | 'market'>;
   private readonly agentsLost: Counter<'location'>;
@@ -87,6 +88,12 @@ export class MasterMetrics {
       name: 'spillway_aws_api_errors_total',
       help: 'Failed EC2/SQS requests (every try), by service, action, AWS error code and what spillway made of it (retry|fatal).',
       labelNames: ['service', 'action', 'code', 'disposition'],
+      registers,
+    });
+    this.awsRetries = new Counter({
+      name: 'spillway_aws_api_retries_total',
+      help: "Retries spillway made of EC2 requests (the SDK's own retries are off), by service, action and the AWS error code retried.",
+      labelNames: ['service', 'action', 'code'],
       registers,
     });
     this.instanceHours = new Counter({
@@ -233,6 +240,11 @@ export class MasterMetrics {
   /** A failed AWS request, as the provisioner sorted it. */
   awsError(e: { service: string; action: string; code: string; disposition: string }): void {
     this.awsErrors.inc({ service: e.service, action: e.action, code: e.code, disposition: e.disposition });
+  }
+
+  /** A retry of an AWS request, by the error that caused it. */
+  awsRetry(e: { service: string; action: string; code: string }): void {
+    this.awsRetries.inc({ service: e.service, action: e.action, code: e.code });
   }
 
   /**

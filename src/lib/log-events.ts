@@ -95,6 +95,8 @@ export const LOG_EVENTS = [
   'instance.wake-failed',
   'instance.launching',
   'instance.launch-failed',
+  'instance.launch-short',
+  'instance.launch-settled',
   'instance.registered',
   'instance.draining',
   'instance.undrained',

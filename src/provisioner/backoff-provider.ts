@@ -33,6 +33,8 @@ export class BackoffProvider implements Provider {
     this.kind = d.provider.kind;
     this.policy = { ...DEFAULT_PROVIDER_BACKOFF, ...d.policy };
     this.random = d.random ?? Math.random;
+    const inner = d.provider;
+    if (inner.launched) this.launched = (tokens, signal) => this.call('launched', signal, () => inner.launched!(tokens, signal));
   }
 
   /** When the provider may be called again (in the past when it may be called now). */
@@ -59,6 +61,9 @@ export class BackoffProvider implements Provider {
   launch(req: LaunchRequest, signal: AbortSignal): Promise<Machine[]> {
     return this.call('launch', signal, () => this.d.provider.launch(req, signal));
   }
+
+  /** Present only when the wrapped provider has it. */
+  readonly launched?: (clientTokens: readonly string[], signal: AbortSignal) => Promise<Map<string, Machine[]>>;
 
   terminate(ids: readonly string[], signal: AbortSignal): Promise<void> {
     return this.call('terminate', signal, () => this.d.provider.terminate(ids, signal));

@@ -22,6 +22,7 @@ import { createHash } from 'node:crypto';
 import type { PoolConfig } from '../config';
 import type { Logger } from '../lib';
 import { classifyEc2Error, toProviderError, type Ec2Retrier } from './ec2-errors';
+import type { Ec2RequestBucket } from './ec2-request-bucket';
 import { suspendOutcomes } from './ec2-state-change';
 import { ProviderError, type Machine, type MachineState, type SuspendOutcome } from './provider';
 
@@ -40,16 +41,26 @@ const LIVE_INSTANCE_STATES: readonly MachineState[] = ['pending', 'running', 'st
 /** DescribeInstances page size (EC2 allows 5–1000; it cannot be combined with `InstanceIds`). */
 const PAGE_SIZE = 100;
 
+/**
+ * Most instance ids per Start/Stop/TerminateInstances request. TerminateInstances documents
+ * "Up to 1000 instance IDs" (InstanceIds, API reference); Start/StopInstances take the same
+ * list and name no other bound, so one tick's ids for a pool go out in chunks of this.
+ */
+export const MAX_IDS_PER_CALL = 1000;
+
+/** Actions that count against EC2's mutating-request bucket (Describe* do not). */
+const MUTATING = new Set(['StartInstances', 'StopInstances', 'TerminateInstances', 'RunInstances']);
+
 /** What {@link createEc2Client} needs. */
 export interface CreateEc2ClientOptions {
   region: string;
   /** A VPC interface endpoint for EC2, e.g. `https://vpce-….ec2.eu-west-1.vpce.amazonaws.com`. */
   endpoint?: string;
   /**
-   * Tries the SDK itself makes per request. Kept low because {@link Ec2Retrier} owns the long
-   * backoff for throttling (on the injected clock, logged); the SDK's one extra try covers
-   * connection resets and clock-skew correction, which it handles better than we could.
-   * @defaultValue 2
+   * Tries the SDK itself makes per request. One, so that spillway's {@link Ec2Retrier} is the
+   * only retry policy: with both, one throttled call became up to 10 requests while EC2 was
+   * asking for fewer, and the SDK's tries were neither logged nor counted.
+   * @defaultValue 1
    */
   maxAttempts?: number;
   /** @defaultValue 3000 */
@@ -66,7 +77,7 @@ export function createEc2Client(options: CreateEc2ClientOptions): EC2Client {
   return new EC2Client({
     region: options.region,
     ...(options.endpoint ? { endpoint: options.endpoint } : {}),
-    maxAttempts: options.maxAttempts ?? 2,
+    maxAttempts: options.maxAttempts ?? 1,
     retryMode: 'standard',
     requestHandler: {
       connectionTimeout: options.connectionTimeoutMs ?? 3000,
@@ -75,15 +86,25 @@ export function createEc2Client(options: CreateEc2ClientOptions): EC2Client {
   });
 }
 
-/** Optional helpers for every call: throttling retries and a logger for fallbacks. */
+/** Optional helpers for every call: throttling retries, the region's request bucket, a logger for fallbacks. */
 export interface Ec2CallOptions {
   /** Retries throttled/transient failures; without it every request is tried once. */
   retrier?: Ec2Retrier;
+  /** Paces mutating requests (each try) for the client's account and region. */
+  bucket?: Ec2RequestBucket;
   log?: Logger;
 }
 
 function attempt<T>(action: string, signal: AbortSignal, opts: Ec2CallOptions | undefined, fn: () => Promise<T>): Promise<T> {
-  return opts?.retrier ? opts.retrier.run(action, signal, fn) : fn();
+  const bucket = MUTATING.has(action) ? opts?.bucket : undefined;
+  const once = bucket ? () => bucket.take(signal).then(fn) : fn;
+  return opts?.retrier ? opts.retrier.run(action, signal, once) : once();
+}
+
+function chunks<T>(items: readonly T[], size = MAX_IDS_PER_CALL): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
 }
 
 /**
@@ -107,6 +128,7 @@ function machineFromInstance(instance: Instance): Machine | undefined {
     spot: instance.InstanceLifecycle === 'spot',
     hibernated: suspended && instance.StateReason?.Code === 'Client.UserInitiatedHibernate',
     launchedAt: instance.LaunchTime ? instance.LaunchTime.getTime() : null,
+    ...(instance.ClientToken ? { clientToken: instance.ClientToken } : {}),
   };
 }
 
@@ -162,9 +184,9 @@ export async function describeMachines(client: EC2Client, ids: readonly string[]
 export async function startMachines(client: EC2Client, ids: readonly string[], signal: AbortSignal, opts?: Ec2CallOptions): Promise<void> {
   if (ids.length === 0) return;
   try {
-    await attempt('StartInstances', signal, opts, () =>
-      client.send(new StartInstancesCommand({ InstanceIds: [...ids] }), { abortSignal: signal }),
-    );
+    for (const batch of chunks(ids)) {
+      await attempt('StartInstances', signal, opts, () => client.send(new StartInstancesCommand({ InstanceIds: batch }), { abortSignal: signal }));
+    }
   } catch (err) {
     throw toProviderError(err, 'StartInstances', signal);
   }
@@ -185,7 +207,12 @@ export async function stopMachines(
   signal: AbortSignal,
   opts?: Ec2CallOptions,
 ): Promise<SuspendOutcome[]> {
-  if (ids.length === 0) return [];
+  const out: SuspendOutcome[] = [];
+  for (const batch of chunks(ids)) out.push(...(await stopBatch(client, batch, hibernate, signal, opts)));
+  return out;
+}
+
+async function stopBatch(client: EC2Client, ids: readonly string[], hibernate: boolean, signal: AbortSignal, opts?: Ec2CallOptions): Promise<SuspendOutcome[]> {
   let refused: string | null = null;
   try {
     if (hibernate) {
@@ -197,6 +224,12 @@ export async function stopMachines(
       } catch (err) {
         const c = classifyEc2Error(err, signal);
         if (c.disposition !== 'fatal' || c.kind === 'not-found') throw err;
+        if (c.kind === 'hibernation-unsupported' && ids.length > 1) {
+          // One instance that cannot hibernate refuses the whole request. Halving finds it in
+          // about 2·log2(n) calls, and the others still hibernate instead of cold-booting later.
+          const half = Math.ceil(ids.length / 2);
+          return [...(await stopBatch(client, ids.slice(0, half), true, signal, opts)), ...(await stopBatch(client, ids.slice(half), true, signal, opts))];
+        }
         opts?.log?.warn('ec2.hibernate-refused', { instances: ids, code: c.code, reason: c.message });
         refused = `hibernation refused (${c.code ?? 'error'}), stopped instead`;
       }
@@ -222,6 +255,12 @@ export async function terminateMachines(
   opts?: Ec2CallOptions,
   why: string | null = null,
 ): Promise<SuspendOutcome[]> {
+  const out: SuspendOutcome[] = [];
+  for (const batch of chunks(ids)) out.push(...(await terminateBatch(client, batch, signal, opts, why)));
+  return out;
+}
+
+async function terminateBatch(client: EC2Client, ids: readonly string[], signal: AbortSignal, opts: Ec2CallOptions | undefined, why: string | null): Promise<SuspendOutcome[]> {
   const terminate = async (batch: string[]) => {
     const out = await attempt('TerminateInstances', signal, opts, () =>
       client.send(new TerminateInstancesCommand({ InstanceIds: batch }), { abortSignal: signal }),
@@ -274,10 +313,18 @@ export interface Ec2LaunchRequest {
 /** RunInstances' limit on user-data, before base64 encoding. */
 export const USER_DATA_MAX_BYTES = 16 * 1024;
 
-/** A successful launch and the capacity refusals met on the way. */
+/** What one RunInstances of a launch got. */
+export interface Ec2Placement {
+  candidate: LaunchCandidate;
+  /** Instances asked for (MaxCount) and given. */
+  asked: number;
+  got: number;
+}
+
+/** A launch that got at least one instance, where they went, and the capacity refusals met on the way. */
 export interface Ec2LaunchResult {
   machines: Machine[];
-  candidate: LaunchCandidate;
+  placements: Ec2Placement[];
   refusals: { candidate: LaunchCandidate; code: string | undefined }[];
 }
 
@@ -298,8 +345,10 @@ export function launchCandidates(config: Ec2PoolConfig, clientToken: string, onD
 }
 
 /**
- * The ClientToken of the n-th candidate. EC2 rejects a token reused with different parameters
- * (IdempotentParameterMismatch), so each candidate has its own; the first is the caller's token.
+ * The ClientToken of the n-th request of a launch: one per candidate, then one per candidate
+ * asked again for the rest (n from the candidates' count on). EC2 rejects a token reused with
+ * different parameters (IdempotentParameterMismatch), so each has its own; the first is the
+ * caller's token.
  */
 export function candidateToken(clientToken: string, index: number): string {
   if (index === 0) return clientToken.slice(0, 64);
@@ -317,13 +366,15 @@ function launchTags(pool: string, config: Ec2PoolConfig): Tag[] {
   ];
 }
 
-function runInput(req: Ec2LaunchRequest, candidate: LaunchCandidate, clientToken: string): RunInstancesCommandInput {
+function runInput(req: Ec2LaunchRequest, candidate: LaunchCandidate, clientToken: string, count: number): RunInstancesCommandInput {
   const t = req.config.launchTemplate;
   const tags = launchTags(req.pool, req.config);
   return {
     LaunchTemplate: t.id ? { LaunchTemplateId: t.id, Version: t.version } : { LaunchTemplateName: t.name, Version: t.version },
-    MinCount: req.count,
-    MaxCount: req.count,
+    // MinCount 1: EC2 launches as many as it has capacity for, up to MaxCount, instead of
+    // refusing the whole request when one short; the rest is asked of the next candidate.
+    MinCount: 1,
+    MaxCount: count,
     SubnetId: candidate.subnetId,
     ...(candidate.instanceType ? { InstanceType: candidate.instanceType as _InstanceType } : {}),
     // One-time spot, terminated on interruption: the simplest spot life, and the spot notice
@@ -342,11 +393,14 @@ function runInput(req: Ec2LaunchRequest, candidate: LaunchCandidate, clientToken
 }
 
 /**
- * Launches `count` instances from the pool's launch template (MinCount = MaxCount, so all or
- * none), walking {@link launchCandidates}: a capacity refusal moves on to the next subnet/type,
- * a spot-only refusal (price, spot quota) skips to on-demand when the pool allows it. Any other
- * error ends the launch. The template must not define network interfaces, because the subnet
- * is chosen here (EC2 refuses both on one request).
+ * Launches up to `count` instances from the pool's launch template, walking
+ * {@link launchCandidates}: each RunInstances asks MinCount 1 / MaxCount = its share and takes
+ * what EC2 gives, the shortfall spread evenly over the subnets of one market+type and then
+ * carried on to the next type. A capacity refusal moves on to the next candidate, a spot-only
+ * refusal (price, spot quota) skips to on-demand when the pool allows it; any other error ends
+ * the launch, keeping what earlier candidates launched. Rejects only when nothing launched;
+ * fewer than `count` is a normal answer, the caller asks for the rest later. The template
+ * must not define network interfaces, because the subnet is chosen here (EC2 refuses both).
  */
 export async function launchMachines(client: EC2Client, req: Ec2LaunchRequest, signal: AbortSignal, opts?: Ec2CallOptions): Promise<Ec2LaunchResult> {
   if (req.userData !== undefined && Buffer.byteLength(req.userData, 'utf8') > USER_DATA_MAX_BYTES) {
@@ -354,30 +408,83 @@ export async function launchMachines(client: EC2Client, req: Ec2LaunchRequest, s
     throw new ProviderError(`user-data is ${Buffer.byteLength(req.userData, 'utf8')} bytes; EC2 takes at most ${USER_DATA_MAX_BYTES} before base64`, 'fatal', 'InvalidParameterValue');
   }
   const candidates = launchCandidates(req.config, req.clientToken, req.onDemand);
-  const refusals: Ec2LaunchResult['refusals'] = [];
+  const group = (c: LaunchCandidate) => `${c.market}/${c.instanceType ?? ''}`;
+  const result: Ec2LaunchResult = { machines: [], placements: [], refusals: [] };
+  let remaining = req.count;
   let lastRefusal: unknown;
   let spotRefused = false;
   try {
     for (const [index, candidate] of candidates.entries()) {
+      if (remaining <= 0) break;
       if (candidate.market === 'spot' && spotRefused) continue;
-      const input = runInput(req, candidate, candidateToken(req.clientToken, index));
+      // This candidate's share: what is left, over the subnets of its market+type still to try.
+      const left = candidates.slice(index).filter((c) => group(c) === group(candidate)).length;
+      const asked = Math.ceil(remaining / left);
+      const input = runInput(req, candidate, candidateToken(req.clientToken, index), asked);
       try {
         const out = await attempt('RunInstances', signal, opts, () => client.send(new RunInstancesCommand(input), { abortSignal: signal }));
         const machines = (out.Instances ?? []).map(machineFromInstance).filter((m): m is Machine => m !== undefined);
-        return { machines, candidate, refusals };
+        result.machines.push(...machines);
+        result.placements.push({ candidate, asked, got: machines.length });
+        remaining -= machines.length;
       } catch (err) {
         const c = classifyEc2Error(err, signal);
         const spotOnly = c.kind === 'spot-capacity' && candidate.market === 'spot';
-        if (c.kind !== 'capacity' && !spotOnly) throw err;
+        if (c.kind !== 'capacity' && !spotOnly) {
+          if (result.machines.length === 0) throw err;
+          opts?.log?.error('ec2.launch-partial', { pool: req.pool, launched: result.machines.length, wanted: req.count, code: c.code, error: c.message });
+          return result;
+        }
         if (spotOnly) spotRefused = true;
         lastRefusal = err;
-        refusals.push({ candidate, code: c.code });
-        opts?.log?.warn('ec2.launch-refused', { pool: req.pool, ...candidate, code: c.code, reason: c.message });
+        result.refusals.push({ candidate, code: c.code });
+        opts?.log?.warn('ec2.launch-refused', { pool: req.pool, ...candidate, asked, code: c.code, reason: c.message });
       }
     }
-    throw lastRefusal;
+    // A candidate that gave all it was asked may have more: it is asked for the rest (each
+    // such request with a token of its own past the candidates'), so capacity that is left in
+    // one place is used now rather than over several steps of ever smaller shares.
+    for (const [k, p] of [...result.placements].entries()) {
+      if (remaining <= 0) break;
+      if (p.got < p.asked) continue;
+      const input = runInput(req, p.candidate, candidateToken(req.clientToken, candidates.length + k), remaining);
+      try {
+        const out = await attempt('RunInstances', signal, opts, () => client.send(new RunInstancesCommand(input), { abortSignal: signal }));
+        const machines = (out.Instances ?? []).map(machineFromInstance).filter((m): m is Machine => m !== undefined);
+        result.machines.push(...machines);
+        result.placements.push({ candidate: p.candidate, asked: remaining, got: machines.length });
+        remaining -= machines.length;
+      } catch (err) {
+        const c = classifyEc2Error(err, signal);
+        if (c.kind !== 'capacity' && c.kind !== 'spot-capacity') {
+          opts?.log?.error('ec2.launch-partial', { pool: req.pool, launched: result.machines.length, wanted: req.count, code: c.code, error: c.message });
+          break;
+        }
+        result.refusals.push({ candidate: p.candidate, code: c.code });
+      }
+    }
+    if (result.machines.length === 0) throw lastRefusal;
+    return result;
   } catch (err) {
     throw toProviderError(err, 'RunInstances', signal);
+  }
+}
+
+/**
+ * The instances launched with these ClientTokens, any state but terminated: what a launch
+ * whose answer was lost, or whose master crashed mid-call, actually made. EC2's
+ * `client-token` filter finds them whatever their tags.
+ */
+export async function describeLaunched(client: EC2Client, clientTokens: readonly string[], signal: AbortSignal, opts?: Ec2CallOptions): Promise<Machine[]> {
+  if (clientTokens.length === 0) return [];
+  const filters: Filter[] = [
+    { Name: 'client-token', Values: [...clientTokens] },
+    { Name: 'instance-state-name', Values: [...LIVE_INSTANCE_STATES] },
+  ];
+  try {
+    return await describeAll(client, filters, signal, opts);
+  } catch (err) {
+    throw toProviderError(err, 'DescribeInstances', signal);
   }
 }
 

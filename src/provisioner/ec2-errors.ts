@@ -135,7 +135,12 @@ export interface Ec2RetrierDeps {
   random?: () => number;
   /** Told of every failed try, as sorted here. */
   onError?: AwsErrorObserver;
+  /** Told of every retry about to be made (after its pause is chosen), for the retry counter. */
+  onRetry?: AwsRetryObserver;
 }
+
+/** A retry of one AWS action after the error `code`: the composition root counts them. */
+export type AwsRetryObserver = (e: { service: 'ec2'; action: string; code: string }) => void;
 
 /**
  * Retries one EC2 call while it is throttled or transiently failing: exponential backoff with
@@ -148,9 +153,11 @@ export class Ec2Retrier {
   private readonly log: Logger | undefined;
   private readonly random: () => number;
   private readonly onError: AwsErrorObserver | undefined;
+  private readonly onRetry: AwsRetryObserver | undefined;
 
   constructor(deps: Ec2RetrierDeps) {
     this.onError = deps.onError;
+    this.onRetry = deps.onRetry;
     this.policy = { ...DEFAULT_EC2_RETRY, ...deps.policy };
     this.clock = deps.clock;
     this.log = deps.log;
@@ -173,7 +180,9 @@ export class Ec2Retrier {
         const retryable = c.kind === 'throttled' || c.kind === 'transient';
         if (!retryable || attempt >= this.policy.attempts) throw err;
         const delayMs = this.delay(attempt);
+        // The only retries of an EC2 request (the SDK's own are off, createEc2Client): each is logged and counted.
         this.log?.warn(c.kind === 'throttled' ? 'ec2.throttled' : 'ec2.retrying', { action, code: c.code, attempt, delayMs });
+        this.onRetry?.({ service: 'ec2', action, code: c.code ?? 'unknown' });
         await this.clock.sleep(delayMs, signal);
       }
     }

@@ -2,8 +2,11 @@ import { createHash } from 'node:crypto';
 import type { Clock, Logger } from '../lib';
 import type { AwsErrorObserver } from './aws-errors';
 import {
+  describeLaunched,
   describeMachines,
   describePoolMachines,
+  candidateToken,
+  launchCandidates,
   launchMachines,
   startMachines,
   stopMachines,
@@ -14,7 +17,8 @@ import {
   type Ec2Client,
   type Ec2PoolConfig,
 } from './ec2-api';
-import { Ec2Retrier, type Ec2RetryPolicy } from './ec2-errors';
+import { Ec2Retrier, type AwsRetryObserver, type Ec2RetryPolicy } from './ec2-errors';
+import type { Ec2RequestBucket } from './ec2-request-bucket';
 import type { PeerIssuer } from './peer-issuer';
 import { ProviderError, type LaunchRequest, type Machine, type Provider, type SuspendMode, type SuspendOutcome } from './provider';
 
@@ -40,6 +44,13 @@ export interface Ec2ProviderDeps {
   peers?: PeerIssuer;
   /** Told of every failed EC2 request (each try), for the API-error metrics. */
   onAwsError?: AwsErrorObserver;
+  /** Told of every retry, for the retry counter. */
+  onAwsRetry?: AwsRetryObserver;
+  /**
+   * The token bucket of the client's account and region, shared with the region's other pools.
+   * @defaultValue none: mutating requests are not paced here
+   */
+  bucket?: Ec2RequestBucket;
 }
 
 /**
@@ -67,9 +78,10 @@ export class Ec2Provider implements Provider {
       ...(deps.retry ? { policy: deps.retry } : {}),
       ...(deps.random ? { random: deps.random } : {}),
       ...(deps.onAwsError ? { onError: deps.onAwsError } : {}),
+      ...(deps.onAwsRetry ? { onRetry: deps.onAwsRetry } : {}),
     });
     this.peers = deps.peers;
-    this.opts = { retrier, log: this.log };
+    this.opts = { retrier, log: this.log, ...(deps.bucket && { bucket: deps.bucket }) };
   }
 
   /** Checks that the launch template and every subnet exist; a missing one is a fatal ProviderError. */
@@ -88,6 +100,22 @@ export class Ec2Provider implements Provider {
     const machines = await describePoolMachines(this.client, this.pool, signal, this.opts);
     await this.peers?.sweep(machines.map((m) => m.id));
     return machines;
+  }
+
+  /**
+   * What launches with these ClientTokens made, each launch's per-candidate tokens included
+   * (they are derived from it): how a launch recorded before a crash is settled.
+   */
+  async launched(clientTokens: readonly string[], signal: AbortSignal): Promise<Map<string, Machine[]>> {
+    // Each candidate's request, and each asked again for the rest (see launchMachines).
+    const n = 2 * launchCandidates(this.config, '', false).length;
+    const launchOf = new Map(clientTokens.flatMap((t) => Array.from({ length: n }, (_, i) => [candidateToken(t, i), t] as const)));
+    const out = new Map(clientTokens.map((t) => [t, [] as Machine[]]));
+    for (const m of await describeLaunched(this.client, [...launchOf.keys()], signal, this.opts)) {
+      const t = m.clientToken === undefined ? undefined : launchOf.get(m.clientToken);
+      if (t) out.get(t)!.push(m);
+    }
+    return out;
   }
 
   start(ids: readonly string[], signal: AbortSignal): Promise<void> {
@@ -182,11 +210,10 @@ export class Ec2Provider implements Provider {
     );
     this.log.info('ec2.launched', {
       instances: out.machines.map((m) => m.id),
-      market: out.candidate.market,
+      wanted: req.count,
       ...(req.onDemand && { why: 'on-demand fallback after repeated spot preemption' }),
-      subnetId: out.candidate.subnetId,
-      instanceType: out.candidate.instanceType ?? 'from launch template',
-      refusals: out.refusals.length,
+      placements: out.placements.map((p) => `${p.got}/${p.asked} ${p.candidate.market} ${p.candidate.instanceType ?? 'template type'} in ${p.candidate.subnetId}`),
+      refusals: out.refusals.map((r) => `${r.code ?? 'error'}: ${r.candidate.market} ${r.candidate.instanceType ?? 'template type'} in ${r.candidate.subnetId}`),
     });
     return out.machines;
   }

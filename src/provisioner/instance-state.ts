@@ -4,6 +4,8 @@ import type { InstanceRecord, InstanceState } from './instance';
 export type InstanceEvent =
   /** Claimed for waking: only one caller wins this transition, and only it calls the provider. */
   | { type: 'wake' }
+  /** The start call failed in a way waiting can fix (throttled, no capacity): still stopped, woken later. */
+  | { type: 'wake-deferred'; reason: string }
   /** A new instance is being launched (the record is created in `launching`). */
   | { type: 'launch' }
   /** The provider accepted the start/launch call; the machine boots. */
@@ -30,6 +32,7 @@ export type Transition = { ok: true; next: InstanceState } | { ok: false; reason
 /** From which states each event may move an instance, and where to. */
 const TABLE: { [E in InstanceEvent['type']]: { from: readonly InstanceState[]; to: InstanceState } } = {
   wake: { from: ['suspended'], to: 'waking' },
+  'wake-deferred': { from: ['waking'], to: 'suspended' },
   launch: { from: [], to: 'launching' },
   started: { from: ['waking', 'launching'], to: 'booting' },
   registered: { from: ['waking', 'launching', 'booting', 'failed', 'suspended'], to: 'idle' },

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { NotFoundError, RepeatLog, runScript, SpillwayError, type Clock, type Logger } from '../lib';
-import { INSTANCE_STATES, type InstanceRecord, type InstanceState } from './instance';
+import { INSTANCE_STATES, isPendingLaunch, type InstanceRecord, type InstanceState } from './instance';
 import { allowedFrom, transition, type InstanceEvent } from './instance-state';
 import { ChangeHub, type InstanceChange } from './change-hub';
 import { ADOPT_SCRIPT } from './lua/adopt-script';
@@ -28,6 +28,8 @@ export interface InstanceStoreOptions {
   /**
    * Told of every change this store made (not other masters'), with the state it left: the
    * master counts wakes, launches, suspensions and failures from it without double counting.
+   * A launch's pending records are not told: they stand for instances asked for, and the ones
+   * EC2 gives are told when recorded.
    */
   onChange?: (pool: string, record: InstanceRecord, previous: InstanceState | undefined) => void;
 }
@@ -129,12 +131,14 @@ export class InstanceStore {
   /**
    * Claims up to `count` suspended instances for waking — hibernated first (they resume
    * fastest), then by id — moving them to `waking` in one atomic step. However many callers
-   * race, each instance is claimed once; only its claimer may call the provider's start.
+   * race, each instance is claimed once; only its claimer may call the provider's start. The
+   * candidates come from `among` when the caller has just read the pool (the script checks
+   * each one's state again, so a stale entry is simply not claimed).
    */
-  async claimWake(pool: string, count: number): Promise<InstanceRecord[]> {
+  async claimWake(pool: string, count: number, among?: readonly InstanceRecord[]): Promise<InstanceRecord[]> {
     if (count <= 0) return [];
     const from = allowedFrom('wake');
-    const candidates = (await this.list(pool)).filter((r) => from.includes(r.state)).sort(wakeOrder);
+    const candidates = (among ?? (await this.list(pool))).filter((r) => from.includes(r.state)).sort(wakeOrder);
     if (candidates.length === 0) return [];
     const reply = await runScript(
       this.redis,
@@ -149,7 +153,7 @@ export class InstanceStore {
   }
 
   private told(pool: string, result: ApplyResult): ApplyResult {
-    if (result.ok && result.record.state !== result.previous) this.opts.onChange?.(pool, result.record, result.previous);
+    if (result.ok && result.record.state !== result.previous && !isPendingLaunch(result.record.id)) this.opts.onChange?.(pool, result.record, result.previous);
     return result;
   }
 
@@ -234,7 +238,7 @@ export class InstanceStore {
 }
 
 /** The fields of a record `launch` creates, before the caller's own. */
-const NEW_INSTANCE: InstanceFields = { privateIp: null, spot: false, hibernated: false, agent: null, lastJobEndedAt: null, reason: null };
+const NEW_INSTANCE: InstanceFields = { privateIp: null, spot: false, hibernated: false, agent: null, lastJobEndedAt: null, reason: null, clientToken: null };
 const SETTABLE = Object.keys(NEW_INSTANCE) as (keyof InstanceFields)[];
 
 /** Where `event` leads, from the one transition table. */
@@ -255,6 +259,7 @@ function eventFields(event: InstanceEvent): InstanceFields {
     case 'notice':
       return { reason: event.notice };
     case 'drain':
+    case 'wake-deferred':
     case 'suspend':
     case 'fail':
     case 'terminated':
@@ -329,6 +334,7 @@ function decodeHash(h: Record<string, string>): InstanceRecord | undefined {
     agent: str(h.agent),
     lastJobEndedAt: num(h.lastJobEndedAt),
     reason: str(h.reason),
+    ...(h.clientToken ? { clientToken: h.clientToken } : {}),
   };
 }
 

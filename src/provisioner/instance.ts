@@ -4,6 +4,8 @@
  *
  *   (none) -launch-> launching -started-> booting -registered-> idle <-job-started/jobs-done-> busy
  *   suspended -wake-> waking -started-> booting;   booting -job-started-> busy
+ *   waking -wake-deferred-> suspended  (the start call failed in a way waiting can fix: throttled,
+ *                                       no capacity; the machine is still stopped, woken later)
  *   launching/waking/booting/failed/suspended -registered-> idle      (its agent said hello)
  *   idle -drain-> draining -suspend-> suspending -stopped-> suspended  (quiet period over)
  *   draining -undrain-> idle                                          (backlog came back)
@@ -16,6 +18,12 @@
  * (a refused hibernation is a plain stop; a spot instance that cannot stop is terminated), and
  * a terminated record is then removed. Busy/idle follows the builds the dispatcher has placed
  * on the instance's agent (see instance-activity.ts).
+ *
+ * A launch is recorded before its RunInstances goes out: one `launching` record per instance
+ * asked for, with an id from {@link pendingLaunchId} (EC2 has not named the instance yet) and
+ * the launch's `clientToken`. When EC2 answers, each instance it gave gets its own record and
+ * the pending ones are removed; after a crash the reconciler settles them by ClientToken. So
+ * the pool's cap and capacity count a launch in flight, on every master and the dashboard.
  *
  * `retiring` is not `draining`: a quiet-period drain is undone when backlog returns, a notice
  * never is (the machine is going away), so no transition leads from it back to work.
@@ -55,6 +63,20 @@ export interface InstanceRecord {
   lastJobEndedAt: number | null;
   /** Why the instance is in its current state, for humans; every transition sets or clears it. */
   reason: string | null;
+  /** The ClientToken of the launch that made it (or, pending, is making it); absent or null for adopted ones. */
+  clientToken?: string | null;
+}
+
+const PENDING_PREFIX = 'launching:';
+
+/** The id of the n-th instance a launch asked for, until EC2 names it. */
+export function pendingLaunchId(clientToken: string, n: number): string {
+  return `${PENDING_PREFIX}${clientToken}#${n}`;
+}
+
+/** A record of an instance asked for whose launch has not been answered: no provider call may name it. */
+export function isPendingLaunch(id: string): boolean {
+  return id.startsWith(PENDING_PREFIX);
 }
 
 /** Coming up but not yet able to take a job. */

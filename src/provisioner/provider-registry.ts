@@ -3,6 +3,8 @@ import type { Config, PoolConfig } from '../config';
 import type { Clock, Logger } from '../lib';
 import type { AwsErrorObserver } from './aws-errors';
 import type { Ec2Client } from './ec2-api';
+import type { AwsRetryObserver } from './ec2-errors';
+import type { Ec2RequestBucket } from './ec2-request-bucket';
 import type { PeerIssuer } from './peer-issuer';
 import { Ec2Provider } from './ec2-provider';
 import { LocalProvider } from './local-provider';
@@ -25,6 +27,10 @@ export interface ProviderEnv {
   peers?(pool: string): PeerIssuer | undefined;
   /** Told of every failed AWS request. */
   onAwsError?: AwsErrorObserver;
+  /** Told of every retry of an EC2 request. */
+  onAwsRetry?: AwsRetryObserver;
+  /** The mutating-request bucket of a region (one per account+region, shared by its pools). */
+  ec2Bucket?(region: string): Ec2RequestBucket;
 }
 
 /** Makes one pool's provider. Must not fail or do I/O: checks belong in `setup()`, which is retried. */
@@ -59,6 +65,8 @@ export const PROVIDERS: Readonly<Record<PoolConfig['provider'], ProviderFactory>
       log: env.log,
       ...(peers && { peers }),
       ...(env.onAwsError && { onAwsError: env.onAwsError }),
+      ...(env.onAwsRetry && { onAwsRetry: env.onAwsRetry }),
+      ...(env.ec2Bucket && { bucket: env.ec2Bucket(ec2.region) }),
     });
   },
 });

@@ -11,6 +11,8 @@ export interface Machine {
   /** Stopped with hibernation (EC2: the instance was hibernated; local: SIGSTOPped). */
   hibernated: boolean;
   launchedAt: number | null;
+  /** The ClientToken it was launched with, where the provider has one. */
+  clientToken?: string;
 }
 
 export type SuspendMode = 'hibernate' | 'stop' | 'terminate';
@@ -59,7 +61,16 @@ export interface Provider {
    * whole call failed.
    */
   suspend(ids: readonly string[], mode: SuspendMode, signal: AbortSignal): Promise<SuspendOutcome[]>;
+  /**
+   * May launch fewer than `req.count` (partial capacity); rejects only when it launched none.
+   */
   launch(req: LaunchRequest, signal: AbortSignal): Promise<Machine[]>;
+  /**
+   * The machines launches with these ClientTokens made, by token (EC2: DescribeInstances by
+   * `client-token`), to settle launches recorded before a crash. Providers whose launches
+   * cannot outlive the master leave it out.
+   */
+  launched?(clientTokens: readonly string[], signal: AbortSignal): Promise<Map<string, Machine[]>>;
   terminate(ids: readonly string[], signal: AbortSignal): Promise<void>;
   /**
    * Lets go of what the provider holds in this process (local: its agent processes). Machines

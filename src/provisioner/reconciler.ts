@@ -1,5 +1,5 @@
 import type { Logger } from '../lib';
-import type { InstanceRecord, InstanceState } from './instance';
+import { isPendingLaunch, type InstanceRecord, type InstanceState } from './instance';
 import type { Machine, Provider } from './provider';
 
 /** The store operations reconciling needs. */
@@ -35,8 +35,9 @@ function stateOf(m: Machine): InstanceState | undefined {
  * and marks running-vs-stopped disagreements. Returns one line per change, for the log.
  */
 export async function reconcilePool(pool: string, provider: Provider, store: ReconcileStore, now: number, signal: AbortSignal, log: Logger): Promise<string[]> {
-  const machines = await provider.list(signal);
+  const listed = await provider.list(signal);
   const records = await store.list(pool);
+  const { machines, settled } = await settleLaunches(provider, listed, records, now, signal);
   const known = new Map(records.map((r) => [r.id, r]));
   const changes: string[] = [];
   for (const m of machines) {
@@ -63,11 +64,16 @@ export async function reconcilePool(pool: string, provider: Provider, store: Rec
       hibernated: m.hibernated,
       agent: r?.agent ?? null,
       lastJobEndedAt: r?.lastJobEndedAt ?? null,
-      reason: r ? `provider reports ${m.state} while spillway had ${r.state}` : 'adopted from the provider',
+      clientToken: r?.clientToken ?? settled.tokenOf.get(m.id) ?? null,
+      reason: r ? `provider reports ${m.state} while spillway had ${r.state}` : settled.tokenOf.has(m.id) ? 'launched before a restart, found by its ClientToken' : 'adopted from the provider',
     }, { expectedVersion: r?.version ?? 0 });
     changes.push(`${m.id}: ${r ? `${r.state} -> ${state}` : `adopted as ${state}`}`);
   }
   const present = new Set(machines.map((m) => m.id));
+  for (const id of settled.forget) {
+    await store.remove(pool, id);
+    changes.push(`${id}: launch settled, pending record removed`);
+  }
   for (const r of records) {
     if (present.has(r.id) || r.state === 'launching') continue;
     // EC2's listings are eventually consistent: a machine launched a moment ago may not be
@@ -78,4 +84,36 @@ export async function reconcilePool(pool: string, provider: Provider, store: Rec
   }
   if (changes.length) log.info('instance.adopted', { pool, changes });
   return changes;
+}
+
+/**
+ * Launches recorded as pending whose master never saw the answer (it crashed, or lost Redis
+ * mid-call: the scale-up that made them holds the pool lock, as this reconcile does, so none
+ * is in flight now). What each ClientToken made is looked up and adopted like any listed
+ * machine, and its pending records go; a token that made nothing is kept for the listing's
+ * lag, still counting against the pool's cap, so a launch EC2 has not listed yet is not made
+ * a second time.
+ */
+async function settleLaunches(
+  provider: Provider,
+  listed: Machine[],
+  records: readonly InstanceRecord[],
+  now: number,
+  signal: AbortSignal,
+): Promise<{ machines: Machine[]; settled: { tokenOf: Map<string, string>; forget: string[] } }> {
+  const pending = records.filter((r) => isPendingLaunch(r.id));
+  const tokenOf = new Map<string, string>();
+  if (pending.length === 0) return { machines: listed, settled: { tokenOf, forget: [] } };
+  const tokens = [...new Set(pending.map((r) => r.clientToken).filter((t): t is string => !!t))];
+  const machines = [...listed];
+  const found = provider.launched && tokens.length > 0 ? await provider.launched(tokens, signal) : new Map<string, Machine[]>();
+  const seen = new Set(listed.map((m) => m.id));
+  for (const [token, made] of found) {
+    for (const m of made) {
+      tokenOf.set(m.id, token);
+      if (!seen.has(m.id)) machines.push(m);
+    }
+  }
+  const forget = pending.filter((r) => (found.get(r.clientToken ?? '')?.length ?? 0) > 0 || now - r.since >= LISTING_LAG_MS).map((r) => r.id);
+  return { machines, settled: { tokenOf, forget } };
 }

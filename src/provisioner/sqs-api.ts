@@ -18,14 +18,15 @@ export interface CreateSqsClientOptions {
 }
 
 /**
- * An SQS client for one region. The SDK's own retries stay at one extra try: the consumer owns
- * the backoff (on the injected clock, logged). The request timeout sits above the 20 s long poll.
+ * An SQS client for one region. The SDK's own retries are off: the consumer owns the backoff
+ * (on the injected clock, logged), as the EC2 retrier does for EC2. The request timeout sits
+ * above the 20 s long poll.
  */
 export function createSqsClient(options: CreateSqsClientOptions): SQSClient {
   return new SQSClient({
     region: options.region,
     ...(options.endpoint ? { endpoint: options.endpoint } : {}),
-    maxAttempts: 2,
+    maxAttempts: 1,
     retryMode: 'standard',
     requestHandler: { connectionTimeout: 3000, requestTimeout: 30_000 },
   });

@@ -68,9 +68,14 @@ export type FakeEc2Via = 'client-mock' | 'middleware';
  * with the injected clock's time.
  */
 export class FakeEc2 {
-  readonly client = new EC2Client({ region: 'eu-west-1', maxAttempts: 1, credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
   readonly calls: Ec2Call[] = [];
   weather: Ec2Weather = 'ok';
+  /** Awaited before each request is answered (middleware way only): a test looks at the world mid-call. */
+  beforeRequest: ((action: string, input: Record<string, unknown>) => Promise<void>) | undefined;
+  /** The next this many requests (any action) are refused with RequestLimitExceeded: a throttling storm. */
+  throttleNext = 0;
+  /** Instances each (subnet, instance type) can still launch; absent: unlimited. See {@link setCapacity}. */
+  private readonly capacity = new Map<string, number>();
   private readonly stub: ReturnType<typeof mockClient> | undefined;
   private readonly instances = new Map<string, FakeInstance>();
   private readonly launches = new Map<string, { ids: string[]; params: string }>();
@@ -80,6 +85,8 @@ export class FakeEc2 {
   constructor(
     private readonly now: () => number,
     via: FakeEc2Via = 'client-mock',
+    /** The client to answer for (e.g. one made by createEc2Client); the middleware way only. */
+    readonly client: EC2Client = new EC2Client({ region: 'eu-west-1', maxAttempts: 1, credentials: { accessKeyId: 'test', secretAccessKey: 'test' } }),
   ) {
     const handlers = new Map<string, (input: never) => unknown>([
       [
@@ -127,6 +134,7 @@ export class FakeEc2 {
       (_next, context) => async (args) => {
         const handler = handlers.get(context.commandName ?? '');
         if (!handler) throw awsError('InvalidAction');
+        await this.beforeRequest?.(context.commandName?.replace(/Command$/, '') ?? '', args.input as Record<string, unknown>);
         return { response: {}, output: { $metadata: {}, ...(handler(args.input as never) as object) } as never };
       },
       { step: 'deserialize', priority: 'high', name: 'fakeEc2' },
@@ -151,6 +159,12 @@ export class FakeEc2 {
       privateIp: `10.9.0.${this.instances.size + 1}`,
       clientToken: undefined,
     });
+    return this;
+  }
+
+  /** How many more instances `subnet` can launch of `instanceType` (undefined: the template's). */
+  setCapacity(subnet: string, instanceType: string | undefined, left: number): this {
+    this.capacity.set(`${subnet} ${instanceType ?? ''}`, left);
     return this;
   }
 
@@ -190,6 +204,10 @@ export class FakeEc2 {
       call.error = err.name;
       throw err;
     };
+    if (this.throttleNext > 0) {
+      this.throttleNext--;
+      refuse(awsError('RequestLimitExceeded'));
+    }
     if (this.weather === 'throttled') refuse(awsError('RequestLimitExceeded'));
     if (this.weather === '5xx') {
       if (action === 'RunInstances') {
@@ -215,6 +233,7 @@ export class FakeEc2 {
       const values = new Set(f.Values ?? []);
       if (f.Name === 'instance-state-name') found = found.filter((i) => values.has(i.state));
       else if (f.Name === 'instance-id') found = found.filter((i) => values.has(i.id));
+      else if (f.Name === 'client-token') found = found.filter((i) => i.clientToken !== undefined && values.has(i.clientToken));
       else if (f.Name?.startsWith('tag:')) found = found.filter((i) => values.has(i.tags[f.Name!.slice(4)] ?? ''));
       else throw awsError('InvalidParameterValue');
     }
@@ -222,6 +241,7 @@ export class FakeEc2 {
       InstanceId: i.id,
       State: { Name: i.state },
       PrivateIpAddress: i.privateIp,
+      ...(i.clientToken ? { ClientToken: i.clientToken } : {}),
       ...(i.spot ? { InstanceLifecycle: 'spot' as const } : {}),
       ...(i.hibernated && (i.state === 'stopped' || i.state === 'stopping') ? { StateReason: { Code: 'Client.UserInitiatedHibernate', Message: 'hibernated' } } : {}),
       Tags: Object.entries(i.tags).map(([Key, Value]) => ({ Key, Value })),
@@ -254,16 +274,22 @@ export class FakeEc2 {
   private run(input: RunInstancesCommandInput): unknown {
     const token = input.ClientToken;
     if (!token) throw awsError('MissingParameter');
-    if (input.MinCount !== input.MaxCount || !input.MinCount || input.MinCount < 1) throw awsError('InvalidParameterValue');
+    if (!input.MinCount || input.MinCount < 1 || !input.MaxCount || input.MaxCount < input.MinCount) throw awsError('InvalidParameterValue');
     if (!input.LaunchTemplate || !input.SubnetId) throw awsError('MissingParameter');
     const tags = Object.fromEntries((input.TagSpecifications?.find((s) => s.ResourceType === 'instance')?.Tags ?? []).map((t) => [t.Key!, t.Value!]));
     if (!tags['spillway:pool']) throw awsError('InvalidParameterValue');
     const params = JSON.stringify({ ...input, ClientToken: undefined });
     const earlier = this.launches.get(token);
     if (earlier && earlier.params !== params) throw awsError('IdempotentParameterMismatch');
+    // EC2 launches what it has capacity for, up to MaxCount, or refuses below MinCount.
+    const where = `${input.SubnetId} ${input.InstanceType ?? ''}`;
+    const left = this.capacity.get(where) ?? Infinity;
+    const count = Math.min(input.MaxCount, left);
+    if (!earlier && count < input.MinCount) throw awsError('InsufficientInstanceCapacity', 'server', 500);
+    if (!earlier && left !== Infinity) this.capacity.set(where, left - count);
     const ids =
       earlier?.ids ??
-      Array.from({ length: input.MinCount }, () => {
+      Array.from({ length: count }, () => {
         const id = `i-0launched${String(++this.seq).padStart(4, '0')}`;
         const spot = input.InstanceMarketOptions?.MarketType === 'spot';
         this.instances.set(id, { id, state: 'running', hibernated: false, spot, canHibernate: !spot, tags, privateIp: `10.9.1.${this.seq}`, clientToken: token });
@@ -276,6 +302,7 @@ export class FakeEc2 {
   /** EC2 checks every id first: one unknown id fails the whole request. */
   private existing(ids: string[]): FakeInstance[] {
     if (ids.length === 0) throw awsError('MissingParameter');
+    if (ids.length > 1000) throw awsError('InvalidParameterValue');
     return ids.map((id) => {
       const i = this.instances.get(id);
       if (!i || i.state === 'terminated') throw awsError('InvalidInstanceID.NotFound');

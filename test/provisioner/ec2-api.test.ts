@@ -234,7 +234,7 @@ describe('provisioner/ec2-api', () => {
       ];
       assert.deepEqual(ec2.commandCalls(RunInstancesCommand)[0]?.args[0].input, {
         LaunchTemplate: { LaunchTemplateId: 'lt-0123', Version: '7' },
-        MinCount: 2,
+        MinCount: 1,
         MaxCount: 2,
         SubnetId: 'subnet-a',
         InstanceType: 'c6i.4xlarge',
@@ -245,7 +245,7 @@ describe('provisioner/ec2-api', () => {
         ClientToken: 'tok-1',
       });
       assert.deepEqual(out.machines.map((m) => m.id), ['i-00000000000000aa']);
-      assert.deepEqual(out.candidate, { market: 'on-demand', instanceType: 'c6i.4xlarge', subnetId: 'subnet-a' });
+      assert.deepEqual(out.placements.map((p) => p.candidate), [{ market: 'on-demand', instanceType: 'c6i.4xlarge', subnetId: 'subnet-a' }]);
     });
 
     it('asks for one-time spot, then moves to the next subnet and type on InsufficientInstanceCapacity', async () => {
@@ -272,7 +272,7 @@ describe('provisioner/ec2-api', () => {
         assert.deepEqual(i.InstanceMarketOptions, { MarketType: 'spot', SpotOptions: { SpotInstanceType: 'one-time', InstanceInterruptionBehavior: 'terminate' } });
       }
       assert.equal(out.refusals.length, 2);
-      assert.equal(out.candidate.market, 'spot');
+      assert.deepEqual(out.placements.map((p) => p.candidate.market), ['spot']);
     });
 
     it('falls back from spot to on-demand when spot is refused', async () => {
@@ -286,7 +286,7 @@ describe('provisioner/ec2-api', () => {
       assert.equal(inputs[1]?.InstanceMarketOptions, undefined);
       assert.deepEqual(inputs[1]?.LaunchTemplate, { LaunchTemplateName: 'b2g', Version: '$Default' });
       assert.equal(inputs[1]?.ClientToken, candidateToken('tok-3', 2));
-      assert.equal(out.candidate.market, 'on-demand');
+      assert.deepEqual(out.placements.map((p) => p.candidate.market), ['on-demand']);
     });
 
     it('without the on-demand fallback, a spot refusal is a retryable ProviderError', async () => {

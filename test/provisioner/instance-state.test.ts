@@ -5,6 +5,7 @@ import { transition, type InstanceEvent } from '../../src/provisioner/instance-s
 /** One event of every type; typed as a full record, so a new event type must be added here. */
 const EVENTS: { [T in InstanceEvent['type']]: Extract<InstanceEvent, { type: T }> } = {
   wake: { type: 'wake' },
+  'wake-deferred': { type: 'wake-deferred', reason: 'RequestLimitExceeded' },
   launch: { type: 'launch' },
   started: { type: 'started' },
   registered: { type: 'registered', agent: 'a' },
@@ -29,7 +30,7 @@ const ENDS: Row = { fail: 'failed', terminated: 'terminated' };
 const EXPECTED: Record<InstanceState | 'none', Row> = {
   none: { launch: 'launching' },
   launching: { started: 'booting', registered: 'idle', notice: 'retiring', ...ENDS },
-  waking: { started: 'booting', registered: 'idle', notice: 'retiring', ...ENDS },
+  waking: { started: 'booting', registered: 'idle', notice: 'retiring', 'wake-deferred': 'suspended', ...ENDS },
   booting: { registered: 'idle', 'job-started': 'busy', notice: 'retiring', ...ENDS },
   idle: { 'job-started': 'busy', drain: 'draining', notice: 'retiring', ...ENDS },
   busy: { 'jobs-done': 'idle', notice: 'retiring', ...ENDS },

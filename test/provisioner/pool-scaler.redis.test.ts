@@ -299,7 +299,7 @@ describe('PoolScaler.tick (real redis, fake provider, fake clock)', function () 
     assert.deepEqual(await f.states(), { 'i-a': 'idle', 'i-b': 'booting' });
   });
 
-  it('(h) a failed start marks the instance failed with the reason', async () => {
+  it('(h) a start refused for lack of capacity leaves the instance suspended with the reason, to be woken again [BUG: failed, counted against the cap]', async () => {
     const f = await fixture();
     await f.seed('i-a', 'suspended');
     f.provider.failNext(new ProviderError('We currently do not have sufficient capacity', 'retry', 'InsufficientInstanceCapacity'), 'start');
@@ -307,9 +307,9 @@ describe('PoolScaler.tick (real redis, fake provider, fake clock)', function () 
     await f.tick();
     assert.deepEqual(mutations(f.provider), [{ op: 'start', ids: ['i-a'], error: 'We currently do not have sufficient capacity' }]);
     const r = await f.get('i-a');
-    assert.equal(r.state, 'failed');
-    assert.equal(r.reason, 'start failed: We currently do not have sufficient capacity');
-    assert.deepEqual(f.history.of('i-a'), ['suspended', 'waking', 'failed']);
+    assert.equal(r.state, 'suspended');
+    assert.equal(r.reason, 'start deferred: We currently do not have sufficient capacity');
+    assert.deepEqual(f.history.of('i-a'), ['suspended', 'waking', 'suspended']);
     assert.equal(f.provider.machine('i-a')!.state, 'stopped');
     assert.ok(f.logs.some((e) => e.event === 'instance.wake-failed' && e.level === 'error'));
   });
