@@ -69,7 +69,8 @@ export class BazelWorkspace {
     await fsp.writeFile(join(this.ws, 'BUILD'), rules.join(''));
     const rc = [
       `build --remote_executor=${this.o.grpcUrl}`,
-      `build --remote_header=Authorization=Bearer ${this.o.token}`,
+      // Quoted: an rc file splits on spaces like a shell.
+      `build "--remote_header=Authorization=Bearer ${this.o.token}"`,
       `build --jobs=${Math.max(this.o.actions.count, 2)}`,
       'build --color=no --curses=no --show_progress_rate_limit=5',
     ];

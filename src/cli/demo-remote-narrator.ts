@@ -75,6 +75,7 @@ export class RemoteNarrator {
       );
     }
     const t = this.tally();
+    if (t.done + q.running + q.waiting === 0) return;
     const body = `remote actions: ${t.done} done (on-prem ${t.onprem}, cloud ${t.cloud}) · running ${q.running} · waiting ${q.waiting}`;
     if (body === this.lastProgress) return;
     this.lastProgress = body;

@@ -35,6 +35,8 @@ interface Round {
 /** One client of the burst: Bazel or the built-in one. */
 interface BurstClient {
   label: string;
+  /** How the second round starts, in words ("after bazel clean"). */
+  again: string;
   /** The burst, from clean: every action runs. */
   first(): Promise<Round>;
   /** The same burst again (Bazel: after `bazel clean`): every action from the action cache. */
@@ -129,7 +131,7 @@ async function runRounds(client: BurstClient, narrate: RemoteNarrator, actions: 
   if (notOnce.length > 0) problems.push(`not run exactly once: ${notOnce.map((a) => `${a} x${runs.get(a) ?? 0}`).join(', ')}`);
   if (t.failed > 0) problems.push(`${t.failed} build(s) failed`);
 
-  out.write(`spillway demo: second round, the same ${actions.count} actions ${client.label.startsWith('Bazel') ? 'after bazel clean' : 'again'}\n`);
+  out.write(`spillway demo: second round: the same ${actions.count} actions ${client.again}\n`);
   const before = narrate.ran.length;
   const second = await client.second();
   await narrate.settled();
@@ -145,7 +147,7 @@ async function runRounds(client: BurstClient, narrate: RemoteNarrator, actions: 
   out.write(
     `spillway demo: summary: ${actions.count} actions, ${t.done} ran: on-prem ${t.onprem} (${agents('onprem')}), cloud ${t.cloud} (${agents('cloud') || 'none'}); outputs correct ${actions.count - wrong.length}/${actions.count}; second round: ${second.cached} cached, ${ranAgain} ran\n`,
   );
-  if (t.cloud === 0) out.write('spillway demo: no action reached the cloud this time (the on-prem agents kept up): try more actions or a longer --action-ms\n');
+  if (t.cloud === 0 && t.done > 0) out.write('spillway demo: no action reached the cloud this time (the on-prem agents kept up): try more actions or a longer --action-ms\n');
   for (const p of problems) out.write(`spillway demo: PROBLEM: ${p}\n`);
   return { ok: problems.length === 0 };
 }
@@ -171,7 +173,9 @@ function bazelClient(farm: DemoFarm, actions: DemoActions, version: string, out:
   };
   const written = ws.write();
   return {
-    label: `${version} (--remote_executor, --jobs ${actions.count})`,
+    // Debian's bazel-bootstrap calls itself "bazel no_version".
+    label: `${/\d/.test(version) ? version.replace(/^bazel/, 'Bazel') : 'Bazel'} (--remote_executor, --jobs ${actions.count})`,
+    again: 'after bazel clean',
     async first() {
       await written;
       return round();
@@ -196,5 +200,5 @@ function builtinClient(farm: DemoFarm, actions: DemoActions, why: string): Burst
       failure: failed.length === 0 ? undefined : failed.map((o) => `${o.action}: ${o.error ?? `exit ${o.exitCode}`}`).join('; '),
     };
   };
-  return { label: `the built-in REAPI client${why}`, first: round, second: round, close: async () => burst.close() };
+  return { label: `the built-in REAPI client${why}`, again: 'again (Execute checks the action cache first)', first: round, second: round, close: async () => burst.close() };
 }
