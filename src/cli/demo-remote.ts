@@ -90,7 +90,9 @@ export async function demoRemote(flags: DemoRemoteFlags, env: NodeJS.ProcessEnv,
 
   const client: BurstClient = version ? bazelClient(farm, actions, version, out) : builtinClient(farm, actions, flags.client === 'builtin' ? '' : ' (no Bazel on PATH)');
   const stopped = onShutdownSignal();
-  const rounds = runRounds(client, narrate, actions, flags.summaryEvery ?? 2, out);
+  const stopping = new AbortController();
+  void stopped.then(() => stopping.abort());
+  const rounds = runRounds(client, narrate, actions, flags.summaryEvery ?? 2, out, stopping.signal);
   const verdict = await Promise.race([rounds, stopped.then(() => undefined)]);
   await client.close().catch(() => undefined);
   if (verdict === undefined) {
@@ -108,7 +110,7 @@ export async function demoRemote(flags: DemoRemoteFlags, env: NodeJS.ProcessEnv,
 }
 
 /** Both rounds, then the summary; `ok` false with the reasons printed. */
-async function runRounds(client: BurstClient, narrate: RemoteNarrator, actions: DemoActions, every: number, out: NodeJS.WritableStream): Promise<{ ok: boolean }> {
+async function runRounds(client: BurstClient, narrate: RemoteNarrator, actions: DemoActions, every: number, out: NodeJS.WritableStream, signal: AbortSignal): Promise<{ ok: boolean }> {
   const names = actionNames(actions);
   out.write(`spillway demo: burst of ${actions.count} remote actions (each sleeps ${actions.sleepMs} ms) from ${client.label}, all at once\n`);
   const ticker = setInterval(() => void narrate.progress(), every * 1000);
@@ -120,6 +122,8 @@ async function runRounds(client: BurstClient, narrate: RemoteNarrator, actions: 
   } finally {
     clearInterval(ticker);
   }
+  // Ctrl-C during the first round: no second one (the caller is stopping the farm).
+  if (signal.aborted) return { ok: false };
   const problems: string[] = [];
   if (first.failure) problems.push(`first round: ${first.failure}`);
   const wrong = names.filter((a) => first.outputs.get(a) !== expectedOutput(a));
