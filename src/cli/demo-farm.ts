@@ -36,6 +36,8 @@ export interface DemoFarm {
   casToken: string;
   /** A temp dir of this run, removed by stop(). */
   dir: string;
+  /** Executors of the on-prem agents (all of them serve remote actions in remote mode). */
+  onpremExecutors: number;
   /** Drains the on-prem agents, stops the master (and the cloud pool's agents), then the private Redis. */
   stop(): Promise<void>;
 }
@@ -145,6 +147,7 @@ export async function startDemoFarm(o: DemoFarmOptions): Promise<DemoFarm> {
     adminToken,
     casToken,
     dir,
+    onpremExecutors: ONPREM.reduce((n, a) => n + a.executors, 0),
     async stop() {
       await Promise.all(agents.map((a) => a.drain()));
       await Promise.allSettled(running);

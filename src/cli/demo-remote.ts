@@ -44,8 +44,6 @@ interface BurstClient {
   close(): Promise<void>;
 }
 
-const ON_PREM_REMOTE_EXECUTORS = 3;
-
 /**
  * `spillway demo --remote`: the demo's farm with its gRPC port, and a Bazel-style burst of
  * remote actions (REAPI v2): with Debian's Bazel when installed, a workspace of genrules built
@@ -79,7 +77,7 @@ export async function demoRemote(flags: DemoRemoteFlags, env: NodeJS.ProcessEnv,
     out,
     now: () => Date.now(),
     jobType: REMOTE_JOB_TYPE,
-    onpremExecutors: ON_PREM_REMOTE_EXECUTORS,
+    onpremExecutors: farm.onpremExecutors,
     actionOf: (b) => actionOfBuild(cas, b),
     queue: async () => {
       const c = await master.queueCounts(REMOTE_JOB_TYPE);
@@ -92,21 +90,24 @@ export async function demoRemote(flags: DemoRemoteFlags, env: NodeJS.ProcessEnv,
   const stopped = onShutdownSignal();
   const stopping = new AbortController();
   void stopped.then(() => stopping.abort());
-  const rounds = runRounds(client, narrate, actions, flags.summaryEvery ?? 2, out, stopping.signal);
-  const verdict = await Promise.race([rounds, stopped.then(() => undefined)]);
-  await client.close().catch(() => undefined);
-  if (verdict === undefined) {
+  const rounds = runRounds(client, narrate, actions, flags.summaryEvery ?? 2, out, stopping.signal).catch((err: Error) => {
+    out.write(`spillway demo: PROBLEM: the burst failed: ${err.message}\n`);
+    return { ok: false };
+  });
+  let verdict: { ok: boolean } | undefined;
+  try {
+    verdict = await Promise.race([rounds, stopped.then(() => undefined)]);
+    await client.close().catch(() => undefined);
+    if (verdict && !flags.exitWhenDone) {
+      out.write(`spillway demo: the farm stays up: the dashboard ${addr.httpUrl}/ lists each action with its on-prem / CLOUD badge; idle cloud instances hibernate after ${flags.quietSec ?? 15}s; Ctrl-C stops\n`);
+      await stopped;
+    }
+  } finally {
     out.write('spillway demo: stopping\n');
     await farm.stop();
-    return 0;
   }
-  if (!flags.exitWhenDone) {
-    out.write(`spillway demo: the farm stays up: the dashboard ${addr.httpUrl}/ lists each action with its on-prem / CLOUD badge; idle cloud instances hibernate after ${flags.quietSec ?? 15}s; Ctrl-C stops\n`);
-    await stopped;
-  }
-  out.write('spillway demo: stopping\n');
-  await farm.stop();
-  return verdict.ok ? 0 : 1;
+  // A Ctrl-C before the summary is a normal stop, as in `spillway demo`.
+  return verdict === undefined || verdict.ok ? 0 : 1;
 }
 
 /** Both rounds, then the summary; `ok` false with the reasons printed. */
