@@ -1,4 +1,4 @@
-import { fstatSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, readFileSync, statSync } from 'node:fs';
 import { parseAgentOptions, type AgentOptions } from '../config';
 import { detectBuildIdentity, detectIsolation } from '../executor';
 import { ConfigError, createLogger } from '../lib';
@@ -124,6 +124,8 @@ function secretFrom(inlineFlag: string, inline: string | undefined, fileFlag: st
     const st = fd === undefined ? statSync(file) : fstatSync(fd);
     if (st.isFile() && (st.mode & 0o004) !== 0) throw new Error(`it is readable by every user (mode ${(st.mode & 0o777).toString(8)}): chmod 600 it`);
     const text = readFileSync(fd ?? file, 'utf8').replace(/\r?\n$/, '');
+    // Read once and closed, so the builds this agent starts do not inherit it.
+    if (fd !== undefined && fd > 2) closeSync(fd);
     if (text === '') throw new Error('it is empty');
     return text;
   } catch (err) {

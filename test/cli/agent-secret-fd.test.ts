@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
 import { CLI } from '../helpers/farm';
 
 /**
@@ -27,6 +28,25 @@ describe('cli: agent secrets from an inherited descriptor', function () {
     const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
     return { code, out };
   }
+
+  it('reads the token and closes the descriptor while it keeps running: its builds cannot inherit it', async () => {
+    const args = [CLI, 'agent', '--master', 'ws://127.0.0.1:1', '--name', 'fd-agent', '--job-types', 'remote', '--token', 'agent-token-0123456789', '--cas', 'http://127.0.0.1:1/cache', '--cas-token-file', '/dev/fd/3'];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'ignore', 'pipe'] });
+    const pipe = child.stdio[3] as Duplex;
+    pipe.resume();
+    pipe.end('cas-token-0123456789');
+    const exited = new Promise<string>((r) => child.once('exit', () => r('exited')));
+    try {
+      // The agent's end of the pipe closed (our side sees its end) before the agent exits: it is
+      // retrying its connection to a master that is not there, so it only exits when told to.
+      const first = await Promise.race([new Promise<string>((r) => pipe.once('close', () => r('closed'))), exited]);
+      assert.equal(first, 'closed');
+      assert.equal(child.exitCode, null);
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
+    }
+  });
 
   it('an empty pipe is refused as empty', async () => {
     const { code, out } = await agent('pipe', '');
