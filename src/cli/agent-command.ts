@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, readFileSync, statSync } from 'node:fs';
 import { parseAgentOptions, type AgentOptions } from '../config';
 import { detectBuildIdentity, detectIsolation } from '../executor';
 import { ConfigError, createLogger } from '../lib';
@@ -118,11 +118,14 @@ function secretFrom(inlineFlag: string, inline: string | undefined, fileFlag: st
   if (file === undefined) return inline;
   if (inline !== undefined) throw new ConfigError('agent options', [`${fileFlag} and ${inlineFlag} (or its environment variable) both given: use one`]);
   try {
-    // Standard input may be a socket (node's spawn makes one for 'pipe'), which cannot be opened by path.
-    const stdin = file === '-' || file === '/dev/stdin';
-    const st = statSync(stdin ? '/dev/stdin' : file);
+    // Standard input, or another inherited descriptor (a local pool passes the CAS token on fd
+    // 3), may be a socket (node's spawn makes one for 'pipe'), which cannot be opened by path.
+    const fd = file === '-' || file === '/dev/stdin' ? 0 : /^\/dev\/fd\/([0-9]{1,4})$/.test(file) ? Number(file.slice('/dev/fd/'.length)) : undefined;
+    const st = fd === undefined ? statSync(file) : fstatSync(fd);
     if (st.isFile() && (st.mode & 0o004) !== 0) throw new Error(`it is readable by every user (mode ${(st.mode & 0o777).toString(8)}): chmod 600 it`);
-    const text = readFileSync(stdin ? 0 : file, 'utf8').replace(/\r?\n$/, '');
+    const text = readFileSync(fd ?? file, 'utf8').replace(/\r?\n$/, '');
+    // Read once and closed, so the builds this agent starts do not inherit it.
+    if (fd !== undefined && fd > 2) closeSync(fd);
     if (text === '') throw new Error('it is empty');
     return text;
   } catch (err) {

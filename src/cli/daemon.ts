@@ -14,6 +14,7 @@ import {
   type CreateEc2ClientOptions,
   type CreateSqsClientOptions,
   type Ec2Client,
+  type LocalAgentCas,
   type ProviderFactory,
   type SqsClient,
 } from '../provisioner';
@@ -79,6 +80,7 @@ export class Daemon {
   private http: FastifyInstance | undefined;
   private grpc: ReapiServer | undefined;
   private _addresses: DaemonAddresses | undefined;
+  private localAgentCas: LocalAgentCas | undefined;
   private readonly clock: Clock;
   private readonly log: Logger;
 
@@ -146,6 +148,7 @@ export class Daemon {
           log: providerLog,
           agentCommand: this.opts.agentCommand ?? [],
           masterUrl: () => agentUrl,
+          cas: () => this.localAgentCas,
           peers: vpnPeerIssuers({ config, redis: this.redis, clock, log: providerLog, ...(this.opts.runHubCommand && { run: this.opts.runHubCommand }) }),
           onAwsError: (e) => this.dashboard?.metrics.awsError(e),
           onAwsRetry: (e) => this.dashboard?.metrics.awsRetry(e),
@@ -198,6 +201,11 @@ export class Daemon {
     const httpAddr = this.http.server.address() as AddressInfo;
     log.info('http.listening', { host: httpAddr.address, port: httpAddr.port });
     await cas?.startWorkers({ host: reachableHost(httpAddr.address), port: httpAddr.port });
+    // Local pools' agents run on this host: they use this cache as remote and cached actions need.
+    const casWriter = config.cas.tokens[0];
+    if (cas && (casWriter !== undefined || config.cas.anonymous === 'read-write')) {
+      this.localAgentCas = { url: `http://${urlHost(reachableHost(httpAddr.address))}:${httpAddr.port}${config.cas.prefix ?? ''}`, ...(casWriter !== undefined && { token: casWriter }) };
+    }
     // The config only allows this on loopback (or with http.openSubmit); say so once anyway.
     const { submit, admin } = config.http.tokens;
     if (submit.length + admin.length === 0) log.warn('http.open-submit', { host: httpAddr.address, reason: 'no submit or admin token: anyone who reaches the API may submit builds' });

@@ -1,14 +1,12 @@
-import { randomBytes } from 'node:crypto';
-import { resolve } from 'node:path';
-import { parseAgentOptions, parseConfig } from '../config';
-import { createLogger, startRedisServer, type RedisServerHandle } from '../lib';
-import { Agent } from '../slave-agent';
-import { startDaemon } from './daemon';
+import { startDemoFarm } from './demo-farm';
 import { DemoNarrator } from './demo-narrator';
+import { demoRemote, type DemoRemoteFlags } from './demo-remote';
 import { MasterClient } from './master-client';
 import { onShutdownSignal } from './shutdown';
 
-export interface DemoFlags {
+export interface DemoFlags extends DemoRemoteFlags {
+  /** `spillway demo --remote`: a burst of REAPI actions instead of the sample load (see demoRemote). */
+  remote?: boolean;
   /** Stop after this many builds have finished. */
   jobs?: number;
   /** Milliseconds between trickle jobs. */
@@ -47,52 +45,18 @@ const BURST = (n: number) => `echo "b2g: full device build #${n}"; sleep 2.${n %
  * otherwise starts a private redis-server for the duration of the demo.
  */
 export async function demoCommand(flags: DemoFlags, env: NodeJS.ProcessEnv, out: NodeJS.WritableStream): Promise<number> {
-  let redis: RedisServerHandle | undefined;
-  let redisUrl = env.REDIS_URL;
-  if (!redisUrl) {
-    redis = await startRedisServer({ ownProcessGroup: true });
-    redisUrl = redis.url;
-    out.write(`spillway demo: started a private redis-server on ${redisUrl} (removed on exit; set REDIS_URL to use yours)\n`);
-  }
-  const token = env.SPILLWAY_AGENT_TOKEN || randomBytes(16).toString('hex');
-  // Submission needs a token, as on any master with one: the demo shows the real thing.
-  const submitToken = env.SPILLWAY_SUBMIT_TOKEN || randomBytes(12).toString('hex');
-  const adminToken = env.SPILLWAY_ADMIN_TOKEN || randomBytes(12).toString('hex');
-  // Each run gets its own keys, so a shared Redis never mixes runs.
-  const run = randomBytes(3).toString('hex');
-  const config = parseConfig(
-    {
-      redis: { keyPrefix: `spillway-demo-${run}`, queuePrefix: `bull-demo-${run}` },
-      http: { host: '127.0.0.1', port: 8080 },
-      agents: { listen: { host: '127.0.0.1' }, port: 8081, heartbeatSec: 1, lostAfterSec: 5 },
-      jobTypes: {
-        b2g: { description: 'Boot2Gecko device builds', timeoutSec: 600, overflow: { pool: 'cloud', minBacklog: 2, minOldestWaitSec: 1 } },
-        linux64: { description: 'Linux desktop builds (never overflows)', timeoutSec: 600 },
-      },
-      pools: {
-        cloud: {
-          provider: 'local',
-          maxInstances: 3,
-          quietPeriodMin: (flags.quietSec ?? 15) / 60,
-          bootTimeoutSec: 30,
-          suspend: 'hibernate',
-          local: { bootDelayMs: 1500 },
-          // Illustrative prices, so the dashboard's cost panel shows figures.
-          price: { onDemandPerHour: 0.68, spotPerHour: 0.25 },
-        },
-      },
-      // The charts move on the demo's compressed time scale.
-      dashboard: { sampleSec: 5 },
-    },
-    { ...env, REDIS_URL: redisUrl, SPILLWAY_AGENT_TOKEN: token, SPILLWAY_SUBMIT_TOKEN: submitToken, SPILLWAY_ADMIN_TOKEN: adminToken },
-    'demo config',
-  );
+  if (flags.remote) return demoRemote(flags, env, out);
   const deliberate = new Map<string, string>();
   let narrator: DemoNarrator | undefined;
-  const log = createLogger({ level: 'info', silent: true, sink: (e) => narrator?.logEntry(e) });
-  const daemon = await startDaemon({ config, log, agentCommand: [process.execPath, resolve(__dirname, 'main.js')] });
-  const addr = daemon.addresses;
-  const master = daemon.master;
+  const farm = await startDemoFarm({
+    remote: false,
+    quietSec: flags.quietSec ?? 15,
+    env,
+    out,
+    onLog: (e) => narrator?.logEntry(e),
+    hints: ({ addr, submitToken }) => [`submit a build: SPILLWAY_TOKEN=${submitToken} npx spillway submit --master ${addr.httpUrl} --type linux64 --wait -- echo hello`],
+  });
+  const { master, addr, run } = farm;
   narrator = new DemoNarrator({
     out,
     verbose: flags.verbose ?? false,
@@ -101,25 +65,6 @@ export async function demoCommand(flags: DemoFlags, env: NodeJS.ProcessEnv, out:
     waiting: async () => (await Promise.all(master.jobTypes.map((t) => master.queueCounts(t)))).reduce((n, c) => n + c.waiting + c.prioritized, 0),
   });
   const narrate = narrator;
-  out.write(`spillway demo: HTTP API ${addr.httpUrl}, dashboard ${addr.httpUrl}/ (admin token ${adminToken})\n`);
-  out.write(`spillway demo: in another terminal: npx spillway status --master ${addr.httpUrl}\n`);
-  out.write(`spillway demo: submit a build: SPILLWAY_TOKEN=${submitToken} npx spillway submit --master ${addr.httpUrl} --type linux64 --wait -- echo hello\n`);
-
-  const agents = [
-    { name: 'onprem-1', jobTypes: ['b2g', 'linux64'], executors: 2 },
-    { name: 'onprem-2', jobTypes: ['linux64'], executors: 1 },
-  ].map(
-    (a) =>
-      new Agent({
-        options: parseAgentOptions({ master: addr.agentUrl, token, location: 'onprem', ...a }),
-        log: createLogger({ level: 'warn', format: 'pretty' }).child({ agent: a.name }),
-      }),
-  );
-  const welcomed = agents.map((a) => new Promise((r) => a.once('welcomed', r)));
-  const running = agents.map((a) => a.start());
-  await Promise.all(welcomed);
-  out.write('spillway demo: on-prem agents onprem-1 (b2g,linux64 x2) and onprem-2 (linux64 x1) connected\n');
-  out.write(`spillway demo: cloud pool "cloud": 3 suspended local instances; b2g overflows there when 2+ jobs wait 1s+, idle ones hibernate after ${flags.quietSec ?? 15}s\n`);
   const every = flags.summaryEvery ?? 5;
   out.write(
     flags.verbose
@@ -135,7 +80,7 @@ export async function demoCommand(flags: DemoFlags, env: NodeJS.ProcessEnv, out:
   });
   const summaries = setInterval(() => void narrate.summary(), every * 1000);
 
-  const client = new MasterClient(addr.httpUrl, submitToken);
+  const client = new MasterClient(addr.httpUrl, farm.submitToken);
   const total = flags.jobs;
   let n = 0;
   const types = Object.keys(SAMPLES);
@@ -163,9 +108,6 @@ export async function demoCommand(flags: DemoFlags, env: NodeJS.ProcessEnv, out:
   clearInterval(summaries);
   await narrate.summary(true);
   out.write(narrate.closing() + '\n');
-  await Promise.all(agents.map((a) => a.drain()));
-  await Promise.allSettled(running);
-  await daemon.stop();
-  await redis?.stop();
+  await farm.stop();
   return 0;
 }

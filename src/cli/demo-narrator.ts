@@ -11,6 +11,13 @@ const NARRATION: Partial<Record<string, (e: LogEntry) => string>> = {
   'instance.boot-timeout': (e) => `  cloud: ${String(e.instanceId)} failed to boot (${String(e.reason)})`,
 };
 
+/** A log entry as the demos print it: a cloud event's line, and warnings and errors as they are. */
+export function narrateLogEntry(e: LogEntry, out: NodeJS.WritableStream): void {
+  if (e.level === 'error' || e.level === 'warn') out.write(`  ${e.level}: ${e.event} ${JSON.stringify(e)}\n`);
+  const line = NARRATION[e.event]?.(e);
+  if (line) out.write(line + '\n');
+}
+
 export interface DemoNarratorOptions {
   out: NodeJS.WritableStream;
   /** Every build gets its line; else only unexpected failures do, and a summary comes every few seconds. */
@@ -46,9 +53,7 @@ export class DemoNarrator {
 
   /** For the logger's sink: a cloud event's line, and warnings and errors as they are. */
   logEntry(e: LogEntry): void {
-    if (e.level === 'error' || e.level === 'warn') this.o.out.write(`  ${e.level}: ${e.event} ${JSON.stringify(e)}\n`);
-    const line = NARRATION[e.event]?.(e);
-    if (line) this.o.out.write(line + '\n');
+    narrateLogEntry(e, this.o.out);
   }
 
   build(b: BuildRecord): void {

@@ -12,6 +12,11 @@ const positiveInt = (label: string) => (v: string) => {
   if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`${label} must be a positive integer`);
   return n;
 };
+const intUpTo = (label: string, max: number) => (v: string) => {
+  const n = positiveInt(label)(v);
+  if (n > max) throw new InvalidArgumentError(`${label} must be at most ${max}`);
+  return n;
+};
 /** EX_TEMPFAIL (sysexits.h): retry later, with the same --job-id. */
 const REDIS_UNAVAILABLE_EXIT = 75;
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -214,7 +219,12 @@ async function run(argv: string[]): Promise<number> {
     .option('--burst-size <n>', 'jobs per burst', positiveInt('--burst-size'), 8)
     .option('--quiet-sec <sec>', "the cloud pool's quiet period, compressed to seconds", positiveInt('--quiet-sec'), 15)
     .option('--verbose', 'a line for every build (default: a summary every few seconds, plus every cloud event)')
-    .option('--summary-every <sec>', 'seconds between summary lines', positiveInt('--summary-every'), 5)
+    .option('--summary-every <sec>', 'seconds between summary lines (--remote: progress lines; default 2 there)', positiveInt('--summary-every'))
+    .option('--remote', 'a burst of remote actions (REAPI over gRPC, Bazel when installed) instead of the sample load')
+    .option('--actions <n>', '--remote: actions in the burst (at most 500)', intUpTo('--actions', 500), 24)
+    .option('--action-ms <ms>', '--remote: how long each action sleeps (at most 60000)', intUpTo('--action-ms', 60_000), 1000)
+    .addOption(new Option('--client <client>', '--remote: bazel, the builtin REAPI client, or auto (Bazel when on PATH)').choices(['auto', 'bazel', 'builtin']).default('auto'))
+    .option('--exit-when-done', '--remote: exit after the summary instead of keeping the farm up until Ctrl-C')
     .action(async (o) => {
       code = await (await import('./demo-command.js')).demoCommand(o, process.env, process.stdout);
     });

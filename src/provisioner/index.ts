@@ -7,7 +7,7 @@ export { WarmWindows } from './warm-windows';
 export { PoolScaler, type Fleet, type Backlog, type Instances, type PoolLock, type Preemptions } from './pool-scaler';
 export { Provisioner, poolJobTypes, type ProvisionerDeps, type PoolReport } from './provisioner';
 export { RuleBook, type Rules, type RuleChange } from './rule-book';
-export { LocalProvider, type LocalProviderOptions } from './local-provider';
+export { LocalProvider, type LocalAgentCas, type LocalProviderOptions } from './local-provider';
 export { reconcilePool, type ReconcileStore } from './reconciler';
 export { InstanceActivity, type InstanceActivityDeps } from './instance-activity';
 export { InstanceStore, type ApplyResult, type InstanceFields } from './instance-store';

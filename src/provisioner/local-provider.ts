@@ -13,11 +13,27 @@ export interface LocalProviderOptions {
   /** The master's agent listener, known once it listens. */
   masterUrl: () => string;
   token: string;
+  /**
+   * The master's HTTP cache for the agents (remote and cached actions need it), known once the
+   * HTTP API listens; undefined: a master without a CAS, agents without one.
+   */
+  cas?: () => LocalAgentCas | undefined;
   clock: Clock;
   log: Logger;
   /** @defaultValue child_process.spawn */
   spawn?: typeof child_process.spawn;
 }
+
+/** Where a local agent finds the master's CAS, and the read-write token it uses there. */
+export interface LocalAgentCas {
+  /** e.g. http://127.0.0.1:8080/cache */
+  url: string;
+  /** Absent where the cache lets anyone write (`cas.anonymous: read-write`). */
+  token?: string;
+}
+
+/** The agent reads the CAS token from this descriptor, a pipe like its standard input. */
+const CAS_TOKEN_FD = 3;
 
 interface LocalMachine {
   id: string;
@@ -163,10 +179,19 @@ export class LocalProvider implements Provider {
       '--token-file',
       '/dev/stdin',
     ];
-    const { SPILLWAY_AGENT_TOKEN: _ours, ...env } = process.env;
-    const child = (this.o.spawn ?? child_process.spawn)(cmd!, args, { env, stdio: ['pipe', 'ignore', 'pipe'] });
+    const cas = this.o.cas?.();
+    const casToken = cas?.token;
+    if (cas) args.push('--cas', cas.url);
+    if (casToken) args.push('--cas-token-file', `/dev/fd/${CAS_TOKEN_FD}`);
+    const { SPILLWAY_AGENT_TOKEN: _ours, SPILLWAY_CAS_TOKEN: _cache, ...env } = process.env;
+    const child = (this.o.spawn ?? child_process.spawn)(cmd!, args, { env, stdio: ['pipe', 'ignore', 'pipe', ...(casToken ? ['pipe' as const] : [])] });
     child.stdin?.on('error', () => undefined);
     child.stdin?.end(this.o.token);
+    if (casToken) {
+      const pipe = child.stdio[CAS_TOKEN_FD] as NodeJS.WritableStream | null | undefined;
+      pipe?.on('error', () => undefined);
+      pipe?.end(casToken);
+    }
     let stderr = '';
     child.stderr?.on('data', (b: Buffer) => (stderr = (stderr + b.toString()).slice(-2000)));
     m.child = child;

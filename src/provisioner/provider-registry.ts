@@ -7,7 +7,7 @@ import type { AwsRetryObserver } from './ec2-errors';
 import type { Ec2RequestBucket } from './ec2-request-bucket';
 import type { PeerIssuer } from './peer-issuer';
 import { Ec2Provider } from './ec2-provider';
-import { LocalProvider } from './local-provider';
+import { LocalProvider, type LocalAgentCas } from './local-provider';
 import type { Provider } from './provider';
 import { poolJobTypes } from './provisioner';
 
@@ -21,6 +21,8 @@ export interface ProviderEnv {
   masterUrl: () => string;
   /** The EC2 client of a region and endpoint; the same one for every pool there. */
   ec2Client(region: string, endpoint: string | undefined): Ec2Client;
+  /** The master's HTTP cache, for local pools' agents (see LocalProviderOptions.cas). */
+  cas?: () => LocalAgentCas | undefined;
   /** Starts local pools' agent processes. @defaultValue child_process.spawn */
   spawn?: typeof spawn;
   /** A VPN pool's peer issuer (pools with a `vpn` section); absent: launches use the template's user-data. */
@@ -48,6 +50,7 @@ export const PROVIDERS: Readonly<Record<PoolConfig['provider'], ProviderFactory>
       masterUrl: env.masterUrl,
       // The pool's own (newest) token when it has one: its agents then get only the pool's rights.
       token: p.agentTokens[0] ?? config.agents.token,
+      ...(env.cas && { cas: env.cas }),
       clock: env.clock,
       log: env.log,
       ...(env.spawn && { spawn: env.spawn }),
