@@ -21,6 +21,7 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, promises as fsp, readFileSync, rmSync } from 'node:fs';
+import { Session } from 'node:inspector';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -33,6 +34,7 @@ import { reapiProtos } from '../src/remote-execution';
 import { f1, f2, intEnv, machineInfo, machineLine, once, printTable, runBench, say, stats, type Stats, type TableRow } from './harness';
 import { timeAll, type ExecuteSample } from './remote-execute-client';
 import { spawnLogged, stopChild, type LoggedChild } from './procs';
+import { printProfile } from './cpuprofile';
 import { ExecuteStages, RequestTally } from './remote-trace';
 
 const run = promisify(execFile);
@@ -42,6 +44,24 @@ const EXEC_SAMPLES = intEnv('BENCH_EXEC_SAMPLES', 50);
 const CACHED_RUNS = intEnv('BENCH_CACHED_RUNS', 7);
 /** Execute samples not counted: they open the connections. */
 const WARMUP = 3;
+/** BENCH_PROFILE=1: a CPU profile of this process (the master) during each warm-up cached build. */
+const PROFILE = process.env.BENCH_PROFILE === '1';
+
+async function startProfile(): Promise<{ stop(file: string): Promise<string> }> {
+  const session = new Session();
+  session.connect();
+  const post = (method: string): Promise<unknown> => new Promise((ok, fail) => session.post(method, (err, res) => (err ? fail(err) : ok(res))));
+  await post('Profiler.enable');
+  await post('Profiler.start');
+  return {
+    async stop(file) {
+      const { profile } = (await post('Profiler.stop')) as { profile: unknown };
+      session.disconnect();
+      await fsp.writeFile(file, JSON.stringify(profile));
+      return file;
+    },
+  };
+}
 const TOKEN = randomBytes(16).toString('hex');
 const AGENT_TOKEN = randomBytes(16).toString('hex');
 const CLI = resolve(__dirname, '../src/cli/main.js');
@@ -113,13 +133,20 @@ async function main(): Promise<number> {
   const local = await cleanBuild('local, clean', []);
   const remote = await cleanBuild('remote execution, empty cache', [`--remote_executor=${grpcUrl}`, header]);
   const tally = new RequestTally();
+  const cpu: Record<'gRPC' | 'HTTP', number[]> = { gRPC: [], HTTP: [] };
   const tallied = async (what: string, flags: string[], show: boolean): Promise<number> => {
+    const protocol = what.includes('gRPC') ? 'gRPC' : 'HTTP';
+    const profile = show && PROFILE ? await startProfile() : undefined;
     tally.start();
+    const c0 = process.cpuUsage();
     try {
       return await cleanBuild(what, flags);
     } finally {
+      const c = process.cpuUsage(c0);
       tally.stop();
+      if (!show) cpu[protocol].push((c.user + c.system) / 1000);
       if (show) for (const l of tally.lines()) say(`  ${l}`);
+      if (profile) printProfile(`the master during a cached build via ${protocol}`, await profile.stop(join(dir, `${protocol}.cpuprofile`)));
     }
   };
   const grpcRuns: number[] = [];
@@ -140,6 +167,7 @@ async function main(): Promise<number> {
   }
   const grpcCached = stats(grpcRuns).p50;
   const httpCached = stats(httpRuns).p50;
+  say(`master process CPU per cached build, median: gRPC ${f1(stats(cpu.gRPC).p50)} ms, HTTP ${f1(stats(cpu.HTTP).p50)} ms`);
   await bazel(['shutdown']);
 
   // Execute -> started: distinct tiny actions, one at a time, on an idle agent; from a client
