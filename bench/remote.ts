@@ -44,7 +44,7 @@ const EXEC_SAMPLES = intEnv('BENCH_EXEC_SAMPLES', 50);
 const CACHED_RUNS = intEnv('BENCH_CACHED_RUNS', 7);
 /** Execute samples not counted: they open the connections. */
 const WARMUP = 3;
-/** BENCH_PROFILE=1: a CPU profile of this process (the master) during each warm-up cached build. */
+/** BENCH_PROFILE=1: a CPU profile of this process (the master) during the first counted cached build of each protocol. */
 const PROFILE = process.env.BENCH_PROFILE === '1';
 
 async function startProfile(): Promise<{ stop(file: string): Promise<string> }> {
@@ -136,7 +136,7 @@ async function main(): Promise<number> {
   const cpu: Record<'gRPC' | 'HTTP', number[]> = { gRPC: [], HTTP: [] };
   const tallied = async (what: string, flags: string[], show: boolean): Promise<number> => {
     const protocol = what.includes('gRPC') ? 'gRPC' : 'HTTP';
-    const profile = show && PROFILE ? await startProfile() : undefined;
+    const profile = !show && PROFILE && cpu[protocol].length === 0 ? await startProfile() : undefined;
     tally.start();
     const c0 = process.cpuUsage();
     try {
