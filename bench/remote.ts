@@ -6,9 +6,13 @@
  * - the same build fully cached, after `bazel clean`: through gRPC (--remote_cache=grpc://) and
  *   through Bazel's HTTP cache (--remote_cache=http://.../cache) against the same master and
  *   the same entries;
+ * - the fully cached build BENCH_CACHED_RUNS (7) times per protocol, alternating, after one
+ *   warm-up build of each (which prints every request kind served, with server-side latency);
+ *   the medians are compared, and the master's CPU per build is printed;
  * - Execute -> action started (the operation's EXECUTING stage, sent when an agent has the
  *   build) for BENCH_EXEC_SAMPLES (50) distinct tiny actions on an idle agent, one at a time,
- *   and Execute -> COMPLETED for the same actions.
+ *   and Execute -> COMPLETED for the same actions, from a client in this process and from one
+ *   in its own process (as Bazel is), with the server-side stages of each Execute.
  *
  * The master runs in this process (startDaemon, its own redis-server); the agent is a real
  * `spillway agent` process with 2 executors. One Bazel server is warmed up first and kept for
@@ -17,6 +21,7 @@
  *
  *   npm run bench:remote        # or: node dist/bench/remote.js
  *   BENCH_RULES=50 BENCH_EXEC_SAMPLES=20 node dist/bench/remote.js
+ *   BENCH_PROFILE=1 node dist/bench/remote.js   # plus a CPU profile of the master per protocol
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
