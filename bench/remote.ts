@@ -6,9 +6,13 @@
  * - the same build fully cached, after `bazel clean`: through gRPC (--remote_cache=grpc://) and
  *   through Bazel's HTTP cache (--remote_cache=http://.../cache) against the same master and
  *   the same entries;
+ * - the fully cached build BENCH_CACHED_RUNS (7) times per protocol, alternating, after one
+ *   warm-up build of each (which prints every request kind served, with server-side latency);
+ *   the medians are compared, and the master's CPU per build is printed;
  * - Execute -> action started (the operation's EXECUTING stage, sent when an agent has the
  *   build) for BENCH_EXEC_SAMPLES (50) distinct tiny actions on an idle agent, one at a time,
- *   and Execute -> COMPLETED for the same actions.
+ *   and Execute -> COMPLETED for the same actions, from a client in this process and from one
+ *   in its own process (as Bazel is), with the server-side stages of each Execute.
  *
  * The master runs in this process (startDaemon, its own redis-server); the agent is a real
  * `spillway agent` process with 2 executors. One Bazel server is warmed up first and kept for
@@ -17,26 +21,52 @@
  *
  *   npm run bench:remote        # or: node dist/bench/remote.js
  *   BENCH_RULES=50 BENCH_EXEC_SAMPLES=20 node dist/bench/remote.js
+ *   BENCH_PROFILE=1 node dist/bench/remote.js   # plus a CPU profile of the master per protocol
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, promises as fsp, readFileSync, rmSync } from 'node:fs';
+import { Session } from 'node:inspector';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
-import * as grpc from '@grpc/grpc-js';
 import { CasClient, digestOf, type Digest } from '../src/cas';
 import { startDaemon, type Daemon } from '../src/cli/daemon';
 import { parseConfig } from '../src/config';
 import { createLogger, startRedisServer, type RedisServerHandle } from '../src/lib';
-import { reapiProtos, type Operation__Output } from '../src/remote-execution';
-import { f1, intEnv, machineInfo, machineLine, once, printTable, runBench, say, stats, type TableRow } from './harness';
+import { reapiProtos } from '../src/remote-execution';
+import { f1, f2, intEnv, machineInfo, machineLine, once, printTable, runBench, say, stats, type Stats, type TableRow } from './harness';
+import { timeAll, type ExecuteSample } from './remote-execute-client';
 import { spawnLogged, stopChild, type LoggedChild } from './procs';
+import { printProfile } from './cpuprofile';
+import { ExecuteStages, RequestTally } from './remote-trace';
 
 const run = promisify(execFile);
 const RULES = intEnv('BENCH_RULES', 200);
 const EXEC_SAMPLES = intEnv('BENCH_EXEC_SAMPLES', 50);
+/** Fully cached builds per protocol, alternating gRPC and HTTP so load changes hit both alike; the medians are compared. */
+const CACHED_RUNS = intEnv('BENCH_CACHED_RUNS', 7);
+/** Execute samples not counted: they open the connections. */
+const WARMUP = 3;
+/** BENCH_PROFILE=1: a CPU profile of this process (the master) during the first counted cached build of each protocol. */
+const PROFILE = process.env.BENCH_PROFILE === '1';
+
+async function startProfile(): Promise<{ stop(file: string): Promise<string> }> {
+  const session = new Session();
+  session.connect();
+  const post = (method: string): Promise<unknown> => new Promise((ok, fail) => session.post(method, (err, res) => (err ? fail(err) : ok(res))));
+  await post('Profiler.enable');
+  await post('Profiler.start');
+  return {
+    async stop(file) {
+      const { profile } = (await post('Profiler.stop')) as { profile: unknown };
+      session.disconnect();
+      await fsp.writeFile(file, JSON.stringify(profile));
+      return file;
+    },
+  };
+}
 const TOKEN = randomBytes(16).toString('hex');
 const AGENT_TOKEN = randomBytes(16).toString('hex');
 const CLI = resolve(__dirname, '../src/cli/main.js');
@@ -61,34 +91,11 @@ async function cleanBuild(what: string, flags: string[]): Promise<number> {
   await bazel(['clean']);
   const { ms, stderr } = await bazel(['build', '//:all', ...flags]);
   const processes = /INFO: (\d+ processes[^\n]*)/.exec(stderr)?.[1] ?? '?';
-  say(`${what}: ${f1(ms / 1000)} s (${processes})`);
+  say(`${what}: ${f2(ms / 1000)} s (${processes})`);
   return ms;
 }
 
 const wire = (d: Digest) => ({ hash: d.hash, sizeBytes: d.size });
-
-/** Execute one action; ms to the EXECUTING stage and to COMPLETED. */
-function timeExecute(execution: ReturnType<typeof executionClient>, action: Digest): Promise<{ started: number; completed: number }> {
-  const md = new grpc.Metadata();
-  md.set('authorization', `Bearer ${TOKEN}`);
-  const t0 = performance.now();
-  const out = { started: NaN, completed: NaN };
-  const call = execution.execute({ actionDigest: wire(action), skipCacheLookup: true }, md);
-  return new Promise((resolvePromise, reject) => {
-    call.on('data', (op: Operation__Output) => {
-      const stage = op.metadata ? reapiProtos().executeOperationMetadata.decode(op.metadata.value).stage : '';
-      if (stage === 'EXECUTING' && Number.isNaN(out.started)) out.started = performance.now() - t0;
-      if (op.done) out.completed = performance.now() - t0;
-    });
-    call.on('error', reject);
-    call.on('end', () => resolvePromise(out));
-  });
-}
-
-function executionClient(url: string) {
-  const v2 = reapiProtos().grpc.build.bazel.remote.execution.v2;
-  return new v2.Execution(url.replace('grpc://', ''), grpc.credentials.createInsecure());
-}
 
 async function main(): Promise<number> {
   await run('bazel', ['--version']);
@@ -130,40 +137,101 @@ async function main(): Promise<number> {
   const header = `--remote_header=Authorization=Bearer ${TOKEN}`;
   const local = await cleanBuild('local, clean', []);
   const remote = await cleanBuild('remote execution, empty cache', [`--remote_executor=${grpcUrl}`, header]);
-  const grpcCached = await cleanBuild('fully cached via gRPC', [`--remote_cache=${grpcUrl}`, header]);
-  const httpCached = await cleanBuild('fully cached via HTTP', [`--remote_cache=${casUrl.replace('http://', `http://ci:${TOKEN}@`)}`]);
+  const tally = new RequestTally();
+  const cpu: Record<'gRPC' | 'HTTP', number[]> = { gRPC: [], HTTP: [] };
+  const tallied = async (what: string, flags: string[], show: boolean): Promise<number> => {
+    const protocol = what.includes('gRPC') ? 'gRPC' : 'HTTP';
+    const profile = !show && PROFILE && cpu[protocol].length === 0 ? await startProfile() : undefined;
+    tally.start();
+    const c0 = process.cpuUsage();
+    try {
+      return await cleanBuild(what, flags);
+    } finally {
+      const c = process.cpuUsage(c0);
+      tally.stop();
+      if (!show) cpu[protocol].push((c.user + c.system) / 1000);
+      if (show) for (const l of tally.lines()) say(`  ${l}`);
+      if (profile) printProfile(`the master during a cached build via ${protocol}`, await profile.stop(join(dir, `${protocol}.cpuprofile`)));
+    }
+  };
+  const grpcRuns: number[] = [];
+  const httpRuns: number[] = [];
+  const viaGrpc = [`--remote_cache=${grpcUrl}`, header];
+  const viaHttp = [`--remote_cache=${casUrl.replace('http://', `http://ci:${TOKEN}@`)}`];
+  // One build of each first, not counted (it shows the requests): the outputs uploaded by the
+  // agent then sit in the master's memory tier for both, whichever protocol comes first.
+  await tallied('fully cached via gRPC, warm-up', viaGrpc, true);
+  await tallied('fully cached via HTTP, warm-up', viaHttp, true);
+  for (let i = 0; i < CACHED_RUNS; i++) {
+    // ABAB... would give one protocol the Bazel server's state after the other's build every time.
+    const order = i % 2 === 0 ? (['gRPC', 'HTTP'] as const) : (['HTTP', 'gRPC'] as const);
+    for (const p of order) {
+      if (p === 'gRPC') grpcRuns.push(await tallied('fully cached via gRPC', viaGrpc, false));
+      else httpRuns.push(await tallied('fully cached via HTTP', viaHttp, false));
+    }
+  }
+  const grpcCached = stats(grpcRuns).p50;
+  const httpCached = stats(httpRuns).p50;
+  say(`master process CPU per cached build, median: gRPC ${f1(stats(cpu.gRPC).p50)} ms, HTTP ${f1(stats(cpu.HTTP).p50)} ms`);
   await bazel(['shutdown']);
 
-  // Execute -> started: distinct tiny actions, one at a time, on an idle agent.
+  // Execute -> started: distinct tiny actions, one at a time, on an idle agent; from a client
+  // in this process and from one in a process of its own (as Bazel is), each on fresh actions.
   const cas = new CasClient({ baseUrl: casUrl, token: TOKEN });
-  const put = async (b: Buffer): Promise<Digest> => {
-    const d = digestOf(b);
-    await cas.uploadMissing([{ digest: d, data: b }]);
-    return d;
-  };
   const codecs = reapiProtos();
   const root = digestOf(Buffer.alloc(0));
-  const execution = executionClient(grpcUrl!);
-  const samples: Array<{ started: number; completed: number }> = [];
-  for (let i = 0; i < EXEC_SAMPLES + 3; i++) {
-    const command = await put(codecs.command.encode({ arguments: ['/bin/true', String(i)] }));
-    const action = await put(codecs.action.encode({ commandDigest: wire(command), inputRootDigest: wire(root) }));
-    const t = await timeExecute(execution, action);
-    if (i >= 3) samples.push(t); // the first few warm up the connections
-  }
-  execution.close();
-  const started = stats(samples.map((s) => s.started));
-  const completed = stats(samples.map((s) => s.completed));
-  say(`Execute -> EXECUTING: p50 ${f1(started.p50)} ms p90 ${f1(started.p90)} ms; -> COMPLETED: p50 ${f1(completed.p50)} ms p90 ${f1(completed.p90)} ms`);
+  const actions = async (tag: string): Promise<Digest[]> => {
+    const out: Digest[] = [];
+    for (let i = 0; i < EXEC_SAMPLES + WARMUP; i++) {
+      const command = codecs.command.encode({ arguments: ['/bin/true', tag, String(i)] });
+      const action = codecs.action.encode({ commandDigest: wire(digestOf(command)), inputRootDigest: wire(root) });
+      await cas.uploadMissing([command, action].map((data) => ({ digest: digestOf(data), data })));
+      out.push(digestOf(action));
+    }
+    return out;
+  };
+  const measure = async (what: string, run: (a: Digest[]) => Promise<ExecuteSample[]>): Promise<{ started: Stats; completed: Stats }> => {
+    const list = await actions(what);
+    const stages = new ExecuteStages();
+    stages.start();
+    let samples: ExecuteSample[];
+    try {
+      samples = (await run(list)).slice(WARMUP); // the first few warm up the connections
+    } finally {
+      stages.stop();
+    }
+    const started = stats(samples.map((s) => s.started));
+    const completed = stats(samples.map((s) => s.completed));
+    say(`Execute from ${what}: -> EXECUTING p50 ${f1(started.p50)} ms p90 ${f1(started.p90)} ms; -> COMPLETED p50 ${f1(completed.p50)} ms p90 ${f1(completed.p90)} ms`);
+    say('  server side, ms since the handler started:');
+    for (const l of stages.lines(WARMUP)) say(`    ${l}`);
+    const epoch = (t: number | undefined) => (t === undefined ? NaN : performance.timeOrigin + t);
+    const received = stages.receivedTimes().slice(WARMUP);
+    const dispatched = stages.dispatchedTimes().slice(WARMUP);
+    const toServer = stats(samples.map((s, i) => epoch(received[i]) - s.sentAt));
+    const toClient = stats(samples.map((s, i) => s.sentAt + s.started - epoch(dispatched[i])));
+    say(`    client call -> handler started: p50 ${f2(toServer.p50)} ms p90 ${f2(toServer.p90)} ms`);
+    say(`    dispatched -> client reads EXECUTING: p50 ${f2(toClient.p50)} ms p90 ${f2(toClient.p90)} ms`);
+    return { started, completed };
+  };
+  const inProcess = await measure('a client in the master process', (list) => timeAll(grpcUrl!, TOKEN, list));
+  const ownProcess = await measure('a client process (as Bazel)', async (list) => {
+    const file = join(dir, 'actions.json');
+    await fsp.writeFile(file, JSON.stringify(list));
+    const { stdout } = await run(process.execPath, [join(__dirname, 'remote-execute-client.js'), grpcUrl!, TOKEN, file], { maxBuffer: 16 * 1024 * 1024 });
+    return JSON.parse(stdout) as ExecuteSample[];
+  });
+  const { started, completed } = ownProcess;
 
   const rows: TableRow[] = [
     [`clean build, ${RULES} genrules, Bazel local`, `${f1(local / 1000)} s`, '', undefined],
     [`clean build, ${RULES} genrules, remote execution`, `${f1(remote / 1000)} s`, '', undefined],
     ['  per-action overhead of remote vs local', `${f1((remote - local) / RULES)} ms`, '', undefined],
-    ['fully cached build via gRPC', `${f1(grpcCached / 1000)} s`, `<= HTTP (${f1(httpCached / 1000)} s)`, grpcCached <= httpCached],
-    ['fully cached build via Bazel HTTP cache', `${f1(httpCached / 1000)} s`, '', undefined],
-    [`Execute -> action started, p50 (n=${started.n})`, `${f1(started.p50)} ms`, '<= 5 ms', started.p50 <= 5],
-    ['Execute -> action started, p90', `${f1(started.p90)} ms`, '', undefined],
+    [`fully cached build via gRPC, median of ${CACHED_RUNS}`, `${f2(grpcCached / 1000)} s`, `<= HTTP (${f2(httpCached / 1000)} s)`, grpcCached <= httpCached],
+    [`fully cached build via Bazel HTTP cache, median of ${CACHED_RUNS}`, `${f2(httpCached / 1000)} s`, '', undefined],
+    [`Execute -> action started, client process, p50 (n=${started.n})`, `${f1(started.p50)} ms`, '<= 5 ms', started.p50 <= 5],
+    ['Execute -> action started, client process, p90', `${f1(started.p90)} ms`, '', undefined],
+    ['Execute -> action started, client in the master process, p50', `${f1(inProcess.started.p50)} ms`, '', undefined],
     ['Execute -> COMPLETED (/bin/true), p50', `${f1(completed.p50)} ms`, '', undefined],
   ];
   printTable(rows);

@@ -13,6 +13,8 @@ import type { DiskStoreOptions, DiskStoreStats } from './disk-store-options';
 export type { DiskStoreOptions, DiskStoreStats } from './disk-store-options';
 
 const VERIFY_FIRST_MAX_BYTES = 64 * 1024 * 1024;
+/** Stats of one findMissing in flight at once (the libuv pool has 4 threads; more only queue there). */
+const FIND_MISSING_CONCURRENCY = 8;
 
 /**
  * A content-addressed blob store on local disk with size-bounded LRU eviction.
@@ -186,16 +188,29 @@ export class DiskStore implements BlobStore {
    * ones are marked recently used, since the caller is about to reference them.
    */
   async findMissing(digests: readonly Digest[]): Promise<Digest[]> {
-    const missing: Digest[] = [];
+    const unique: Digest[] = [];
     const seen = new Set<string>();
-    const now = this.opts.clock.now();
     for (const d of digests) {
       const key = `${d.hash}/${d.size}`;
       if (seen.has(key)) continue;
       seen.add(key);
-      if (await this.has(d)) this.index.touch(d.hash, now);
-      else missing.push({ hash: d.hash, size: d.size });
+      unique.push(d);
     }
+    // The stats run side by side, a bounded number at once: one after another, a result naming
+    // a few outputs waits a thread-pool round trip per blob, and a huge request must not queue
+    // thousands of stats ahead of every other read.
+    const present = new Array<boolean>(unique.length);
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      for (let i = next++; i < unique.length; i = next++) present[i] = await this.has(unique[i]!);
+    };
+    await Promise.all(Array.from({ length: Math.min(FIND_MISSING_CONCURRENCY, unique.length) }, worker));
+    const now = this.opts.clock.now();
+    const missing: Digest[] = [];
+    unique.forEach((d, i) => {
+      if (present[i]) this.index.touch(d.hash, now);
+      else missing.push({ hash: d.hash, size: d.size });
+    });
     return missing;
   }
 

@@ -26,14 +26,17 @@ export interface MemoryTierStats {
 }
 
 const DEFAULT_MAX_BLOB_BYTES = 1024 * 1024;
+/** Written blobs up to this size are kept on the way in: hashing them again costs little. */
+const FILL_ON_PUT_BYTES = 64 * 1024;
 
 /**
  * A bounded set of hot small blobs served from memory, in front of another store: a hit costs no
  * file open, stat, read or hash. A blob is hashed when it enters memory, so what this tier
  * serves is always verified; one that fails is removed from `inner` and never served.
  *
- * Reads that miss here fill the tier; writes, existence checks and find-missing go to `inner`
- * unchanged, so the disk decides what is present. A hit is passed on as a `touch`, keeping the
+ * Reads that miss here fill the tier, and so do small writes once `inner` has committed them;
+ * existence checks go to `inner`, so the disk decides what is present (find-missing answers for
+ * held blobs from the disk's index). A hit is passed on as a `touch`, keeping the
  * blob recent in the inner store's eviction order; a blob the inner store no longer holds is
  * dropped here too, so GET never answers for a blob HEAD calls absent.
  */
@@ -42,10 +45,12 @@ export class MemoryTier implements BlobStore {
   private readonly blobs = new Map<string, Buffer>();
   private bytes = 0;
   private readonly maxBlobBytes: number;
+  private readonly fillOnPutBytes: number;
   private readonly counters = { hits: 0, misses: 0, corruptionsDetected: 0 };
 
   constructor(private readonly opts: MemoryTierOptions) {
     this.maxBlobBytes = Math.min(opts.maxBlobBytes ?? DEFAULT_MAX_BLOB_BYTES, opts.maxBytes);
+    this.fillOnPutBytes = Math.min(FILL_ON_PUT_BYTES, this.maxBlobBytes);
   }
 
   stats(): MemoryTierStats {
@@ -91,8 +96,33 @@ export class MemoryTier implements BlobStore {
     return inMemory(hash, data);
   }
 
-  put(source: Source, expected?: ExpectedBlob): Promise<PutResult> {
-    return this.opts.inner.put(source, expected);
+  /**
+   * Stores through `inner`, and keeps a small blob's bytes here once `inner` has it: what is
+   * written is mostly read soon after (a remote action's Action and Command, an agent's
+   * outputs, which the client downloads and the action cache's completeness check asks for).
+   * The bytes are hashed again before they enter, as on a read, so this tier never holds
+   * anything but the blob `inner` committed.
+   */
+  async put(source: Source, expected?: ExpectedBlob): Promise<PutResult> {
+    if (expected?.size !== undefined && expected.size > this.fillOnPutBytes) return this.opts.inner.put(source, expected);
+    const chunks: Buffer[] = [];
+    let seen = 0;
+    const limit = this.fillOnPutBytes;
+    async function* copying(): AsyncGenerator<Buffer | Uint8Array> {
+      for await (const chunk of source as AsyncIterable<Buffer | Uint8Array>) {
+        seen += chunk.length;
+        if (seen <= limit) chunks.push(Buffer.from(chunk));
+        else chunks.length = 0;
+        yield chunk;
+      }
+    }
+    const result = await this.opts.inner.put(copying(), expected);
+    if (seen <= limit && seen > 0 && !this.blobs.has(result.digest.hash)) {
+      const data = Buffer.concat(chunks);
+      const actual = digestOf(data);
+      if (actual.hash === result.digest.hash && actual.size === result.digest.size && this.opts.inner.touch(actual.hash)) this.insert(actual.hash, data);
+    }
+    return result;
   }
 
   has(digest: Digest): Promise<boolean> {
@@ -103,8 +133,20 @@ export class MemoryTier implements BlobStore {
     return this.opts.inner.sizeOf(hash);
   }
 
-  findMissing(digests: readonly Digest[]): Promise<Digest[]> {
-    return this.opts.inner.findMissing(digests);
+  /**
+   * A blob held here is present exactly when {@link peek} would serve it (the inner store
+   * still indexes it, which `touch` asks and counts as a use); only the others go to `inner`,
+   * in one call. An action-cache completeness check of hot outputs then costs no file stat.
+   */
+  async findMissing(digests: readonly Digest[]): Promise<Digest[]> {
+    const unknown: Digest[] = [];
+    for (const d of digests) {
+      const held = this.blobs.get(d.hash);
+      if (held && held.length === d.size && this.opts.inner.touch(d.hash)) continue;
+      if (held && held.length === d.size) this.drop(d.hash);
+      unknown.push(d);
+    }
+    return unknown.length === 0 ? [] : this.opts.inner.findMissing(unknown);
   }
 
   async delete(hash: string): Promise<boolean> {

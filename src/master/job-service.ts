@@ -4,7 +4,7 @@ import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { Config } from '../config';
 import { BadRequestError, ConflictError, NotFoundError, type Clock } from '../lib';
-import { buildResultSchema, checkJobPayload, exitCodeOf } from '../protocol';
+import { buildResultSchema, checkJobPayload, exitCodeOf, type JobPayload } from '../protocol';
 import type { BuildRecord, BuildStore } from './build-store';
 import { CancelStore, isCancelReason } from './cancel-store';
 import type { Dispatcher } from './dispatcher';
@@ -143,6 +143,27 @@ export class JobService {
     const held = await this.keys.remember(id, stored ? entryOf(q.type, stored) : ours);
     if (held.taken && held.entry.digest === ours.digest) return { id, type: q.type, created: true, state: 'waiting' };
     return this.repeated(id, held.entry, ours, stored);
+  }
+
+  /**
+   * Adds a job whose id the caller has just made unique (a remote action's `ra-<uuid>`
+   * operation name, see remote-execution): one add to its queue. `submit`'s bookkeeping of
+   * client-chosen ids (looked up before the add, remembered after it) can never match such an
+   * id and costs Redis round trips while the action waits for its agent.
+   * @throws BadRequestError for an unknown type, a malformed id or a payload the job schema refuses
+   */
+  async submitFresh(type: string, jobId: string, payload: JobPayload): Promise<void> {
+    const q = this.d.queues.get(type);
+    if (!q) throw new BadRequestError(`unknown job type "${type}" (known: ${[...this.d.queues.keys()].join(', ')})`);
+    if (!JOB_ID.test(jobId) || /^\d+$/.test(jobId)) throw new BadRequestError(`job id "${jobId.slice(0, 40)}" is not a valid job id`);
+    const check = checkJobPayload(payload, q.type);
+    if (!check.ok) throw new BadRequestError(check.reason);
+    await q.apiQueue.add('build', check.payload, {
+      jobId,
+      attempts: this.d.config.jobTypes[q.type]!.attempts,
+      removeOnComplete: { count: this.d.config.builds.keep },
+      removeOnFail: { count: this.d.config.builds.keep },
+    });
   }
 
   /** What a client-chosen id already stands for: its remembered entry, or a job of that id in any queue. */

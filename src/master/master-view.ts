@@ -51,7 +51,7 @@ export interface MasterEvents {
 }
 
 /** Submitting and looking up jobs. */
-export type JobApi = Pick<JobService, 'submit' | 'view' | 'logChunk' | 'logText'>;
+export type JobApi = Pick<JobService, 'submit' | 'submitFresh' | 'view' | 'logChunk' | 'logText'>;
 
 /** Cancelling and retrying jobs (submit or admin token). */
 export type JobControlApi = Pick<JobControl, 'cancel' | 'retry'>;

@@ -13,6 +13,7 @@ import { serverStream, send } from './grpc-handlers';
 import { missingInputs } from './input-check';
 import { OPERATION_NAME, type OperationRecord, type OperationStore } from './operation-store';
 import { reapiProtos } from './reapi-protos';
+import { traceExecute } from './reapi-trace';
 import type { ReapiService } from './reapi-server';
 import { requestDigest, requestInstance, requireSha256, wireDigest } from './request-digest';
 import { Code, RpcError } from './rpc-error';
@@ -64,7 +65,12 @@ class Followers {
   private readonly byName = new Map<string, Set<Follower>>();
 
   constructor(master: ExecutionServiceDeps['master']) {
-    master.on('build-dispatched', (b) => this.byName.get(b.id)?.forEach((f) => f.advance('EXECUTING')));
+    master.on('build-dispatched', (b) => {
+      const set = this.byName.get(b.id);
+      if (!set) return;
+      traceExecute(b.id, 'dispatched');
+      set.forEach((f) => f.advance('EXECUTING'));
+    });
     master.on('job-settled', (_q, id) => this.byName.get(id)?.forEach((f) => f.nudge()));
   }
 
@@ -89,6 +95,7 @@ async function execute(deps: ExecutionServiceDeps, followers: Followers, call: S
   requireSha256(req.digestFunction);
   const actionDigest = requestDigest(req.actionDigest, 'action_digest');
   const name = `ra-${randomUUID()}`;
+  traceExecute(name, 'received');
   const finish = (response: ExecuteResponse) => send(call, operation(name, 'COMPLETED', actionDigest, response));
 
   if (!req.skipCacheLookup) {
@@ -97,32 +104,46 @@ async function execute(deps: ExecutionServiceDeps, followers: Followers, call: S
       deps.log.info('execution.cache-hit', { action: actionDigest.hash, instance });
       return finish({ result: hit, cachedResult: true, status: { code: Code.OK } });
     }
+    traceExecute(name, 'cache-checked');
   }
   const [actionBytes, missingAction] = await blobOrMissing(deps.store, actionDigest);
   if (!actionBytes) return finish(preconditionFailed(missingAction));
   const action = decodeOr(() => reapiProtos().action.decode(actionBytes), 'action_digest: the blob is not an Action');
+  traceExecute(name, 'action-read');
   const commandDigest = requestDigest(action.commandDigest, 'action.command_digest');
   const [commandBytes, missingCommand] = await blobOrMissing(deps.store, commandDigest);
   if (!commandBytes) return finish(preconditionFailed(missingCommand));
   const command = decodeOr(() => reapiProtos().command.decode(commandBytes), 'action.command_digest: the blob is not a Command');
+  traceExecute(name, 'command-read');
   if (action.inputRootDigest) requestDigest(action.inputRootDigest, 'action.input_root_digest');
 
   const job = actionJob(deps.config, instance, wireDigest(actionDigest), action, command);
   if (!job.ok) throw badRequest(job.violations);
+  traceExecute(name, 'job-built');
   const inputRoot = job.payload.remoteAction!.inputRoot;
   const missing = await missingInputs(deps.store, inputRoot);
   if (missing.length > 0) return finish(preconditionFailed(missing));
+  traceExecute(name, 'inputs-checked');
 
   const rec: OperationRecord = { type: job.type, action: job.payload.remoteAction!, doNotCache: job.doNotCache, submittedAt: deps.clock.now() };
-  await deps.operations.create(name, rec);
-  // Subscribed and QUEUED before the job exists, so its dispatch cannot slip past or come first.
-  const follower = new Follower(deps, followers, call, name, rec);
-  follower.advance('QUEUED');
-  try {
+  // Subscribed before the job exists, so its dispatch cannot slip past. The record and the job
+  // go to Redis side by side (two connections, one round trip instead of two before the
+  // dispatcher can take it); the stream names the operation only once the record is stored,
+  // so a WaitExecution with that name finds it, and says QUEUED before EXECUTING whichever
+  // arrives first. A job whose record could not be stored runs unfollowed, as after a disconnect.
+  const follower = new Follower(deps, followers, call, name, rec, false);
+  const [stored, submitted] = await Promise.allSettled([
+    deps.operations.create(name, rec).then(() => {
+      traceExecute(name, 'operation-stored');
+      follower.announce();
+    }),
     // The job type's attempts: a build lost with its agent runs again elsewhere (a failing command never does).
-    await deps.master.jobs.submit({ type: job.type, jobId: name, ...job.payload });
-  } catch (err) {
+    deps.master.jobs.submitFresh(job.type, name, job.payload).then(() => traceExecute(name, 'enqueued')),
+  ]);
+  const failed = [submitted, stored].find((r) => r.status === 'rejected');
+  if (failed) {
     follower.close();
+    const err: unknown = failed.reason;
     if (err instanceof BadRequestError) throw new RpcError(Code.INVALID_ARGUMENT, err.message);
     throw err;
   }
@@ -135,7 +156,7 @@ async function waitExecution(deps: ExecutionServiceDeps, followers: Followers, c
   const name = call.request.name;
   const rec = OPERATION_NAME.test(name) ? await deps.operations.get(name) : undefined;
   if (!rec) throw new RpcError(Code.NOT_FOUND, `no operation ${name.slice(0, 80)} (unknown, or finished over ${deps.config.remoteExecution.operationTtlSec} s ago)`);
-  await new Follower(deps, followers, call, name, rec).run(undefined);
+  await new Follower(deps, followers, call, name, rec, true).run(undefined);
 }
 
 /**
@@ -145,6 +166,8 @@ async function waitExecution(deps: ExecutionServiceDeps, followers: Followers, c
  */
 class Follower {
   private stage: Stage | undefined;
+  /** A stage reached before the operation was announced, sent right after QUEUED. */
+  private deferred: Stage | undefined;
   private wake: (() => void) | undefined;
   private closed = false;
   private readonly abort = new AbortController();
@@ -155,6 +178,8 @@ class Follower {
     private readonly call: OperationCall,
     private readonly name: string,
     private readonly rec: OperationRecord,
+    /** False until {@link announce}: no stage is sent before the operation's record is stored. */
+    private announced: boolean,
   ) {
     followers.add(name, this);
     call.on('cancelled', () => this.close());
@@ -194,7 +219,19 @@ class Follower {
     w?.();
   }
 
+  /** The record is stored: QUEUED goes out, then whatever the operation reached meanwhile. */
+  announce(): void {
+    this.announced = true;
+    this.advance('QUEUED');
+    if (this.deferred) this.advance(this.deferred);
+    this.deferred = undefined;
+  }
+
   advance(stage: Stage): void {
+    if (!this.announced) {
+      if (stage !== 'QUEUED') this.deferred = stage;
+      return;
+    }
     if (this.closed || this.stage === stage || (this.stage === 'EXECUTING' && stage === 'QUEUED')) return;
     this.stage = stage;
     send(this.call, operation(this.name, stage, this.rec.action.actionDigest)).catch(() => this.close());

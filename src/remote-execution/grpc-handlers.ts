@@ -8,6 +8,7 @@ import type {
   sendUnaryData,
 } from '@grpc/grpc-js';
 import type { Logger } from '../lib';
+import { rpcStart, traceRpc } from './reapi-trace';
 import { Code, toRpcError, type RpcError } from './rpc-error';
 
 /** Errors that mean "the client asked for something wrong" are the client's business; the rest are logged. */
@@ -20,9 +21,17 @@ function report(log: Logger, method: string, err: unknown): RpcError {
 /** A unary handler from an async function; a throw becomes the call's status. */
 export function unary<Req, Res>(log: Logger, method: string, fn: (call: ServerUnaryCall<Req, Res>) => Promise<Res>): handleUnaryCall<Req, Res> {
   return (call, callback: sendUnaryData<Res>) => {
+    const start = rpcStart();
     fn(call).then(
-      (res) => callback(null, res),
-      (err: unknown) => callback(report(log, method, err)),
+      (res) => {
+        callback(null, res);
+        traceRpc(method, Code.OK, start);
+      },
+      (err: unknown) => {
+        const e = report(log, method, err);
+        callback(e);
+        traceRpc(method, e.code, start);
+      },
     );
   };
 }
@@ -30,12 +39,16 @@ export function unary<Req, Res>(log: Logger, method: string, fn: (call: ServerUn
 /** A server-streaming handler from an async function that writes with {@link send}; ends the call when it returns. */
 export function serverStream<Req, Res>(log: Logger, method: string, fn: (call: ServerWritableStream<Req, Res>) => Promise<void>): handleServerStreamingCall<Req, Res> {
   return (call) => {
+    const start = rpcStart();
     fn(call).then(
       () => {
         if (!call.cancelled) call.end();
+        traceRpc(method, call.cancelled ? Code.CANCELLED : Code.OK, start);
       },
       (err: unknown) => {
-        if (!call.cancelled) call.emit('error', report(log, method, err));
+        const e = report(log, method, err);
+        if (!call.cancelled) call.emit('error', e);
+        traceRpc(method, call.cancelled ? Code.CANCELLED : e.code, start);
       },
     );
   };
@@ -67,9 +80,17 @@ export function clientStream<Req, Res>(
   fn: (call: ServerReadableStream<Req, Res>) => Promise<Res>,
 ): handleClientStreamingCall<Req, Res> {
   return (call, callback: sendUnaryData<Res>) => {
+    const start = rpcStart();
     fn(call).then(
-      (res) => callback(null, res),
-      (err: unknown) => callback(report(log, method, err)),
+      (res) => {
+        callback(null, res);
+        traceRpc(method, Code.OK, start);
+      },
+      (err: unknown) => {
+        const e = report(log, method, err);
+        callback(e);
+        traceRpc(method, e.code, start);
+      },
     );
   };
 }

@@ -13,3 +13,4 @@ export { readBlob } from './blob-read';
 export { executionService, type ExecutionServiceDeps } from './execution-service';
 export { OperationStore, OPERATION_NAME, type OperationRecord } from './operation-store';
 export { PLATFORM_PROPERTIES } from './action-job';
+export { RPC_TRACE_CHANNEL, EXECUTE_TRACE_CHANNEL, type RpcTrace, type ExecuteTrace, type ExecuteStage } from './reapi-trace';

@@ -171,6 +171,20 @@ describe('remote-execution/Execution (a master with real agents)', function () {
     assert.deepEqual(skipped.stages, ['QUEUED', 'EXECUTING', 'COMPLETED']);
   });
 
+  it("hands a remote action's job over with submitFresh, which still refuses an unknown type, a bad id and a payload the job schema refuses", async () => {
+    const jobs = farm.master.jobs;
+    const payload = { argv: ['/bin/true'] } as Parameters<typeof jobs.submitFresh>[2];
+    const id = 'ra-00000000-0000-4000-8000-000000000001';
+    await assert.rejects(jobs.submitFresh('no-such-type', id, payload), /unknown job type "no-such-type"/);
+    await assert.rejects(jobs.submitFresh('remote', '12345', payload), /not a valid job id/);
+    await assert.rejects(jobs.submitFresh('remote', '../../etc', payload), /not a valid job id/);
+    await assert.rejects(jobs.submitFresh('remote', id, { ...payload, env: { 'A=B': 'x' } }), /env/);
+    await assert.rejects(jobs.view(id, 'remote', false), /not found|no job/i, 'nothing was added by the refused calls');
+    await jobs.submitFresh('remote', id, payload);
+    await waitUntil(async () => (await jobs.view(id, 'remote', false)).done, { what: 'the fresh job to run', timeoutMs: 30_000 });
+    assert.equal((await jobs.view(id, 'remote', false)).exitCode, 0);
+  });
+
   it('follows many concurrent operations behind one pair of master listeners', async () => {
     const before = farm.master.listenerCount('build-dispatched');
     // Counted while the streams are open: each dispatch happens with its stream (and others) waiting.

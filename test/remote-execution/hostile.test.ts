@@ -41,6 +41,12 @@ describe('REAPI gRPC: hostile clients', () => {
     // ...while reading with it works.
     const missing = await call(f.cas.FindMissingBlobs.bind(f.cas), { blobDigests: [wire(d)] }, r);
     assert.equal((missing as { missingBlobDigests: unknown[] }).missingBlobDigests.length, 1);
+    // A read token once accepted (and remembered) for reading is still refused a write, and a
+    // value differing from it by a character is still no token at all.
+    assert.equal((await codeOf(call(f.cas.BatchUpdateBlobs.bind(f.cas), { requests: [{ digest: wire(d), data }] }, r))).code, status.PERMISSION_DENIED);
+    assert.equal((await codeOf(call(f.cas.FindMissingBlobs.bind(f.cas), { blobDigests: [wire(d)] }, bearer(`${READ}x`)))).code, status.UNAUTHENTICATED);
+    assert.equal((await codeOf(call(f.cas.FindMissingBlobs.bind(f.cas), { blobDigests: [wire(d)] }, bearer(READ.slice(0, -1))))).code, status.UNAUTHENTICATED);
+    assert.equal(await f.store.has(d), false);
   });
 
   it('BatchUpdateBlobs: a blob whose bytes do not match its digest gets INVALID_ARGUMENT alone; the others are stored', async () => {
