@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { ActionCache, CacheConnectionRouter, CasAuth, CasHotPath, DiskStore, MemoryTier, type BlobStore, type CasRoutesOptions } from '../cas';
+import { ActionCache, CacheConnectionRouter, CasAuth, CasHotPath, DiskStore, MemoryTier, RawHitPath, type BlobStore, type CasRoutesOptions } from '../cas';
 import type { Config } from '../config';
 import { runEvery, type Clock, type Logger } from '../lib';
 import { CacheWorkers } from './cache-workers';
@@ -9,6 +9,8 @@ export interface CasService {
   routes: CasRoutesOptions;
   /** Hits of the memory tier answered before fastify; absent when the tier is off. */
   hotPath?: CasHotPath;
+  /** Hits of the memory tier answered from the connection's bytes, before node:http; absent when the tier is off. */
+  rawHits?: RawHitPath;
   /** The disk store under the tiers, for its stats. */
   disk: DiskStore;
   /** With `cas.workers`: hands cache connections of the master's HTTP server to the workers. */
@@ -38,6 +40,7 @@ export async function openCas(config: Config, clock: Clock, log: Logger): Promis
   return {
     disk,
     ...(memory && { hotPath: new CasHotPath({ blobs: memory, auth: new CasAuth(auth), ...(c.prefix && { prefix: c.prefix }) }) }),
+    ...(memory && { rawHits: new RawHitPath({ blobs: memory, auth: new CasAuth(auth), clock, ...(c.prefix && { prefix: c.prefix }) }) }),
     routes: {
       store,
       actionCache,
