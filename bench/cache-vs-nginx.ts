@@ -21,6 +21,8 @@
  *   BENCH_ROUNDS=5 BENCH_WRK_SEC=5 BENCH_MEMORY_MB=64 BENCH_BAZEL_RULES=200 BENCH_SIZES_MIB=1,256 ...
  *   BENCH_CAS_YAML='{workers: 2, listen: {port: 0}}' ...   # merged into the master's `cas` section
  *   BENCH_FIGURES=1 ...                      # only these of figures 1-4 (5 always)
+ *   BENCH_BASELINE_CAS_YAML='{rawHits: false}' ... # figure 1 also against a second master
+ *                                            # (`spillway-before`) with this merged over BENCH_CAS_YAML
  *
  * With `cas.listen.port` in the merged section the bench writes a free port there and targets
  * it instead of the HTTP API's port. Everything started is stopped on every way out (budget
@@ -31,7 +33,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { freePort } from '../src/lib/redis-server';
 import { bazelBench, haveBazel } from './cache-bazel';
-import { rssSampler, startMaster, type MasterRun, type RssPeak } from './cache-master';
+import { casOverrides, deepMerge, rssSampler, startMaster, type MasterRun, type RssPeak } from './cache-master';
 import { mixSideBySide, type MixFigure } from './cache-mix';
 import { higherIsBetter, printReport, printRounds, type ReportRow } from './cache-report';
 import { haveNginxAndWrk, hitsSideBySide, killWrk, putsSideBySide, startNginx, type PutSideBySide, type Rates, type SideBySide, type Target } from './cas-nginx';
@@ -68,6 +70,8 @@ const TARGET = 0.8;
 
 const work = mkdtempSync(join(tmpdir(), 'spillway-bench-cache-'));
 const masterRun: MasterRun = {};
+const BASELINE_YAML = process.env.BENCH_BASELINE_CAS_YAML;
+const baselineRun: MasterRun = {};
 let nginx: LoggedChild | undefined;
 const anchors: LoggedChild[] = [];
 const bazel = bazelBench(join(work, 'bazel'), BAZEL_RULES, say);
@@ -81,8 +85,10 @@ const cleanup = once(async () => {
   await bazel.stop().catch(() => undefined);
   await stopAnchors();
   if (nginx) await stopChild(nginx, 5000).catch(() => undefined);
-  if (masterRun.master) await stopChild(masterRun.master, 10_000).catch(() => undefined);
-  await masterRun.redis?.stop().catch(() => undefined);
+  for (const run of [masterRun, baselineRun]) {
+    if (run.master) await stopChild(run.master, 10_000).catch(() => undefined);
+    await run.redis?.stop().catch(() => undefined);
+  }
 });
 
 function removeWork(): void {
@@ -131,6 +137,14 @@ async function main(): Promise<number> {
     casYaml: process.env.BENCH_CAS_YAML,
   });
   const masterRss = rssSampler(m.pid);
+  let baseline: Target | undefined;
+  if (BASELINE_YAML && FIGURES.has(1)) {
+    mkdirSync(join(work, 'baseline'), { recursive: true });
+    const casYaml = JSON.stringify(deepMerge(casOverrides(process.env.BENCH_CAS_YAML), casOverrides(BASELINE_YAML)));
+    const b = await startMaster(baselineRun, join(work, 'baseline'), { memoryMb: MEMORY_MB, maxSizeMb: 1024, maxBlobMb: 64, casYaml });
+    baseline = { name: 'spillway-before', base: b.base };
+    say(`spillway-before (pid ${b.pid}) cache at ${b.base}, cas ${casYaml}`);
+  }
   const ng = await startNginx(join(work, 'nginx'));
   nginx = ng.proc;
   const nginxRss = rssSampler(ng.proc.child.pid!);
@@ -139,7 +153,7 @@ async function main(): Promise<number> {
 
   let hits: SideBySide | undefined;
   if (FIGURES.has(1)) {
-    const hitTargets = [...servers, await startAnchor(1), await startAnchor(2), await startAnchor(2, 'net')];
+    const hitTargets = [...servers, ...(baseline ? [baseline] : []), await startAnchor(1), await startAnchor(2), await startAnchor(2, 'net')];
     say(`figure 1: 4 KiB hits, ${hitTargets.map((t) => t.name).join(', ')}`);
     hits = await hitsSideBySide(hitTargets, work, WRK);
     await stopAnchors();
@@ -174,6 +188,7 @@ async function main(): Promise<number> {
   const masterPeak = masterRss.stop();
   const nginxPeak = nginxRss.stop();
   const masterLog = masterRun.master?.log() ?? '';
+  if (baselineRun.master) await stopChild(baselineRun.master, 10_000).catch(() => undefined);
   const endLoad = loadavg().map((l) => l.toFixed(2)).join(' ');
   await cleanup();
 
@@ -209,7 +224,8 @@ async function main(): Promise<number> {
     else rows.push(hitRow);
     for (const a of Object.keys(hits.medians).filter((n) => n !== 'spillway' && n !== 'nginx')) {
       const v = hits.medians[a]!;
-      rows.push({ figure: `  anchor ${a}: constant 4 KiB (in the spillway column)`, spillway: f1(v), nginx: f1(hits.medians.nginx!), ratio: f2(v / hits.medians.nginx!), target: `spillway = ${f2(hits.medians.spillway! / v)}x of it`, ok: undefined });
+      const label = a === 'spillway-before' ? `  spillway-before, cas ${BASELINE_YAML} (in the spillway column)` : `  anchor ${a}: constant 4 KiB (in the spillway column)`;
+      rows.push({ figure: label, spillway: f1(v), nginx: f1(hits.medians.nginx!), ratio: f2(v / hits.medians.nginx!), target: `spillway = ${f2(hits.medians.spillway! / v)}x of it`, ok: undefined });
     }
   }
   for (const t of transfers) {

@@ -53,7 +53,7 @@ async function serve(init: WorkerInit): Promise<void> {
   });
   await app.register(casRoutes, { store: blobs, actionCache, maxBlobBytes: init.maxBlobBytes, log, auth: init.auth, ...(init.prefix && { prefix: init.prefix }) });
   await app.ready();
-  if (memory) new RawHitPath({ blobs: memory, auth: new CasAuth(init.auth), prefix, headers: { 'x-spillway-cache-worker': worker }, clock: { now: () => Date.now() } }).install(app.server);
+  if (memory && init.rawHits) new RawHitPath({ blobs: memory, auth: new CasAuth(init.auth), prefix, headers: { 'x-spillway-cache-worker': worker }, clock: { now: () => Date.now() } }).install(app.server);
 
   process.on('message', (m, handle) => {
     if (handle === undefined) return;

@@ -40,7 +40,7 @@ export async function openCas(config: Config, clock: Clock, log: Logger): Promis
   return {
     disk,
     ...(memory && { hotPath: new CasHotPath({ blobs: memory, auth: new CasAuth(auth), ...(c.prefix && { prefix: c.prefix }) }) }),
-    ...(memory && { rawHits: new RawHitPath({ blobs: memory, auth: new CasAuth(auth), clock, ...(c.prefix && { prefix: c.prefix }) }) }),
+    ...(memory && c.rawHits && { rawHits: new RawHitPath({ blobs: memory, auth: new CasAuth(auth), clock, ...(c.prefix && { prefix: c.prefix }) }) }),
     routes: {
       store,
       actionCache,
@@ -62,6 +62,7 @@ export async function openCas(config: Config, clock: Clock, log: Logger): Promis
           actionCacheRoot: join(dir, 'action-cache'),
           maxBlobBytes: c.maxBlobMb * 1024 * 1024,
           memoryCacheBytes: c.memoryCacheMb * 1024 * 1024,
+          rawHits: c.rawHits,
           ...(c.prefix && { prefix: c.prefix }),
           auth,
           bodyLimitBytes: config.http.bodyLimitBytes,
