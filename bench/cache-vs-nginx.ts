@@ -21,7 +21,7 @@
  *   BENCH_ROUNDS=5 BENCH_WRK_SEC=5 BENCH_MEMORY_MB=64 BENCH_BAZEL_RULES=200 BENCH_SIZES_MIB=1,256 ...
  *   BENCH_CAS_YAML='{workers: 2, listen: {port: 0}}' ...   # merged into the master's `cas` section
  *   BENCH_FIGURES=1 ...                      # only these of figures 1-4 (5 always)
- *   BENCH_BASELINE_CAS_YAML='{rawHits: false}' ... # figure 1 also against a second master
+ *   BENCH_BASELINE_CAS_YAML='{rawHits: false}' ... # figures 1-3 also against a second master
  *                                            # (`spillway-before`) with this merged over BENCH_CAS_YAML
  *
  * With `cas.listen.port` in the merged section the bench writes a free port there and targets
@@ -130,18 +130,18 @@ async function main(): Promise<number> {
   say(`${QUICK ? 'QUICK mode, ' : ''}${ROUNDS} rounds; load average ${machine.load}; work dir ${work}`);
 
   const biggest = Math.max(...SIZES_MIB) * MiB;
-  const m = await startMaster(masterRun, work, {
+  const sizes = {
     memoryMb: MEMORY_MB,
     maxSizeMb: Math.ceil((4 * biggest + MIX.clients * MIX.perClient * MIX.bytes + 512 * MiB) / MiB),
     maxBlobMb: Math.ceil((2 * biggest) / MiB),
-    casYaml: process.env.BENCH_CAS_YAML,
-  });
+  };
+  const m = await startMaster(masterRun, work, { ...sizes, casYaml: process.env.BENCH_CAS_YAML });
   const masterRss = rssSampler(m.pid);
   let baseline: Target | undefined;
-  if (BASELINE_YAML && FIGURES.has(1)) {
+  if (BASELINE_YAML) {
     mkdirSync(join(work, 'baseline'), { recursive: true });
     const casYaml = JSON.stringify(deepMerge(casOverrides(process.env.BENCH_CAS_YAML), casOverrides(BASELINE_YAML)));
-    const b = await startMaster(baselineRun, join(work, 'baseline'), { memoryMb: MEMORY_MB, maxSizeMb: 1024, maxBlobMb: 64, casYaml });
+    const b = await startMaster(baselineRun, join(work, 'baseline'), { ...sizes, casYaml });
     baseline = { name: 'spillway-before', base: b.base };
     say(`spillway-before (pid ${b.pid}) cache at ${b.base}, cas ${casYaml}`);
   }
@@ -151,6 +151,8 @@ async function main(): Promise<number> {
   say(`spillway master (pid ${m.pid}) cache at ${m.base}; nginx at ${ng.base}`);
   const servers: Target[] = [{ name: 'spillway', base: m.base }, { name: 'nginx', base: ng.base }];
 
+  // Figures 2 and 3 print the baseline's rounds next to the others; the table compares spillway and nginx.
+  const withBaseline = baseline ? [...servers, baseline] : servers;
   let hits: SideBySide | undefined;
   if (FIGURES.has(1)) {
     const hitTargets = [...servers, ...(baseline ? [baseline] : []), await startAnchor(1), await startAnchor(2), await startAnchor(2, 'net')];
@@ -162,13 +164,13 @@ async function main(): Promise<number> {
   let transfers: PutSideBySide[] = [];
   if (FIGURES.has(2)) {
     say(`figure 2: ${SIZES_MIB.join(', ')} MiB PUT and GET`);
-    transfers = await putsSideBySide(servers, filesDir, SIZES_MIB, ROUNDS, { gets: true, minBytesPerRound: MIN_BYTES_PER_ROUND });
+    transfers = await putsSideBySide(withBaseline, filesDir, SIZES_MIB, ROUNDS, { gets: true, minBytesPerRound: MIN_BYTES_PER_ROUND });
   }
 
   let mix: MixFigure | undefined;
   if (FIGURES.has(3)) {
     say(`figure 3: ${MIX.clients} clients x ${MIX.perClient} x ${mib(MIX.bytes)}`);
-    mix = await mixSideBySide(servers, MIX);
+    mix = await mixSideBySide(withBaseline, MIX);
   }
 
   let build: Rates | undefined;

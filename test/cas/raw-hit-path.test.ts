@@ -201,6 +201,15 @@ describe('cas RawHitPath (memory-tier hits answered from the socket, before node
     assert.equal(raw.stats().answered, 3);
   });
 
+  it('leaves hits above maxBlobBytes (64 KiB) to node:http', async () => {
+    const big = await hotBlob(100 * 1024);
+    const text = await exchange(fast, [get(big.hash) + LAST]);
+    assert.deepEqual(statuses(text), [200, 404]);
+    assert.ok(text.includes(big.data.toString('latin1')));
+    assert.equal(raw.stats().answered, 0);
+    assert.deepEqual(parsed, [`GET /cache/cas/${big.hash}`, 'GET /nothing']);
+  });
+
   it('closes the connections it still holds when the server closes', async () => {
     const { hash } = await hotBlob();
     const text = exchange(fast, [get(hash)]);
