@@ -84,6 +84,8 @@ export async function startMaster(
       redis: { url: run.redis.url, queuePrefix: 'bench-bull', keyPrefix: 'bench-sw' },
       http: { host: '127.0.0.1', port: 0 },
       agents: { host: '127.0.0.1', port: 0, token: AGENT_TOKEN },
+      // Its own gRPC port, so a second master (BENCH_BASELINE_CAS_YAML) can run alongside.
+      grpc: { port: await freePort() },
       jobTypes: { bench: {} },
       cas,
       log: { level: 'warn', format: 'json' },

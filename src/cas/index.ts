@@ -11,6 +11,8 @@ export * from './cas-client';
 export * from './merkle-tree';
 export * from './route-hint';
 export * from './hot-path';
+export * from './raw-hit-path';
+export { parseHitRequest, MAX_HIT_HEAD_BYTES, type HitRequest, type ParsedHead } from './hit-request';
 export * from './store-messages';
 export * from './store-host';
 export * from './remote-store';

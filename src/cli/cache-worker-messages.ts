@@ -10,6 +10,8 @@ export const workerInit = z.object({
   actionCacheRoot: z.string().min(1),
   maxBlobBytes: z.number().int().positive(),
   memoryCacheBytes: z.number().int().min(0),
+  /** `cas.rawHits`: memory-tier hits answered before node:http. */
+  rawHits: z.boolean(),
   prefix: z.string().optional(),
   auth: z.object({ tokens: z.array(z.string()), readTokens: z.array(z.string()), anonymous: z.enum(['none', 'read', 'read-write']) }),
   bodyLimitBytes: z.number().int().positive(),

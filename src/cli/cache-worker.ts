@@ -7,7 +7,7 @@
 import Fastify from 'fastify';
 import http from 'node:http';
 import net, { type Socket } from 'node:net';
-import { ActionCache, CasAuth, CasHotPath, MemoryTier, RemoteStore, casRoutes, withServerOptions, type BlobStore, type ToOwner } from '../cas';
+import { ActionCache, CasAuth, CasHotPath, MemoryTier, RawHitPath, RemoteStore, casRoutes, withServerOptions, type BlobStore, type ToOwner } from '../cas';
 import { createLogger, type Logger } from '../lib';
 import { workerConnection, workerInit, type WorkerInit, type WorkerNotice } from './cache-worker-messages';
 
@@ -53,6 +53,7 @@ async function serve(init: WorkerInit): Promise<void> {
   });
   await app.register(casRoutes, { store: blobs, actionCache, maxBlobBytes: init.maxBlobBytes, log, auth: init.auth, ...(init.prefix && { prefix: init.prefix }) });
   await app.ready();
+  if (memory && init.rawHits) new RawHitPath({ blobs: memory, auth: new CasAuth(init.auth), prefix, headers: { 'x-spillway-cache-worker': worker }, clock: { now: () => Date.now() } }).install(app.server);
 
   process.on('message', (m, handle) => {
     if (handle === undefined) return;

@@ -7,6 +7,7 @@ import {
   createS3Client,
   DiskStore,
   MemoryTier,
+  RawHitPath,
   S3Objects,
   S3Tier,
   UploadJournal,
@@ -24,6 +25,8 @@ export interface CasService {
   routes: CasRoutesOptions;
   /** Hits of the memory tier answered before fastify; absent when the tier is off. */
   hotPath?: CasHotPath;
+  /** Hits of the memory tier answered from the connection's bytes, before node:http; absent when the tier is off. */
+  rawHits?: RawHitPath;
   /** The disk store under the tiers, for its stats. */
   disk: DiskStore;
   /** The memory tier in front of everything, for its stats; absent when it is off. */
@@ -72,6 +75,7 @@ export async function openCas(
     ...(memory && { memory }),
     ...(s3 && { s3 }),
     ...(memory && { hotPath: new CasHotPath({ blobs: memory, auth: new CasAuth(auth), ...(c.prefix && { prefix: c.prefix }) }) }),
+    ...(memory && c.rawHits && { rawHits: new RawHitPath({ blobs: memory, auth: new CasAuth(auth), clock, ...(c.prefix && { prefix: c.prefix }) }) }),
     routes: {
       store,
       actionCache,
@@ -93,6 +97,7 @@ export async function openCas(
           actionCacheRoot: join(dir, 'action-cache'),
           maxBlobBytes: c.maxBlobMb * 1024 * 1024,
           memoryCacheBytes: c.memoryCacheMb * 1024 * 1024,
+          rawHits: c.rawHits,
           ...(c.prefix && { prefix: c.prefix }),
           auth,
           bodyLimitBytes: config.http.bodyLimitBytes,

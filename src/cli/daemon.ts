@@ -196,6 +196,8 @@ export class Daemon {
       cas,
       dashboard: this.dashboard,
     });
+    // The raw hit path first: the router hands it the connections it keeps in the master.
+    cas?.rawHits?.install(this.http.server);
     cas?.router?.install(this.http.server);
     await this.http.listen({ host: config.http.host, port: config.http.port });
     const httpAddr = this.http.server.address() as AddressInfo;

@@ -100,6 +100,12 @@ export const configSchema = z
          * `memoryCacheMb`. 0 serves the cache in the master process. @defaultValue 0
          */
         workers: z.number().int().min(0).max(64).default(0),
+        /**
+         * Answer memory-tier hits straight from the connection's bytes, before node:http (the
+         * README's "Build cache" says which requests); false leaves every request to node:http.
+         * @defaultValue true
+         */
+        rawHits: z.boolean().default(true),
         /** Path prefix before /cas/ and /ac/, e.g. "/cache". @defaultValue none */
         prefix: z.string().regex(/^\/[A-Za-z0-9_\/-]*[A-Za-z0-9_-]$/, 'a path like "/cache"').optional(),
         /** Read-write tokens (CI, agents), as Bearer or as the Basic password. Env: SPILLWAY_CAS_TOKEN. @defaultValue none */
