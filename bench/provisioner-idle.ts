@@ -72,7 +72,7 @@ async function main(): Promise<void> {
   const wallMs = Number(process.hrtime.bigint() - t0) / 1e6;
   const c = process.cpuUsage(c0);
   const r1 = await redisStats(probe);
-  // The probe's own INFO calls (2 before, 2 after... counted once each side) are not the tick's.
+  // The probe's INFO calls between the two counts (at most 2) are not the tick's.
   const commands = (r1.commands - r0.commands - 2) / TICKS;
   const nodeMs = (c.user + c.system) / 1000 / TICKS;
   const redisMs = (r1.cpuMs - r0.cpuMs) / TICKS;
