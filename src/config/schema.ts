@@ -101,11 +101,12 @@ export const configSchema = z
          */
         workers: z.number().int().min(0).max(64).default(0),
         /**
-         * Answer memory-tier hits straight from the connection's bytes, before node:http (the
-         * README's "Build cache" says which requests); false leaves every request to node:http.
-         * @defaultValue true
+         * Answer memory-tier hits up to 64 KiB straight from the connection's bytes, before
+         * node:http (the README's "Build cache" says which requests). Off by default while 1 MiB
+         * GETs on connections it handed over measure slower with cas.workers (README,
+         * Benchmarks). @defaultValue false
          */
-        rawHits: z.boolean().default(true),
+        rawHits: z.boolean().default(false),
         /** Path prefix before /cas/ and /ac/, e.g. "/cache". @defaultValue none */
         prefix: z.string().regex(/^\/[A-Za-z0-9_\/-]*[A-Za-z0-9_-]$/, 'a path like "/cache"').optional(),
         /** Read-write tokens (CI, agents), as Bearer or as the Basic password. Env: SPILLWAY_CAS_TOKEN. @defaultValue none */

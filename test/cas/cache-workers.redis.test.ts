@@ -60,7 +60,8 @@ function workerPids(): number[] {
     .map(Number);
 }
 
-describe('cas.workers: cache connections served by worker processes on the master\'s one store', function () {
+// Both ways of answering hits: node:http only, and the raw hit path in the master and the workers.
+for (const rawHits of [false, true]) describe(`cas.workers: cache connections served by worker processes on the master's one store (rawHits ${rawHits})`, function () {
   this.timeout(60_000);
   let farm: TestFarm;
   let dir: string;
@@ -69,7 +70,7 @@ describe('cas.workers: cache connections served by worker processes on the maste
 
   before(async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'spillway-cache-workers-'));
-    farm = await new TestFarm(farmConfigRaw({ cas: { dir: path.join(dir, 'cas'), prefix: '/cache', tokens: [TOKEN], workers: 2 } })).start();
+    farm = await new TestFarm(farmConfigRaw({ cas: { dir: path.join(dir, 'cas'), prefix: '/cache', tokens: [TOKEN], workers: 2, rawHits } })).start();
     base = farm.addr.httpUrl;
     port = Number(new URL(base).port);
   });
