@@ -187,7 +187,13 @@ export class S3Tier implements BlobStore {
     }
     try {
       const chunks: Buffer[] = [];
-      for await (const chunk of obj.stream) chunks.push(chunk as Buffer);
+      let bytes = 0;
+      for await (const chunk of obj.stream) {
+        bytes += (chunk as Buffer).length;
+        // Held in memory, so never more than the length S3 announced (checked against the bound).
+        if (bytes > obj.size) throw new S3TierError(`GetObject ${name}: more bytes than its length ${obj.size}`, 'LengthMismatch', true);
+        chunks.push(chunk as Buffer);
+      }
       this.counters.s3Hits++;
       return Buffer.concat(chunks);
     } catch (err) {
