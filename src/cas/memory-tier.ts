@@ -35,8 +35,7 @@ const FILL_ON_PUT_BYTES = 64 * 1024;
  * serves is always verified; one that fails is removed from `inner` and never served.
  *
  * Reads that miss here fill the tier, and so do small writes once `inner` has committed them;
- * existence checks go to `inner`, so the disk decides what is present (find-missing answers for
- * held blobs from the disk's index). A hit is passed on as a `touch`, keeping the
+ * existence checks and find-missing go to `inner` unchanged, so the disk decides what is present. A hit is passed on as a `touch`, keeping the
  * blob recent in the inner store's eviction order; a blob the inner store no longer holds is
  * dropped here too, so GET never answers for a blob HEAD calls absent.
  */
@@ -99,7 +98,7 @@ export class MemoryTier implements BlobStore {
   /**
    * Stores through `inner`, and keeps a small blob's bytes here once `inner` has it: what is
    * written is mostly read soon after (a remote action's Action and Command, an agent's
-   * outputs, which the client downloads and the action cache's completeness check asks for).
+   * outputs, which the client downloads).
    * The bytes are hashed again before they enter, as on a read, so this tier never holds
    * anything but the blob `inner` committed.
    */
@@ -120,7 +119,8 @@ export class MemoryTier implements BlobStore {
     if (seen <= limit && seen > 0 && !this.blobs.has(result.digest.hash)) {
       const data = Buffer.concat(chunks);
       const actual = digestOf(data);
-      if (actual.hash === result.digest.hash && actual.size === result.digest.size && this.opts.inner.touch(actual.hash)) this.insert(actual.hash, data);
+      // `inner` has just committed it (or held it already); a touch here would count a hit no one asked for.
+      if (actual.hash === result.digest.hash && actual.size === result.digest.size) this.insert(actual.hash, data);
     }
     return result;
   }
@@ -133,20 +133,8 @@ export class MemoryTier implements BlobStore {
     return this.opts.inner.sizeOf(hash);
   }
 
-  /**
-   * A blob held here is present exactly when {@link peek} would serve it (the inner store
-   * still indexes it, which `touch` asks and counts as a use); only the others go to `inner`,
-   * in one call. An action-cache completeness check of hot outputs then costs no file stat.
-   */
-  async findMissing(digests: readonly Digest[]): Promise<Digest[]> {
-    const unknown: Digest[] = [];
-    for (const d of digests) {
-      const held = this.blobs.get(d.hash);
-      if (held && held.length === d.size && this.opts.inner.touch(d.hash)) continue;
-      if (held && held.length === d.size) this.drop(d.hash);
-      unknown.push(d);
-    }
-    return unknown.length === 0 ? [] : this.opts.inner.findMissing(unknown);
+  findMissing(digests: readonly Digest[]): Promise<Digest[]> {
+    return this.opts.inner.findMissing(digests);
   }
 
   async delete(hash: string): Promise<boolean> {
