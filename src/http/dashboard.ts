@@ -3,6 +3,7 @@ import type { Config, OverflowRule } from '../config';
 import { runEvery, type Clock, type Logger } from '../lib';
 import type { InstanceRecord, InstanceState, PoolReport, Provisioner, RuleBook } from '../provisioner';
 import type { BuildRecord, MasterView } from '../master';
+import { cacheView, type CacheOverview } from './cache-view';
 import { History, waitFigures, type HistorySample } from './history';
 import { LiveUpdates } from './live-updates';
 import { MasterMetrics, type MetricsSources } from './metrics';
@@ -38,6 +39,8 @@ export interface Overview {
   cost: UsageReport;
   /** Time of the newest history sample: the page refetches the charts when it moves. */
   historyAt: number | null;
+  /** This master's build cache; null when it serves none (`cas.dir` unset). */
+  cache: CacheOverview | null;
 }
 
 /** Builds shown on the page and scanned for a sample's wait percentiles. */
@@ -132,6 +135,7 @@ export class Dashboard {
       builds,
       cost,
       historyAt,
+      cache: this.d.cas ? cacheView(this.d.cas) : null,
     };
   }
 

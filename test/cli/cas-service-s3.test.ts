@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { casRoutes, createS3Client } from '../../src/cas';
 import { openCas, type CasService } from '../../src/cli/cas-service';
 import { parseConfig } from '../../src/config';
+import { cacheView } from '../../src/http/cache-view';
 import { MasterMetrics } from '../../src/http/metrics';
 import { systemClock } from '../../src/lib';
 import { recordingLogger, tempRoot } from '../cas/cas-fixtures';
@@ -91,17 +92,18 @@ describe('cli openCas with cas.s3 (two masters, one bucket, over HTTP)', functio
 
     // Served again by B: from its own disk or memory now, not S3.
     assert.equal((await fetch(`${b.url}/cas/${hash}`)).status, 200);
-    const metrics = new MasterMetrics({
-      queues: async () => [],
-      pools: async () => [],
-      agents: () => [],
-      cas: { store: b.cas.disk, actionCache: b.cas.routes.actionCache, ...(b.cas.memory && { memory: b.cas.memory }), s3: b.cas.s3! },
-    });
+    const sources = { store: b.cas.disk, actionCache: b.cas.routes.actionCache, ...(b.cas.memory && { memory: b.cas.memory }), s3: b.cas.s3! };
+    const metrics = new MasterMetrics({ queues: async () => [], pools: async () => [], agents: () => [], cas: sources });
     const text = (await metrics.text()).body;
     // From S3: the blob, the /ac/ value's pointer and the CAS blob it points to; then memory.
     assert.match(text, /spillway_cas_tier_hits_total\{tier="s3"\} 3/);
     assert.match(text, /spillway_cas_tier_hits_total\{tier="memory"\} 1/);
     assert.match(text, /spillway_cas_s3_upload_queue_depth 0/);
     assert.match(text, /spillway_cas_s3_upload_oldest_age_seconds 0/);
+    // The dashboard's summary reads the same figures.
+    const view = cacheView(sources);
+    assert.deepEqual({ memory: view.reads.memory, s3: view.reads.s3 }, { memory: 1, s3: 3 });
+    assert.deepEqual(view.s3, { queued: 0, oldestAgeMs: 0, dropped: 0, corruptObjects: 0, errors: {} });
+    assert.equal(cacheView({ store: a.cas.disk, actionCache: a.cas.routes.actionCache, s3: a.cas.s3! }).reads.s3, 0, 'A served nothing from S3');
   });
 });

@@ -1,5 +1,7 @@
 import { strict as assert } from 'node:assert';
-import { mkdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { launchChromium } from '../helpers/chromium';
@@ -102,6 +104,7 @@ describe('dashboard in a real browser: the overview fits one screen', function (
   let browser: Browser;
   let page: Page;
   const jobs: string[] = [];
+  let casDir = '';
 
   before(async function () {
     browser = await launchChromium(this);
@@ -111,6 +114,7 @@ describe('dashboard in a real browser: the overview fits one screen', function (
         jobTypes: { b2g: { attempts: 2, overflow: { pool: 'cloud', minBacklog: 50 } }, linux64: { attempts: 2 } },
         pools: { cloud: { provider: 'local', maxInstances: 3, local: { preCreated: 3 } } },
         dashboard: { sampleSec: 1 },
+        cas: { dir: (casDir = mkdtempSync(join(tmpdir(), 'spillway-dash-cas-'))), anonymous: 'read-write' },
       }),
       // Never run: the backlog stays under 50, so the three instances stay suspended.
       { agentCommand: [process.execPath, CLI] },
@@ -122,12 +126,18 @@ describe('dashboard in a real browser: the overview fits one screen', function (
     await farm.agent({ name: 'ec2-builder-2', jobTypes: ['linux64'], location: 'cloud', instanceId: 'i-0fedcba9876543210' });
     for (let i = 0; i < 60; i++) jobs.push(await farm.submit({ type: i % 2 ? 'b2g' : 'linux64', shell: i % 9 === 4 ? 'exit 3' : 'true' }));
     await Promise.all(jobs.map((j) => farm.finished(j)));
+    // Three cache reads: two hits of one blob and a miss.
+    const blob = Buffer.from('a cached object file');
+    const hash = createHash('sha256').update(blob).digest('hex');
+    assert.equal((await fetch(`${farm.addr.httpUrl}/cas/${hash}`, { method: 'PUT', body: blob })).status, 200);
+    for (const h of [hash, hash, 'e'.repeat(64)]) await fetch(`${farm.addr.httpUrl}/cas/${h}`);
     page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
   });
 
   after(async () => {
     await browser?.close();
     await farm?.stop();
+    if (casDir) rmSync(casDir, { recursive: true, force: true });
   });
 
   it('shows the summary, queues, pools and agents side by side and the newest builds without scrolling; names never wrap', async () => {
@@ -149,6 +159,8 @@ describe('dashboard in a real browser: the overview fits one screen', function (
       return b;
     };
     const summary = await within('[data-testid=summary]');
+    await within('[data-testid=summary-cache]');
+    assert.match(await page.locator('[data-testid=summary-cache]').innerText(), /cache reads\s+67% hit \(memory 2 · disk 0 · missed 1\)/);
     const queues = await within('[data-testid=queues-panel]');
     const pools = await within('[data-testid=pools-panel]');
     const agents = await within('[data-testid=agents-panel]');

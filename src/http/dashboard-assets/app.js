@@ -107,7 +107,26 @@
       item('instances', stateText, 'summary-instances'),
       item('agents', overview.agents.length, 'summary-agents'),
       item("today's cloud cost", money(overview.cost.today.totalCost), 'summary-cost'),
+      ...cacheItems(item),
     );
+  }
+
+  /** The build cache's reads by tier since the master started and, with S3, how far the bucket lags. */
+  function cacheItems(item) {
+    const c = overview.cache;
+    if (!c) return [];
+    const r = c.reads;
+    const served = (r.memory || 0) + r.disk + (r.s3 || 0);
+    const all = served + r.missed;
+    const tiers = [r.memory !== null && `memory ${r.memory}`, `disk ${r.disk}`, r.s3 !== null && `S3 ${r.s3}`, `missed ${r.missed}`].filter(Boolean).join(' · ');
+    const items = [item('cache reads', all ? `${Math.round((served / all) * 100)}% hit (${tiers})` : 'none yet', 'summary-cache')];
+    if (c.s3) {
+      const errors = Object.entries(c.s3.errors).map(([code, n]) => `${code} ${n}`).join(', ');
+      const lag = c.s3.queued ? `${c.s3.queued} waiting, oldest ${dur(c.s3.oldestAgeMs)}` : 'in sync';
+      items.push(item('S3 uploads', lag + (c.s3.dropped ? `, ${c.s3.dropped} dropped` : ''), 'summary-s3'));
+      if (errors || c.s3.corruptObjects) items.push(item('S3 errors', [errors, c.s3.corruptObjects && `${c.s3.corruptObjects} corrupt objects`].filter(Boolean).join(', '), 'summary-s3-errors'));
+    }
+    return items;
   }
 
   const queueRows = new Map();
