@@ -10,7 +10,7 @@ import type { BuildRecords } from './build-store';
 import { BuildSettlement } from './build-settlement';
 import type { CancelRequest, CancelStore } from './cancel-store';
 import type { DispatcherEvents } from './dispatcher-events';
-import { chooseAgent } from './executor-choice';
+import { firstFitting } from './executor-choice';
 import { agentKeyOf, attemptOf, diskDefault, identityOf, lockOf, timeoutOf, type HeldJob } from './held-jobs/held-job';
 import { HeldJobs } from './held-jobs/held-jobs';
 import type { JobQueue, QueuedJob } from './job-queue';
@@ -182,8 +182,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
 
   /** `not` is the agent that just declined it: never straight back there, whatever the master thinks of it. */
   private place(h: HeldJob, not?: ConnectedAgent): boolean {
-    const agents = this.d.registry.list();
-    const choice = chooseAgent(h.queue, h.payload.requirements, not ? agents.filter((a) => a !== not) : agents);
+    const { registry } = this.d;
+    const choice = firstFitting(registry.candidates(h.queue), h.payload.requirements, registry.policy, not);
     if (!choice.agent) return false;
     const agent = choice.agent;
     const build = identityOf(h, agent, this.d.clock.now());
