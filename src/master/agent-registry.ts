@@ -1,9 +1,9 @@
 import { EventEmitter } from 'node:events';
 import type { HelloFrame, MasterFrame, Notice } from '../protocol';
 import { FreeExecutorIndex } from './free-executor-index';
-import { DEFAULT_PLACEMENT, type PlacementPolicy } from './placement-policy';
+import { DEFAULT_PLACEMENT, type Location, type PlacementPolicy } from './placement-policy';
 
-export type Location = 'onprem' | 'cloud';
+export type { Location };
 
 /** The filesystem an agent is short on, as it reported it. */
 export interface DiskShortage {
@@ -116,7 +116,7 @@ export interface AgentRegistryEvents {
 export class AgentRegistry extends EventEmitter<AgentRegistryEvents> {
   private readonly byId = new Map<string, ConnectedAgent>();
   private readonly byName = new Map<string, ConnectedAgent>();
-  private readonly free: FreeExecutorIndex;
+  private readonly free: FreeExecutorIndex<ConnectedAgent>;
   private seq = 0;
 
   /** @param policy How free executors are ordered per location. @defaultValue DEFAULT_PLACEMENT (on-prem spread, cloud packed) */

@@ -1,25 +1,27 @@
-import type { ConnectedAgent, Location } from './agent-registry';
 import { OrderedSet } from './ordered-set';
-import type { PlacementOrder, PlacementPolicy } from './placement-policy';
+import type { Location, Placeable, PlacementOrder, PlacementPolicy } from './placement-policy';
+
+/** What the index reads of an agent (a `A` is one). */
+type Indexed = Placeable & { readonly jobTypes: ReadonlySet<string> };
 
 /** The agents of one job type and location that have a free executor, in one placement order. */
-interface PlacementQueue {
-  insert(agent: ConnectedAgent): void;
-  delete(agent: ConnectedAgent): void;
+interface PlacementQueue<A> {
+  insert(agent: A): void;
+  delete(agent: A): void;
   /** Best first, as `comparePlacement` orders them. */
-  inOrder(): Iterable<ConnectedAgent>;
+  inOrder(): Iterable<A>;
 }
 
 /** Least recently used first: agents are (re)inserted at the back when their `usedSeq` is bumped. */
-class SpreadQueue implements PlacementQueue {
-  private readonly agents = new OrderedSet<ConnectedAgent>();
-  insert(agent: ConnectedAgent): void {
+class SpreadQueue<A> implements PlacementQueue<A> {
+  private readonly agents = new OrderedSet<A>();
+  insert(agent: A): void {
     this.agents.pushBack(agent);
   }
-  delete(agent: ConnectedAgent): void {
+  delete(agent: A): void {
     this.agents.delete(agent);
   }
-  inOrder(): Iterable<ConnectedAgent> {
+  inOrder(): Iterable<A> {
     return this.agents.fromFront();
   }
 }
@@ -29,10 +31,10 @@ class SpreadQueue implements PlacementQueue {
  * use are few (at most one per executor count), so ordering them costs nothing next to the
  * number of agents.
  */
-class PackQueue implements PlacementQueue {
-  private readonly buckets = new Map<number, OrderedSet<ConnectedAgent>>();
-  private readonly bucketOf = new Map<ConnectedAgent, number>();
-  insert(agent: ConnectedAgent): void {
+class PackQueue<A extends Indexed> implements PlacementQueue<A> {
+  private readonly buckets = new Map<number, OrderedSet<A>>();
+  private readonly bucketOf = new Map<A, number>();
+  insert(agent: A): void {
     this.delete(agent);
     const n = agent.running.size;
     let b = this.buckets.get(n);
@@ -40,7 +42,7 @@ class PackQueue implements PlacementQueue {
     b.pushBack(agent);
     this.bucketOf.set(agent, n);
   }
-  delete(agent: ConnectedAgent): void {
+  delete(agent: A): void {
     const n = this.bucketOf.get(agent);
     if (n === undefined) return;
     this.bucketOf.delete(agent);
@@ -48,16 +50,16 @@ class PackQueue implements PlacementQueue {
     b.delete(agent);
     if (b.size === 0) this.buckets.delete(n);
   }
-  *inOrder(): Iterable<ConnectedAgent> {
+  *inOrder(): Iterable<A> {
     for (const n of [...this.buckets.keys()].sort((x, y) => y - x)) yield* this.buckets.get(n)!.fromBack();
   }
 }
 
-const queueFor = (order: PlacementOrder): PlacementQueue => (order === 'pack' ? new PackQueue() : new SpreadQueue());
+const queueFor = <A extends Indexed>(order: PlacementOrder): PlacementQueue<A> => (order === 'pack' ? new PackQueue<A>() : new SpreadQueue<A>());
 
-interface TypeIndex {
-  onprem: PlacementQueue;
-  cloud: PlacementQueue;
+interface TypeIndex<A> {
+  onprem: PlacementQueue<A>;
+  cloud: PlacementQueue<A>;
   /** Free executors of agents serving the type that take work. */
   free: number;
   /** Agents serving the type that take work (not draining, not short of disk). */
@@ -76,9 +78,9 @@ interface Entry {
  * agent for a job costs O(1) for a job without requirements (the first candidate fits) instead
  * of a scan and sort of every connected agent; the capacity per type is a counter.
  */
-export class FreeExecutorIndex {
-  private readonly types = new Map<string, TypeIndex>();
-  private readonly entries = new Map<ConnectedAgent, Entry>();
+export class FreeExecutorIndex<A extends Indexed> {
+  private readonly types = new Map<string, TypeIndex<A>>();
+  private readonly entries = new Map<A, Entry>();
 
   constructor(private readonly policy: PlacementPolicy) {}
 
@@ -86,12 +88,12 @@ export class FreeExecutorIndex {
    * The agent's state as dispatch sees it now. Returns whether it changed since the last call
    * (the registry then bumps the agent's `usedSeq` first: see `PlacementOrder`).
    */
-  changed(agent: ConnectedAgent, now: { takes: boolean; free: number }): boolean {
+  changed(agent: A, now: { takes: boolean; free: number }): boolean {
     const e = this.entries.get(agent);
     return !e || e.takes !== now.takes || e.free !== now.free || e.running !== agent.running.size;
   }
 
-  put(agent: ConnectedAgent, now: { takes: boolean; free: number }): void {
+  put(agent: A, now: { takes: boolean; free: number }): void {
     this.delete(agent);
     this.entries.set(agent, { takes: now.takes, free: now.free, running: agent.running.size });
     for (const type of agent.jobTypes) {
@@ -102,7 +104,7 @@ export class FreeExecutorIndex {
     }
   }
 
-  delete(agent: ConnectedAgent): void {
+  delete(agent: A): void {
     const e = this.entries.get(agent);
     if (!e) return;
     this.entries.delete(agent);
@@ -115,7 +117,7 @@ export class FreeExecutorIndex {
   }
 
   /** Agents serving `queue` with a free executor, best first (on-prem before cloud). */
-  *candidates(queue: string): IterableIterator<ConnectedAgent> {
+  *candidates(queue: string): IterableIterator<A> {
     const t = this.types.get(queue);
     if (!t || t.free <= 0) return;
     for (const loc of ['onprem', 'cloud'] as const satisfies readonly Location[]) yield* t[loc].inOrder();
@@ -126,9 +128,9 @@ export class FreeExecutorIndex {
     return { free: t?.free ?? 0, serving: (t?.serving ?? 0) > 0 };
   }
 
-  private type(name: string): TypeIndex {
+  private type(name: string): TypeIndex<A> {
     let t = this.types.get(name);
-    if (!t) this.types.set(name, (t = { onprem: queueFor(this.policy.onprem), cloud: queueFor(this.policy.cloud), free: 0, serving: 0 }));
+    if (!t) this.types.set(name, (t = { onprem: queueFor<A>(this.policy.onprem), cloud: queueFor<A>(this.policy.cloud), free: 0, serving: 0 }));
     return t;
   }
 }

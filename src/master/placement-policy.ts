@@ -1,4 +1,5 @@
-import type { ConnectedAgent, Location } from './agent-registry';
+/** Where an agent runs: on the farm's own machines, or a cloud instance. */
+export type Location = 'onprem' | 'cloud';
 
 /**
  * How the free executors of one location are ordered for the next job.
@@ -27,7 +28,14 @@ export interface PlacementPolicy {
 /** Cloud packed, on-prem spread: see {@link PlacementOrder}. */
 export const DEFAULT_PLACEMENT: PlacementPolicy = Object.freeze({ onprem: 'spread', cloud: 'pack' });
 
-type Placeable = Pick<ConnectedAgent, 'location' | 'usedSeq'> & { readonly running: { readonly size: number } };
+/** What placement reads of an agent (a `ConnectedAgent` is one). */
+export interface Placeable {
+  readonly name: string;
+  readonly location: Location;
+  readonly executors: number;
+  readonly usedSeq: number;
+  readonly running: { readonly size: number };
+}
 
 /**
  * Negative when `a` should get the next job before `b` (both with a free executor, both able
@@ -43,9 +51,9 @@ export function comparePlacement(policy: PlacementPolicy, a: Placeable, b: Place
 }
 
 /** The reason logged with a dispatch (`job.dispatched`): which rule chose this agent. */
-export function placementReason(policy: PlacementPolicy, agent: Pick<ConnectedAgent, 'location' | 'name' | 'executors'> & Placeable): string {
+export function placementReason(policy: PlacementPolicy, agent: Placeable): string {
   const where = agent.location === 'onprem' ? 'on-prem' : 'cloud';
-  const order = policy[agent.location as Location];
+  const order = policy[agent.location];
   return order === 'pack'
     ? `${where} agent ${agent.name}: packed, the busiest with a free executor (${agent.running.size}/${agent.executors} running)`
     : `${where} agent ${agent.name}: spread, the least recently used with a free executor (${agent.running.size}/${agent.executors} running)`;
