@@ -93,7 +93,9 @@ export class Daemon {
     const repeats = new RepeatLog(log, clock, config.log.repeatWindowSec * 1000);
     // BullMQ's blocking commands need maxRetriesPerRequest: null; a Redis outage then waits instead of failing jobs.
     const named = (name: string) => ({ name, connectionName: `${config.redis.keyPrefix}:master-${name}` });
-    this.redis = await connect(config.redis.url, { maxRetriesPerRequest: null }, repeats, named('queues'));
+    // Auto-pipelining: the takes, completions and lock renewals of one tick (many, with many
+    // agents) go out in one socket write instead of one write each.
+    this.redis = await connect(config.redis.url, { maxRetriesPerRequest: null, enableAutoPipelining: true }, repeats, named('queues'));
     // Build records get their own connection with auto-pipelining: their small writes from
     // concurrent builds then share socket writes, which dominated the master's CPU per build.
     this.recordsRedis = await connect(config.redis.url, { maxRetriesPerRequest: null, enableAutoPipelining: true }, repeats, named('records'));
