@@ -248,13 +248,15 @@ async function main(): Promise<number> {
   console.log(machineLine(machine));
   console.log(`load average at end ${loadEnd}; master log level ${MASTER_LOG}; fake agents in the bench process share the machine with the master and redis`);
   console.log('');
-  console.log(`fleet: ${JOBS} instant builds queued (paused), then drained by N on-prem fake agents with 1 executor each`);
-  console.log('| N | master RSS idle (no agent) | with N agents | peak (VmHWM) | jobs/s | master CPU/job | of it sys | Redis B/queued job | agents used | busiest agent share | jobs per agent p50 / max |');
-  console.log('|---|---|---|---|---|---|---|---|---|---|---|');
-  for (const r of fleets) {
-    console.log(
-      `| ${r.n} | ${f1(r.idleRss)} MiB | ${f1(r.agentsRss)} MiB | ${f1(r.peakRss)} MiB | ${Math.round(r.jobsPerSec)} | ${f2(r.cpuMsPerJob)} ms | ${Math.round(r.sysShare * 100)}% | ${Math.round(r.redisBytesPerJob)} | ${r.dist.used} of ${r.n} | ${f2(r.dist.maxShare * 100)}% (${r.dist.busiest}) | ${r.dist.p50} / ${r.dist.max} |`,
-    );
+  if (fleets.length) {
+    console.log(`fleet: ${JOBS} instant builds queued (paused), then drained by N on-prem fake agents with 1 executor each`);
+    console.log('| N | master RSS idle (no agent) | with N agents | peak (VmHWM) | jobs/s | master CPU/job | of it sys | Redis B/queued job | agents used | busiest agent share | jobs per agent p50 / max |');
+    console.log('|---|---|---|---|---|---|---|---|---|---|---|');
+    for (const r of fleets) {
+      console.log(
+        `| ${r.n} | ${f1(r.idleRss)} MiB | ${f1(r.agentsRss)} MiB | ${f1(r.peakRss)} MiB | ${Math.round(r.jobsPerSec)} | ${f2(r.cpuMsPerJob)} ms | ${Math.round(r.sysShare * 100)}% | ${Math.round(r.redisBytesPerJob)} | ${r.dist.used} of ${r.n} | ${f2(r.dist.maxShare * 100)}% (${r.dist.busiest}) | ${r.dist.p50} / ${r.dist.max} |`,
+      );
+    }
   }
   if (placements.length) {
     console.log('');
