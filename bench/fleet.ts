@@ -39,6 +39,8 @@ const CLOUD = intEnv('BENCH_CLOUD', 20);
 const QUIET_MS = intEnv('BENCH_QUIET_MS', 2000);
 const BOOT_MS = intEnv('BENCH_BOOT_MS', 300, true);
 const RUN_BUDGET_MS = intEnv('BENCH_BUDGET_MS', 600_000);
+/** Node flags for the master, e.g. "--max-old-space-size=96" to see how much of its peak is collectable. */
+const MASTER_NODE_ARGS = (process.env.BENCH_MASTER_NODE_ARGS ?? '').split(' ').filter(Boolean);
 
 const work = mkdtempSync(join(tmpdir(), 'spillway-fleet-'));
 let redis: RedisServerHandle | undefined;
@@ -78,7 +80,7 @@ async function startMaster(prefix: string, placement: { onprem: string; cloud: s
   );
   const env = { ...process.env };
   for (const k of ['REDIS_URL', 'SPILLWAY_HTTP_PORT', 'SPILLWAY_AGENT_PORT', 'SPILLWAY_AGENT_TOKEN', 'NODE_OPTIONS']) delete env[k];
-  const m = spawnLogged('master', process.execPath, [CLI, 'master', '--config', cfgFile], join(work, `${prefix}-master.log`), env);
+  const m = spawnLogged('master', process.execPath, [...MASTER_NODE_ARGS, CLI, 'master', '--config', cfgFile], join(work, `${prefix}-master.log`), env);
   master = m;
   const line = await poll('the master to listen', 30_000, () => {
     if (m.child.exitCode !== null) throw new Error(`master exited (${m.child.exitCode}):\n${m.log().slice(-2000)}`);
@@ -246,7 +248,7 @@ async function main(): Promise<number> {
   console.log('');
   console.log('spillway fleet benchmark');
   console.log(machineLine(machine));
-  console.log(`load average at end ${loadEnd}; master log level ${MASTER_LOG}; fake agents in the bench process share the machine with the master and redis`);
+  console.log(`load average at end ${loadEnd}; master log level ${MASTER_LOG}${MASTER_NODE_ARGS.length ? `, master node flags ${MASTER_NODE_ARGS.join(' ')}` : ''}; fake agents in the bench process share the machine with the master and redis`);
   console.log('');
   if (fleets.length) {
     console.log(`fleet: ${JOBS} instant builds queued (paused), then drained by N on-prem fake agents with 1 executor each`);
