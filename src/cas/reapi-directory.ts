@@ -1,4 +1,4 @@
-import protobuf from 'protobufjs';
+import type protobuf from 'protobufjs';
 import { isDigest, type Digest } from './digest';
 import { InvalidTreeError } from './errors';
 import { checkDirectoryNode, type DirectoryNode } from './merkle-tree';
@@ -10,26 +10,29 @@ import { checkDirectoryNode, type DirectoryNode } from './merkle-tree';
  * those of build/bazel/remote/execution/v2/remote_execution.proto (node_properties is read
  * and dropped: spillway sets no mtimes or modes beyond the executable bit).
  */
-const { Type, Field } = protobuf;
-const DigestType = new Type('Digest').add(new Field('hash', 1, 'string')).add(new Field('sizeBytes', 2, 'int64'));
-const FileNodeType = new Type('FileNode')
-  .add(new Field('name', 1, 'string'))
-  .add(new Field('digest', 2, 'Digest'))
-  .add(new Field('isExecutable', 4, 'bool'));
-const DirectoryNodeType = new Type('DirectoryNode').add(new Field('name', 1, 'string')).add(new Field('digest', 2, 'Digest'));
-const SymlinkNodeType = new Type('SymlinkNode').add(new Field('name', 1, 'string')).add(new Field('target', 2, 'string'));
-const DirectoryType = new Type('Directory')
-  .add(new Field('files', 1, 'FileNode', 'repeated'))
-  .add(new Field('directories', 2, 'DirectoryNode', 'repeated'))
-  .add(new Field('symlinks', 3, 'SymlinkNode', 'repeated'));
-new protobuf.Root()
-  .define('build.bazel.remote.execution.v2')
-  .add(DigestType)
-  .add(FileNodeType)
-  .add(DirectoryNodeType)
-  .add(SymlinkNodeType)
-  .add(DirectoryType)
-  .resolveAll();
+let directoryType: protobuf.Type | undefined;
+
+/**
+ * Built on first use: protobufjs costs ~15 MB resident, and a master reads no REAPI tree unless
+ * remote actions run (an agent only when it builds one).
+ */
+function reapiDirectoryType(): protobuf.Type {
+  if (directoryType) return directoryType;
+  const { Type, Field, Root } = require('protobufjs') as typeof protobuf;
+  const DirectoryType = new Type('Directory')
+    .add(new Field('files', 1, 'FileNode', 'repeated'))
+    .add(new Field('directories', 2, 'DirectoryNode', 'repeated'))
+    .add(new Field('symlinks', 3, 'SymlinkNode', 'repeated'));
+  new Root()
+    .define('build.bazel.remote.execution.v2')
+    .add(new Type('Digest').add(new Field('hash', 1, 'string')).add(new Field('sizeBytes', 2, 'int64')))
+    .add(new Type('FileNode').add(new Field('name', 1, 'string')).add(new Field('digest', 2, 'Digest')).add(new Field('isExecutable', 4, 'bool')))
+    .add(new Type('DirectoryNode').add(new Field('name', 1, 'string')).add(new Field('digest', 2, 'Digest')))
+    .add(new Type('SymlinkNode').add(new Field('name', 1, 'string')).add(new Field('target', 2, 'string')))
+    .add(DirectoryType)
+    .resolveAll();
+  return (directoryType = DirectoryType);
+}
 
 interface WireDigest {
   hash: string;
@@ -56,6 +59,7 @@ function digestFrom(d: WireDigest | undefined, where: string): Digest {
  * @throws InvalidTreeError for bytes that are not a Directory or break a rule
  */
 export function decodeReapiDirectory(data: Buffer): DirectoryNode {
+  const DirectoryType = reapiDirectoryType();
   let wire: WireDirectory;
   try {
     wire = DirectoryType.toObject(DirectoryType.decode(data), TO_OBJECT) as WireDirectory;

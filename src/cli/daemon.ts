@@ -5,27 +5,13 @@ import type { Config } from '../config';
 import { Dashboard, createHttpApi } from '../http';
 import { RedisProbe, systemClock, urlHost, type Clock, type Logger } from '../lib';
 import { Master } from '../master';
-import {
-  createEc2Client,
-  Ec2RequestBucket,
-  createProviders,
-  createSqsClient,
-  PROVIDERS,
-  type CreateEc2ClientOptions,
-  type CreateSqsClientOptions,
-  type Ec2Client,
-  type LocalAgentCas,
-  type ProviderFactory,
-  type SqsClient,
-} from '../provisioner';
+import type { CreateEc2ClientOptions, CreateSqsClientOptions, Ec2Client, LocalAgentCas, ProviderFactory, SqsClient } from '../provisioner';
 import type { HubCommandRunner } from '../vpn';
-import { Autoscale } from './autoscale';
+import type { Autoscale } from './autoscale';
 import { RedisConnections } from './redis-connections';
-import { vpnPeerIssuers } from './vpn-peers';
 import { openCas, type CasService } from './cas-service';
 import type { CreateS3ClientOptions, S3ClientHandle } from '../cas';
-import { openGrpc } from './grpc-service';
-import { CallAuth, executionService, OperationStore, type ReapiServer } from '../remote-execution';
+import type { ReapiServer } from '../remote-execution';
 
 const QUIT_WITHIN_MS = 1000;
 /**
@@ -111,7 +97,9 @@ export class Daemon {
     const redis = new RedisConnections({ redis: config.redis, log, clock, repeatWindowMs: config.log.repeatWindowSec * 1000 });
     // BullMQ's blocking commands need maxRetriesPerRequest: null; a Redis outage then waits instead of failing jobs.
     const open = (name: string, options: RedisOptions) => redis.open(name, `${config.redis.keyPrefix}:master-${name}`, options);
-    this.redis = await open('queues', { maxRetriesPerRequest: null });
+    // Auto-pipelining: the takes, completions and lock renewals of one tick (many, with many
+    // agents) go out in one socket write instead of one write each.
+    this.redis = await open('queues', { maxRetriesPerRequest: null, enableAutoPipelining: true });
     // Build records get their own connection with auto-pipelining: their small writes from
     // concurrent builds then share socket writes, which dominated the master's CPU per build.
     this.recordsRedis = await open('records', { maxRetriesPerRequest: null, enableAutoPipelining: true });
@@ -140,6 +128,11 @@ export class Daemon {
     const agentUrl = await master.listen();
 
     if (Object.keys(config.pools).length > 0) {
+      // Loaded only for a farm with pools: the provisioner brings the AWS SDK, ~70 MB resident
+      // (see "Memory" in the README), which a master without pools never needs.
+      const { createEc2Client, createProviders, createSqsClient, Ec2RequestBucket, PROVIDERS } = await import('../provisioner/index.js');
+      const { Autoscale } = await import('./autoscale.js');
+      const { vpnPeerIssuers } = await import('./vpn-peers.js');
       const providerLog = log.child({ component: 'autoscale' });
       const providers = createProviders(
         config,
@@ -212,24 +205,29 @@ export class Daemon {
     const { submit, admin } = config.http.tokens;
     if (submit.length + admin.length === 0) log.warn('http.open-submit', { host: httpAddr.address, reason: 'no submit or admin token: anyone who reaches the API may submit builds' });
 
-    const re = config.remoteExecution;
-    // Execution only where remote actions have a job type to become; Capabilities then says exec_enabled.
-    const execution =
-      cas && (re.defaultJobType !== undefined || Object.keys(re.instances).length > 0)
-        ? [
-            executionService({
-              config,
-              master,
-              store: cas.routes.store,
-              actionCache: cas.routes.actionCache,
-              operations: new OperationStore({ redis: this.apiRedis, keyPrefix: config.redis.keyPrefix, ttlSec: re.operationTtlSec }),
-              auth: new CallAuth(cas.routes.auth),
-              clock,
-              log: log.child({ component: 'execution' }),
-            }),
-          ]
-        : [];
-    this.grpc = await openGrpc(config, cas, clock, log, execution);
+    // gRPC (grpc-js, proto-loader, the REAPI protos: ~15 MB resident) only when it serves.
+    if (cas && config.grpc.enabled) {
+      const { openGrpc } = await import('./grpc-service.js');
+      const { CallAuth, executionService, OperationStore } = await import('../remote-execution/index.js');
+      const re = config.remoteExecution;
+      // Execution only where remote actions have a job type to become; Capabilities then says exec_enabled.
+      const execution =
+        re.defaultJobType !== undefined || Object.keys(re.instances).length > 0
+          ? [
+              executionService({
+                config,
+                master,
+                store: cas.routes.store,
+                actionCache: cas.routes.actionCache,
+                operations: new OperationStore({ redis: this.apiRedis, keyPrefix: config.redis.keyPrefix, ttlSec: re.operationTtlSec }),
+                auth: new CallAuth(cas.routes.auth),
+                clock,
+                log: log.child({ component: 'execution' }),
+              }),
+            ]
+          : [];
+      this.grpc = await openGrpc(config, cas, clock, log, execution);
+    }
     const grpcUrl = this.grpc && `${config.grpc.tls ? 'grpcs' : 'grpc'}://${urlHost(config.grpc.host)}:${this.grpc.boundPort}`;
 
     master.start();

@@ -77,6 +77,20 @@ export const agentsSchema = z
     helloTimeoutSec: z.number({ error: 'expected a positive number' }).positive().default(10),
     /** Frames larger than this close the connection (1009). @defaultValue 1048576 */
     maxFrameBytes: posInt().default(1024 * 1024),
+    /**
+     * Which free executor gets the next job, per location (on-prem always first): `pack` the
+     * busiest agent with a free executor (idle cloud instances then reach their quiet period
+     * and are suspended), `spread` the least recently used.
+     */
+    placement: z
+      .object({
+        /** @defaultValue 'spread' */
+        onprem: z.enum(['pack', 'spread']).default('spread'),
+        /** @defaultValue 'pack' */
+        cloud: z.enum(['pack', 'spread']).default('pack'),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict()
   .superRefine(

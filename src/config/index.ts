@@ -15,3 +15,4 @@ export { vpnPoolSchema, HUB_COMMAND_PLACEHOLDERS, type VpnPoolConfig } from './v
 export { grpcSchema, type GrpcConfig } from './grpc-schema';
 export { remoteExecutionSchema, type RemoteExecutionConfig } from './remote-execution-schema';
 export { redisSchema, type RedisConfig, type RedisSentinelConfig, type RedisTlsConfig, type SentinelAddress } from './redis-schema';
+export { poolJobTypes } from './pool-job-types';

@@ -1,4 +1,4 @@
-import cron from 'node-cron';
+import type cron from 'node-cron';
 import { z } from 'zod';
 import { secretToken } from './secret-token';
 import { regionOfQueueUrl, spotFallbackSchema, spotNoticesSchema } from './spot-notices';
@@ -33,7 +33,8 @@ export const overflowSchema = z
 const warmWindowSchema = z
   .object({
     /** A cron expression of the minutes the window covers, e.g. "* 8-17 * * 1-5" (08:00-17:59 Mon-Fri). */
-    cron: z.string().refine((e) => cron.validate(e), 'not a valid cron expression'),
+    // node-cron is required only to check a window (it costs a master without any ~4 MB resident).
+    cron: z.string().refine((e) => (require('node-cron') as typeof cron).validate(e), 'not a valid cron expression'),
     /** IANA time zone the expression is read in. @defaultValue the master's local time */
     timezone: z.string().optional(),
     /** Instances kept awake while the window is open. */

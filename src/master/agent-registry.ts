@@ -1,7 +1,9 @@
 import { EventEmitter } from 'node:events';
 import type { HelloFrame, MasterFrame, Notice } from '../protocol';
+import { FreeExecutorIndex } from './free-executor-index';
+import { DEFAULT_PLACEMENT, type Location, type PlacementPolicy } from './placement-policy';
 
-export type Location = 'onprem' | 'cloud';
+export type { Location };
 
 /** The filesystem an agent is short on, as it reported it. */
 export interface DiskShortage {
@@ -39,6 +41,11 @@ export interface ConnectedAgent {
   readonly notice: Notice | undefined;
   /** Build keys (`queue/jobId`) this agent is running. */
   readonly running: ReadonlySet<string>;
+  /**
+   * When the agent was last used, as a registry-wide sequence number (unique per agent): bumped
+   * when it is given a build, frees an executor or comes (back) to work. Placement ties go by it.
+   */
+  readonly usedSeq: number;
   send(frame: MasterFrame): void;
   /** Ends the connection; the registry forgets the agent through `remove`. */
   close(code: number, reason: string): void;
@@ -84,6 +91,7 @@ export function agentFromHello(
     diskFull: hello.diskFull ? { path: '', freeMb: 0, minFreeMb: 0 } : undefined,
     notice: undefined,
     running: new Set(),
+    usedSeq: 0,
     send: conn.send,
     close: conn.close,
     alive: conn.alive ?? (async () => false),
@@ -101,10 +109,21 @@ export interface AgentRegistryEvents {
   removed: [ConnectedAgent];
 }
 
-/** The agents connected to this master, by connection id and by name. */
+/**
+ * The agents connected to this master, by connection id and by name, and their free executors
+ * per job type in placement order (see `PlacementPolicy`).
+ */
 export class AgentRegistry extends EventEmitter<AgentRegistryEvents> {
   private readonly byId = new Map<string, ConnectedAgent>();
   private readonly byName = new Map<string, ConnectedAgent>();
+  private readonly free: FreeExecutorIndex<ConnectedAgent>;
+  private seq = 0;
+
+  /** @param policy How free executors are ordered per location. @defaultValue DEFAULT_PLACEMENT (on-prem spread, cloud packed) */
+  constructor(readonly policy: PlacementPolicy = DEFAULT_PLACEMENT) {
+    super();
+    this.free = new FreeExecutorIndex(policy);
+  }
 
   /**
    * Agents that said hello and are taking their running builds back: those builds count on
@@ -120,6 +139,7 @@ export class AgentRegistry extends EventEmitter<AgentRegistryEvents> {
     this.joiningById.delete(agent.id);
     this.byId.set(agent.id, agent);
     this.byName.set(agent.name, agent);
+    this.reindex(agent);
     this.emit('added', agent);
   }
 
@@ -128,6 +148,7 @@ export class AgentRegistry extends EventEmitter<AgentRegistryEvents> {
     this.joiningById.delete(agent.id);
     if (this.byId.get(agent.id) !== agent) return false;
     this.byId.delete(agent.id);
+    this.free.delete(agent);
     if (this.byName.get(agent.name) === agent) this.byName.delete(agent.name);
     this.emit('removed', agent);
     return true;
@@ -140,10 +161,12 @@ export class AgentRegistry extends EventEmitter<AgentRegistryEvents> {
 
   setDraining(agent: ConnectedAgent, draining: boolean): void {
     (agent as MutableAgent).draining = draining;
+    this.reindex(agent);
   }
 
   setDiskFull(agent: ConnectedAgent, shortage: DiskShortage | undefined): void {
     (agent as MutableAgent).diskFull = shortage;
+    this.reindex(agent);
   }
 
   /**
@@ -153,6 +176,7 @@ export class AgentRegistry extends EventEmitter<AgentRegistryEvents> {
   setNotice(agent: ConnectedAgent, notice: Notice): boolean {
     const a = agent as MutableAgent;
     a.draining = true;
+    this.reindex(a);
     if (a.notice === notice || a.notice === 'spot-interruption') return false;
     a.notice = notice;
     return true;
@@ -163,13 +187,16 @@ export class AgentRegistry extends EventEmitter<AgentRegistryEvents> {
     const a = (this.byId.get(id) ?? this.joiningById.get(id)) as MutableAgent | undefined;
     if (!a || a.running.has(key)) return false;
     a.running.add(key);
+    this.reindex(a);
     return a.running.size === 1;
   }
 
   /** Forgets a build of the agent of connection `id`; the agent if it just became idle. */
   unassign(id: string, key: string): ConnectedAgent | undefined {
     const a = (this.byId.get(id) ?? this.joiningById.get(id)) as MutableAgent | undefined;
-    return a?.running.delete(key) && a.running.size === 0 ? a : undefined;
+    if (!a?.running.delete(key)) return undefined;
+    this.reindex(a);
+    return a.running.size === 0 ? a : undefined;
   }
 
   get(id: string): ConnectedAgent | undefined {
@@ -184,16 +211,26 @@ export class AgentRegistry extends EventEmitter<AgentRegistryEvents> {
     return [...this.byId.values()];
   }
 
-  /** Executors free for this job type now, and whether any agent that is not draining serves it. */
+  /** Executors free for this job type now, and whether any agent that is not draining serves it. O(1). */
   capacityFor(queue: string): { free: number; serving: boolean } {
-    let free = 0;
-    let serving = false;
-    for (const a of this.byId.values()) {
-      if (!a.jobTypes.has(queue) || !takesWork(a)) continue;
-      serving = true;
-      free += freeExecutors(a);
-    }
-    return { free, serving };
+    return this.free.capacityFor(queue);
+  }
+
+  /**
+   * The agents serving `queue` with a free executor, best first by the placement policy; the
+   * first that meets a job's requirements is the one `chooseAgent` would pick from `list()`.
+   */
+  candidates(queue: string): Iterable<ConnectedAgent> {
+    return this.free.candidates(queue);
+  }
+
+  /** Keeps the free-executor index in step; only registered agents (not joining ones) are in it. */
+  private reindex(agent: ConnectedAgent): void {
+    if (this.byId.get(agent.id) !== agent) return;
+    const now = { takes: takesWork(agent), free: freeExecutors(agent) };
+    if (!this.free.changed(agent, now)) return;
+    (agent as MutableAgent).usedSeq = ++this.seq;
+    this.free.put(agent, now);
   }
 
   get size(): number {

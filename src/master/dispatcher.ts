@@ -10,7 +10,7 @@ import type { BuildRecords } from './build-store';
 import { BuildSettlement } from './build-settlement';
 import type { CancelRequest, CancelStore } from './cancel-store';
 import type { DispatcherEvents } from './dispatcher-events';
-import { chooseAgent } from './executor-choice';
+import { firstFitting } from './executor-choice';
 import { agentKeyOf, attemptOf, diskDefault, identityOf, lockOf, timeoutOf, type HeldJob } from './held-jobs/held-job';
 import { HeldJobs } from './held-jobs/held-jobs';
 import type { JobQueue, QueuedJob } from './job-queue';
@@ -29,6 +29,12 @@ const MAX_PENDING_PER_TYPE = 16;
  * sits on work another master's idle agents could take.
  */
 const PREFETCH = 1;
+/**
+ * Takes in flight per job type while jobs keep coming (one while the queue is drained): each
+ * take is a Redis round trip, and one at a time capped a farm of a thousand free executors at
+ * one job per round trip. BullMQ blocks only one of them; the others return at once.
+ */
+const MAX_TAKES_IN_FLIGHT = 8;
 
 export interface DispatcherDeps {
   config: Config;
@@ -130,33 +136,50 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
 
   /** Jobs taken but not yet on an agent, per type (they count as active in BullMQ). */
   pendingCount(queue: string): number {
-    return this.jobs.pending(queue).length;
+    return this.jobs.pendingCount(queue);
   }
 
   private async feedLoop(q: JobQueue): Promise<void> {
     const signal = this.abort.signal;
+    const inflight = new Set<Promise<void>>();
+    // Grows while takes return jobs; back to one when the queue is drained, so an empty queue
+    // costs one blocked take, not a spin of takes that return nothing.
+    let parallel = 1;
     while (!signal.aborted) {
       const { free, serving } = this.d.registry.capacityFor(q.type);
-      if (!serving || this.pendingCount(q.type) >= Math.min(MAX_PENDING_PER_TYPE, free + PREFETCH)) {
-        await this.capacity.wait();
+      const room = Math.min(MAX_PENDING_PER_TYPE, free + PREFETCH) - this.pendingCount(q.type) - inflight.size;
+      if (!serving || room <= 0 || inflight.size >= parallel) {
+        await Promise.race([this.capacity.wait(), ...inflight]);
         continue;
       }
-      let taken: { job: QueuedJob; token: string } | undefined;
-      try {
-        taken = await q.take();
-      } catch (err) {
-        if (signal.aborted) return;
-        this.log.error('queue.error', { queue: q.type, error: err });
-        await this.d.clock.sleep(1000, signal).catch(() => undefined);
-        continue;
-      }
-      if (!taken) continue;
-      const { job, token } = taken;
-      await this.accept(q, job, token).catch((err: unknown) => {
-        this.log.error('queue.error', { queue: q.type, jobId: job.id, error: err });
-        return q.giveBack(job.id, token).catch(() => undefined);
+      const p: Promise<void> = this.takeOne(q).then((got) => {
+        inflight.delete(p);
+        parallel = got ? Math.min(MAX_TAKES_IN_FLIGHT, parallel + 1) : 1;
       });
+      inflight.add(p);
     }
+    await Promise.allSettled(inflight);
+  }
+
+  /** Takes one job and accepts it; whether a job came. */
+  private async takeOne(q: JobQueue): Promise<boolean> {
+    const signal = this.abort.signal;
+    let taken: { job: QueuedJob; token: string } | undefined;
+    try {
+      taken = await q.take();
+    } catch (err) {
+      if (signal.aborted) return false;
+      this.log.error('queue.error', { queue: q.type, error: err });
+      await this.d.clock.sleep(1000, signal).catch(() => undefined);
+      return false;
+    }
+    if (!taken) return false;
+    const { job, token } = taken;
+    await this.accept(q, job, token).catch((err: unknown) => {
+      this.log.error('queue.error', { queue: q.type, jobId: job.id, error: err });
+      return q.giveBack(job.id, token).catch(() => undefined);
+    });
+    return true;
   }
 
   private async accept(q: JobQueue, job: QueuedJob, token: string): Promise<void> {
@@ -182,8 +205,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
 
   /** `not` is the agent that just declined it: never straight back there, whatever the master thinks of it. */
   private place(h: HeldJob, not?: ConnectedAgent): boolean {
-    const agents = this.d.registry.list();
-    const choice = chooseAgent(h.queue, h.payload.requirements, not ? agents.filter((a) => a !== not) : agents);
+    const { registry } = this.d;
+    const choice = firstFitting(registry.candidates(h.queue), h.payload.requirements, registry.policy, not);
     if (!choice.agent) return false;
     const agent = choice.agent;
     const build = identityOf(h, agent, this.d.clock.now());

@@ -1,5 +1,6 @@
 import type { Requirements } from '../protocol';
 import { freeExecutors, takesWork, type ConnectedAgent } from './agent-registry';
+import { comparePlacement, DEFAULT_PLACEMENT, placementReason, type PlacementPolicy } from './placement-policy';
 
 export type Choice = { agent: ConnectedAgent; reason: string } | { agent: undefined; reason: string };
 
@@ -18,11 +19,12 @@ function unmetRequirement(agent: ConnectedAgent, req: Requirements | undefined):
 
 /**
  * Which agent gets a job of `queue` now: one that serves the type, is not draining, has a free
- * executor and meets the requirements. On-prem before cloud (the cloud costs money and exists
- * only to absorb overflow), then the agent with the most free executors, then by name so the
- * choice is stable.
+ * executor and meets the requirements; among those the first by the placement policy
+ * (`comparePlacement`: on-prem before cloud, on-prem spread, cloud packed by default). This is
+ * the definition, a scan of every agent; the dispatcher gets the same answer from the
+ * registry's index through `firstFitting`.
  */
-export function chooseAgent(queue: string, req: Requirements | undefined, agents: Iterable<ConnectedAgent>): Choice {
+export function chooseAgent(queue: string, req: Requirements | undefined, agents: Iterable<ConnectedAgent>, policy: PlacementPolicy = DEFAULT_PLACEMENT): Choice {
   let best: ConnectedAgent | undefined;
   let serving = 0;
   let busy = 0;
@@ -39,20 +41,25 @@ export function chooseAgent(queue: string, req: Requirements | undefined, agents
       unmet.push(`${a.name}: ${why}`);
       continue;
     }
-    if (!best || better(a, best)) best = a;
+    if (!best || comparePlacement(policy, a, best) < 0) best = a;
   }
-  if (best) return { agent: best, reason: `${best.location} agent ${best.name} has ${freeExecutors(best)} free executor(s)` };
+  if (best) return { agent: best, reason: placementReason(policy, best) };
   if (serving === 0) return { agent: undefined, reason: `no connected agent serves job type ${queue}` };
   if (unmet.length === 0) return { agent: undefined, reason: `all ${busy} agent(s) serving ${queue} are busy, draining or short of disk` };
   return { agent: undefined, reason: `no free agent meets the requirements (${unmet.join('; ')})` };
 }
 
-function better(a: ConnectedAgent, b: ConnectedAgent): boolean {
-  if (a.location !== b.location) return a.location === 'onprem';
-  const fa = freeExecutors(a);
-  const fb = freeExecutors(b);
-  if (fa !== fb) return fa > fb;
-  return a.name < b.name;
+/**
+ * The first of `candidates` (agents with a free executor, best first: `AgentRegistry.candidates`)
+ * that meets the requirements and is not `not`. O(1) for a job without requirements; a job
+ * with requirements skips the agents that do not meet them.
+ */
+export function firstFitting(candidates: Iterable<ConnectedAgent>, req: Requirements | undefined, policy: PlacementPolicy, not?: ConnectedAgent): Choice {
+  for (const a of candidates) {
+    if (a === not || unmetRequirement(a, req) !== undefined) continue;
+    return { agent: a, reason: placementReason(policy, a) };
+  }
+  return { agent: undefined, reason: 'no free agent meets the requirements' };
 }
 
 /**

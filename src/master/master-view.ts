@@ -9,7 +9,7 @@ import type { JobService } from './job-service';
  * A connected agent as a reader sees it: a copy, so nothing outside the master can change
  * an agent or talk to it.
  */
-export type AgentInfo = Readonly<Omit<ConnectedAgent, 'send' | 'close' | 'alive' | 'running'>> & {
+export type AgentInfo = Readonly<Omit<ConnectedAgent, 'send' | 'close' | 'alive' | 'running' | 'usedSeq'>> & {
   /** Build keys (`queue/jobId`) it is running. */
   readonly running: ReadonlySet<string>;
   /** Executors it would take a build on now (0 while draining or short of disk). */

@@ -44,7 +44,7 @@ export interface MasterDeps {
  */
 export class Master extends EventEmitter<MasterEvents> implements MasterView {
   readonly id = `master-${randomBytes(4).toString('hex')}`;
-  readonly registry = new AgentRegistry();
+  readonly registry: AgentRegistry;
   /** Build events (finished builds, logs) for the demo and embedders. */
   readonly dispatcher: Dispatcher;
   readonly jobs: JobService;
@@ -64,6 +64,7 @@ export class Master extends EventEmitter<MasterEvents> implements MasterView {
   constructor(private readonly d: MasterDeps) {
     super();
     const { config, clock } = d;
+    this.registry = new AgentRegistry(config.agents.placement);
     this.log = d.log.child({ component: 'master' });
     this.repeats = new RepeatLog(this.log, clock, config.log.repeatWindowSec * 1000);
     const api = d.apiRedis ?? d.redis;

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import type { Config } from '../config';
+import { poolJobTypes, type Config } from '../config';
 import { BackgroundLoop, type BackoffPolicy, type Clock, type Logger } from '../lib';
 import type { Notice } from '../protocol';
 import { BackoffProvider } from './backoff-provider';
@@ -314,11 +314,6 @@ export class Provisioner implements Ec2EventSink {
   }
 }
 
-/** The job types a pool's agents serve: the pool's list, else the types that overflow into it. */
-export function poolJobTypes(config: Config, pool: string): string[] {
-  const listed = config.pools[pool]?.jobTypes;
-  if (listed?.length) return [...listed];
-  return Object.entries(config.jobTypes)
-    .filter(([, t]) => t.overflow?.pool === pool)
-    .map(([type]) => type);
-}
+// Lives in config (the master's agent listener needs it without loading the provisioner); kept
+// exported here for the provisioner's users.
+export { poolJobTypes };

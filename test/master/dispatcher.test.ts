@@ -214,8 +214,9 @@ describe('dispatcher: cancel (in-memory queue, fake clock)', () => {
     assert.equal(holder.frames.filter((f) => f.type === 'assign').length, 1);
     assert.equal(r.logs.some((e) => e.event === 'job.lock-lost'), false, 'a cancelled job has no lock left to renew');
 
-    // Only its holder's report counts.
-    const rogue = r.agent({ name: 'rogue' });
+    // Only its holder's report counts. The rogue takes no work: otherwise job 2 would go to
+    // it, the least recently used agent (on-prem placement spreads).
+    const rogue = r.agent({ name: 'rogue', draining: true });
     await r.dispatcher.onFinished(rogue.a, { ...finishedFrame(assign), result: { ...result(0), signal: 'SIGTERM', exitCode: null } });
     assert.ok(r.logs.some((e) => e.event === 'job.frame-refused' && e.agent === 'rogue' && e.code === 'not-holder'));
     const rec = finishedOf('1');

@@ -1,7 +1,6 @@
-import type { Config } from '../../config';
+import { poolJobTypes, type Config } from '../../config';
 import { inAnyNetwork, parseCidr, sameSecret, type IpNetwork } from '../../lib';
 import type { HelloFrame } from '../../protocol';
-import { poolJobTypes } from '../../provisioner';
 
 /** Who a token says an agent is: a holder of a default token, or an agent of one pool. */
 export type Principal = { kind: 'default' } | { kind: 'pool'; pool: string; jobTypes: ReadonlySet<string> };

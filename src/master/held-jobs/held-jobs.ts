@@ -26,6 +26,8 @@ type Mutable = { -readonly [K in keyof HeldJob]: HeldJob[K] };
  */
 export class HeldJobs {
   private readonly byKey = new Map<string, HeldJob>();
+  /** The pending ones per job type, oldest first: read on every freed executor, so not a scan of all held jobs. */
+  private readonly pendingByQueue = new Map<string, Set<HeldJob>>();
 
   constructor(private readonly d: HeldJobsDeps) {}
 
@@ -39,6 +41,7 @@ export class HeldJobs {
     if (!t.ok || t.next.kind === 'settled') return undefined;
     const h: HeldJob = { ...o, key, state: t.next, writes: Promise.resolve() };
     this.byKey.set(key, h);
+    this.trackPending(h);
     const placed = placedOf(t.next);
     if (placed) this.d.registry.assign(placed.owner.connId, key);
     return h;
@@ -52,9 +55,22 @@ export class HeldJobs {
     return [...this.byKey.values()];
   }
 
-  /** Jobs waiting for an executor, oldest first. */
+  /** Jobs waiting for an executor, in the order they became pending. */
   pending(queue: string): HeldJob[] {
-    return this.list().filter((h) => h.queue === queue && h.state.kind === 'pending');
+    return [...(this.pendingByQueue.get(queue) ?? [])];
+  }
+
+  pendingCount(queue: string): number {
+    return this.pendingByQueue.get(queue)?.size ?? 0;
+  }
+
+  private trackPending(h: HeldJob): void {
+    const held = this.byKey.get(h.key) === h;
+    let set = this.pendingByQueue.get(h.queue);
+    if (held && h.state.kind === 'pending') {
+      if (!set) this.pendingByQueue.set(h.queue, (set = new Set()));
+      set.add(h);
+    } else if (set?.delete(h) && set.size === 0) this.pendingByQueue.delete(h.queue);
   }
 
   ownedBy(connId: string): HeldJob[] {
@@ -74,6 +90,7 @@ export class HeldJobs {
     const after = placedOf(t.next)?.owner.connId;
     if (t.next.kind === 'settled') this.byKey.delete(h.key);
     else (h as Mutable).state = t.next;
+    this.trackPending(h);
     if (before !== undefined && before !== after) {
       const idle = this.d.registry.unassign(before, h.key);
       if (idle) this.d.onIdle(idle);
