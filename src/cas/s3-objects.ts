@@ -4,12 +4,19 @@
  * The client is made once by the composition root ({@link createS3Client}) and passed in; every
  * call takes an AbortSignal that reaches `send()`.
  */
-import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import type * as S3Sdk from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import type { Readable } from 'node:stream';
 import { SpillwayError } from '../lib';
 
 /** The SDK's client, named here so no other module imports the SDK. */
 export type S3ClientHandle = S3Client;
+
+let loaded: typeof S3Sdk | undefined;
+/** The SDK on first use: ~20 MB resident that a cache without `cas.s3` never needs (see "Memory" in the README). */
+function sdk(): typeof S3Sdk {
+  return (loaded ??= require('@aws-sdk/client-s3') as typeof S3Sdk);
+}
 
 /** What {@link createS3Client} needs; credentials come from the SDK's default chain. */
 export interface CreateS3ClientOptions {
@@ -29,7 +36,7 @@ export interface CreateS3ClientOptions {
  * reject the SDK's streaming (aws-chunked) checksum trailers.
  */
 export function createS3Client(options: CreateS3ClientOptions): S3Client {
-  return new S3Client({
+  return new (sdk().S3Client)({
     region: options.region,
     ...(options.endpoint ? { endpoint: options.endpoint } : {}),
     ...(options.forcePathStyle ? { forcePathStyle: true } : {}),
@@ -104,7 +111,7 @@ export class S3Objects implements ObjectStore {
 
   async put(key: string, body: Buffer | Readable, size: number, signal: AbortSignal): Promise<void> {
     try {
-      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentLength: size, ContentType: 'application/octet-stream' }), { abortSignal: signal });
+      await this.client.send(new (sdk().PutObjectCommand)({ Bucket: this.bucket, Key: key, Body: body, ContentLength: size, ContentType: 'application/octet-stream' }), { abortSignal: signal });
     } catch (err) {
       throw mapError(err, 'PutObject', key);
     }
@@ -112,7 +119,7 @@ export class S3Objects implements ObjectStore {
 
   async get(key: string, signal: AbortSignal): Promise<ObjectBody | undefined> {
     try {
-      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal: signal });
+      const out = await this.client.send(new (sdk().GetObjectCommand)({ Bucket: this.bucket, Key: key }), { abortSignal: signal });
       const stream = out.Body as Readable | undefined;
       if (!stream || out.ContentLength === undefined) {
         stream?.destroy();
@@ -127,7 +134,7 @@ export class S3Objects implements ObjectStore {
 
   async head(key: string, signal: AbortSignal): Promise<number | undefined> {
     try {
-      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal: signal });
+      const out = await this.client.send(new (sdk().HeadObjectCommand)({ Bucket: this.bucket, Key: key }), { abortSignal: signal });
       return out.ContentLength;
     } catch (err) {
       if (isNotFound(err)) return undefined;

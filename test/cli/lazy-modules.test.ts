@@ -17,7 +17,7 @@ describe('spillway master: heavy modules load only when the config needs them', 
     );
     const loaded = JSON.parse(out) as string[];
     assert.ok(loaded.some((p) => p.includes('/bullmq/')), 'the probe sees node_modules at all');
-    for (const heavy of ['/@aws-sdk/client-ec2/', '/@aws-sdk/client-sqs/', '/@grpc/grpc-js/', '/@grpc/proto-loader/', '/protobufjs/', '/node-cron/']) {
+    for (const heavy of ['/@aws-sdk/client-ec2/', '/@aws-sdk/client-sqs/', '/@aws-sdk/client-s3/', '/@grpc/grpc-js/', '/@grpc/proto-loader/', '/protobufjs/', '/node-cron/']) {
       assert.deepEqual(loaded.filter((p) => p.includes(heavy)).slice(0, 1), [], `${heavy} is loaded`);
     }
   });
