@@ -110,16 +110,18 @@ export class S3Objects implements ObjectStore {
   ) {}
 
   async put(key: string, body: Buffer | Readable, size: number, signal: AbortSignal): Promise<void> {
+    const { PutObjectCommand } = sdk();
     try {
-      await this.client.send(new (sdk().PutObjectCommand)({ Bucket: this.bucket, Key: key, Body: body, ContentLength: size, ContentType: 'application/octet-stream' }), { abortSignal: signal });
+      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentLength: size, ContentType: 'application/octet-stream' }), { abortSignal: signal });
     } catch (err) {
       throw mapError(err, 'PutObject', key);
     }
   }
 
   async get(key: string, signal: AbortSignal): Promise<ObjectBody | undefined> {
+    const { GetObjectCommand } = sdk();
     try {
-      const out = await this.client.send(new (sdk().GetObjectCommand)({ Bucket: this.bucket, Key: key }), { abortSignal: signal });
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal: signal });
       const stream = out.Body as Readable | undefined;
       if (!stream || out.ContentLength === undefined) {
         stream?.destroy();
@@ -133,8 +135,9 @@ export class S3Objects implements ObjectStore {
   }
 
   async head(key: string, signal: AbortSignal): Promise<number | undefined> {
+    const { HeadObjectCommand } = sdk();
     try {
-      const out = await this.client.send(new (sdk().HeadObjectCommand)({ Bucket: this.bucket, Key: key }), { abortSignal: signal });
+      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal: signal });
       return out.ContentLength;
     } catch (err) {
       if (isNotFound(err)) return undefined;

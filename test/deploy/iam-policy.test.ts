@@ -51,6 +51,10 @@ function sdkCommandsSent(): Map<string, string[]> {
     for (const m of text.matchAll(/import\s*(?:type\s*)?\{([^}]*)\}\s*from\s*'@aws-sdk\/client-(?:ec2|sqs|s3)'/g)) {
       for (const name of m[1]!.split(',').map((n) => n.trim().replace(/^type\s+/, '').split(/\s+as\s+/).pop()!)) fromSdk.add(name);
     }
+    // An SDK loaded on first use (require in a helper, e.g. s3-objects.ts's sdk()): the commands taken out of it.
+    if (/require\('@aws-sdk\/client-(?:ec2|sqs|s3)'\)/.test(text)) {
+      for (const m of text.matchAll(/const\s*\{([^}]*)\}\s*=\s*\w+\(\)/g)) for (const name of m[1]!.split(',').map((n) => n.trim())) fromSdk.add(name);
+    }
     for (const m of text.matchAll(/new\s+(\w+Command)\s*\(/g)) {
       if (fromSdk.has(m[1]!)) sent.set(m[1]!, [...(sent.get(m[1]!) ?? []), relative(ROOT, file)]);
     }
