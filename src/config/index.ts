@@ -14,3 +14,4 @@ export {
 export { vpnPoolSchema, HUB_COMMAND_PLACEHOLDERS, type VpnPoolConfig } from './vpn-pool-schema';
 export { grpcSchema, type GrpcConfig } from './grpc-schema';
 export { remoteExecutionSchema, type RemoteExecutionConfig } from './remote-execution-schema';
+export { simulationSchema, type SimulationConfig } from './simulation-schema';
