@@ -31,6 +31,9 @@ export class SimFleet implements Fleet {
   private readonly byInstance = new Map<string, SimAgent>();
   /** Agents that take work and have a free executor. */
   readonly free = new Set<SimAgent>();
+  /** Free on-prem executors per job type, kept up to date as agents change (the scalers ask every step). */
+  private readonly onpremFree = new Map<string, number>();
+  private readonly counted = new Map<SimAgent, number>();
   private seq = 0;
 
   constructor(
@@ -91,14 +94,19 @@ export class SimFleet implements Fleet {
   }
 
   private refresh(a: SimAgent): void {
-    if (this.connected(a) && !a.draining && !a.notice && a.running.size < a.executors) this.free.add(a);
+    const takes = this.connected(a) && !a.draining && !a.notice && a.running.size < a.executors;
+    if (takes) this.free.add(a);
     else this.free.delete(a);
+    if (a.location !== 'onprem') return;
+    const now = takes ? a.executors - a.running.size : 0;
+    const delta = now - (this.counted.get(a) ?? 0);
+    if (delta === 0) return;
+    this.counted.set(a, now);
+    for (const t of a.jobTypes) this.onpremFree.set(t, (this.onpremFree.get(t) ?? 0) + delta);
   }
 
   idleOnprem(type: string): number {
-    let n = 0;
-    for (const a of this.free) if (a.location === 'onprem' && a.jobTypes.has(type)) n += a.executors - a.running.size;
-    return n;
+    return this.onpremFree.get(type) ?? 0;
   }
 
   idleOn(instanceIds: ReadonlySet<string>): number {

@@ -17,6 +17,8 @@ const SUSPENDED: ReadonlySet<InstanceState> = new Set(['suspended']);
  */
 export class SimInstances implements Instances, ReconcileStore {
   private readonly pools = new Map<string, Map<string, InstanceRecord>>();
+  /** Each pool's records sorted, until its next change: scalers list a pool several times a step. */
+  private readonly sorted = new Map<string, readonly InstanceRecord[]>();
   readonly usage = new Map<string, InstanceUsage>();
 
   constructor(private readonly now: () => number) {}
@@ -38,8 +40,11 @@ export class SimInstances implements Instances, ReconcileStore {
     return this.snapshot(pool);
   }
 
+  /** Shared until the pool's next change: read it, never change it. */
   snapshot(pool: string): InstanceRecord[] {
-    return [...this.pool(pool).values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    let s = this.sorted.get(pool);
+    if (!s) this.sorted.set(pool, (s = [...this.pool(pool).values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))));
+    return s as InstanceRecord[];
   }
 
   async get(pool: string, id: string): Promise<InstanceRecord | undefined> {
@@ -56,6 +61,7 @@ export class SimInstances implements Instances, ReconcileStore {
     this.account(pool, current);
     if (event.type === 'launch') this.use(pool).launches++;
     this.pool(pool).set(id, record);
+    this.sorted.delete(pool);
     return { ok: true, record };
   }
 
@@ -78,12 +84,14 @@ export class SimInstances implements Instances, ReconcileStore {
   async adopt(pool: string, record: InstanceRecord): Promise<{ ok: boolean }> {
     this.account(pool, this.pool(pool).get(record.id));
     this.pool(pool).set(record.id, { ...record, pool, version: (this.pool(pool).get(record.id)?.version ?? 0) + 1 });
+    this.sorted.delete(pool);
     return { ok: true };
   }
 
   async remove(pool: string, id: string): Promise<void> {
     this.account(pool, this.pool(pool).get(id));
     this.pool(pool).delete(id);
+    this.sorted.delete(pool);
   }
 
   /** Closes the books at the end of the run: every instance's current state counts until now. */
@@ -93,6 +101,7 @@ export class SimInstances implements Instances, ReconcileStore {
         this.account(pool, r);
         records.set(id, { ...r, since: this.now() });
       }
+      this.sorted.delete(pool);
     }
   }
 

@@ -1,8 +1,9 @@
 import type { Config } from '../config';
 import type { Logger } from '../lib';
 import { chooseAgent } from '../master';
-import { InstanceActivity, PoolScaler, RuleBook, WarmWindows, poolJobTypes, reconcilePool, STARTING_STATES, type Backlog, type Rules } from '../provisioner';
+import { InstanceActivity, PoolScaler, RuleBook, poolJobTypes, reconcilePool, STARTING_STATES, type Backlog, type Rules } from '../provisioner';
 import { bootTimes, preCreated } from './boot-times';
+import { CachedWarmWindows } from './cached-warm-windows';
 import { EventQueue } from './event-queue';
 import { SimFleet, type SimAgent } from './sim-fleet';
 import { SimInstances } from './sim-instances';
@@ -35,7 +36,7 @@ const silent: Logger = { error() {}, warn() {}, info() {}, debug() {}, child: ()
 interface Pool {
   name: string;
   scaler: PoolScaler;
-  warm: WarmWindows;
+  warm: CachedWarmWindows;
   types: string[];
 }
 
@@ -99,7 +100,7 @@ export async function simulate(config: Config, trace: readonly TraceJob[], opts:
       );
     };
     const provider = new SimProvider(name, bootTimes(config, name), events, pc.ec2?.spot ?? false, onUp, preCreated(config, name));
-    const warm = new WarmWindows(pc);
+    const warm = new CachedWarmWindows(pc);
     const scaler = new PoolScaler({
       name,
       config: pc,
