@@ -20,7 +20,14 @@ const PAGE = 1000;
  * a job of its type arriving when it was queued and lasting as long as it ran. Requirements are
  * not in build records, so the trace has none.
  */
-export async function exportTraceCommand(flags: ExportTraceFlags, out: NodeJS.WritableStream, err: NodeJS.WritableStream, now = Date.now()): Promise<number> {
+export async function exportTraceCommand(
+  flags: ExportTraceFlags,
+  out: NodeJS.WritableStream,
+  err: NodeJS.WritableStream,
+  o: { now?: number; pageSize?: number } = {},
+): Promise<number> {
+  const now = o.now ?? Date.now();
+  const pageSize = o.pageSize ?? PAGE;
   const span = parseDuration(flags.since);
   if (span === undefined) throw new CliUsageError(`--since must be a duration such as 7d or 12h, got "${flags.since}"`);
   const cutoff = now - span;
@@ -29,7 +36,7 @@ export async function exportTraceCommand(flags: ExportTraceFlags, out: NodeJS.Wr
   let before: string | null = null;
   let pages = 0;
   for (;;) {
-    const page: BuildPage = await client.get<BuildPage>(`/api/builds?limit=${PAGE}${before ? `&before=${encodeURIComponent(before)}` : ''}`);
+    const page: BuildPage = await client.get<BuildPage>(`/api/builds?limit=${pageSize}${before ? `&before=${encodeURIComponent(before)}` : ''}`);
     pages++;
     let older = false;
     for (const b of page.builds) {
