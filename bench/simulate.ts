@@ -3,13 +3,15 @@
  * `spillway simulate`'s engine; the target is under 10 s for one policy. Wall and CPU time are
  * both printed: on a machine shared with other work the wall time says more about the others.
  *
- *   npx tsc -p tsconfig.json && node dist/bench/simulate.js
+ *   npx tsc -p tsconfig.json && node dist/bench/simulate.js     # BENCH_DAYS=1 for a shorter run
  */
 import { parseConfig } from '../src/config';
 import { simulate, TRACE_EPOCH } from '../src/simulator';
 import { loadTrace } from './load-trace';
 
 const TARGET_MS = 10_000;
+/** Shorter runs for profiling: BENCH_DAYS=1. */
+const DAYS = Number(process.env.BENCH_DAYS ?? 7);
 
 const config = parseConfig(
   {
@@ -37,7 +39,7 @@ const config = parseConfig(
 
 const trace = loadTrace({
   start: TRACE_EPOCH,
-  days: Number(process.env.DAYS ?? 7),
+  days: DAYS,
   peakPerHour: 1100,
   offPeak: 0.3,
   types: [
@@ -64,7 +66,7 @@ async function main(): Promise<void> {
   const overflowed = r.types.reduce((n, t) => n + t.overflowed, 0);
   process.stdout.write(
     [
-      `spillway simulate bench: ${trace.length} jobs over 7 days, 200 on-prem agents, one EC2 pool of up to 60 instances`,
+      `spillway simulate bench: ${trace.length} jobs over ${DAYS} days, 200 on-prem agents, one EC2 pool of up to 60 instances`,
       `  simulated in ${(ms / 1000).toFixed(2)} s wall, ${(cpuMs / 1000).toFixed(2)} s CPU (${r.steps} scheduling steps; load average ${load.toFixed(1)} on ${(await import('node:os')).cpus().length} cores)`,
       `  target < ${TARGET_MS / 1000} s: ${ms < TARGET_MS ? 'met' : cpuMs < TARGET_MS ? 'met in CPU time, not in wall time on this loaded machine' : 'MISSED'}`,
       `  wait p50/p95/max ${r.all.p50Ms} / ${r.all.p95Ms} / ${r.all.maxMs} ms; ${overflowed} builds overflowed; ${pool.runningHours.toFixed(1)} instance-h running, ${pool.wakes} wakes, ${pool.launches} launches`,
