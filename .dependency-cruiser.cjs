@@ -35,7 +35,9 @@ module.exports = {
       to: { path: '^src/provisioner/', dependencyTypesNot: ['type-only'] },
     },
     layer('remote-execution', ['config', 'protocol', 'master', 'cas']),
-    layer('cli', ['config', 'protocol', 'queue-monitor', 'provisioner', 'master', 'http', 'remote-execution', 'slave-agent', 'executor', 'cas', 'vpn']),
+    // The simulator drives the provisioner's and the master's own decision code (their index only).
+    layer('simulator', ['config', 'protocol', 'provisioner', 'master']),
+    layer('cli', ['config', 'protocol', 'queue-monitor', 'provisioner', 'master', 'http', 'remote-execution', 'slave-agent', 'executor', 'cas', 'vpn', 'simulator']),
     {
       name: 'only-through-index',
       comment: "another folder's public surface is its index.ts",

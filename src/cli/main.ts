@@ -211,6 +211,31 @@ async function run(argv: string[]): Promise<number> {
     });
 
   program
+    .command('simulate')
+    .description("replay a trace of job arrivals against the config's overflow policies on simulated time and compare them")
+    .requiredOption('-c, --config <file>', 'the farm\'s YAML config, with a simulation section (see config/example.yaml)')
+    .requiredOption('--trace <file>', 'CSV (time,type,duration[,os,arch,pool,cpus,memoryMb,labels]) or JSON lines')
+    .option('--policy <NAME=k=v,...>', 'a variant to compare, e.g. short=quiet=15m,suspend=stop or strict=b2g.minBacklog=4 (repeatable; see the README)', collect)
+    .option('--json', 'print JSON')
+    .option('--chart <file.svg>', 'also draw backlog and instances over time per policy as SVG')
+    .action(async (o) => {
+      code = await (await import('./simulate-command.js')).simulateCommand(o, process.env, process.stdout, process.stderr);
+    });
+
+  program
+    .command('export-trace')
+    .description("write the master's recent builds as a trace for spillway simulate")
+    .addOption(masterUrlOption())
+    .addOption(apiToken('any role; needed once the master has read tokens'))
+    .option('--since <duration>', 'how far back, e.g. 7d, 12h', '7d')
+    .option('--out <file>', 'write here instead of stdout')
+    .action(async (o) => {
+      const { exportTraceCommand } = await import('./export-trace-command.js');
+      const { orUnreachable } = await import('./master-client.js');
+      code = await orUnreachable(process.stderr, () => exportTraceCommand(o, process.stdout, process.stderr));
+    });
+
+  program
     .command('demo')
     .description('run the embedded local farm: a master, on-prem agents, a local cloud pool and sample jobs')
     .option('--jobs <n>', 'stop after this many builds', positiveInt('--jobs'))

@@ -16,3 +16,4 @@ export { grpcSchema, type GrpcConfig } from './grpc-schema';
 export { remoteExecutionSchema, type RemoteExecutionConfig } from './remote-execution-schema';
 export { redisSchema, type RedisConfig, type RedisSentinelConfig, type RedisTlsConfig, type SentinelAddress } from './redis-schema';
 export { poolJobTypes } from './pool-job-types';
+export { simulationSchema, type SimulationConfig } from './simulation-schema';

@@ -8,6 +8,7 @@ import { secretToken } from './secret-token';
 import { spotNoticesSchema } from './spot-notices';
 import { remoteExecutionSchema } from './remote-execution-schema';
 import { redisSchema } from './redis-schema';
+import { simulationSchema } from './simulation-schema';
 
 const port = () =>
   z.number({ error: 'expected a port number (0-65535)' }).int().min(0).max(65535);
@@ -180,6 +181,8 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /** `spillway simulate` only: the on-prem agents and boot times a trace is replayed against. */
+    simulation: simulationSchema,
   })
   .strict()
   .superRefine(crossCheck, { when: () => true })

@@ -65,3 +65,15 @@ export class JobNotFinishedError extends SpillwayError {
   readonly code = 'SPILLWAY_E_JOB_NOT_FINISHED';
   readonly disposition = 'fatal';
 }
+
+/** A load trace for `spillway simulate` is malformed; `problems` name their lines. */
+export class TraceError extends SpillwayError {
+  readonly code = 'SPILLWAY_E_TRACE';
+  readonly disposition = 'fatal';
+  constructor(
+    readonly source: string,
+    readonly problems: readonly string[],
+  ) {
+    super(`invalid trace ${source}:\n  ${problems.join('\n  ')}`);
+  }
+}
