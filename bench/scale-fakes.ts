@@ -90,6 +90,9 @@ export class EmptyFleet implements Fleet {
   idleOn(): number {
     return 0;
   }
+  busyWith(): number {
+    return 0;
+  }
   runningOn(): number | undefined {
     return undefined;
   }

@@ -96,6 +96,7 @@ export function overflowReport(config: Config, backlog: BacklogSpec): OverflowRe
         waiting: b?.waiting ?? 0,
         oldestWaitMs: b?.oldestWaitSec === null || b?.oldestWaitSec === undefined ? null : b.oldestWaitSec * 1000,
         idleOnpremExecutors: 0,
+        cloudBusy: 0,
       });
     }
     const preCreated = pool.provider === 'local' ? (pool.local?.preCreated ?? pool.maxInstances) : 0;

@@ -31,6 +31,16 @@ export class RegistryFleet implements Fleet {
     return n;
   }
 
+  busyWith(type: string, instanceIds: ReadonlySet<string>): number {
+    const prefix = `${type}/`;
+    let n = 0;
+    for (const a of this.registry.list()) {
+      if (!a.instanceId || !instanceIds.has(a.instanceId)) continue;
+      for (const key of a.running) if (key.startsWith(prefix)) n++;
+    }
+    return n;
+  }
+
   runningOn(instanceId: string): number | undefined {
     return this.byInstance(instanceId)?.running.size;
   }

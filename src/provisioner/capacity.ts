@@ -10,6 +10,8 @@ export interface TypeDemand {
   oldestWaitMs: number | null;
   /** Free executors of connected on-prem agents that serve this type. */
   idleOnpremExecutors: number;
+  /** Executors of the pool's instances already running this type's builds: they count against the type's cap. */
+  cloudBusy: number;
 }
 
 export interface PoolView {
@@ -81,8 +83,10 @@ export function decideCapacity(pool: PoolView, demands: readonly TypeDemand[]): 
     }
     const absorbed = Math.min(spare, beyondOnprem);
     spare -= absorbed;
-    const typeCap = (d.rule.maxInstances ?? pool.maxInstances) * epi;
-    const backlog = Math.max(0, Math.min(beyondOnprem, typeCap) - absorbed);
+    // The type's cap bounds what it holds, not only what it asks for at once: without the busy
+    // ones, a steady backlog would launch past overflow.maxInstances up to the pool's cap.
+    const typeRoom = Math.max(0, (d.rule.maxInstances ?? pool.maxInstances) * epi - d.cloudBusy);
+    const backlog = Math.max(0, Math.min(beyondOnprem, typeRoom) - absorbed);
     wantedExecutors += backlog;
     share(true, `backlog ${beyondOnprem} beyond on-prem, ${absorbed} absorbed by the pool, ${backlog} executor(s) wanted`, backlog);
   }

@@ -17,6 +17,8 @@ export interface Fleet {
   idleOnprem(type: string): number;
   /** Free executors of connected agents running on these instances. */
   idleOn(instanceIds: ReadonlySet<string>): number;
+  /** Builds of this job type running on connected agents of these instances. */
+  busyWith(type: string, instanceIds: ReadonlySet<string>): number;
   /** Builds running on this instance's agent if it is connected to this master; undefined if not here. */
   runningOn(instanceId: string): number | undefined;
   /** Name of this instance's agent if it is connected to this master. */
@@ -136,7 +138,7 @@ export class PoolScaler {
     return res;
   }
 
-  private demands(rules: Readonly<Record<string, OverflowRule | undefined>>): TypeDemand[] {
+  private demands(rules: Readonly<Record<string, OverflowRule | undefined>>, poolIds: ReadonlySet<string>): TypeDemand[] {
     const out: TypeDemand[] = [];
     for (const [type, rule] of Object.entries(rules)) {
       if (!rule || rule.pool !== this.d.name) continue;
@@ -147,6 +149,7 @@ export class PoolScaler {
         waiting: (b?.waiting ?? 0) + (b?.prioritized ?? 0),
         oldestWaitMs: b?.oldestWaitMs ?? null,
         idleOnpremExecutors: this.d.fleet.idleOnprem(type),
+        cloudBusy: this.d.fleet.busyWith(type, poolIds),
       });
     }
     return out;
@@ -163,7 +166,7 @@ export class PoolScaler {
         instances,
         idleCloudExecutors: this.d.fleet.idleOn(up),
       };
-      return { instances, decision: decideCapacity(pool, this.demands(rules)) };
+      return { instances, decision: decideCapacity(pool, this.demands(rules, new Set(instances.map((r) => r.id)))) };
     };
     let { instances, decision } = decide();
     if (decision.undrain + decision.wake + decision.launch > 0 && this.d.backlog.refresh) {

@@ -113,6 +113,16 @@ export class SimFleet implements Fleet {
     return this.onpremFree.get(type) ?? 0;
   }
 
+  busyWith(type: string, instanceIds: ReadonlySet<string>): number {
+    const prefix = `${type}/`;
+    let n = 0;
+    for (const id of instanceIds) {
+      const a = this.byInstance.get(id);
+      if (a) for (const key of a.running) if (key.startsWith(prefix)) n++;
+    }
+    return n;
+  }
+
   idleOn(instanceIds: ReadonlySet<string>): number {
     let n = 0;
     for (const id of instanceIds) {

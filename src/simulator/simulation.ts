@@ -135,7 +135,8 @@ export async function simulate(config: Config, trace: readonly TraceJob[], opts:
   const take = (q: TypeQueue, item: Queued, agent: SimAgent) => {
     item.taken = true;
     q.waiting--;
-    const key = `build-${++builds}`;
+    // The master's build key (`queue/jobId`): the fleet counts a type's builds by it.
+    const key = `${item.job.type}/build-${++builds}`;
     const firstBuild = agent.running.size === 0;
     fleet.startBuild(agent, key);
     q.waits[agent.location].push(events.now - item.job.at);

@@ -7,6 +7,8 @@ export interface FakeAgent {
   running: number;
   draining: boolean;
   notice?: Notice;
+  /** Of `running`, the builds per job type (for the types' caps); unnamed builds are of no type. */
+  busy?: Record<string, number>;
 }
 
 /**
@@ -36,6 +38,12 @@ export class FakeFleet implements Fleet {
   idleOn(instanceIds: ReadonlySet<string>): number {
     let n = 0;
     for (const [id, a] of this.agents) if (instanceIds.has(id) && !a.draining) n += Math.max(0, a.executors - a.running);
+    return n;
+  }
+
+  busyWith(type: string, instanceIds: ReadonlySet<string>): number {
+    let n = 0;
+    for (const [id, a] of this.agents) if (instanceIds.has(id)) n += a.busy?.[type] ?? 0;
     return n;
   }
 

@@ -23,6 +23,7 @@ const demand = (type: string, waiting: number, o: Partial<TypeDemand> = {}): Typ
   waiting,
   oldestWaitMs: 60_000,
   idleOnpremExecutors: 0,
+  cloudBusy: 0,
   ...o,
 });
 
@@ -44,6 +45,10 @@ describe('decideCapacity (pure)', () => {
     { name: 'launch only below the pool cap', pool: pool([inst('a', 'busy'), inst('b', 'busy')], { max: 3 }), demands: [demand('b2g', 5)], want: [0, 0, 1], reason: /over the pool cap of 3/ },
     { name: 'executors per instance round up', pool: pool([inst('a', 'suspended'), inst('b', 'suspended')], { epi: 4 }), demands: [demand('b2g', 5)], want: [0, 2, 0], reason: /2 instance/ },
     { name: 'per-type cap', pool: pool([], { max: 10 }), demands: [demand('b2g', 9, { rule: rule({ maxInstances: 2 }) })], want: [0, 0, 2], reason: /launch 2/ },
+    // Instances already running the type's builds count against its cap (found by spillway simulate).
+    { name: 'per-type cap counts the busy ones', pool: pool([inst('a', 'busy'), inst('b', 'suspended')], { max: 10 }), demands: [demand('b2g', 9, { rule: rule({ maxInstances: 2 }), cloudBusy: 1 })], want: [0, 1, 0], reason: /wake 1, launch 0/ },
+    { name: 'per-type cap reached by busy instances', pool: pool([inst('a', 'busy'), inst('b', 'busy')], { max: 10 }), demands: [demand('b2g', 9, { rule: rule({ maxInstances: 2 }), cloudBusy: 2 })], want: [0, 0, 0], reason: /absorbed|no job type/ },
+    { name: 'another type\'s busy instances do not count against this one', pool: pool([inst('a', 'busy')], { max: 10 }), demands: [demand('b2g', 2, { rule: rule({ maxInstances: 2 }) })], want: [0, 0, 2], reason: /launch 2/ },
     { name: 'backlog count threshold', pool: pool([inst('a', 'suspended')]), demands: [demand('b2g', 2, { rule: rule({ minBacklog: 3 }) })], want: [0, 0, 0], reason: /no job type/ },
     { name: 'oldest wait threshold', pool: pool([inst('a', 'suspended')]), demands: [demand('b2g', 5, { oldestWaitMs: 30_000, rule: rule({ minOldestWaitSec: 120 }) })], want: [0, 0, 0], reason: /no job type/ },
     { name: 'disabled overflow never gets cloud capacity', pool: pool([inst('a', 'suspended')]), demands: [demand('b2g', 50, { rule: rule({ enabled: false }) })], want: [0, 0, 0], reason: /no job type/ },

@@ -44,6 +44,8 @@ describe('simulate: policies on simulated time', () => {
 
     const capped = await simulate(farm({}, { maxInstances: 1 }), jobs([0, 'b2g', 10], [0, 'b2g', 10], [0, 'b2g', 10], [0, 'b2g', 10]));
     assert.equal(capped.pools[0]!.launches, 1);
+    const typeCapped = await simulate(farm({ maxInstances: 1 }), jobs([0, 'b2g', 10], [0, 'b2g', 10], [0, 'b2g', 10], [0, 'b2g', 10]));
+    assert.equal(typeCapped.pools[0]!.launches, 1, "the type's cap holds while its instance is busy, not only at the first launch");
     const linux = await simulate(farm(), jobs([0, 'linux64', 10], [0, 'linux64', 10]));
     assert.equal(linux.pools[0]!.launches, 0, 'a type without overflow never gets cloud capacity');
     assert.equal(linux.types[0]!.onprem.maxMs, 600_000);
