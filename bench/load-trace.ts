@@ -1,16 +1,6 @@
 import type { TraceJob } from '../src/simulator';
+import { seededRandom } from '../test/helpers/prng';
 
-/** A small seeded PRNG (mulberry32): the same seed gives the same trace on every machine. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export interface LoadShape {
   start: number;
@@ -34,7 +24,7 @@ export interface LoadShape {
  * merge day's pushes) during working hours. Durations are exponential around each type's mean.
  */
 export function loadTrace(s: LoadShape): TraceJob[] {
-  const rnd = prng(s.seed);
+  const rnd = seededRandom(s.seed);
   const exp = (mean: number) => -Math.log(1 - rnd()) * mean;
   const totalShare = s.types.reduce((n, t) => n + t.share, 0);
   const pick = () => {

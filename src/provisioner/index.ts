@@ -1,5 +1,5 @@
 export * from './instance';
-export { transition, allowedFrom, noticeOf, type InstanceEvent, type Transition } from './instance-state';
+export { transition, allowedFrom, eventFields, noticeOf, type InstanceEvent, type Transition } from './instance-state';
 export { ProviderError, type Provider, type Machine, type MachineState, type SuspendMode, type SuspendOutcome, type LaunchRequest } from './provider';
 export { decideCapacity, type CapacityDecision, type PoolView, type TypeDemand, type TypeShare } from './capacity';
 export { idleVerdict, bootVerdict, type IdleInput, type Verdict } from './idle-verdict';

@@ -71,3 +71,29 @@ export function noticeOf(r: Pick<InstanceRecord, 'state' | 'reason'>): Notice | 
   if (r.state !== 'retiring') return undefined;
   return r.reason === 'rebalance' ? 'rebalance' : 'spot-interruption';
 }
+
+/** The fields an event sets besides the state. Every event sets `reason`, so it always explains the state the event leads to and never an earlier one. */
+export function eventFields(event: InstanceEvent): Partial<Omit<InstanceRecord, 'id' | 'pool' | 'state' | 'since' | 'version'>> {
+  switch (event.type) {
+    case 'registered':
+      return { agent: event.agent, reason: null };
+    case 'jobs-done':
+      return { lastJobEndedAt: event.at, reason: null };
+    case 'notice':
+      return { reason: event.notice };
+    case 'drain':
+    case 'wake-deferred':
+    case 'suspend':
+    case 'fail':
+    case 'terminated':
+      return { reason: event.reason };
+    case 'stopped':
+      return { hibernated: event.hibernated, reason: event.reason };
+    case 'wake':
+    case 'launch':
+    case 'undrain':
+    case 'started':
+    case 'job-started':
+      return { reason: null };
+  }
+}

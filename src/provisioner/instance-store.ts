@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { NotFoundError, RepeatLog, runScript, SpillwayError, type Clock, type Logger } from '../lib';
 import { INSTANCE_STATES, isPendingLaunch, type InstanceRecord, type InstanceState } from './instance';
-import { allowedFrom, transition, type InstanceEvent } from './instance-state';
+import { allowedFrom, eventFields, transition, type InstanceEvent } from './instance-state';
 import { ChangeHub, type InstanceChange } from './change-hub';
 import { ADOPT_SCRIPT } from './lua/adopt-script';
 import { APPLY_SCRIPT } from './lua/apply-script';
@@ -249,31 +249,6 @@ function nextState(event: InstanceEvent): InstanceState {
   return t.next;
 }
 
-/** Every event sets `reason`, so it always explains the state the event leads to and never an earlier one. */
-function eventFields(event: InstanceEvent): InstanceFields {
-  switch (event.type) {
-    case 'registered':
-      return { agent: event.agent, reason: null };
-    case 'jobs-done':
-      return { lastJobEndedAt: event.at, reason: null };
-    case 'notice':
-      return { reason: event.notice };
-    case 'drain':
-    case 'wake-deferred':
-    case 'suspend':
-    case 'fail':
-    case 'terminated':
-      return { reason: event.reason };
-    case 'stopped':
-      return { hibernated: event.hibernated, reason: event.reason };
-    case 'wake':
-    case 'launch':
-    case 'undrain':
-    case 'started':
-    case 'job-started':
-      return { reason: null };
-  }
-}
 
 /** Drops keys the state machine owns, since callers may pass wider objects than the type says. */
 function pickFields(fields: InstanceFields): InstanceFields {

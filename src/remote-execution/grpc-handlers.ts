@@ -18,22 +18,25 @@ function report(log: Logger, method: string, err: unknown): RpcError {
   return e;
 }
 
+/** Answers a call that returns one message (unary or client-streaming) with what `run` settles to. */
+function answer<Res>(log: Logger, method: string, run: () => Promise<Res>, callback: sendUnaryData<Res>): void {
+  const start = rpcStart();
+  run().then(
+    (res) => {
+      callback(null, res);
+      traceRpc(method, Code.OK, start);
+    },
+    (err: unknown) => {
+      const e = report(log, method, err);
+      callback(e);
+      traceRpc(method, e.code, start);
+    },
+  );
+}
+
 /** A unary handler from an async function; a throw becomes the call's status. */
 export function unary<Req, Res>(log: Logger, method: string, fn: (call: ServerUnaryCall<Req, Res>) => Promise<Res>): handleUnaryCall<Req, Res> {
-  return (call, callback: sendUnaryData<Res>) => {
-    const start = rpcStart();
-    fn(call).then(
-      (res) => {
-        callback(null, res);
-        traceRpc(method, Code.OK, start);
-      },
-      (err: unknown) => {
-        const e = report(log, method, err);
-        callback(e);
-        traceRpc(method, e.code, start);
-      },
-    );
-  };
+  return (call, callback: sendUnaryData<Res>) => answer(log, method, () => fn(call), callback);
 }
 
 /** A server-streaming handler from an async function that writes with {@link send}; ends the call when it returns. */
@@ -79,20 +82,7 @@ export function clientStream<Req, Res>(
   method: string,
   fn: (call: ServerReadableStream<Req, Res>) => Promise<Res>,
 ): handleClientStreamingCall<Req, Res> {
-  return (call, callback: sendUnaryData<Res>) => {
-    const start = rpcStart();
-    fn(call).then(
-      (res) => {
-        callback(null, res);
-        traceRpc(method, Code.OK, start);
-      },
-      (err: unknown) => {
-        const e = report(log, method, err);
-        callback(e);
-        traceRpc(method, e.code, start);
-      },
-    );
-  };
+  return (call, callback: sendUnaryData<Res>) => answer(log, method, () => fn(call), callback);
 }
 
 /** How many client messages wait unread before the call is paused (backpressure to the sender). */

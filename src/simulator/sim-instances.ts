@@ -1,4 +1,4 @@
-import { allowedFrom, isPendingLaunch, transition, type InstanceEvent, type InstanceRecord, type InstanceState, type Instances, type ReconcileStore } from '../provisioner';
+import { allowedFrom, eventFields, isPendingLaunch, transition, type InstanceEvent, type InstanceRecord, type InstanceState, type Instances, type ReconcileStore } from '../provisioner';
 
 /** Instance-hours per pool, split as the bill is: running (any state with a machine up) and suspended. */
 export interface InstanceUsage {
@@ -111,26 +111,5 @@ export class SimInstances implements Instances, ReconcileStore {
     const ms = this.now() - r.since;
     if (SUSPENDED.has(r.state)) this.use(pool).suspendedMs += ms;
     else this.use(pool).runningMs += ms;
-  }
-}
-
-/** The fields each event sets besides the state (InstanceStore's eventFields). */
-function eventFields(event: InstanceEvent): Partial<InstanceRecord> {
-  switch (event.type) {
-    case 'registered':
-      return { agent: event.agent, reason: null };
-    case 'jobs-done':
-      return { lastJobEndedAt: event.at, reason: null };
-    case 'notice':
-      return { reason: event.notice };
-    case 'drain':
-    case 'suspend':
-    case 'fail':
-    case 'terminated':
-      return { reason: event.reason };
-    case 'stopped':
-      return { hibernated: event.hibernated, reason: event.reason };
-    default:
-      return { reason: null };
   }
 }
