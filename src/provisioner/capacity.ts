@@ -10,7 +10,10 @@ export interface TypeDemand {
   oldestWaitMs: number | null;
   /** Free executors of connected on-prem agents that serve this type. */
   idleOnpremExecutors: number;
-  /** Executors of the pool's instances already running this type's builds: they count against the type's cap. */
+  /**
+   * Executors of the pool's instances already running this type's builds: they count against
+   * the type's cap (`overflow.maxInstances`); 0 may be given for a type without one.
+   */
   cloudBusy: number;
 }
 

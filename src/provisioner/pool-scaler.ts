@@ -138,8 +138,9 @@ export class PoolScaler {
     return res;
   }
 
-  private demands(rules: Readonly<Record<string, OverflowRule | undefined>>, poolIds: ReadonlySet<string>): TypeDemand[] {
+  private demands(rules: Readonly<Record<string, OverflowRule | undefined>>, instances: readonly InstanceRecord[]): TypeDemand[] {
     const out: TypeDemand[] = [];
+    let poolIds: ReadonlySet<string> | undefined;
     for (const [type, rule] of Object.entries(rules)) {
       if (!rule || rule.pool !== this.d.name) continue;
       const b = this.d.backlog.current(type);
@@ -149,7 +150,8 @@ export class PoolScaler {
         waiting: (b?.waiting ?? 0) + (b?.prioritized ?? 0),
         oldestWaitMs: b?.oldestWaitMs ?? null,
         idleOnpremExecutors: this.d.fleet.idleOnprem(type),
-        cloudBusy: this.d.fleet.busyWith(type, poolIds),
+        // Without a cap of its own the pool's cap, on existing instances, already bounds the type.
+        cloudBusy: rule.maxInstances === undefined ? 0 : this.d.fleet.busyWith(type, (poolIds ??= new Set(instances.map((r) => r.id)))),
       });
     }
     return out;
@@ -166,7 +168,7 @@ export class PoolScaler {
         instances,
         idleCloudExecutors: this.d.fleet.idleOn(up),
       };
-      return { instances, decision: decideCapacity(pool, this.demands(rules, new Set(instances.map((r) => r.id)))) };
+      return { instances, decision: decideCapacity(pool, this.demands(rules, instances)) };
     };
     let { instances, decision } = decide();
     if (decision.undrain + decision.wake + decision.launch > 0 && this.d.backlog.refresh) {
