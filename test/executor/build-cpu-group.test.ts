@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { detectIsolation, runProcess, type Isolation } from '../../src/executor';
 import { captureLogs } from '../helpers/farm';
@@ -71,10 +71,15 @@ describe('the agent builds cpu group (low weight, optional ceiling), on the mach
       assert.ok(cores <= ceiling * 1.1, `the builds used ${cores.toFixed(2)} cores, over the ceiling of ${ceiling}`);
       // Builds run at the lowest weight: on a machine busy with other work they may not even
       // reach the ceiling, and then nothing is there to throttle.
-      if (throttled() === before.throttled && cores < ceiling * 0.8) {
+      if (throttled() === before.throttled && cores < ceiling * 0.95) {
         console.log(`      (the machine was too busy for the builds to reach the ceiling: ${cores.toFixed(2)} of ${ceiling} cores; the ceiling held, throttling not observable)`);
         return this.skip();
       }
+    } else if (throttled() === before.throttled && loadavg()[0] > availableParallelism()) {
+      // No usage counter to tell (cgroup v1 without cpuacct here), and the machine is busier than
+      // its cores: the lowest-weight builds may never have reached the ceiling.
+      console.log(`      (no CPU usage counter, and the load average ${loadavg()[0].toFixed(1)} is over the ${availableParallelism()} cores: throttling not observable)`);
+      return this.skip();
     }
     assert.ok(throttled() > before.throttled, 'the ceiling held the builds back');
   });
