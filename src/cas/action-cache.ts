@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
+import { writeSyncedFile } from './synced-file';
 import { isDigest, isHash, type Digest } from './digest';
 import { parseActionResultBytes, referencedDigests, serializeActionResult, type ActionResult } from './action-result';
 import { BadDigestError } from './errors';
@@ -166,13 +167,7 @@ export class ActionCache {
   // Readers never see a half-written entry, and a crash leaves the old entry or the new one.
   private async writeAtomically(file: string, bytes: Buffer): Promise<void> {
     const tmp = path.join(this.opts.root, 'tmp', `ac.${randomBytes(8).toString('hex')}`);
-    const fh = await fsp.open(tmp, 'wx');
-    try {
-      await fh.writeFile(bytes);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
+    await writeSyncedFile(tmp, bytes);
     try {
       await fsp.mkdir(path.dirname(file), { recursive: true });
       await fsp.rename(tmp, file);

@@ -1,5 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
+import { writeSyncedFile } from './synced-file';
 import { isHash } from './digest';
 
 /** One stored blob as the index knows it. */
@@ -103,13 +104,7 @@ export class DiskIndex {
       const tmp = `${this.file}.tmp`;
       const lines: string[] = [];
       for (const [hash, e] of this.entries) lines.push(`+ ${hash} ${e.size} ${e.lastAccess}\n`);
-      const fh = await fsp.open(tmp, 'w');
-      try {
-        await fh.writeFile(lines.join(''));
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
+      await writeSyncedFile(tmp, lines.join(''), 'w');
       await fsp.rename(tmp, this.file);
       this.handle = await fsp.open(this.file, 'a');
       this.appended = 0;

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
+import { writeSyncedFile } from './synced-file';
 import { isHash } from './digest';
 import { OBJECT_KINDS, type ObjectKind } from './object-keys';
 
@@ -44,13 +45,7 @@ export class UploadJournal {
   /** Durably records `kind/hash` (with `bytes` for an action-cache entry), replacing an older record. */
   async add(kind: ObjectKind, hash: string, bytes: Buffer = Buffer.alloc(0)): Promise<void> {
     const tmp = path.join(this.dir, `tmp.${randomBytes(8).toString('hex')}`);
-    const fh = await fsp.open(tmp, 'wx');
-    try {
-      await fh.writeFile(bytes);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
+    await writeSyncedFile(tmp, bytes);
     await fsp.rename(tmp, this.file(kind, hash));
     const dh = await fsp.open(this.dir, 'r');
     try {
