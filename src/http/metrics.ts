@@ -287,17 +287,7 @@ export class MasterMetrics {
   }
 
   private casMetrics(cas: NonNullable<MetricsSources['cas']>, registers: Registry[]): void {
-    // The store keeps its own running totals; a scrape reports them as they are.
-    const total = (name: string, help: string, read: () => number) =>
-      new Counter({
-        name,
-        help,
-        registers,
-        collect() {
-          this.reset();
-          this.inc(read());
-        },
-      });
+    const total = (name: string, help: string, read: () => number) => runningTotal(registers, name, help, read);
     total('spillway_cas_hits_total', 'CAS blob reads served.', () => cas.store.stats().hits);
     total('spillway_cas_misses_total', 'CAS blob reads of blobs not present.', () => cas.store.stats().misses);
     total('spillway_cas_bytes_served_total', 'Bytes of CAS blobs served.', () => cas.store.stats().bytesServed);
@@ -338,16 +328,7 @@ export class MasterMetrics {
         this.inc({ tier: 's3' }, st.s3Hits);
       },
     });
-    const total = (name: string, help: string, read: (st: S3TierStats) => number) =>
-      new Counter({
-        name,
-        help,
-        registers,
-        collect() {
-          this.reset();
-          this.inc(read(s3.stats()));
-        },
-      });
+    const total = (name: string, help: string, read: (st: S3TierStats) => number) => runningTotal(registers, name, help, () => read(s3.stats()));
     total('spillway_cas_s3_misses_total', 'CAS reads found in neither the local store nor S3.', (st) => st.misses);
     total('spillway_cas_s3_corrupt_objects_total', 'Objects in S3 that failed verification (never served, never stored).', (st) => st.corruptObjects);
     total('spillway_cas_s3_uploads_total', 'Blobs and action-cache entries written through to S3.', (st) => st.uploads.uploaded);
@@ -379,4 +360,17 @@ export class MasterMetrics {
       },
     });
   }
+}
+
+/** A counter over a total the source keeps itself (the stores count as they serve): a scrape reports it as it is. */
+function runningTotal(registers: Registry[], name: string, help: string, read: () => number): Counter {
+  return new Counter({
+    name,
+    help,
+    registers,
+    collect() {
+      this.reset();
+      this.inc(read());
+    },
+  });
 }
