@@ -117,8 +117,7 @@ export class JobService {
     if (!opts.success) {
       throw new BadRequestError(opts.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
     }
-    const q = this.d.queues.get(opts.data.type);
-    if (!q) throw new BadRequestError(`unknown job type "${opts.data.type}" (known: ${[...this.d.queues.keys()].join(', ')})`);
+    const q = this.queueOf(opts.data.type);
     const check = checkJobPayload(payload, q.type);
     if (!check.ok) throw new BadRequestError(check.reason);
     const jobAttempts = opts.data.attempts ?? this.d.config.jobTypes[q.type]!.attempts;
@@ -129,13 +128,7 @@ export class JobService {
       if (prior) return this.repeated(chosen, prior.entry, ours, prior.job);
     }
     const id = chosen ?? randomUUID();
-    await q.apiQueue.add('build', check.payload, {
-      jobId: id,
-      attempts: jobAttempts,
-      priority: opts.data.priority,
-      removeOnComplete: { count: this.d.config.builds.keep },
-      removeOnFail: { count: this.d.config.builds.keep },
-    });
+    await this.add(q, id, check.payload, jobAttempts, opts.data.priority);
     if (chosen === undefined) return { id, type: q.type, created: true, state: 'waiting' };
     // BullMQ dedupes on the id, so a concurrent submission of it may have added its job first:
     // the stored job decides what the id stands for, and our add was then a no-op.
@@ -153,14 +146,25 @@ export class JobService {
    * @throws BadRequestError for an unknown type, a malformed id or a payload the job schema refuses
    */
   async submitFresh(type: string, jobId: string, payload: JobPayload): Promise<void> {
-    const q = this.d.queues.get(type);
-    if (!q) throw new BadRequestError(`unknown job type "${type}" (known: ${[...this.d.queues.keys()].join(', ')})`);
+    const q = this.queueOf(type);
     if (!JOB_ID.test(jobId) || /^\d+$/.test(jobId)) throw new BadRequestError(`job id "${jobId.slice(0, 40)}" is not a valid job id`);
     const check = checkJobPayload(payload, q.type);
     if (!check.ok) throw new BadRequestError(check.reason);
-    await q.apiQueue.add('build', check.payload, {
+    await this.add(q, jobId, check.payload, this.d.config.jobTypes[q.type]!.attempts);
+  }
+
+  private queueOf(type: string): JobTypeQueue {
+    const q = this.d.queues.get(type);
+    if (!q) throw new BadRequestError(`unknown job type "${type}" (known: ${[...this.d.queues.keys()].join(', ')})`);
+    return q;
+  }
+
+  /** The one BullMQ add of a submission: finished jobs are kept as long as their build records. */
+  private async add(q: JobTypeQueue, jobId: string, payload: JobPayload, attempts: number, priority?: number): Promise<void> {
+    await q.apiQueue.add('build', payload, {
       jobId,
-      attempts: this.d.config.jobTypes[q.type]!.attempts,
+      attempts,
+      priority,
       removeOnComplete: { count: this.d.config.builds.keep },
       removeOnFail: { count: this.d.config.builds.keep },
     });
