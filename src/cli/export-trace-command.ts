@@ -1,5 +1,5 @@
 import { writeFileSync } from 'node:fs';
-import type { BuildPage } from '../master';
+import { z } from 'zod';
 import { formatTrace, parseDuration, type TraceJob } from '../simulator';
 import { CliUsageError, MasterClient } from './master-client';
 
@@ -13,6 +13,20 @@ export interface ExportTraceFlags {
 
 /** The API's largest page. */
 const PAGE = 1000;
+
+/** What of GET /api/builds the trace is made of: checked, since it comes from another process. */
+const buildsPage = z.object({
+  builds: z.array(
+    z.object({
+      type: z.string().min(1).max(200),
+      state: z.string(),
+      queuedAt: z.number().finite(),
+      dispatchedAt: z.number().finite(),
+      durationMs: z.number().finite().nonnegative().nullable(),
+    }),
+  ),
+  next: z.string().max(400).nullable(),
+});
 
 /**
  * `spillway export-trace`: the master's recent builds (GET /api/builds, newest first, page by
@@ -36,7 +50,9 @@ export async function exportTraceCommand(
   let before: string | null = null;
   let pages = 0;
   for (;;) {
-    const page: BuildPage = await client.get<BuildPage>(`/api/builds?limit=${pageSize}${before ? `&before=${encodeURIComponent(before)}` : ''}`);
+    const answer = buildsPage.safeParse(await client.get<unknown>(`/api/builds?limit=${pageSize}${before ? `&before=${encodeURIComponent(before)}` : ''}`));
+    if (!answer.success) throw new Error(`${flags.master}/api/builds did not answer a page of builds: ${answer.error.issues.slice(0, 3).map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+    const page = answer.data;
     pages++;
     let older = false;
     for (const b of page.builds) {
@@ -46,6 +62,8 @@ export async function exportTraceCommand(
       jobs.push({ at: b.queuedAt, type: b.type, durationMs: Math.max(1, b.durationMs) });
     }
     if (older || !page.next) break;
+    // A cursor that does not move would page forever.
+    if (page.next === before) throw new Error(`${flags.master}/api/builds gave the same cursor twice (${page.next}); stopping`);
     before = page.next;
   }
   jobs.sort((a, b) => a.at - b.at);

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -55,6 +57,20 @@ describe('cli: spillway simulate and export-trace', function () {
       await assert.rejects(exportTraceCommand({ master: farm.addr.httpUrl, since: 'a week' }, later, later), /--since must be a duration/);
     } finally {
       await farm.stop();
+    }
+  });
+
+  it('export-trace refuses an answer that is not a page of builds, and a cursor that does not move', async () => {
+    const build = { type: 'b2g', state: 'finished', queuedAt: Date.now() - 1000, dispatchedAt: Date.now() - 900, durationMs: 500 };
+    const answers: unknown[] = [{ builds: [{ ...build, durationMs: 'long' }], next: null }, { builds: [build], next: 'c1' }, { builds: [build], next: 'c1' }];
+    const server = createServer((_req, res) => res.setHeader('content-type', 'application/json').end(JSON.stringify(answers.shift())));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const master = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      await assert.rejects(exportTraceCommand({ master, since: '1h' }, new PassThrough(), new PassThrough()), /did not answer a page of builds: builds\.0\.durationMs/);
+      await assert.rejects(exportTraceCommand({ master, since: '1h' }, new PassThrough(), new PassThrough()), /gave the same cursor twice \(c1\)/);
+    } finally {
+      server.close();
     }
   });
 });
