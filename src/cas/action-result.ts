@@ -8,6 +8,17 @@ export interface OutputFile {
   mode: number;
 }
 
+/** An output that is a symlink, kept as a link (REAPI results only). */
+export interface OutputSymlink {
+  /** Relative to the action's working directory, like {@link OutputFile.path}. */
+  path: string;
+  /** The link's target text: relative, never climbing out of the work directory. */
+  target: string;
+}
+
+/** Why the outputs of a run were refused, for callers that map it onto a status (REAPI: `symlink-target` is FAILED_PRECONDITION). */
+export type OutputRefusalCode = 'escapes' | 'symlink-target' | 'not-regular';
+
 /** When the action ran, as epoch milliseconds from the executing agent's clock. */
 export interface ActionTimings {
   queuedAt?: number;
@@ -24,6 +35,15 @@ export interface ActionResult {
   stdout: Digest;
   stderr: Digest;
   outputFiles: OutputFile[];
+  /** Outputs that are symlinks (REAPI results; spillway's own store regular files only). */
+  outputSymlinks?: OutputSymlink[];
+  /**
+   * Every directory of the declared output directories, each one and everything below it, so
+   * that an empty one is reported too (REAPI results).
+   */
+  outputDirectories?: string[];
+  /** Set with `outcome` when the outputs were refused. */
+  refused?: OutputRefusalCode;
   /** Name of the agent that ran the action. */
   agent?: string;
   timings: ActionTimings;
@@ -33,6 +53,8 @@ export interface ActionResult {
 
 /** Tag written into every stored result so readers can tell ours from opaque values. */
 const ACTION_RESULT_KIND = 'spillway.action-result/v1';
+
+const REFUSALS: readonly OutputRefusalCode[] = ['escapes', 'symlink-target', 'not-regular'];
 
 const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v);
 const isTime = (v: unknown): v is number => isInt(v) && v >= 0;
@@ -56,6 +78,20 @@ export function parseActionResult(value: unknown): ActionResult | undefined {
     if (!isDigest(o['digest']) || !isInt(o['mode']) || o['mode'] < 0 || o['mode'] > 0o7777) return undefined;
     outputFiles.push({ path: o['path'], digest: pick(o['digest']), mode: o['mode'] });
   }
+  const outputSymlinks: OutputSymlink[] = [];
+  if (v['outputSymlinks'] !== undefined) {
+    if (!Array.isArray(v['outputSymlinks'])) return undefined;
+    for (const l of v['outputSymlinks'] as unknown[]) {
+      if (l === null || typeof l !== 'object') return undefined;
+      const o = l as Record<string, unknown>;
+      if (typeof o['path'] !== 'string' || !isSafeRelativePath(o['path'])) return undefined;
+      if (typeof o['target'] !== 'string' || o['target'] === '' || o['target'].includes('\0')) return undefined;
+      outputSymlinks.push({ path: o['path'], target: o['target'] });
+    }
+  }
+  const dirs = v['outputDirectories'];
+  if (dirs !== undefined && (!Array.isArray(dirs) || !dirs.every((d) => typeof d === 'string' && isSafeRelativePath(d)))) return undefined;
+  if (v['refused'] !== undefined && !REFUSALS.includes(v['refused'] as OutputRefusalCode)) return undefined;
   const t = v['timings'] as Record<string, unknown> | null | undefined;
   if (!t || typeof t !== 'object' || !isTime(t['startedAt']) || !isTime(t['finishedAt'])) return undefined;
   if (t['queuedAt'] !== undefined && !isTime(t['queuedAt'])) return undefined;
@@ -72,6 +108,9 @@ export function parseActionResult(value: unknown): ActionResult | undefined {
       finishedAt: t['finishedAt'],
     },
   };
+  if (v['outputSymlinks'] !== undefined) result.outputSymlinks = outputSymlinks;
+  if (dirs !== undefined) result.outputDirectories = [...(dirs as string[])];
+  if (v['refused'] !== undefined) result.refused = v['refused'] as OutputRefusalCode;
   if (typeof v['agent'] === 'string') result.agent = v['agent'];
   if (typeof v['outcome'] === 'string') result.outcome = v['outcome'];
   return result;

@@ -1,12 +1,12 @@
 import { constants as osConstants, tmpdir } from 'node:os';
 import { createReadStream, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { EMPTY_DIGEST, decodeReapiDirectory, materializeTree, serializeActionResult, type ActionResult, type MaterializeLimits, type CasClient, type Digest, type DiskStore, type OutputFile, type UploadItem } from '../cas';
+import { EMPTY_DIGEST, decodeReapiDirectory, materializeTree, serializeActionResult, type ActionResult, type MaterializeLimits, type CasClient, type Digest, type DiskStore, type OutputFile, type OutputRefusalCode, type UploadItem } from '../cas';
 import type { DiskGuard } from './disk-limit';
 import { runProcess, type OutputStream, type RunResult } from './process-runner';
 import type { Isolation, ResourceLimits } from './limits';
 import { cachingTreeFetcher, type InputFetchStats } from './action-inputs';
-import { collectOutputs, OutputRejected, type CollectedOutput } from './action-outputs';
+import { collectOutputs, OutputRejected, type CollectedOutputs } from './action-outputs';
 import { DEFAULT_CAPTURE_MEMORY_BYTES, OutputCapture } from './output-capture';
 import type { Clock } from '../lib';
 import { ActionFailure, atStage } from './action-failure';
@@ -38,6 +38,12 @@ export interface ActionInput {
   treeFormat?: 'spillway' | 'reapi';
   /** Relative to `cwd`; each stored as a file or as the files under it, whichever it turns out to be. */
   outputPaths?: string[];
+  /**
+   * `keep`: output symlinks are reported as links and every output directory (empty ones too) is
+   * listed, as REAPI results need; `resolve`: results hold regular files only (see collectOutputs).
+   * @defaultValue 'resolve'
+   */
+  outputSymlinks?: 'keep' | 'resolve';
   /** Creates the parent directories of every declared output before the run, as REAPI workers must. @defaultValue false */
   createOutputParents?: boolean;
   /**
@@ -202,26 +208,27 @@ export async function executeAction(input: ActionInput, deps: ActionDeps): Promi
 
     // (3) Outputs. Only a run that ended by itself produced outputs worth keeping.
     const ended = run.error === undefined && !run.timedOut && run.signal === null && !run.oomKilled && run.exitCode !== null;
-    let collected: CollectedOutput[] = [];
-    let rejection: string | undefined;
+    let collected: CollectedOutputs = { files: [], symlinks: [], directories: [] };
+    let rejection: Rejection | undefined;
     if (ended) {
       const found = await atStage('outputs', 'cannot collect the outputs', run, () =>
-        collectOutputs(workDir, cwd, input.outputFiles, input.outputDirs, input.outputPaths ?? []).catch((err: unknown) => {
+        collectOutputs(workDir, cwd, input.outputFiles, input.outputDirs, input.outputPaths ?? [], { symlinks: input.outputSymlinks ?? 'resolve' }).catch((err: unknown) => {
           if (err instanceof OutputRejected) return err;
           throw err;
         }),
       );
-      if (found instanceof OutputRejected) rejection = found.message;
+      if (found instanceof OutputRejected) rejection = { message: found.message, code: found.code };
       else collected = found;
     }
-    rejection ??= incompleteCapture(stdout, stderr);
+    const incomplete = incompleteCapture(stdout, stderr);
+    rejection ??= incomplete === undefined ? undefined : { message: incomplete };
     return await atStage('upload', 'cannot store or upload the results', run, () => store(run, ended, collected, rejection));
   } finally {
     await stdout.dispose();
     await stderr.dispose();
   }
 
-  async function store(run: RunResult, ended: boolean, collected: CollectedOutput[], rejection: string | undefined): Promise<ActionExecution> {
+  async function store(run: RunResult, ended: boolean, collected: CollectedOutputs, rejection: Rejection | undefined): Promise<ActionExecution> {
     // (4) Store locally, upload what the master lacks, record the result.
     const items: UploadItem[] = [];
     const putCapture = async (c: OutputCapture): Promise<Digest> => {
@@ -233,14 +240,29 @@ export async function executeAction(input: ActionInput, deps: ActionDeps): Promi
       items.push({ digest, ...captured });
       return digest;
     };
+    const outputFiles: OutputFile[] = [];
+    try {
+      for (const o of collected.files) {
+        const handle = await o.open();
+        let digest: Digest;
+        try {
+          ({ digest } = await deps.local.put(handle.createReadStream({ autoClose: false })));
+        } finally {
+          await handle.close();
+        }
+        outputFiles.push({ path: o.path, digest, mode: o.mode });
+        // Uploaded from the local cache's copy: the work directory's file is the build's to change.
+        items.push({ digest, path: deps.local.blobPath(digest.hash) });
+      }
+    } catch (err) {
+      // A file swapped while it is read refuses the outputs like one found bad while collecting.
+      if (!(err instanceof OutputRejected)) throw err;
+      rejection = { message: err.message, code: err.code };
+      outputFiles.length = 0;
+      items.length = 0;
+    }
     const stdoutDigest = await putCapture(stdout);
     const stderrDigest = await putCapture(stderr);
-    const outputFiles: OutputFile[] = [];
-    for (const o of collected) {
-      const { digest } = await deps.local.put(createReadStream(o.abs));
-      outputFiles.push({ path: o.path, digest, mode: o.mode });
-      items.push({ digest, path: o.abs });
-    }
     const uploaded = await deps.remote.uploadMissing(items.filter((i) => i.digest.hash !== EMPTY_DIGEST.hash));
 
     const result: ActionResult = {
@@ -248,6 +270,7 @@ export async function executeAction(input: ActionInput, deps: ActionDeps): Promi
       stdout: stdoutDigest,
       stderr: stderrDigest,
       outputFiles,
+      ...(input.outputSymlinks === 'keep' && rejection === undefined && { outputSymlinks: collected.symlinks, outputDirectories: collected.directories }),
       agent: deps.agent,
       timings: {
         ...(input.queuedAt !== undefined && { queuedAt: input.queuedAt }),
@@ -257,9 +280,12 @@ export async function executeAction(input: ActionInput, deps: ActionDeps): Promi
     };
     // How a run that did not end by itself ended is in `run`, for the caller to put in words
     // (the agent maps it onto the protocol's BuildResult, whose describeResult is the one wording).
-    if (rejection !== undefined) result.outcome = rejection;
+    if (rejection !== undefined) {
+      result.outcome = rejection.message;
+      if (rejection.code) result.refused = rejection.code;
+    }
 
-    const done = { run, result, inputs, uploaded, ...(rejection !== undefined && { rejected: rejection }) };
+    const done = { run, result, inputs, uploaded, ...(rejection !== undefined && { rejected: rejection.message }) };
     if (input.resultTo === 'blob') {
       const data = serializeActionResult(result);
       const { digest } = await deps.local.putBuffer(data);
@@ -270,6 +296,12 @@ export async function executeAction(input: ActionInput, deps: ActionDeps): Promi
     const cached = cacheable ? await deps.remote.putActionResult(input.actionHash, result, { allowFailed: input.cacheFailed }) : false;
     return { ...done, cached };
   }
+}
+
+/** Why a run's outputs were refused; `code` when an output was (see OutputRejected). */
+interface Rejection {
+  message: string;
+  code?: OutputRefusalCode;
 }
 
 /**
@@ -320,7 +352,7 @@ function checkCwd(cwd: string | undefined): string | undefined {
 }
 
 /** The exit code recorded in the result; non-zero for anything but a clean, accepted exit 0. */
-function exitCodeOf(run: RunResult, rejection: string | undefined): number {
+function exitCodeOf(run: RunResult, rejection: Rejection | undefined): number {
   if (run.error !== undefined) return NOT_STARTED_EXIT;
   if (run.timedOut) return TIMED_OUT_EXIT;
   if (run.signal !== null) return 128 + ((osConstants.signals as Record<string, number>)[run.signal] ?? 0);

@@ -1,11 +1,12 @@
 import { Readable } from 'node:stream';
 import { status as grpcStatus } from '@grpc/grpc-js';
-import { digestOf, parseOwnActionResultBytes, parseDigestString, type ActionCache, type ActionResult as SpillwayResult, type BlobStore, type Digest } from '../cas';
+import { checkSymlinkTarget, digestOf, InvalidTreeError, parseOwnActionResultBytes, parseDigestString, type ActionCache, type ActionResult as SpillwayResult, type BlobStore, type Digest } from '../cas';
 import type { BuildRecord } from '../master';
 import type { RemoteAction } from '../protocol';
 import { readBlob } from './blob-read';
 import { reapiProtos } from './reapi-protos';
-import type { ActionResult, Directory, ExecuteResponse, OutputDirectory, OutputFile } from './reapi-types';
+import { encodeTree } from './output-tree';
+import type { ActionResult, ExecuteResponse, OutputDirectory, OutputFile } from './reapi-types';
 
 const wire = (d: Digest) => ({ hash: d.hash, sizeBytes: d.size });
 const stamp = (ms: number) => ({ seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 });
@@ -36,6 +37,11 @@ export async function executeOutcome(rec: BuildRecord, op: FinishedAction, store
   if (!result) {
     const reason = rec.reason ?? `the build ended: ${rec.result ?? 'unknown'}`;
     return { response: { status: { code: noResultCode(rec), message: `action did not run to the end on ${rec.agent}: ${reason}` } }, cached: false };
+  }
+  const refused = refusedSymlink(result);
+  if (refused !== undefined) {
+    const partial = await toReapiResult({ ...result, outputFiles: [], outputSymlinks: [], outputDirectories: [] }, op.action, store, rec);
+    return { response: { result: partial, cachedResult: false, status: { code: grpcStatus.FAILED_PRECONDITION, message: `${rec.agent}: ${refused}` } }, cached: false };
   }
   const actionResult = await toReapiResult(result, op.action, store, rec);
   const timedOut = rec.result === 'timeout';
@@ -69,32 +75,44 @@ async function loadResult(store: BlobStore, digestText: string): Promise<Spillwa
 
 /** The REAPI ActionResult of an agent's result; output directories' Trees are stored in `store`. */
 export async function toReapiResult(r: SpillwayResult, action: RemoteAction, store: BlobStore, rec: Pick<BuildRecord, 'agent' | 'queuedAt'>): Promise<ActionResult> {
-  const outputFiles: OutputFile[] = [];
-  const underDir = new Map<string, Array<{ path: string; digest: Digest; executable: boolean }>>();
-  const dirOf = (p: string): string | undefined => {
-    for (const d of [...action.outputDirs, ...action.outputPaths]) if (p.startsWith(`${d}/`)) return d;
-    return undefined;
-  };
-  for (const f of r.outputFiles) {
-    const dir = dirOf(f.path);
-    if (dir === undefined) {
-      outputFiles.push({ path: f.path, digest: wire(f.digest), isExecutable: (f.mode & 0o111) !== 0 });
-      continue;
-    }
-    let list = underDir.get(dir);
-    if (!list) underDir.set(dir, (list = []));
-    list.push({ path: f.path.slice(dir.length + 1), digest: f.digest, executable: (f.mode & 0o111) !== 0 });
-  }
+  const links = r.outputSymlinks ?? [];
+  const reported = new Set(r.outputDirectories ?? []);
+  const under = (p: string, d: string): boolean => p.startsWith(`${d}/`);
+  // A declared directory is present when the agent walked it; an agent that lists no
+  // directories (older) reports one only through the files under it.
+  const present = [...new Set([...action.outputDirs, ...action.outputPaths])]
+    .filter((d) => reported.has(d) || r.outputFiles.some((f) => under(f.path, d)) || links.some((l) => under(l.path, d)))
+    .sort();
+  const inDir = (p: string): boolean => present.some((d) => under(p, d));
+
+  const outputFiles: OutputFile[] = r.outputFiles
+    .filter((f) => !inDir(f.path))
+    .map((f) => ({ path: f.path, digest: wire(f.digest), isExecutable: (f.mode & 0o111) !== 0 }));
   const outputDirectories: OutputDirectory[] = [];
-  for (const [path, files] of [...underDir].sort(([a], [b]) => (a < b ? -1 : 1))) {
-    const tree = encodeTree(files);
+  for (const dir of present) {
+    const rel = (p: string) => p.slice(dir.length + 1);
+    const tree = encodeTree({
+      files: r.outputFiles.filter((f) => under(f.path, dir)).map((f) => ({ path: rel(f.path), digest: f.digest, executable: (f.mode & 0o111) !== 0 })),
+      symlinks: links.filter((l) => under(l.path, dir)).map((l) => ({ path: rel(l.path), target: l.target })),
+      directories: [...reported].filter((d) => under(d, dir)).map(rel),
+    });
     const { digest } = await store.put(Readable.from([tree]), { hash: digestOf(tree).hash, size: tree.length });
-    outputDirectories.push({ path, treeDigest: wire(digest) });
+    outputDirectories.push({ path: dir, treeDigest: wire(digest) });
   }
+  // REAPI v2.1 clients (output_paths) read output_symlinks; v2.0 clients, Bazel 4 among them,
+  // read the file and directory lists of the field their path was declared in.
+  const top = links.filter((l) => !inDir(l.path));
+  const declaredIn = (list: readonly string[]) => top.filter((l) => list.includes(l.path)).map((l) => ({ path: l.path, target: l.target }));
+  const outputSymlinks = declaredIn(action.outputPaths);
+  const outputDirectorySymlinks = declaredIn(action.outputDirs);
+  const outputFileSymlinks = declaredIn(action.outputFiles);
   const t = r.timings;
   return {
     outputFiles,
     outputDirectories,
+    ...(outputSymlinks.length > 0 && { outputSymlinks }),
+    ...(outputFileSymlinks.length > 0 && { outputFileSymlinks }),
+    ...(outputDirectorySymlinks.length > 0 && { outputDirectorySymlinks }),
     exitCode: r.exitCode,
     stdoutDigest: wire(r.stdout),
     stderrDigest: wire(r.stderr),
@@ -109,37 +127,21 @@ export async function toReapiResult(r: SpillwayResult, action: RemoteAction, sto
   };
 }
 
-/** A REAPI Tree (root and every distinct descendant, canonically encoded) of an output directory's files. */
-export function encodeTree(files: ReadonlyArray<{ path: string; digest: Digest; executable: boolean }>): Buffer {
-  interface Dir {
-    files: Array<{ name: string; digest: Digest; executable: boolean }>;
-    dirs: Map<string, Dir>;
-  }
-  const root: Dir = { files: [], dirs: new Map() };
-  for (const f of files) {
-    const parts = f.path.split('/');
-    let dir = root;
-    for (const part of parts.slice(0, -1)) {
-      let next = dir.dirs.get(part);
-      if (!next) dir.dirs.set(part, (next = { files: [], dirs: new Map() }));
-      dir = next;
+/**
+ * Why a result's symlinks cannot be handed to a client, or undefined: the agent refused one
+ * (absolute, or climbing out of the work directory), or reports one the master's own check
+ * refuses (an agent is not trusted to have checked: a client creates these links as they are).
+ * Capabilities announce symlink_absolute_path_strategy DISALLOWED, whose answer is FAILED_PRECONDITION.
+ */
+function refusedSymlink(r: SpillwayResult): string | undefined {
+  if (r.refused === 'symlink-target') return r.outcome ?? 'an output symlink has an absolute target or leads out of the work directory';
+  for (const l of r.outputSymlinks ?? []) {
+    try {
+      checkSymlinkTarget(l.target, Infinity, l.path);
+    } catch (err) {
+      if (err instanceof InvalidTreeError) return `output symlink refused: ${err.message}`;
+      throw err;
     }
-    dir.files.push({ name: parts[parts.length - 1]!, digest: f.digest, executable: f.executable });
   }
-  const codec = reapiProtos().directory;
-  const children = new Map<string, Directory>();
-  const byName = (a: { name: string }, b: { name: string }) => Buffer.compare(Buffer.from(a.name), Buffer.from(b.name));
-  const build = (d: Dir): Directory => ({
-    files: [...d.files].sort(byName).map((f) => ({ name: f.name, digest: wire(f.digest), isExecutable: f.executable })),
-    directories: [...d.dirs]
-      .map(([name, sub]) => {
-        const node = build(sub);
-        const digest = digestOf(codec.encode(node));
-        children.set(digest.hash, node);
-        return { name, digest: wire(digest) };
-      })
-      .sort(byName),
-  });
-  const top = build(root);
-  return reapiProtos().tree.encode({ root: top, children: [...children.values()] });
+  return undefined;
 }

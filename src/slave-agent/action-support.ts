@@ -109,6 +109,7 @@ export class ActionSupport {
         cacheFailed: false,
         treeFormat: 'reapi',
         createOutputParents: true,
+        outputSymlinks: 'keep',
         resultTo: 'blob',
       },
       assign,

@@ -43,11 +43,11 @@ describe('remote-execution/Execution (a master with real agents)', function () {
   });
 
   /** An action running `script` with /bin/sh on an input root holding `in.txt`. */
-  async function shAction(script: string, o: { outputs?: string[]; dirs?: string[]; timeoutSec?: number; salt?: string } = {}): Promise<Digest> {
+  async function shAction(script: string, o: { outputs?: string[]; dirs?: string[]; paths?: string[]; timeoutSec?: number; salt?: string } = {}): Promise<Digest> {
     const input = await client.put(`input ${o.salt ?? ''}\n`);
     const root = await client.directory({ files: [{ name: 'in.txt', digest: wire(input) }] });
     return client.action(
-      { arguments: [SH, '-c', script], environmentVariables: [PATH], outputFiles: o.outputs ?? [], outputDirectories: o.dirs ?? [] },
+      { arguments: [SH, '-c', script], environmentVariables: [PATH], outputFiles: o.outputs ?? [], outputDirectories: o.dirs ?? [], outputPaths: o.paths ?? [] },
       root,
       { ...(o.timeoutSec && { timeout: { seconds: o.timeoutSec } }), ...(o.salt && { salt: Buffer.from(o.salt) }) },
     );
@@ -170,6 +170,54 @@ describe('remote-execution/Execution (a master with real agents)', function () {
     assert.equal(skipped.response!.cachedResult, false);
     assert.deepEqual(skipped.stages, ['QUEUED', 'EXECUTING', 'COMPLETED']);
   });
+
+  const SYMLINKS_AND_EMPTY =
+    'echo data > real.txt && ln -s real.txt link.txt && mkdir -p d/empty d/sub e && echo x > d/sub/f && ln -s sub/f d/l && ln -s ../real.txt d/up && ln -s d dl';
+  const blob = async (d: { hash: string; sizeBytes: number } | null | undefined) => (await client.cas.getBlob({ hash: d!.hash, size: d!.sizeBytes }))!;
+  const links = (l: Array<{ path: string; target: string }>) => l.map((s) => `${s.path} -> ${s.target}`);
+
+  it('reports output symlinks as links (v2.0 fields for output_files/output_directories), symlinks inside a directory as SymlinkNodes, and empty directories', async () => {
+    const r = await client.execute(await shAction(SYMLINKS_AND_EMPTY, { outputs: ['real.txt', 'link.txt'], dirs: ['d', 'e', 'dl'], salt: 'links-v20' }));
+    const res = r.response!.result!;
+    assert.equal(r.response!.status?.code ?? 0, Code.OK, JSON.stringify(r.response!.status));
+    assert.deepEqual(res.outputFiles.map((f) => f.path), ['real.txt'], 'the link is not reported as the file it points to');
+    assert.deepEqual(links(res.outputFileSymlinks), ['link.txt -> real.txt']);
+    assert.deepEqual(links(res.outputDirectorySymlinks), ['dl -> d']);
+    assert.deepEqual(res.outputSymlinks, [], 'output_symlinks is for output_paths clients (v2.1+)');
+    assert.deepEqual(res.outputDirectories.map((o) => o.path), ['d', 'e']);
+    const d = reapiProtos().tree.decode(await blob(res.outputDirectories[0]!.treeDigest));
+    assert.deepEqual(d.root!.files, []);
+    assert.deepEqual(d.root!.directories.map((x) => x.name), ['empty', 'sub']);
+    assert.deepEqual(links(d.root!.symlinks.map((s) => ({ path: s.name, target: s.target }))), ['l -> sub/f', 'up -> ../real.txt']);
+    const empty = d.children.find((c) => c.files.length === 0 && c.directories.length === 0 && c.symlinks.length === 0);
+    assert.ok(empty, 'the empty subdirectory is a Directory of its own in the Tree');
+    assert.equal(digestOf(reapiProtos().directory.encode(empty)).hash, d.root!.directories[0]!.digest!.hash);
+    const e = reapiProtos().tree.decode(await blob(res.outputDirectories[1]!.treeDigest));
+    assert.deepEqual([e.root!.files, e.root!.directories, e.root!.symlinks, e.children], [[], [], [], []], 'an empty output directory is a Tree with an empty root');
+  });
+
+  it('reports output_paths symlinks in output_symlinks (v2.1)', async () => {
+    const r = await client.execute(await shAction(SYMLINKS_AND_EMPTY, { paths: ['real.txt', 'link.txt', 'd', 'e', 'dl'], salt: 'links-v21' }));
+    const res = r.response!.result!;
+    assert.equal(r.response!.status?.code ?? 0, Code.OK, JSON.stringify(r.response!.status));
+    assert.deepEqual(links(res.outputSymlinks), ['dl -> d', 'link.txt -> real.txt']);
+    assert.deepEqual([res.outputFileSymlinks, res.outputDirectorySymlinks], [[], []]);
+    assert.deepEqual(res.outputDirectories.map((o) => o.path), ['d', 'e']);
+  });
+
+  for (const [what, script, o] of [
+    ['an absolute target', 'echo ok > good.txt && ln -s /etc/passwd leak', { outputs: ['good.txt', 'leak'] }],
+    ['a target climbing out of the work directory', 'mkdir d && ln -s ../../../etc/passwd d/up', { dirs: ['d'] }],
+  ] as Array<[string, string, { outputs?: string[]; dirs?: string[] }]>) {
+    it(`fails an action whose output symlink has ${what} with FAILED_PRECONDITION (absolute symlinks are DISALLOWED in Capabilities), uncached`, async () => {
+      const a = await shAction(script, { ...o, salt: what });
+      const r = await client.execute(a);
+      assert.equal(r.response!.status!.code, Code.FAILED_PRECONDITION, JSON.stringify(r.response!.status));
+      assert.match(r.response!.status!.message, /output symlink target .* is absolute or leads out of the work directory/);
+      assert.deepEqual([r.response!.result!.outputFiles, r.response!.result!.outputFileSymlinks, r.response!.result!.outputDirectories], [[], [], []]);
+      assert.equal((await client.execute(a)).response!.cachedResult, false);
+    });
+  }
 
   it("hands a remote action's job over with submitFresh, which still refuses an unknown type, a bad id and a payload the job schema refuses", async () => {
     const jobs = farm.master.jobs;
