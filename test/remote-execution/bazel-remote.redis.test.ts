@@ -66,6 +66,8 @@ describe('remote execution with a real Bazel (--remote_executor)', function () {
         'genrule(name = "upper", srcs = ["in.txt"], outs = ["upper.txt"], cmd = "tr a-z A-Z < $< > $@")',
         'genrule(name = "counted", srcs = [":upper"], outs = ["gen/counted.txt"], cmd = "wc -c < $< > $@ && cat $< >> $@")',
         'cc_binary(name = "hello", srcs = ["hello.c", "greet.h"])',
+        // An output that is a symlink: REAPI reports it as a link (output_file_symlinks for Bazel 4).
+        'genrule(name = "linked", srcs = [":upper"], outs = ["linked.txt"], cmd = "ln -s upper.txt $@")',
         '',
       ].join('\n'),
     );
@@ -95,7 +97,11 @@ describe('remote execution with a real Bazel (--remote_executor)', function () {
     }
   }
 
-  const OUTPUTS = ['upper.txt', 'gen/counted.txt', 'hello'];
+  const OUTPUTS = ['upper.txt', 'gen/counted.txt', 'hello', 'linked.txt'];
+  const linkOf = async (o: string) => {
+    const p = path.join(ws, 'bazel-bin', o);
+    return (await fsp.lstat(p)).isSymbolicLink() ? await fsp.readlink(p) : 'not a symlink';
+  };
   const readOutputs = () => Promise.all(OUTPUTS.map((o) => fsp.readFile(path.join(ws, 'bazel-bin', o))));
   const remoteBuilds = async () => (await farm!.api<{ builds: BuildRecord[] }>('/api/builds?limit=1000')).builds.filter((b) => b.type === 'remote');
 
@@ -110,11 +116,12 @@ describe('remote execution with a real Bazel (--remote_executor)', function () {
     assert.match(first.stderr, /processes: .*\d+ remote\b/);
     assert.doesNotMatch(first.stderr, /\d+ (linux-sandbox|local|processwrapper-sandbox)\b/);
     const builds = await remoteBuilds();
-    // Two genrules, a compile and a link.
-    assert.ok(builds.length >= 4, `remote actions recorded as builds: ${builds.length}`);
+    // Three genrules, a compile and a link.
+    assert.ok(builds.length >= 5, `remote actions recorded as builds: ${builds.length}`);
     assert.ok(builds.every((b) => b.agent === 'bazel-agent' && b.result === 'success'), JSON.stringify(builds.map((b) => [b.agent, b.result, b.reason])));
     const got = await readOutputs();
     OUTPUTS.forEach((o, i) => assert.ok(got[i]!.equals(expected[i]!), `${o} differs from the local build`));
+    assert.equal(await linkOf('linked.txt'), 'upper.txt', 'the symlink output arrives as a symlink');
     const hello = await run(path.join(ws, 'bazel-bin', 'hello'));
     assert.equal(hello.stdout, 'hello, remote\n');
 
@@ -126,6 +133,7 @@ describe('remote execution with a real Bazel (--remote_executor)', function () {
     assert.equal((await remoteBuilds()).length, builds.length, 'nothing ran again');
     const cached = await readOutputs();
     OUTPUTS.forEach((o, i) => assert.ok(cached[i]!.equals(expected[i]!), `${o} from the cache differs`));
+    assert.equal(await linkOf('linked.txt'), 'upper.txt', 'a cache hit restores the symlink as a symlink');
   });
 
   it("fails the build on a failing action and shows the action's stderr", async () => {
