@@ -106,6 +106,8 @@ describe('executor/action-outputs (hostile outputs)', () => {
       assert.match((await refusal(collectOutputs(work, work, [], ['d'], []))).message, /escapes the work directory: d\/p/);
       assert.match((await refusal(collectOutputs(work, work, [], ['dirout'], []))).message, /escapes the work directory: dirout/);
       assert.match((await refusal(collectOutputs(work, work, [], ['l'], []))).message, /dangling symlink in output directory: l\/a/);
+      sh('mkdir dev && ln -s /dev/zero dev/zero');
+      assert.match((await refusal(collectOutputs(work, work, [], ['dev'], []))).message, /escapes the work directory: dev\/zero/, 'a device is never opened');
     });
 
     it('stores a link inside a directory as the file it leads to inside the work directory', async () => {
