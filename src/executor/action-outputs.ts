@@ -124,7 +124,10 @@ export async function collectOutputs(
     if (!inside(real)) throw new OutputRejected(ESCAPES, rel);
     const parent = await openDir(real, undefined, inside, rel);
     const at = path.join(parent.ref, path.basename(rel));
-    const st = await lstatOptional(at);
+    const st = await lstatOptional(at).catch(async (err: unknown) => {
+      await parent.handle.close();
+      throw err;
+    });
     if (!st) {
       await parent.handle.close();
       return undefined;
