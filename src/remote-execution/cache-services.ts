@@ -20,7 +20,7 @@ export function cacheServices(deps: CacheServiceDeps & { executionEnabled: () =>
   return [
     { definition: v2.Capabilities.service, implementation: capabilitiesService(deps) },
     { definition: v2.ContentAddressableStorage.service, implementation: storageService(deps) },
-    { definition: grpc.google.bytestream.ByteStream.service, implementation: byteStreamService(deps) },
+    { definition: passEncoded(grpc.google.bytestream.ByteStream.service, ['Read']), implementation: byteStreamService(deps) },
     { definition: passEncoded(v2.ActionCache.service, ['GetActionResult']), implementation: actionCacheService(deps) },
   ];
 }
