@@ -8,7 +8,8 @@
  *   the same entries;
  * - the fully cached build BENCH_CACHED_RUNS (7) times per protocol, alternating, after one
  *   warm-up build of each (which prints every request kind served, with server-side latency);
- *   the medians are compared, and the master's CPU per build is printed;
+ *   the medians are compared, and the master's and the Bazel server's CPU per build are printed
+ *   (the requests again for the last round); BENCH_BASE_DIST adds a master built from there;
  * - Execute -> action started (the operation's EXECUTING stage, sent when an agent has the
  *   build) for BENCH_EXEC_SAMPLES (50) distinct tiny actions on an idle agent, one at a time,
  *   and Execute -> COMPLETED for the same actions, from a client in this process and from one
@@ -163,7 +164,7 @@ async function main(): Promise<number> {
   };
   const tally = new RequestTally();
   const runs = Object.fromEntries(targets.map((t) => [t, { ms: [] as number[], cpu: [] as number[], bazelCpu: [] as number[] }])) as Record<Target, { ms: number[]; cpu: number[]; bazelCpu: number[] }>;
-  const tallied = async (target: Target, warmUp: boolean): Promise<void> => {
+  const tallied = async (target: Target, warmUp: boolean, show = warmUp): Promise<void> => {
     const r = runs[target];
     const profile = !warmUp && PROFILE && r.ms.length === 0 ? await startProfile() : undefined;
     tally.start();
@@ -179,7 +180,7 @@ async function main(): Promise<number> {
         r.cpu.push((c.user + c.system) / 1000);
         r.bazelCpu.push(processCpuMs(bazelPid) - b0);
       }
-      if (warmUp) for (const l of tally.lines()) say(`  ${l}`);
+      if (show) for (const l of tally.lines()) say(`  ${l}`);
       if (profile) printProfile(`the master during a cached build via ${target}`, await profile.stop(join(dir, `${target.replace(/\W+/g, '-')}.cpuprofile`)));
     }
   };
@@ -189,7 +190,8 @@ async function main(): Promise<number> {
   for (let i = 0; i < CACHED_RUNS; i++) {
     // ABAB... would give one target the Bazel server's state after the other's build every time.
     const order = i % 2 === 0 ? targets : [...targets].reverse();
-    for (const t of order) await tallied(t, false);
+    // The last round shows the requests again: the warm-up's are the first look at every entry.
+    for (const t of order) await tallied(t, false, i === CACHED_RUNS - 1);
   }
   const median = (t: Target, k: 'ms' | 'cpu' | 'bazelCpu') => stats(runs[t][k]).p50;
   for (const t of targets) say(`cached build via ${t}, median of ${CACHED_RUNS}: ${f2(median(t, 'ms') / 1000)} s; master process CPU ${f1(median(t, 'cpu'))} ms; Bazel server CPU ${f1(median(t, 'bazelCpu'))} ms`);
