@@ -10,7 +10,7 @@ import type { Daemon } from '../src/cli/daemon';
 import type { parseConfig } from '../src/config';
 import type { createLogger } from '../src/lib';
 
-/** CPU seconds (user + system) the process `pid` has used so far; NaN when it cannot be read. */
+/** CPU time in ms (user + system) the process `pid` has used so far; NaN when it cannot be read. */
 export function processCpuMs(pid: number): number {
   try {
     // Fields after the command name (which may hold spaces, hence the last ')'): utime and stime are the 12th and 13th.
