@@ -8,7 +8,8 @@
  *   the same entries;
  * - the fully cached build BENCH_CACHED_RUNS (7) times per protocol, alternating, after one
  *   warm-up build of each (which prints every request kind served, with server-side latency);
- *   the medians are compared, and the master's CPU per build is printed;
+ *   the medians are compared, and the master's and the Bazel server's CPU per build are printed
+ *   (the requests again for the last round); BENCH_BASE_DIST adds a master built from there;
  * - Execute -> action started (the operation's EXECUTING stage, sent when an agent has the
  *   build) for BENCH_EXEC_SAMPLES (50) distinct tiny actions on an idle agent, one at a time,
  *   and Execute -> COMPLETED for the same actions, from a client in this process and from one
@@ -41,6 +42,7 @@ import { timeAll, type ExecuteSample } from './remote-execute-client';
 import { spawnLogged, stopChild, type LoggedChild } from './procs';
 import { printProfile } from './cpuprofile';
 import { ExecuteStages, RequestTally } from './remote-trace';
+import { processCpuMs, startBaseDaemon } from './remote-baseline';
 
 const run = promisify(execFile);
 const RULES = intEnv('BENCH_RULES', 200);
@@ -51,6 +53,9 @@ const CACHED_RUNS = intEnv('BENCH_CACHED_RUNS', 7);
 const WARMUP = 3;
 /** BENCH_PROFILE=1: a CPU profile of this process (the master) during the first counted cached build of each protocol. */
 const PROFILE = process.env.BENCH_PROFILE === '1';
+/** BENCH_BASE_DIST=/work/base/dist: also time the cached gRPC build against a master built from there, in the same rounds. */
+const BASE_DIST = process.env.BENCH_BASE_DIST;
+const baseServers: Array<() => Promise<void>> = [];
 
 async function startProfile(): Promise<{ stop(file: string): Promise<string> }> {
   const session = new Session();
@@ -101,8 +106,7 @@ async function main(): Promise<number> {
   await run('bazel', ['--version']);
   say(machineLine(machineInfo()));
   redis = await startRedisServer();
-  const config = parseConfig(
-    {
+  const rawConfig = {
       redis: { url: redis.url },
       http: { host: '127.0.0.1', port: 0 },
       grpc: { host: '127.0.0.1', port: 0 },
@@ -111,9 +115,8 @@ async function main(): Promise<number> {
       cas: { dir: join(dir, 'cas'), prefix: '/cache', tokens: [TOKEN] },
       remoteExecution: { defaultJobType: 'remote' },
       log: { level: 'warn' },
-    },
-    {},
-  );
+  };
+  const config = parseConfig(rawConfig, {});
   daemon = await startDaemon({ config, log: createLogger({ level: 'warn', silent: true }) });
   const { httpUrl, agentUrl, grpcUrl } = daemon.addresses;
   const casUrl = `${httpUrl}/cache`;
@@ -137,42 +140,67 @@ async function main(): Promise<number> {
   const header = `--remote_header=Authorization=Bearer ${TOKEN}`;
   const local = await cleanBuild('local, clean', []);
   const remote = await cleanBuild('remote execution, empty cache', [`--remote_executor=${grpcUrl}`, header]);
+  // BENCH_BASE_DIST: a second master from another build (the unchanged main) on its own
+  // redis-server and CAS, timed in the same rounds.
+  let base: { url: string } | undefined;
+  if (BASE_DIST) {
+    // The same entries on both: a copy of this master's CAS (idle now; its index log is append-only).
+    await fsp.cp(join(dir, 'cas'), join(dir, 'cas-base'), { recursive: true });
+    const baseRedis = await startRedisServer();
+    const baseDaemon = await startBaseDaemon(BASE_DIST, { ...rawConfig, redis: { url: baseRedis.url }, cas: { ...rawConfig.cas, dir: join(dir, 'cas-base') }, remoteExecution: {} });
+    baseServers.push(async () => {
+      await baseDaemon.stop().catch(() => undefined);
+      await baseRedis.stop().catch(() => undefined);
+    });
+    base = { url: baseDaemon.addresses.grpcUrl! };
+  }
+  const bazelPid = Number((await run('bazel', [`--output_user_root=${outputRoot}`, 'info', 'server_pid'], { cwd: ws, env: { ...process.env, HOME: dir } })).stdout.trim());
+  type Target = 'gRPC' | 'HTTP' | 'gRPC, base master';
+  const targets: Target[] = base ? ['gRPC', 'gRPC, base master', 'HTTP'] : ['gRPC', 'HTTP'];
+  const flagsOf: Record<Target, string[]> = {
+    gRPC: [`--remote_cache=${grpcUrl}`, header],
+    HTTP: [`--remote_cache=${casUrl.replace('http://', `http://ci:${TOKEN}@`)}`],
+    'gRPC, base master': base ? [`--remote_cache=${base.url}`, header] : [],
+  };
   const tally = new RequestTally();
-  const cpu: Record<'gRPC' | 'HTTP', number[]> = { gRPC: [], HTTP: [] };
-  const tallied = async (what: string, flags: string[], show: boolean): Promise<number> => {
-    const protocol = what.includes('gRPC') ? 'gRPC' : 'HTTP';
-    const profile = !show && PROFILE && cpu[protocol].length === 0 ? await startProfile() : undefined;
+  const runs = Object.fromEntries(targets.map((t) => [t, { ms: [] as number[], cpu: [] as number[], bazelCpu: [] as number[] }])) as Record<Target, { ms: number[]; cpu: number[]; bazelCpu: number[] }>;
+  const tallied = async (target: Target, warmUp: boolean, show = warmUp): Promise<void> => {
+    const r = runs[target];
+    const profile = !warmUp && PROFILE && r.ms.length === 0 ? await startProfile() : undefined;
     tally.start();
     const c0 = process.cpuUsage();
+    const b0 = processCpuMs(bazelPid);
     try {
-      return await cleanBuild(what, flags);
+      const ms = await cleanBuild(`fully cached via ${target}${warmUp ? ', warm-up' : ''}`, flagsOf[target]);
+      if (!warmUp) r.ms.push(ms);
     } finally {
       const c = process.cpuUsage(c0);
       tally.stop();
-      if (!show) cpu[protocol].push((c.user + c.system) / 1000);
+      if (!warmUp) {
+        r.cpu.push((c.user + c.system) / 1000);
+        r.bazelCpu.push(processCpuMs(bazelPid) - b0);
+      }
       if (show) for (const l of tally.lines()) say(`  ${l}`);
-      if (profile) printProfile(`the master during a cached build via ${protocol}`, await profile.stop(join(dir, `${protocol}.cpuprofile`)));
+      if (profile) printProfile(`the master during a cached build via ${target}`, await profile.stop(join(dir, `${target.replace(/\W+/g, '-')}.cpuprofile`)));
     }
   };
-  const grpcRuns: number[] = [];
-  const httpRuns: number[] = [];
-  const viaGrpc = [`--remote_cache=${grpcUrl}`, header];
-  const viaHttp = [`--remote_cache=${casUrl.replace('http://', `http://ci:${TOKEN}@`)}`];
   // One build of each first, not counted (it shows the requests): the outputs uploaded by the
   // agent then sit in the master's memory tier for both, whichever protocol comes first.
-  await tallied('fully cached via gRPC, warm-up', viaGrpc, true);
-  await tallied('fully cached via HTTP, warm-up', viaHttp, true);
+  for (const t of targets) await tallied(t, true);
   for (let i = 0; i < CACHED_RUNS; i++) {
-    // ABAB... would give one protocol the Bazel server's state after the other's build every time.
-    const order = i % 2 === 0 ? (['gRPC', 'HTTP'] as const) : (['HTTP', 'gRPC'] as const);
-    for (const p of order) {
-      if (p === 'gRPC') grpcRuns.push(await tallied('fully cached via gRPC', viaGrpc, false));
-      else httpRuns.push(await tallied('fully cached via HTTP', viaHttp, false));
-    }
+    // ABAB... would give one target the Bazel server's state after the other's build every time.
+    const order = i % 2 === 0 ? targets : [...targets].reverse();
+    // The last round shows the requests again: the warm-up's are the first look at every entry.
+    for (const t of order) await tallied(t, false, i === CACHED_RUNS - 1);
   }
-  const grpcCached = stats(grpcRuns).p50;
-  const httpCached = stats(httpRuns).p50;
-  say(`master process CPU per cached build, median: gRPC ${f1(stats(cpu.gRPC).p50)} ms, HTTP ${f1(stats(cpu.HTTP).p50)} ms`);
+  const median = (t: Target, k: 'ms' | 'cpu' | 'bazelCpu') => stats(runs[t][k]).p50;
+  for (const t of targets) say(`cached build via ${t}, median of ${CACHED_RUNS}: ${f2(median(t, 'ms') / 1000)} s; master process CPU ${f1(median(t, 'cpu'))} ms; Bazel server CPU ${f1(median(t, 'bazelCpu'))} ms`);
+  if (base) {
+    const pairs = runs.gRPC.ms.map((ms, i) => ms / runs['gRPC, base master'].ms[i]!);
+    say(`gRPC, this master / base master, per round: ${pairs.map(f2).join(' ')} (median ${f2(stats(pairs).p50)})`);
+  }
+  const grpcCached = median('gRPC', 'ms');
+  const httpCached = median('HTTP', 'ms');
   await bazel(['shutdown']);
 
   // Execute -> started: distinct tiny actions, one at a time, on an idle agent; from a client
@@ -229,6 +257,9 @@ async function main(): Promise<number> {
     ['  per-action overhead of remote vs local', `${f1((remote - local) / RULES)} ms`, '', undefined],
     [`fully cached build via gRPC, median of ${CACHED_RUNS}`, `${f2(grpcCached / 1000)} s`, `<= HTTP (${f2(httpCached / 1000)} s)`, grpcCached <= httpCached],
     [`fully cached build via Bazel HTTP cache, median of ${CACHED_RUNS}`, `${f2(httpCached / 1000)} s`, '', undefined],
+    ...(base ? [[`fully cached build via gRPC against the base master, median of ${CACHED_RUNS}`, `${f2(median('gRPC, base master', 'ms') / 1000)} s`, '', undefined] as TableRow] : []),
+    ['master CPU per cached build, gRPC / HTTP', `${f1(median('gRPC', 'cpu'))} / ${f1(median('HTTP', 'cpu'))} ms`, '', undefined],
+    ['Bazel server CPU per cached build, gRPC / HTTP', `${f1(median('gRPC', 'bazelCpu'))} / ${f1(median('HTTP', 'bazelCpu'))} ms`, '', undefined],
     [`Execute -> action started, client process, p50 (n=${started.n})`, `${f1(started.p50)} ms`, '<= 5 ms', started.p50 <= 5],
     ['Execute -> action started, client process, p90', `${f1(started.p90)} ms`, '', undefined],
     ['Execute -> action started, client in the master process, p50', `${f1(inProcess.started.p50)} ms`, '', undefined],
@@ -240,6 +271,7 @@ async function main(): Promise<number> {
 
 const cleanup = once(async () => {
   if (agent) await stopChild(agent);
+  for (const stop of baseServers) await stop();
   await daemon?.stop().catch(() => undefined);
   await redis?.stop().catch(() => undefined);
 });

@@ -207,9 +207,11 @@ export class Daemon {
 
     // gRPC (grpc-js, proto-loader, the REAPI protos: ~15 MB resident) only when it serves.
     if (cas && config.grpc.enabled) {
-      const { openGrpc } = await import('./grpc-service.js');
-      const { CallAuth, executionService, OperationStore } = await import('../remote-execution/index.js');
+      const { openGrpc, wireCompleteResults } = await import('./grpc-service.js');
+      const { CallAuth, CompleteResults, executionService, OperationStore } = await import('../remote-execution/index.js');
       const re = config.remoteExecution;
+      const completeResults = new CompleteResults({ clock });
+      wireCompleteResults(cas, completeResults);
       // Execution only where remote actions have a job type to become; Capabilities then says exec_enabled.
       const execution =
         re.defaultJobType !== undefined || Object.keys(re.instances).length > 0
@@ -219,6 +221,7 @@ export class Daemon {
                 master,
                 store: cas.routes.store,
                 actionCache: cas.routes.actionCache,
+                completeResults,
                 operations: new OperationStore({ redis: this.apiRedis, keyPrefix: config.redis.keyPrefix, ttlSec: re.operationTtlSec }),
                 auth: new CallAuth(cas.routes.auth),
                 clock,
@@ -226,7 +229,7 @@ export class Daemon {
               }),
             ]
           : [];
-      this.grpc = await openGrpc(config, cas, clock, log, execution);
+      this.grpc = await openGrpc(config, cas, clock, log, completeResults, execution);
     }
     const grpcUrl = this.grpc && `${config.grpc.tls ? 'grpcs' : 'grpc'}://${urlHost(config.grpc.host)}:${this.grpc.boundPort}`;
 

@@ -1,5 +1,6 @@
 import type { ServerReadableStream, ServerWritableStream } from '@grpc/grpc-js';
 import type { Digest } from '../cas';
+import { preEncoded } from './encoded-message';
 import { CallReader, clientStream, send, serverStream, unary } from './grpc-handlers';
 import { parseReadResource, parseWriteResource } from './resource-name';
 import { Code, invalidArgument, notFound, RpcError } from './rpc-error';
@@ -8,6 +9,25 @@ import type { ByteStreamHandlers, ReadRequest__Output, ReadResponse, WriteReques
 
 /** Bytes per ReadResponse: small enough to interleave calls, large enough to keep framing cheap. */
 const CHUNK = 64 * 1024;
+
+/** `ReadResponse { bytes data = 10; }`: the field's key (10 << 3 | length-delimited). */
+const DATA_KEY = 0x52;
+
+/**
+ * A ReadResponse in its wire form (key, varint length, the bytes): one copy of the chunk,
+ * without proto-loader's fromObject and a protobufjs writer for every 64 KiB sent.
+ */
+function readResponse(data: Buffer): ReadResponse {
+  const head: number[] = [DATA_KEY];
+  for (let n = data.length; ; n = Math.floor(n / 128)) {
+    if (n < 128) {
+      head.push(n);
+      break;
+    }
+    head.push((n % 128) | 0x80);
+  }
+  return preEncoded<ReadResponse>(Buffer.concat([Buffer.from(head), data]));
+}
 
 /**
  * google.bytestream.ByteStream over the CAS: Read of `{instance}/blobs/{hash}/{size}`, Write of
@@ -36,7 +56,7 @@ export function byteStreamService(deps: CacheServiceDeps): ByteStreamHandlers {
       }
       const end = readLimit === 0 ? digest.size : Math.min(digest.size, readOffset + readLimit);
       if (reader.data) {
-        for (let at = readOffset; at < end; at += CHUNK) await send(call, { data: reader.data.subarray(at, Math.min(end, at + CHUNK)) });
+        for (let at = readOffset; at < end; at += CHUNK) await send(call, readResponse(reader.data.subarray(at, Math.min(end, at + CHUNK))));
         return;
       }
       let pos = 0;
@@ -46,7 +66,7 @@ export function byteStreamService(deps: CacheServiceDeps): ByteStreamHandlers {
           const from = Math.max(readOffset - pos, 0);
           const to = Math.min(chunk.length, end - pos);
           pos += chunk.length;
-          for (let at = from; at < to; at += CHUNK) await send(call, { data: chunk.subarray(at, Math.min(to, at + CHUNK)) });
+          for (let at = from; at < to; at += CHUNK) await send(call, readResponse(chunk.subarray(at, Math.min(to, at + CHUNK))));
           if (pos >= end) break;
         }
       } finally {

@@ -1,6 +1,7 @@
 import type { ActionCache, BlobStore } from '../cas';
 import type { Logger } from '../lib';
 import type { CallAuth } from './call-auth';
+import type { CompleteResults } from './complete-results';
 
 /** Dependencies of the cache services (CAS, ByteStream, ActionCache). */
 export interface CacheServiceDeps {
@@ -8,6 +9,8 @@ export interface CacheServiceDeps {
   store: BlobStore;
   actionCache: ActionCache;
   auth: CallAuth;
+  /** GetActionResult's completeness checks, remembered; shared with Execute's cache lookup. */
+  completeResults: CompleteResults;
   /** Largest sum of blob sizes in one batch call. */
   maxBatchBytes: number;
   /** Largest single blob (cas.maxBlobMb). */

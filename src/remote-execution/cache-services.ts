@@ -1,6 +1,7 @@
 import { actionCacheService } from './action-cache-service';
 import { byteStreamService } from './bytestream-service';
 import { capabilitiesService } from './capabilities-service';
+import { passEncoded } from './encoded-message';
 import { reapiProtos } from './reapi-protos';
 import type { ReapiService } from './reapi-server';
 import type { CacheServiceDeps } from './cache-deps';
@@ -19,8 +20,8 @@ export function cacheServices(deps: CacheServiceDeps & { executionEnabled: () =>
   return [
     { definition: v2.Capabilities.service, implementation: capabilitiesService(deps) },
     { definition: v2.ContentAddressableStorage.service, implementation: storageService(deps) },
-    { definition: grpc.google.bytestream.ByteStream.service, implementation: byteStreamService(deps) },
-    { definition: v2.ActionCache.service, implementation: actionCacheService(deps) },
+    { definition: passEncoded(grpc.google.bytestream.ByteStream.service, ['Read']), implementation: byteStreamService(deps) },
+    { definition: passEncoded(v2.ActionCache.service, ['GetActionResult']), implementation: actionCacheService(deps) },
   ];
 }
 

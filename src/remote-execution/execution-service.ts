@@ -8,6 +8,7 @@ import { actionJob, type Violation } from './action-job';
 import { readBlob } from './blob-read';
 import type { CallAuth } from './call-auth';
 import { cachedResult } from './cached-result';
+import type { CompleteResults } from './complete-results';
 import { executeOutcome } from './execute-result';
 import { serverStream, send } from './grpc-handlers';
 import { missingInputs } from './input-check';
@@ -25,6 +26,8 @@ export interface ExecutionServiceDeps {
   master: Pick<MasterView, 'jobs' | 'on' | 'off'>;
   store: BlobStore;
   actionCache: ActionCache;
+  /** The completeness checks GetActionResult remembers, for the cache lookup. */
+  completeResults: CompleteResults;
   operations: OperationStore;
   auth: CallAuth;
   clock: Clock;
@@ -99,7 +102,7 @@ async function execute(deps: ExecutionServiceDeps, followers: Followers, call: S
   const finish = (response: ExecuteResponse) => send(call, operation(name, 'COMPLETED', actionDigest, response));
 
   if (!req.skipCacheLookup) {
-    const hit = await cachedResult(deps.store, deps.actionCache, actionDigest);
+    const hit = await cachedResult(deps.store, deps.actionCache, deps.completeResults, actionDigest);
     if (hit) {
       deps.log.info('execution.cache-hit', { action: actionDigest.hash, instance });
       return finish({ result: hit, cachedResult: true, status: { code: Code.OK } });

@@ -5,6 +5,7 @@ export { ReapiServer, type ReapiServerOptions, type ReapiService } from './reapi
 export { cacheServices, EXECUTION_SERVICE, BATCH_OVERHEAD_BYTES } from './cache-services';
 export type { CacheServiceDeps } from './cache-deps';
 export { CallAuth } from './call-auth';
+export { CompleteResults, type CompleteResultsOptions } from './complete-results';
 export { RpcError, Code, toRpcError, statusOf } from './rpc-error';
 export { requestDigest, requestInstance, requireSha256, wireDigest } from './request-digest';
 export { parseReadResource, parseWriteResource, type BlobResource } from './resource-name';

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { ActionCache, DiskStore, digestOf, type Digest } from '../../src/cas';
-import { systemClock } from '../../src/lib';
-import { CallAuth, cacheServices, EXECUTION_SERVICE, ReapiServer, reapiProtos, type ReapiService } from '../../src/remote-execution';
+import { systemClock, type Clock } from '../../src/lib';
+import { CallAuth, cacheServices, CompleteResults, EXECUTION_SERVICE, ReapiServer, reapiProtos, type ReapiService } from '../../src/remote-execution';
 import type {
   ActionCacheClient,
   ByteStreamClient,
@@ -17,6 +17,8 @@ export const READ = 'grpc-read-token-0123456789';
 export interface ReapiFixture {
   server: ReapiServer;
   store: DiskStore;
+  /** The memo GetActionResult uses, told of every blob the store removes (as the master wires it). */
+  completeResults: CompleteResults;
   actionCache: ActionCache;
   address: string;
   cas: ContentAddressableStorageClient;
@@ -27,17 +29,20 @@ export interface ReapiFixture {
 }
 
 /** A REAPI server on a real disk store, port 0, with one write and one read token; `more` are extra services. */
-export async function startReapi(options: { maxBatchBytes?: number; maxBlobBytes?: number; more?: ReapiService[] } = {}): Promise<ReapiFixture> {
+export async function startReapi(options: { maxBatchBytes?: number; maxBlobBytes?: number; more?: ReapiService[]; clock?: Clock } = {}): Promise<ReapiFixture> {
   const { root, cleanup } = await tempRoot('reapi');
   const { log } = recordingLogger();
   const store = await DiskStore.open({ root, maxBytes: 512 * 1024 * 1024, clock: systemClock, log });
   const actionCache = await ActionCache.open({ root: `${root}/action-cache`, store });
+  const completeResults = new CompleteResults({ clock: options.clock ?? systemClock });
+  store.onRemoved((hash) => completeResults.removed(hash));
   const maxBatchBytes = options.maxBatchBytes ?? 4 * 1024 * 1024;
   const server = new ReapiServer({ host: '127.0.0.1', port: 0, maxMessageBytes: maxBatchBytes + 1024 * 1024, clock: systemClock, log });
   const services = cacheServices({
     store,
     actionCache,
     auth: new CallAuth({ tokens: [WRITE], readTokens: [READ] }),
+    completeResults,
     maxBatchBytes,
     maxBlobBytes: options.maxBlobBytes ?? 64 * 1024 * 1024,
     log,
@@ -58,6 +63,7 @@ export async function startReapi(options: { maxBatchBytes?: number; maxBlobBytes
   return {
     server,
     store,
+    completeResults,
     actionCache,
     address,
     ...clients,

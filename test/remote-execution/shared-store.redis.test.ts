@@ -68,6 +68,24 @@ describe('master: the REAPI listener and the HTTP cache share one store', () => 
     for (const c of Object.values(clients())) c.close();
   });
 
+  it('a result GetActionResult has served is NOT_FOUND once an output it names is deleted over HTTP (the memo hears of every removal)', async () => {
+    const { ac, cas } = clients();
+    const md = bearer(TOKEN);
+    const auth = { authorization: `Bearer ${TOKEN}` };
+    const out = Buffer.from('an output deleted over HTTP later');
+    await call(cas.BatchUpdateBlobs.bind(cas), { requests: [{ digest: wire(digestOf(out)), data: out }] }, md);
+    const action = wire(digestOf('action whose output is deleted'));
+    await call(ac.UpdateActionResult.bind(ac), { actionDigest: action, actionResult: { exitCode: 0, outputFiles: [{ path: 'o', digest: wire(digestOf(out)) }] } }, md);
+    for (let i = 0; i < 2; i++) assert.equal((await call<{ outputFiles: unknown[] }>(ac.GetActionResult.bind(ac), { actionDigest: action }, md)).outputFiles.length, 1);
+    assert.equal((await fetch(`${farm.addr.httpUrl}/cache/cas/${digestOf(out).hash}`, { method: 'DELETE', headers: auth })).status, 200);
+    const miss = await call(ac.GetActionResult.bind(ac), { actionDigest: action }, md).then(
+      () => undefined,
+      (e: grpc.ServiceError) => e.code,
+    );
+    assert.equal(miss, grpc.status.NOT_FOUND);
+    for (const c of Object.values(clients())) c.close();
+  });
+
   it('the listener is configured by grpc.* with SPILLWAY_GRPC_PORT overriding the port, and is off without a CAS', () => {
     const base = { agents: { token: 'x'.repeat(20) }, jobTypes: { b2g: {} } };
     const c = parseConfig(base, { SPILLWAY_GRPC_PORT: '9123' });
