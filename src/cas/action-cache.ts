@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { writeSyncedFile } from './synced-file';
 import { isDigest, isHash, type Digest } from './digest';
@@ -7,6 +7,8 @@ import { parseActionResultBytes, referencedDigests, serializeActionResult, type 
 import { BadDigestError } from './errors';
 import type { BlobReader, BlobStore } from './blob-store';
 
+/** Pointers {@link ActionCache.peekRaw} remembers at most (about 200 bytes each); past it, it starts again. */
+const MAX_REMEMBERED_POINTERS = 65_536;
 
 /** Options of {@link ActionCache.open}. */
 export interface ActionCacheOptions {
@@ -57,6 +59,8 @@ export interface ActionCachePutOptions {
 export class ActionCache {
   /** Lookups of action results (not the raw namespace): served, or missing/incomplete. */
   private readonly counters = { hits: 0, misses: 0 };
+  /** Raw pointers {@link peekRaw} has read, with the file identity they were read from. */
+  private readonly pointers = new Map<string, { ino: number; ctimeMs: number; bytes: number; digest: Digest }>();
 
   private constructor(private readonly opts: ActionCacheOptions) {}
 
@@ -142,6 +146,37 @@ export class ActionCache {
       return undefined;
     }
     return reader;
+  }
+
+  /**
+   * The digest of the opaque value under `key` when {@link getRaw} would serve it now, told
+   * synchronously for the raw hit path: no result file shadows it and the pointer file is the
+   * one read before (same inode, change time and size; every write renames a new file into
+   * place), at the cost of two `stat`s; a pointer seen for the first time is read once. Undefined
+   * whenever that is not certain (a mirror, which may hold a result this disk lacks; a missing or
+   * bad pointer), and the caller then asks the routes.
+   */
+  peekRaw(key: string): Digest | undefined {
+    if (this.opts.mirror || !isHash(key)) return undefined;
+    if (statSync(this.resultPath(key), { throwIfNoEntry: false }) !== undefined) return undefined;
+    const file = this.rawPath(key);
+    const st = statSync(file, { throwIfNoEntry: false });
+    if (st === undefined) {
+      this.pointers.delete(key);
+      return undefined;
+    }
+    const seen = this.pointers.get(key);
+    if (seen && seen.ino === st.ino && seen.ctimeMs === st.ctimeMs && seen.bytes === st.size) return seen.digest;
+    let digest: Digest | undefined;
+    try {
+      digest = parsePointer(readFileSync(file));
+    } catch {
+      digest = undefined;
+    }
+    if (!digest) return undefined;
+    if (this.pointers.size >= MAX_REMEMBERED_POINTERS) this.pointers.clear();
+    this.pointers.set(key, { ino: st.ino, ctimeMs: st.ctimeMs, bytes: st.size, digest });
+    return digest;
   }
 
   /** A result the mirror holds, validated and stored locally (without queueing it back out). */

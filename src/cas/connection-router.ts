@@ -1,5 +1,6 @@
 import type http from 'node:http';
 import type { Socket } from 'node:net';
+import { passSocket, stopReads, takeConnectionListeners } from './socket-reads';
 
 /** Where a cache connection can be sent; false when that worker cannot take it now. */
 export interface ConnectionTarget {
@@ -40,14 +41,8 @@ export class CacheConnectionRouter {
   }
 
   install(server: http.Server): void {
-    const serve = server.listeners('connection') as Array<(socket: Socket) => void>;
-    server.removeAllListeners('connection');
-    const local = (socket: Socket, head: Buffer) => {
-      socket.pause();
-      if (head.length > 0) socket.unshift(head);
-      for (const listener of serve) listener.call(server, socket);
-      socket.resume();
-    };
+    const serve = takeConnectionListeners(server);
+    const local = (socket: Socket, head: Buffer) => passSocket(server, serve, socket, head);
     server.on('connection', (socket: Socket) => this.route(socket, local));
   }
 
@@ -66,11 +61,10 @@ export class CacheConnectionRouter {
       const lineEnd = head.indexOf('\r\n');
       if (lineEnd < 0 && head.length < PEEK_MAX_BYTES) return;
       done();
-      socket.pause();
       // A paused socket still reads ahead into its buffer, and a handle sent to another process
       // drops whatever it reads after that (a PUT's body, a pipelined request): stop the reads
       // at the handle, in this callback, so the bytes read so far are exactly `head`.
-      const handOver = lineEnd >= 0 && lineEnd < PEEK_MAX_BYTES && this.isCacheRequest(head.subarray(0, lineEnd).toString('latin1')) && stopReading(socket) && socket.readableLength === 0;
+      const handOver = lineEnd >= 0 && lineEnd < PEEK_MAX_BYTES && this.isCacheRequest(head.subarray(0, lineEnd).toString('latin1')) && stopReads(socket) && socket.readableLength === 0;
       if (!handOver || !this.toWorker(socket, head)) local(socket, head);
     };
     socket.on('data', onData);
@@ -94,12 +88,4 @@ export class CacheConnectionRouter {
     }
     return false;
   }
-}
-
-/** node:net keeps no public way to stop a socket's reads at the handle; this is what pause() does for sockets with `onread`. */
-function stopReading(socket: Socket): boolean {
-  const handle = (socket as unknown as { _handle?: { reading?: boolean; readStop?: () => number } | null })._handle;
-  if (!handle?.readStop) return false;
-  handle.reading = false;
-  return handle.readStop() === 0;
 }

@@ -1,5 +1,5 @@
 /**
- * The one request shape the raw hit path answers: `GET|HEAD {prefix}/cas/<64 hex> HTTP/1.1`
+ * The one request shape the raw hit path answers: `GET|HEAD {prefix}/cas|ac/<64 hex> HTTP/1.1`
  * (or 1.0), read straight from a socket's bytes. The parser is deliberately narrower than
  * HTTP: whatever it does not fully understand is `other`, and the connection goes to node:http,
  * which answers (or refuses) it as it always has. So the raw path can only ever answer requests
@@ -9,6 +9,8 @@
 /** A request head the raw path may answer, and where it ends in the buffer. */
 export interface HitRequest {
   kind: 'hit';
+  /** `cas`: the hash names a blob; `ac`: an action-cache key, whose value is an opaque blob. */
+  ns: 'cas' | 'ac';
   head: boolean;
   hash: string;
   /** False after `Connection: close`, and for HTTP/1.0 without `Connection: keep-alive`. */
@@ -70,10 +72,11 @@ function parseComplete(head: string, prefix: string, end: number): ParsedHead {
   const line = lines[0]!;
   const method = line.startsWith('GET ') ? 'GET' : line.startsWith('HEAD ') ? 'HEAD' : undefined;
   if (method === undefined) return OTHER;
-  const path = `${prefix}/cas/`;
   const targetAt = method.length + 1;
-  const hashAt = targetAt + path.length;
-  if (line.length !== hashAt + 64 + 9 || !line.startsWith(path, targetAt)) return OTHER;
+  const ns = line.startsWith(`${prefix}/cas/`, targetAt) ? 'cas' : line.startsWith(`${prefix}/ac/`, targetAt) ? 'ac' : undefined;
+  if (ns === undefined) return OTHER;
+  const hashAt = targetAt + prefix.length + ns.length + 2;
+  if (line.length !== hashAt + 64 + 9) return OTHER;
   for (let i = hashAt; i < hashAt + 64; i++) if (!isHex(line.charCodeAt(i))) return OTHER;
   const version = line.slice(hashAt + 64);
   if (version !== ' HTTP/1.1' && version !== ' HTTP/1.0') return OTHER;
@@ -127,5 +130,5 @@ function parseComplete(head: string, prefix: string, end: number): ParsedHead {
   // node:http answers 400 to an HTTP/1.1 request without exactly one Host (requireHostHeader).
   if (host > 1 || (!http10 && host !== 1)) return OTHER;
   const keepAlive = !close && (!http10 || keepAliveToken);
-  return { kind: 'hit', head: method === 'HEAD', hash: line.slice(hashAt, hashAt + 64), keepAlive, http10, ...(authorization !== undefined && { authorization }), end };
+  return { kind: 'hit', ns, head: method === 'HEAD', hash: line.slice(hashAt, hashAt + 64), keepAlive, http10, ...(authorization !== undefined && { authorization }), end };
 }

@@ -1,13 +1,20 @@
 import type http from 'node:http';
 import type { Socket } from 'node:net';
 import type { Clock } from '../lib';
+import type { Digest } from './digest';
 import { parseHitRequest, type HitRequest } from './hit-request';
 import type { HotBlobs } from './hot-path';
 import type { CasAuth } from './http-auth';
+import { passSocket, stopReads, takeConnectionListeners } from './socket-reads';
 
 /** Options of {@link RawHitPath}. */
 export interface RawHitPathOptions {
   blobs: HotBlobs;
+  /**
+   * Where `GET|HEAD {prefix}/ac/<key>` finds the digest of an opaque value (the action cache's
+   * `peekRaw`); without it every `/ac/` request goes to node:http. @defaultValue none
+   */
+  actionValues?: HotActionValues;
   auth: CasAuth;
   /** The cache routes' prefix, e.g. `/cache`. @defaultValue '' */
   prefix?: string;
@@ -22,6 +29,11 @@ export interface RawHitPathOptions {
    * @defaultValue 64 KiB
    */
   maxBlobBytes?: number;
+}
+
+/** The action cache as the raw path reads it: an opaque value's digest, known without I/O that waits. */
+export interface HotActionValues {
+  peekRaw(key: string): Digest | undefined;
 }
 
 /** Counters of {@link RawHitPath}. */
@@ -47,8 +59,9 @@ const TIMEOUT_408 = Buffer.from('HTTP/1.1 408 Request Timeout\r\nConnection: clo
  *
  * It takes the place of the HTTP server's `connection` listener and reads each connection
  * itself while every request on it is a hit it may answer (see {@link parseHitRequest}: a
- * strictly formed `GET|HEAD {prefix}/cas/<sha256>` with no body, a read token that
- * {@link CasAuth} accepts, a blob the memory tier holds). At the first request that is anything
+ * strictly formed `GET|HEAD {prefix}/cas/<sha256>` or `{prefix}/ac/<key>` with no body, a read
+ * token that {@link CasAuth} accepts, a blob the memory tier holds, for `/ac/` an opaque value
+ * that {@link HotActionValues} names and no result shadows). At the first request that is anything
  * else (a miss, a write, a refusal, a header it does not know to be harmless) it hands the
  * connection for good to the HTTP server, with that request's bytes put back in front, so
  * node:http and the routes answer it, and every later request, exactly as without this path.
@@ -71,14 +84,8 @@ export class RawHitPath {
 
   /** Puts this path in front of `server`'s own connection handling. */
   install(server: http.Server): void {
-    const serve = server.listeners('connection') as Array<(socket: Socket) => void>;
-    server.removeAllListeners('connection');
-    const toHttp = (socket: Socket, rest: Buffer) => {
-      socket.pause();
-      if (rest.length > 0) socket.unshift(rest);
-      for (const listener of serve) listener.call(server, socket);
-      socket.resume();
-    };
+    const serve = takeConnectionListeners(server);
+    const toHttp = (socket: Socket, rest: Buffer) => passSocket(server, serve, socket, rest);
     server.on('connection', (socket: Socket) => this.serve(socket, server, toHttp));
     // The server closes only the connections it knows; the ones still read here are this path's to close.
     const closeIdle = server.closeIdleConnections.bind(server);
@@ -124,7 +131,8 @@ export class RawHitPath {
     };
     const handOver = (rest: Buffer) => {
       this.counters.handedOver++;
-      socket.pause();
+      // Before anything else: a read landing between here and node:http's consume would reach neither.
+      stopReads(socket);
       detach();
       toHttp(socket, rest);
     };
@@ -150,7 +158,7 @@ export class RawHitPath {
         }
         clearTimeout(headTimer);
         headTimer = undefined;
-        const data = r.kind === 'hit' && mayRead(r) ? this.opts.blobs.peek(r.hash) : undefined;
+        const data = r.kind === 'hit' && mayRead(r) ? this.lookup(r) : undefined;
         if (r.kind !== 'hit' || data === undefined || data.length > this.maxBlobBytes) return handOver(buf.subarray(at));
         at = r.end;
         this.counters.answered++;
@@ -189,6 +197,15 @@ export class RawHitPath {
     socket.on('error', onError);
     socket.on('close', onClose);
     socket.on('data', onData);
+  }
+
+  /** The verified bytes the routes would answer `r` with, when they are in memory. */
+  private lookup(r: HitRequest): Buffer | undefined {
+    if (r.ns === 'cas') return this.opts.blobs.peek(r.hash);
+    // An opaque /ac/ value is served as the CAS blob it points to, byte for byte, as the routes do.
+    const value = this.opts.actionValues?.peekRaw(r.hash);
+    const data = value && this.opts.blobs.peek(value.hash);
+    return data !== undefined && data.length === value?.size ? data : undefined;
   }
 
   /** The response head for a blob of `size` bytes, built once per size and second. */

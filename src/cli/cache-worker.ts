@@ -7,7 +7,7 @@
 import Fastify from 'fastify';
 import http from 'node:http';
 import net, { type Socket } from 'node:net';
-import { ActionCache, CasAuth, CasHotPath, MemoryTier, RawHitPath, RemoteStore, casRoutes, withServerOptions, type BlobStore, type ToOwner } from '../cas';
+import { ActionCache, CasAuth, CasHotPath, MemoryTier, RawHitPath, RemoteStore, casRoutes, passSocket, withServerOptions, type BlobStore, type ToOwner } from '../cas';
 import { createLogger, type Logger } from '../lib';
 import { workerConnection, workerInit, type WorkerInit, type WorkerNotice } from './cache-worker-messages';
 
@@ -53,7 +53,7 @@ async function serve(init: WorkerInit): Promise<void> {
   });
   await app.register(casRoutes, { store: blobs, actionCache, maxBlobBytes: init.maxBlobBytes, log, auth: init.auth, ...(init.prefix && { prefix: init.prefix }) });
   await app.ready();
-  if (memory && init.rawHits) new RawHitPath({ blobs: memory, auth: new CasAuth(init.auth), prefix, headers: { 'x-spillway-cache-worker': worker }, clock: { now: () => Date.now() } }).install(app.server);
+  if (memory && init.rawHits) new RawHitPath({ blobs: memory, actionValues: actionCache, auth: new CasAuth(init.auth), prefix, headers: { 'x-spillway-cache-worker': worker }, clock: { now: () => Date.now() } }).install(app.server);
 
   process.on('message', (m, handle) => {
     if (handle === undefined) return;
@@ -61,10 +61,7 @@ async function serve(init: WorkerInit): Promise<void> {
     // The master sends the raw TCP handle (see CacheWorkers); the bytes it read go back in front.
     const socket = new net.Socket({ handle: handle as unknown as Socket, readable: true, writable: true } as net.SocketConstructorOpts);
     if (!conn.success) return socket.destroy();
-    socket.pause();
-    socket.unshift(Buffer.from(conn.data.head, 'base64'));
-    app.server.emit('connection', socket);
-    socket.resume();
+    passSocket(app.server, [(s) => app.server.emit('connection', s)], socket, Buffer.from(conn.data.head, 'base64'));
   });
   const stop = (why: string) => {
     store.close(new Error(why));

@@ -75,7 +75,7 @@ export async function openCas(
     ...(memory && { memory }),
     ...(s3 && { s3 }),
     ...(memory && { hotPath: new CasHotPath({ blobs: memory, auth: new CasAuth(auth), ...(c.prefix && { prefix: c.prefix }) }) }),
-    ...(memory && c.rawHits && { rawHits: new RawHitPath({ blobs: memory, auth: new CasAuth(auth), clock, ...(c.prefix && { prefix: c.prefix }) }) }),
+    ...(memory && c.rawHits && { rawHits: new RawHitPath({ blobs: memory, actionValues: actionCache, auth: new CasAuth(auth), clock, ...(c.prefix && { prefix: c.prefix }) }) }),
     routes: {
       store,
       actionCache,

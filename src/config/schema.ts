@@ -102,12 +102,11 @@ export const configSchema = z
          */
         workers: z.number().int().min(0).max(64).default(0),
         /**
-         * Answer memory-tier hits up to 64 KiB straight from the connection's bytes, before
-         * node:http (the README's "Build cache" says which requests). Off by default while 1 MiB
-         * GETs on connections it handed over measure slower with cas.workers (README,
-         * Benchmarks). @defaultValue false
+         * Answer memory-tier hits up to 64 KiB (`/cas/` blobs and opaque `/ac/` values) straight
+         * from the connection's bytes, before node:http (the README's "Build cache" says which
+         * requests); false sends every request through node:http. @defaultValue true
          */
-        rawHits: z.boolean().default(false),
+        rawHits: z.boolean().default(true),
         /** Path prefix before /cas/ and /ac/, e.g. "/cache". @defaultValue none */
         prefix: z.string().regex(/^\/[A-Za-z0-9_\/-]*[A-Za-z0-9_-]$/, 'a path like "/cache"').optional(),
         /** Read-write tokens (CI, agents), as Bearer or as the Basic password. Env: SPILLWAY_CAS_TOKEN. @defaultValue none */

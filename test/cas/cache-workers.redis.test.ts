@@ -44,6 +44,35 @@ async function onOneConnection(port: number, requests: Array<string | Buffer>): 
   return text;
 }
 
+/** The answers to GETs on one connection, split by their content-length. */
+function answersIn(text: string): Array<{ status: number; body: Buffer }> {
+  const bytes = Buffer.from(text, 'latin1');
+  const out: Array<{ status: number; body: Buffer }> = [];
+  let at = 0;
+  while (at < bytes.length) {
+    const end = bytes.indexOf('\r\n\r\n', at);
+    assert.ok(end > 0, `a whole head at ${at}`);
+    const head = bytes.subarray(at, end).toString('latin1');
+    const length = Number(/\r\ncontent-length: (\d+)/i.exec(head)?.[1] ?? 0);
+    out.push({ status: Number(head.slice(9, 12)), body: bytes.subarray(end + 4, end + 4 + length) });
+    at = end + 4 + length;
+  }
+  return out;
+}
+
+/** The whole answers at the start of `bytes` (a partial last one left out), as latin1 text. */
+function completeOnly(bytes: Buffer): string {
+  let at = 0;
+  for (;;) {
+    const end = bytes.indexOf('\r\n\r\n', at);
+    if (end < 0) break;
+    const length = Number(/\r\ncontent-length: (\d+)/i.exec(bytes.subarray(at, end).toString('latin1'))?.[1] ?? 0);
+    if (bytes.length < end + 4 + length) break;
+    at = end + 4 + length;
+  }
+  return bytes.subarray(0, at).toString('latin1');
+}
+
 /** The cache worker processes this test process started (the daemon runs in-process). */
 function workerPids(): number[] {
   return readdirSync('/proc')
@@ -110,6 +139,42 @@ for (const rawHits of [false, true]) describe(`cas.workers: cache connections se
       `HEAD /cache/cas/${sha(small)} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nConnection: close\r\n\r\n`,
     ]);
     assert.match(text, /^HTTP\/1\.1 200[^]*HTTP\/1\.1 200 OK\r\n(?![^]*x-spillway-cache-worker)[^]*content-length: 4096/);
+  });
+
+  it('serves a 4 KiB hit, a 1 MiB GET and hits again on one connection, /ac/ values too: exact bytes, one at a time and pipelined', async () => {
+    const small = randomBytes(4096);
+    const large = randomBytes(1024 * 1024);
+    const acValue = randomBytes(300);
+    const acKey = sha(Buffer.from('a raw action'));
+    for (const b of [small, large]) assert.equal((await request(base, 'PUT', `/cache/cas/${sha(b)}`, b)).status, 200);
+    assert.equal((await request(base, 'PUT', `/cache/ac/${acKey}`, acValue)).status, 200);
+    const get = (p: string, close = false) => `GET /cache/${p} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\n${close ? 'Connection: close\r\n' : ''}\r\n`;
+    const sequence = [get(`ac/${acKey}`), get(`cas/${sha(small)}`), get(`cas/${sha(large)}`), get(`cas/${sha(small)}`), get(`ac/${acKey}`), get(`cas/${sha(large)}`), get(`cas/${sha(small)}`, true)];
+    const want = [acValue, small, large, small, acValue, large, small];
+    for (let round = 0; round < 3; round++) {
+      for (const pipelined of [false, true]) {
+        let text: string;
+        if (pipelined) text = await onOneConnection(port, [sequence.join('')]);
+        else {
+          // One request at a time: each written once the answer before it has arrived.
+          const socket = net.connect(port, '127.0.0.1');
+          let got = Buffer.alloc(0);
+          const closed = new Promise((r) => socket.once('close', r));
+          let sent = 0;
+          const next = () => socket.write(sequence[sent++]!);
+          socket.on('data', (c: Buffer) => {
+            got = Buffer.concat([got, c]);
+            if (sent < sequence.length && answersIn(completeOnly(got)).length === sent) next();
+          });
+          next();
+          await closed;
+          text = got.toString('latin1');
+        }
+        const answers = answersIn(text);
+        assert.deepEqual(answers.map((a) => a.status), want.map(() => 200), `round ${round}, pipelined ${pipelined}`);
+        for (const [i, w] of want.entries()) assert.ok(answers[i]!.body.equals(w), `round ${round}, pipelined ${pipelined}: answer ${i} byte for byte`);
+      }
+    }
   });
 
   it('loses no byte of uploads arriving on many connections at once (each worker takes several)', async () => {

@@ -22,7 +22,14 @@ describe('cas parseHitRequest (the raw hit path\'s strict request heads)', () =>
       ['upper-case hex', `${line(`/cache/cas/${H.toUpperCase()}`)}Host: x\r\n\r\n`],
       ['no prefix', `${line(`/cas/${H}`)}Host: x\r\n\r\n`],
       ['double slash', `${line(`/cache//cas/${H.slice(1)}`)}Host: x\r\n\r\n`],
-      ['/ac/ (not in memory)', `${line(`/cache/ac/${H}`)}Host: x\r\n\r\n`],
+      ['/ac/ with upper-case hex', `${line(`/cache/ac/${H.toUpperCase()}`)}Host: x\r\n\r\n`],
+      ['/ac/ with a short key', `${line(`/cache/ac/${H.slice(2)}`)}Host: x\r\n\r\n`],
+      ['/ac/ with a non-hex key', `${line(`/cache/ac/${H.slice(1)}g`)}Host: x\r\n\r\n`],
+      ['/ac/ with an extra segment', `${line(`/cache/ac/${H}/x`)}Host: x\r\n\r\n`],
+      ['/ac/ without the prefix', `${line(`/ac/${H}`)}Host: x\r\n\r\n`],
+      ['/acx/', `${line(`/cache/acx/${H.slice(1)}`)}Host: x\r\n\r\n`],
+      ['PUT /ac/', `${line(`/cache/ac/${H}`, 'PUT')}Host: x\r\nContent-Length: 0\r\n\r\n`],
+      ['DELETE /ac/', `${line(`/cache/ac/${H}`, 'DELETE')}Host: x\r\n\r\n`],
       ['absolute form', `${line(`http://x/cache/cas/${H}`)}Host: x\r\n\r\n`],
       ['HTTP/2.0', `${line(undefined, 'GET', 'HTTP/2.0')}Host: x\r\n\r\n`],
       ['two spaces', `GET  /cache/cas/${H} HTTP/1.1\r\nHost: x\r\n\r\n`],
@@ -57,11 +64,14 @@ describe('cas parseHitRequest (the raw hit path\'s strict request heads)', () =>
     const next = `${line(undefined, 'HEAD', 'HTTP/1.0')}Connection: keep-alive\r\n\r\n`;
     const buf = Buffer.from(head + next, 'latin1');
     const first = parseHitRequest(buf, 0, '/cache');
-    assert.deepEqual(first, { kind: 'hit', head: false, hash: H, keepAlive: true, http10: false, authorization: 'Bearer t', end: head.length });
-    assert.deepEqual(parseHitRequest(buf, head.length, '/cache'), { kind: 'hit', head: true, hash: H, keepAlive: true, http10: true, end: buf.length });
+    assert.deepEqual(first, { kind: 'hit', ns: 'cas', head: false, hash: H, keepAlive: true, http10: false, authorization: 'Bearer t', end: head.length });
+    assert.deepEqual(parseHitRequest(buf, head.length, '/cache'), { kind: 'hit', ns: 'cas', head: true, hash: H, keepAlive: true, http10: true, end: buf.length });
     assert.equal((parse(`${line()}Host: x\r\nConnection: close\r\n\r\n`) as { keepAlive: boolean }).keepAlive, false);
     assert.equal((parse(`${line()}Host: x\r\nconnection: Keep-Alive, Close\r\n\r\n`) as { keepAlive: boolean }).keepAlive, false);
     assert.equal((parse(`${line(undefined, 'GET', 'HTTP/1.0')}\r\n`) as { keepAlive: boolean }).keepAlive, false, 'HTTP/1.0 closes by default');
     assert.equal(kind(`${line()}Host: x\r\nUser-Agent: bazel/7\r\nAccept: */*\r\n\r\n`), 'hit');
+    const ac = parse(`${line(`/cache/ac/${H}`, 'HEAD')}Host: x\r\n\r\n`);
+    assert.deepEqual(ac, { kind: 'hit', ns: 'ac', head: true, hash: H, keepAlive: true, http10: false, end: line(`/cache/ac/${H}`).length + 1 + 9 + 2 });
+    assert.equal((parseHitRequest(Buffer.from(`GET /ac/${H} HTTP/1.1\r\nHost: x\r\n\r\n`), 0, '') as { ns: string }).ns, 'ac', 'no prefix');
   });
 });

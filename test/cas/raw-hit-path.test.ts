@@ -21,6 +21,7 @@ describe('cas RawHitPath (memory-tier hits answered from the socket, before node
   let disk: DiskStore;
   let tier: MemoryTier;
   let raw: RawHitPath;
+  let actionCache: ActionCache;
   /** The same routes, store and tier with the raw path (`fast`) and without it (`slow`). */
   let fast: FastifyInstance;
   let slow: FastifyInstance;
@@ -47,7 +48,8 @@ describe('cas RawHitPath (memory-tier hits answered from the socket, before node
     const { log } = recordingLogger();
     disk = await DiskStore.open({ root, maxBytes: 64 * 1024 * 1024, clock: new FakeClock(), log });
     tier = new MemoryTier({ inner: disk, maxBytes: 1024 * 1024, log });
-    raw = new RawHitPath({ blobs: tier, auth: new CasAuth(auth), prefix: '/cache', clock: new FakeClock() });
+    actionCache = await ActionCache.open({ root, store: tier });
+    raw = new RawHitPath({ blobs: tier, actionValues: actionCache, auth: new CasAuth(auth), prefix: '/cache', clock: new FakeClock() });
     parsed = [];
     fast = await server(true);
     slow = await server(false);
@@ -88,6 +90,21 @@ describe('cas RawHitPath (memory-tier hits answered from the socket, before node
   /** Ends an exchange whose requests leave the connection open: node:http answers it 404 and closes. */
   const LAST = 'GET /nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n';
   const statuses = (text: string) => [...text.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => Number(m[1]));
+
+  /** The answers to GETs in `text`, split by their content-length (every answer here has one). */
+  function answersIn(text: string): Array<{ status: number; body: string }> {
+    const out: Array<{ status: number; body: string }> = [];
+    let at = 0;
+    while (at < text.length) {
+      const end = text.indexOf('\r\n\r\n', at);
+      assert.ok(end > 0, `a whole head at ${at}`);
+      const head = text.slice(at, end);
+      const length = Number(/\r\ncontent-length: (\d+)/i.exec(head)?.[1] ?? 0);
+      out.push({ status: Number(head.slice(9, 12)), body: text.slice(end + 4, end + 4 + length) });
+      at = end + 4 + length;
+    }
+    return out;
+  }
 
   /** A blob on disk and in the memory tier, so either server's hot paths may answer it. */
   async function hotBlob(bytes = 4096): Promise<{ data: Buffer; hash: string }> {
@@ -199,6 +216,92 @@ describe('cas RawHitPath (memory-tier hits answered from the socket, before node
     assert.equal(await disk.delete(hot.hash), true);
     assert.deepEqual(statuses(await exchange(fast, [get(hot.hash) + LAST])), [404, 404]);
     assert.equal(raw.stats().answered, 3);
+  });
+
+  it('serves a 4 KiB hit, then a 1 MiB GET node:http answers, then hits: exact bytes, one request at a time and pipelined', async () => {
+    const small = await hotBlob();
+    const large = blob(1024 * 1024);
+    const largeHash = (await disk.putBuffer(large)).digest.hash;
+    const close = `Host: x\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n`;
+    const sequence = [get(small.hash), get(largeHash), get(small.hash), get(largeHash), get(small.hash, close)];
+    for (const [name, parts] of [['one at a time', sequence], ['pipelined', [sequence.join('')]], ['pipelined in odd pieces', [sequence.join('').slice(0, 100), sequence.join('').slice(100, 333), sequence.join('').slice(333)]]] as const) {
+      // The 1 MiB blob, read through the memory tier, pushed the small one out (the tier holds 1 MiB).
+      assert.ok(await tier.get(small.hash));
+      const before = raw.stats();
+      const got = answersIn(await exchange(fast, [...parts]));
+      assert.deepEqual(got.map((a) => a.status), [200, 200, 200, 200, 200], name);
+      assert.deepEqual(got.map((a) => a.body.length), [4096, large.length, 4096, large.length, 4096], name);
+      for (const [i, want] of [small.data, large, small.data, large, small.data].entries()) assert.ok(got[i]!.body === want.toString('latin1'), `${name}: answer ${i} byte for byte`);
+      assert.equal(raw.stats().answered - before.answered, 1, `${name}: the first hit on the raw path, the rest on node:http after the hand-over`);
+      assert.equal(raw.stats().handedOver - before.handedOver, 1, name);
+    }
+  });
+
+  it('answers an opaque /ac/ value byte for byte as the routes do, and never a result, a replaced or deleted value, a bad key or a refused token', async () => {
+    const key = digestOf(Buffer.from('an action')).hash;
+    const value = blob(2048);
+    const put = (k: string, body: Buffer | string, t = token) => `PUT /cache/ac/${k} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${t}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body.toString()}`;
+    const ac = (k: string, headers = `Host: x\r\nAuthorization: Bearer ${token}\r\n`, method = 'GET') => `${method} /cache/ac/${k} HTTP/1.1\r\n${headers}\r\n`;
+    assert.deepEqual(statuses(await exchange(slow, [put(key, value) + LAST])), [200, 404]);
+    // The value's blob enters the memory tier at its first read, as any hit's does.
+    assert.deepEqual(statuses(await exchange(slow, [ac(key) + LAST])), [200, 404]);
+
+    const served = await bothAnswer([ac(key) + ac(key, `Host: x\r\nAuthorization: Bearer ${readToken}\r\n`, 'HEAD') + ac(key) + LAST]);
+    assert.equal(served.fast, served.slow);
+    assert.deepEqual(statuses(served.fast), [200, 200, 200, 404]);
+    assert.ok(served.fast.includes(`\r\n\r\n${value.toString('latin1')}HTTP/1.1 200`), 'the value byte for byte');
+    assert.equal(raw.stats().answered, 3, 'GET, HEAD and GET answered on the raw path');
+    assert.deepEqual(parsed, ['GET /nothing']);
+
+    const refused: Array<[string, string]> = [
+      ['no token', ac(key, 'Host: x\r\n')],
+      ['a wrong token', ac(key, 'Host: x\r\nAuthorization: Bearer nope\r\n')],
+      ['upper-case key', ac(key.toUpperCase())],
+      ['a key that is not hex', ac(`${key.slice(1)}z`)],
+      ['a short key', ac(key.slice(2))],
+      ['a Range header', ac(key, `Host: x\r\nAuthorization: Bearer ${token}\r\nRange: bytes=0-9\r\n`)],
+      ['a key never stored', ac(digestOf(Buffer.from('other')).hash)],
+    ];
+    for (const [name, bytes] of refused) {
+      const answers = await bothAnswer([bytes + LAST]);
+      assert.equal(answers.fast, answers.slow, name);
+    }
+    // A Range header is harmless to node:http's routes (they ignore it), so the raw path may
+    // answer it too; everything else above went to node:http.
+    assert.ok(raw.stats().answered <= 5);
+
+    // Replaced by another raw value, then by one of spillway's own results, then deleted: the
+    // raw path answers what the routes answer at each step, never the older value.
+    const second = blob(1024);
+    // One exchange per request: node:http reads a pipelined GET while the PUT before it is still stored.
+    const stored = async (body: Buffer | string) => {
+      assert.deepEqual(statuses(await exchange(slow, [put(key, body) + LAST])), [200, 404]);
+      assert.deepEqual(statuses(await exchange(slow, [ac(key) + LAST])), [200, 404]);
+    };
+    await stored(second);
+    let now = await bothAnswer([ac(key) + LAST]);
+    assert.equal(now.fast, now.slow, 'a replaced value');
+    assert.ok(now.fast.includes(second.toString('latin1')));
+    const result = JSON.stringify({ kind: 'spillway.action-result/v1', exitCode: 0, outputs: [], stdout: '', stderr: '' });
+    const resultPut = await exchange(slow, [put(key, result) + LAST]);
+    assert.deepEqual(statuses(resultPut), [200, 404], resultPut);
+    now = await bothAnswer([ac(key) + LAST]);
+    assert.equal(now.fast, now.slow, 'a result under the key');
+    assert.match(now.fast, /content-type: application\/json/);
+    await stored(value);
+    const answered = raw.stats().answered;
+    assert.deepEqual(statuses(await exchange(fast, [ac(key) + LAST])), [200, 404]);
+    assert.equal(raw.stats().answered, answered + 1, 'a raw value again, on the raw path');
+    assert.deepEqual(statuses(await exchange(slow, [`DELETE /cache/ac/${key} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n\r\n${LAST}`])), [200, 404]);
+    now = await bothAnswer([ac(key) + LAST]);
+    assert.equal(now.fast, now.slow, 'a deleted key');
+    assert.deepEqual(statuses(now.fast), [404, 404]);
+    // A value whose blob the store evicted is a miss, as on the routes.
+    await stored(value);
+    assert.equal(await disk.delete(digestOf(value).hash), true);
+    now = await bothAnswer([ac(key) + LAST]);
+    assert.equal(now.fast, now.slow, 'a value whose blob is gone');
+    assert.deepEqual(statuses(now.fast), [404, 404]);
   });
 
   it('leaves hits above maxBlobBytes (64 KiB) to node:http', async () => {
