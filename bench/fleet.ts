@@ -16,6 +16,9 @@
  *
  *   npm run bench:fleet                     # or: node dist/bench/fleet.js
  *   BENCH_FLEET=1000 BENCH_JOBS=20000 BENCH_SKIP_PLACEMENT=1 node dist/bench/fleet.js
+ *
+ * Redis commands per job are INFO commandstats calls during the drain (the commands scripts
+ * run included) over the jobs; BENCH_EXECUTORS (default 1) gives each fake agent more executors.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -39,6 +42,8 @@ const CLOUD = intEnv('BENCH_CLOUD', 20);
 const QUIET_MS = intEnv('BENCH_QUIET_MS', 2000);
 const BOOT_MS = intEnv('BENCH_BOOT_MS', 300, true);
 const RUN_BUDGET_MS = intEnv('BENCH_BUDGET_MS', 600_000);
+/** Executors per fake agent in the fleet phase: with more than one, several jobs (and frames) per agent and tick. */
+const EXECUTORS = intEnv('BENCH_EXECUTORS', 1);
 /** Node flags for the master, e.g. "--max-old-space-size=96" to see how much of its peak is collectable. */
 const MASTER_NODE_ARGS = (process.env.BENCH_MASTER_NODE_ARGS ?? '').split(' ').filter(Boolean);
 
@@ -94,6 +99,19 @@ async function stopMaster(): Promise<void> {
   master = undefined;
 }
 
+/** Calls per command since the server started (INFO commandstats); commands run by scripts count too. */
+async function commandCalls(r: Redis): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const m of (await r.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) out.set(m[1]!, Number(m[2]));
+  return out;
+}
+
+/** Commands per job between two readings, and the five most frequent ("evalsha 3.0, hset 2.0"). */
+function commandsPerJob(before: Map<string, number>, after: Map<string, number>, jobs: number): { total: number; top: string } {
+  const diff = [...after].map(([k, v]) => [k, (v - (before.get(k) ?? 0)) / jobs] as const).filter(([, v]) => v > 0).sort((a, b) => b[1] - a[1]);
+  return { total: diff.reduce((s, [, v]) => s + v, 0), top: diff.slice(0, 6).map(([k, v]) => `${k} ${f1(v)}`).join(', ') };
+}
+
 async function usedMemory(r: Redis): Promise<number> {
   const info = await r.info('memory');
   return Number(/used_memory:(\d+)/.exec(info)?.[1] ?? NaN);
@@ -108,6 +126,8 @@ interface FleetResult {
   cpuMsPerJob: number;
   sysShare: number;
   redisBytesPerJob: number;
+  redisCommandsPerJob: number;
+  redisTop: string;
   dist: ReturnType<typeof distribution>;
   seconds: number;
 }
@@ -128,11 +148,12 @@ async function fleetPhase(n: number, run: number): Promise<FleetResult> {
   }
   const redisBytesPerJob = ((await usedMemory(connection)) - before) / JOBS;
   say(`fleet ${n}: ${JOBS} jobs queued (${f1(redisBytesPerJob)} B each in Redis), master idle RSS ${f1(idleRss)} MiB; connecting ${n} agents`);
-  const agents = Array.from({ length: n }, (_, i) => new FakeAgent({ url: agentUrl, token: TOKEN, name: `fake-${i}`, location: 'onprem', jobType: TYPE, executors: 1, buildMs: 0 }));
+  const agents = Array.from({ length: n }, (_, i) => new FakeAgent({ url: agentUrl, token: TOKEN, name: `fake-${i}`, location: 'onprem', jobType: TYPE, executors: EXECUTORS, buildMs: 0 }));
   closers.push(async () => Promise.all(agents.map((a) => a.suspend())));
   await connectAll(agents);
   await new Promise((r) => setTimeout(r, 1000));
   const agentsRss = memOf(pid).rss;
+  const calls0 = await commandCalls(connection);
   const cpu0 = procCpu(pid)!;
   const t0 = Date.now();
   await queue.resume();
@@ -146,11 +167,12 @@ async function fleetPhase(n: number, run: number): Promise<FleetResult> {
     return true;
   }, 100);
   const cpu1 = procCpu(pid)!;
+  const cmds = commandsPerJob(calls0, await commandCalls(connection), JOBS);
   const seconds = (lastDone - t0) / 1000;
   const cpuMs = cpu1.self - cpu0.self;
   const peakRss = memOf(pid).hwm;
   const dist = distribution(agents);
-  say(`fleet ${n}: ${f1(JOBS / seconds)} jobs/s, ${f2(cpuMs / JOBS)} ms CPU/job, peak RSS ${f1(peakRss)} MiB`);
+  say(`fleet ${n}: ${f1(JOBS / seconds)} jobs/s, ${f2(cpuMs / JOBS)} ms CPU/job, ${f1(cmds.total)} Redis commands/job (${cmds.top}), peak RSS ${f1(peakRss)} MiB`);
   await Promise.all(agents.map((a) => a.suspend()));
   await queue.close();
   await connection.quit();
@@ -158,7 +180,7 @@ async function fleetPhase(n: number, run: number): Promise<FleetResult> {
   const flush = new Redis(redis!.url);
   await flush.flushall();
   await flush.quit();
-  return { n, idleRss, agentsRss, peakRss, jobsPerSec: JOBS / seconds, cpuMsPerJob: cpuMs / JOBS, sysShare: (cpu1.sys - cpu0.sys) / cpuMs, redisBytesPerJob, dist, seconds };
+  return { n, idleRss, agentsRss, peakRss, jobsPerSec: JOBS / seconds, cpuMsPerJob: cpuMs / JOBS, sysShare: (cpu1.sys - cpu0.sys) / cpuMs, redisBytesPerJob, redisCommandsPerJob: cmds.total, redisTop: cmds.top, dist, seconds };
 }
 
 interface PlacementResult {
@@ -251,14 +273,15 @@ async function main(): Promise<number> {
   console.log(`load average at end ${loadEnd}; master log level ${MASTER_LOG}${MASTER_NODE_ARGS.length ? `, master node flags ${MASTER_NODE_ARGS.join(' ')}` : ''}; fake agents in the bench process share the machine with the master and redis`);
   console.log('');
   if (fleets.length) {
-    console.log(`fleet: ${JOBS} instant builds queued (paused), then drained by N on-prem fake agents with 1 executor each`);
-    console.log('| N | master RSS idle (no agent) | with N agents | peak (VmHWM) | jobs/s | master CPU/job | of it sys | Redis B/queued job | agents used | busiest agent share | jobs per agent p50 / max |');
-    console.log('|---|---|---|---|---|---|---|---|---|---|---|');
+    console.log(`fleet: ${JOBS} instant builds queued (paused), then drained by N on-prem fake agents with ${EXECUTORS} executor(s) each`);
+    console.log('| N | master RSS idle (no agent) | with N agents | peak (VmHWM) | jobs/s | master CPU/job | of it sys | Redis commands/job | Redis B/queued job | agents used | busiest agent share | jobs per agent p50 / max |');
+    console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
     for (const r of fleets) {
       console.log(
-        `| ${r.n} | ${f1(r.idleRss)} MiB | ${f1(r.agentsRss)} MiB | ${f1(r.peakRss)} MiB | ${Math.round(r.jobsPerSec)} | ${f2(r.cpuMsPerJob)} ms | ${Math.round(r.sysShare * 100)}% | ${Math.round(r.redisBytesPerJob)} | ${r.dist.used} of ${r.n} | ${f2(r.dist.maxShare * 100)}% (${r.dist.busiest}) | ${r.dist.p50} / ${r.dist.max} |`,
+        `| ${r.n} | ${f1(r.idleRss)} MiB | ${f1(r.agentsRss)} MiB | ${f1(r.peakRss)} MiB | ${Math.round(r.jobsPerSec)} | ${f2(r.cpuMsPerJob)} ms | ${Math.round(r.sysShare * 100)}% | ${f1(r.redisCommandsPerJob)} | ${Math.round(r.redisBytesPerJob)} | ${r.dist.used} of ${r.n} | ${f2(r.dist.maxShare * 100)}% (${r.dist.busiest}) | ${r.dist.p50} / ${r.dist.max} |`,
       );
     }
+    for (const r of fleets) console.log(`Redis commands per job, N = ${r.n}: ${r.redisTop}`);
   }
   if (placements.length) {
     console.log('');

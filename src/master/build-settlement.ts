@@ -4,7 +4,7 @@ import type { ConnectedAgent } from './agent-registry';
 import type { BuildIdentity, BuildRecord, BuildRecords } from './build-store';
 import { isCancelReason } from './cancel-store';
 import { attemptOf, lockOf, placedOf, RefusedFrame, type HeldJob } from './held-jobs/held-job';
-import type { JobQueue } from './job-queue';
+import type { JobQueue, QueuedJob } from './job-queue';
 
 /**
  * Writes the end of a build to its queue (completed or failed, checked against the lock token)
@@ -143,17 +143,25 @@ export class BuildSettlement {
     return this.d.builds.finished(placed.build, ending).catch(() => undefined);
   }
 
-  async settle(queue: string, jobId: string, token: string, result: BuildResult, timeoutSec: number | undefined): Promise<void> {
+  /**
+   * Settles the job with the build's result. With `takeNext` a successful build's settle also
+   * takes the next job of the queue, locked with the same token (see `JobQueue.completeAndTake`):
+   * it is returned for the agent that sent this result, and for no other.
+   */
+  async settle(queue: string, jobId: string, token: string, result: BuildResult, timeoutSec: number | undefined, takeNext = false): Promise<{ job: QueuedJob; token: string } | undefined> {
     const q = this.named(queue);
     // BullMQ reads the token "0" as "skip the lock check": from an agent it would settle any
     // active job, whoever holds it. No master issues it.
     if (token === '0') throw new Error('lock token "0" is not one a master issues');
     if (outcomeOf(result) === 'success') {
-      await q.complete(jobId, token, { ...result, outcome: 'success' });
+      const value = { ...result, outcome: 'success' };
+      if (takeNext && q.completeAndTake) return q.completeAndTake(jobId, token, value);
+      await q.complete(jobId, token, value);
     } else {
       // The build itself failed: retrying on another machine would only fail again.
       await q.fail(jobId, token, describeResult(result, timeoutSec), false);
     }
+    return undefined;
   }
 
   async record(build: BuildIdentity, r: BuildResult): Promise<BuildRecord> {

@@ -3,6 +3,8 @@ import { runScript } from '../lib';
 import { BUILD_OUTCOMES } from '../protocol';
 import type { Location } from './agent-registry';
 import { APPEND_LOG_SCRIPT } from './lua/append-log-script';
+import { BUILD_FINISHED_SCRIPT } from './lua/build-finished-script';
+import { BUILD_STARTED_SCRIPT } from './lua/build-started-script';
 
 /** `preempted`: the machine went away after a spot notice; the job was requeued without using an attempt. */
 export const BUILD_RESULT_NAMES = [...BUILD_OUTCOMES, 'lost', 'cancelled', 'preempted'] as const;
@@ -105,13 +107,9 @@ export class BuildStore {
   /** The running record, written once the agent reports the build started (one round trip per build). */
   async started(b: BuildIdentity, startedAt: number): Promise<void> {
     const k = this.key(b.type, b.id, b.attempt);
-    await this.r
-      .multi()
-      .del(k, this.logKey(b.type, b.id, b.attempt), this.marksKey(b.type, b.id, b.attempt))
-      .hset(k, { ...identityFields(b), state: 'running', startedAt, waitMs: Math.max(0, startedAt - b.queuedAt), logBytes: 0 })
-      .zadd(this.indexKey, b.dispatchedAt, `${b.type}:${b.id}:${b.attempt}`)
-      .hset(this.attemptsKey(b.type, b.id), String(b.attempt), b.agent)
-      .exec();
+    const fields = { ...identityFields(b), state: 'running', startedAt, waitMs: Math.max(0, startedAt - b.queuedAt), logBytes: 0 };
+    const keys = [k, this.logKey(b.type, b.id, b.attempt), this.marksKey(b.type, b.id, b.attempt), this.indexKey, this.attemptsKey(b.type, b.id)];
+    await runScript(this.r, BUILD_STARTED_SCRIPT, keys, [...this.indexArgs(b), ...pairs(fields)]);
     if (++this.sinceTrim >= 100) {
       this.sinceTrim = 0;
       await this.trim();
@@ -119,7 +117,7 @@ export class BuildStore {
   }
 
   /**
-   * Writes the whole finished record in one transaction. It does not rely on `started`
+   * Writes the whole finished record in one script call. It does not rely on `started`
    * having been written: a master killed right after handing out a job never wrote it.
    */
   async finished(b: BuildIdentity, f: BuildEnding): Promise<BuildRecord> {
@@ -130,15 +128,14 @@ export class BuildStore {
       fields[key] = rec[key] ?? '';
     }
     if (f.actionResult !== undefined) fields.actionResult = f.actionResult;
-    const res = await this.r
-      .multi()
-      .hset(k, fields)
-      .hget(k, 'logBytes')
-      .zadd(this.indexKey, 'NX', b.dispatchedAt, `${b.type}:${b.id}:${b.attempt}`)
-      .hset(this.attemptsKey(b.type, b.id), String(b.attempt), b.agent)
-      .exec();
-    rec.logBytes = Number(res?.[1]?.[1] ?? 0);
+    const keys = [k, this.indexKey, this.attemptsKey(b.type, b.id)];
+    rec.logBytes = Number(await runScript(this.r, BUILD_FINISHED_SCRIPT, keys, [...this.indexArgs(b), ...pairs(fields)]));
     return rec;
+  }
+
+  /** The index score and member and the attempts entry, as the record scripts take them. */
+  private indexArgs(b: BuildIdentity): Array<string | number> {
+    return [b.dispatchedAt, `${b.type}:${b.id}:${b.attempt}`, b.attempt, b.agent];
   }
 
   /** How many of the job's runs were preempted (they number its builds but not its BullMQ attempts). */
@@ -276,6 +273,12 @@ function identityFields(b: BuildIdentity): Record<string, string | number> {
     queuedAt: b.queuedAt,
     dispatchedAt: b.dispatchedAt,
   };
+}
+
+function pairs(fields: Record<string, string | number>): Array<string | number> {
+  const out: Array<string | number> = [];
+  for (const [k, v] of Object.entries(fields)) out.push(k, v);
+  return out;
 }
 
 function matches(r: BuildRecord, f: BuildFilter): boolean {

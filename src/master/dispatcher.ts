@@ -3,7 +3,7 @@ import type { Config } from '../config';
 import { RefusalLog, runEvery, Signal, type Clock, type Logger } from '../lib';
 import { checkJobPayload, type FinishedFrame, type HeldJob as AgentHeldJob, type Notice } from '../protocol';
 import { AgentSweep } from './held-jobs/agent-sweep';
-import type { AgentRegistry, ConnectedAgent } from './agent-registry';
+import { freeExecutors, type AgentRegistry, type ConnectedAgent } from './agent-registry';
 import { BuildReports } from './held-jobs/build-reports';
 import { Cancellation } from './held-jobs/cancellation';
 import type { BuildRecords } from './build-store';
@@ -20,6 +20,8 @@ import { Reattach } from './held-jobs/reattach';
 import { UnrunnableJobs } from './held-jobs/unrunnable-jobs';
 
 export type { DispatcherEvents } from './dispatcher-events';
+
+type Taken = { job: QueuedJob; token: string };
 
 /** Fetched jobs waiting for an executor that meets their requirements, per job type. */
 const MAX_PENDING_PER_TYPE = 16;
@@ -66,6 +68,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   private readonly capacity = new Signal();
   private readonly abort = new AbortController();
   private loops: Promise<void>[] = [];
+  /** Executors freed by a finished build whose settle is taking their next job, per type (see `reserveNext`). */
+  private readonly reserved = new Map<string, number>();
   private readonly log: Logger;
 
   constructor(private readonly d: DispatcherDeps) {
@@ -82,7 +86,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const settlement = new BuildSettlement({ queues: d.queues, builds: d.builds, log });
     const common = { jobs: this.jobs, settlement, events: this, clock, log };
     this.cancellation = new Cancellation({ jobs: this.jobs, queues: d.queues, registry, builds: d.builds, requests: d.cancels, events: this, clock, log });
-    this.reports = new BuildReports({ ...common, builds: d.builds, cancellation: this.cancellation, refusals: new RefusalLog(log, clock) });
+    const next = { reserve: (a: ConnectedAgent, q: string) => this.reserveNext(a, q), taken: (a: ConnectedAgent, q: string, n: Taken | undefined) => this.nextTaken(a, q, n) };
+    this.reports = new BuildReports({ ...common, builds: d.builds, cancellation: this.cancellation, refusals: new RefusalLog(log, clock), next });
     this.reattacher = new Reattach({ ...common, config: d.config, queues: d.queues, builds: d.builds, reports: this.reports });
     this.preemption = new Preemption({ ...common, registry, capacityChanged: () => this.capacityChanged() });
     this.sweeper = new AgentSweep({ ...common, config: d.config, registry, preemption: this.preemption });
@@ -147,7 +152,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     let parallel = 1;
     while (!signal.aborted) {
       const { free, serving } = this.d.registry.capacityFor(q.type);
-      const room = Math.min(MAX_PENDING_PER_TYPE, free + PREFETCH) - this.pendingCount(q.type) - inflight.size;
+      const room = Math.min(MAX_PENDING_PER_TYPE, free - (this.reserved.get(q.type) ?? 0) + PREFETCH) - this.pendingCount(q.type) - inflight.size;
       if (!serving || room <= 0 || inflight.size >= parallel) {
         await Promise.race([this.capacity.wait(), ...inflight]);
         continue;
@@ -182,7 +187,40 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     return true;
   }
 
-  private async accept(q: JobQueue, job: QueuedJob, token: string): Promise<void> {
+  /**
+   * Whether the settle of a build that just finished on `agent` should also take the next job
+   * for the executor it frees: when no job waits here for an executor (those go first, and one
+   * may have just taken it) and the agent still has a free one. The executor is then left out
+   * of the feed loop's count until the settle answers, so the two do not both take a job for it.
+   */
+  private reserveNext(agent: ConnectedAgent, queue: string): boolean {
+    const q = this.d.queues.get(queue);
+    if (this.abort.signal.aborted || !q?.completeAndTake || this.jobs.pendingCount(queue) > 0) return false;
+    if (this.d.registry.get(agent.id) !== agent || freeExecutors(agent) <= 0 || !agent.jobTypes.has(queue)) return false;
+    this.reserved.set(queue, (this.reserved.get(queue) ?? 0) + 1);
+    return true;
+  }
+
+  /** The reserved executor's settle answered, with the next job (locked with a token `agent` knows) or none. */
+  private nextTaken(agent: ConnectedAgent, queue: string, next: Taken | undefined): void {
+    const left = (this.reserved.get(queue) ?? 1) - 1;
+    if (left > 0) this.reserved.set(queue, left);
+    else this.reserved.delete(queue);
+    const q = this.d.queues.get(queue);
+    if (next && q) {
+      void this.accept(q, next.job, next.token, agent).catch((err: unknown) => {
+        this.log.error('queue.error', { queue, jobId: next.job.id, error: err });
+        return q.giveBack(next.job.id, next.token).catch(() => undefined);
+      });
+    }
+    this.capacity.notify();
+  }
+
+  /**
+   * `only`: the job came with the settle of a build of that agent, locked with the token that
+   * agent was given; it goes there or back to its queue, never to another agent or to wait here.
+   */
+  private async accept(q: JobQueue, job: QueuedJob, token: string, only?: ConnectedAgent): Promise<void> {
     const check = checkJobPayload(job.data, q.type);
     if (!check.ok) {
       this.log.warn('job.invalid', { queue: q.type, jobId: job.id, reason: check.reason });
@@ -199,14 +237,19 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     // Not awaited: placing waits for no Redis round trip. A cancel whose request this read
     // misses is announced after it, when the job is held here already (see `cancel`).
     void this.cancellation.check(h).catch((err: unknown) => this.log.error('redis.error', { op: 'cancel.check', jobId: job.id, error: err }));
+    if (only) {
+      if (!this.place(h, undefined, only) && !this.unrunnable.sideline(h)) this.giveBack(h);
+      return;
+    }
     if (this.place(h) || this.unrunnable.sideline(h)) return;
     if (!this.d.registry.capacityFor(q.type).serving) this.giveBack(h);
   }
 
   /** `not` is the agent that just declined it: never straight back there, whatever the master thinks of it. */
-  private place(h: HeldJob, not?: ConnectedAgent): boolean {
+  private place(h: HeldJob, not?: ConnectedAgent, only?: ConnectedAgent): boolean {
     const { registry } = this.d;
-    const choice = firstFitting(registry.candidates(h.queue), h.payload.requirements, registry.policy, not);
+    const candidates = only ? (registry.get(only.id) === only && freeExecutors(only) > 0 ? [only] : []) : registry.candidates(h.queue);
+    const choice = firstFitting(candidates, h.payload.requirements, registry.policy, not);
     if (!choice.agent) return false;
     const agent = choice.agent;
     const build = identityOf(h, agent, this.d.clock.now());

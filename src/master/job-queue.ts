@@ -39,6 +39,13 @@ export interface JobQueue {
   giveBack(jobId: string, token: string): Promise<void>;
   complete(jobId: string, token: string, value: unknown): Promise<void>;
   /**
+   * Completes the job and takes the next one in the same round trip, undefined if none came.
+   * The next job's lock is `token` itself (BullMQ locks it with the token that settled the
+   * last job), so it may go only to whoever was given that token. Optional: a queue without
+   * it is settled and taken from in two steps.
+   */
+  completeAndTake?(jobId: string, token: string, value: unknown): Promise<{ job: QueuedJob; token: string } | undefined>;
+  /**
    * Fails the run. With `retry` the job goes back to the queue while attempts remain; without,
    * it fails for good. Returns whether it will run again and the failed runs now counted.
    */

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { Job, Queue, UnrecoverableError, Worker } from 'bullmq';
+import { Job, Queue, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { runScript } from '../lib';
+import { TakingWorker } from './bullmq-internals';
 import type { JobQueue, QueuedJob, QueuedJobEnd } from './job-queue';
 import { CANCEL_WAITING_SCRIPT } from './lua/cancel-waiting-script';
 
@@ -34,7 +35,7 @@ export class JobTypeQueue implements JobQueue {
   readonly queue: Queue;
   /** The same queue on the API's connection (see {@link JobTypeQueueOptions.apiConnection}). */
   readonly apiQueue: Queue;
-  readonly worker: Worker;
+  readonly worker: TakingWorker;
   /**
    * The BullMQ jobs taken and not yet settled: BullMQ decides retries from the attempt counts
    * of the Job object it is given, so settling uses the one it handed out (and saves a read).
@@ -44,7 +45,7 @@ export class JobTypeQueue implements JobQueue {
   constructor(readonly opts: JobTypeQueueOptions) {
     this.queue = new Queue(opts.type, { connection: opts.connection, prefix: opts.prefix });
     this.apiQueue = opts.apiConnection ? new Queue(opts.type, { connection: opts.apiConnection, prefix: opts.prefix }) : this.queue;
-    this.worker = new Worker(opts.type, null, {
+    this.worker = new TakingWorker(opts.type, null, {
       connection: opts.connection,
       prefix: opts.prefix,
       autorun: false,
@@ -145,6 +146,19 @@ export class JobTypeQueue implements JobQueue {
   async complete(jobId: string, token: string, value: unknown): Promise<void> {
     const job = await this.settling(jobId);
     await job.moveToCompleted(value, token, false);
+  }
+
+  async completeAndTake(jobId: string, token: string, value: unknown): Promise<{ job: QueuedJob; token: string } | undefined> {
+    const job = this.taken.get(jobId);
+    // Only a Job the worker made carries the lock duration the next job's lock is set with: a
+    // job read back (taken over after a restart) has the queue's options, and BullMQ's script
+    // would fail after completing it (a Lua error keeps the writes made before it).
+    if (!job) return void (await this.complete(jobId, token, value));
+    this.taken.delete(jobId);
+    const next = await this.worker.fetched(await job.moveToCompleted(value, token, true), token);
+    if (!next) return undefined;
+    this.taken.set(next.id!, next);
+    return { job: snapshot(next), token };
   }
 
   async fail(jobId: string, token: string, reason: string, retry: boolean): Promise<{ retried: boolean; attemptsMade: number }> {

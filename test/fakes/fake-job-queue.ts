@@ -21,7 +21,37 @@ export class FakeJobQueue implements JobQueue {
   /** Every call, in order, for assertions. */
   readonly calls: string[] = [];
 
-  constructor(readonly type: string) {}
+  private gate: Promise<void> | undefined;
+  /** With `settleTakes`: completes and takes the next job with the same token, as BullMQ's fetchNext does. */
+  readonly completeAndTake?: (jobId: string, token: string, value: unknown) => Promise<{ job: QueuedJob; token: string } | undefined>;
+
+  constructor(
+    readonly type: string,
+    o: { settleTakes?: boolean } = {},
+  ) {
+    if (o.settleTakes) {
+      this.completeAndTake = async (jobId, token, value) => {
+        await this.complete(jobId, token, value);
+        const id = this.waiting.shift();
+        if (id === undefined) return undefined;
+        const e = this.entries.get(id)!;
+        Object.assign(e, { state: 'active', lock: token });
+        e.job = { ...e.job, attemptsStarted: e.job.attemptsStarted + 1, processedOn: 1 };
+        this.calls.push(`take ${id} with ${jobId}'s token`);
+        return { job: e.job, token };
+      };
+    }
+  }
+
+  /** Holds every take (those in flight too) until the returned function is called. */
+  holdTakes(): () => void {
+    let release!: () => void;
+    this.gate = new Promise<void>((r) => (release = r));
+    return () => {
+      this.gate = undefined;
+      release();
+    };
+  }
 
   add(id: string, data: unknown, o: { attempts?: number; timestamp?: number } = {}): void {
     this.entries.set(id, {
@@ -48,7 +78,11 @@ export class FakeJobQueue implements JobQueue {
   }
 
   async take(): Promise<{ job: QueuedJob; token: string } | undefined> {
-    while (!this.stopped && this.waiting.length === 0) await new Promise<void>((r) => this.takers.push(r));
+    for (;;) {
+      while (this.gate) await this.gate;
+      if (this.stopped || this.waiting.length > 0) break;
+      await new Promise<void>((r) => this.takers.push(r));
+    }
     if (this.stopped) return undefined;
     const id = this.waiting.shift()!;
     const e = this.entries.get(id)!;

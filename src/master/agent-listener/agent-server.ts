@@ -11,6 +11,7 @@ import { AgentAccess } from './agent-access';
 import { agentFromHello, type AgentRegistry, type ConnectedAgent } from '../agent-registry';
 import type { Dispatcher } from '../dispatcher';
 import { listenerTls, type ReadFile } from './listener-tls';
+import { TickCork } from './tick-cork';
 
 
 /** Rejected frames tolerated per connection before it is closed. */
@@ -42,6 +43,8 @@ export class AgentServer {
   private readonly readFile: ReadFile;
   /** The token each agent registered with, to re-check it when the tokens change. */
   private readonly credentials = new WeakMap<ConnectedAgent, string>();
+  /** Frames written in one turn of the event loop leave each socket together (see TickCork). */
+  private readonly cork = new TickCork();
 
   constructor(private readonly d: AgentServerDeps) {
     this.access = new AgentAccess(d.config);
@@ -70,7 +73,7 @@ export class AgentServer {
       this.refusals.warn('agent.tls-failed', socket.remoteAddress ?? 'unknown', { reason: err.message });
     });
     this.wss = new WebSocketServer({ server, maxPayload: maxFrameBytes });
-    this.wss.on('connection', (ws, req) => this.onUpgraded(ws, req.socket.remoteAddress ?? 'unknown'));
+    this.wss.on('connection', (ws, req) => this.onUpgraded(ws, req.socket, req.socket.remoteAddress ?? 'unknown'));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => resolve());
@@ -123,7 +126,7 @@ export class AgentServer {
     for (const ws of this.wss?.clients ?? []) ws.terminate();
   }
 
-  private onUpgraded(ws: WebSocket, address: string): void {
+  private onUpgraded(ws: WebSocket, socket: Socket, address: string): void {
     // One bucket per address however a dual-stack socket spells it (::ffff:10.0.0.5 is 10.0.0.5).
     const ip = parseIp(address);
     const verdict = this.limiter.take(ip ? formatIp(ip) : address);
@@ -133,10 +136,10 @@ export class AgentServer {
       ws.close(CloseCode.rateLimited, `too many registration attempts from ${address}; retry in ${retrySec}s`);
       return;
     }
-    this.onConnection(ws, address);
+    this.onConnection(ws, socket, address);
   }
 
-  private onConnection(ws: WebSocket, address: string): void {
+  private onConnection(ws: WebSocket, socket: Socket, address: string): void {
     const log = this.d.log.child({ address });
     const connId = randomUUID();
     let agent: ConnectedAgent | undefined;
@@ -144,7 +147,9 @@ export class AgentServer {
     let helloSeen = false;
     log.debug('agent.connected', { connId });
     const send = (f: MasterFrame) => {
-      if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(f));
+      if (ws.readyState !== ws.OPEN) return;
+      this.cork.hold(socket);
+      ws.send(JSON.stringify(f));
     };
     const alive = (timeoutMs: number) =>
       new Promise<boolean>((resolve) => {

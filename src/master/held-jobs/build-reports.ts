@@ -4,12 +4,25 @@ import type { ConnectedAgent } from '../agent-registry';
 import type { BuildRecords } from '../build-store';
 import type { BuildSettlement } from '../build-settlement';
 import type { Cancellation } from './cancellation';
+import type { QueuedJob } from '../job-queue';
 import type { DispatcherEvents, DispatchEmitter } from '../dispatcher-events';
 import { agentKeyOf, placedOf, RefusedFrame, type HeldEvent, type HeldJob, type Reporter } from './held-job';
 import type { HeldJobs } from './held-jobs';
 
+/**
+ * Where a finished build's settle may take the next job for the executor it frees (one round
+ * trip for both): `reserve` says whether to, and if so keeps that executor for it; `taken`
+ * ends the reservation with what came, for that agent only (it knows the next job's lock).
+ */
+export interface NextTake {
+  reserve(agent: ConnectedAgent, queue: string): boolean;
+  taken(agent: ConnectedAgent, queue: string, next: { job: QueuedJob; token: string } | undefined): void;
+}
+
 export interface BuildReportsDeps {
   jobs: HeldJobs;
+  /** Without it every settle is followed by a separate take. */
+  next?: NextTake;
   builds: BuildRecords;
   settlement: BuildSettlement;
   cancellation: Pick<Cancellation, 'ended'>;
@@ -76,8 +89,14 @@ export class BuildReports {
         if (!this.accept(agent, 'finished', f.queue, f.jobId, () => ({ type: 'finish', by: reporter(agent, f.lockToken) }))) return;
         // Killed after a cancel (or done just before it): the job failed as cancelled already.
         if (before.kind === 'cancelling') return void (await this.d.cancellation.ended(h, before, f.result));
-        await h.writes;
-        await this.d.settlement.settle(f.queue, h.job.id, f.lockToken, f.result, h.timeoutSec);
+        const takeNext = this.d.next?.reserve(agent, f.queue) ?? false;
+        let next: Awaited<ReturnType<BuildSettlement['settle']>> = undefined;
+        try {
+          await h.writes;
+          next = await this.d.settlement.settle(f.queue, h.job.id, f.lockToken, f.result, h.timeoutSec, takeNext);
+        } finally {
+          if (takeNext) this.d.next!.taken(agent, f.queue, next);
+        }
         this.d.events.emit('build-finished', await this.d.settlement.record(placed!.build, f.result));
       } else {
         this.d.events.emit('build-finished', await this.d.settlement.settleUnheld(agent, f));
