@@ -224,11 +224,11 @@ export class AgentServer {
         case 'hello':
           return reject('already registered');
         case 'heartbeat':
-          return undefined;
+          return;
         case 'started':
-          return void this.d.dispatcher.onStarted(agent, f);
+          return this.d.dispatcher.onStarted(agent, f);
         case 'declined':
-          return void this.d.dispatcher.onDeclined(agent, f);
+          return this.d.dispatcher.onDeclined(agent, f);
         case 'log':
           return this.d.dispatcher.onLog(agent, f.queue, f.jobId, f.data, f.offset);
         case 'finished':
@@ -237,15 +237,15 @@ export class AgentServer {
           this.d.registry.setDraining(agent, true);
           log.info('agent.draining', { agent: agent.name, running: agent.running.size });
           this.d.dispatcher.capacityChanged();
-          return undefined;
+          return;
         case 'notice':
-          return void this.d.dispatcher.notice(agent, f.notice, { source: 'imds', action: f.action, at: f.at });
+          return this.d.dispatcher.notice(agent, f.notice, { source: 'imds', action: f.action, at: f.at });
         case 'disk': {
           const shortage = f.full ? { path: f.path, freeMb: f.freeMb, minFreeMb: f.minFreeMb } : undefined;
           this.d.registry.setDiskFull(agent, shortage);
           log[f.full ? 'warn' : 'info'](f.full ? 'agent.disk-full' : 'agent.disk-ok', { agent: agent.name, path: f.path, freeMb: f.freeMb, minFreeMb: f.minFreeMb });
           this.d.dispatcher.capacityChanged();
-          return undefined;
+          return;
         }
       }
     };
