@@ -2,12 +2,14 @@ import { resolve } from 'node:path';
 import { loadConfigFile } from '../config';
 import { createLogger } from '../lib';
 import { startDaemon } from './daemon';
+import { applyHeapSettings } from './heap-settings';
 import { onShutdownSignal } from './shutdown';
 
 /** `spillway master --config FILE`: runs until SIGTERM/SIGINT, then stops gracefully. */
 export async function masterCommand(flags: { config: string }): Promise<number> {
   const config = loadConfigFile(flags.config);
   const log = createLogger({ level: config.log.level, format: config.log.format });
+  log.debug('memory.heap-settings', { flag: applyHeapSettings(config.memory) });
   const daemon = await startDaemon({ config, log, agentCommand: [process.execPath, resolve(__dirname, 'main.js')] });
   const addresses = daemon.addresses;
   process.stderr.write(`spillway master: HTTP API ${addresses.httpUrl}, agents connect to ${addresses.agentUrl}\n`);
@@ -15,7 +17,9 @@ export async function masterCommand(flags: { config: string }): Promise<number> 
   // SIGHUP re-reads the file: overflow rules change without restarting anything.
   process.on('SIGHUP', () => {
     try {
-      const restartOnly = daemon.reload(loadConfigFile(flags.config));
+      const next = loadConfigFile(flags.config);
+      const restartOnly = daemon.reload(next);
+      log.debug('memory.heap-settings', { flag: applyHeapSettings(next.memory) });
       process.stderr.write(
         `spillway master: reloaded ${flags.config}${restartOnly.length ? `; needs a restart to apply: ${restartOnly.join(', ')}` : ''}\n`,
       );

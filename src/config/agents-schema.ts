@@ -78,6 +78,21 @@ export const agentsSchema = z
     /** Frames larger than this close the connection (1009). @defaultValue 1048576 */
     maxFrameBytes: posInt().default(1024 * 1024),
     /**
+     * How much of what agents send the master holds unprocessed (received, not yet applied,
+     * e.g. results waiting for Redis): past either bound the sending connection's reads pause
+     * until its frames are done, so agents that answer at once or flood frames queue in their
+     * own socket buffers instead of the master's memory (README: "Memory").
+     */
+    ingest: z
+      .object({
+        /** Unprocessed frames per connection. @defaultValue 4 */
+        framesPerConnection: posInt().default(4),
+        /** Unprocessed frame bytes over all connections, MiB. @defaultValue 64 */
+        maxMb: posInt().default(64),
+      })
+      .strict()
+      .prefault({}),
+    /**
      * Which free executor gets the next job, per location (on-prem always first): `pack` the
      * busiest agent with a free executor (idle cloud instances then reach their quiet period
      * and are suspended), `spread` the least recently used.

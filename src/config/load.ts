@@ -7,7 +7,7 @@ import { configSchema, type Config } from './schema';
 export type Env = Readonly<Record<string, string | undefined>>;
 
 /** Environment variables that override the file, and where they land. */
-const OVERRIDES: ReadonlyArray<{ name: string; path: readonly string[]; kind: 'string' | 'port' | 'list' }> = [
+const OVERRIDES: ReadonlyArray<{ name: string; path: readonly string[]; kind: 'string' | 'port' | 'list' | 'int' }> = [
   { name: 'REDIS_URL', path: ['redis', 'url'], kind: 'string' },
   // The sentinel form: REDIS_SENTINELS is "host:port,host:port"; passwords stay out of the file.
   { name: 'REDIS_SENTINELS', path: ['redis', 'sentinel', 'sentinels'], kind: 'list' },
@@ -24,6 +24,7 @@ const OVERRIDES: ReadonlyArray<{ name: string; path: readonly string[]; kind: 's
   { name: 'SPILLWAY_ADMIN_TOKEN', path: ['http', 'tokens', 'admin'], kind: 'list' },
   { name: 'SPILLWAY_CAS_TOKEN', path: ['cas', 'tokens'], kind: 'list' },
   { name: 'SPILLWAY_CAS_READ_TOKEN', path: ['cas', 'readTokens'], kind: 'list' },
+  { name: 'SPILLWAY_HEAP_GROWING_PERCENT', path: ['memory', 'heapGrowingPercent'], kind: 'int' },
 ];
 
 export function formatIssues(issues: readonly z.core.$ZodIssue[]): string[] {
@@ -52,6 +53,13 @@ export function parseConfig(raw: unknown, env: Env = process.env, source = 'conf
       parsed = Number(value);
       if (!/^\d+$/.test(value) || parsed > 65535) {
         problems.push(`${o.name}: expected a port number (0-65535), got "${value}"`);
+        continue;
+      }
+    }
+    if (o.kind === 'int') {
+      parsed = Number(value);
+      if (!/^\d+$/.test(value)) {
+        problems.push(`${o.name}: expected a whole number, got "${value}"`);
         continue;
       }
     }

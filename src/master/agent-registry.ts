@@ -34,6 +34,11 @@ export interface ConnectedAgent {
   /** Job types it announced that this master does not know (it never gets jobs of them). */
   readonly unknownJobTypes: readonly string[];
   readonly lastSeen: number;
+  /**
+   * Set while the listener does not read the connection (its ingest budget is spent): the
+   * agent's silence is then the master's doing, so it is not lost for it.
+   */
+  readonly readsPaused?: boolean;
   readonly draining: boolean;
   /** Set while the agent reports too little free disk: it gets no builds until space is back. */
   readonly diskFull: DiskShortage | undefined;
@@ -157,6 +162,12 @@ export class AgentRegistry extends EventEmitter<AgentRegistryEvents> {
   /** A frame arrived from the agent: it is alive. */
   seen(agent: ConnectedAgent, at: number): void {
     (agent as MutableAgent).lastSeen = at;
+  }
+
+  /** The listener stopped or resumed reading the agent's connection; resuming counts as seen. */
+  setReadsPaused(agent: ConnectedAgent, paused: boolean, at: number): void {
+    (agent as MutableAgent).readsPaused = paused;
+    if (!paused) (agent as MutableAgent).lastSeen = at;
   }
 
   setDraining(agent: ConnectedAgent, draining: boolean): void {

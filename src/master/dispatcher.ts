@@ -292,8 +292,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     if (!this.d.registry.capacityFor(h.queue).serving) this.giveBack(h);
   }
 
-  onLog(agent: ConnectedAgent, queue: string, jobId: string, data: string, offset?: number): void {
-    this.reports.onLog(agent, queue, jobId, data, offset);
+  onLog(agent: ConnectedAgent, queue: string, jobId: string, data: string, offset?: number): Promise<void> | undefined {
+    return this.reports.onLog(agent, queue, jobId, data, offset);
   }
 
   onFinished(agent: ConnectedAgent, f: FinishedFrame): Promise<void> {

@@ -191,6 +191,8 @@ export class Master extends EventEmitter<MasterEvents> implements MasterView {
     this.agentServer.updateAccess(next);
     const restartOnly: string[] = [];
     for (const key of Object.keys(next) as Array<keyof Config>) {
+      // The process's heap settings: `spillway master` applies them on SIGHUP itself.
+      if (key === 'memory') continue;
       if (key === 'jobTypes') {
         const types = (c: Config) => JSON.stringify(Object.entries(c.jobTypes).map(([t, j]) => [t, { ...j, overflow: undefined }]));
         if (types(current) !== types(next)) restartOnly.push('jobTypes (other than overflow)');

@@ -154,9 +154,10 @@ describe('cli: the spillway command', function () {
     assert.match(p.output(), /on-prem/);
   });
 
-  it('master: SIGHUP re-reads the overflow rules without a restart, and keeps running on a bad file', async () => {
+  it('master: SIGHUP re-reads the overflow rules and the heap settings without a restart, and keeps running on a bad file', async () => {
     const raw = farmConfigRaw({ pools: { cloud: { provider: 'local', maxInstances: 1 } } });
     (raw.jobTypes as Record<string, Record<string, unknown>>).b2g!.overflow = { pool: 'cloud', enabled: false };
+    raw.log = { level: 'debug', format: 'json' };
     const file = writeConfigFile(raw);
     const master = spawnCli(['master', '--config', file], { SPILLWAY_HTTP_PORT: '0', SPILLWAY_AGENT_PORT: '0' });
     const line = await master.waitForOutput(/HTTP API (\S+),/);
@@ -171,6 +172,14 @@ describe('cli: the spillway command', function () {
     const after = await rules();
     assert.equal(after.b2g!.enabled, true);
     assert.equal((after.b2g as unknown as { minBacklog: number }).minBacklog, 4);
+
+    // The heap's growth is applied on the spot, not left for a restart.
+    raw.memory = { heapGrowingPercent: 30 };
+    writeFileSync(file, stringify(raw));
+    master.child.kill('SIGHUP');
+    await master.waitForOutput(/"flag":"--heap-growing-percent=30"/);
+    const both = await master.waitForOutput(/spillway master: reloaded[^\n]*\n[\s\S]*spillway master: reloaded[^\n]*\n/);
+    assert.doesNotMatch(both.split('spillway master: reloaded').pop()!, /memory/);
 
     writeFileSync(file, 'jobTypes: [broken\n');
     master.child.kill('SIGHUP');

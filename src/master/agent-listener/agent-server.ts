@@ -12,6 +12,7 @@ import { agentFromHello, type AgentRegistry, type ConnectedAgent } from '../agen
 import type { Dispatcher } from '../dispatcher';
 import { listenerTls, type ReadFile } from './listener-tls';
 import { TickCork } from './tick-cork';
+import { IngestBudget } from './ingest-budget';
 
 
 /** Rejected frames tolerated per connection before it is closed. */
@@ -45,12 +46,15 @@ export class AgentServer {
   private readonly credentials = new WeakMap<ConnectedAgent, string>();
   /** Frames written in one turn of the event loop leave each socket together (see TickCork). */
   private readonly cork = new TickCork();
+  private readonly ingest: IngestBudget;
 
   constructor(private readonly d: AgentServerDeps) {
     this.access = new AgentAccess(d.config);
     this.limiter = new RateLimiter(d.config.agents.registrationRate, d.clock);
     this.refusals = new RefusalLog(d.log, d.clock);
     this.readFile = d.readFile ?? ((path) => readFileSync(path));
+    const { framesPerConnection, maxMb } = d.config.agents.ingest;
+    this.ingest = new IngestBudget({ framesPerConnection, maxBytes: maxMb * 1024 * 1024 });
   }
 
   /** Listens; the URL scheme agents need is `wss` when the listener has a certificate. */
@@ -146,6 +150,18 @@ export class AgentServer {
     let badFrames = 0;
     let helloSeen = false;
     log.debug('agent.connected', { connId });
+    const lane = this.ingest.lane({
+      pause: (reason) => {
+        ws.pause();
+        if (agent) this.d.registry.setReadsPaused(agent, true, this.d.clock.now());
+        log.debug('agent.reads-paused', { agent: agent?.name, reason, frames: lane.frames, bytes: lane.bytes, totalBytes: this.ingest.heldBytes });
+      },
+      resume: () => {
+        ws.resume();
+        if (agent) this.d.registry.setReadsPaused(agent, false, this.d.clock.now());
+        log.debug('agent.reads-resumed', { agent: agent?.name });
+      },
+    });
     const send = (f: MasterFrame) => {
       if (ws.readyState !== ws.OPEN) return;
       this.cork.hold(socket);
@@ -180,7 +196,9 @@ export class AgentServer {
       if (badFrames >= MAX_BAD_FRAMES) ws.close(CloseCode.tooManyErrors, 'too many invalid frames');
     };
 
-    const onMessage = (data: RawData, isBinary: boolean): void => {
+    // What the handler returns is the frame's remaining work; the ingest budget counts the
+    // frame until it settles.
+    const onMessage = (data: RawData, isBinary: boolean): Promise<unknown> | void => {
       if (isBinary) return reject('binary frames are not part of the protocol');
       const parsed = parseAgentFrame(data.toString());
       if (!parsed.ok) {
@@ -200,11 +218,10 @@ export class AgentServer {
           ws.close(CloseCode.badHello, 'first frame must be hello');
           return;
         }
-        this.onHello(ws, f, { connId, address, send, alive, log, registered: (a) => (agent = a) }).then(
-          (a) => (agent = a),
-          (err: unknown) => handlerFailed(err),
-        );
-        return;
+        return this.onHello(ws, f, { connId, address, send, alive, log, registered: (a) => (agent = a) }).then((a) => {
+          agent = a;
+          if (a && lane.paused) this.d.registry.setReadsPaused(a, true, this.d.clock.now());
+        });
       }
       if (!agent) return reject('hello still being processed');
       this.d.registry.seen(agent, this.d.clock.now());
@@ -220,8 +237,7 @@ export class AgentServer {
         case 'log':
           return this.d.dispatcher.onLog(agent, f.queue, f.jobId, f.data, f.offset);
         case 'finished':
-          void this.d.dispatcher.onFinished(agent, f);
-          return;
+          return this.d.dispatcher.onFinished(agent, f);
         case 'draining':
           this.d.registry.setDraining(agent, true);
           log.info('agent.draining', { agent: agent.name, running: agent.running.size });
@@ -245,9 +261,13 @@ export class AgentServer {
       ws.close(1011, 'internal error');
     };
     ws.on('message', (data, isBinary) => {
+      const done = lane.take(byteLength(data));
       try {
-        onMessage(data, isBinary);
+        const work = onMessage(data, isBinary);
+        if (!work) return done();
+        work.then(done, (err: unknown) => (done(), handlerFailed(err)));
       } catch (err) {
+        done();
         handlerFailed(err);
       }
     });
@@ -255,6 +275,7 @@ export class AgentServer {
     ws.on('error', (err) => log.warn('agent.frame-rejected', { agent: agent?.name, reason: err.message }));
     ws.on('close', (code, reason) => {
       helloTimer.abort();
+      lane.close();
       if (!agent) return;
       if (this.d.registry.remove(agent)) {
         log.info('agent.disconnected', { agent: agent.name, code, reason: reason.toString(), running: agent.running.size });
@@ -368,4 +389,8 @@ export class AgentServer {
     previous.close(CloseCode.duplicateName, 'replaced by a newer connection of the same agent');
     return ws.readyState === ws.OPEN;
   }
+}
+
+function byteLength(data: RawData): number {
+  return Array.isArray(data) ? data.reduce((n, b) => n + b.byteLength, 0) : data.byteLength;
 }

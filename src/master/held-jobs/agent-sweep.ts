@@ -26,7 +26,7 @@ export class AgentSweep {
     const now = this.d.clock.now();
     const lostAfter = this.d.config.agents.lostAfterSec * 1000;
     for (const a of this.d.registry.list()) {
-      if (now - a.lastSeen <= lostAfter) continue;
+      if (now - a.lastSeen <= lostAfter || a.readsPaused) continue;
       this.d.log.warn('agent.lost', { agent: a.name, silentMs: now - a.lastSeen, running: a.running.size });
       this.d.registry.remove(a);
       a.close(4408, 'lost: no heartbeat');

@@ -61,10 +61,11 @@ export class BuildReports {
     return h;
   }
 
-  onLog(agent: ConnectedAgent, queue: string, jobId: string, data: string, offset: number | undefined): void {
+  /** Resolves once this frame's output is stored (the listener's ingest budget waits for it). */
+  onLog(agent: ConnectedAgent, queue: string, jobId: string, data: string, offset: number | undefined): Promise<void> | undefined {
     // Log frames carry no token: the connection is what vouches for them.
     const h = this.accept(agent, 'log', queue, jobId, (held) => ({ type: 'log', by: reporter(agent, held.state.lock) }));
-    if (!h) return;
+    if (!h) return undefined;
     // Emitted once stored, so a follower woken by it reads the new output.
     const at = this.d.clock.now();
     h.writes = h.writes
@@ -74,6 +75,7 @@ export class BuildReports {
         this.d.events.emit('build-log', queue, jobId, h.attempt, data);
       })
       .catch((err: unknown) => this.d.log.error('redis.error', { op: 'build.log', jobId, error: err }));
+    return h.writes;
   }
 
   /**
