@@ -23,3 +23,4 @@ export * from './s3-objects';
 export * from './upload-journal';
 export * from './upload-queue';
 export * from './s3-tier';
+export { BlobSync, FSYNC_MODES, realCommitFs, type BlobSyncOptions, type CommitFs, type FsyncMode } from './blob-sync';
