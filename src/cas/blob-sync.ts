@@ -46,6 +46,12 @@ export interface BlobSyncOptions {
   windowMs?: number;
   /** @defaultValue the real fsync(2) */
   fs?: CommitFs;
+  /**
+   * Synced with every group, alongside its files: the store's index log, whose lines for the
+   * group's blobs were written before their renames (else a power loss could keep a blob's
+   * file and lose the line that makes it findable). @defaultValue nothing
+   */
+  alongside?: () => Promise<void>;
   log: Logger;
 }
 
@@ -125,7 +131,7 @@ export class BlobSync {
   }
 
   private async syncGroup(group: Pending[]): Promise<void> {
-    const files = await Promise.allSettled(group.map((p) => this.fs.fsyncFile(p.file)));
+    const [index, ...files] = await Promise.allSettled([this.opts.alongside?.(), ...group.map((p) => this.fs.fsyncFile(p.file))]);
     const dirs = [...new Set(group.map((p) => p.dir))];
     const dirResults = new Map<string, PromiseSettledResult<void>>();
     (await Promise.allSettled(dirs.map((d) => this.fs.fsyncDir(d)))).forEach((r, i) => dirResults.set(dirs[i]!, r));
@@ -133,7 +139,7 @@ export class BlobSync {
     group.forEach((p, i) => {
       const file = files[i]!;
       const dir = dirResults.get(p.dir)!;
-      const failure = file.status === 'rejected' ? file.reason : dir.status === 'rejected' ? dir.reason : undefined;
+      const failure = [file, dir, index!].find((r) => r.status === 'rejected')?.reason as unknown;
       if (failure === undefined) return p.done();
       const err = failure instanceof Error ? failure : new Error(String(failure));
       this.opts.log.error('cas.sync-failed', { mode: this.opts.mode, dir: p.dir, err: err.message });

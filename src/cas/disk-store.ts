@@ -50,7 +50,7 @@ export class DiskStore implements BlobStore {
   ) {
     this.maxBytes = opts.maxBytes;
     this.fs = opts.commitFs ?? realCommitFs;
-    this.sync = new BlobSync({ mode: opts.fsync ?? 'before-answer', log: opts.log, fs: this.fs });
+    this.sync = new BlobSync({ mode: opts.fsync ?? 'before-answer', log: opts.log, fs: this.fs, alongside: () => index.sync() });
     this.highWatermark = opts.highWatermark ?? Math.floor(opts.maxBytes * 0.9);
     this.reads = new VerifiedReads(
       {
