@@ -1,26 +1,8 @@
 import { createHash } from 'node:crypto';
-import { constants, promises as fsp } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import { digestOf, type Digest } from './digest';
 
 const CHUNK_BYTES = 1024 * 1024;
-
-/**
- * O_NOATIME where the kernel has it and allows it (the store's own files): under `relatime` the
- * first read of a freshly written blob would otherwise update its atime, a journal transaction
- * that waits behind a PUT's fsync in progress (what a GET right after a `cas.fsync: background`
- * PUT kept running into). Dropped for good at the first EPERM (files of another owner).
- */
-let readFlags = constants.O_RDONLY | (constants.O_NOATIME ?? 0);
-
-async function withReadFlags<T>(open: (flags: number) => Promise<T>): Promise<T> {
-  try {
-    return await open(readFlags);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM' || readFlags === constants.O_RDONLY) throw err;
-    readFlags = constants.O_RDONLY;
-    return open(readFlags);
-  }
-}
 
 /** A blob file opened for reading: absent, failing its check, or open and ready to stream. */
 export type OpenedBlob = { kind: 'missing' } | { kind: 'corrupt'; actual: Digest } | { kind: 'open'; fh: fsp.FileHandle };
@@ -32,7 +14,7 @@ export type OpenedBlob = { kind: 'missing' } | { kind: 'corrupt'; actual: Digest
 export async function openBlobFile(file: string, expected: Digest, hashFirst: boolean): Promise<OpenedBlob> {
   let fh: fsp.FileHandle;
   try {
-    fh = await withReadFlags((flags) => fsp.open(file, flags));
+    fh = await fsp.open(file, 'r');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'missing' };
     throw err;
@@ -53,7 +35,7 @@ export async function openBlobFile(file: string, expected: Digest, hashFirst: bo
 export async function readBlobFile(file: string, expected: Digest, hashIt: boolean): Promise<{ kind: 'missing' } | { kind: 'corrupt'; actual: Digest } | { kind: 'data'; data: Buffer }> {
   let data: Buffer;
   try {
-    data = await withReadFlags((flag) => fsp.readFile(file, { flag }));
+    data = await fsp.readFile(file);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'missing' };
     throw err;

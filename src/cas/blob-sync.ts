@@ -25,7 +25,14 @@ export interface CommitFs {
 }
 
 async function fsyncPath(file: string): Promise<void> {
-  const fh = await fsp.open(file, 'r');
+  let fh: FileHandle;
+  try {
+    fh = await fsp.open(file, 'r');
+  } catch (err) {
+    // Deleted or evicted before its group came: nothing of it is left to make durable.
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
   try {
     await fh.sync();
   } finally {
