@@ -23,10 +23,10 @@ const FIND_MISSING_CONCURRENCY = 8;
 /**
  * A content-addressed blob store on local disk with size-bounded LRU eviction.
  *
- * Writes stream to a temp file while hashing, are fsynced and renamed into place only when the
- * bytes match their digest. A blob is verified the first time it is read after `open()` (not at
- * startup, not on every hit): up to `verifyFirstMaxBytes` before its first byte is handed out,
- * above that while it streams (see {@link VerifyStream}). A corrupt file is removed and counted.
+ * Writes stream to a temp file while hashing, are renamed into place only when the bytes match
+ * their digest, and fsynced after the rename (in groups, see {@link BlobSync}). A blob is
+ * verified the first time it is read after `open()` (not at startup, not on every hit): up to
+ * `verifyFirstMaxBytes` before its first byte is handed out, above that while it streams (see {@link VerifyStream}). A corrupt file is removed and counted.
  * The empty blob is always present and never stored.
  */
 export class DiskStore implements BlobStore {
@@ -125,7 +125,8 @@ export class DiskStore implements BlobStore {
   }
 
   /**
-   * Streams `source` into the store; resolves once the blob is durable under its hash.
+   * Streams `source` into the store; resolves once the blob is stored under its hash and, in
+   * `before-answer` mode, fsynced (`DiskStoreOptions.fsync`).
    * @throws DigestMismatchError when the bytes do not hash to `expected.hash` or differ in size
    * @throws CasFullError when no room can be made within `maxBytes`
    */
