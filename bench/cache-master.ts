@@ -41,10 +41,16 @@ export function casOverrides(yaml: string | undefined): Mapping {
 
 const isMapping = (v: unknown): v is Mapping => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-/** `over` merged into `base`: nested mappings merge, everything else replaces. */
+/**
+ * `over` merged into `base`: nested mappings merge, `null` removes the key (a baseline built from
+ * older code may not know it), everything else replaces.
+ */
 export function deepMerge(base: Mapping, over: Mapping): Mapping {
   const out: Mapping = { ...base };
-  for (const [k, v] of Object.entries(over)) out[k] = isMapping(v) && isMapping(out[k]) ? deepMerge(out[k], v) : v;
+  for (const [k, v] of Object.entries(over)) {
+    if (v === null) delete out[k];
+    else out[k] = isMapping(v) && isMapping(out[k]) ? deepMerge(out[k], v) : v;
+  }
   return out;
 }
 
@@ -63,7 +69,7 @@ function childEnv(): NodeJS.ProcessEnv {
 export async function startMaster(
   run: MasterRun,
   work: string,
-  o: { memoryMb: number; maxSizeMb: number; maxBlobMb: number; casYaml: string | undefined },
+  o: { memoryMb: number; maxSizeMb: number; maxBlobMb: number; casYaml: string | undefined; cli?: string },
 ): Promise<StartedMaster> {
   mkdirSync(join(work, 'redis'), { recursive: true });
   run.redis = await startRedisServer({ dir: join(work, 'redis') });
@@ -91,7 +97,7 @@ export async function startMaster(
       log: { level: 'warn', format: 'json' },
     }),
   );
-  const m = spawnLogged('master', process.execPath, [CLI, 'master', '--config', cfgFile], join(work, 'master.log'), childEnv());
+  const m = spawnLogged('master', process.execPath, [o.cli ?? CLI, 'master', '--config', cfgFile], join(work, 'master.log'), childEnv());
   run.master = m;
   const line = await poll('the master to listen', 30_000, () => {
     if (m.child.exitCode !== null) throw new Error(`master exited (${m.child.exitCode}):\n${m.log().slice(-2000)}`);

@@ -23,6 +23,8 @@
  *   BENCH_FIGURES=1 ...                      # only these of figures 1-4 (5 always)
  *   BENCH_BASELINE_CAS_YAML='{rawHits: false}' ... # figures 1-3 also against a second master
  *                                            # (`spillway-before`) with this merged over BENCH_CAS_YAML
+ *   BENCH_BASELINE_CLI=/work/base/dist/src/cli/main.js ... # spillway-before runs that build's CLI
+ *                                            # (another commit's code; BENCH_BASELINE_CAS_YAML may be '{}')
  *
  * With `cas.listen.port` in the merged section the bench writes a free port there and targets
  * it instead of the HTTP API's port. Everything started is stopped on every way out (budget
@@ -141,9 +143,10 @@ async function main(): Promise<number> {
   if (BASELINE_YAML) {
     mkdirSync(join(work, 'baseline'), { recursive: true });
     const casYaml = JSON.stringify(deepMerge(casOverrides(process.env.BENCH_CAS_YAML), casOverrides(BASELINE_YAML)));
-    const b = await startMaster(baselineRun, join(work, 'baseline'), { ...sizes, casYaml });
+    const cli = process.env.BENCH_BASELINE_CLI;
+    const b = await startMaster(baselineRun, join(work, 'baseline'), { ...sizes, casYaml, ...(cli && { cli: resolve(cli) }) });
     baseline = { name: 'spillway-before', base: b.base };
-    say(`spillway-before (pid ${b.pid}) cache at ${b.base}, cas ${casYaml}`);
+    say(`spillway-before (pid ${b.pid}) cache at ${b.base}, cas ${casYaml}${cli ? `, cli ${cli}` : ''}`);
   }
   const ng = await startNginx(join(work, 'nginx'));
   nginx = ng.proc;

@@ -35,7 +35,8 @@ export interface BlobReader {
  */
 export interface BlobStore {
   /**
-   * Streams `source` in; resolves once the blob is durable under its hash.
+   * Streams `source` in; resolves once the blob is stored under its hash (and durable, unless
+   * the disk store syncs in the background: `cas.fsync`).
    * @throws DigestMismatchError when the bytes do not match `expected`
    */
   put(source: Source, expected?: ExpectedBlob): Promise<PutResult>;

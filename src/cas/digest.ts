@@ -78,3 +78,16 @@ export async function digestOfFile(file: string): Promise<Digest> {
   }
   return { hash: hash.digest('hex'), size };
 }
+
+/** `digests` without repeats (same hash and size), in first-seen order. */
+export function uniqueDigests(digests: readonly Digest[]): Digest[] {
+  const unique: Digest[] = [];
+  const seen = new Set<string>();
+  for (const d of digests) {
+    const key = `${d.hash}/${d.size}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    unique.push(d);
+  }
+  return unique;
+}

@@ -111,6 +111,20 @@ export class DiskIndex {
     });
   }
 
+  /**
+   * fdatasync of the log, so that every line appended so far survives a power loss. Not queued
+   * behind appends (a commit must not wait for another group's sync to write its line).
+   */
+  async sync(): Promise<void> {
+    const handle = this.handle;
+    try {
+      await handle?.datasync();
+    } catch (err) {
+      // A snapshot replaced the log meanwhile; it was fsynced with every line in it.
+      if (this.handle === handle) throw err;
+    }
+  }
+
   async close(): Promise<void> {
     await this.compact();
     await this.serialize(async () => {

@@ -1,4 +1,5 @@
 import type { Clock, Logger } from '../lib';
+import type { CommitFs, FsyncMode } from './blob-sync';
 
 /** Options of {@link DiskStore.open}. */
 export interface DiskStoreOptions {
@@ -17,6 +18,10 @@ export interface DiskStoreOptions {
    * @defaultValue 64 MiB
    */
   verifyFirstMaxBytes?: number;
+  /** When a stored blob is fsynced: before its PUT is answered, or in a group soon after (see {@link FsyncMode}). @defaultValue 'before-answer' */
+  fsync?: FsyncMode;
+  /** The rename and fsync calls of a commit, for tests that watch or fail them. @defaultValue the real ones */
+  commitFs?: CommitFs;
   clock: Clock;
   log: Logger;
 }

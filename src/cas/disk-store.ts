@@ -1,12 +1,16 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
-import { EMPTY_DIGEST, type Digest } from './digest';
+import { EMPTY_DIGEST, uniqueDigests, type Digest } from './digest';
+import { mapBounded } from '../lib';
 import { checkExpected, checkHash, writeExpectedTemp } from './hashed-temp-file';
 import { DiskIndex } from './disk-index';
-import { CasFullError } from './errors';
+import { DiskSpace } from './disk-space';
 import { VerifiedReads } from './verified-reads';
+import { blobFilePath, createBlobDirs } from './blob-dirs';
+import { BlobSync, realCommitFs, type CommitFs } from './blob-sync';
 import { readBlobData, type BlobReader, type BlobStore, type ExpectedBlob, type PutResult, type Source } from './blob-store';
 import type { DiskStoreOptions, DiskStoreStats } from './disk-store-options';
 
@@ -19,18 +23,22 @@ const FIND_MISSING_CONCURRENCY = 8;
 /**
  * A content-addressed blob store on local disk with size-bounded LRU eviction.
  *
- * Writes stream to a temp file while hashing, are fsynced and renamed into place only when the
- * bytes match their digest. A blob is verified the first time it is read after `open()` (not at
- * startup, not on every hit): up to `verifyFirstMaxBytes` before its first byte is handed out,
- * above that while it streams (see {@link VerifyStream}). A corrupt file is removed and counted.
+ * Writes stream to a temp file while hashing, are renamed into place only when the bytes match
+ * their digest, and fsynced after the rename (in groups, see {@link BlobSync}). A blob is
+ * verified the first time it is read after `open()` (not at startup, not on every hit): up to
+ * `verifyFirstMaxBytes` before its first byte is handed out, above that while it streams (see {@link VerifyStream}). A corrupt file is removed and counted.
  * The empty blob is always present and never stored.
  */
 export class DiskStore implements BlobStore {
   private readonly reads: VerifiedReads;
   private readonly removedListeners: Array<(hash: string) => void> = [];
-  private reserved = 0;
+  private readonly space: DiskSpace;
   /** Hashes between index entry and rename; a reader must not mistake them for lost files. */
   private readonly committing = new Map<string, Promise<unknown>>();
+  /** Blobs renamed into place whose fsync is pending: a second PUT of one answers no sooner. */
+  private readonly syncing = new Map<string, Promise<void>>();
+  private readonly sync: BlobSync;
+  private readonly fs: CommitFs;
   private readonly counters = { hits: 0, misses: 0, evictions: 0, evictedBytes: 0, corruptionsDetected: 0, bytesStored: 0, bytesServed: 0 };
   readonly maxBytes: number;
   readonly lowWatermark: number;
@@ -41,6 +49,8 @@ export class DiskStore implements BlobStore {
     private readonly index: DiskIndex,
   ) {
     this.maxBytes = opts.maxBytes;
+    this.fs = opts.commitFs ?? realCommitFs;
+    this.sync = new BlobSync({ mode: opts.fsync ?? 'before-answer', log: opts.log, fs: this.fs, alongside: () => index.sync() });
     this.highWatermark = opts.highWatermark ?? Math.floor(opts.maxBytes * 0.9);
     this.reads = new VerifiedReads(
       {
@@ -52,6 +62,21 @@ export class DiskStore implements BlobStore {
       opts.verifyFirstMaxBytes ?? VERIFY_FIRST_MAX_BYTES,
     );
     this.lowWatermark = Math.min(opts.lowWatermark ?? Math.floor(opts.maxBytes * 0.8), this.highWatermark);
+    this.space = new DiskSpace({
+      index,
+      maxBytes: this.maxBytes,
+      lowWatermark: this.lowWatermark,
+      highWatermark: this.highWatermark,
+      evict: async (hash) => {
+        await this.removeEntry(hash);
+        await fsp.rm(this.blobPath(hash), { force: true });
+      },
+      evicted: (count, bytes) => {
+        this.counters.evictions += count;
+        this.counters.evictedBytes += bytes;
+      },
+      log: opts.log,
+    });
   }
 
   /** Opens (creating if needed) the store under `options.root`. Reads the index; hashes nothing. */
@@ -61,7 +86,7 @@ export class DiskStore implements BlobStore {
     // Leftover uploads from a crash can never be committed: their writers are gone.
     await fsp.rm(path.join(options.root, 'tmp'), { recursive: true, force: true });
     await fsp.mkdir(path.join(options.root, 'tmp'), { recursive: true });
-    await fsp.mkdir(path.join(options.root, 'cas'), { recursive: true });
+    await createBlobDirs(path.join(options.root, 'cas'));
     const index = await DiskIndex.load(path.join(options.root, 'index.log'));
     const store = new DiskStore(options, index);
     options.log.info('cas.opened', {
@@ -73,8 +98,9 @@ export class DiskStore implements BlobStore {
     return store;
   }
 
-  /** Persists access times and closes the index. */
+  /** Fsyncs every blob still pending, persists access times and closes the index. */
   async close(): Promise<void> {
+    await this.sync.flush();
     await this.index.close();
   }
 
@@ -87,7 +113,7 @@ export class DiskStore implements BlobStore {
     return {
       entries: this.index.entries.size,
       usedBytes: this.index.bytes,
-      reservedBytes: this.reserved,
+      reservedBytes: this.space.reserved,
       maxBytes: this.maxBytes,
       ...this.counters,
     };
@@ -95,11 +121,12 @@ export class DiskStore implements BlobStore {
 
   /** Where the blob lives on disk. Unverified: for hardlinking by callers that verify themselves. */
   blobPath(hash: string): string {
-    return path.join(this.opts.root, 'cas', hash.slice(0, 2), hash);
+    return blobFilePath(this.opts.root, hash);
   }
 
   /**
-   * Streams `source` into the store; resolves once the blob is durable under its hash.
+   * Streams `source` into the store; resolves once the blob is stored under its hash and, in
+   * `before-answer` mode, fsynced (`DiskStoreOptions.fsync`).
    * @throws DigestMismatchError when the bytes do not hash to `expected.hash` or differ in size
    * @throws CasFullError when no room can be made within `maxBytes`
    */
@@ -107,15 +134,18 @@ export class DiskStore implements BlobStore {
     checkExpected(expected);
     let reservation = 0;
     const tmp = this.tempPath();
+    let written = false;
     try {
       if (expected.size !== undefined) reservation = await this.reserve(expected.size, expected.hash ?? '(any)');
-      const actual = await writeExpectedTemp(source, tmp, expected);
+      const { digest, fh } = await writeExpectedTemp(source, tmp, expected);
+      written = true;
       const held = reservation;
       reservation = 0;
-      return await this.commitTemp(tmp, actual, held);
+      return await this.commitTemp(tmp, digest, held, fh);
     } finally {
       this.release(reservation);
-      await fsp.rm(tmp, { force: true });
+      // After a write, commitTemp owns the temp file (and removes it unless it renamed it).
+      if (!written) await fsp.rm(tmp, { force: true });
     }
   }
 
@@ -125,19 +155,24 @@ export class DiskStore implements BlobStore {
   }
 
   /**
-   * Stores a file already written (and fsynced) at `tmp` by a writer that hashed it to `actual`:
-   * the commit half of {@link put}, for cache workers that write uploads themselves. Takes over
-   * `reservation` (from {@link reserve}) and always removes `tmp`.
+   * Stores a file already written at `tmp` by a writer that hashed it to `actual`: the commit
+   * half of {@link put}, also for cache workers that write uploads themselves. Takes over
+   * `reservation` (from {@link reserve}), `fh` (the writer's open handle, if it is this
+   * process's) and `tmp`; resolves when the PUT may be answered (see `fsync`).
    */
-  async commitTemp(tmp: string, actual: Digest, reservation: number): Promise<PutResult> {
+  async commitTemp(tmp: string, actual: Digest, reservation: number, fh?: FileHandle): Promise<PutResult> {
+    let handle = fh;
+    let renamed = false;
     try {
       if (actual.size === 0) return { digest: { ...EMPTY_DIGEST }, stored: false };
       // Concurrent uploads of one blob each hash their own temp file; only the commit is
       // serialized, so the second finds the first's file and succeeds without a second rename.
-      const stored = await this.withCommitLock(actual.hash, async () => {
-        if (await this.has(actual)) {
+      // The sync promise is wrapped: returned bare, the lock would be held until it resolves.
+      const committed = await this.withCommitLock(actual.hash, async (): Promise<{ synced: Promise<void> } | undefined> => {
+        // No stat for a blob the index has never heard of: an orphan file is replaced by the rename.
+        if (this.index.get(actual.hash) && (await this.has(actual))) {
           this.index.touch(actual.hash, this.opts.clock.now());
-          return false;
+          return undefined;
         }
         if (reservation === 0) reservation = await this.reserve(actual.size, actual.hash);
         // Indexed before the rename: a crash in between leaves an index entry without a file,
@@ -146,18 +181,27 @@ export class DiskStore implements BlobStore {
         this.release(reservation);
         reservation = 0;
         const final = this.blobPath(actual.hash);
-        await fsp.mkdir(path.dirname(final), { recursive: true });
-        await fsp.rename(tmp, final);
-        return true;
+        await renameIntoPlace(this.fs, tmp, final);
+        renamed = true;
+        const file = handle ?? final;
+        handle = undefined;
+        const p = this.sync.settle(file, path.dirname(final));
+        this.syncing.set(actual.hash, p);
+        void p.catch(() => undefined).finally(() => this.syncing.get(actual.hash) === p && this.syncing.delete(actual.hash));
+        return { synced: p };
       });
-      if (stored) {
+      if (committed) {
         this.counters.bytesStored += actual.size;
-        await this.evictAboveHighWatermark();
+        await this.space.evictAboveHighWatermark();
+        await committed.synced;
+      } else {
+        await this.syncing.get(actual.hash);
       }
-      return { digest: { hash: actual.hash, size: actual.size }, stored };
+      return { digest: { hash: actual.hash, size: actual.size }, stored: committed !== undefined };
     } finally {
       this.release(reservation);
-      await fsp.rm(tmp, { force: true });
+      if (handle) await handle.close();
+      if (!renamed) await fsp.rm(tmp, { force: true });
     }
   }
 
@@ -188,23 +232,11 @@ export class DiskStore implements BlobStore {
    * ones are marked recently used, since the caller is about to reference them.
    */
   async findMissing(digests: readonly Digest[]): Promise<Digest[]> {
-    const unique: Digest[] = [];
-    const seen = new Set<string>();
-    for (const d of digests) {
-      const key = `${d.hash}/${d.size}`;
-      if (seen.has(key)) continue;
-      seen.add(key);
-      unique.push(d);
-    }
+    const unique = uniqueDigests(digests);
     // The stats run side by side, a bounded number at once: one after another, a result naming
     // a few outputs waits a thread-pool round trip per blob, and a huge request must not queue
     // thousands of stats ahead of every other read.
-    const present = new Array<boolean>(unique.length);
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      for (let i = next++; i < unique.length; i = next++) present[i] = await this.has(unique[i]!);
-    };
-    await Promise.all(Array.from({ length: Math.min(FIND_MISSING_CONCURRENCY, unique.length) }, worker));
+    const present = await mapBounded(unique, FIND_MISSING_CONCURRENCY, (d) => this.has(d));
     const now = this.opts.clock.now();
     const missing: Digest[] = [];
     unique.forEach((d, i) => {
@@ -297,10 +329,13 @@ export class DiskStore implements BlobStore {
   }
 
   /** Evicts the least recently used blobs until `bytes` are freed (or the store is empty); returns the bytes freed. */
-  async trim(bytes: number): Promise<number> {
-    const before = this.index.bytes;
-    await this.evictWhile(() => before - this.index.bytes < bytes);
-    return before - this.index.bytes;
+  trim(bytes: number): Promise<number> {
+    return this.space.trim(bytes);
+  }
+
+  /** Blobs renamed into place but not yet fsynced (`background` mode: up to a window's worth). */
+  get unsynced(): number {
+    return this.sync.pending;
   }
 
   private async withCommitLock<T>(hash: string, fn: () => Promise<T>): Promise<T> {
@@ -317,45 +352,12 @@ export class DiskStore implements BlobStore {
   }
 
   /** Makes room for `bytes` under the hard limit and holds it until released. */
-  async reserve(bytes: number, hash: string): Promise<number> {
-    if (bytes === 0) return 0;
-    const fits = () => this.index.bytes + this.reserved + bytes <= this.maxBytes;
-    if (!fits()) await this.evictWhile(() => !fits());
-    if (!fits()) {
-      this.opts.log.warn('cas.full', { hash, bytes, usedBytes: this.index.bytes, reservedBytes: this.reserved, maxBytes: this.maxBytes });
-      throw new CasFullError(
-        `no room for ${bytes} bytes: ${this.index.bytes} stored + ${this.reserved} in flight, limit ${this.maxBytes}`,
-      );
-    }
-    this.reserved += bytes;
-    return bytes;
+  reserve(bytes: number, hash: string): Promise<number> {
+    return this.space.reserve(bytes, hash);
   }
 
   release(bytes: number): void {
-    this.reserved -= bytes;
-  }
-
-  private async evictAboveHighWatermark(): Promise<void> {
-    if (this.index.bytes + this.reserved <= this.highWatermark) return;
-    await this.evictWhile(() => this.index.bytes + this.reserved > this.lowWatermark);
-  }
-
-  private async evictWhile(needMore: () => boolean): Promise<void> {
-    let count = 0;
-    let bytes = 0;
-    while (needMore()) {
-      const oldest = this.index.entries.entries().next();
-      if (oldest.done) break;
-      const [hash, entry] = oldest.value;
-      await this.removeEntry(hash);
-      await fsp.rm(this.blobPath(hash), { force: true });
-      count++;
-      bytes += entry.size;
-    }
-    if (count === 0) return;
-    this.counters.evictions += count;
-    this.counters.evictedBytes += bytes;
-    this.opts.log.info('cas.evicted', { count, bytes, usedBytes: this.index.bytes });
+    this.space.release(bytes);
   }
 
   private async fileStillThere(hash: string, size: number): Promise<boolean> {
@@ -388,5 +390,16 @@ export class DiskStore implements BlobStore {
     if (why === 'missing') this.opts.log.warn('cas.missing-file', { hash });
     await this.removeEntry(hash);
     if (why === 'corrupt') await fsp.rm(this.blobPath(hash), { force: true });
+  }
+}
+
+/** rename(2) into the blob's fan-out directory, made again if something removed it. */
+async function renameIntoPlace(fs: CommitFs, tmp: string, final: string): Promise<void> {
+  try {
+    await fs.rename(tmp, final);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    await fsp.mkdir(path.dirname(final), { recursive: true });
+    await fs.rename(tmp, final);
   }
 }

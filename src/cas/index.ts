@@ -24,3 +24,4 @@ export * from './upload-journal';
 export * from './upload-queue';
 export * from './s3-tier';
 export * from './socket-reads';
+export { BlobSync, FSYNC_MODES, realCommitFs, type BlobSyncOptions, type CommitFs, type FsyncMode } from './blob-sync';

@@ -33,6 +33,12 @@ const TOUCH_FLUSH_MS = 20;
  * present is looked up again, one not known verified is hashed again.
  */
 const REMEMBERED_MAX = 262_144;
+/**
+ * Uploads up to this size are written without first asking the owner for room (a round trip
+ * per PUT); the owner's commit reserves it. Bounds what the store can overshoot `maxBytes` by
+ * while they are written: this much per concurrent upload.
+ */
+const UNRESERVED_MAX_BYTES = 4 * 1024 * 1024;
 
 /**
  * The disk store as a cache worker sees it: blob files are read (verified as the disk store
@@ -93,17 +99,24 @@ export class RemoteStore implements BlobStore {
     checkExpected(expected);
     let reservation = 0;
     const tmp = path.join(this.opts.root, 'tmp', `blob.${randomBytes(8).toString('hex')}`);
+    let handedOver = false;
     try {
-      if (expected.size !== undefined) reservation = (await this.call({ op: 'reserve', size: expected.size, hash: expected.hash ?? '(any)' })) as number;
-      const actual = await writeExpectedTemp(source, tmp, expected);
+      // Small uploads skip the round trip: the commit makes their room (or refuses) instead.
+      if (expected.size !== undefined && expected.size > UNRESERVED_MAX_BYTES) {
+        reservation = (await this.call({ op: 'reserve', size: expected.size, hash: expected.hash ?? '(any)' })) as number;
+      }
+      const { digest, fh } = await writeExpectedTemp(source, tmp, expected);
       const held = reservation;
       reservation = 0;
-      const result = (await this.call({ op: 'commit', tmp, digest: actual, reservation: held })) as PutResult;
+      handedOver = true;
+      // The owner renames and fsyncs the file by its path; this handle is only closed, alongside.
+      const [result] = await Promise.all([this.call({ op: 'commit', tmp, digest, reservation: held }) as Promise<PutResult>, fh.close()]);
       if (result.digest.size > 0) remember(this.present, result.digest.hash);
       return result;
     } finally {
       if (reservation > 0) this.opts.channel.send({ t: 'release', bytes: reservation });
-      await fsp.rm(tmp, { force: true });
+      // Once the commit is sent the owner removes the temp file, unless it renamed it.
+      if (!handedOver) await fsp.rm(tmp, { force: true });
     }
   }
 

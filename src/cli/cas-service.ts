@@ -58,7 +58,7 @@ export async function openCas(
   const dir = c.dir;
   if (!dir) return undefined;
   const casLog = log.child({ component: 'cas' });
-  const disk = await DiskStore.open({ root: dir, maxBytes: c.maxSizeMb * 1024 * 1024, clock, log: casLog });
+  const disk = await DiskStore.open({ root: dir, maxBytes: c.maxSizeMb * 1024 * 1024, fsync: c.fsync, clock, log: casLog });
   const client = c.s3 && s3Client({ region: c.s3.region, endpoint: c.s3.endpoint, forcePathStyle: c.s3.forcePathStyle });
   const s3 = c.s3 && client && (await openS3Tier(c.s3, dir, disk, client, clock, casLog, c.maxBlobMb * 1024 * 1024));
   const local: BlobStore = s3 ?? disk;

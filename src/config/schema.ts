@@ -107,6 +107,14 @@ export const configSchema = z
          * requests); false sends every request through node:http. @defaultValue true
          */
         rawHits: z.boolean().default(true),
+        /**
+         * When a PUT's blob is fsynced. "before-answer": its file and directory entry are
+         * fsynced before the 200 (a 200 survives a power loss). "background": answered after
+         * the rename, fsynced in a group within ~20 ms; a power loss can lose blobs answered in
+         * that window, which a restarted master then finds missing or corrupt and drops (README,
+         * "Build cache"). @defaultValue 'before-answer'
+         */
+        fsync: z.enum(['before-answer', 'background'], { error: 'expected "before-answer" or "background"' }).default('before-answer'),
         /** Path prefix before /cas/ and /ac/, e.g. "/cache". @defaultValue none */
         prefix: z.string().regex(/^\/[A-Za-z0-9_\/-]*[A-Za-z0-9_-]$/, 'a path like "/cache"').optional(),
         /** Read-write tokens (CI, agents), as Bearer or as the Basic password. Env: SPILLWAY_CAS_TOKEN. @defaultValue none */

@@ -16,3 +16,4 @@ export * from './rate-limiter';
 export * from './repeat-log';
 export * from './redis-probe';
 export * from './process-alive';
+export * from './bounded-map';

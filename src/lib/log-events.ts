@@ -158,6 +158,7 @@ export const LOG_EVENTS = [
   'cas.missing-file',
   'cas.http-error',
   'cas.flush-failed',
+  'cas.sync-failed',
   'cas.route-hint',
   'cas.worker-bad-message',
   'cas.worker-started',
