@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { SpillwayError, type BackoffPolicy, type Clock, type Logger } from '../lib';
+import { mapBounded, SpillwayError, type BackoffPolicy, type Clock, type Logger } from '../lib';
 import type { ActionEntryMirror, ActionEntryNamespace } from './action-cache';
 import type { BlobReader, BlobStore, ExpectedBlob, PutResult, Source } from './blob-store';
 import { EMPTY_DIGEST, type Digest } from './digest';
@@ -293,15 +293,4 @@ export class S3Tier implements BlobStore {
   private countError(code: string): void {
     this.errorCounts.set(code, (this.errorCounts.get(code) ?? 0) + 1);
   }
-}
-
-/** `fn` over `items` with at most `limit` running at once, results in order. */
-async function mapBounded<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    for (let i = next++; i < items.length; i = next++) out[i] = await fn(items[i]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
 }

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
+import { mapBounded } from '../lib';
 import { readBlob } from './blob-read';
-import { boundedMap } from './bounded-map';
 import type { CacheServiceDeps } from './cache-deps';
 import { unary } from './grpc-handlers';
 import { directoryTree } from './directory-tree';
@@ -38,7 +38,7 @@ export function storageService(deps: CacheServiceDeps): ContentAddressableStorag
       if (total > deps.maxBatchBytes) {
         throw invalidArgument(`batch of ${total} bytes exceeds max_batch_total_size_bytes ${deps.maxBatchBytes}: use ByteStream.Write`);
       }
-      const responses = await boundedMap(req.requests, BATCH_CONCURRENCY, async (r, i) => {
+      const responses = await mapBounded(req.requests, BATCH_CONCURRENCY, async (r, i) => {
         const echo = r.digest ? { hash: r.digest.hash, sizeBytes: r.digest.sizeBytes } : null;
         try {
           const digest = requestDigest(r.digest, `requests[${i}].digest`);
@@ -63,7 +63,7 @@ export function storageService(deps: CacheServiceDeps): ContentAddressableStorag
       if (total > deps.maxBatchBytes) {
         throw invalidArgument(`batch of ${total} bytes exceeds max_batch_total_size_bytes ${deps.maxBatchBytes}: use ByteStream.Read`);
       }
-      const responses = await boundedMap(digests, BATCH_CONCURRENCY, async (digest) => {
+      const responses = await mapBounded(digests, BATCH_CONCURRENCY, async (digest) => {
         try {
           const data = await readBlob(store, digest);
           if (!data) return { digest: wireDigest(digest), data: Buffer.alloc(0), status: { code: Code.NOT_FOUND, message: `blob ${digest.hash}/${digest.size} not found` } };
