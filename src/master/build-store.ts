@@ -89,6 +89,12 @@ export class BuildStore {
   private readonly r: Redis;
   private readonly p: string;
   private sinceTrim = 0;
+  /**
+   * The trim under way. Trims read the index's size and then delete its oldest members, so two
+   * at once delete the same records twice; at 1,000 agents they overlapped by the dozen and
+   * held thousands of DEL/HDEL commands (and their promises) in the master at its peak.
+   */
+  private trimming: Promise<void> | undefined;
 
   constructor(private readonly opts: BuildStoreOptions) {
     this.r = opts.redis;
@@ -110,9 +116,11 @@ export class BuildStore {
     const fields = { ...identityFields(b), state: 'running', startedAt, waitMs: Math.max(0, startedAt - b.queuedAt), logBytes: 0 };
     const keys = [k, this.logKey(b.type, b.id, b.attempt), this.marksKey(b.type, b.id, b.attempt), this.indexKey, this.attemptsKey(b.type, b.id)];
     await runScript(this.r, BUILD_STARTED_SCRIPT, keys, [...this.indexArgs(b), ...pairs(fields)]);
-    if (++this.sinceTrim >= 100) {
+    // Counted on while a trim runs: the next start after it trims what arrived meanwhile.
+    if (++this.sinceTrim >= 100 && !this.trimming) {
       this.sinceTrim = 0;
-      await this.trim();
+      this.trimming = this.trim().finally(() => (this.trimming = undefined));
+      await this.trimming;
     }
   }
 

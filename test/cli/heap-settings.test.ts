@@ -6,12 +6,12 @@ import { parseConfig } from '../../src/config';
 const base = { agents: { token: 'test-token-0123456789' }, jobTypes: { b2g: {} } };
 
 describe('cli: heap settings (memory.heapGrowingPercent)', () => {
-  it('sets V8 heap-growing-percent from the config, 100 unless told otherwise', () => {
+  it('sets V8 heap-growing-percent from the config, 30 unless told otherwise', () => {
     const set: string[] = [];
     applyHeapSettings(parseConfig(base, {}).memory, (f) => set.push(f));
-    applyHeapSettings(parseConfig({ ...base, memory: { heapGrowingPercent: 30 } }, {}).memory, (f) => set.push(f));
+    applyHeapSettings(parseConfig({ ...base, memory: { heapGrowingPercent: 50 } }, {}).memory, (f) => set.push(f));
     applyHeapSettings(parseConfig(base, { SPILLWAY_HEAP_GROWING_PERCENT: '0' }).memory, (f) => set.push(f));
-    assert.deepEqual(set, ['--heap-growing-percent=100', '--heap-growing-percent=30', '--heap-growing-percent=0']);
+    assert.deepEqual(set, ['--heap-growing-percent=30', '--heap-growing-percent=50', '--heap-growing-percent=0']);
   });
 
   it('names a flag this node knows (V8 ignores unknown ones without a word)', () => {
