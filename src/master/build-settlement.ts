@@ -4,7 +4,7 @@ import type { ConnectedAgent } from './agent-registry';
 import type { BuildIdentity, BuildRecord, BuildRecords } from './build-store';
 import { isCancelReason } from './cancel-store';
 import { attemptOf, lockOf, placedOf, RefusedFrame, type HeldJob } from './held-jobs/held-job';
-import type { JobQueue, QueuedJob } from './job-queue';
+import type { JobQueue, TakenJob } from './job-queue';
 
 /**
  * Writes the end of a build to its queue (completed or failed, checked against the lock token)
@@ -148,7 +148,7 @@ export class BuildSettlement {
    * takes the next job of the queue, locked with the same token (see `JobQueue.completeAndTake`):
    * it is returned for the agent that sent this result, and for no other.
    */
-  async settle(queue: string, jobId: string, token: string, result: BuildResult, timeoutSec: number | undefined, takeNext = false): Promise<{ job: QueuedJob; token: string } | undefined> {
+  async settle(queue: string, jobId: string, token: string, result: BuildResult, timeoutSec: number | undefined, takeNext = false): Promise<TakenJob | undefined> {
     const q = this.named(queue);
     // BullMQ reads the token "0" as "skip the lock check": from an agent it would settle any
     // active job, whoever holds it. No master issues it.

@@ -13,15 +13,13 @@ import type { DispatcherEvents } from './dispatcher-events';
 import { firstFitting } from './executor-choice';
 import { agentKeyOf, attemptOf, diskDefault, identityOf, lockOf, timeoutOf, type HeldJob } from './held-jobs/held-job';
 import { HeldJobs } from './held-jobs/held-jobs';
-import type { JobQueue, QueuedJob } from './job-queue';
+import type { JobQueue, QueuedJob, TakenJob } from './job-queue';
 import { LockRenewal } from './held-jobs/lock-renewal';
 import { Preemption } from './held-jobs/preemption';
 import { Reattach } from './held-jobs/reattach';
 import { UnrunnableJobs } from './held-jobs/unrunnable-jobs';
 
 export type { DispatcherEvents } from './dispatcher-events';
-
-type Taken = { job: QueuedJob; token: string };
 
 /** Fetched jobs waiting for an executor that meets their requirements, per job type. */
 const MAX_PENDING_PER_TYPE = 16;
@@ -86,7 +84,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const settlement = new BuildSettlement({ queues: d.queues, builds: d.builds, log });
     const common = { jobs: this.jobs, settlement, events: this, clock, log };
     this.cancellation = new Cancellation({ jobs: this.jobs, queues: d.queues, registry, builds: d.builds, requests: d.cancels, events: this, clock, log });
-    const next = { reserve: (a: ConnectedAgent, q: string) => this.reserveNext(a, q), taken: (a: ConnectedAgent, q: string, n: Taken | undefined) => this.nextTaken(a, q, n) };
+    const next = { reserve: (a: ConnectedAgent, q: string) => this.reserveNext(a, q), taken: (a: ConnectedAgent, q: string, n: TakenJob | undefined) => this.nextTaken(a, q, n) };
     this.reports = new BuildReports({ ...common, builds: d.builds, cancellation: this.cancellation, refusals: new RefusalLog(log, clock), next });
     this.reattacher = new Reattach({ ...common, config: d.config, queues: d.queues, builds: d.builds, reports: this.reports });
     this.preemption = new Preemption({ ...common, registry, capacityChanged: () => this.capacityChanged() });
@@ -169,7 +167,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   /** Takes one job and accepts it; whether a job came. */
   private async takeOne(q: JobQueue): Promise<boolean> {
     const signal = this.abort.signal;
-    let taken: { job: QueuedJob; token: string } | undefined;
+    let taken: TakenJob | undefined;
     try {
       taken = await q.take();
     } catch (err) {
@@ -202,7 +200,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   }
 
   /** The reserved executor's settle answered, with the next job (locked with a token `agent` knows) or none. */
-  private nextTaken(agent: ConnectedAgent, queue: string, next: Taken | undefined): void {
+  private nextTaken(agent: ConnectedAgent, queue: string, next: TakenJob | undefined): void {
     const left = (this.reserved.get(queue) ?? 1) - 1;
     if (left > 0) this.reserved.set(queue, left);
     else this.reserved.delete(queue);
@@ -237,8 +235,10 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     // Not awaited: placing waits for no Redis round trip. A cancel whose request this read
     // misses is announced after it, when the job is held here already (see `cancel`).
     void this.cancellation.check(h).catch((err: unknown) => this.log.error('redis.error', { op: 'cancel.check', jobId: job.id, error: err }));
+    // Not sidelined when it does not fit: held here, it could later go to another agent with a
+    // lock token `only` knows. Given back, it is taken again with a fresh one.
     if (only) {
-      if (!this.place(h, undefined, only) && !this.unrunnable.sideline(h)) this.giveBack(h);
+      if (!this.place(h, undefined, only)) this.giveBack(h);
       return;
     }
     if (this.place(h) || this.unrunnable.sideline(h)) return;

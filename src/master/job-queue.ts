@@ -29,10 +29,16 @@ export type QueuedJobEnd =
  * lock token it was taken with; the queue refuses (rejects) a call with a token that does not
  * hold the job's lock.
  */
+/** A job taken from its queue and the lock token it is held with. */
+export interface TakenJob {
+  job: QueuedJob;
+  token: string;
+}
+
 export interface JobQueue {
   readonly type: string;
   /** Takes the next job with a fresh lock, waiting for one; undefined on timeout or shutdown. */
-  take(): Promise<{ job: QueuedJob; token: string } | undefined>;
+  take(): Promise<TakenJob | undefined>;
   /** Renews the locks; returns the ids whose lock was lost (another master or the stall check took them). */
   renew(held: ReadonlyArray<{ jobId: string; token: string }>): Promise<string[]>;
   /** Returns a job to the head of its queue without using an attempt. */
@@ -44,7 +50,7 @@ export interface JobQueue {
    * last job), so it may go only to whoever was given that token. Optional: a queue without
    * it is settled and taken from in two steps.
    */
-  completeAndTake?(jobId: string, token: string, value: unknown): Promise<{ job: QueuedJob; token: string } | undefined>;
+  completeAndTake?(jobId: string, token: string, value: unknown): Promise<TakenJob | undefined>;
   /**
    * Fails the run. With `retry` the job goes back to the queue while attempts remain; without,
    * it fails for good. Returns whether it will run again and the failed runs now counted.

@@ -3,7 +3,7 @@ import { Job, Queue, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { runScript } from '../lib';
 import { TakingWorker } from './bullmq-internals';
-import type { JobQueue, QueuedJob, QueuedJobEnd } from './job-queue';
+import type { JobQueue, QueuedJob, QueuedJobEnd, TakenJob } from './job-queue';
 import { CANCEL_WAITING_SCRIPT } from './lua/cancel-waiting-script';
 
 /** What `cancelWaiting` found: the first three it cancelled; the others it left alone. */
@@ -66,7 +66,7 @@ export class JobTypeQueue implements JobQueue {
     await this.worker.startStalledCheckTimer();
   }
 
-  async take(): Promise<{ job: QueuedJob; token: string } | undefined> {
+  async take(): Promise<TakenJob | undefined> {
     // The token is the job's lock: whoever knows it can settle the job, so it must not be
     // derivable from anything public (a counter, the master id): 128 random bits.
     const token = randomBytes(16).toString('hex');
@@ -148,7 +148,7 @@ export class JobTypeQueue implements JobQueue {
     await job.moveToCompleted(value, token, false);
   }
 
-  async completeAndTake(jobId: string, token: string, value: unknown): Promise<{ job: QueuedJob; token: string } | undefined> {
+  async completeAndTake(jobId: string, token: string, value: unknown): Promise<TakenJob | undefined> {
     const job = this.taken.get(jobId);
     // Only a Job the worker made carries the lock duration the next job's lock is set with: a
     // job read back (taken over after a restart) has the queue's options, and BullMQ's script

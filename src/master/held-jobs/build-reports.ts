@@ -4,7 +4,7 @@ import type { ConnectedAgent } from '../agent-registry';
 import type { BuildRecords } from '../build-store';
 import type { BuildSettlement } from '../build-settlement';
 import type { Cancellation } from './cancellation';
-import type { QueuedJob } from '../job-queue';
+import type { TakenJob } from '../job-queue';
 import type { DispatcherEvents, DispatchEmitter } from '../dispatcher-events';
 import { agentKeyOf, placedOf, RefusedFrame, type HeldEvent, type HeldJob, type Reporter } from './held-job';
 import type { HeldJobs } from './held-jobs';
@@ -16,7 +16,7 @@ import type { HeldJobs } from './held-jobs';
  */
 export interface NextTake {
   reserve(agent: ConnectedAgent, queue: string): boolean;
-  taken(agent: ConnectedAgent, queue: string, next: { job: QueuedJob; token: string } | undefined): void;
+  taken(agent: ConnectedAgent, queue: string, next: TakenJob | undefined): void;
 }
 
 export interface BuildReportsDeps {
@@ -92,7 +92,7 @@ export class BuildReports {
         // Killed after a cancel (or done just before it): the job failed as cancelled already.
         if (before.kind === 'cancelling') return void (await this.d.cancellation.ended(h, before, f.result));
         const takeNext = this.d.next?.reserve(agent, f.queue) ?? false;
-        let next: Awaited<ReturnType<BuildSettlement['settle']>> = undefined;
+        let next: TakenJob | undefined;
         try {
           await h.writes;
           next = await this.d.settlement.settle(f.queue, h.job.id, f.lockToken, f.result, h.timeoutSec, takeNext);
