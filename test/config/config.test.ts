@@ -45,6 +45,17 @@ describe('config', () => {
     assert.ok(problems(() => parseConfig(pool({ reconcileSec: 0 }), {})).includes('pools.p.reconcileSec: expected a positive integer'));
   });
 
+  it('agents.ingest and memory.heapGrowingPercent: defaults, and every bad value reported with its path', () => {
+    const cfg = (agents: Record<string, unknown>, memory?: Record<string, unknown>) => ({ agents: { token: 'long-enough-token', ...agents }, jobTypes: { b2g: {} }, ...(memory && { memory }) });
+    const c = parseConfig(cfg({}), {});
+    assert.deepEqual(c.agents.ingest, { framesPerConnection: 4, maxMb: 64 });
+    assert.equal(c.memory.heapGrowingPercent, 30);
+    const found = problems(() => parseConfig(cfg({ ingest: { framesPerConnection: 0, maxMb: -1, extra: 1 } }, { heapGrowingPercent: 1.5 }), {}));
+    for (const path of ['agents.ingest.framesPerConnection', 'agents.ingest.maxMb', 'agents.ingest', 'memory.heapGrowingPercent']) {
+      assert.ok(found.some((p) => p.startsWith(`${path}:`)), `${path} in ${found.join('; ')}`);
+    }
+  });
+
   it('reports unknown pools, bad cron expressions and missing ec2 sections with their paths', () => {
     const p = problems(() =>
       parseConfig(
